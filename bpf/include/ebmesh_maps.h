@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Map definitions shared by the programs. Each map is pinned by name
+ * (LIBBPF_PIN_BY_NAME) so that every object of a node, and every agent
+ * generation, sees the same instance: the data path outlives user space.
+ */
+#ifndef EBMESH_MAPS_H
+#define EBMESH_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "ebmesh_abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_lb4_frontend_key);
+	__type(value, struct ebm_lb4_frontend);
+	__uint(max_entries, EBM_LB4_FRONTENDS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb4_frontends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_lb4_slot_key);
+	__type(value, struct ebm_lb4_slot);
+	__uint(max_entries, EBM_LB4_SLOTS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb4_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct ebm_lb4_backend);
+	__uint(max_entries, EBM_LB4_BACKENDS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb4_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_lb4_affinity_key);
+	__type(value, struct ebm_lb4_affinity);
+	__uint(max_entries, EBM_LB4_AFFINITY_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb4_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_lb4_revnat_key);
+	__type(value, struct ebm_lb4_revnat);
+	__uint(max_entries, EBM_LB4_REVNAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb4_revnat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, EBM_CNT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_counters SEC(".maps");
+
+static __always_inline void ebm_count(enum ebm_counter c)
+{
+	__u32 key = c;
+	__u64 *v = bpf_map_lookup_elem(&ebm_counters, &key);
+
+	if (v)
+		*v += 1;
+}
+
+#endif /* EBMESH_MAPS_H */

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Socket-level service load balancing on the cgroup sock_addr hooks.
+ *
+ * A connect() or sendmsg() to a Service VIP is given a backend before the
+ * first packet exists, so nothing downstream ever sees the VIP: no per-packet
+ * NAT, no conntrack, no iptables. getpeername() and recvmsg() are translated
+ * back so that applications still see the address they dialled.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/errno.h>
+#include <bpf/bpf_helpers.h>
+#include "ebmesh_abi.h"
+#include "ebmesh_maps.h"
+
+#define SOCK_ADDR_ALLOW  1
+#define SOCK_ADDR_REJECT 0
+
+/* Refuse like a closed port: an immediate ECONNREFUSED, never a timeout. */
+static __always_inline int refuse(enum ebm_counter why)
+{
+	ebm_count(why);
+	bpf_set_retval(-ECONNREFUSED);
+	return SOCK_ADDR_REJECT;
+}
+
+static __always_inline struct ebm_lb4_backend *
+affinity_backend(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend *fe,
+		 struct ebm_lb4_affinity_key *akey, __u64 now)
+{
+	struct ebm_lb4_affinity *a;
+	struct ebm_lb4_backend *b;
+
+	a = bpf_map_lookup_elem(&ebm_lb4_affinity, akey);
+	if (!a)
+		return NULL;
+	if (now - a->last_used_ns > (__u64)fe->affinity_timeout * 1000000000ull)
+		return NULL;
+	/* The backend may have left the service since: then choose anew. */
+	b = bpf_map_lookup_elem(&ebm_lb4_backends, &a->backend_id);
+	if (!b)
+		return NULL;
+	a->last_used_ns = now;
+	ebm_count(EBM_CNT_LB_AFFINITY_HIT);
+	return b;
+}
+
+static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
+{
+	struct ebm_lb4_frontend_key fk = {
+		.vip = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	struct ebm_lb4_affinity_key akey = {};
+	struct ebm_lb4_frontend *fe;
+	struct ebm_lb4_backend *b = NULL;
+	struct ebm_lb4_slot_key sk;
+	struct ebm_lb4_slot *slot;
+	__u32 backend_id = 0;
+	__u64 now = 0;
+
+	fe = bpf_map_lookup_elem(&ebm_lb4_frontends, &fk);
+	if (!fe)
+		return SOCK_ADDR_ALLOW;         /* not a service: untouched */
+	if (fe->count == 0)
+		return refuse(EBM_CNT_LB_NO_BACKEND);
+
+	if (fe->flags & EBM_FRONTEND_F_AFFINITY) {
+		akey.netns_cookie = bpf_get_netns_cookie(ctx);
+		akey.frontend_id = fe->id;
+		now = bpf_ktime_get_ns();
+		b = affinity_backend(ctx, fe, &akey, now);
+	}
+
+	if (!b) {
+		sk.frontend_id = fe->id;
+		sk.slot = bpf_get_prandom_u32() % fe->count;
+		slot = bpf_map_lookup_elem(&ebm_lb4_slots, &sk);
+		if (!slot)
+			return refuse(EBM_CNT_LB_SLOT_MISS);
+		backend_id = slot->backend_id;
+		b = bpf_map_lookup_elem(&ebm_lb4_backends, &backend_id);
+		if (!b)
+			return refuse(EBM_CNT_LB_SLOT_MISS);
+		if (fe->flags & EBM_FRONTEND_F_AFFINITY) {
+			struct ebm_lb4_affinity a = {
+				.backend_id = backend_id,
+				.last_used_ns = now,
+			};
+			bpf_map_update_elem(&ebm_lb4_affinity, &akey, &a, BPF_ANY);
+		}
+	}
+
+	struct ebm_lb4_revnat_key rk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.ip = b->ip,
+		.port = b->port,
+	};
+	struct ebm_lb4_revnat rv = { .vip = fk.vip, .port = fk.port };
+
+	bpf_map_update_elem(&ebm_lb4_revnat, &rk, &rv, BPF_ANY);
+	ctx->user_ip4 = b->ip;
+	ctx->user_port = (__u32)b->port;
+	ebm_count(EBM_CNT_LB_TRANSLATED);
+	return SOCK_ADDR_ALLOW;
+}
+
+static __always_inline void lb4_reverse(struct bpf_sock_addr *ctx)
+{
+	struct ebm_lb4_revnat_key rk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.ip = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+	};
+	struct ebm_lb4_revnat *rv = bpf_map_lookup_elem(&ebm_lb4_revnat, &rk);
+
+	if (!rv)
+		return;
+	ctx->user_ip4 = rv->vip;
+	ctx->user_port = (__u32)rv->port;
+}
+
+SEC("cgroup/connect4")
+int ebm_connect4(struct bpf_sock_addr *ctx)
+{
+	return lb4_translate(ctx);
+}
+
+SEC("cgroup/sendmsg4")
+int ebm_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return lb4_translate(ctx);
+}
+
+SEC("cgroup/recvmsg4")
+int ebm_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	lb4_reverse(ctx);
+	return SOCK_ADDR_ALLOW;
+}
+
+SEC("cgroup/getpeername4")
+int ebm_getpeername4(struct bpf_sock_addr *ctx)
+{
+	lb4_reverse(ctx);
+	return SOCK_ADDR_ALLOW;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,152 @@
+/**
+ * The schema of every resource ebmesh accepts: one place for each. Kinds
+ * that Kubernetes defines keep its apiVersion and field names, so the same
+ * YAML reads the same in both; ebmesh's own kinds live in ebmesh.io/v1alpha1.
+ * Unknown fields are errors (`strict`), never silently dropped.
+ */
+import { z } from 'zod';
+import {
+  cidr4, dnsLabel, ipv4Address, labels, labelSelector, metadata, portName, portNumber, protocol,
+} from './schema-common.js';
+
+const servicePort = z
+  .object({
+    name: portName.optional(),
+    port: portNumber,
+    targetPort: z.union([portNumber, portName]).optional(),
+    protocol: protocol.default('TCP'),
+    appProtocol: z.string().optional(),
+  })
+  .strict();
+
+export const Service = z
+  .object({
+    apiVersion: z.literal('v1'),
+    kind: z.literal('Service'),
+    metadata,
+    spec: z
+      .object({
+        type: z.literal('ClusterIP', { errorMap: () => ({ message: 'only type ClusterIP is supported' }) }).default('ClusterIP'),
+        clusterIP: ipv4Address.optional(),
+        ports: z.array(servicePort).min(1, 'a Service needs at least one port'),
+        selector: labels.optional(),
+        sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
+        sessionAffinityConfig: z
+          .object({
+            clientIP: z.object({ timeoutSeconds: z.number().int().min(1).max(86400).default(10800) }).strict(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .superRefine((spec, ctx) => {
+        const seen = new Set<string>();
+        spec.ports.forEach((p, i) => {
+          const key = `${p.port}/${p.protocol}`;
+          if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['ports', i, 'port'], message: `port ${key} is listed twice` });
+          seen.add(key);
+          if (spec.ports.length > 1 && !p.name) ctx.addIssue({ code: 'custom', path: ['ports', i, 'name'], message: 'ports of a multi-port Service must be named' });
+        });
+      }),
+  })
+  .strict();
+
+const workloadPort = z
+  .object({
+    name: portName.optional(),
+    containerPort: portNumber,
+    protocol: protocol.default('TCP'),
+  })
+  .strict();
+
+export const Workload = z
+  .object({
+    apiVersion: z.literal('ebmesh.io/v1alpha1'),
+    kind: z.literal('Workload'),
+    metadata,
+    spec: z
+      .object({
+        serviceAccount: dnsLabel.default('default'),
+        node: z.string().optional(),
+        ip: ipv4Address.optional(),
+        ports: z.array(workloadPort).default([]),
+        /** For the lab: the process to run, Kubernetes-style $(VAR) expansion. */
+        command: z.array(z.string()).min(1).optional(),
+        env: z.record(z.string()).optional(),
+        /** Files written into the workload's directory before it starts. */
+        files: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file name'), z.string()).optional(),
+        /** An existing process group to adopt instead of starting one. */
+        adopt: z
+          .object({
+            cgroup: z.string().min(1),
+            netns: z.string().optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .superRefine((spec, ctx) => {
+        if (spec.command && spec.adopt) ctx.addIssue({ code: 'custom', path: ['adopt'], message: 'a Workload either runs a command or adopts a cgroup, not both' });
+        if (!spec.command && !spec.adopt) ctx.addIssue({ code: 'custom', path: ['command'], message: 'a Workload needs a command (lab) or adopt (an existing cgroup)' });
+        if (spec.adopt && !spec.ip) ctx.addIssue({ code: 'custom', path: ['ip'], message: 'an adopted Workload needs its ip' });
+        const names = new Set<string>();
+        spec.ports.forEach((p, i) => {
+          if (p.name && names.has(p.name)) ctx.addIssue({ code: 'custom', path: ['ports', i, 'name'], message: `port name ${p.name} is used twice` });
+          if (p.name) names.add(p.name);
+        });
+      }),
+  })
+  .strict();
+
+export const Namespace = z
+  .object({
+    apiVersion: z.literal('v1'),
+    kind: z.literal('Namespace'),
+    metadata: z.object({ name: dnsLabel, labels: labels.optional(), annotations: z.record(z.string()).optional() }).strict(),
+    spec: z.object({}).strict().optional(),
+  })
+  .strict();
+
+export const MeshConfig = z
+  .object({
+    apiVersion: z.literal('ebmesh.io/v1alpha1'),
+    kind: z.literal('MeshConfig'),
+    metadata: z.object({ name: z.literal('mesh', { errorMap: () => ({ message: 'the MeshConfig is named "mesh"' }) }) }).strict(),
+    spec: z
+      .object({
+        serviceCIDR: cidr4.default('10.96.0.0/16'),
+        podCIDR: cidr4.default('10.244.0.0/16'),
+        trustDomain: z.string().regex(/^[a-z0-9.-]+$/).default('cluster.local'),
+      })
+      .strict(),
+  })
+  .strict();
+
+export { labelSelector };
+
+export type ServiceResource = z.infer<typeof Service>;
+export type WorkloadResource = z.infer<typeof Workload>;
+export type NamespaceResource = z.infer<typeof Namespace>;
+export type MeshConfigResource = z.infer<typeof MeshConfig>;
+
+/** Every kind, by name. Later kinds register here and nowhere else. */
+export const kinds = {
+  Service,
+  Workload,
+  Namespace,
+  MeshConfig,
+} as const;
+
+export type KindName = keyof typeof kinds;
+export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource;
+
+/** Kinds whose objects live in a namespace. */
+export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload']);
+
+/** Short names the CLI accepts, kubectl-style. */
+export const kindAliases: Record<string, KindName> = {
+  service: 'Service', services: 'Service', svc: 'Service',
+  workload: 'Workload', workloads: 'Workload', wl: 'Workload',
+  namespace: 'Namespace', namespaces: 'Namespace', ns: 'Namespace',
+  meshconfig: 'MeshConfig',
+};
