@@ -55,7 +55,7 @@ export function bytes(n: number): FieldType<Buffer> {
 }
 
 type Fields = Record<string, FieldType<any>>;
-type ValueOf<F extends Fields> = { [K in keyof F]: F[K] extends FieldType<infer T> ? T : never };
+type FieldsValue<F extends Fields> = { [K in keyof F]: F[K] extends FieldType<infer T> ? T : never };
 
 export interface FieldLayout {
   readonly name: string;
@@ -72,9 +72,10 @@ export interface StructCodec<V> {
   decode(buf: Buffer, offset?: number): V;
 }
 
+export type ValueOf<C> = C extends StructCodec<infer V> ? V : never;
 export type ValueOfCodec<C> = C extends StructCodec<infer V> ? V : never;
 
-export function struct<F extends Fields>(cname: string, fields: F): StructCodec<ValueOf<F>> {
+export function struct<F extends Fields>(cname: string, fields: F): StructCodec<FieldsValue<F>> {
   let off = 0;
   let maxAlign = 1;
   const layout: Array<FieldLayout & { t: FieldType<any> }> = [];
@@ -100,7 +101,7 @@ export function struct<F extends Fields>(cname: string, fields: F): StructCodec<
     decode(buf, base = 0) {
       const out: Record<string, unknown> = {};
       for (const f of layout) out[f.name] = f.t.read(buf, base + f.offset);
-      return out as ValueOf<F>;
+      return out as FieldsValue<F>;
     },
   };
 }

@@ -3,6 +3,7 @@
  * in the same order and with the same field names as the C header.
  */
 import { struct, scalar, u8, u16, u32, u64, port16, ipv4 } from './struct.js';
+export type { ValueOf } from './struct.js';
 
 export const Lb4FrontendKey = struct('ebm_lb4_frontend_key', {
   vip: ipv4, port: port16, proto: u8, pad: u8,

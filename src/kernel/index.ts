@@ -5,3 +5,4 @@ export { BtfFile } from './btf.js';
 export { ensureBpffs, cgroup2Root, BPFFS } from './fs.js';
 export { KernelError, VerifierError, MissingFeatureError, errnoName } from './errors.js';
 export { openDirFd, closeFd, withFd } from './fd.js';
+export { probeFeatures, requireFeatures, type FeatureCheck } from './features.js';

@@ -65,17 +65,40 @@ export function parseResources(text: string, file = '<input>'): AnyResource[] {
   if (!Array.isArray(docs)) {
     throw new ResourceError([{ file, message: 'is not a YAML stream' }]);
   }
+  let current: Document | undefined;
   for (const doc of docs) {
+    current = doc;
     if (doc.errors.length) {
       for (const e of doc.errors) problems.push({ file, line: e.linePos?.[0]?.line, message: `YAML: ${e.message.split('\n')[0]}` });
       continue;
     }
-    const raw = doc.toJS() as unknown;
-    if (raw === null || raw === undefined) continue; // an empty document
-    const docLine = doc.contents?.range ? lc.linePos(doc.contents.range[0]).line : undefined;
-    if (typeof raw !== 'object' || Array.isArray(raw)) {
-      problems.push({ file, line: docLine, message: 'a resource must be a mapping with apiVersion, kind, metadata and spec' });
+    let raw: unknown;
+    try {
+      raw = doc.toJS();
+    } catch (e) {
+      const line = doc.contents?.range ? lc.linePos(doc.contents.range[0]).line : undefined;
+      problems.push({ file, line, message: `YAML: ${(e as Error).message}` });
       continue;
+    }
+    if (raw === null || raw === undefined) continue; // an empty document
+    if (typeof raw !== 'object' || Array.isArray(raw)) {
+      validateOne(raw, []);
+      continue;
+    }
+    const obj = raw as Record<string, unknown>;
+    // A v1 List holds several resources in one document (so YAML anchors can be shared).
+    if (obj.kind === 'List' && Array.isArray(obj.items)) {
+      obj.items.forEach((item, i) => validateOne(item, ['items', i]));
+    } else {
+      validateOne(obj, []);
+    }
+  }
+  function validateOne(raw: unknown, base: Array<string | number>) {
+    const doc = current!;
+    const at = (path: ReadonlyArray<string | number>) => lineOf(doc, lc, [...base, ...path]);
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      problems.push({ file, line: at([]), message: 'a resource must be a mapping with apiVersion, kind, metadata and spec' });
+      return;
     }
     const obj = raw as Record<string, unknown>;
     const kind = obj.kind;
@@ -85,17 +108,17 @@ export function parseResources(text: string, file = '<input>'): AnyResource[] {
       : undefined;
     if (typeof kind !== 'string' || !(kind in kinds)) {
       problems.push({
-        file, line: lineOf(doc, lc, ['kind']) ?? docLine, field: 'kind',
+        file, line: at(['kind']), field: 'kind',
         message: typeof kind === 'string' ? `unknown kind "${kind}" (known: ${Object.keys(kinds).join(', ')})` : 'is required',
       });
-      continue;
+      return;
     }
     const result = kinds[kind as KindName].safeParse(obj);
     if (!result.success) {
       for (const i of result.error.issues) {
-        problems.push({ file, line: lineOf(doc, lc, i.path), resource: label, field: fieldPath(i.path) || undefined, message: issueMessage(i) });
+        problems.push({ file, line: at(i.path), resource: label, field: fieldPath(i.path) || undefined, message: issueMessage(i) });
       }
-      continue;
+      return;
     }
     out.push(result.data as AnyResource);
   }

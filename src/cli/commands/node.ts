@@ -1,0 +1,179 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { call, isRunning } from '../client.js';
+import { table } from '../table.js';
+import { applyFiles } from './resources.js';
+import { EbmeshError } from '../../errors.js';
+import { PACKAGE_ROOT } from '../../paths.js';
+import { requireFeatures } from '../../kernel/index.js';
+import { teardownInstance } from '../../daemon/node.js';
+import type { Command, CommandContext } from '../command.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Status {
+  instance: string;
+  node: string;
+  pid: number;
+  revision: number;
+  lastReconcile?: { revision: number; at: string; lbOps: number; error?: string };
+  datapath: { attached: string[]; counters: Record<string, number>; maps: Array<{ map: string; entries: number; max: number }> };
+  workloads: Array<{ name: string; namespace: string; ip?: string; phase: string; ready: boolean; pid?: number; message?: string }>;
+  services: Array<{ name: string; namespace: string; clusterIP?: string; ports: string[]; endpoints: number }>;
+}
+
+function progress(ctx: CommandContext, msg: string): void {
+  ctx.err(`• ${msg}`);
+}
+
+async function startDaemon(ctx: CommandContext): Promise<void> {
+  const { paths } = ctx;
+  mkdirSync(paths.stateDir, { recursive: true });
+  const log = openSync(paths.logFile, 'a');
+  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'dist/src/daemon/main.js'), '--instance', paths.instance], {
+    detached: true,
+    stdio: ['ignore', log, log],
+    env: { ...process.env, EBMESH_INSTANCE: paths.instance },
+  });
+  closeSync(log);
+  let exited: number | null = null;
+  child.on('exit', (code) => (exited = code ?? 1));
+  child.unref();
+  const until = Date.now() + 30_000;
+  while (Date.now() < until) {
+    if (exited !== null) {
+      const tail = readFileSync(paths.logFile, 'utf8').trim().split('\n').slice(-5).join('\n');
+      throw new EbmeshError('EBMESH_START', `the node daemon exited (${exited}):\n${tail}`, { hint: `full log: ${paths.logFile}` });
+    }
+    if (await isRunning(paths)) return;
+    await sleep(100);
+  }
+  throw new EbmeshError('EBMESH_START', 'the node daemon did not become ready in 30 s', { hint: `see ${paths.logFile}` });
+}
+
+async function waitReady(ctx: CommandContext, timeoutMs: number): Promise<Status> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
+    const waiting = st.workloads.filter((w) => !w.ready && w.phase !== 'Failed' && w.phase !== 'Succeeded');
+    if (!waiting.length) return st;
+    if (Date.now() > until) {
+      throw new EbmeshError('EBMESH_NOT_READY', `workloads not ready after ${timeoutMs / 1000}s: ${waiting.map((w) => `${w.namespace}/${w.name}`).join(', ')}`);
+    }
+    await sleep(100);
+  }
+}
+
+export function renderStatus(st: Status): string {
+  const lines = [
+    `node ${st.node} (instance ${st.instance}, daemon pid ${st.pid}), store revision ${st.revision}` +
+      (st.lastReconcile ? `, reconciled at revision ${st.lastReconcile.revision}` : ''),
+  ];
+  if (st.lastReconcile?.error) lines.push(`last reconcile FAILED: ${st.lastReconcile.error}`);
+  lines.push(`programs attached to: ${st.datapath.attached.join(', ') || 'nothing'}`);
+  lines.push(`maps: ${st.datapath.maps.map((m) => `${m.map} ${m.entries}/${m.max}`).join(', ')}`);
+  lines.push(`counters: ${Object.entries(st.datapath.counters).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  lines.push('', table(['WORKLOAD', 'IP', 'PHASE', 'READY', 'MESSAGE'],
+    st.workloads.map((w) => [`${w.namespace}/${w.name}`, w.ip, w.phase, w.ready ? 'yes' : 'no', w.message])));
+  lines.push('', table(['SERVICE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS'],
+    st.services.map((s) => [`${s.namespace}/${s.name}`, s.clusterIP, s.ports.join(','), s.endpoints])));
+  return lines.join('\n');
+}
+
+export const up: Command = {
+  name: 'up',
+  summary: 'start the mesh node on this host and apply FILE (default: examples/demo.yaml)',
+  usage: 'up [-f FILE…] [--timeout SECONDS]',
+  async run(ctx) {
+    const { values } = parseArgs({ args: ctx.args, options: { file: { type: 'string', short: 'f', multiple: true }, timeout: { type: 'string', default: '60' } } });
+    const files = values.file?.length ? values.file : [join(PACKAGE_ROOT, 'examples/demo.yaml')];
+    requireFeatures();
+    if (await isRunning(ctx.paths)) {
+      progress(ctx, `node "${ctx.paths.instance}" already running`);
+    } else {
+      progress(ctx, `starting node "${ctx.paths.instance}" (log: ${ctx.paths.logFile})`);
+      await startDaemon(ctx);
+    }
+    progress(ctx, `applying ${files.join(', ')}`);
+    const results = await applyFiles(ctx, files);
+    for (const r of results) ctx.err(`  ${r.resource} ${r.action}`);
+    progress(ctx, 'waiting for workloads to be ready');
+    const st = await waitReady(ctx, Number(values.timeout) * 1000);
+    ctx.out(renderStatus(st));
+    ctx.out(`\nthe mesh is up. try: ebmesh exec client -- curl -s http://web.demo/`);
+    return 0;
+  },
+};
+
+export const down: Command = {
+  name: 'down',
+  summary: 'stop the node and remove everything it made (workloads, namespaces, programs, pins)',
+  usage: 'down',
+  async run(ctx) {
+    if (await isRunning(ctx.paths)) {
+      const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
+      await call(ctx.paths, 'POST', '/v1/shutdown', { teardown: true });
+      const until = Date.now() + 30_000;
+      while (Date.now() < until && pidAlive(st.pid)) await sleep(50);
+      if (pidAlive(st.pid)) throw new EbmeshError('EBMESH_STOP', `the node daemon (pid ${st.pid}) did not stop`);
+    }
+    // Also after a crash: remove whatever is left by name.
+    await teardownInstance(ctx.paths);
+    ctx.out(`node "${ctx.paths.instance}" is down; everything it made is removed`);
+    return 0;
+  },
+};
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const status: Command = {
+  name: 'status',
+  summary: 'show the node, its data path, workloads and services',
+  usage: 'status [-o json]',
+  async run(ctx) {
+    const { values } = parseArgs({ args: ctx.args, options: { output: { type: 'string', short: 'o' } } });
+    const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
+    ctx.out(values.output === 'json' ? JSON.stringify(st, null, 2) : renderStatus(st));
+    return st.lastReconcile?.error ? 1 : 0;
+  },
+};
+
+export const exec: Command = {
+  name: 'exec',
+  summary: "run a command inside a workload's network namespace and cgroup",
+  usage: 'exec WORKLOAD -- CMD [ARGS…]',
+  async run(ctx) {
+    const dash = ctx.args.indexOf('--');
+    const ref = ctx.args[0];
+    const argv = dash >= 0 ? ctx.args.slice(dash + 1) : ctx.args.slice(1);
+    if (!ref || ref === '--' || argv.length === 0) throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
+    const { workload, status: st } = await call<{ workload: any; status?: { netns?: string; cgroup?: string; phase?: string } }>(
+      ctx.paths, 'GET', `/v1/workload?ref=${encodeURIComponent(ref)}`);
+    let netns = st?.netns;
+    let cgroup = st?.cgroup;
+    if (workload.spec.adopt) {
+      cgroup = workload.spec.adopt.cgroup;
+      netns = workload.spec.adopt.netns;
+    }
+    if (!cgroup || (!netns && !workload.spec.adopt)) {
+      throw new EbmeshError('EBMESH_NOT_RUNNING', `workload ${ref} is not running (${st?.phase ?? 'Pending'})`);
+    }
+    if (!existsSync(cgroup)) throw new EbmeshError('EBMESH_NOT_RUNNING', `workload ${ref}: its cgroup ${cgroup} is gone`);
+    // Join the cgroup first, then the namespace, so the command is in the mesh from its first syscall.
+    const enter = netns
+      ? (netns.startsWith('/') ? ['nsenter', `--net=${netns}`, '--'] : ['ip', 'netns', 'exec', netns])
+      : [];
+    const r = spawnSync('/bin/sh', ['-c', 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"', 'sh', cgroup, ...enter, ...argv], { stdio: 'inherit' });
+    if (r.error) throw r.error;
+    return r.status ?? (r.signal ? 128 + 1 : 1);
+  },
+};

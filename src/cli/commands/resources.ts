@@ -1,0 +1,101 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { call } from '../client.js';
+import { table } from '../table.js';
+import { EbmeshError } from '../../errors.js';
+import type { ApplyResult } from '../../controlplane/index.js';
+import type { Command, CommandContext } from '../command.js';
+
+function readInput(file: string): { text: string; file: string } {
+  try {
+    return { text: file === '-' ? readFileSync(0, 'utf8') : readFileSync(file, 'utf8'), file: file === '-' ? '<stdin>' : file };
+  } catch (e) {
+    throw new EbmeshError('EBMESH_FILE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+export async function applyFiles(ctx: CommandContext, files: string[]): Promise<ApplyResult[]> {
+  const all: ApplyResult[] = [];
+  for (const f of files) {
+    const { results } = await call<{ results: ApplyResult[] }>(ctx.paths, 'POST', '/v1/apply', readInput(f));
+    all.push(...results);
+  }
+  return all;
+}
+
+export const apply: Command = {
+  name: 'apply',
+  summary: 'create or update resources from YAML files',
+  usage: 'apply -f FILE [-f FILE…] [-o json]',
+  async run(ctx) {
+    const { values } = parseArgs({ args: ctx.args, options: { file: { type: 'string', short: 'f', multiple: true }, output: { type: 'string', short: 'o' } } });
+    if (!values.file?.length) throw new EbmeshError('EBMESH_USAGE', 'apply needs -f FILE');
+    const results = await applyFiles(ctx, values.file);
+    ctx.out(values.output === 'json' ? JSON.stringify(results, null, 2) : results.map((r) => `${r.resource} ${r.action}`).join('\n'));
+    return 0;
+  },
+};
+
+export const del: Command = {
+  name: 'delete',
+  summary: 'delete the resources of YAML files, or KIND NAME',
+  usage: 'delete -f FILE | delete KIND NAME [-n NAMESPACE]',
+  async run(ctx) {
+    const { values, positionals } = parseArgs({
+      args: ctx.args, allowPositionals: true,
+      options: { file: { type: 'string', short: 'f', multiple: true }, namespace: { type: 'string', short: 'n' } },
+    });
+    const results: ApplyResult[] = [];
+    if (values.file?.length) {
+      for (const f of values.file) results.push(...(await call<{ results: ApplyResult[] }>(ctx.paths, 'POST', '/v1/delete', readInput(f))).results);
+    } else if (positionals.length === 2) {
+      const [kind = '', name = ''] = positionals;
+      results.push(...(await call<{ results: ApplyResult[] }>(ctx.paths, 'POST', '/v1/delete', { refs: [{ kind, name, namespace: values.namespace }] })).results);
+    } else throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
+    ctx.out(results.map((r) => `${r.resource} ${r.action}`).join('\n'));
+    return results.some((r) => r.action === 'not found') ? 1 : 0;
+  },
+};
+
+type Item = Record<string, any>;
+
+const columns: Record<string, { headers: string[]; row: (i: Item) => Array<string | number | undefined> }> = {
+  Service: {
+    headers: ['NAMESPACE', 'NAME', 'CLUSTER-IP', 'PORTS', 'SELECTOR', 'AFFINITY'],
+    row: (i) => [i.metadata.namespace, i.metadata.name, i.spec.clusterIP,
+      i.spec.ports.map((p: Item) => `${p.port}${p.targetPort !== undefined && p.targetPort !== p.port ? `:${p.targetPort}` : ''}/${p.protocol}`).join(','),
+      Object.entries(i.spec.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(','), i.spec.sessionAffinity],
+  },
+  Workload: {
+    headers: ['NAMESPACE', 'NAME', 'IP', 'PHASE', 'READY', 'LABELS'],
+    row: (i) => [i.metadata.namespace, i.metadata.name, i.spec.ip ?? i.status?.ip, i.spec.adopt ? 'Adopted' : i.status?.phase ?? 'Pending',
+      i.spec.adopt ? 'yes' : i.status?.ready ? 'yes' : 'no', Object.entries(i.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',')],
+  },
+};
+
+export const get: Command = {
+  name: 'get',
+  summary: 'list resources of a kind',
+  usage: 'get KIND [NAME] [-n NAMESPACE] [-o json|yaml]',
+  async run(ctx) {
+    const { values, positionals } = parseArgs({
+      args: ctx.args, allowPositionals: true,
+      options: { namespace: { type: 'string', short: 'n' }, output: { type: 'string', short: 'o' } },
+    });
+    const [kind, name] = positionals;
+    if (!kind) throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
+    const q = new URLSearchParams({ kind });
+    if (name) q.set('name', name);
+    if (values.namespace) q.set('namespace', values.namespace);
+    const { items } = await call<{ items: Item[] }>(ctx.paths, 'GET', `/v1/resources?${q}`);
+    if (values.output === 'json') ctx.out(JSON.stringify(name ? items[0] : items, null, 2));
+    else if (values.output === 'yaml') ctx.out(items.map((i) => stringify(i)).join('---\n'));
+    else {
+      const k = items[0]?.kind as string | undefined;
+      const c = (k && columns[k]) || { headers: ['KIND', 'NAMESPACE', 'NAME'], row: (i: Item) => [i.kind, i.metadata.namespace, i.metadata.name] };
+      ctx.out(items.length ? table(c.headers, items.map(c.row)) : `no ${kind} found`);
+    }
+    return 0;
+  },
+};

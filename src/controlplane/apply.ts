@@ -1,0 +1,160 @@
+/**
+ * apply and delete: the only writers of resources. Each checks the state as
+ * it would be after the change (so a file may hold a Service and the
+ * Workloads it selects, in any order), fills in what Kubernetes would
+ * allocate (clusterIP; for lab workloads an IP), and commits all or nothing.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import type { Op, Store } from '../store/index.js';
+import {
+  describeResource, resourceKey, ResourceError, type AnyResource, type MeshConfigResource, type Problem,
+  type ServiceResource, type WorkloadResource,
+} from '../resources/index.js';
+import { cidrContains, firstFree, parseCidr, subnet } from '../net/ipv4.js';
+import { readSnapshot, storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
+import { selectedWorkloads } from './lb.js';
+import { validators } from './validators.js';
+
+export type ApplyAction = 'created' | 'configured' | 'unchanged';
+
+export interface ApplyResult {
+  resource: string;
+  action: ApplyAction | 'deleted' | 'not found';
+}
+
+/** Kinds are applied in dependency order, whatever order the file has. */
+const ORDER = ['MeshConfig', 'Namespace', 'Workload', 'Service'];
+function rank(kind: string): number {
+  const i = ORDER.indexOf(kind);
+  return i < 0 ? ORDER.length : i;
+}
+
+/** The node's slice of the pod CIDR: one /24 per node, the first for node 0. */
+export function nodePodSubnet(mesh: MeshConfigResource, nodeIndex = 0) {
+  const pod = parseCidr(mesh.spec.podCIDR);
+  return subnet(pod, Math.max(pod.bits, 24), nodeIndex);
+}
+
+export async function applyResources(store: Store, input: AnyResource[], file = '<input>'): Promise<ApplyResult[]> {
+  const snap = await readSnapshot(store);
+  const stored = new Map<string, AnyResource>((await store.list<AnyResource>(RESOURCES)).map((e) => [e.key, e.value]));
+  const after = new Map(stored);
+  const problems: Problem[] = [];
+  const sorted = [...input].sort((a, b) => rank(a.kind) - rank(b.kind));
+  const problem = (r: AnyResource, field: string | undefined, message: string) =>
+    problems.push({ file, resource: describeResource(r), field, message });
+
+  for (const r of sorted) after.set(storeKey(r), structuredClone(r));
+  const all = [...after.values()];
+  const mesh = (all.find((r) => r.kind === 'MeshConfig') as MeshConfigResource | undefined) ?? defaultMesh;
+  const services = all.filter((r): r is ServiceResource => r.kind === 'Service');
+  const workloads = all.filter((r): r is WorkloadResource => r.kind === 'Workload');
+
+  // The address plan cannot move under existing services and workloads.
+  const oldMesh = snap.mesh;
+  const newMeshInput = input.find((r) => r.kind === 'MeshConfig') as MeshConfigResource | undefined;
+  if (newMeshInput && (snap.services.length || snap.workloads.length)) {
+    for (const f of ['serviceCIDR', 'podCIDR'] as const) {
+      if (newMeshInput.spec[f] !== oldMesh.spec[f]) {
+        problem(newMeshInput, `spec.${f}`, `cannot change from ${oldMesh.spec[f]} while services or workloads exist`);
+      }
+    }
+  }
+
+  // Service VIPs: keep what was allocated, check what was given, allocate the rest.
+  const svcCidr = parseCidr(mesh.spec.serviceCIDR);
+  const vipOwner = new Map<string, ServiceResource>();
+  for (const s of services) {
+    const prev = stored.get(storeKey(s)) as ServiceResource | undefined;
+    if (!s.spec.clusterIP && prev?.spec.clusterIP) s.spec.clusterIP = prev.spec.clusterIP;
+    const vip = s.spec.clusterIP;
+    if (!vip) continue;
+    if (!cidrContains(svcCidr, vip)) problem(s, 'spec.clusterIP', `${vip} is outside the service CIDR ${mesh.spec.serviceCIDR}`);
+    const owner = vipOwner.get(vip);
+    if (owner) problem(s, 'spec.clusterIP', `${vip} is already the VIP of ${describeResource(owner)}`);
+    vipOwner.set(vip, s);
+  }
+  for (const s of services) {
+    if (s.spec.clusterIP) continue;
+    const vip = firstFree(svcCidr, new Set(vipOwner.keys()));
+    if (!vip) { problem(s, 'spec.clusterIP', `the service CIDR ${mesh.spec.serviceCIDR} is full`); continue; }
+    s.spec.clusterIP = vip;
+    vipOwner.set(vip, s);
+  }
+
+  // Workload IPs: lab workloads get one from this node's pod subnet.
+  const podNet = nodePodSubnet(mesh);
+  const ipOwner = new Map<string, WorkloadResource>();
+  for (const w of workloads) {
+    const prev = stored.get(storeKey(w)) as WorkloadResource | undefined;
+    if (!w.spec.ip && !w.spec.adopt && prev?.spec.ip) w.spec.ip = prev.spec.ip;
+    const ip = w.spec.ip;
+    if (!ip) continue;
+    if (!w.spec.adopt && !cidrContains(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${podNet.text}`);
+    if (!w.spec.adopt && ip === firstFree(podNet, new Set())) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
+    const owner = ipOwner.get(ip);
+    if (owner) problem(w, 'spec.ip', `${ip} is already the address of ${describeResource(owner)}`);
+    ipOwner.set(ip, w);
+  }
+  for (const w of workloads) {
+    if (w.spec.ip || w.spec.adopt) continue;
+    const ip = firstFree(podNet, new Set(ipOwner.keys()), [1]);
+    if (!ip) { problem(w, 'spec.ip', `the pod subnet ${podNet.text} is full`); continue; }
+    w.spec.ip = ip;
+    ipOwner.set(ip, w);
+  }
+
+  // Checks that need the whole picture, only for what this apply touches.
+  const touched = new Set(input.map((r) => storeKey(r)));
+  for (const s of services) {
+    if (!touched.has(storeKey(s))) continue;
+    const sel = s.spec.selector;
+    if (!sel || Object.keys(sel).length === 0) continue; // a selector-less Service is allowed (no endpoints)
+    const members = selectedWorkloads(s, workloads);
+    if (members.length === 0) {
+      problem(s, 'spec.selector', `matches no Workload in namespace ${s.metadata.namespace}`);
+    }
+    s.spec.ports.forEach((p, i) => {
+      if (typeof p.targetPort === 'string' && members.length && !members.some((w) => w.spec.ports.some((wp) => wp.name === p.targetPort && wp.protocol === p.protocol))) {
+        problem(s, `spec.ports[${i}].targetPort`, `no selected Workload has a ${p.protocol} port named "${p.targetPort}"`);
+      }
+    });
+  }
+  for (const r of sorted) {
+    const check = validators.get(r.kind);
+    if (check) for (const p of check(r, all)) problem(r, p.field, p.message);
+  }
+  if (problems.length) throw new ResourceError(problems);
+
+  const ops: Op[] = [];
+  const results: ApplyResult[] = [];
+  for (const r of sorted) {
+    const key = storeKey(r);
+    const next = after.get(key)!;
+    const prev = stored.get(key);
+    const action: ApplyAction = !prev ? 'created' : isDeepStrictEqual(prev, next) ? 'unchanged' : 'configured';
+    if (action !== 'unchanged') ops.push({ type: 'put', key, value: next });
+    results.push({ resource: describeResource(r), action });
+  }
+  await store.commit(ops);
+  return results;
+}
+
+export async function deleteResources(store: Store, input: AnyResource[]): Promise<ApplyResult[]> {
+  const ops: Op[] = [];
+  const results: ApplyResult[] = [];
+  for (const r of [...input].sort((a, b) => rank(b.kind) - rank(a.kind))) {
+    const key = storeKey(r);
+    if (!(await store.get(key))) {
+      results.push({ resource: describeResource(r), action: 'not found' });
+      continue;
+    }
+    ops.push({ type: 'delete', key });
+    if (r.kind === 'Workload') ops.push({ type: 'delete', key: statusKey('Workload', r.metadata.namespace, r.metadata.name) });
+    results.push({ resource: describeResource(r), action: 'deleted' });
+  }
+  await store.commit(ops);
+  return results;
+}
+
+export { resourceKey };

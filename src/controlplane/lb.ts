@@ -1,0 +1,74 @@
+/**
+ * What the socket load balancer must hold, computed purely from a snapshot:
+ * every (VIP, port, protocol) of every Service with its ready backends.
+ */
+import { matchesLabels, type ServiceResource, type WorkloadResource } from '../resources/index.js';
+import { wlKey, type Snapshot } from './state.js';
+
+export interface DesiredBackend {
+  ip: string;
+  port: number;
+  workload: string; // namespace/name
+}
+
+export interface DesiredFrontend {
+  service: string; // namespace/name
+  portName?: string;
+  vip: string;
+  port: number;
+  proto: 'TCP' | 'UDP';
+  affinityTimeout?: number; // seconds, when sessionAffinity is ClientIP
+  backends: DesiredBackend[];
+}
+
+export function selectedWorkloads(svc: ServiceResource, workloads: WorkloadResource[]): WorkloadResource[] {
+  return workloads.filter((w) => w.metadata.namespace === svc.metadata.namespace && matchesLabels(svc.spec.selector, w.metadata.labels));
+}
+
+/** targetPort resolved on one workload: a number, a name, or the port itself. */
+export function resolveTargetPort(
+  sp: ServiceResource['spec']['ports'][number],
+  w: WorkloadResource,
+): number | undefined {
+  const tp = sp.targetPort ?? sp.port;
+  if (typeof tp === 'number') return tp;
+  return w.spec.ports.find((p) => p.name === tp && p.protocol === sp.protocol)?.containerPort;
+}
+
+export function isReady(snap: Snapshot, w: WorkloadResource): boolean {
+  if (w.spec.adopt) return true; // an adopted process group is ready once declared
+  const st = snap.workloadStatus.get(wlKey(w));
+  return st?.phase === 'Running' && st.ready === true;
+}
+
+export function workloadIp(snap: Snapshot, w: WorkloadResource): string | undefined {
+  return w.spec.ip ?? snap.workloadStatus.get(wlKey(w))?.ip;
+}
+
+export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
+  const out: DesiredFrontend[] = [];
+  for (const svc of snap.services) {
+    const vip = svc.spec.clusterIP;
+    if (!vip) continue;
+    const members = selectedWorkloads(svc, snap.workloads).filter((w) => isReady(snap, w));
+    for (const sp of svc.spec.ports) {
+      const backends: DesiredBackend[] = [];
+      for (const w of members) {
+        const ip = workloadIp(snap, w);
+        const port = resolveTargetPort(sp, w);
+        if (ip && port) backends.push({ ip, port, workload: wlKey(w) });
+      }
+      backends.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+      out.push({
+        service: `${svc.metadata.namespace}/${svc.metadata.name}`,
+        portName: sp.name,
+        vip,
+        port: sp.port,
+        proto: sp.protocol,
+        affinityTimeout: svc.spec.sessionAffinity === 'ClientIP' ? svc.spec.sessionAffinityConfig?.clientIP.timeoutSeconds ?? 10800 : undefined,
+        backends,
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,209 @@
+/**
+ * One node in the embedded default: control plane (store + apply) and agent
+ * (lab, datapath) in one process. Every change in the store schedules one
+ * reconcile; reconciles never overlap and coalesce while one runs.
+ */
+import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { EmbeddedStore, type Store } from '../store/index.js';
+import {
+  computeFrontends, nodePodSubnet, readSnapshot, statusKey, defaultMesh, wlKey, isReady, selectedWorkloads, workloadIp,
+  type Snapshot, type WorkloadStatus,
+} from '../controlplane/index.js';
+import { cgroup2Root, ensureBpffs, requireFeatures } from '../kernel/index.js';
+import { Datapath, removeDatapath } from '../agent/datapath.js';
+import { planLb } from '../agent/lb-plan.js';
+import { Lab } from '../lab/runtime.js';
+import { ensureBridge, ensureUnreachable, listNetns, deleteWorkloadNet, removeBridge, removeUnreachable } from '../lab/network.js';
+import { ensureCgroup, killCgroup, removeCgroupTree } from '../lab/cgroup.js';
+import { vethName, type InstancePaths } from '../paths.js';
+import type { MeshConfigResource } from '../resources/index.js';
+import { describeError } from '../errors.js';
+
+export interface ReconcileInfo {
+  revision: number;
+  at: string;
+  lbOps: number;
+  error?: string;
+}
+
+export class NodeDaemon {
+  store!: Store;
+  datapath!: Datapath;
+  lab!: Lab;
+  meshCgroup = '';
+  private mesh: MeshConfigResource = defaultMesh;
+  private hostRoutes: string[] = [];
+  private reconciling: Promise<void> | undefined;
+  private dirty = false;
+  private retry: NodeJS.Timeout | undefined;
+  private unwatch: (() => void) | undefined;
+  last: ReconcileInfo | undefined;
+  readonly startedAt = new Date();
+
+  constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1') {}
+
+  async start(): Promise<void> {
+    requireFeatures();
+    ensureBpffs();
+    this.meshCgroup = join(cgroup2Root(), this.paths.cgroupName);
+    ensureCgroup(this.meshCgroup);
+    mkdirSync(this.paths.stateDir, { recursive: true });
+    this.store = new EmbeddedStore(this.paths.storeFile);
+    const snap = await readSnapshot(this.store);
+    this.mesh = snap.mesh;
+    this.ensureHostRoutes(); // before anything could send to a VIP
+    this.datapath = new Datapath(this.paths);
+    this.datapath.load();
+    this.datapath.attach(this.meshCgroup, 'root');
+    this.lab = new Lab(
+      this.paths,
+      this.meshCgroup,
+      () => nodePodSubnet(this.mesh),
+      () => this.mesh.spec.serviceCIDR,
+      (ns, name, st) => void this.reportStatus(ns, name, st),
+    );
+    this.lab.restore(snap.workloads, snap.workloadStatus);
+    this.unwatch = this.store.watch(() => this.schedule());
+    await this.reconcileNow();
+  }
+
+  /** Unreachable routes on the host for the service and pod CIDRs: nothing meant for them may leave. */
+  private ensureHostRoutes(): void {
+    const want = [this.mesh.spec.serviceCIDR, this.mesh.spec.podCIDR];
+    for (const old of this.hostRoutes) if (!want.includes(old)) removeUnreachable(old);
+    for (const c of want) ensureUnreachable(c);
+    this.hostRoutes = want;
+  }
+
+  private async reportStatus(ns: string, name: string, st: WorkloadStatus | undefined): Promise<void> {
+    const key = statusKey('Workload', ns, name);
+    await this.store.commit([st ? { type: 'put', key, value: { ...st, node: this.nodeName } } : { type: 'delete', key }]);
+  }
+
+  schedule(): void {
+    if (this.reconciling) {
+      this.dirty = true;
+      return;
+    }
+    this.reconciling = this.reconcileLoop().finally(() => (this.reconciling = undefined));
+  }
+
+  /** Runs a reconcile now (or joins the one running) and waits for it. */
+  async reconcileNow(): Promise<void> {
+    this.dirty = true;
+    if (!this.reconciling) this.schedule();
+    await this.reconciling;
+  }
+
+  private async reconcileLoop(): Promise<void> {
+    do {
+      this.dirty = false;
+      const snap = await readSnapshot(this.store);
+      try {
+        await this.reconcile(snap);
+      } catch (e) {
+        this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: 0, error: describeError(e) };
+        process.stderr.write(`reconcile at revision ${snap.revision} failed: ${describeError(e)}\n`);
+        // A failure may be passing (a device still going away): try again soon.
+        this.retry ??= setTimeout(() => { this.retry = undefined; this.schedule(); }, 1000);
+        this.retry.unref();
+      }
+    } while (this.dirty);
+  }
+
+  private async reconcile(snap: Snapshot): Promise<void> {
+    this.mesh = snap.mesh;
+    this.ensureHostRoutes();
+    const lab = snap.workloads.filter((w) => w.spec.command);
+    if (lab.length) ensureBridge(this.paths.bridge, nodePodSubnet(this.mesh));
+    await this.lab.sync(snap.workloads);
+
+    // Workloads the lab did not make join by their own cgroup.
+    const adoptTags = new Set<string>();
+    for (const w of snap.workloads) {
+      if (!w.spec.adopt) continue;
+      const tag = `adopt.${w.metadata.namespace}.${w.metadata.name}`;
+      adoptTags.add(tag);
+      const cg = w.spec.adopt.cgroup.startsWith('/') ? w.spec.adopt.cgroup : join(cgroup2Root(), w.spec.adopt.cgroup);
+      this.datapath.attach(cg, tag);
+    }
+    for (const tag of this.datapath.attachedTags()) {
+      if (tag.startsWith('adopt.') && !adoptTags.has(tag)) this.datapath.detach(tag);
+    }
+
+    const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));
+    this.datapath.lb.apply(ops);
+    this.lab.writeHosts(snap.workloads, snap.services, this.mesh.spec.trustDomain);
+    this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length };
+  }
+
+  async status(): Promise<Record<string, unknown>> {
+    const snap = await readSnapshot(this.store);
+    return {
+      instance: this.paths.instance,
+      node: this.nodeName,
+      pid: process.pid,
+      startedAt: this.startedAt.toISOString(),
+      revision: snap.revision,
+      lastReconcile: this.last,
+      mesh: snap.mesh.spec,
+      datapath: {
+        attached: this.datapath.attachedTags(),
+        counters: this.datapath.countersSnapshot(),
+        maps: this.datapath.mapFill(),
+      },
+      workloads: snap.workloads.map((w) => {
+        const st = snap.workloadStatus.get(wlKey(w));
+        return {
+          name: w.metadata.name, namespace: w.metadata.namespace, ip: workloadIp(snap, w),
+          phase: w.spec.adopt ? 'Adopted' : st?.phase ?? 'Pending', ready: isReady(snap, w), pid: st?.pid, message: st?.message,
+        };
+      }),
+      services: snap.services.map((s) => ({
+        name: s.metadata.name, namespace: s.metadata.namespace, clusterIP: s.spec.clusterIP,
+        ports: s.spec.ports.map((p) => `${p.port}/${p.protocol}`),
+        endpoints: selectedWorkloads(s, snap.workloads).filter((w) => isReady(snap, w)).length,
+      })),
+    };
+  }
+
+  /** Stops the daemon. With teardown, everything the instance made goes too. */
+  async stop(teardown: boolean): Promise<void> {
+    this.unwatch?.();
+    await this.reconciling;
+    if (teardown) await this.lab.stopAll();
+    this.datapath.close();
+    await this.store.close();
+    if (teardown) await teardownInstance(this.paths, this.mesh);
+  }
+}
+
+/**
+ * Removes everything an instance made, from its names alone: it works after
+ * a crash, with or without a daemon.
+ */
+export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigResource): Promise<void> {
+  let cfg = mesh;
+  if (!cfg && existsSync(paths.storeFile)) {
+    try {
+      const raw = JSON.parse(readFileSync(paths.storeFile, 'utf8')) as { entries: Record<string, { value: MeshConfigResource }> };
+      cfg = raw.entries['/resources/MeshConfig/mesh']?.value;
+    } catch { /* a broken store: fall back to the defaults */ }
+  }
+  cfg ??= defaultMesh;
+  let meshCg: string | undefined;
+  try { meshCg = join(cgroup2Root(), paths.cgroupName); } catch { /* no cgroup v2: nothing there */ }
+  if (meshCg) await killCgroup(meshCg);
+  removeDatapath(paths);
+  for (const ns of listNetns(paths.netnsPrefix)) {
+    const rest = ns.slice(paths.netnsPrefix.length);
+    deleteWorkloadNet(ns, vethName(paths.instance, rest.replace('.', '/')));
+  }
+  removeBridge(paths.bridge);
+  removeUnreachable(cfg.spec.serviceCIDR);
+  removeUnreachable(cfg.spec.podCIDR);
+  if (meshCg) removeCgroupTree(meshCg);
+  rmSync(paths.stateDir, { recursive: true, force: true });
+  rmSync(paths.runDir, { recursive: true, force: true });
+}

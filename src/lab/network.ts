@@ -1,0 +1,100 @@
+/**
+ * The lab's network on one node: a bridge in the host namespace, and per
+ * workload a network namespace joined to it by a veth. A workload namespace
+ * has routes only to the node's pod subnet; the service CIDR is unreachable
+ * in it (and on the host), so traffic to a VIP that the mesh did not
+ * translate fails at once and can never leave the machine.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { ip, run } from './run.js';
+import type { Cidr } from '../net/ipv4.js';
+import { intToIp } from '../net/ipv4.js';
+
+const EXISTS = /File exists|already exists|already assigned/;
+const MISSING = /Cannot find device|does not exist|No such file|Cannot remove|not found/i;
+
+export function linkExists(name: string, netns?: string): boolean {
+  const args = netns ? ['-n', netns, 'link', 'show', name] : ['link', 'show', name];
+  try {
+    run('ip', args);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function netnsExists(name: string): boolean {
+  return existsSync(`/var/run/netns/${name}`);
+}
+
+export function gatewayOf(subnet: Cidr): string {
+  return intToIp(subnet.base + 1);
+}
+
+/** The node bridge with the first address of the pod subnet. */
+export function ensureBridge(bridge: string, subnet: Cidr): void {
+  if (!linkExists(bridge)) {
+    ip('link', 'add', bridge, 'type', 'bridge');
+  }
+  run('ip', ['addr', 'add', `${gatewayOf(subnet)}/${subnet.bits}`, 'dev', bridge], { allowFail: EXISTS });
+  ip('link', 'set', bridge, 'up');
+}
+
+export function removeBridge(bridge: string): void {
+  run('ip', ['link', 'del', bridge], { allowFail: MISSING });
+}
+
+/** An unreachable route for a CIDR in a namespace (the host when netns is undefined). */
+export function ensureUnreachable(cidr: string, netns?: string): void {
+  const pre = netns ? ['-n', netns] : [];
+  run('ip', [...pre, 'route', 'replace', 'unreachable', cidr]);
+}
+
+export function removeUnreachable(cidr: string): void {
+  run('ip', ['route', 'del', 'unreachable', cidr], { allowFail: /No such process|not found|Cannot find/i });
+}
+
+export interface WorkloadNet {
+  netns: string;
+  veth: string;
+  ip: string;
+  subnet: Cidr;
+  bridge: string;
+  serviceCIDR: string;
+}
+
+export function createWorkloadNet(n: WorkloadNet): void {
+  if (!netnsExists(n.netns)) ip('netns', 'add', n.netns);
+  if (!linkExists('eth0', n.netns)) {
+    if (linkExists(n.veth)) ip('link', 'del', n.veth);
+    const peer = `${n.veth}p`;
+    ip('link', 'add', n.veth, 'type', 'veth', 'peer', 'name', peer);
+    ip('link', 'set', peer, 'netns', n.netns);
+    ip('-n', n.netns, 'link', 'set', peer, 'name', 'eth0');
+    ip('link', 'set', n.veth, 'master', n.bridge);
+    ip('link', 'set', n.veth, 'up');
+  }
+  run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/${n.subnet.bits}`, 'dev', 'eth0'], { allowFail: EXISTS });
+  ip('-n', n.netns, 'link', 'set', 'lo', 'up');
+  ip('-n', n.netns, 'link', 'set', 'eth0', 'up');
+  ensureUnreachable(n.serviceCIDR, n.netns);
+}
+
+export function deleteWorkloadNet(netns: string, veth: string): void {
+  run('ip', ['link', 'del', veth], { allowFail: MISSING });
+  run('ip', ['netns', 'del', netns], { allowFail: MISSING });
+  rmSync(`/etc/netns/${netns}`, { recursive: true, force: true });
+}
+
+export function listNetns(prefix: string): string[] {
+  if (!existsSync('/var/run/netns')) return [];
+  return readdirSync('/var/run/netns').filter((n) => n.startsWith(prefix));
+}
+
+/** The hosts file `ip netns exec` binds over /etc/hosts in that namespace. */
+export function writeHostsFile(netns: string, lines: string[]): void {
+  const dir = `/etc/netns/${netns}`;
+  mkdirSync(dir, { recursive: true });
+  // Rewritten in place (same inode): running processes have it bind-mounted.
+  writeFileSync(`${dir}/hosts`, lines.join('\n') + '\n', { flag: 'w' });
+}

@@ -1,0 +1,208 @@
+/**
+ * Runs the lab's workloads: each Workload with a `command` becomes a process
+ * group in its own network namespace and cgroup under the mesh's cgroup.
+ * Processes are started detached, so they outlive the agent; a restarted
+ * agent finds them again through the status it recorded and their cgroups.
+ */
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { connect } from 'node:net';
+import { mkdirSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { WorkloadResource, ServiceResource } from '../resources/index.js';
+import type { WorkloadStatus } from '../controlplane/index.js';
+import { wlKey } from '../controlplane/index.js';
+import type { Cidr } from '../net/ipv4.js';
+import { netnsName, vethName, type InstancePaths } from '../paths.js';
+import { createWorkloadNet, deleteWorkloadNet, writeHostsFile } from './network.js';
+import { cgroupPopulated, ensureCgroup, killCgroup, removeCgroupTree } from './cgroup.js';
+
+interface Running {
+  key: string;
+  sig: string;
+  pid: number;
+  netns: string;
+  veth: string;
+  cgroup: string;
+  watch?: NodeJS.Timeout;
+  stopping?: boolean;
+}
+
+export type StatusSink = (namespace: string, name: string, status: WorkloadStatus | undefined) => void;
+
+export function specSignature(w: WorkloadResource): string {
+  const { command, env, files, ip, ports } = w.spec;
+  return createHash('sha256').update(JSON.stringify({ command, env, files, ip, ports })).digest('hex').slice(0, 16);
+}
+
+/** Kubernetes-style $(VAR) expansion; $$(VAR) stays literal. */
+export function expandVars(arg: string, env: Record<string, string>): string {
+  return arg.replace(/\$\$\(|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string | undefined) =>
+    name === undefined ? '$(' : env[name] ?? m,
+  );
+}
+
+export class Lab {
+  private running = new Map<string, Running>();
+
+  constructor(
+    private readonly paths: InstancePaths,
+    private readonly meshCgroup: string,
+    private readonly subnet: () => Cidr,
+    private readonly serviceCIDR: () => string,
+    private readonly report: StatusSink,
+  ) {}
+
+  workloadDir(w: { metadata: { namespace: string; name: string } }): string {
+    return join(this.paths.stateDir, 'workloads', w.metadata.namespace, w.metadata.name);
+  }
+
+  /** Re-adopts processes recorded in the store that are still alive. */
+  restore(workloads: WorkloadResource[], statuses: Map<string, WorkloadStatus>): void {
+    for (const w of workloads) {
+      if (!w.spec.command) continue;
+      const key = wlKey(w);
+      const st = statuses.get(key);
+      if (!st?.pid || !st.cgroup || !st.netns || !cgroupPopulated(st.cgroup)) continue;
+      const r: Running = { key, sig: st.sig ?? '', pid: st.pid, netns: st.netns, veth: vethName(this.paths.instance, key), cgroup: st.cgroup };
+      this.running.set(key, r);
+      this.watchCgroup(w, r);
+    }
+  }
+
+  running_(): ReadonlyMap<string, Running> {
+    return this.running;
+  }
+
+  /** Brings the running set in line with the workloads: start, restart, stop. */
+  async sync(workloads: WorkloadResource[]): Promise<void> {
+    const want = new Map(workloads.filter((w) => w.spec.command).map((w) => [wlKey(w), w]));
+    for (const [key, r] of this.running) {
+      const w = want.get(key);
+      if (!w) await this.stop(key, true);
+      else if (r.sig !== specSignature(w)) await this.stop(key, false);
+    }
+    for (const [key, w] of want) {
+      if (!this.running.has(key)) await this.start(w);
+    }
+  }
+
+  private async start(w: WorkloadResource): Promise<void> {
+    const key = wlKey(w);
+    const { namespace, name } = w.metadata;
+    const ip = w.spec.ip!;
+    const netns = netnsName(this.paths, namespace, name);
+    const veth = vethName(this.paths.instance, key);
+    const cgroup = join(this.meshCgroup, 'workloads', `${namespace}.${name}`);
+    const dir = this.workloadDir(w);
+    const sig = specSignature(w);
+    try {
+      createWorkloadNet({ netns, veth, ip, subnet: this.subnet(), bridge: this.paths.bridge, serviceCIDR: this.serviceCIDR() });
+      ensureCgroup(cgroup);
+      mkdirSync(dir, { recursive: true });
+      for (const [file, content] of Object.entries(w.spec.files ?? {})) writeFileSync(join(dir, file), content);
+    } catch (e) {
+      this.report(namespace, name, { phase: 'Failed', ip, message: (e as Error).message });
+      return;
+    }
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      HOME: dir,
+      EBMESH_WORKLOAD: name,
+      EBMESH_NAMESPACE: namespace,
+      EBMESH_POD_IP: ip,
+      EBMESH_WORKDIR: dir,
+      ...w.spec.env,
+    };
+    const argv = w.spec.command!.map((a) => expandVars(a, env));
+    const log = openSync(join(dir, 'output.log'), 'a');
+    // The shell joins the cgroup first, so nothing the command forks escapes it.
+    const child = spawn(
+      '/bin/sh',
+      ['-c', 'cg=$1 ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec ip netns exec "$ns" "$@"', 'sh', cgroup, netns, ...argv],
+      { cwd: dir, env, detached: true, stdio: ['ignore', log, log] },
+    );
+    closeSync(log);
+    child.unref();
+    const pid = child.pid ?? 0;
+    const r: Running = { key, sig, pid, netns, veth, cgroup };
+    this.running.set(key, r);
+    const base: WorkloadStatus = { phase: 'Running', ip, pid, netns, cgroup, startedAt: new Date().toISOString(), sig, ready: false };
+    this.report(namespace, name, base);
+    child.on('exit', (code, signal) => this.exited(w, r, code, signal));
+    child.on('error', (e) => this.report(namespace, name, { phase: 'Failed', ip, message: e.message }));
+    this.probeReady(w, r).then((ok) => {
+      if (this.running.get(key) === r && ok) this.report(namespace, name, { ...base, ready: true });
+    }, () => undefined);
+  }
+
+  private exited(w: WorkloadResource, r: Running, code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.running.get(r.key) !== r || r.stopping) return;
+    this.running.delete(r.key);
+    if (r.watch) clearInterval(r.watch);
+    const message = signal ? `killed by ${signal}` : `exited with code ${code}`;
+    this.report(w.metadata.namespace, w.metadata.name, { phase: code === 0 ? 'Succeeded' : 'Failed', ip: w.spec.ip, message });
+  }
+
+  /** For processes we did not spawn (re-adopted after a restart). */
+  private watchCgroup(w: WorkloadResource, r: Running): void {
+    r.watch = setInterval(() => {
+      if (!cgroupPopulated(r.cgroup)) this.exited(w, r, null, 'SIGKILL');
+    }, 200);
+    r.watch.unref();
+  }
+
+  /** Ready once the first TCP port accepts (from the node), or at once without one. */
+  private async probeReady(w: WorkloadResource, r: Running): Promise<boolean> {
+    const port = w.spec.ports.find((p) => p.protocol === 'TCP')?.containerPort;
+    if (!port) return true;
+    const until = Date.now() + 15000;
+    while (Date.now() < until && this.running.get(r.key) === r) {
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = connect({ host: w.spec.ip!, port, timeout: 500 });
+        s.once('connect', () => { s.destroy(); resolve(true); });
+        s.once('error', () => resolve(false));
+        s.once('timeout', () => { s.destroy(); resolve(false); });
+      });
+      if (ok) return true;
+      await new Promise((res) => setTimeout(res, 25));
+    }
+    return false;
+  }
+
+  async stop(key: string, forget: boolean): Promise<void> {
+    const r = this.running.get(key);
+    if (!r) return;
+    r.stopping = true;
+    if (r.watch) clearInterval(r.watch);
+    this.running.delete(key);
+    await killCgroup(r.cgroup);
+    removeCgroupTree(r.cgroup);
+    if (forget) {
+      deleteWorkloadNet(r.netns, r.veth);
+      const [ns = '', name = ''] = key.split('/');
+      rmSync(join(this.paths.stateDir, 'workloads', ns, name), { recursive: true, force: true });
+      this.report(ns, name, undefined);
+    }
+  }
+
+  /** The hosts file of every lab workload: services by NAME.NAMESPACE[.svc.cluster.local]. */
+  writeHosts(workloads: WorkloadResource[], services: ServiceResource[], domain: string): void {
+    for (const w of workloads) {
+      if (!w.spec.command) continue;
+      const lines = ['127.0.0.1 localhost', `${w.spec.ip} ${w.metadata.name}`];
+      for (const s of services) {
+        if (!s.spec.clusterIP) continue;
+        const { name, namespace } = s.metadata;
+        const names = [`${name}.${namespace}`, `${name}.${namespace}.svc`, `${name}.${namespace}.svc.${domain}`];
+        if (namespace === w.metadata.namespace) names.unshift(name);
+        lines.push(`${s.spec.clusterIP} ${names.join(' ')}`);
+      }
+      writeHostsFile(netnsName(this.paths, w.metadata.namespace, w.metadata.name), lines);
+    }
+  }
+
+  async stopAll(): Promise<void> {
+    for (const key of [...this.running.keys()]) await this.stop(key, true);
+  }
+}

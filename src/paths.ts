@@ -1,0 +1,66 @@
+/**
+ * Every path and name a node instance uses on the host, derived from the
+ * instance name in one place, so that parallel instances (tests) never
+ * collide and `down` can find everything an instance made, even after a
+ * crash.
+ */
+import { createHash } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+
+export const PACKAGE_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BPF_BUILD = join(PACKAGE_ROOT, 'bpf', 'build');
+
+function short(s: string, n: number): string {
+  return createHash('sha256').update(s).digest('hex').slice(0, n);
+}
+
+export function validInstance(name: string): boolean {
+  return /^[a-z][a-z0-9-]{0,30}$/.test(name);
+}
+
+export interface InstancePaths {
+  instance: string;
+  stateDir: string;
+  storeFile: string;
+  runDir: string;
+  apiSocket: string;
+  pidFile: string;
+  logFile: string;
+  bpfRoot: string; // under /sys/fs/bpf
+  mapPins: string;
+  linkPins: string;
+  cgroupName: string; // below the cgroup v2 root
+  bridge: string;
+  netnsPrefix: string;
+}
+
+export function instancePaths(instance: string): InstancePaths {
+  const stateDir = `/var/lib/ebmesh/${instance}`;
+  const runDir = `/run/ebmesh/${instance}`;
+  const bpfRoot = `/sys/fs/bpf/ebmesh/${instance}`;
+  return {
+    instance,
+    stateDir,
+    storeFile: join(stateDir, 'store.json'),
+    runDir,
+    apiSocket: join(runDir, 'api.sock'),
+    pidFile: join(runDir, 'daemon.pid'),
+    logFile: join(stateDir, 'daemon.log'),
+    bpfRoot,
+    mapPins: join(bpfRoot, 'maps'),
+    linkPins: join(bpfRoot, 'links'),
+    cgroupName: `ebmesh.${instance}`,
+    bridge: instance === 'ebmesh' ? 'ebmesh0' : `eb${short(instance, 8)}br`,
+    netnsPrefix: `ebm-${instance}-`,
+  };
+}
+
+/** Interface names are at most 15 bytes: hash what identifies the veth. */
+export function vethName(instance: string, workload: string): string {
+  return `ebv${short(`${instance}/${workload}`, 10)}`;
+}
+
+export function netnsName(p: InstancePaths, namespace: string, name: string): string {
+  return `${p.netnsPrefix}${namespace}.${name}`;
+}

@@ -1,0 +1,79 @@
+import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EbmeshError } from '../errors.js';
+import type { Entry, Op, Store, WatchEvent } from './store.js';
+
+interface FileState {
+  revision: number;
+  entries: Record<string, { value: unknown; modRevision: number }>;
+}
+
+/**
+ * The default store for one host: a JSON file rewritten atomically (write,
+ * fsync, rename) on every commit, so a crash leaves the old or the new
+ * state, never half of one.
+ */
+export class EmbeddedStore implements Store {
+  private state: FileState;
+  private watchers = new Set<(ev: WatchEvent) => void>();
+
+  constructor(private readonly path: string) {
+    mkdirSync(dirname(path), { recursive: true });
+    if (existsSync(path)) {
+      try {
+        this.state = JSON.parse(readFileSync(path, 'utf8')) as FileState;
+      } catch (e) {
+        throw new EbmeshError('EBMESH_STORE_CORRUPT', `cannot read the store: ${(e as Error).message}`, { where: path });
+      }
+    } else {
+      this.state = { revision: 0, entries: {} };
+    }
+  }
+
+  async revision(): Promise<number> {
+    return this.state.revision;
+  }
+
+  async get<T>(key: string): Promise<Entry<T> | undefined> {
+    const e = this.state.entries[key];
+    return e && { key, value: structuredClone(e.value) as T, modRevision: e.modRevision };
+  }
+
+  async list<T>(prefix: string): Promise<Entry<T>[]> {
+    return Object.keys(this.state.entries)
+      .filter((k) => k.startsWith(prefix))
+      .sort()
+      .map((k) => {
+        const e = this.state.entries[k]!;
+        return { key: k, value: structuredClone(e.value) as T, modRevision: e.modRevision };
+      });
+  }
+
+  async commit(ops: Op[]): Promise<number> {
+    if (ops.length === 0) return this.state.revision;
+    const next: FileState = { revision: this.state.revision + 1, entries: { ...this.state.entries } };
+    for (const op of ops) {
+      if (op.type === 'put') next.entries[op.key] = { value: structuredClone(op.value), modRevision: next.revision };
+      else delete next.entries[op.key];
+    }
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(tmp, JSON.stringify(next));
+    const fd = openSync(tmp, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, this.path);
+    this.state = next;
+    const ev = { revision: next.revision, ops };
+    for (const w of this.watchers) w(ev);
+    return next.revision;
+  }
+
+  watch(fn: (ev: WatchEvent) => void): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  async close(): Promise<void> {
+    this.watchers.clear();
+  }
+}

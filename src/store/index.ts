@@ -1,0 +1,2 @@
+export type { Store, Entry, Op, WatchEvent } from './store.js';
+export { EmbeddedStore } from './embedded.js';

@@ -1,0 +1,29 @@
+/**
+ * The store: a small etcd-shaped key/value interface (revisions, atomic
+ * multi-key commits, watch), so the embedded store and etcd are
+ * interchangeable behind it. The store computes nothing.
+ */
+export interface Entry<T = unknown> {
+  key: string;
+  value: T;
+  modRevision: number;
+}
+
+export type Op =
+  | { type: 'put'; key: string; value: unknown }
+  | { type: 'delete'; key: string };
+
+export interface WatchEvent {
+  revision: number;
+  ops: Op[];
+}
+
+export interface Store {
+  revision(): Promise<number>;
+  get<T = unknown>(key: string): Promise<Entry<T> | undefined>;
+  list<T = unknown>(prefix: string): Promise<Entry<T>[]>;
+  /** Applies every op or none; returns the new revision. */
+  commit(ops: Op[]): Promise<number>;
+  watch(fn: (ev: WatchEvent) => void): () => void;
+  close(): Promise<void>;
+}
