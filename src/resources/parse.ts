@@ -59,7 +59,7 @@ function lineOf(doc: Document, lc: LineCounter, path: ReadonlyArray<string | num
 /** Parses and validates every document in `text`. Throws ResourceError. */
 export function parseResources(text: string, file = '<input>'): AnyResource[] {
   const lc = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false });
+  const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: true });
   const problems: Problem[] = [];
   const out: AnyResource[] = [];
   if (!Array.isArray(docs)) {

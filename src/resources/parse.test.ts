@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { parseResources, ResourceError } from './index.js';
+import { PACKAGE_ROOT } from '../paths.js';
+
+function problemsOf(text: string): string[] {
+  try {
+    parseResources(text, 'in.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ResourceError);
+    return e.message.split('\n');
+  }
+  assert.fail('expected a ResourceError');
+}
+
+const svc = (spec: string) => `apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: demo\nspec:\n${spec}`;
+
+test('the demo and scale examples parse, List items included', () => {
+  const demo = parseResources(readFileSync(`${PACKAGE_ROOT}/examples/demo.yaml`, 'utf8'));
+  assert.deepEqual(demo.map((r) => `${r.kind}/${r.metadata.name}`), [
+    'Namespace/demo', 'Workload/web-1', 'Workload/web-2', 'Workload/web-3', 'Service/web', 'Workload/client',
+  ]);
+  const w2 = demo[2];
+  assert.equal(w2?.kind, 'Workload');
+  assert.equal(parseResources(readFileSync(`${PACKAGE_ROOT}/examples/demo-scale.yaml`, 'utf8')).length, 1);
+});
+
+test('defaults are filled as Kubernetes does', () => {
+  const [s] = parseResources(svc('  selector: {app: web}\n  ports: [{port: 80}]'));
+  assert.equal(s?.kind, 'Service');
+  if (s?.kind !== 'Service') return;
+  assert.equal(s.spec.ports[0]?.protocol, 'TCP');
+  assert.equal(s.spec.type, 'ClusterIP');
+  assert.equal(s.spec.sessionAffinity, 'None');
+});
+
+test('a port out of range names file, line, resource and field', () => {
+  const [p] = problemsOf(svc('  selector: {app: web}\n  ports:\n    - port: 70000'));
+  assert.equal(p, 'in.yaml:9: Service demo/web: spec.ports[0].port: must be a port from 1 to 65535');
+});
+
+test('unknown fields are errors, not silently dropped', () => {
+  const [p] = problemsOf(svc('  selector: {app: web}\n  ports: [{port: 80}]\n  loadBalancerIP: 1.2.3.4'));
+  assert.match(p!, /Service demo\/web: spec: unknown field "loadBalancerIP"/);
+});
+
+test('unknown kinds, SCTP and bad names are explained', () => {
+  assert.match(problemsOf('apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n')[0]!, /in.yaml:2: kind: unknown kind "Pod"/);
+  assert.match(problemsOf(svc('  ports: [{port: 80, protocol: SCTP}]'))[0]!, /SCTP is not supported/);
+  assert.match(problemsOf('apiVersion: v1\nkind: Namespace\nmetadata: {name: Bad_Name}\n')[0]!, /metadata.name: must be a DNS label/);
+});
+
+test('one bad document rejects the whole input', () => {
+  const text = `apiVersion: v1\nkind: Namespace\nmetadata: {name: ok}\n---\n${svc('  ports: []')}`;
+  const problems = problemsOf(text);
+  assert.equal(problems.length, 1);
+  assert.match(problems[0]!, /a Service needs at least one port/);
+});
+
+test('YAML syntax errors and the same object twice are reported', () => {
+  assert.match(problemsOf('kind: [unclosed\n')[0]!, /in.yaml:\d+: YAML:/);
+  const ns = 'apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n';
+  assert.match(problemsOf(`${ns}---\n${ns}`)[0]!, /Namespace a: appears twice/);
+});
+
+test('a Workload must run a command or adopt a cgroup, with an ip when adopted', () => {
+  const base = 'apiVersion: ebmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: w}\nspec:\n';
+  assert.match(problemsOf(`${base}  serviceAccount: x\n`)[0]!, /needs a command \(lab\) or adopt/);
+  assert.match(problemsOf(`${base}  adopt: {cgroup: /x}\n`)[0]!, /spec.ip: an adopted Workload needs its ip/);
+});
