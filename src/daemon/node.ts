@@ -36,12 +36,15 @@ export class NodeDaemon {
   private hostRoutes: string[] = [];
   private reconciling: Promise<void> | undefined;
   private dirty = false;
+  private bridgeReady = false;
   private retry: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   last: ReconcileInfo | undefined;
   readonly startedAt = new Date();
 
   constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1') {}
+
+  private routeCheck: NodeJS.Timeout | undefined;
 
   async start(): Promise<void> {
     requireFeatures();
@@ -66,6 +69,11 @@ export class NodeDaemon {
     this.lab.restore(snap.workloads, snap.workloadStatus);
     this.unwatch = this.store.watch(() => this.schedule());
     await this.reconcileNow();
+    // The safety routes are the host's, and anyone may remove them: put them back.
+    this.routeCheck = setInterval(() => {
+      try { this.ensureHostRoutes(); } catch (e) { process.stderr.write(`host routes: ${describeError(e)}\n`); }
+    }, 5000);
+    this.routeCheck.unref();
   }
 
   /** Unreachable routes on the host for the service and pod CIDRs: nothing meant for them may leave. */
@@ -113,10 +121,19 @@ export class NodeDaemon {
   }
 
   private async reconcile(snap: Snapshot): Promise<void> {
+    // The kernel's tables first: they decide what connections do now, and
+    // depend on nothing the lab does below.
+    const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));
+    this.datapath.lb.apply(ops);
+
+    const meshChanged = snap.mesh.spec.serviceCIDR !== this.mesh.spec.serviceCIDR || snap.mesh.spec.podCIDR !== this.mesh.spec.podCIDR;
     this.mesh = snap.mesh;
-    this.ensureHostRoutes();
+    if (meshChanged) this.ensureHostRoutes();
     const lab = snap.workloads.filter((w) => w.spec.command);
-    if (lab.length) ensureBridge(this.paths.bridge, nodePodSubnet(this.mesh));
+    if (lab.length && (!this.bridgeReady || meshChanged)) {
+      ensureBridge(this.paths.bridge, nodePodSubnet(this.mesh));
+      this.bridgeReady = true;
+    }
     await this.lab.sync(snap.workloads);
 
     // Workloads the lab did not make join by their own cgroup.
@@ -132,8 +149,6 @@ export class NodeDaemon {
       if (tag.startsWith('adopt.') && !adoptTags.has(tag)) this.datapath.detach(tag);
     }
 
-    const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));
-    this.datapath.lb.apply(ops);
     this.lab.writeHosts(snap.workloads, snap.services, this.mesh.spec.trustDomain);
     this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length };
   }
@@ -171,6 +186,7 @@ export class NodeDaemon {
   /** Stops the daemon. With teardown, everything the instance made goes too. */
   async stop(teardown: boolean): Promise<void> {
     this.unwatch?.();
+    clearInterval(this.routeCheck);
     await this.reconciling;
     if (teardown) await this.lab.stopAll();
     this.datapath.close();
@@ -191,7 +207,6 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
       cfg = raw.entries['/resources/MeshConfig/mesh']?.value;
     } catch { /* a broken store: fall back to the defaults */ }
   }
-  cfg ??= defaultMesh;
   let meshCg: string | undefined;
   try { meshCg = join(cgroup2Root(), paths.cgroupName); } catch { /* no cgroup v2: nothing there */ }
   if (meshCg) await killCgroup(meshCg);
@@ -201,8 +216,12 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
     deleteWorkloadNet(ns, vethName(paths.instance, rest.replace('.', '/')));
   }
   removeBridge(paths.bridge);
-  removeUnreachable(cfg.spec.serviceCIDR);
-  removeUnreachable(cfg.spec.podCIDR);
+  // Only the routes this instance is known to have made: another instance
+  // may use the default ranges, and its safety routes must stay.
+  if (cfg) {
+    removeUnreachable(cfg.spec.serviceCIDR);
+    removeUnreachable(cfg.spec.podCIDR);
+  }
   if (meshCg) removeCgroupTree(meshCg);
   rmSync(paths.stateDir, { recursive: true, force: true });
   rmSync(paths.runDir, { recursive: true, force: true });

@@ -6,7 +6,9 @@
  * translate fails at once and can never leave the machine.
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { ip, run } from './run.js';
+import { EbmeshError } from '../errors.js';
 import type { Cidr } from '../net/ipv4.js';
 import { intToIp } from '../net/ipv4.js';
 
@@ -44,14 +46,19 @@ export function removeBridge(bridge: string): void {
   run('ip', ['link', 'del', bridge], { allowFail: MISSING });
 }
 
-/** An unreachable route for a CIDR in a namespace (the host when netns is undefined). */
+/**
+ * An unreachable route for a CIDR in a namespace (the host when netns is
+ * undefined). Its high metric keeps it a safety net: a connected route of
+ * the same prefix (the node's pod subnet on the bridge) still wins.
+ */
+const SAFETY_METRIC = '4242';
 export function ensureUnreachable(cidr: string, netns?: string): void {
   const pre = netns ? ['-n', netns] : [];
-  run('ip', [...pre, 'route', 'replace', 'unreachable', cidr]);
+  run('ip', [...pre, 'route', 'replace', 'unreachable', cidr, 'metric', SAFETY_METRIC]);
 }
 
 export function removeUnreachable(cidr: string): void {
-  run('ip', ['route', 'del', 'unreachable', cidr], { allowFail: /No such process|not found|Cannot find/i });
+  run('ip', ['route', 'del', 'unreachable', cidr, 'metric', SAFETY_METRIC], { allowFail: /No such process|not found|Cannot find/i });
 }
 
 export interface WorkloadNet {
@@ -63,17 +70,33 @@ export interface WorkloadNet {
   serviceCIDR: string;
 }
 
+/** Runs many ip commands in one process (one fork instead of one each). */
+function ipBatch(lines: string[], netns?: string): void {
+  const r = spawnSync('ip', [...(netns ? ['-n', netns] : []), '-batch', '-'], { input: lines.join('\n') + '\n', encoding: 'utf8' });
+  if (r.status !== 0) throw new EbmeshError('EBMESH_HOST_COMMAND', `ip -batch${netns ? ` in ${netns}` : ''} failed: ${(r.stderr ?? '').trim()}`);
+}
+
 export function createWorkloadNet(n: WorkloadNet): void {
   if (!netnsExists(n.netns)) ip('netns', 'add', n.netns);
+  const peer = `${n.veth}p`;
   if (!linkExists('eth0', n.netns)) {
     if (linkExists(n.veth)) ip('link', 'del', n.veth);
-    const peer = `${n.veth}p`;
-    ip('link', 'add', n.veth, 'type', 'veth', 'peer', 'name', peer);
-    ip('link', 'set', peer, 'netns', n.netns);
-    ip('-n', n.netns, 'link', 'set', peer, 'name', 'eth0');
-    ip('link', 'set', n.veth, 'master', n.bridge);
-    ip('link', 'set', n.veth, 'up');
+    ipBatch([
+      `link add ${n.veth} type veth peer name ${peer}`,
+      `link set ${peer} netns ${n.netns}`,
+      `link set ${n.veth} master ${n.bridge}`,
+      `link set ${n.veth} up`,
+    ]);
+    ipBatch([
+      `link set ${peer} name eth0`,
+      `addr add ${n.ip}/${n.subnet.bits} dev eth0`,
+      'link set lo up',
+      'link set eth0 up',
+      `route replace unreachable ${n.serviceCIDR} metric ${SAFETY_METRIC}`,
+    ], n.netns);
+    return;
   }
+  // The namespace survived (an agent restart): make sure of each piece.
   run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/${n.subnet.bits}`, 'dev', 'eth0'], { allowFail: EXISTS });
   ip('-n', n.netns, 'link', 'set', 'lo', 'up');
   ip('-n', n.netns, 'link', 'set', 'eth0', 'up');

@@ -7,8 +7,11 @@ import { table } from '../table.js';
 import { applyFiles } from './resources.js';
 import { EbmeshError } from '../../errors.js';
 import { PACKAGE_ROOT } from '../../paths.js';
-import { requireFeatures } from '../../kernel/index.js';
-import { teardownInstance } from '../../daemon/node.js';
+// The kernel bindings and the daemon load only for the commands that use
+// them, so that every other command starts fast.
+const requireFeatures = async () => (await import('../../kernel/features.js')).requireFeatures();
+const teardownInstance = async (...a: Parameters<typeof import('../../daemon/node.js').teardownInstance>) =>
+  (await import('../../daemon/node.js')).teardownInstance(...a);
 import type { Command, CommandContext } from '../command.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -89,7 +92,7 @@ export const up: Command = {
   async run(ctx) {
     const { values } = parseArgs({ args: ctx.args, options: { file: { type: 'string', short: 'f', multiple: true }, timeout: { type: 'string', default: '60' } } });
     const files = values.file?.length ? values.file : [join(PACKAGE_ROOT, 'examples/demo.yaml')];
-    requireFeatures();
+    await requireFeatures();
     if (await isRunning(ctx.paths)) {
       progress(ctx, `node "${ctx.paths.instance}" already running`);
     } else {

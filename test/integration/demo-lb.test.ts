@@ -1,0 +1,152 @@
+/**
+ * Issue 2's acceptance on the real demo: `ebmesh up` with examples/demo.yaml,
+ * real nginx backends in lab workloads, real curl in a client workload.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { PACKAGE_ROOT } from '../../src/paths.js';
+import { TestMesh, hostRuleset } from '../helpers/mesh.js';
+
+let mesh: TestMesh;
+let rulesBefore: string;
+
+function backendIps(): Map<string, string> {
+  const out = JSON.parse(mesh.ok('get', 'workloads', '-n', 'demo', '-o', 'json')) as Array<{ metadata: { name: string }; spec: { ip: string } }>;
+  return new Map(out.map((w) => [w.spec.ip, w.metadata.name]));
+}
+
+/** n fresh connections (one curl each) through the VIP: backend name -> count. */
+function spread(n: number): Map<string, number> {
+  const r = mesh.sh('client', `for i in $(seq ${n}); do curl -s -m 2 http://web.demo/ || echo FAIL; done`);
+  assert.equal(r.code, 0, r.stderr);
+  const ips = backendIps();
+  const counts = new Map<string, number>();
+  for (const line of r.stdout.trim().split('\n')) {
+    const name = ips.get(line.trim()) ?? `unexpected:${line}`;
+    counts.set(name, (counts.get(name) ?? 0) + 1);
+  }
+  return counts;
+}
+
+before(() => {
+  rulesBefore = hostRuleset();
+  mesh = new TestMesh('demo');
+  mesh.ok('up', '-f', mesh.meshConfigFile(), '-f', join(PACKAGE_ROOT, 'examples/demo.yaml'));
+});
+
+after(() => mesh?.down());
+
+test('300 requests through the VIP reach every backend, each between 20% and 47%', () => {
+  const counts = spread(300);
+  assert.deepEqual([...counts.keys()].sort(), ['web-1', 'web-2', 'web-3'], JSON.stringify([...counts]));
+  for (const [name, c] of counts) assert.ok(c >= 60 && c <= 141, `${name} served ${c} of 300`);
+});
+
+test('names resolve to the VIP and the client sees the VIP as its peer', () => {
+  const vip = (JSON.parse(mesh.ok('get', 'svc', 'web', '-n', 'demo', '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
+  const r = mesh.cli('exec', 'demo/client', '--', 'python3', '-c',
+    'import socket;s=socket.create_connection(("web.demo.svc.cluster.local",80));print(s.getpeername()[0])');
+  assert.equal(r.stdout.trim(), vip);
+});
+
+test('scaling to four via apply: the fourth serves within one second', async () => {
+  // A client loop stamps every answer; apply runs while it loops.
+  const loop = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'client', '--', 'sh', '-c',
+    'for i in $(seq 600); do echo "$(date +%s%3N) $(curl -s -m 1 http://web.demo/)"; done'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  loop.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const done = once(loop, 'exit');
+  await new Promise((r) => setTimeout(r, 800));
+  const t0 = Date.now();
+  mesh.ok('apply', '-f', join(PACKAGE_ROOT, 'examples/demo-scale.yaml'));
+  await done;
+  const ips = backendIps();
+  const first = out.trim().split('\n').map((l) => l.split(' ')).find(([, ip]) => ips.get(ip ?? '') === 'web-4');
+  assert.ok(first, 'web-4 never answered');
+  const after = Number(first[0]) - t0;
+  assert.ok(after <= 1000, `web-4 first answered ${after} ms after apply began`);
+  assert.equal(spread(80).size, 4);
+});
+
+test('an endpoint leaving gets no new connections while an established one continues', () => {
+  // Relabel web-4 out of the service: the process lives, its endpoint goes.
+  const held = mesh.cli('exec', 'client', '--', 'python3', '-c', `
+import http.client, subprocess, sys, time
+conns = []
+for i in range(40):  # keep-alive connections; find one that landed on web-4
+    c = http.client.HTTPConnection("web.demo", 80, timeout=3); c.request("GET", "/"); ip = c.getresponse().read().decode().strip()
+    conns.append((c, ip))
+print("\\n".join(ip for _, ip in conns))
+sys.stdout.flush()
+sys.stdin.readline() if False else time.sleep(0)
+`);
+  assert.equal(held.code, 0, held.stderr);
+  const ips = backendIps();
+  const web4 = [...ips].find(([, n]) => n === 'web-4')?.[0];
+  assert.ok(web4);
+  const relabel = mesh.file('relabel.yaml', `apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: web-4, namespace: demo, labels: {app: web-retired}}
+spec:
+  serviceAccount: web
+  ports: [{name: http, containerPort: 8080}]
+  command: [sleep, infinity]
+`);
+  // Same process kept: only labels change, so use the original spec with new labels.
+  const spec = JSON.parse(mesh.ok('get', 'wl', 'web-4', '-n', 'demo', '-o', 'json')) as { spec: Record<string, unknown> };
+  void relabel;
+  const yaml = `apiVersion: ebmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: web-4, namespace: demo, labels: {app: web-retired}}\nspec: ${JSON.stringify(spec.spec)}\n`;
+  // Open a keep-alive connection to web-4 first, relabel, then use it again.
+  const r = mesh.cli('exec', 'client', '--', 'python3', '-c', `
+import http.client, subprocess, time
+c = None
+for i in range(200):
+    x = http.client.HTTPConnection("web.demo", 80, timeout=3); x.request("GET", "/"); ip = x.getresponse().read().decode().strip()
+    if ip == "${web4}": c = x; break
+    x.close()
+assert c, "never reached web-4"
+p = subprocess.run(["${join(PACKAGE_ROOT, 'bin/ebmesh')}", "--instance", "${mesh.instance}", "apply", "-f", "-"], input=${JSON.stringify(yaml)}.encode(), capture_output=True)
+assert p.returncode == 0, p.stderr
+time.sleep(0.3)
+c.request("GET", "/"); again = c.getresponse().read().decode().strip()
+fresh = []
+for i in range(60):
+    x = http.client.HTTPConnection("web.demo", 80, timeout=3); x.request("GET", "/"); fresh.append(x.getresponse().read().decode().strip()); x.close()
+print(again, "${web4}" in fresh)
+`);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), `${web4} False`);
+});
+
+test('a Service with no endpoints refuses immediately', () => {
+  mesh.ok('apply', '-f', mesh.file('empty.yaml', 'apiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: demo}\nspec:\n  ports: [{port: 80}]\n'));
+  const r = mesh.sh('client', 'start=$(date +%s%N); curl -s -m 5 http://empty.demo/; code=$?; echo "$code $(( ($(date +%s%N) - start) / 1000000 ))"');
+  const [code, ms] = r.stdout.trim().split(' ').map(Number);
+  assert.equal(code, 7, 'curl exit 7: connection refused');
+  assert.ok(ms! < 1000, `refused after ${ms} ms`);
+});
+
+test('bad input: a clear error naming file, resource and field, and nothing applied', () => {
+  const before = mesh.ok('get', 'svc', '-n', 'demo', '-o', 'json');
+  const bad = mesh.file('bad.yaml', 'apiVersion: v1\nkind: Service\nmetadata: {name: other, namespace: demo}\nspec:\n  selector: {app: web}\n  ports:\n    - port: 99999\n');
+  const r = mesh.cli('apply', '-f', bad);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`${bad.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:7: Service demo/other: spec.ports\\[0\\].port: must be a port from 1 to 65535`));
+  assert.equal(mesh.ok('get', 'svc', '-n', 'demo', '-o', 'json'), before);
+  const dup = mesh.file('dup.yaml', `apiVersion: v1\nkind: Service\nmetadata: {name: dup, namespace: demo}\nspec:\n  clusterIP: ${JSON.parse(before)[0].spec.clusterIP}\n  ports: [{port: 80}]\n`);
+  assert.match(mesh.cli('apply', '-f', dup).stderr, /spec.clusterIP: .* is already the VIP of Service demo\/(web|empty)/);
+});
+
+test('apply is idempotent and exec passes the exit code through', () => {
+  const out = mesh.ok('apply', '-f', join(PACKAGE_ROOT, 'examples/demo.yaml'));
+  assert.match(out, /Service demo\/web unchanged/);
+  assert.equal(mesh.sh('client', 'exit 7').code, 7);
+  assert.equal(mesh.cli('exec', 'nosuch', '--', 'true').code, 1);
+});
+
+test('the mesh changed no iptables or nftables rule', () => {
+  assert.equal(hostRuleset(), rulesBefore);
+});
