@@ -105,7 +105,9 @@ class Compiler {
       allow: this.prunedAllow(),
       cidr,
       refs: this.refs,
-      workloads: this.input.workloads.map((w) => ({ ref: workloadRef(w), identity: this.index.ofWorkload(w), ...(w.spec.ip ? { ip: w.spec.ip } : {}) })),
+      workloads: this.input.workloads
+        .map((w) => ({ ref: workloadRef(w), identity: this.index.ofWorkload(w), ...(w.spec.ip ? { ip: w.spec.ip } : {}) }))
+        .sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0)),
       warnings: [...this.warnings],
     };
   }
@@ -215,7 +217,8 @@ class Compiler {
       for (const P of bounds) {
         const covering = rules.filter((r) => cidrContains(r.cidr, P) && !r.excepts.some((e) => cidrContains(e, P)));
         const spans = covering.flatMap((r) => r.spans.map((s) => ({ s, r })));
-        const sig = spans.map(({ s, r }) => `${s.proto}:${s.lo}-${s.hi}@${r.ref}.${r.rule}`).sort().join(',');
+        // A set: one rule reached through two of its peers must not look like a different group.
+        const sig = [...new Set(spans.map(({ s, r }) => `${s.proto}:${s.lo}-${s.hi}@${r.ref}.${r.rule}`))].sort().join(',');
         sigOf.set(formatCidr(P), sig);
         const parent = [...bounds].reverse().find((q) => q.len < P.len && cidrContains(q, P));
         if ((parent ? sigOf.get(formatCidr(parent)) : '') === sig) continue;
