@@ -31,6 +31,7 @@ export interface ConfigSummary {
   };
   errors: number;
   timeouts: number;
+  badStatus: number;
   /** Runs whose achieved rate fell under 95% of the target. */
   belowTarget: number;
   /** Point-wise median of the runs' percentile distributions. */
@@ -77,6 +78,7 @@ function summarizeConfig(c: ConfigResult, baseline: string): Omit<ConfigSummary,
     footprints,
     errors: c.runs.reduce((a, r) => a + r.errors, 0),
     timeouts: c.runs.reduce((a, r) => a + r.timeouts, 0),
+    badStatus: c.runs.reduce((a, r) => a + r.badStatus, 0),
     belowTarget: c.runs.filter((r) => r.belowTarget).length,
     distribution: dists.length === c.runs.length && dists.length > 0 ? medianDistribution(dists) : null,
     noisy,

@@ -2,9 +2,11 @@
  * Describes the machine a benchmark ran on, so that a reader can tell two
  * reports apart before comparing their numbers.
  */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { findNginx } from './nginx.js';
+import { defaultLoadgenPath } from './loadgen.js';
 
 export interface MachineInfo {
   hostname: string;
@@ -29,7 +31,9 @@ export interface ToolProbe {
 
 export const DEFAULT_TOOL_PROBES: ToolProbe[] = [
   { name: 'gcc', argv: ['gcc', '--version'] },
-  { name: 'nginx', argv: ['nginx', '-v'] },
+  { name: 'ebmesh-loadgen', argv: [defaultLoadgenPath(), '--version'] },
+  // /usr/sbin is often not on a non-root PATH.
+  { name: 'nginx', argv: [findNginx() ?? 'nginx', '-v'] },
   { name: 'wrk', argv: ['wrk', '--version'] },
   { name: 'clang', argv: ['clang', '--version'] },
 ];
@@ -38,15 +42,10 @@ export const DEFAULT_TOOL_PROBES: ToolProbe[] = [
 export function toolVersion(argv: readonly string[]): string | null {
   const [file, ...args] = argv;
   if (!file) return null;
-  try {
-    const out = execFileSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
-    return firstLine(out);
-  } catch (e) {
-    // Some tools (wrk, nginx -v) print their version on stderr or exit non-zero.
-    const x = e as { stdout?: string; stderr?: string; code?: string };
-    if (x.code === 'ENOENT') return null;
-    return firstLine(`${x.stdout ?? ''}${x.stderr ?? ''}`);
-  }
+  // Some tools (nginx -v, wrk) print their version on stderr, or exit non-zero.
+  const r = spawnSync(file, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 });
+  if (r.error) return null;
+  return firstLine(`${r.stdout ?? ''}\n${r.stderr ?? ''}`);
 }
 
 function firstLine(s: string): string | null {

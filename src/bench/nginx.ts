@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -111,6 +111,8 @@ export async function startNginx(o: NginxOptions = {}): Promise<NginxServer> {
   }
   const host = o.host ?? '127.0.0.1';
   const prefix = await mkdtemp(path.join(os.tmpdir(), 'ebmesh-bench-nginx-'));
+  // Workers drop root for nobody and must still read the document root.
+  await chmod(prefix, 0o755);
   await mkdir(path.join(prefix, 'html'));
   await mkdir(path.join(prefix, 'tmp'));
   await writeFile(path.join(prefix, 'html', 'index.html'), 'x'.repeat(Math.max(0, (o.bodyBytes ?? 128) - 1)) + '\n');

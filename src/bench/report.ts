@@ -64,15 +64,19 @@ function mib(bytes: number): string {
 function mainTable(sums: readonly ConfigSummary[]): string[] {
   const lat = (c: ConfigSummary, k: LatencyKey): string => fig(c.latencyUs[k], c.ratios.latency[k], c.name === c.baseline);
   const rows = [
-    '| # | configuration | vs | runs | rate req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | client CPU | errors / timeouts | noise |',
+    '| # | configuration | vs | runs | rate req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | client CPU | errors / timeouts / non-2xx,3xx | noise |',
     '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   sums.forEach((c, i) => {
     const base = c.name === c.baseline;
-    const flags = [c.noisy ? 'noisy' : 'stable', c.belowTarget ? `${c.belowTarget} run(s) below target` : ''].filter(Boolean).join(', ');
+    const flags = [
+      c.noisy ? 'noisy' : 'stable',
+      c.belowTarget ? `${c.belowTarget} run(s) below target` : '',
+      c.errors + c.timeouts + c.badStatus > 0 ? '**failures**' : '',
+    ].filter(Boolean).join(', ');
     rows.push(`| ${i + 1} | ${cell(c.name)} | ${base ? '—' : cell(c.baseline)} | ${c.runs} | ${fig(c.rate, c.ratios.rate, base, 0)} | ` +
       `${lat(c, 'p50')} | ${lat(c, 'p90')} | ${lat(c, 'p99')} | ${lat(c, 'p999')} | ` +
-      `${c.clientCpu ? `${(c.clientCpu.median * 100).toFixed(0)}%` : '–'} | ${c.errors} / ${c.timeouts} | ${flags} |`);
+      `${c.clientCpu ? `${(c.clientCpu.median * 100).toFixed(0)}%` : '–'} | ${c.errors} / ${c.timeouts} / ${c.badStatus} | ${flags} |`);
   });
   return rows;
 }

@@ -25,6 +25,8 @@ export interface RunResult {
   targetRate: number | null;
   errors: number;
   timeouts: number;
+  /** Responses outside 200–399: the server answered, but not with what was measured. */
+  badStatus: number;
   /** Microseconds; null where the tool does not report that figure. */
   latencyUs: {
     mean: number | null;
@@ -67,6 +69,13 @@ export interface Scenario {
   run(ctx: ScenarioContext): Promise<ScenarioResult>;
 }
 
+export function badStatusCount(status: Record<string, number>): number {
+  return Object.entries(status).reduce((a, [code, n]) => {
+    const c = Number(code);
+    return Number.isInteger(c) && c >= 200 && c < 400 ? a : a + n;
+  }, 0);
+}
+
 /** Converts loadgen output into the generic run record. */
 export function runFromLoad(r: LoadResult, footprints: Record<string, Footprint> = {}): RunResult {
   return {
@@ -76,6 +85,7 @@ export function runFromLoad(r: LoadResult, footprints: Record<string, Footprint>
     targetRate: r.mode === 'open' ? r.targetRate : null,
     errors: r.requests.errors,
     timeouts: r.requests.timeouts,
+    badStatus: badStatusCount(r.status),
     latencyUs: {
       mean: r.latencyUs.mean,
       p50: r.latencyUs.p50,

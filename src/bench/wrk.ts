@@ -37,7 +37,7 @@ export function parseWrkOutput(text: string, command: string[]): RunResult {
   const stats = /^\s+Latency\s+(\S+)\s+\S+\s+(\S+)/m.exec(text);
   const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(text);
-  const errors = (sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) : 0) + (non2xx ? Number(non2xx[1]) : 0);
+  const errors = sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) : 0;
   return {
     tool: 'wrk',
     command,
@@ -45,6 +45,7 @@ export function parseWrkOutput(text: string, command: string[]): RunResult {
     targetRate: null,
     errors,
     timeouts: sock ? Number(sock[4]) : 0,
+    badStatus: non2xx ? Number(non2xx[1]) : 0,
     latencyUs: {
       mean: stats ? micros(stats[1]!) : null,
       p50: pct('50'),

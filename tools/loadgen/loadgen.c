@@ -188,6 +188,7 @@ static void parse_args(int argc, char **argv)
 		{ "method", required_argument, 0, 'M' },
 		{ "header", required_argument, 0, 'H' },
 		{ "help", no_argument, 0, 'h' },
+		{ "version", no_argument, 0, 'V' },
 		{ 0, 0, 0, 0 },
 	};
 	opt.rate = 1000;
@@ -219,6 +220,10 @@ static void parse_args(int argc, char **argv)
 				die_usage("--header must look like 'Name: value'");
 			opt.headers[opt.nheaders++] = optarg;
 			break;
+		case 'V':
+			printf("ebmesh-loadgen %s (histogram: %d sub-buckets per octave)\n", LOADGEN_VERSION,
+			       (int)HIST_HALF);
+			exit(0);
 		case 'h': die_usage("help");
 		default: die_usage("unknown option");
 		}

@@ -92,6 +92,7 @@ export function loopbackScenario(overrides: Partial<LoopbackSettings> = {}, quic
             ctx.progress(`repeat ${rep + 1}/${ctx.repeats}: ${p.name}`);
             const r = await withServer(() => p.run(nginx.url));
             configs[i]!.runs.push(r);
+            if (r.errors + r.timeouts + r.badStatus > 0) ctx.progress(`  warning: ${r.errors} errors, ${r.timeouts} timeouts, ${r.badStatus} bad statuses`);
             ctx.progress(`  ${Math.round(r.rate)} req/s, p50 ${r.latencyUs.p50?.toFixed(0) ?? '–'} µs, p99 ${r.latencyUs.p99?.toFixed(0) ?? '–'} µs`);
           }
         }
