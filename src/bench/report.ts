@@ -165,7 +165,7 @@ export function scenarioFigures(s: ScenarioReport): Map<string, string> {
     value: c.rate.median,
     low: c.rate.min,
     high: c.rate.max,
-    label: c.name === c.baseline ? 'base' : ratioText(c.ratios.rate, false),
+    label: c.name === c.baseline ? 'base' : `${ratioText(c.ratios.rate, false)}${c.baseline === s.result?.baseline ? '' : ` vs ${1 + s.summaries.findIndex((x) => x.name === c.baseline)}`}`,
   }))));
   return files;
 }

@@ -466,6 +466,11 @@ static void do_read(int c)
 				abandon(c);
 				return;
 			}
+			/* A short read drained the socket; bytes that come later raise
+			 * a new edge, so the extra recv() that would say EAGAIN is
+			 * saved (one syscall per response). */
+			if ((size_t)n < sizeof(rbuf))
+				return;
 			continue;
 		}
 		if (n == 0) {
