@@ -7,8 +7,9 @@ import { describeError, EbmeshError } from '../errors.js';
 import type { Command } from './command.js';
 import { apply, del, get } from './commands/resources.js';
 import { up, down, status, exec } from './commands/node.js';
+import { bench } from './commands/bench.js';
 
-export const commands: Command[] = [up, down, apply, del, get, status, exec];
+export const commands: Command[] = [up, down, apply, del, get, status, exec, bench];
 
 function help(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

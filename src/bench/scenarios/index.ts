@@ -1,0 +1,6 @@
+/** Every scenario `ebmesh bench` knows, by name, in the order a full run takes them. */
+import type { Scenario } from '../scenario.js';
+import { loopback } from './loopback.js';
+import { lb } from './lb.js';
+
+export const scenarios: Scenario[] = [loopback, lb];
