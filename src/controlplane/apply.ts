@@ -10,7 +10,7 @@ import {
   describeResource, resourceKey, ResourceError, type AnyResource, type MeshConfigResource, type Problem,
   type ServiceResource, type WorkloadResource,
 } from '../resources/index.js';
-import { cidrContains, firstFree, parseCidr, subnet } from '../net/ipv4.js';
+import { containsAddress, firstFree, formatCidr, hostAddress, mustParseCidr, subnet } from '../net/ipam.js';
 import { readSnapshot, storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
 import { selectedWorkloads } from './lb.js';
 import { validators } from './validators.js';
@@ -31,8 +31,8 @@ function rank(kind: string): number {
 
 /** The node's slice of the pod CIDR: one /24 per node, the first for node 0. */
 export function nodePodSubnet(mesh: MeshConfigResource, nodeIndex = 0) {
-  const pod = parseCidr(mesh.spec.podCIDR);
-  return subnet(pod, Math.max(pod.bits, 24), nodeIndex);
+  const pod = mustParseCidr(mesh.spec.podCIDR);
+  return subnet(pod, Math.max(pod.len, 24), nodeIndex);
 }
 
 export async function applyResources(store: Store, input: AnyResource[], file = '<input>'): Promise<ApplyResult[]> {
@@ -62,14 +62,14 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
   }
 
   // Service VIPs: keep what was allocated, check what was given, allocate the rest.
-  const svcCidr = parseCidr(mesh.spec.serviceCIDR);
+  const svcCidr = mustParseCidr(mesh.spec.serviceCIDR);
   const vipOwner = new Map<string, ServiceResource>();
   for (const s of services) {
     const prev = stored.get(storeKey(s)) as ServiceResource | undefined;
     if (!s.spec.clusterIP && prev?.spec.clusterIP) s.spec.clusterIP = prev.spec.clusterIP;
     const vip = s.spec.clusterIP;
     if (!vip) continue;
-    if (!cidrContains(svcCidr, vip)) problem(s, 'spec.clusterIP', `${vip} is outside the service CIDR ${mesh.spec.serviceCIDR}`);
+    if (!containsAddress(svcCidr, vip)) problem(s, 'spec.clusterIP', `${vip} is outside the service CIDR ${mesh.spec.serviceCIDR}`);
     const owner = vipOwner.get(vip);
     if (owner) problem(s, 'spec.clusterIP', `${vip} is already the VIP of ${describeResource(owner)}`);
     vipOwner.set(vip, s);
@@ -90,8 +90,8 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
     if (!w.spec.ip && !w.spec.adopt && prev?.spec.ip) w.spec.ip = prev.spec.ip;
     const ip = w.spec.ip;
     if (!ip) continue;
-    if (!w.spec.adopt && !cidrContains(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${podNet.text}`);
-    if (!w.spec.adopt && ip === firstFree(podNet, new Set())) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
+    if (!w.spec.adopt && !containsAddress(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${formatCidr(podNet)}`);
+    if (!w.spec.adopt && ip === hostAddress(podNet, 1)) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
     const owner = ipOwner.get(ip);
     if (owner) problem(w, 'spec.ip', `${ip} is already the address of ${describeResource(owner)}`);
     ipOwner.set(ip, w);
@@ -99,7 +99,7 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
   for (const w of workloads) {
     if (w.spec.ip || w.spec.adopt) continue;
     const ip = firstFree(podNet, new Set(ipOwner.keys()), [1]);
-    if (!ip) { problem(w, 'spec.ip', `the pod subnet ${podNet.text} is full`); continue; }
+    if (!ip) { problem(w, 'spec.ip', `the pod subnet ${formatCidr(podNet)} is full`); continue; }
     w.spec.ip = ip;
     ipOwner.set(ip, w);
   }

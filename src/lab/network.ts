@@ -9,8 +9,7 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:
 import { spawnSync } from 'node:child_process';
 import { ip, run } from './run.js';
 import { EbmeshError } from '../errors.js';
-import type { Cidr } from '../net/ipv4.js';
-import { intToIp } from '../net/ipv4.js';
+import { hostAddress, type Cidr } from '../net/ipam.js';
 
 const EXISTS = /File exists|already exists|already assigned/;
 const MISSING = /Cannot find device|does not exist|No such file|Cannot remove|not found/i;
@@ -30,7 +29,7 @@ export function netnsExists(name: string): boolean {
 }
 
 export function gatewayOf(subnet: Cidr): string {
-  return intToIp(subnet.base + 1);
+  return hostAddress(subnet, 1);
 }
 
 /** The node bridge with the first address of the pod subnet. */
@@ -38,7 +37,7 @@ export function ensureBridge(bridge: string, subnet: Cidr): void {
   if (!linkExists(bridge)) {
     ip('link', 'add', bridge, 'type', 'bridge');
   }
-  run('ip', ['addr', 'add', `${gatewayOf(subnet)}/${subnet.bits}`, 'dev', bridge], { allowFail: EXISTS });
+  run('ip', ['addr', 'add', `${gatewayOf(subnet)}/${subnet.len}`, 'dev', bridge], { allowFail: EXISTS });
   ip('link', 'set', bridge, 'up');
 }
 
@@ -89,7 +88,7 @@ export function createWorkloadNet(n: WorkloadNet): void {
     ]);
     ipBatch([
       `link set ${peer} name eth0`,
-      `addr add ${n.ip}/${n.subnet.bits} dev eth0`,
+      `addr add ${n.ip}/${n.subnet.len} dev eth0`,
       'link set lo up',
       'link set eth0 up',
       `route replace unreachable ${n.serviceCIDR} metric ${SAFETY_METRIC}`,
@@ -97,7 +96,7 @@ export function createWorkloadNet(n: WorkloadNet): void {
     return;
   }
   // The namespace survived (an agent restart): make sure of each piece.
-  run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/${n.subnet.bits}`, 'dev', 'eth0'], { allowFail: EXISTS });
+  run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/${n.subnet.len}`, 'dev', 'eth0'], { allowFail: EXISTS });
   ip('-n', n.netns, 'link', 'set', 'lo', 'up');
   ip('-n', n.netns, 'link', 'set', 'eth0', 'up');
   ensureUnreachable(n.serviceCIDR, n.netns);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { WorkloadResource, ServiceResource } from '../resources/index.js';
 import type { WorkloadStatus } from '../controlplane/index.js';
 import { wlKey } from '../controlplane/index.js';
-import type { Cidr } from '../net/ipv4.js';
+import type { Cidr } from '../net/ipam.js';
 import { netnsName, vethName, type InstancePaths } from '../paths.js';
 import { createWorkloadNet, deleteWorkloadNet, writeHostsFile } from './network.js';
 import { cgroupPopulated, ensureCgroup, killCgroup, removeCgroupTree } from './cgroup.js';
