@@ -159,12 +159,13 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
       reject('fault_abort', 'injected fault', { status: fault.abortStatus });
       return;
     }
-    if (traffic?.rateLimitTotal && !rt.limiter.take(`${traffic.key}|total`, traffic.rateLimitTotal)) {
-      reject('rate_limited', `rate limit of ${traffic.key}`);
-      return;
-    }
+    // Per-client first: a client stopped by its own limit must not use up the shared bucket.
     if (traffic?.rateLimitPerClient && !rt.limiter.take(`${traffic.key}|client|${ds.conn.client.identity}`, traffic.rateLimitPerClient)) {
       reject('rate_limited', `per-client rate limit of ${traffic.key} for ${ds.conn.client.identity}`);
+      return;
+    }
+    if (traffic?.rateLimitTotal && !rt.limiter.take(`${traffic.key}|total`, traffic.rateLimitTotal)) {
+      reject('rate_limited', `rate limit of ${traffic.key}`);
       return;
     }
     release = await rt.scheduler.acquire(ds.conn.client.namespace);
