@@ -16,6 +16,7 @@ import { rejection } from './responses.js';
 import { handleRequest, type ConnContext, type Downstream } from './router.js';
 import { ProxyRuntime } from './runtime.js';
 import { sniff } from './sniff.js';
+import { withPrefix } from './prefixed-stream.js';
 import { passThroughTcp } from './tcp-passthrough.js';
 import { OtlpExporter } from './tracing.js';
 import type { NodeProxy, ProxyConfig, ProxyRoutingConfig, ProxyStats } from './types.js';
@@ -83,10 +84,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
         return;
       }
       upgradeToH2c(req, socket, head, 10_000).then(
-        (bytes) => {
-          socket.unshift(bytes);
-          h2Connection(socket, conn);
-        },
+        (bytes) => h2Connection(socket, conn, bytes),
         (e: Error) => {
           noteConnection('h2c_upgrade_failed', e.message);
           socket.destroy();
@@ -137,12 +135,12 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   });
   // Map each h2 session to its connection: Node creates the session
   // synchronously inside emit('connection'), so we tag it right there.
-  const h2Connection = (socket: net.Socket, conn: ConnContext): void => {
+  const h2Connection = (socket: net.Socket, conn: ConnContext, firstBytes: Buffer): void => {
     const tag = (s: http2.ServerHttp2Session): void => {
       connOf.set(s, conn);
     };
     h2.once('session', tag);
-    h2.emit('connection', socket);
+    h2.emit('connection', withPrefix(socket, firstBytes));
     h2.off('session', tag);
   };
 
@@ -186,10 +184,13 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
         passThroughTcp(rt, socket, buf, c);
         return;
       }
+      if (kind === 'h2') {
+        h2Connection(socket, c, buf);
+        return;
+      }
       connOf.set(socket, c);
       socket.unshift(buf);
-      if (kind === 'h2') h2Connection(socket, c);
-      else h1.emit('connection', socket);
+      h1.emit('connection', socket);
       socket.resume();
     };
     const onData = (d: Buffer): void => {
