@@ -99,6 +99,8 @@ export interface Backend {
   name: string;
   port: number;
   hits: number;
+  /** Requests whose head arrived, whether or not their body completed. */
+  partial: number;
   seen: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[];
   close(): Promise<void>;
 }
@@ -107,12 +109,15 @@ export type Handler = (req: http.IncomingMessage, res: http.ServerResponse, body
 
 /** An HTTP/1.1 backend that echoes what it received as JSON unless `handler` answers. */
 export async function startBackend(name: string, handler?: Handler): Promise<Backend> {
-  const b: Backend = { name, port: 0, hits: 0, seen: [], close: async () => {} };
+  const b: Backend = { name, port: 0, hits: 0, partial: 0, seen: [], close: async () => {} };
   const server = http.createServer((req, res) => {
+    b.partial++;
+    req.on('error', () => {});
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       b.hits++;
+      b.partial--;
       const body = Buffer.concat(chunks).toString();
       b.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
       if (handler) return handler(req, res, body, b);
@@ -132,7 +137,7 @@ export async function startBackend(name: string, handler?: Handler): Promise<Bac
 }
 
 export async function startH2Backend(name: string, handler?: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, body: Buffer) => void): Promise<Backend> {
-  const b: Backend = { name, port: 0, hits: 0, seen: [], close: async () => {} };
+  const b: Backend = { name, port: 0, hits: 0, partial: 0, seen: [], close: async () => {} };
   const server = http2.createServer();
   server.on('stream', (stream, headers) => {
     stream.on('error', () => {});
