@@ -1,0 +1,106 @@
+/**
+ * Multi-tenant admission. The proxy forwards at most maxConcurrentRequests at
+ * once and a namespace at most maxConcurrentPerNamespace; the rest wait in one
+ * queue per namespace. A freed slot goes to the next namespace in round-robin
+ * order that has work and room, so a tenant that floods only ever queues
+ * behind itself. Full queues and long waits shed load with 503.
+ */
+export class Shed extends Error {
+  constructor(readonly why: 'queue_full' | 'queue_timeout') {
+    super(`overloaded: ${why}`);
+  }
+}
+
+interface Waiter {
+  grant: () => void;
+  timer: NodeJS.Timeout;
+}
+
+export interface FairLimits {
+  maxConcurrentRequests: number;
+  maxConcurrentPerNamespace: number;
+  maxQueuedPerNamespace: number;
+  queueTimeoutMs: number;
+}
+
+export class FairScheduler {
+  private active = 0;
+  private readonly activeBy = new Map<string, number>();
+  private readonly queues = new Map<string, Waiter[]>();
+  /** Namespaces with waiters, in round-robin order. */
+  private ring: string[] = [];
+
+  constructor(private limits: FairLimits) {}
+
+  setLimits(l: FairLimits): void {
+    this.limits = l;
+    this.dispatch();
+  }
+
+  get inFlight(): number {
+    return this.active;
+  }
+
+  acquire(ns: string): Promise<() => void> {
+    if (this.hasRoom(ns) && !this.queues.get(ns)?.length) return Promise.resolve(this.grantTo(ns));
+    const q = this.queues.get(ns) ?? [];
+    if (q.length >= this.limits.maxQueuedPerNamespace) return Promise.reject(new Shed('queue_full'));
+    return new Promise((resolve, reject) => {
+      const w: Waiter = {
+        grant: () => resolve(this.grantTo(ns)),
+        timer: setTimeout(() => {
+          const i = q.indexOf(w);
+          if (i >= 0) q.splice(i, 1);
+          reject(new Shed('queue_timeout'));
+        }, this.limits.queueTimeoutMs),
+      };
+      q.push(w);
+      this.queues.set(ns, q);
+      if (!this.ring.includes(ns)) this.ring.push(ns);
+    });
+  }
+
+  private hasRoom(ns: string): boolean {
+    return this.active < this.limits.maxConcurrentRequests && (this.activeBy.get(ns) ?? 0) < this.limits.maxConcurrentPerNamespace;
+  }
+
+  private grantTo(ns: string): () => void {
+    this.active++;
+    this.activeBy.set(ns, (this.activeBy.get(ns) ?? 0) + 1);
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.active--;
+      const n = (this.activeBy.get(ns) ?? 1) - 1;
+      if (n === 0) this.activeBy.delete(ns);
+      else this.activeBy.set(ns, n);
+      this.dispatch();
+    };
+  }
+
+  /** Hands free slots out round-robin across namespaces that are waiting. */
+  private dispatch(): void {
+    let scanned = 0;
+    while (this.active < this.limits.maxConcurrentRequests && this.ring.length > 0 && scanned < this.ring.length) {
+      const ns = this.ring.shift()!;
+      const q = this.queues.get(ns);
+      if (!q || q.length === 0) {
+        this.queues.delete(ns);
+        scanned = 0;
+        continue;
+      }
+      if (!this.hasRoom(ns)) {
+        this.ring.push(ns);
+        scanned++;
+        continue;
+      }
+      const w = q.shift()!;
+      clearTimeout(w.timer);
+      if (q.length > 0) this.ring.push(ns); // back of the line: its turn comes again after the others
+      else this.queues.delete(ns);
+      scanned = 0;
+      w.grant();
+    }
+  }
+}

@@ -1,0 +1,7 @@
+/** The node proxy's public surface; everything else in src/proxy stays inside. */
+export { startNodeProxy } from './node-proxy.js';
+export { compileConfig, DEFAULT_LIMITS } from './config.js';
+export { channels as proxyChannels, type RequestDoneEvent } from './events.js';
+export type {
+  Endpoint, NodeProxy, OriginalDestination, ProxyConfig, ProxyLimits, ProxyRoutingConfig, ProxyStats, ResolveOriginal, ServiceEntry, ServiceProtocol, TracingConfig,
+} from './types.js';

@@ -1,0 +1,363 @@
+/**
+ * The per-request pipeline, in order (each step may end the request):
+ *
+ *   decide (route match, L7 authz, redirect, backend choice — plan.ts)
+ *   → fault abort → rate limit → tenant admission (fair queue)
+ *   → fault delay → body buffering (if it must be replayable)
+ *   → mirror → forward with retries/timeouts/circuit breaker/outlier
+ *   → response header filters → stream the response (and trailers) back.
+ *
+ * Errors thrown anywhere end up in one catch that turns them into answers
+ * through responses.ts. The router is the last filter.
+ */
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BreakerOpen } from './circuit-breaker.js';
+import type { CompiledService } from './config.js';
+import { channels, type RequestDoneEvent } from './events.js';
+import { Shed } from './fair-queue.js';
+import { applyHeaderModifier, decide, type Plan } from './plan.js';
+import { rejection, type RejectReason, type Rejection } from './responses.js';
+import type { RequestFacts } from './route-match.js';
+import { endpointKey, type ProxyRuntime } from './runtime.js';
+import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
+import type { Endpoint } from './types.js';
+import { HOP_BY_HOP, UpstreamError, type UpstreamResponse } from './upstream.js';
+
+export interface ConnContext {
+  id: number;
+  client: { identity: string; namespace: string };
+  dst: Endpoint;
+}
+
+/** What the router needs from a response object; both http1 and http2-compat responses have it. */
+export interface ResponseSink {
+  headersSent: boolean;
+  statusCode: number;
+  writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
+  end(chunk?: string | Buffer): unknown;
+  addTrailers(h: OutgoingHttpHeaders): void;
+  once(ev: 'close' | 'finish', fn: () => void): unknown;
+}
+
+export interface Downstream {
+  protocol: 'http1' | 'http2';
+  method: string;
+  /** Path and query as received. */
+  url: string;
+  authority: string;
+  /** Lower-case, no pseudo-headers. */
+  headers: IncomingHttpHeaders;
+  body: Readable;
+  hasBody: boolean;
+  conn: ConnContext;
+  res: ResponseSink;
+  /** Reset the client's stream/connection (after headers were sent there is no other way to signal failure). */
+  abort(): void;
+  /** After this response, close the connection (h1 only). */
+  closeAfter?: boolean;
+}
+
+class NoEndpoint extends Error {}
+class BodyTooLarge extends Error {}
+
+function stripHopByHop(h: IncomingHttpHeaders, keepTeTrailers: boolean): Record<string, string | string[] | undefined> {
+  const named = new Set(
+    String(h['connection'] ?? '')
+      .toLowerCase()
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (k.startsWith(':') || named.has(k)) continue;
+    if (HOP_BY_HOP.has(k) && !(k === 'te' && keepTeTrailers && v === 'trailers')) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+async function readBody(body: Readable, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of body) {
+    n += (c as Buffer).length;
+    if (n > max) throw new BodyTooLarge(`request body over ${max} bytes cannot be buffered for retry or mirror`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function sendRejection(ds: Downstream, r: Rejection): void {
+  if (ds.res.headersSent) {
+    ds.abort();
+    return;
+  }
+  const headers: OutgoingHttpHeaders = { ...r.headers, 'content-length': Buffer.byteLength(r.body) };
+  if (ds.protocol === 'http1' && ds.closeAfter) headers['connection'] = 'close';
+  ds.res.writeHead(r.status, headers);
+  ds.res.end(r.body);
+}
+
+interface Outcome {
+  route: string | undefined;
+  backend: string | undefined;
+  endpoint: string | undefined;
+  retries: number;
+  reason: string | undefined;
+}
+
+export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<void> {
+  const t0 = performance.now();
+  const cfg = rt.config; // one snapshot for the whole request
+  rt.requests++;
+  const q = ds.url.indexOf('?');
+  const pathOnly = q >= 0 ? ds.url.slice(0, q) : ds.url;
+  const query = q >= 0 ? ds.url.slice(q) : '';
+  const facts: RequestFacts = {
+    method: ds.method,
+    path: pathOnly,
+    query: new URLSearchParams(query),
+    headers: ds.headers,
+    host: ds.authority,
+    grpc: String(ds.headers['content-type'] ?? '').startsWith('application/grpc'),
+  };
+  const span = startRequestSpan(ds.headers['traceparent'] as string | undefined, `${ds.method} ${pathOnly}`);
+  const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
+  let plan: Plan | undefined;
+  ds.res.once('close', () => finish(rt, ds, facts, span, out, plan, t0));
+
+  const reject = (reason: RejectReason, detail: string, extra?: { status?: number; headers?: Record<string, string> }): void => {
+    out.reason = reason;
+    const svc = plan?.service?.key;
+    sendRejection(ds, rejection(reason, { grpc: facts.grpc, detail, status: extra?.status, extraHeaders: extra?.headers, service: svc, route: out.route }, rt.counters));
+  };
+
+  let release: (() => void) | undefined;
+  try {
+    plan = decide(cfg, ds.conn.dst, ds.conn.client, facts, query, rt.random);
+    out.route = plan.rule?.id;
+    if (plan.kind === 'reject') {
+      if (plan.denied && channels.denied.hasSubscribers) {
+        channels.denied.publish({ ...plan.denied, identity: ds.conn.client.identity, namespace: ds.conn.client.namespace, method: facts.method, path: facts.path, service: plan.service?.key });
+      }
+      reject(plan.reason, plan.detail, { headers: plan.headers });
+      return;
+    }
+    if (plan.kind === 'redirect') {
+      out.reason = 'redirect';
+      ds.res.writeHead(plan.status, { location: plan.location, 'content-length': 0 });
+      ds.res.end();
+      return;
+    }
+
+    const traffic = plan.traffic;
+    const fault = traffic?.fault;
+    if (fault && fault.abortPercent > 0 && rt.random() * 100 < fault.abortPercent) {
+      reject('fault_abort', 'injected fault', { status: fault.abortStatus });
+      return;
+    }
+    // Per-client first: a client stopped by its own limit must not use up the shared bucket.
+    if (traffic?.rateLimitPerClient && !rt.limiter.take(`${traffic.key}|client|${ds.conn.client.identity}`, traffic.rateLimitPerClient)) {
+      reject('rate_limited', `per-client rate limit of ${traffic.key} for ${ds.conn.client.identity}`);
+      return;
+    }
+    if (traffic?.rateLimitTotal && !rt.limiter.take(`${traffic.key}|total`, traffic.rateLimitTotal)) {
+      reject('rate_limited', `rate limit of ${traffic.key}`);
+      return;
+    }
+    release = await rt.scheduler.acquire(ds.conn.client.namespace);
+    if (fault && fault.delayMs > 0 && rt.random() * 100 < fault.delayPercent) await sleep(fault.delayMs);
+
+    const rule = plan.rule;
+    const mustReplay = ds.hasBody && (rule?.retry !== undefined || (rule?.mirrors.length ?? 0) > 0);
+    const body: Buffer | Readable | undefined = !ds.hasBody ? undefined : mustReplay ? await readBody(ds.body, cfg.limits.maxBufferedBodyBytes) : ds.body;
+
+    const headers = stripHopByHop(ds.headers, true);
+    applyHeaderModifier(headers, rule?.requestHeaders);
+    headers['traceparent'] = formatTraceparent(span.traceId, span.spanId, span.sampled ? 1 : 0);
+
+    for (const m of rule?.mirrors ?? []) {
+      if (m.target.service && !(body && !Buffer.isBuffer(body)) && rt.random() * 100 < m.percent) mirror(rt, ds, m.target.service, plan.path, plan.authority, headers, body as Buffer | undefined);
+    }
+
+    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, body, out, t0);
+    const respHeaders = stripHopByHop(resp.headers, false);
+    applyHeaderModifier(respHeaders, rule?.responseHeaders);
+    if (ds.protocol === 'http1' && ds.closeAfter) respHeaders['connection'] = 'close';
+    ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
+    await streamBack(ds, resp);
+    releaseBreaker();
+  } catch (e) {
+    if (e instanceof BreakerOpen) reject('circuit_open', e.message);
+    else if (e instanceof Shed) reject('overload', e.message);
+    else if (e instanceof NoEndpoint) reject('no_endpoint', e.message);
+    else if (e instanceof BodyTooLarge) reject('body_too_large', e.message);
+    else if (e instanceof UpstreamError) reject(e.kind === 'timeout' ? 'timeout' : e.kind === 'connect' ? 'upstream_connect' : 'upstream_reset', e.message);
+    else reject('upstream_reset', e instanceof Error ? e.message : String(e));
+  } finally {
+    release?.();
+  }
+}
+
+/** Streams the upstream body to the client, then its trailers (gRPC's grpc-status lives there). */
+function streamBack(ds: Downstream, resp: UpstreamResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const res = ds.res as unknown as NodeJS.WritableStream;
+    resp.body.on('error', () => {
+      ds.abort();
+      resolve();
+    });
+    ds.res.once('close', () => {
+      resp.abort(); // the client went away: stop the upstream work too
+      resolve();
+    });
+    resp.body.pipe(res, { end: false });
+    resp.body.once('end', () => {
+      void resp.trailers.then((t) => {
+        if (t) {
+          const clean = stripHopByHop(t, false);
+          if (Object.keys(clean).length) ds.res.addTrailers(clean as OutgoingHttpHeaders);
+        }
+        ds.res.end();
+        resolve();
+      });
+    });
+  });
+}
+
+function chooseProtocol(ds: Downstream, svc: CompiledService | undefined): 'http1' | 'http2' {
+  const p = svc?.protocol ?? 'auto';
+  return p === 'http1' || p === 'http2' ? p : ds.protocol;
+}
+
+/**
+ * Sends the request, retrying per the rule's retry policy (Gateway API:
+ * `attempts` retries on the listed `codes`, `backoff` doubling between
+ * tries). Connect failures are retried once on another endpoint even
+ * without a policy: the backend never saw the request. Only replayable
+ * bodies (buffered or none) are ever sent twice.
+ */
+async function forward(
+  rt: ProxyRuntime,
+  ds: Downstream,
+  plan: Extract<Plan, { kind: 'forward' }>,
+  headers: Record<string, string | string[] | undefined>,
+  body: Buffer | Readable | undefined,
+  out: Outcome,
+  t0: number,
+): Promise<{ resp: UpstreamResponse; release: () => void }> {
+  const rule = plan.rule;
+  const retry = rule?.retry;
+  const deadline = rule?.requestTimeoutMs ? t0 + rule.requestTimeoutMs : Infinity;
+  const replayable = body === undefined || Buffer.isBuffer(body);
+  const backend = plan.backend;
+  out.backend = backend?.key ?? `${plan.direct?.ip}:${plan.direct?.port}`;
+  const outlier = backend?.traffic?.outlier;
+  const peers = backend ? backend.endpoints.map(endpointKey) : [];
+  const tried = new Set<string>();
+  const protocol = chooseProtocol(ds, backend);
+  for (let attempt = 0; ; attempt++) {
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) throw new UpstreamError('timeout', `request timeout ${rule?.requestTimeoutMs}ms`, false);
+    const endpoint = plan.direct ?? (backend ? rt.pickEndpoint(backend, tried) : undefined);
+    if (!endpoint) throw new NoEndpoint(`service ${backend?.key} has no endpoints`);
+    const key = endpointKey(endpoint);
+    tried.add(key);
+    out.endpoint = key;
+    const breaker = backend?.traffic?.breaker;
+    const release = breaker ? await rt.breakers.acquire(backend.key, breaker, protocol === 'http1') : () => {};
+    const perTry = Math.min(rule?.backendTimeoutMs || Infinity, remaining);
+    const canRetry = (): boolean => replayable && retry !== undefined && attempt < retry.attempts;
+    const backoff = async (): Promise<void> => {
+      out.retries++;
+      const wait = retry ? Math.min(retry.backoffMs * 2 ** attempt, Math.max(0, deadline - performance.now() - 1)) : 0;
+      if (wait > 0) await sleep(wait);
+    };
+    let resp: UpstreamResponse;
+    try {
+      resp = await rt.pool.request({
+        endpoint,
+        protocol,
+        method: ds.method,
+        path: plan.path,
+        authority: plan.authority,
+        headers: headers as OutgoingHttpHeaders,
+        body,
+        timeoutMs: Number.isFinite(perTry) ? Math.max(1, perTry) : 0,
+        connectTimeoutMs: rt.config.limits.connectTimeoutMs,
+      });
+    } catch (e) {
+      release();
+      if (!(e instanceof UpstreamError)) throw e;
+      if (outlier && backend && e.kind !== 'reset') rt.outliers.record(backend.key, key, false, outlier, peers);
+      const retriableKind = e.kind === 'connect' || (e.kind === 'timeout' && retry?.codes.has(504)) || (e.kind === 'reset' && retry?.codes.has(502));
+      const freeConnectRetry = e.safeToRetry && replayable && attempt === 0 && !plan.direct && (backend?.endpoints.length ?? 0) > 1;
+      if ((retriableKind && canRetry()) || freeConnectRetry) {
+        await backoff();
+        continue;
+      }
+      throw e;
+    }
+    if (outlier && backend) rt.outliers.record(backend.key, key, resp.status < 500, outlier, peers);
+    if (retry?.codes.has(resp.status) && canRetry()) {
+      resp.body.resume();
+      resp.abort();
+      release();
+      await backoff();
+      continue;
+    }
+    return { resp, release };
+  }
+}
+
+function mirror(rt: ProxyRuntime, ds: Downstream, svc: CompiledService, path: string, authority: string, headers: Record<string, string | string[] | undefined>, body: Buffer | undefined): void {
+  const endpoint = rt.pickEndpoint(svc, new Set());
+  if (!endpoint) return;
+  // Fire and forget: the mirror's answer and failures never reach the client.
+  rt.pool
+    .request({ endpoint, protocol: chooseProtocol(ds, svc), method: ds.method, path, authority, headers: headers as OutgoingHttpHeaders, body, timeoutMs: 10_000, connectTimeoutMs: rt.config.limits.connectTimeoutMs })
+    .then((r) => r.body.resume())
+    .catch(() => rt.counters.count('mirror_failed'));
+}
+
+function finish(rt: ProxyRuntime, ds: Downstream, facts: RequestFacts, span: Span, out: Outcome, plan: Plan | undefined, t0: number): void {
+  const status = ds.res.statusCode;
+  const durationMs = performance.now() - t0;
+  span.finish();
+  span.error = status >= 500;
+  Object.assign(span.attributes, {
+    'http.request.method': facts.method,
+    'url.path': facts.path,
+    'http.response.status_code': status,
+    'ebmesh.client.identity': ds.conn.client.identity,
+    'ebmesh.client.namespace': ds.conn.client.namespace,
+    'ebmesh.retries': out.retries,
+    'network.protocol.version': ds.protocol === 'http2' ? '2' : '1.1',
+  });
+  if (plan?.service) span.attributes['ebmesh.service'] = plan.service.key;
+  if (out.route) span.attributes['ebmesh.route'] = out.route;
+  if (out.endpoint) span.attributes['server.address'] = out.endpoint;
+  if (out.reason) span.attributes['ebmesh.reason'] = out.reason;
+  rt.exporter?.add(span);
+  if (channels.request.hasSubscribers) {
+    const ev: RequestDoneEvent = {
+      service: plan?.service?.key,
+      route: out.route,
+      backend: out.backend,
+      endpoint: out.endpoint,
+      method: facts.method,
+      path: facts.path,
+      status,
+      retries: out.retries,
+      durationMs,
+      protocol: ds.protocol,
+      client: ds.conn.client,
+      reason: out.reason,
+      traceId: span.traceId,
+    };
+    channels.request.publish(ev);
+  }
+}

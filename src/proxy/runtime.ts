@@ -1,0 +1,59 @@
+/**
+ * The proxy's mutable state, kept apart from the immutable config so that
+ * update() swaps the config and keeps buckets, breakers, outlier history,
+ * queues and upstream pools. A request reads `config` once and keeps that
+ * snapshot until it ends.
+ */
+import { CircuitBreakers } from './circuit-breaker.js';
+import type { CompiledConfig, CompiledService } from './config.js';
+import { FairScheduler } from './fair-queue.js';
+import { OutlierDetector } from './outlier.js';
+import { RateLimiter } from './rate-limit.js';
+import { Counters } from './responses.js';
+import type { OtlpExporter } from './tracing.js';
+import type { Endpoint } from './types.js';
+import { UpstreamPool } from './upstream.js';
+
+export const endpointKey = (e: Endpoint): string => `${e.ip}:${e.port}`;
+
+export class ProxyRuntime {
+  readonly limiter = new RateLimiter();
+  readonly breakers = new CircuitBreakers();
+  readonly outliers = new OutlierDetector();
+  readonly pool = new UpstreamPool();
+  readonly counters = new Counters();
+  readonly scheduler: FairScheduler;
+  private readonly rr = new Map<string, number>();
+  requests = 0;
+  connections = 0;
+  tcpPassthrough = 0;
+
+  constructor(
+    public config: CompiledConfig,
+    readonly exporter: OtlpExporter | undefined,
+    readonly random: () => number = Math.random,
+  ) {
+    this.scheduler = new FairScheduler(config.limits);
+  }
+
+  swap(config: CompiledConfig): void {
+    this.config = config;
+    this.scheduler.setLimits(config.limits);
+  }
+
+  /**
+   * Round-robin over the backend's endpoints, skipping ejected ones and the
+   * ones this request already tried. When every endpoint is ejected we use
+   * them anyway (Envoy's "panic" behaviour): a guess beats a certain 503.
+   */
+  pickEndpoint(svc: CompiledService, tried: ReadonlySet<string>): Endpoint | undefined {
+    const eps = svc.endpoints;
+    if (eps.length === 0) return undefined;
+    const start = this.rr.get(svc.key) ?? 0;
+    this.rr.set(svc.key, (start + 1) % eps.length);
+    const order = eps.map((_, i) => eps[(start + i) % eps.length]!);
+    const healthy = order.filter((e) => !this.outliers.isEjected(endpointKey(e)));
+    const pool = healthy.length > 0 ? healthy : order;
+    return pool.find((e) => !tried.has(endpointKey(e))) ?? pool[0];
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * The public shapes of the node proxy: what the agent hands in (ProxyConfig)
+ * and what the socket-steering layer provides (ResolveOriginal).
+ */
+import type { Socket } from 'node:net';
+import type { HTTPRouteResource, GRPCRouteResource } from '../resources/gateway.js';
+import type { TrafficPolicyResource, AuthorizationPolicyResource } from '../resources/traffic.js';
+
+export interface Endpoint {
+  ip: string;
+  port: number;
+}
+
+/** Who is calling and where it meant to go, as the kernel recorded it at connect(). */
+export interface OriginalDestination {
+  dst: Endpoint;
+  client: {
+    /** spiffe-ish id (spiffe://td/ns/x/sa/y) or a workload name. */
+    identity: string;
+    namespace: string;
+  };
+}
+
+/**
+ * Called once per accepted connection, when its first bytes arrive (by then
+ * the kernel has recorded the entry). undefined means "not steered by the
+ * mesh": the connection is closed.
+ */
+export type ResolveOriginal = (socket: Socket) => OriginalDestination | undefined;
+
+/**
+ * How the proxy speaks to a service's endpoints. "auto" keeps the client's
+ * protocol (h2 in, h2 out). "tcp" skips sniffing: bytes are passed through.
+ */
+export type ServiceProtocol = 'auto' | 'http1' | 'http2' | 'tcp';
+
+/** One service port: a VIP:port the clients dial, and the endpoints behind it. */
+export interface ServiceEntry {
+  name: string;
+  namespace: string;
+  vip: string;
+  port: number;
+  protocol?: ServiceProtocol;
+  endpoints: Endpoint[];
+}
+
+export interface ProxyLimits {
+  /** Requests the whole proxy forwards at once; beyond it requests queue per tenant. */
+  maxConcurrentRequests: number;
+  /** Requests one client namespace may have in flight at once. */
+  maxConcurrentPerNamespace: number;
+  /** Requests one namespace may have waiting; beyond it they are shed (503). */
+  maxQueuedPerNamespace: number;
+  /** How long a request may wait for a slot before it is shed (503). */
+  queueTimeoutMs: number;
+  /** Largest request body kept in memory so it can be retried or mirrored. */
+  maxBufferedBodyBytes: number;
+  connectTimeoutMs: number;
+  /** How long to wait for a client's first bytes before treating it as server-first TCP. */
+  sniffTimeoutMs: number;
+}
+
+/** Everything NodeProxy.update() can change without dropping connections. */
+export interface ProxyRoutingConfig {
+  services: ServiceEntry[];
+  httpRoutes?: HTTPRouteResource[];
+  grpcRoutes?: GRPCRouteResource[];
+  trafficPolicies?: TrafficPolicyResource[];
+  authorizationPolicies?: AuthorizationPolicyResource[];
+  limits?: Partial<ProxyLimits>;
+}
+
+export interface TracingConfig {
+  /** OTLP/HTTP JSON traces URL, e.g. http://127.0.0.1:4318/v1/traces */
+  otlpEndpoint: string;
+  serviceName?: string;
+  flushIntervalMs?: number;
+  maxBatch?: number;
+}
+
+export interface ProxyConfig extends ProxyRoutingConfig {
+  listen: { host: string; port: number };
+  resolveOriginal: ResolveOriginal;
+  tracing?: TracingConfig;
+}
+
+export interface ProxyStats {
+  /** Error responses by reason (denied, rate_limited, …). */
+  responses: Record<string, number>;
+  requests: number;
+  connections: number;
+  tcpPassthrough: number;
+}
+
+export interface NodeProxy {
+  readonly address: { host: string; port: number };
+  update(config: ProxyRoutingConfig): void;
+  stats(): ProxyStats;
+  close(): Promise<void>;
+}

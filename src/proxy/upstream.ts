@@ -1,0 +1,179 @@
+/**
+ * One request to one endpoint, over HTTP/1.1 (pooled keep-alive sockets) or
+ * HTTP/2 with prior knowledge (one pooled session per endpoint). Both give
+ * back the same UpstreamResponse so the router does not care which.
+ */
+import http from 'node:http';
+import http2 from 'node:http2';
+import { Readable } from 'node:stream';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { Endpoint } from './types.js';
+
+export class UpstreamError extends Error {
+  constructor(
+    readonly kind: 'connect' | 'timeout' | 'reset',
+    message: string,
+    /** True when the request provably never reached the backend. */
+    readonly safeToRetry: boolean,
+  ) {
+    super(message);
+  }
+}
+
+export interface UpstreamRequest {
+  endpoint: Endpoint;
+  protocol: 'http1' | 'http2';
+  method: string;
+  path: string;
+  authority: string;
+  /** Lower-case, hop-by-hop headers already removed. */
+  headers: OutgoingHttpHeaders;
+  /** A buffer (replayable) or a stream (one shot), or nothing. */
+  body: Buffer | Readable | undefined;
+  timeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Readable;
+  /** Resolves when the body ends: the trailers, if any. */
+  trailers: Promise<IncomingHttpHeaders | undefined>;
+  abort(): void;
+}
+
+/** Connection-specific headers (RFC 9110 7.6.1): never forwarded. */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
+
+export class UpstreamPool {
+  private readonly sessions = new Map<string, http2.ClientHttp2Session>();
+  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, timeout: 60_000 });
+
+  request(r: UpstreamRequest): Promise<UpstreamResponse> {
+    return r.protocol === 'http2' ? this.h2(r) : this.h1(r);
+  }
+
+  private h1(r: UpstreamRequest): Promise<UpstreamResponse> {
+    return new Promise((resolve, reject) => {
+      let connected = false;
+      let settled = false;
+      const fail = (e: UpstreamError): void => {
+        if (settled) return;
+        settled = true;
+        req.destroy();
+        reject(e);
+      };
+      const headers: OutgoingHttpHeaders = { ...r.headers, host: r.authority };
+      const req = http.request({ host: r.endpoint.ip, port: r.endpoint.port, method: r.method, path: r.path, headers, agent: this.agent, setHost: false });
+      const timer = r.timeoutMs > 0 ? setTimeout(() => fail(new UpstreamError('timeout', `no response from ${r.endpoint.ip}:${r.endpoint.port} in ${r.timeoutMs}ms`, false)), r.timeoutMs) : undefined;
+      const connectTimer = setTimeout(() => !connected && fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
+      req.on('socket', (s) => {
+        // A reused keep-alive socket is already connected.
+        if (!s.connecting) connected = true;
+        else s.once('connect', () => (connected = true));
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
+        clearTimeout(connectTimer);
+        const refused = !connected || e.code === 'ECONNREFUSED';
+        fail(new UpstreamError(refused ? 'connect' : 'reset', `${e.code ?? ''} ${e.message}`.trim(), refused));
+      });
+      req.on('response', (res) => {
+        clearTimeout(timer);
+        clearTimeout(connectTimer);
+        if (settled) {
+          res.resume();
+          return;
+        }
+        settled = true;
+        res.on('error', () => {});
+        const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => {
+          res.on('end', () => done(Object.keys(res.trailers).length ? res.trailers : undefined));
+          res.on('close', () => done(undefined));
+        });
+        resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, trailers, abort: () => req.destroy() });
+      });
+      if (r.body instanceof Readable) {
+        r.body.on('error', () => req.destroy());
+        r.body.pipe(req);
+      } else req.end(r.body);
+    });
+  }
+
+  private session(ep: Endpoint, connectTimeoutMs: number): Promise<http2.ClientHttp2Session> {
+    const key = `${ep.ip}:${ep.port}`;
+    const existing = this.sessions.get(key);
+    if (existing && !existing.closed && !existing.destroyed) return Promise.resolve(existing);
+    return new Promise((resolve, reject) => {
+      const s = http2.connect(`http://${key}`);
+      const forget = (): void => {
+        if (this.sessions.get(key) === s) this.sessions.delete(key);
+      };
+      const t = setTimeout(() => {
+        s.destroy();
+        reject(new UpstreamError('connect', 'connect timeout', true));
+      }, connectTimeoutMs);
+      s.on('error', (e) => {
+        clearTimeout(t);
+        forget();
+        reject(new UpstreamError('connect', e.message, true));
+      });
+      s.on('close', forget);
+      s.on('goaway', forget);
+      s.once('connect', () => {
+        clearTimeout(t);
+        s.unref(); // an idle pooled session must not keep the process alive
+        resolve(s);
+      });
+      this.sessions.set(key, s);
+    });
+  }
+
+  private async h2(r: UpstreamRequest): Promise<UpstreamResponse> {
+    const s = await this.session(r.endpoint, r.connectTimeoutMs);
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const stream = s.request(
+        { ...r.headers, ':method': r.method, ':path': r.path, ':authority': r.authority, ':scheme': 'http' },
+        { endStream: r.body === undefined || (Buffer.isBuffer(r.body) && r.body.length === 0) },
+      );
+      const timer = r.timeoutMs > 0 ? setTimeout(() => fail(new UpstreamError('timeout', `no response in ${r.timeoutMs}ms`, false)), r.timeoutMs) : undefined;
+      const fail = (e: UpstreamError): void => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(e);
+      };
+      stream.on('error', (e) => fail(new UpstreamError('reset', e.message, false)));
+      stream.on('close', () => {
+        // Closed before any response: REFUSED_STREAM means it was never processed.
+        if (!settled) fail(new UpstreamError('reset', `stream closed (code ${stream.rstCode})`, stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM));
+      });
+      const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => {
+        stream.on('trailers', (t) => done(t));
+        stream.on('close', () => done(undefined));
+      });
+      stream.on('response', (headers) => {
+        clearTimeout(timer);
+        if (settled) return;
+        settled = true;
+        const status = Number(headers[':status'] ?? 502);
+        const clean: IncomingHttpHeaders = {};
+        for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) clean[k] = v as string | string[];
+        resolve({ status, headers: clean, body: stream, trailers, abort: () => stream.close(http2.constants.NGHTTP2_CANCEL) });
+      });
+      if (r.body instanceof Readable) {
+        r.body.on('error', () => stream.close(http2.constants.NGHTTP2_CANCEL));
+        r.body.pipe(stream);
+      } else if (r.body && r.body.length > 0) stream.end(r.body);
+    });
+  }
+
+  close(): void {
+    for (const s of this.sessions.values()) s.destroy();
+    this.sessions.clear();
+    this.agent.destroy();
+  }
+}
