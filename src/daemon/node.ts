@@ -140,13 +140,14 @@ export class NodeDaemon {
     const adoptTags = new Set<string>();
     for (const w of snap.workloads) {
       if (!w.spec.adopt) continue;
-      const tag = `adopt.${w.metadata.namespace}.${w.metadata.name}`;
+      // bpffs refuses names with dots; DNS labels never hold "_".
+      const tag = `adopt_${w.metadata.namespace}_${w.metadata.name}`;
       adoptTags.add(tag);
       const cg = w.spec.adopt.cgroup.startsWith('/') ? w.spec.adopt.cgroup : join(cgroup2Root(), w.spec.adopt.cgroup);
       this.datapath.attach(cg, tag);
     }
     for (const tag of this.datapath.attachedTags()) {
-      if (tag.startsWith('adopt.') && !adoptTags.has(tag)) this.datapath.detach(tag);
+      if (tag.startsWith('adopt_') && !adoptTags.has(tag)) this.datapath.detach(tag);
     }
 
     this.lab.writeHosts(snap.workloads, snap.services, this.mesh.spec.trustDomain);

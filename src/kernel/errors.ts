@@ -40,3 +40,12 @@ export class MissingFeatureError extends EbmeshError {
     this.feature = feature;
   }
 }
+
+/** The process lacks privileges the node needs (not a kernel problem). */
+export class MissingCapabilityError extends EbmeshError {
+  readonly capabilities: string[];
+  constructor(capabilities: string[], hint: string) {
+    super('EBMESH_CAPABILITY', `missing capabilities ${capabilities.join(', ')}: uid 0, but they are not in this process's effective set`, { hint });
+    this.capabilities = capabilities;
+  }
+}

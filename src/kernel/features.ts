@@ -2,9 +2,9 @@
  * What the node needs from the kernel, probed up front so that a missing
  * piece is one clear error naming it, not a cryptic load failure later.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { bpf } from './libbpf.js';
-import { MissingFeatureError } from './errors.js';
+import { MissingCapabilityError, MissingFeatureError } from './errors.js';
 
 const PROG_TYPE = { CGROUP_SKB: 8, SOCK_OPS: 13, SK_MSG: 16, CGROUP_SOCK_ADDR: 18 } as const;
 const HELPER = { get_socket_cookie: 46, get_netns_cookie: 122, set_retval: 187 } as const;
@@ -33,9 +33,23 @@ export function probeFeatures(): FeatureCheck[] {
   return checks;
 }
 
+const CAPS = { CAP_NET_ADMIN: 12n, CAP_SYS_ADMIN: 21n, CAP_BPF: 39n } as const;
+
+export function missingCapabilities(): string[] {
+  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('CapEff:'));
+  const eff = BigInt(`0x${line?.split(/\s+/)[1] ?? '0'}`);
+  return Object.entries(CAPS).filter(([, bit]) => ((eff >> bit) & 1n) === 0n).map(([name]) => name);
+}
+
 export function requireFeatures(): void {
   if (process.getuid?.() !== 0) {
     throw new MissingFeatureError('running as non-root', 'ebmesh loads BPF programs and makes network namespaces: run it as root');
+  }
+  // Root without the capabilities (a container, setpriv) looks to libbpf's
+  // probes like an old kernel: check the capabilities first, and name them.
+  const lacking = missingCapabilities();
+  if (lacking.length) {
+    throw new MissingCapabilityError(lacking, 'run ebmesh as root with CAP_SYS_ADMIN, CAP_NET_ADMIN and CAP_BPF (e.g. not inside a restricted container)');
   }
   const missing = probeFeatures().filter((c) => !c.ok);
   if (missing.length) {

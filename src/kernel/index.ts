@@ -3,6 +3,6 @@ export { RawMap, TypedMap, BPF_ANY, BPF_NOEXIST, BPF_EXIST, possibleCpus, type M
 export { attachCgroupPinned, detachPinned } from './link.js';
 export { BtfFile } from './btf.js';
 export { ensureBpffs, cgroup2Root, BPFFS } from './fs.js';
-export { KernelError, VerifierError, MissingFeatureError, errnoName } from './errors.js';
+export { KernelError, VerifierError, MissingFeatureError, MissingCapabilityError, errnoName } from './errors.js';
 export { openDirFd, closeFd, withFd } from './fd.js';
 export { probeFeatures, requireFeatures, type FeatureCheck } from './features.js';
