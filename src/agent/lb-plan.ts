@@ -32,11 +32,14 @@ export type LbOp =
 const feName = (k: KFrontendKey) => `${k.vip}:${k.port}/${k.proto}`;
 const beName = (b: KBackend) => `${b.ip}:${b.port}/${b.proto}`;
 
-function lowestFree(used: Set<number>, start = 1): number {
-  let i = start;
-  while (used.has(i)) i++;
-  used.add(i);
-  return i;
+/** Hands out the lowest unused ids, scanning forward once per plan. */
+function idAllocator(used: Set<number>): () => number {
+  let i = 1;
+  return () => {
+    while (used.has(i)) i++;
+    used.add(i);
+    return i;
+  };
 }
 
 export function planLb(current: KernelLb, desired: DesiredFrontend[]): LbOp[] {
@@ -46,11 +49,11 @@ export function planLb(current: KernelLb, desired: DesiredFrontend[]): LbOp[] {
 
   const backendIds = new Map<string, number>();
   for (const [id, b] of current.backends) backendIds.set(beName(b), id);
-  const usedBackendIds = new Set(current.backends.keys());
+  const nextBackendId = idAllocator(new Set(current.backends.keys()));
   const liveBackends = new Set<number>();
 
   const curFe = new Map(current.frontends.map((f) => [feName(f.key), f]));
-  const usedFeIds = new Set(current.frontends.map((f) => f.value.id));
+  const nextFrontendId = idAllocator(new Set(current.frontends.map((f) => f.value.id)));
   const liveFe = new Set<string>();
 
   for (const d of desired) {
@@ -59,13 +62,13 @@ export function planLb(current: KernelLb, desired: DesiredFrontend[]): LbOp[] {
     const name = feName(key);
     liveFe.add(name);
     const cur = curFe.get(name);
-    const id = cur?.value.id ?? lowestFree(usedFeIds);
+    const id = cur?.value.id ?? nextFrontendId();
 
     const ids = d.backends.map((b) => {
       const kb: KBackend = { ip: b.ip, port: b.port, proto };
       let bid = backendIds.get(beName(kb));
       if (bid === undefined) {
-        bid = lowestFree(usedBackendIds);
+        bid = nextBackendId();
         backendIds.set(beName(kb), bid);
         early.push({ op: 'putBackend', id: bid, backend: kb });
       }

@@ -10,7 +10,7 @@ import {
   describeResource, resourceKey, ResourceError, type AnyResource, type MeshConfigResource, type Problem,
   type ServiceResource, type WorkloadResource,
 } from '../resources/index.js';
-import { containsAddress, firstFree, formatCidr, hostAddress, mustParseCidr, subnet } from '../net/ipam.js';
+import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, subnet } from '../net/ipam.js';
 import { readSnapshot, storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
 import { selectedWorkloads } from './lb.js';
 import { validators } from './validators.js';
@@ -74,9 +74,10 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
     if (owner) problem(s, 'spec.clusterIP', `${vip} is already the VIP of ${describeResource(owner)}`);
     vipOwner.set(vip, s);
   }
+  const nextVip = allocator(svcCidr, vipOwner);
   for (const s of services) {
     if (s.spec.clusterIP) continue;
-    const vip = firstFree(svcCidr, new Set(vipOwner.keys()));
+    const vip = nextVip();
     if (!vip) { problem(s, 'spec.clusterIP', `the service CIDR ${mesh.spec.serviceCIDR} is full`); continue; }
     s.spec.clusterIP = vip;
     vipOwner.set(vip, s);
@@ -96,9 +97,10 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
     if (owner) problem(w, 'spec.ip', `${ip} is already the address of ${describeResource(owner)}`);
     ipOwner.set(ip, w);
   }
+  const nextIp = allocator(podNet, ipOwner, [1]);
   for (const w of workloads) {
     if (w.spec.ip || w.spec.adopt) continue;
-    const ip = firstFree(podNet, new Set(ipOwner.keys()), [1]);
+    const ip = nextIp();
     if (!ip) { problem(w, 'spec.ip', `the pod subnet ${formatCidr(podNet)} is full`); continue; }
     w.spec.ip = ip;
     ipOwner.set(ip, w);

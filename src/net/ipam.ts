@@ -34,12 +34,23 @@ export function hostAddress(c: Cidr, i: number): string {
   return formatIPv4((c.addr + i) >>> 0);
 }
 
-/** Lowest free host address, skipping network, broadcast and `reserved` offsets. */
-export function firstFree(c: Cidr, used: ReadonlySet<string>, reserved: number[] = []): string | undefined {
-  for (let i = 1; i < cidrSize(c) - 1; i++) {
-    if (reserved.includes(i)) continue;
-    const ip = hostAddress(c, i);
-    if (!used.has(ip)) return ip;
-  }
-  return undefined;
+/**
+ * Hands out the free host addresses of a CIDR in order, skipping network,
+ * broadcast, `reserved` offsets and what `used` holds at each call. One
+ * allocator serves a whole apply, so 10,000 allocations are one scan, not
+ * 10,000 scans from the start.
+ */
+export function allocator(c: Cidr, used: { has(ip: string): boolean }, reserved: number[] = []): () => string | undefined {
+  let i = 1;
+  return () => {
+    for (; i < cidrSize(c) - 1; i++) {
+      if (reserved.includes(i)) continue;
+      const ip = hostAddress(c, i);
+      if (!used.has(ip)) {
+        i++;
+        return ip;
+      }
+    }
+    return undefined;
+  };
 }

@@ -8,6 +8,15 @@ interface FileState {
   entries: Record<string, { value: unknown; modRevision: number }>;
 }
 
+/** Values are frozen once, at commit, and then shared: readers never copy. */
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v as object)) deepFreeze(x);
+  }
+  return v;
+}
+
 /**
  * The default store for one host: a JSON file rewritten atomically (write,
  * fsync, rename) on every commit, so a crash leaves the old or the new
@@ -21,7 +30,7 @@ export class EmbeddedStore implements Store {
     mkdirSync(dirname(path), { recursive: true });
     if (existsSync(path)) {
       try {
-        this.state = JSON.parse(readFileSync(path, 'utf8')) as FileState;
+        this.state = deepFreeze(JSON.parse(readFileSync(path, 'utf8')) as FileState);
       } catch (e) {
         throw new EbmeshError('EBMESH_STORE_CORRUPT', `cannot read the store: ${(e as Error).message}`, { where: path });
       }
@@ -36,7 +45,7 @@ export class EmbeddedStore implements Store {
 
   async get<T>(key: string): Promise<Entry<T> | undefined> {
     const e = this.state.entries[key];
-    return e && { key, value: structuredClone(e.value) as T, modRevision: e.modRevision };
+    return e && { key, value: e.value as T, modRevision: e.modRevision };
   }
 
   async list<T>(prefix: string): Promise<Entry<T>[]> {
@@ -45,7 +54,7 @@ export class EmbeddedStore implements Store {
       .sort()
       .map((k) => {
         const e = this.state.entries[k]!;
-        return { key: k, value: structuredClone(e.value) as T, modRevision: e.modRevision };
+        return { key: k, value: e.value as T, modRevision: e.modRevision };
       });
   }
 
@@ -53,7 +62,7 @@ export class EmbeddedStore implements Store {
     if (ops.length === 0) return this.state.revision;
     const next: FileState = { revision: this.state.revision + 1, entries: { ...this.state.entries } };
     for (const op of ops) {
-      if (op.type === 'put') next.entries[op.key] = { value: structuredClone(op.value), modRevision: next.revision };
+      if (op.type === 'put') next.entries[op.key] = { value: deepFreeze(structuredClone(op.value)), modRevision: next.revision };
       else delete next.entries[op.key];
     }
     const tmp = `${this.path}.tmp`;

@@ -18,6 +18,7 @@ export interface WatchEvent {
   ops: Op[];
 }
 
+/** Values a store returns are shared and frozen: copy before changing one. */
 export interface Store {
   revision(): Promise<number>;
   get<T = unknown>(key: string): Promise<Entry<T> | undefined>;
