@@ -152,6 +152,10 @@ export class NodeDaemon {
 
     this.lab.writeHosts(snap.workloads, snap.services, this.mesh.spec.trustDomain);
     this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length };
+    // A large change leaves hundreds of MB of garbage that an idle daemon
+    // would keep for good (V8 collects under allocation pressure, and an
+    // idle agent makes none): give it back now.
+    if (ops.length > 1000) (globalThis as { gc?: () => void }).gc?.();
   }
 
   async status(): Promise<Record<string, unknown>> {
@@ -163,6 +167,7 @@ export class NodeDaemon {
       startedAt: this.startedAt.toISOString(),
       revision: snap.revision,
       lastReconcile: this.last,
+      memory: (({ rss, heapUsed, heapTotal, external }) => ({ rss, heapUsed, heapTotal, external }))(process.memoryUsage()),
       mesh: snap.mesh.spec,
       datapath: {
         attached: this.datapath.attachedTags(),

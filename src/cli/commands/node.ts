@@ -35,7 +35,7 @@ async function startDaemon(ctx: CommandContext): Promise<void> {
   const { paths } = ctx;
   mkdirSync(paths.stateDir, { recursive: true });
   const log = openSync(paths.logFile, 'a');
-  const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'dist/src/daemon/main.js'), '--instance', paths.instance], {
+  const child = spawn(process.execPath, ['--expose-gc', join(PACKAGE_ROOT, 'dist/src/daemon/main.js'), '--instance', paths.instance], {
     detached: true,
     stdio: ['ignore', log, log],
     env: { ...process.env, EBMESH_INSTANCE: paths.instance },
