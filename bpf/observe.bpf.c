@@ -30,7 +30,11 @@
 /* TCP states (include/net/tcp_states.h, not a UAPI header). */
 #define EBM_TCP_ESTABLISHED 1
 #define EBM_TCP_SYN_SENT    2
+#define EBM_TCP_FIN_WAIT2   5
+#define EBM_TCP_TIME_WAIT   6
 #define EBM_TCP_CLOSE       7
+#define EBM_TCP_LAST_ACK    9
+#define EBM_TCP_CLOSING     11
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -163,8 +167,21 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 	e->orig_daddr = si->orig_daddr;
 	e->orig_dport = si->orig_dport;
 	e->frontend_id = si->frontend_id;
-	e->bytes_sent = skops->bytes_acked;
-	e->bytes_received = skops->bytes_received;
+	/* The kernel counts sequence space: the SYN (active side) and each
+	 * FIN take one. An orderly close leaves from one of these states, with
+	 * both FINs exchanged: report payload bytes only. */
+	__u64 sent = skops->bytes_acked, recv = skops->bytes_received;
+	int fins = old == EBM_TCP_FIN_WAIT2 || old == EBM_TCP_LAST_ACK || old == EBM_TCP_CLOSING ||
+		   old == EBM_TCP_TIME_WAIT;
+
+	if (active && si->established && sent)
+		sent--;
+	if (fins && sent)
+		sent--;
+	if (fins && recv)
+		recv--;
+	e->bytes_sent = sent;
+	e->bytes_received = recv;
 	e->srtt_us = skops->srtt_us >> 3;
 	e->retransmits = skops->total_retrans;
 	if (!si->established) {
