@@ -54,18 +54,32 @@ export class ObserveMetrics {
   readonly cpu = this.r.register(new Counter('ebmesh_agent_cpu_seconds_total', 'CPU time the agent used.'));
   readonly up = this.r.register(new Gauge('ebmesh_agent_start_time_seconds', 'When the agent started, in seconds since the epoch.'));
 
+  /** Label objects by series, reused so the writer's text cache hits. Bounded. */
+  private readonly labelCache = new Map<string, Record<string, string>>();
+
   constructor() {
     this.up.set({}, Math.floor(Date.now() / 1000));
+  }
+
+  private labels(f: Flow, extra: Record<string, string> = {}): Record<string, string> {
+    const key = `${f.source.namespace}/${f.source.workload}|${f.destination.namespace}/${f.destination.workload}|${f.service}|${Object.values(extra).join('|')}`;
+    let l = this.labelCache.get(key);
+    if (!l) {
+      if (this.labelCache.size > 100_000) this.labelCache.clear();
+      l = { ...who(f), ...extra };
+      this.labelCache.set(key, l);
+    }
+    return l;
   }
 
   record(f: Flow): void {
     this.events.inc({ type: f.type });
     if (!countable(f)) return;
-    const l = who(f);
+    const l = this.labels(f);
     switch (f.type) {
       case 'http': {
         const status = f.http!.status;
-        this.httpRequests.inc({ ...l, method: f.http!.method, status_class: `${Math.floor(status / 100)}xx` });
+        this.httpRequests.inc(this.labels(f, { method: f.http!.method, status_class: `${Math.floor(status / 100)}xx` }));
         this.httpDuration.observe(l, f.http!.latencyMs / 1000);
         break;
       }
@@ -74,13 +88,13 @@ export class ObserveMetrics {
         this.tcpOpened.inc(l);
         break;
       case 'close':
-        this.tcpClosed.inc({ ...l, result: f.verdict === 'FORWARDED' ? 'ok' : f.reason ?? 'error' });
-        this.tcpBytes.inc({ ...l, direction: 'to_destination' }, f.bytes!.toDestination);
-        this.tcpBytes.inc({ ...l, direction: 'to_source' }, f.bytes!.toSource);
+        this.tcpClosed.inc(this.labels(f, { result: f.verdict === 'FORWARDED' ? 'ok' : f.reason ?? 'error' }));
+        this.tcpBytes.inc(this.labels(f, { direction: 'to_destination' }), f.bytes!.toDestination);
+        this.tcpBytes.inc(this.labels(f, { direction: 'to_source' }), f.bytes!.toSource);
         if (f.retransmits) this.tcpRetrans.inc(l, f.retransmits);
         break;
       case 'drop':
-        this.drops.inc({ ...l, reason: f.reason ?? 'unknown' });
+        this.drops.inc(this.labels(f, { reason: f.reason ?? 'unknown' }));
         break;
     }
   }

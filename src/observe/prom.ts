@@ -12,7 +12,18 @@ function escapeLabel(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 
+// The same label objects come back for every event of a series: remember their text.
+const labelTextCache = new WeakMap<Labels, string>();
+
 function labelText(l: Labels): string {
+  const hit = labelTextCache.get(l);
+  if (hit !== undefined) return hit;
+  const t = computeLabelText(l);
+  labelTextCache.set(l, t);
+  return t;
+}
+
+function computeLabelText(l: Labels): string {
   const keys = Object.keys(l).filter((k) => l[k] !== undefined && l[k] !== '');
   if (!keys.length) return '';
   return `{${keys.map((k) => `${k}="${escapeLabel(l[k]!)}"`).join(',')}}`;
