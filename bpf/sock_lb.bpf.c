@@ -13,14 +13,33 @@
 #include <bpf/bpf_helpers.h>
 #include "ebmesh_abi.h"
 #include "ebmesh_maps.h"
+#include "ebmesh_events.h"
 
 #define SOCK_ADDR_ALLOW  1
 #define SOCK_ADDR_REJECT 0
 
-/* Refuse like a closed port: an immediate ECONNREFUSED, never a timeout. */
-static __always_inline int refuse(enum ebm_counter why)
+/* Refuse like a closed port: an immediate ECONNREFUSED, never a timeout.
+ * The refusal is a drop event, so observe shows who was refused and why. */
+static __always_inline int refuse(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend *fe,
+				  enum ebm_counter why, enum ebm_reason reason)
 {
+	struct ebm_flow_event *e;
+
 	ebm_count(why);
+	e = ebm_event_reserve(EBM_EV_DROP);
+	if (e) {
+		e->cookie = bpf_get_socket_cookie(ctx);
+		e->cgroup_id = bpf_get_current_cgroup_id();
+		e->daddr = ctx->user_ip4;
+		e->dport = (__u16)ctx->user_port;
+		e->orig_daddr = ctx->user_ip4;
+		e->orig_dport = (__u16)ctx->user_port;
+		e->proto = (__u8)ctx->protocol;
+		e->verdict = EBM_VERDICT_DROPPED;
+		e->reason = reason;
+		e->frontend_id = fe->id;
+		ebm_event_submit(e);
+	}
 	bpf_set_retval(-ECONNREFUSED);
 	return SOCK_ADDR_REJECT;
 }
@@ -65,7 +84,7 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
 	if (!fe)
 		return SOCK_ADDR_ALLOW;         /* not a service: untouched */
 	if (fe->count == 0)
-		return refuse(EBM_CNT_LB_NO_BACKEND);
+		return refuse(ctx, fe, EBM_CNT_LB_NO_BACKEND, EBM_REASON_NO_BACKEND);
 
 	if (fe->flags & EBM_FRONTEND_F_AFFINITY) {
 		akey.netns_cookie = bpf_get_netns_cookie(ctx);
@@ -79,11 +98,11 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
 		sk.slot = bpf_get_prandom_u32() % fe->count;
 		slot = bpf_map_lookup_elem(&ebm_lb4_slots, &sk);
 		if (!slot)
-			return refuse(EBM_CNT_LB_SLOT_MISS);
+			return refuse(ctx, fe, EBM_CNT_LB_SLOT_MISS, EBM_REASON_LB_SLOT_MISS);
 		backend_id = slot->backend_id;
 		b = bpf_map_lookup_elem(&ebm_lb4_backends, &backend_id);
 		if (!b)
-			return refuse(EBM_CNT_LB_SLOT_MISS);
+			return refuse(ctx, fe, EBM_CNT_LB_SLOT_MISS, EBM_REASON_LB_SLOT_MISS);
 		if (fe->flags & EBM_FRONTEND_F_AFFINITY) {
 			struct ebm_lb4_affinity a = {
 				.backend_id = backend_id,

@@ -102,8 +102,137 @@ enum ebm_counter {
 	EBM_CNT_LB_AFFINITY_HIT = 2, /* backend taken from session affinity */
 	EBM_CNT_LB_SLOT_MISS = 3,    /* slot vanished mid-update: refused */
 	EBM_CNT_LB_REVNAT_MISS = 4,  /* reply from a backend we cannot map back */
+	EBM_CNT_EVENTS_LOST = 5,     /* ring buffer full: a flow event was not written */
+	EBM_CNT_EVENTS_SENT = 6,     /* flow events written to the ring buffer */
+	EBM_CNT_HTTP_PENDING_FULL = 7, /* no room to remember a request: its response unmatched */
 	EBM_CNT_MAX = 64,
 };
+
+/* ---- flow events (observe) ------------------------------------------- */
+/*
+ * One record type for everything the data path reports to user space
+ * through the ebm_events ring buffer: connections (connect, accept, close),
+ * drops (load balancing, policy, ...) and HTTP exchanges. Owned by observe;
+ * any program may emit one with ebm_event_reserve() (ebmesh_events.h).
+ * Fields that do not apply to a type stay zero. Type, verdict and reason
+ * codes are append-only.
+ */
+enum ebm_event_type {
+	EBM_EV_CONNECT = 1,     /* this socket's connect() established */
+	EBM_EV_ACCEPT = 2,      /* a connection to this socket established */
+	EBM_EV_CLOSE = 3,       /* a connection ended: bytes, duration, rtt */
+	EBM_EV_DROP = 4,        /* a connection or packet refused: see reason */
+	EBM_EV_HTTP = 5,        /* one HTTP/1.x request matched with its response */
+};
+
+enum ebm_verdict {
+	EBM_VERDICT_FORWARDED = 0,
+	EBM_VERDICT_DROPPED = 1,
+	EBM_VERDICT_ERROR = 2,  /* the peer or the stack failed it (refused, reset) */
+	EBM_VERDICT_AUDIT = 3,  /* a policy would drop it, but it is in audit mode */
+};
+
+/* Why: for drops, and for connections that did not end well. Append only. */
+enum ebm_reason {
+	EBM_REASON_NONE = 0,
+	EBM_REASON_NO_BACKEND = 1,      /* Service VIP with no ready backend */
+	EBM_REASON_LB_SLOT_MISS = 2,    /* backend table changing under connect() */
+	EBM_REASON_POLICY_EGRESS = 3,   /* denied by the source's egress policy */
+	EBM_REASON_POLICY_INGRESS = 4,  /* denied by the destination's ingress policy */
+	EBM_REASON_CONN_REFUSED = 5,    /* the peer answered the SYN with a reset */
+	EBM_REASON_CONN_RESET = 6,      /* an established connection ended by a reset */
+};
+
+#define EBM_EV_F_ACTIVE    (1u << 0) /* the observing socket dialled (client side) */
+#define EBM_EV_F_SHORTCUT  (1u << 1) /* bytes went socket to socket (issue 5) */
+#define EBM_EV_F_SERVER    (1u << 2) /* HTTP: first seen at the server's socket */
+
+enum ebm_http_method {
+	EBM_HTTP_OTHER = 0,
+	EBM_HTTP_GET = 1,
+	EBM_HTTP_HEAD = 2,
+	EBM_HTTP_POST = 3,
+	EBM_HTTP_PUT = 4,
+	EBM_HTTP_DELETE = 5,
+	EBM_HTTP_PATCH = 6,
+	EBM_HTTP_OPTIONS = 7,
+	EBM_HTTP_CONNECT = 8,
+	EBM_HTTP_TRACE = 9,
+};
+
+#define EBM_HTTP_PATH_MAX 64
+
+struct ebm_flow_event {
+	__u64 ts_ns;            /* bpf_ktime_get_ns() when emitted */
+	__u64 start_ns;         /* connection established / request seen */
+	__u64 cookie;           /* socket cookie of the observing socket */
+	__u64 cgroup_id;        /* cgroup of the observing socket, 0 if unknown */
+	__u64 bytes_sent;       /* close: bytes acked by the peer */
+	__u64 bytes_received;   /* close: bytes received */
+	__u64 duration_ns;      /* close: connection lifetime; http: latency */
+	__u32 saddr;            /* network order; for http: the client */
+	__u32 daddr;            /* network order; for http: the server */
+	__u16 sport;            /* network order */
+	__u16 dport;            /* network order */
+	__u32 orig_daddr;       /* the Service VIP dialled, 0 if none */
+	__u16 orig_dport;       /* network order */
+	__u8  type;             /* enum ebm_event_type */
+	__u8  proto;            /* IPPROTO_* */
+	__u8  verdict;          /* enum ebm_verdict */
+	__u8  flags;            /* EBM_EV_F_* */
+	__u16 reason;           /* enum ebm_reason */
+	__u32 src_identity;     /* 0 if unknown */
+	__u32 dst_identity;     /* 0 if unknown */
+	__u32 policy_ref;       /* policy that decided a drop, 0 if none */
+	__u16 policy_rule;      /* rule index within it */
+	__u16 http_status;      /* http: response status code */
+	__u32 frontend_id;      /* ebm_lb4_frontend.id when orig_daddr != 0 */
+	__u32 srtt_us;          /* close: smoothed RTT, microseconds */
+	__u32 retransmits;      /* close: total retransmitted segments */
+	__u8  http_method;      /* enum ebm_http_method */
+	__u8  http_path_len;    /* valid bytes in http_path */
+	__u16 pad;
+	__u8  http_path[EBM_HTTP_PATH_MAX]; /* request target, truncated */
+};
+EBM_ASSERT_SIZE(struct ebm_flow_event, 176);
+
+/* HTTP requests awaiting their response, keyed by the connection as seen
+ * from the client, so that the client's and the server's socket (both in
+ * the mesh on one node) agree on one entry and report the exchange once. */
+struct ebm_http_conn_key {
+	__u32 client_ip;        /* network order */
+	__u32 server_ip;
+	__u16 client_port;      /* network order */
+	__u16 server_port;
+	__u32 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_http_conn_key, 16);
+
+struct ebm_http_pending {
+	__u64 start_ns;
+	__u64 cookie;           /* the socket that saw the request first */
+	__u64 cgroup_id;
+	__u32 orig_daddr;       /* the Service VIP dialled, 0 if none */
+	__u16 orig_dport;
+	__u8  method;
+	__u8  path_len;
+	__u8  flags;            /* EBM_EV_F_SERVER when first seen at the server */
+	__u8  pad[7];
+	__u8  path[EBM_HTTP_PATH_MAX];
+};
+EBM_ASSERT_SIZE(struct ebm_http_pending, 104);
+
+/* Per-socket state kept by sockops from established to close. */
+struct ebm_sock_info {
+	__u64 start_ns;
+	__u32 orig_daddr;
+	__u16 orig_dport;
+	__u8  flags;            /* EBM_EV_F_* */
+	__u8  established;
+	__u32 frontend_id;
+	__u32 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_sock_info, 24);
 
 /* ---- map sizes (user space reads them from the object, not from here) -- */
 
@@ -112,5 +241,7 @@ enum ebm_counter {
 #define EBM_LB4_BACKENDS_MAX  65536
 #define EBM_LB4_AFFINITY_MAX  65536
 #define EBM_LB4_REVNAT_MAX    262144
+#define EBM_EVENTS_RING_BYTES (8u << 20) /* ~47k events of 176 bytes */
+#define EBM_HTTP_PENDING_MAX  65536
 
 #endif /* EBMESH_ABI_H */

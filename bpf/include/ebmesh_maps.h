@@ -68,4 +68,26 @@ static __always_inline void ebm_count(enum ebm_counter c)
 		*v += 1;
 }
 
+/* ---- flow events (observe) ------------------------------------------- */
+
+/* Every program's events to the agent, in order per CPU. Emit through
+ * ebm_event_reserve()/ebm_event_submit() in ebmesh_events.h, which count
+ * what the ring had no room for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, EBM_EVENTS_RING_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_events SEC(".maps");
+
+/* A ring buffer has no value type, so clang would leave struct
+ * ebm_flow_event out of the BTF: this one-slot map carries it, for the
+ * layout test and for bpftool. Nothing reads or writes it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ebm_flow_event);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_event_layout SEC(".maps");
+
 #endif /* EBMESH_MAPS_H */

@@ -2,7 +2,7 @@
  * The TS mirror of bpf/include/ebmesh_abi.h: one declaration per struct,
  * in the same order and with the same field names as the C header.
  */
-import { struct, scalar, u8, u16, u32, u64, port16, ipv4 } from './struct.js';
+import { struct, scalar, u8, u16, u32, u64, port16, ipv4, bytes } from './struct.js';
 export type { ValueOf } from './struct.js';
 
 export const Lb4FrontendKey = struct('ebm_lb4_frontend_key', {
@@ -31,13 +31,56 @@ export const Counter = {
   LB_AFFINITY_HIT: 2,
   LB_SLOT_MISS: 3,
   LB_REVNAT_MISS: 4,
+  EVENTS_LOST: 5,
+  EVENTS_SENT: 6,
+  HTTP_PENDING_FULL: 7,
 } as const;
 export const COUNTER_MAX = 64;
 
 export const IPPROTO = { TCP: 6, UDP: 17 } as const;
 
+// ---- flow events (observe) ------------------------------------------------
+
+export const HTTP_PATH_MAX = 64;
+
+/** struct ebm_flow_event: the one record of the ebm_events ring buffer. */
+export const FlowEvent = struct('ebm_flow_event', {
+  ts_ns: u64, start_ns: u64, cookie: u64, cgroup_id: u64,
+  bytes_sent: u64, bytes_received: u64, duration_ns: u64,
+  saddr: ipv4, daddr: ipv4, sport: port16, dport: port16,
+  orig_daddr: ipv4, orig_dport: port16,
+  type: u8, proto: u8, verdict: u8, flags: u8, reason: u16,
+  src_identity: u32, dst_identity: u32, policy_ref: u32, policy_rule: u16, http_status: u16,
+  frontend_id: u32, srtt_us: u32, retransmits: u32,
+  http_method: u8, http_path_len: u8, pad: u16, http_path: bytes(HTTP_PATH_MAX),
+});
+export const HttpConnKey = struct('ebm_http_conn_key', {
+  client_ip: ipv4, server_ip: ipv4, client_port: port16, server_port: port16, pad: u32,
+});
+export const HttpPending = struct('ebm_http_pending', {
+  start_ns: u64, cookie: u64, cgroup_id: u64, orig_daddr: ipv4, orig_dport: port16,
+  method: u8, path_len: u8, flags: u8, pad: bytes(7), path: bytes(HTTP_PATH_MAX),
+});
+export const SockInfo = struct('ebm_sock_info', {
+  start_ns: u64, orig_daddr: ipv4, orig_dport: port16, flags: u8, established: u8, frontend_id: u32, pad: u32,
+});
+
+/** enum ebm_event_type. Append only. */
+export const EventType = { CONNECT: 1, ACCEPT: 2, CLOSE: 3, DROP: 4, HTTP: 5 } as const;
+/** enum ebm_verdict. Append only. */
+export const Verdict = { FORWARDED: 0, DROPPED: 1, ERROR: 2, AUDIT: 3 } as const;
+/** enum ebm_reason. Append only: a code is never reused. */
+export const Reason = {
+  NONE: 0, NO_BACKEND: 1, LB_SLOT_MISS: 2, POLICY_EGRESS: 3, POLICY_INGRESS: 4, CONN_REFUSED: 5, CONN_RESET: 6,
+} as const;
+/** EBM_EV_F_* */
+export const EventFlag = { ACTIVE: 1 << 0, SHORTCUT: 1 << 1, SERVER: 1 << 2 } as const;
+/** enum ebm_http_method, in code order. */
+export const HttpMethods = ['OTHER', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
+
 /** Every struct the C header declares, for the BTF layout test. */
 export const abiStructs = [
   Lb4FrontendKey, Lb4Frontend, Lb4SlotKey, Lb4Slot, Lb4Backend,
   Lb4AffinityKey, Lb4Affinity, Lb4RevnatKey, Lb4Revnat,
+  FlowEvent, HttpConnKey, HttpPending, SockInfo,
 ];

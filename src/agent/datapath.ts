@@ -7,14 +7,14 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BpfObjectSpec, attachCgroupPinned, detachPinned, ensureBpffs, type LoadedObject, TypedMap,
+  BpfObjectSpec, attachCgroupPinned, detachPinned, ensureBpffs, type LoadedObject, TypedMap, KernelError, type RawMap,
 } from '../kernel/index.js';
 import { COUNTER_MAX, Counter, U32Key, U64Value } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
-const CGROUP_OBJECTS = ['sock_lb.bpf.o'];
+const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o'];
 
 export class Datapath {
   private objects: LoadedObject[] = [];
@@ -76,11 +76,31 @@ export class Datapath {
       { map: 'ebm_lb4_frontends', t: this.lb.frontends },
       { map: 'ebm_lb4_slots', t: this.lb.slots },
       { map: 'ebm_lb4_backends', t: this.lb.backends },
-    ].map(({ map, t }) => {
+    ].map(({ map, t }) => ({ map, raw: t.raw })).concat(this.optionalMaps(['ebm_http_pending'])).map(({ map, raw }) => {
       let n = 0;
-      for (const _ of t.raw.keys()) n++;
-      return { map, entries: n, max: t.raw.info.maxEntries };
+      for (const _ of raw.keys()) n++;
+      return { map, entries: n, max: raw.info.maxEntries };
     });
+  }
+
+  private optionalMaps(names: string[]): Array<{ map: string; raw: RawMap }> {
+    const out: Array<{ map: string; raw: RawMap }> = [];
+    for (const n of names) {
+      try { out.push({ map: n, raw: this.rawMap(n) }); } catch { /* that object is not loaded */ }
+    }
+    return out;
+  }
+
+  /** A map of any loaded object, by name (maps are shared by pin, so any object's handle will do). */
+  rawMap(name: string): RawMap {
+    for (const o of this.objects) {
+      try { return o.rawMap(name); } catch { /* not in this object */ }
+    }
+    throw new KernelError(`finding map ${name}`, 2, { where: name });
+  }
+
+  programCount(): number {
+    return this.objects.reduce((n, o) => n + o.programs().length, 0);
   }
 
   /** Closes our handles; pinned state stays in the kernel. */

@@ -20,6 +20,16 @@ export function route(method: string, path: string, h: Handler): void {
   routes.set(`${method} ${path}`, h);
 }
 
+/**
+ * Endpoints that answer with a stream (NDJSON) rather than one JSON body.
+ * A stream handler returns false to leave the request to the JSON routes.
+ */
+export type StreamHandler = (req: { url: URL }, res: ServerResponse, node: NodeDaemon) => boolean;
+const streams = new Map<string, StreamHandler>();
+export function streamRoute(method: string, path: string, h: StreamHandler): void {
+  streams.set(`${method} ${path}`, h);
+}
+
 function notFound(what: string): EbmeshError {
   return new EbmeshError('EBMESH_NOT_FOUND', `${what} not found`);
 }
@@ -109,6 +119,11 @@ export function startApi(node: NodeDaemon, socketPath: string, extra?: (req: Inc
     res.on('error', () => undefined);
     if (extra?.(req, res)) return;
     const url = new URL(req.url ?? '/', 'http://ebmesh');
+    try {
+      if (streams.get(`${req.method} ${url.pathname}`)?.({ url }, res, node)) return;
+    } catch (e) {
+      return send(res, e instanceof EbmeshError ? 400 : 500, errorBody(e));
+    }
     const h = routes.get(`${req.method} ${url.pathname}`);
     if (!h) return send(res, 404, errorBody(notFound(`${req.method} ${url.pathname}`)));
     try {

@@ -9,6 +9,7 @@ import { instancePaths, validInstance } from '../paths.js';
 import { NodeDaemon } from './node.js';
 import { route, startApi } from './api.js';
 import { describeError } from '../errors.js';
+import '../observe/routes.js'; // registers /v1/flows, /v1/top
 
 const { values } = parseArgs({ options: { instance: { type: 'string', default: process.env.EBMESH_INSTANCE ?? 'ebmesh' } } });
 const instance = values.instance!;

@@ -19,6 +19,7 @@ import { ensureCgroup, killCgroup, removeCgroupTree } from '../lab/cgroup.js';
 import { vethName, type InstancePaths } from '../paths.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { describeError } from '../errors.js';
+import { Observer } from '../observe/observer.js';
 
 export interface ReconcileInfo {
   revision: number;
@@ -31,6 +32,7 @@ export class NodeDaemon {
   store!: Store;
   datapath!: Datapath;
   lab!: Lab;
+  observer: Observer | undefined;
   meshCgroup = '';
   private mesh: MeshConfigResource = defaultMesh;
   private hostRoutes: string[] = [];
@@ -59,6 +61,7 @@ export class NodeDaemon {
     this.datapath = new Datapath(this.paths);
     this.datapath.load();
     this.datapath.attach(this.meshCgroup, 'root');
+    this.startObserver();
     this.lab = new Lab(
       this.paths,
       this.meshCgroup,
@@ -74,6 +77,23 @@ export class NodeDaemon {
       try { this.ensureHostRoutes(); } catch (e) { process.stderr.write(`host routes: ${describeError(e)}\n`); }
     }, 5000);
     this.routeCheck.unref();
+  }
+
+  /** Flows and metrics: from the first event on; a failure here never stops the node. */
+  private startObserver(): void {
+    const dp = this.datapath;
+    const observer = new Observer(this.paths, {
+      ringFd: () => dp.rawMap('ebm_events').fd,
+      health: () => ({ programs: dp.programCount(), maps: dp.mapFill(), kernelCounters: dp.countersSnapshot() }),
+    });
+    try {
+      observer.start();
+      this.observer = observer;
+      mkdirSync(this.paths.runDir, { recursive: true });
+      observer.serveMetrics().catch((e) => process.stderr.write(`metrics: ${describeError(e)}\n`));
+    } catch (e) {
+      process.stderr.write(`observe: ${describeError(e)}\n`);
+    }
   }
 
   /** Unreachable routes on the host for the service and pod CIDRs: nothing meant for them may leave. */
@@ -151,6 +171,7 @@ export class NodeDaemon {
     }
 
     this.lab.writeHosts(snap.workloads, snap.services, this.mesh.spec.trustDomain);
+    this.observer?.update(snap);
     this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length };
     // A large change leaves hundreds of MB of garbage that an idle daemon
     // would keep for good (V8 collects under allocation pressure, and an
@@ -174,6 +195,7 @@ export class NodeDaemon {
         counters: this.datapath.countersSnapshot(),
         maps: this.datapath.mapFill(),
       },
+      observe: this.observer?.stats(),
       workloads: snap.workloads.map((w) => {
         const st = snap.workloadStatus.get(wlKey(w));
         return {
@@ -194,6 +216,7 @@ export class NodeDaemon {
     this.unwatch?.();
     clearInterval(this.routeCheck);
     await this.reconciling;
+    await this.observer?.stop();
     if (teardown) await this.lab.stopAll();
     this.datapath.close();
     await this.store.close();

@@ -2,17 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BtfFile } from '../../src/kernel/index.js';
-import { abiStructs, Counter } from '../../src/abi/structs.js';
-import { readFileSync } from 'node:fs';
+import { abiStructs, Counter, EventType, Reason, Verdict, HttpMethods } from '../../src/abi/structs.js';
+import { readdirSync, readFileSync } from 'node:fs';
 import { BPF_BUILD, PACKAGE_ROOT } from '../../src/paths.js';
 
 // Reads BTF from the object file: needs no root, but does need the BPF build.
+// A struct may live in one object only (observe's private maps): look in all.
 test('every TS mirror matches the BTF layout clang produced', () => {
-  const btf = BtfFile.parse(join(BPF_BUILD, 'sock_lb.bpf.o'));
+  const btfs = readdirSync(BPF_BUILD).filter((f) => f.endsWith('.bpf.o')).map((f) => BtfFile.parse(join(BPF_BUILD, f)));
   try {
     for (const codec of abiStructs) {
-      const s = btf.struct(codec.cname);
-      assert.ok(s, `struct ${codec.cname} is not in the object's BTF`);
+      const s = btfs.map((b) => b.struct(codec.cname)).find((x) => x);
+      assert.ok(s, `struct ${codec.cname} is not in any object's BTF`);
       assert.equal(codec.size, s.size, `sizeof(struct ${codec.cname})`);
       assert.deepEqual(
         codec.layout.map((f) => [f.name, f.offset]),
@@ -21,7 +22,7 @@ test('every TS mirror matches the BTF layout clang produced', () => {
       );
     }
   } finally {
-    btf.close();
+    for (const b of btfs) b.close();
   }
 });
 
@@ -32,4 +33,14 @@ test('the counter indexes match enum ebm_counter in the ABI header', () => {
   const inC = new Map([...header.matchAll(/EBM_CNT_([A-Z0-9_]+)\s*=\s*(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
   inC.delete('MAX');
   assert.deepEqual(new Map(Object.entries(Counter)), inC);
+});
+
+test('event type, verdict, reason and method codes match the ABI header', () => {
+  const header = readFileSync(join(PACKAGE_ROOT, 'bpf/include/ebmesh_abi.h'), 'utf8');
+  const codes = (prefix: string) =>
+    new Map([...header.matchAll(new RegExp(`${prefix}([A-Z0-9_]+)\\s*=\\s*(\\d+)`, 'g'))].map((m) => [m[1]!, Number(m[2])]));
+  assert.deepEqual(new Map(Object.entries(EventType)), codes('EBM_EV_'));
+  assert.deepEqual(new Map(Object.entries(Verdict)), codes('EBM_VERDICT_'));
+  assert.deepEqual(new Map(Object.entries(Reason)), codes('EBM_REASON_'));
+  assert.deepEqual(new Map(HttpMethods.map((m, i) => [m, i])), codes('EBM_HTTP_'));
 });

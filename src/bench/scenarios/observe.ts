@@ -1,0 +1,135 @@
+/**
+ * `ebmesh bench observe`: the "Goodbye Sidecars" experiment. Two workloads,
+ * a fixed open-loop HTTP rate over a fixed set of keep-alive connections,
+ * latency from each request's scheduled send time; no mesh against ebmesh
+ * with flow and HTTP visibility on.
+ *
+ * "No mesh" is the same two workloads with every ebmesh program detached
+ * from the mesh cgroup (so the network, the processes and the placement are
+ * identical); the programs are attached again the way the agent attaches
+ * them, and both configurations alternate within each repeat.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT, instancePaths } from '../../paths.js';
+import { runLoadgen } from '../loadgen.js';
+import { sampleFootprint } from '../footprint.js';
+import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+
+const INSTANCE = 'ebbench-obs';
+const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
+
+function cli(...args: string[]): string {
+  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+const resources = `apiVersion: ebmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec: {serviceCIDR: 10.98.8.0/24, podCIDR: 10.246.8.0/24}
+---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: server, namespace: bench, labels: {app: server}}
+spec:
+  ports: [{name: http, containerPort: 8080}]
+  files:
+    nginx.conf: |
+      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 2;
+      events { worker_connections 4096; }
+      http { access_log off; keepalive_requests 10000000; keepalive_timeout 120s;
+        client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
+        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
+  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
+---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: client, namespace: bench, labels: {app: client}}
+spec: {command: [sleep, infinity]}
+`;
+
+async function attachAll(): Promise<void> {
+  // The agent's own code path: pinned maps reused, links created and pinned.
+  const { Datapath } = await import('../../agent/datapath.js');
+  const { cgroup2Root } = await import('../../kernel/index.js');
+  const p = instancePaths(INSTANCE);
+  const dp = new Datapath(p);
+  dp.load();
+  try {
+    dp.attach(join(cgroup2Root(), p.cgroupName), 'root');
+  } finally {
+    dp.close();
+  }
+}
+
+async function detachAll(): Promise<void> {
+  const { detachPinned } = await import('../../kernel/index.js');
+  const dir = join(instancePaths(INSTANCE).linkPins, 'root');
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) detachPinned(join(dir, f));
+}
+
+export const observe: Scenario = {
+  name: 'observe',
+  describe: 'fixed-rate keep-alive HTTP between two workloads: no mesh vs ebmesh with flow and HTTP visibility',
+  async run(ctx: ScenarioContext) {
+    const rate = ctx.quick ? 1000 : 10_000;
+    const durationS = ctx.quick ? 2 : 10;
+    const connections = 32;
+    const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-obs-'));
+    const configs = new Map<string, ConfigResult>();
+    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
+      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
+      c.runs.push(r);
+      configs.set(name, c);
+    };
+    const notes: string[] = [];
+    spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+    try {
+      ctx.progress('starting a mesh instance for the benchmark');
+      writeFileSync(join(dir, 'bench.yaml'), resources);
+      cli('up', '-f', join(dir, 'bench.yaml'));
+      const status = JSON.parse(cli('status', '-o', 'json')) as { pid: number };
+      const server = (JSON.parse(cli('get', 'wl', 'server', '-n', 'bench', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
+      const run = () => runLoadgen({
+        url: `http://${server}:8080/`, rate, durationS, connections, warmupS: ctx.quick ? 0.2 : 1, timeoutMs: 2000,
+        prefix: [CLI, '--instance', INSTANCE, 'exec', 'client', '--'],
+      });
+      const seen = () => {
+        const m = JSON.parse(cli('status', '-o', 'json')) as { datapath: { counters: Record<string, number> } };
+        return { sent: m.datapath.counters.events_sent ?? 0, lost: m.datapath.counters.events_lost ?? 0 };
+      };
+      for (let rep = 0; rep < ctx.repeats; rep++) {
+        ctx.progress(`no mesh, repeat ${rep + 1}/${ctx.repeats}`);
+        await detachAll();
+        add('no mesh', 'the same two workloads with every ebmesh program detached', runFromLoad(await run()));
+        await attachAll();
+        ctx.progress(`ebmesh, flows + HTTP, repeat ${rep + 1}/${ctx.repeats}`);
+        const before = seen();
+        const agent = sampleFootprint([status.pid], 250);
+        const r = await run();
+        const fp = agent.stop();
+        const after = seen();
+        add('ebmesh observe', 'sockops flows + cgroup_skb HTTP parsing on both workloads, agent reading the ring buffer', runFromLoad(r, { agent: fp }), 'no mesh');
+        notes.push(`repeat ${rep + 1}: ${r.requests.completed} requests completed; the kernel wrote ${after.sent - before.sent} flow events, lost ${after.lost - before.lost}; agent ${fp.cpuPercent.toFixed(1)}% of a core, max RSS ${(fp.maxRssBytes / 2 ** 20).toFixed(0)} MiB.`);
+      }
+      return {
+        baseline: 'no mesh',
+        configs: [...configs.values()],
+        setup: [
+          `# mesh: ebmesh --instance ${INSTANCE} up -f bench.yaml (nginx server, 2 workers, keep-alive; a client workload)`,
+          `# load: loadgen open loop ${rate} req/s, ${connections} keep-alive connections, ${durationS} s, latency from each request's scheduled send time`,
+          '# no mesh: every pinned link under the mesh cgroup root detached; re-attached through the agent Datapath before the mesh run',
+        ],
+        notes,
+      };
+    } finally {
+      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};

@@ -1,0 +1,117 @@
+/** `ebmesh observe` and `ebmesh top`: the node's flows and golden metrics. */
+import { request } from 'node:http';
+import { parseArgs } from 'node:util';
+import { call } from '../client.js';
+import { table } from '../table.js';
+import { EbmeshError } from '../../errors.js';
+import { FILTER_KEYS, flowLine, type Flow } from '../../observe/flow.js';
+import type { GoldenRow } from '../../observe/golden.js';
+import type { Command, CommandContext } from '../command.js';
+
+const filterOptions = Object.fromEntries(FILTER_KEYS.map((k) => [k, { type: 'string' as const }]));
+
+/** Reads an NDJSON stream until the server ends it or the user interrupts. */
+function stream(ctx: CommandContext, path: string, onLine: (obj: any) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: ctx.paths.apiSocket, method: 'GET', path }, (res) => {
+      if (res.statusCode !== 200) {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => {
+          try {
+            const e = JSON.parse(text).error ?? {};
+            reject(new EbmeshError(e.code ?? 'EBMESH_API', e.message ?? text, { hint: e.hint }));
+          } catch { reject(new EbmeshError('EBMESH_API', text.slice(0, 200))); }
+        });
+        return;
+      }
+      let buf = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        buf += c;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (line) onLine(JSON.parse(line));
+        }
+      });
+      res.on('end', () => resolve());
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
+        reject(new EbmeshError('EBMESH_NOT_RUNNING', `the mesh node "${ctx.paths.instance}" is not running`, { hint: 'start it with: ebmesh up' }));
+      } else reject(e);
+    });
+    const stop = () => { req.destroy(); resolve(); };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    req.end();
+  });
+}
+
+export const observe: Command = {
+  name: 'observe',
+  summary: 'show connections, drops and HTTP requests on this node, as the kernel sees them',
+  usage: 'observe [-f] [--last N] [--from W] [--to W|SVC] [--namespace NS] [--verdict V] [--protocol http|tcp|udp] [--status 5xx|404] [--type T] [-o json]',
+  async run(ctx) {
+    const { values } = parseArgs({
+      args: ctx.args,
+      options: {
+        follow: { type: 'boolean', short: 'f' }, last: { type: 'string' }, output: { type: 'string', short: 'o' },
+        ...filterOptions,
+      },
+    });
+    if (values.output && values.output !== 'json') throw new EbmeshError('EBMESH_USAGE', `-o ${values.output}: only json is known`);
+    const q = new URLSearchParams();
+    for (const k of FILTER_KEYS) {
+      const v = (values as Record<string, unknown>)[k];
+      if (typeof v === 'string') q.set(k, v);
+    }
+    const json = values.output === 'json';
+    const print = (f: Flow | { lost: number }) => {
+      if (json) ctx.out(JSON.stringify(f));
+      else if ('lost' in f) ctx.out(`… ${f.lost} flows skipped: this reader fell behind`);
+      else ctx.out(flowLine(f));
+    };
+    if (values.follow) {
+      q.set('follow', '1');
+      q.set('last', values.last ?? '0');
+      await stream(ctx, `/v1/flows?${q}`, print);
+      return 0;
+    }
+    q.set('last', values.last ?? '20');
+    const r = await call<{ flows: Flow[] }>(ctx.paths, 'GET', `/v1/flows?${q}`);
+    for (const f of r.flows) print(f);
+    return 0;
+  },
+};
+
+export function renderTop(rows: GoldenRow[], window: number): string {
+  return table(['SERVICE', 'RPS', 'SUCCESS', 'P50', 'P99', `REQUESTS(${window}s)`],
+    rows.map((r) => [r.service, r.rps.toFixed(1), `${(r.successRate * 100).toFixed(2)}%`, `${r.p50Ms.toFixed(2)}ms`, `${r.p99Ms.toFixed(2)}ms`, r.requests]));
+}
+
+export const top: Command = {
+  name: 'top',
+  summary: 'golden metrics per service (request rate, success rate, p50/p99 latency), refreshing',
+  usage: 'top [--window SECONDS] [--once] [-o json]',
+  async run(ctx) {
+    const { values } = parseArgs({ args: ctx.args, options: { window: { type: 'string', default: '10' }, once: { type: 'boolean' }, output: { type: 'string', short: 'o' } } });
+    const w = Number(values.window);
+    const get = () => call<{ window: number; services: GoldenRow[] }>(ctx.paths, 'GET', `/v1/top?window=${w}`);
+    if (values.once || values.output === 'json' || !process.stdout.isTTY) {
+      const r = await get();
+      ctx.out(values.output === 'json' ? JSON.stringify(r, null, 2) : renderTop(r.services, w));
+      return 0;
+    }
+    let stop = false;
+    process.once('SIGINT', () => (stop = true));
+    while (!stop) {
+      const r = await get();
+      process.stdout.write(`\x1b[H\x1b[2J${new Date().toISOString()}  node "${ctx.paths.instance}", last ${w}s (Ctrl-C to quit)\n\n${renderTop(r.services, w)}\n`);
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+    return 0;
+  },
+};

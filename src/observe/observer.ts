@@ -1,0 +1,203 @@
+/**
+ * The agent's observe part: reads the kernel's flow events, names them from
+ * the control plane's snapshot, keeps a bounded history, streams to
+ * followers, counts metrics and serves them to Prometheus.
+ *
+ * Nothing is dropped silently: the kernel counts what the ring had no room
+ * for, and a follower too slow to keep up has its skipped flows counted (and
+ * is told, in its stream).
+ */
+import { createServer, type Server, type ServerResponse } from 'node:http';
+import { statSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { FlowEvent } from '../abi/structs.js';
+import { computeFrontends, workloadIp, wlKey, type Snapshot } from '../controlplane/index.js';
+import { allocateIdentities, identityKey, type IdentityTable } from '../policy/identity.js';
+import type { InstancePaths } from '../paths.js';
+import { emptyNames, matches, toFlow, type Flow, type FlowFilter, type NameTable } from './flow.js';
+import { ObserveMetrics, countable, type Health } from './metrics.js';
+import { GoldenWindow, type GoldenRow } from './golden.js';
+import { CONTENT_TYPE } from './prom.js';
+import { RingReader } from './ringbuf.js';
+
+export const DEFAULT_HISTORY = 65536;
+export const DEFAULT_METRICS_ADDR = '127.0.0.1:9464';
+/** Bytes a follower may have unsent before its flows are skipped (and counted). */
+const FOLLOWER_BACKLOG = 4 << 20;
+
+interface Follower {
+  res: ServerResponse;
+  filter: FlowFilter;
+  skipped: number;
+}
+
+/** What the observer needs from the data path. */
+export interface ObserveSource {
+  ringFd(): number;
+  health(): Omit<Health, 'userLost' | 'subscribersDropped'>;
+}
+
+export class Observer {
+  readonly metrics = new ObserveMetrics();
+  readonly golden = new GoldenWindow(60);
+  private names: NameTable = emptyNames();
+  private identities: IdentityTable | undefined;
+  private readonly history: Flow[] = [];
+  private head = 0; // next write position once the history is full
+  private seq = 0;
+  private readonly followers = new Set<Follower>();
+  private reader: RingReader | undefined;
+  private server: Server | undefined;
+  private userLost = 0;
+  private followersSkipped = 0;
+  private readonly bootOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+  metricsPort = 0;
+
+  constructor(private readonly paths: InstancePaths, private readonly source: ObserveSource, private readonly historySize = DEFAULT_HISTORY) {}
+
+  start(): void {
+    this.reader = new RingReader(this.source.ringFd(), (buf) => this.onRecord(buf));
+    this.reader.start();
+  }
+
+  /** Serves /metrics on host:port (port 0: any free port). A port in use falls back to a free one. */
+  async serveMetrics(addr = process.env.EBMESH_METRICS_ADDR ?? DEFAULT_METRICS_ADDR): Promise<number> {
+    const i = addr.lastIndexOf(':');
+    const host = addr.slice(0, i) || '127.0.0.1';
+    const port = Number(addr.slice(i + 1));
+    const server = createServer((req, res) => {
+      if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+        res.writeHead(200, { 'content-type': CONTENT_TYPE });
+        res.end(this.exposition());
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' });
+        res.end('not found: try /metrics\n');
+      }
+    });
+    const listen = (p: number) => new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(p, host, () => { server.off('error', reject); resolve(); });
+    });
+    try {
+      await listen(port);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+      process.stderr.write(`metrics: ${addr} is in use; serving on a free port instead\n`);
+      await listen(0);
+    }
+    this.server = server;
+    const a = server.address();
+    this.metricsPort = typeof a === 'object' && a ? a.port : 0;
+    writeFileSync(join(this.paths.runDir, 'metrics.addr'), `${host}:${this.metricsPort}\n`);
+    return this.metricsPort;
+  }
+
+  exposition(): string {
+    this.reader?.drain(); // a scrape sees every event the kernel has written so far
+    this.metrics.refresh({ ...this.source.health(), userLost: this.userLost, subscribersDropped: this.followersSkipped });
+    return this.metrics.registry.expose();
+  }
+
+  /** Rebuilds the names from a snapshot (after each reconcile). */
+  update(snap: Snapshot): void {
+    this.identities = allocateIdentities(this.identities, snap.workloads);
+    const ids = new Map(this.identities.entries.map((e) => [identityKey(e.namespace, e.labels), e.id]));
+    const names = emptyNames();
+    for (const w of snap.workloads) {
+      const ns = w.metadata.namespace;
+      const name = w.metadata.name;
+      const ip = workloadIp(snap, w);
+      const identity = ids.get(identityKey(ns, w.metadata.labels));
+      if (ip) names.byIp.set(ip, { namespace: ns, workload: name, identity, labels: w.metadata.labels });
+      const st = snap.workloadStatus.get(wlKey(w));
+      const cg = w.spec.adopt?.cgroup ?? st?.cgroup;
+      if (cg) {
+        try {
+          names.byCgroup.set(statSync(cg, { bigint: true }).ino.toString(), { namespace: ns, workload: name, ip });
+        } catch { /* not running (yet) */ }
+      }
+    }
+    for (const fe of computeFrontends(snap)) {
+      names.byVip.set(`${fe.vip}:${fe.port}`, fe.service);
+      for (const b of fe.backends) names.byBackend.set(`${b.ip}:${b.port}`, fe.service);
+    }
+    this.names = names;
+  }
+
+  private onRecord(buf: Buffer): void {
+    if (buf.length < FlowEvent.size) {
+      this.userLost++;
+      return;
+    }
+    const flow = toFlow(FlowEvent.decode(buf), ++this.seq, this.names, this.bootOffsetNs);
+    if (this.history.length < this.historySize) this.history.push(flow);
+    else {
+      this.history[this.head] = flow;
+      this.head = (this.head + 1) % this.historySize;
+    }
+    this.metrics.record(flow);
+    if (flow.http && countable(flow)) {
+      const svc = flow.service ?? (flow.destination.workload ? `${flow.destination.namespace}/${flow.destination.workload}` : `${flow.destination.ip}:${flow.destination.port}`);
+      this.golden.record(svc, Date.now(), flow.http.latencyMs, flow.http.status < 500);
+    }
+    for (const f of this.followers) this.push(f, flow);
+  }
+
+  private push(f: Follower, flow: Flow): void {
+    if (!matches(flow, f.filter)) return;
+    if (f.res.writableLength > FOLLOWER_BACKLOG) {
+      f.skipped++;
+      this.followersSkipped++;
+      return;
+    }
+    if (f.skipped) {
+      f.res.write(JSON.stringify({ lost: f.skipped }) + '\n');
+      f.skipped = 0;
+    }
+    f.res.write(JSON.stringify(flow) + '\n');
+  }
+
+  /** The last `limit` flows that match, oldest first. */
+  flows(filter: FlowFilter, limit: number): Flow[] {
+    this.reader?.drain();
+    const ordered = this.history.length < this.historySize
+      ? this.history
+      : [...this.history.slice(this.head), ...this.history.slice(0, this.head)];
+    const out: Flow[] = [];
+    for (let i = ordered.length - 1; i >= 0 && out.length < limit; i--) {
+      if (matches(ordered[i]!, filter)) out.push(ordered[i]!);
+    }
+    return out.reverse();
+  }
+
+  /** Streams matching flows as NDJSON until the client goes away: the last `limit` first. */
+  follow(res: ServerResponse, filter: FlowFilter, limit: number): void {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    for (const f of this.flows(filter, limit)) res.write(JSON.stringify(f) + '\n');
+    const follower: Follower = { res, filter, skipped: 0 };
+    this.followers.add(follower);
+    res.on('close', () => this.followers.delete(follower));
+  }
+
+  top(windowSeconds: number): GoldenRow[] {
+    this.reader?.drain();
+    return this.golden.rows(Date.now(), windowSeconds);
+  }
+
+  stats(): Record<string, number> {
+    return {
+      seq: this.seq, history: this.history.length, followers: this.followers.size,
+      userLost: this.userLost, followersSkipped: this.followersSkipped, metricsPort: this.metricsPort,
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const f of this.followers) f.res.end();
+    this.followers.clear();
+    this.reader?.close();
+    this.reader = undefined;
+    if (this.server) await new Promise<void>((r) => this.server!.close(() => r()));
+    this.server = undefined;
+    rmSync(join(this.paths.runDir, 'metrics.addr'), { force: true });
+  }
+}
