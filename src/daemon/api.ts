@@ -20,6 +20,11 @@ export function route(method: string, path: string, h: Handler): void {
   routes.set(`${method} ${path}`, h);
 }
 
+/** The handler of an endpoint, so that one endpoint can build on another in-process (the service map reads /v1/flows). */
+export function routeHandler(method: string, path: string): Handler | undefined {
+  return routes.get(`${method} ${path}`);
+}
+
 function notFound(what: string): EbmeshError {
   return new EbmeshError('EBMESH_NOT_FOUND', `${what} not found`);
 }

@@ -9,6 +9,8 @@ import { instancePaths, validInstance } from '../paths.js';
 import { NodeDaemon } from './node.js';
 import { route, startApi } from './api.js';
 import { describeError } from '../errors.js';
+// Parts that add endpoints register them on import.
+import '../ui/api-map.js';
 
 const { values } = parseArgs({ options: { instance: { type: 'string', default: process.env.EBMESH_INSTANCE ?? 'ebmesh' } } });
 const instance = values.instance!;
