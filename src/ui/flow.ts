@@ -71,7 +71,7 @@ const TYPES: readonly string[] = ['connect', 'accept', 'close', 'drop', 'http'];
 function verdictOf(f: Json): FlowVerdict {
   const v = (str(f.verdict) ?? str(f.action) ?? 'forwarded').toLowerCase();
   const reason = (str(f.reason) ?? str(f.dropReason) ?? '').toLowerCase();
-  if (v.startsWith('deny') || v.startsWith('policy')) return 'denied';
+  if (v.startsWith('den') || v.startsWith('policy')) return 'denied';
   if (v.startsWith('drop')) return reason.includes('policy') ? 'denied' : 'dropped';
   if (v.startsWith('err')) return 'error';
   return 'forwarded';

@@ -135,4 +135,5 @@ test('normalizeFlow: other spellings of the same flow', () => {
   assert.equal(normalizeFlow('x'), undefined);
   assert.equal(normalizeFlow({ time: 't', l7: { code: 502 } })!.http!.status, 502);
   assert.equal(normalizeFlow({ time: 't', verdict: 'dropped', reason: 'no-backend' })!.verdict, 'dropped');
+  for (const f of flows) assert.deepEqual(normalizeFlow(f), f, 'a normalized flow stays as it is (the page reads what the API normalized)');
 });

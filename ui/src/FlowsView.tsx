@@ -26,7 +26,7 @@ export function FlowRows({ flows, compact }: { flows: Flow[]; compact?: boolean 
           <td class="mono">{time(f.time)}</td>
           <td class="mono">{who(f.source)}</td>
           <td class="mono">{f.service ? <>{f.service.namespace}/{f.service.name} <span class="muted">→</span> </> : null}{who(f.destination)}{f.destination.port ? `:${f.destination.port}` : ''}</td>
-          {!compact && <td>{f.protocol}{f.type ? <span class="muted"> {f.type}</span> : null}</td>}
+          {!compact && <td>{f.protocol}{f.type && f.type !== f.protocol ? <span class="muted"> {f.type}</span> : null}</td>}
           <td><span class={`verdict ${f.verdict}`}>{f.verdict}</span></td>
           <td class="mono">{f.http ? `${f.http.method ?? ''} ${f.http.path ?? ''} ${f.http.status ?? ''}` : ''}</td>
           <td class="mono">{ms(f.latencyMs)}</td>

@@ -85,7 +85,7 @@ export function MapView() {
                 const { d, mid } = edgePath(a, b);
                 const colour = edgeColour(e.state, e.metrics);
                 const key = colour.slice(6, -1);
-                const denied = e.state === 'denied' || e.state === 'partly-denied';
+                const denied = e.state === 'denied';
                 const selected = sel && 'edge' in sel && sel.edge === e.id;
                 return (
                   <g class={`edge ${selected ? 'selected' : ''}`} data-edge-id={e.id} data-edge-state={e.state} data-source={e.source} data-target={e.target}
@@ -93,7 +93,8 @@ export function MapView() {
                     <path class="hit" d={d} />
                     <path d={d} stroke={colour} stroke-width={edgeWidth(e.metrics)} fill="none" stroke-dasharray={denied ? '7 5' : undefined} marker-end={`url(#arrow-${key})`} />
                     <text class="edge-label" x={mid.x} y={mid.y - 6} text-anchor="middle">
-                      {e.state === 'denied' ? `⊘ denied ×${e.metrics.denied}` : `${rate(e.metrics.rate)} · ${pct(e.metrics.successRate)}${e.metrics.denied ? ` · ⊘${e.metrics.denied}` : ''}`}
+                      {e.state === 'denied' ? `⊘ denied ×${e.metrics.denied}` : `${rate(e.metrics.rate)} · ${pct(e.metrics.successRate)}`}
+                      {e.state === 'partly-denied' && <tspan class="denied-count"> · ⊘{e.metrics.denied} denied</tspan>}
                     </text>
                   </g>
                 );
@@ -129,7 +130,7 @@ function Legend() {
   return (
     <span class="legend">
       <i style="background:var(--ok)" /> ≥99% ok <i style="background:var(--warn)" /> ≥95% <i style="background:var(--bad)" /> failing
-      <i class="dash" /> denied <i style="background:var(--idle)" /> idle · width = rate
+      <i class="dash" /> all denied <i style="background:var(--idle)" /> idle · ⊘ = denied by policy · width = rate
     </span>
   );
 }

@@ -8,9 +8,9 @@ export const time = (iso: string) => {
   return Number.isNaN(d.getTime()) ? iso : d.toLocaleTimeString([], { hour12: false }) + '.' + String(d.getMilliseconds()).padStart(3, '0');
 };
 
-/** Colour of an edge: by success rate; denied traffic has its own colour and dash. */
+/** Colour of an edge: by success rate; an edge whose every flow was denied has its own colour (and a dash). */
 export function edgeColour(state: EdgeState, m: Golden): string {
-  if (state === 'denied' || state === 'partly-denied') return 'var(--denied)';
+  if (state === 'denied') return 'var(--denied)';
   if (state === 'idle' || m.successRate === null) return 'var(--idle)';
   if (m.successRate >= 0.99) return 'var(--ok)';
   if (m.successRate >= 0.95) return 'var(--warn)';

@@ -8,10 +8,10 @@
  */
 import type { MapEdge, MapNode } from '../../src/ui/servicemap.js';
 
-export const NODE_W = 176;
+export const NODE_W = 168;
 export const NODE_H = 46;
-const COL_GAP = 84;
-const ROW_GAP = 16;
+const COL_GAP = 150;
+const ROW_GAP = 22;
 const PAD = 18;
 const TITLE = 30;
 const GROUP_GAP = 40;
