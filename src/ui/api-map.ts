@@ -29,7 +29,7 @@ function windowOf(url: URL): number {
 async function recentFlows(node: NodeDaemon): Promise<Flow[] | undefined> {
   const h = routeHandler('GET', '/v1/flows');
   if (!h) return undefined;
-  return flowsOf(await h({ url: new URL(`http://ebmesh/v1/flows?limit=${FLOW_LIMIT}`), body: undefined }, node));
+  return flowsOf(await h({ url: new URL(`http://ebmesh/v1/flows?last=${FLOW_LIMIT}`), body: undefined }, node));
 }
 
 export function mapInput(snap: Snapshot, flows: Flow[] | undefined, windowSeconds: number, now = Date.now()): MapInput {

@@ -1,7 +1,10 @@
 /**
  * The flow record the service map consumes: one JSON object per flow as
  * GET /v1/flows answers it (the observe part owns that endpoint and the ring
- * buffer behind it). Only the fields below are read. normalizeFlow accepts
+ * buffer behind it: src/observe/flow.ts there, `{seq, time, type, verdict:
+ * FORWARDED|DROPPED|ERROR|AUDIT, reason, proto, source, destination,
+ * service: "ns/name", http: {method, path, status, latencyMs}}`). Only the
+ * fields below are read; a DROPPED flow whose reason is policy-* is denied. normalizeFlow accepts
  * the few spellings an event format tends to go through while it settles
  * (flat or nested endpoints, ms or ns latencies), so the map does not break
  * on a rename; anything it cannot place is left out of the map, not guessed.
@@ -99,6 +102,8 @@ export function normalizeFlow(raw: unknown): Flow | undefined {
   };
   const type = (str(f.type) ?? str(f.event) ?? '').toLowerCase();
   if (TYPES.includes(type)) flow.type = type as FlowType;
+  // observe reports an HTTP exchange as type http over proto TCP; the table and the filter call it http
+  if (flow.type === 'http') flow.protocol = 'http';
   if (svcObj && str(svcObj.name)) {
     flow.service = { namespace: str(svcObj.namespace) ?? destination.namespace ?? 'default', name: str(svcObj.name)! };
     if (str(svcObj.ip)) flow.service.ip = str(svcObj.ip);

@@ -137,3 +137,24 @@ test('normalizeFlow: other spellings of the same flow', () => {
   assert.equal(normalizeFlow({ time: 't', verdict: 'dropped', reason: 'no-backend' })!.verdict, 'dropped');
   for (const f of flows) assert.deepEqual(normalizeFlow(f), f, 'a normalized flow stays as it is (the page reads what the API normalized)');
 });
+
+test('flows as the observe branch serves them (src/observe/flow.ts there) place on the same edges', () => {
+  const ep = (ip: string, port: number, workload?: string) => ({ ip, port, ...(workload ? { namespace: 'demo', workload } : {}) });
+  const observed = flowsOf({ flows: [
+    { seq: 1, time: '2025-01-01T12:00:10.000Z', type: 'http', verdict: 'FORWARDED', proto: 'TCP', observer: 'client', cookie: '1',
+      source: ep('10.245.1.5', 40000, 'client'), destination: ep('10.245.1.2', 8080, 'web-1'), service: 'demo/web', vip: '10.96.0.10:80',
+      http: { method: 'GET', path: '/', status: 200, latencyMs: 1.25 } },
+    { seq: 2, time: '2025-01-01T12:00:11.000Z', type: 'drop', verdict: 'DROPPED', reason: 'policy-ingress', proto: 'TCP', observer: 'client', cookie: '2',
+      source: ep('10.245.1.5', 40001, 'client'), destination: ep('10.245.1.3', 8080, 'web-2'), service: 'demo/web', vip: '10.96.0.10:80' },
+    { seq: 3, time: '2025-01-01T12:00:12.000Z', type: 'drop', verdict: 'DROPPED', reason: 'no-backend', proto: 'TCP', observer: 'client', cookie: '3',
+      source: ep('10.245.1.5', 0, 'client'), destination: ep('10.96.0.10', 80), vip: '10.96.0.10:80' },
+  ], stats: {} });
+  assert.deepEqual(observed.map((f) => [f.type, f.protocol, f.verdict, f.service?.name]), [
+    ['http', 'http', 'forwarded', 'web'], ['drop', 'tcp', 'denied', 'web'], ['drop', 'tcp', 'dropped', undefined],
+  ]);
+  assert.equal(observed[0]!.latencyMs, 1.25);
+  const m = buildServiceMap(input({ flows: observed }));
+  assert.deepEqual(m.edges.map((e) => `${e.id} ${e.state}`), [
+    'svc:demo/web>wl:demo/web-1 ok', 'svc:demo/web>wl:demo/web-2 denied', 'wl:demo/client>svc:demo/web partly-denied',
+  ]);
+});

@@ -161,14 +161,16 @@ test('flow table: streams without reload, and the observe filters work', async (
   traffic('client', 5);
   await page.waitForFunction((n) => document.querySelectorAll('[data-testid="flow-table"] tbody tr').length > n, before, { timeout: 15_000 });
 
-  await filterTo('verdict', 'denied', (r) => r.verdict === 'denied' && /intruder/.test(r.src ?? ''));
+  // a drop by policy is DROPPED to observe and shown as denied
+  await filterTo('verdict', 'dropped', (r) => r.verdict === 'denied' && /intruder/.test(r.src ?? ''));
   await filterTo('verdict', '', () => true);
-  await filterTo('workload', 'demo/client', (r) => /demo\/client/.test(`${r.src} ${r.dst}`));
-  await filterTo('protocol', 'http', (r) => r.protocol === 'http');
+  await filterTo('from', 'demo/client', (r) => r.src === 'demo/client');
+  await filterTo('protocol', 'http', (r) => r.protocol === 'http' && r.src === 'demo/client');
   await filterTo('status', '200', (r) => r.status === '200');
+  await filterTo('namespace', 'demo', (r) => r.status === '200');
   await filterTo('status', '', () => true);
   await filterTo('protocol', '', () => true);
-  await filterTo('workload', '', () => true);
+  await filterTo('from', '', () => true);
   await page.screenshot({ path: join(PACKAGE_ROOT, 'docs/img/ui-flows.png') });
 });
 
@@ -178,7 +180,7 @@ test('policy view: the verdict and the deciding rule for a source and destinatio
   const form = page.locator('[data-testid="policy-form"]');
   await form.locator('select[name="from"] option', { hasText: 'demo/intruder' }).waitFor({ state: 'attached' });
   await form.locator('select[name="from"]').selectOption('demo/intruder');
-  await form.locator('select[name="to"]').selectOption({ label: (await form.locator('select[name="to"] option', { hasText: 'service demo/web' }).textContent())! });
+  await form.locator('select[name="to"]').selectOption('demo/web');
   await form.locator('button[type="submit"]').click();
   const answer = page.locator('[data-testid="policy-answer"]');
   await answer.waitFor();

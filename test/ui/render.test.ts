@@ -66,18 +66,19 @@ function standIn(): Server {
         queries.push(u.searchParams);
         // The stand-in filters by verdict only: enough to see the page show what the node sends.
         const v = u.searchParams.get('verdict');
-        const list = recorded.filter((f) => !v || (v === 'denied' ? String(f.reason ?? '').startsWith('policy') : f.verdict === v));
+        const list = recorded.filter((f) => !v || String(f.verdict).toUpperCase() === v.toUpperCase());
         if (u.searchParams.get('follow') !== '1') return json({ flows: list.slice(0, 20) });
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (const f of list.slice(20, 40)) res.write(JSON.stringify(f) + '\n');
         return undefined; // stays open, as a follow does
       }
       case '/v1/policy/explain':
-        return json({
-          verdict: 'deny', service: { ip: '10.96.0.10', port: 80, name: 'demo/web' }, warnings: [],
+        queries.push(u.searchParams);
+        return json({ explanations: [1, 2, 3].map((i) => ({
+          verdict: 'deny', service: { ip: '10.96.0.10', port: 80, name: 'demo/web' }, flow: { to: { workload: `demo/web-${i}` } }, warnings: [],
           egress: { direction: 'egress', subject: 'demo/client', verdict: 'allow', decidedBy: 'not isolated', isolatedBy: [], text: 'demo/client is not isolated for egress' },
-          ingress: { direction: 'ingress', subject: 'demo/web-1', verdict: 'deny', decidedBy: 'isolated, no rule allows', isolatedBy: ['demo/web-ingress'], text: 'no rule of demo/web-ingress allows demo/client' },
-        });
+          ingress: { direction: 'ingress', subject: `demo/web-${i}`, verdict: 'deny', decidedBy: 'isolated, no rule allows', isolatedBy: ['demo/web-ingress'], text: 'no rule of demo/web-ingress allows demo/client' },
+        })) });
       default:
         return json({ error: { code: 'EBMESH_NOT_FOUND', message: `${req.method} ${u.pathname} not found` } }, 404);
     }
@@ -147,14 +148,16 @@ test('flow table: history then the stream; filters go to the API as observe\'s',
   await page.locator('[data-testid="stream-state"]', { hasText: 'live' }).waitFor();
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="flow-table"] tbody tr').length >= 40);
   queries.length = 0;
-  await page.locator('[data-testid="flow-filters"] [name="verdict"]').selectOption('denied');
+  await page.locator('[data-testid="flow-filters"] [name="verdict"]').selectOption('dropped');
   await page.waitForFunction(() => {
     const rows = [...document.querySelectorAll<HTMLElement>('[data-testid="flow-table"] tbody tr')];
     return rows.length === 5 && rows.every((r) => r.dataset.verdict === 'denied');
   });
-  assert.ok(queries.some((q) => q.get('verdict') === 'denied' && q.get('follow') === '1'));
+  assert.ok(queries.some((q) => q.get('verdict') === 'dropped' && q.get('follow') === '1'));
+  assert.ok(queries.some((q) => q.get('verdict') === 'dropped' && q.get('last') === '200'), 'history comes with observe\'s last=N');
   await page.locator('[data-testid="flow-filters"] [name="namespace"]').selectOption('demo');
-  await page.locator('[data-testid="flow-filters"] [name="workload"]').selectOption('demo/client');
+  await page.locator('[data-testid="flow-filters"] [name="from"]').selectOption('demo/client');
+  await page.locator('[data-testid="flow-filters"] [name="to"]').selectOption('svc:demo/web');
   await page.locator('[data-testid="flow-filters"] [name="protocol"]').selectOption('http');
   await page.locator('[data-testid="flow-filters"] [name="status"]').fill('503');
   await page.locator('[data-testid="flow-filters"] [name="status"]').dispatchEvent('change');
@@ -162,12 +165,13 @@ test('flow table: history then the stream; filters go to the API as observe\'s',
   while (!queries.some((q) => q.get('status') === '503') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
   const last = queries.at(-1)!;
   assert.deepEqual(Object.fromEntries([...last].filter(([k]) => k !== 'follow' && k !== 'limit')),
-    { namespace: 'demo', workload: 'demo/client', verdict: 'denied', protocol: 'http', status: '503' });
+    { namespace: 'demo', from: 'demo/client', to: 'svc:demo/web', verdict: 'dropped', protocol: 'http', status: '503' });
   await page.locator('[data-testid="flow-filters"] [name="verdict"]').selectOption('');
   await page.locator('[data-testid="flow-filters"] [name="status"]').fill('');
   await page.locator('[data-testid="flow-filters"] [name="status"]').dispatchEvent('change');
   await page.locator('[data-testid="flow-filters"] [name="protocol"]').selectOption('');
-  await page.locator('[data-testid="flow-filters"] [name="workload"]').selectOption('');
+  await page.locator('[data-testid="flow-filters"] [name="from"]').selectOption('');
+  await page.locator('[data-testid="flow-filters"] [name="to"]').selectOption('');
   await page.locator('[data-testid="flow-filters"] [name="namespace"]').selectOption('');
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="flow-table"] tbody tr').length >= 40);
   await page.screenshot({ path: join(dir, 'flows.png') });
@@ -178,12 +182,15 @@ test('policy view: shows the verdict and what decided it', async () => {
   const form = page.locator('[data-testid="policy-form"]');
   await form.locator('select[name="from"] option', { hasText: 'demo/client' }).waitFor({ state: 'attached' });
   await form.locator('select[name="from"]').selectOption('demo/client');
-  await form.locator('select[name="to"]').selectOption('10.96.0.10');
+  await form.locator('select[name="to"]').selectOption('demo/web');
   assert.equal(await form.locator('[name="port"]').inputValue(), '80');
+  queries.length = 0;
   await form.locator('button[type="submit"]').click();
   const a = page.locator('[data-testid="policy-answer"][data-verdict="deny"]');
   await a.waitFor();
+  assert.deepEqual(Object.fromEntries(queries.at(-1)!), { from: 'demo/client', to: 'demo/web:80/TCP' }, 'the ebmesh policy explain syntax');
   assert.match((await a.textContent()) ?? '', /isolated, no rule allows/);
+  assert.equal(await a.locator('.backend').count(), 3, 'one answer per backend');
   await page.screenshot({ path: join(dir, 'policy.png') });
 });
 

@@ -3,9 +3,9 @@ import { get, stream, type Status } from './api.js';
 import { normalizeFlow, type Flow, type FlowEndpoint } from '../../src/ui/flow.js';
 import { ms, time } from './format.js';
 
-/** The filters of `ebmesh observe`, passed to GET /v1/flows as they are: the node filters, not the page. */
-export interface FlowFilter { namespace: string; workload: string; verdict: string; protocol: string; status: string }
-const EMPTY: FlowFilter = { namespace: '', workload: '', verdict: '', protocol: '', status: '' };
+/** The filters of `ebmesh observe` (namespace, from, to, verdict, protocol, status), passed to GET /v1/flows as they are: the node filters, not the page. */
+export interface FlowFilter { namespace: string; from: string; to: string; verdict: string; protocol: string; status: string }
+const EMPTY: FlowFilter = { namespace: '', from: '', to: '', verdict: '', protocol: '', status: '' };
 const KEEP = 500;
 
 export function flowQuery(f: FlowFilter, extra: Record<string, string>): string {
@@ -71,7 +71,7 @@ export function FlowsView() {
     };
     (async () => {
       try {
-        const recent = await get<unknown>(`/v1/flows?${flowQuery(filter, { limit: '200' })}`, ctl.signal);
+        const recent = await get<unknown>(`/v1/flows?${flowQuery(filter, { last: '200' })}`, ctl.signal);
         const list = Array.isArray(recent) ? recent : ((recent as { flows?: unknown[] }).flows ?? (recent as { items?: unknown[] }).items ?? []);
         [...list].sort((a, b) => String((a as { time?: string }).time).localeCompare(String((b as { time?: string }).time))).forEach(take);
         setState('live');
@@ -84,18 +84,22 @@ export function FlowsView() {
       }
     })();
     return () => { ctl.abort(); clearInterval(flush); };
-  }, [filter.namespace, filter.workload, filter.verdict, filter.protocol, filter.status]);
+  }, [filter.namespace, filter.from, filter.to, filter.verdict, filter.protocol, filter.status]);
 
   const set = (k: keyof FlowFilter) => (e: Event) => setFilter({ ...filter, [k]: (e.target as HTMLInputElement).value.trim() });
   const namespaces = [...new Set(status?.workloads.map((w) => w.namespace) ?? [])].sort();
-  const workloads = (status?.workloads ?? []).filter((w) => !filter.namespace || w.namespace === filter.namespace).map((w) => `${w.namespace}/${w.name}`).sort();
+  const inNs = <T extends { namespace: string; name: string }>(l: T[] | undefined) =>
+    (l ?? []).filter((w) => !filter.namespace || w.namespace === filter.namespace).map((w) => `${w.namespace}/${w.name}`).sort();
+  const workloads = inNs(status?.workloads);
+  const services = inNs(status?.services).map((s) => `svc:${s}`);
 
   return (
     <div class="flows-page">
       <form class="toolbar filters" onSubmit={(e) => e.preventDefault()} data-testid="flow-filters">
         <label>namespace <select name="namespace" value={filter.namespace} onChange={set('namespace')}><option value="">any</option>{namespaces.map((n) => <option>{n}</option>)}</select></label>
-        <label>workload <select name="workload" value={filter.workload} onChange={set('workload')}><option value="">any</option>{workloads.map((n) => <option>{n}</option>)}</select></label>
-        <label>verdict <select name="verdict" value={filter.verdict} onChange={set('verdict')}><option value="">any</option>{['forwarded', 'dropped', 'denied', 'error'].map((n) => <option>{n}</option>)}</select></label>
+        <label>from <select name="from" value={filter.from} onChange={set('from')}><option value="">any</option>{workloads.map((n) => <option>{n}</option>)}</select></label>
+        <label>to <select name="to" value={filter.to} onChange={set('to')}><option value="">any</option>{[...services, ...workloads].map((n) => <option>{n}</option>)}</select></label>
+        <label title="a drop by policy shows as denied">verdict <select name="verdict" value={filter.verdict} onChange={set('verdict')}><option value="">any</option>{['forwarded', 'dropped', 'error', 'audit'].map((n) => <option>{n}</option>)}</select></label>
         <label>protocol <select name="protocol" value={filter.protocol} onChange={set('protocol')}><option value="">any</option>{['tcp', 'udp', 'http'].map((n) => <option>{n}</option>)}</select></label>
         <label>status <input name="status" size={6} placeholder="e.g. 5xx" value={filter.status} onChange={set('status')} /></label>
         <span class={`stream ${state}`} data-testid="stream-state">{state === 'live' ? '● live' : state}</span>

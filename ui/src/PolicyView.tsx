@@ -2,11 +2,13 @@ import { useEffect, useState } from 'preact/hooks';
 import { get, type Resource } from './api.js';
 
 interface Side { direction: string; subject?: string; verdict: 'allow' | 'deny'; decidedBy: string; policy?: string; rule?: number; via?: string; isolatedBy: string[]; text: string }
-interface Explanation { verdict: 'allow' | 'deny'; service?: { ip: string; port: number; name?: string }; egress: Side; ingress: Side; warnings: string[] }
+interface Explanation { verdict: 'allow' | 'deny'; flow?: { to?: { workload?: string } }; service?: { ip: string; port: number; name?: string }; egress: Side; ingress: Side; warnings: string[] }
+/** GET /v1/policy/explain: one explanation, or one per backend when the destination is a Service (the LB picks before policy judges). */
+interface Answer { explanations: Explanation[] }
 
 interface Target { value: string; label: string; port?: number }
 
-/** What `ebmesh policy explain FROM TO PORT` says, for a source and destination picked from the store. */
+/** What `ebmesh policy explain FROM TO:PORT/PROTO` says, for a source and destination picked from the store. */
 export function PolicyView() {
   const [sources, setSources] = useState<Target[]>([]);
   const [targets, setTargets] = useState<Target[]>([]);
@@ -14,7 +16,7 @@ export function PolicyView() {
   const [to, setTo] = useState('');
   const [port, setPort] = useState('');
   const [proto, setProto] = useState('TCP');
-  const [answer, setAnswer] = useState<Explanation>();
+  const [answer, setAnswer] = useState<Answer>();
   const [error, setError] = useState<string>();
 
   useEffect(() => {
@@ -25,9 +27,9 @@ export function PolicyView() {
           label: `workload ${r.metadata.namespace}/${r.metadata.name}`,
           port: (r.spec?.ports as Array<{ containerPort: number }> | undefined)?.[0]?.containerPort,
         }));
-        const svc = s.items.filter((r) => r.spec?.clusterIP).map((r) => ({
-          value: String(r.spec!.clusterIP),
-          label: `service ${r.metadata.namespace}/${r.metadata.name} (${String(r.spec!.clusterIP)})`,
+        const svc = s.items.map((r) => ({
+          value: `${r.metadata.namespace}/${r.metadata.name}`,
+          label: `service ${r.metadata.namespace}/${r.metadata.name}${r.spec?.clusterIP ? ` (${String(r.spec.clusterIP)})` : ''}`,
           port: (r.spec?.ports as Array<{ port: number }> | undefined)?.[0]?.port,
         }));
         setSources(wl);
@@ -46,9 +48,9 @@ export function PolicyView() {
     e.preventDefault();
     setAnswer(undefined);
     setError(undefined);
-    const q = new URLSearchParams({ from, to, port, proto });
+    const q = new URLSearchParams({ from, to: port ? `${to}:${port}/${proto}` : to });
     try {
-      setAnswer(await get<Explanation>(`/v1/policy/explain?${q}`));
+      setAnswer(await get<Answer>(`/v1/policy/explain?${q}`));
     } catch (err) {
       const m = (err as Error).message;
       setError(/not found/.test(m) && /explain/.test(m) ? `${m}: this agent has no policy explain endpoint yet` : m);
@@ -69,21 +71,29 @@ export function PolicyView() {
         <button type="submit">explain</button>
       </form>
       {error && <p class="error" data-testid="policy-error">{error}</p>}
-      {answer && (
-        <div class="explain" data-testid="policy-answer" data-verdict={answer.verdict}>
-          <p class={`verdict-big ${answer.verdict}`}>{answer.verdict === 'allow' ? 'allowed' : 'denied'}</p>
-          {answer.service && <p class="muted">judged on the backend of service {answer.service.name ?? answer.service.ip}:{answer.service.port}</p>}
-          {[answer.egress, answer.ingress].map((s) => (
-            <div class={`side ${s.verdict}`} data-direction={s.direction}>
-              <h4>{s.direction} of {s.subject ?? 'the other side'}: {s.verdict}</h4>
-              <p>{s.text}</p>
-              <p class="muted">decided by: {s.decidedBy}{s.policy ? ` — ${s.policy}${s.rule !== undefined ? ` rule ${s.rule}` : ''}` : ''}{s.via ? ` (via ${s.via})` : ''}</p>
-              {s.isolatedBy.length > 0 && <p class="muted">isolated by {s.isolatedBy.join(', ')}</p>}
-            </div>
-          ))}
-          {answer.warnings.map((w) => <p class="warn">{w}</p>)}
-        </div>
-      )}
+      {answer && (() => {
+        const verdicts = new Set(answer.explanations.map((x) => x.verdict));
+        const overall = verdicts.size === 1 ? [...verdicts][0]! : 'mixed';
+        return (
+          <div class="explain" data-testid="policy-answer" data-verdict={overall}>
+            <p class={`verdict-big ${overall}`}>{overall === 'allow' ? 'allowed' : overall === 'deny' ? 'denied' : 'allowed to some backends only'}</p>
+            {answer.explanations.map((x) => (
+              <div class="backend">
+                {x.service && <h4>service {x.service.name ?? x.service.ip}:{x.service.port} → backend {x.flow?.to?.workload ?? ''}: {x.verdict}</h4>}
+                {[x.egress, x.ingress].map((s) => (
+                  <div class={`side ${s.verdict}`} data-direction={s.direction}>
+                    <strong>{s.direction} of {s.subject ?? 'the other side'}: {s.verdict}</strong>
+                    <p>{s.text}</p>
+                    <p class="muted">decided by: {s.decidedBy}{s.policy ? ` — ${s.policy}${s.rule !== undefined ? ` rule ${s.rule}` : ''}` : ''}{s.via ? ` (via ${s.via})` : ''}</p>
+                    {s.isolatedBy.length > 0 && <p class="muted">isolated by {s.isolatedBy.join(', ')}</p>}
+                  </div>
+                ))}
+                {x.warnings.map((w) => <p class="warn">{w}</p>)}
+              </div>
+            ))}
+          </div>
+        );
+      })()}
     </div>
   );
 }
