@@ -9,8 +9,9 @@ import { apply, del, get } from './commands/resources.js';
 import { up, down, status, exec } from './commands/node.js';
 import { bench } from './commands/bench.js';
 import { observe, top } from './commands/observe.js';
+import { ui } from './commands/ui.js';
 
-export const commands: Command[] = [up, down, apply, del, get, status, exec, bench, observe, top];
+export const commands: Command[] = [up, down, apply, del, get, status, exec, bench, observe, top, ui];
 
 function help(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

@@ -30,6 +30,11 @@ export function streamRoute(method: string, path: string, h: StreamHandler): voi
   streams.set(`${method} ${path}`, h);
 }
 
+/** The handler of an endpoint, so that one endpoint can build on another in-process (the service map reads /v1/flows). */
+export function routeHandler(method: string, path: string): Handler | undefined {
+  return routes.get(`${method} ${path}`);
+}
+
 function notFound(what: string): EbmeshError {
   return new EbmeshError('EBMESH_NOT_FOUND', `${what} not found`);
 }

@@ -9,7 +9,9 @@ import { instancePaths, validInstance } from '../paths.js';
 import { NodeDaemon } from './node.js';
 import { route, startApi } from './api.js';
 import { describeError } from '../errors.js';
-import '../observe/routes.js'; // registers /v1/flows, /v1/top
+// Parts that add endpoints register them on import.
+import '../observe/routes.js'; // /v1/flows, /v1/top
+import '../ui/api-map.js'; // /v1/servicemap
 
 const { values } = parseArgs({ options: { instance: { type: 'string', default: process.env.EBMESH_INSTANCE ?? 'ebmesh' } } });
 const instance = values.instance!;

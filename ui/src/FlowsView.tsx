@@ -1,0 +1,117 @@
+import { useEffect, useState } from 'preact/hooks';
+import { get, stream, type Status } from './api.js';
+import { normalizeFlow, type Flow, type FlowEndpoint } from '../../src/ui/flow.js';
+import { ms, time } from './format.js';
+
+/** The filters of `ebmesh observe` (namespace, from, to, verdict, protocol, status), passed to GET /v1/flows as they are: the node filters, not the page. */
+export interface FlowFilter { namespace: string; from: string; to: string; verdict: string; protocol: string; status: string }
+const EMPTY: FlowFilter = { namespace: '', from: '', to: '', verdict: '', protocol: '', status: '' };
+const KEEP = 500;
+
+export function flowQuery(f: FlowFilter, extra: Record<string, string>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
+  for (const [k, v] of Object.entries(extra)) q.set(k, v);
+  return q.toString();
+}
+
+const who = (e: FlowEndpoint) => (e.workload ? `${e.namespace ? `${e.namespace}/` : ''}${e.workload}` : e.ip ?? '?');
+const key = (f: Flow) => `${f.time}|${f.type}|${who(f.source)}:${f.source.port}|${who(f.destination)}:${f.destination.port}|${f.http?.path ?? ''}`;
+
+export function FlowRows({ flows, compact }: { flows: Flow[]; compact?: boolean }) {
+  return (
+    <>
+      {flows.map((f) => (
+        <tr class={`verdict-${f.verdict}`} data-verdict={f.verdict} data-protocol={f.protocol} data-src={who(f.source)} data-dst={who(f.destination)} data-status={f.http?.status ?? ''}>
+          <td class="mono">{time(f.time)}</td>
+          <td class="mono">{who(f.source)}</td>
+          <td class="mono">{f.service ? <>{f.service.namespace}/{f.service.name} <span class="muted">→</span> </> : null}{who(f.destination)}{f.destination.port ? `:${f.destination.port}` : ''}</td>
+          {!compact && <td>{f.protocol}{f.type && f.type !== f.protocol ? <span class="muted"> {f.type}</span> : null}</td>}
+          <td><span class={`verdict ${f.verdict}`}>{f.verdict}</span></td>
+          <td class="mono">{f.http ? `${f.http.method ?? ''} ${f.http.path ?? ''} ${f.http.status ?? ''}` : ''}</td>
+          <td class="mono">{ms(f.latencyMs)}</td>
+          {!compact && <td class="muted">{f.reason ?? ''}</td>}
+        </tr>
+      ))}
+    </>
+  );
+}
+
+export function FlowsView() {
+  const [filter, setFilter] = useState<FlowFilter>(EMPTY);
+  const [flows, setFlows] = useState<Flow[]>([]);
+  const [state, setState] = useState<'connecting' | 'live' | 'ended' | 'error'>('connecting');
+  const [error, setError] = useState<string>();
+  const [status, setStatus] = useState<Status>();
+
+  useEffect(() => { get<Status>('/v1/status').then(setStatus).catch(() => undefined); }, []);
+
+  useEffect(() => {
+    const ctl = new AbortController();
+    let pending: Flow[] = [];
+    let seen = new Set<string>();
+    setFlows([]);
+    setState('connecting');
+    setError(undefined);
+    // Batch renders: a busy stream must not re-render the table per flow.
+    const flush = setInterval(() => {
+      if (!pending.length) return;
+      const add = pending;
+      pending = [];
+      setFlows((old) => [...add.reverse(), ...old].slice(0, KEEP));
+    }, 250);
+    const take = (raw: unknown) => {
+      const f = normalizeFlow(raw);
+      if (!f) return;
+      const k = key(f);
+      if (seen.has(k)) return;
+      seen.add(k);
+      if (seen.size > 4 * KEEP) seen = new Set([...seen].slice(-2 * KEEP));
+      pending.push(f);
+    };
+    (async () => {
+      try {
+        const recent = await get<unknown>(`/v1/flows?${flowQuery(filter, { last: '200' })}`, ctl.signal);
+        const list = Array.isArray(recent) ? recent : ((recent as { flows?: unknown[] }).flows ?? (recent as { items?: unknown[] }).items ?? []);
+        [...list].sort((a, b) => String((a as { time?: string }).time).localeCompare(String((b as { time?: string }).time))).forEach(take);
+        setState('live');
+        await stream(`/v1/flows?${flowQuery(filter, { follow: '1' })}`, take, ctl.signal);
+        setState('ended');
+      } catch (e) {
+        if ((e as Error).name === 'AbortError') return;
+        setState('error');
+        setError((e as Error).message);
+      }
+    })();
+    return () => { ctl.abort(); clearInterval(flush); };
+  }, [filter.namespace, filter.from, filter.to, filter.verdict, filter.protocol, filter.status]);
+
+  const set = (k: keyof FlowFilter) => (e: Event) => setFilter({ ...filter, [k]: (e.target as HTMLInputElement).value.trim() });
+  const namespaces = [...new Set(status?.workloads.map((w) => w.namespace) ?? [])].sort();
+  const inNs = <T extends { namespace: string; name: string }>(l: T[] | undefined) =>
+    (l ?? []).filter((w) => !filter.namespace || w.namespace === filter.namespace).map((w) => `${w.namespace}/${w.name}`).sort();
+  const workloads = inNs(status?.workloads);
+  const services = inNs(status?.services).map((s) => `svc:${s}`);
+
+  return (
+    <div class="flows-page">
+      <form class="toolbar filters" onSubmit={(e) => e.preventDefault()} data-testid="flow-filters">
+        <label>namespace <select name="namespace" value={filter.namespace} onChange={set('namespace')}><option value="">any</option>{namespaces.map((n) => <option>{n}</option>)}</select></label>
+        <label>from <select name="from" value={filter.from} onChange={set('from')}><option value="">any</option>{workloads.map((n) => <option>{n}</option>)}</select></label>
+        <label>to <select name="to" value={filter.to} onChange={set('to')}><option value="">any</option>{[...services, ...workloads].map((n) => <option>{n}</option>)}</select></label>
+        <label title="a drop by policy shows as denied">verdict <select name="verdict" value={filter.verdict} onChange={set('verdict')}><option value="">any</option>{['forwarded', 'dropped', 'error', 'audit'].map((n) => <option>{n}</option>)}</select></label>
+        <label>protocol <select name="protocol" value={filter.protocol} onChange={set('protocol')}><option value="">any</option>{['tcp', 'udp', 'http'].map((n) => <option>{n}</option>)}</select></label>
+        <label>status <input name="status" size={6} placeholder="e.g. 5xx" value={filter.status} onChange={set('status')} /></label>
+        <span class={`stream ${state}`} data-testid="stream-state">{state === 'live' ? '● live' : state}</span>
+        <span class="muted" data-testid="flow-count">{flows.length} flows{flows.length >= KEEP ? ` (newest ${KEEP})` : ''}</span>
+      </form>
+      {error && <p class="error" data-testid="flows-error">{error}</p>}
+      <div class="table-wrap">
+        <table class="flows" data-testid="flow-table">
+          <thead><tr><th>time</th><th>source</th><th>destination</th><th>protocol</th><th>verdict</th><th>HTTP</th><th>latency</th><th>reason</th></tr></thead>
+          <tbody><FlowRows flows={flows} /></tbody>
+        </table>
+      </div>
+    </div>
+  );
+}
