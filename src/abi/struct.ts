@@ -86,6 +86,14 @@ export function struct<F extends Fields>(cname: string, fields: F): StructCodec<
     maxAlign = Math.max(maxAlign, t.align);
   }
   const size = Math.ceil(off / maxAlign) * maxAlign;
+  // The decoder is generated from the layout: one object literal of fixed
+  // shape, which V8 keeps monomorphic. A loop assigning fields one by one
+  // made every decoded event a dictionary object (and was most of the
+  // agent's per-event cost at 10,000 events/s).
+  const readers = layout.map((f) => f.t.read);
+  const body = layout.map((f, i) => `${JSON.stringify(f.name)}: r[${i}](buf, base + ${f.offset})`).join(',\n');
+  const generated = new Function('r', `return function decode(buf, base) { return {\n${body}\n}; }`)(readers) as (
+    buf: Buffer, base: number) => FieldsValue<F>;
   return {
     cname,
     size,
@@ -99,9 +107,7 @@ export function struct<F extends Fields>(cname: string, fields: F): StructCodec<
       return buf;
     },
     decode(buf, base = 0) {
-      const out: Record<string, unknown> = {};
-      for (const f of layout) out[f.name] = f.t.read(buf, base + f.offset);
-      return out as FieldsValue<F>;
+      return generated(buf, base);
     },
   };
 }
