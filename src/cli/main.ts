@@ -8,8 +8,10 @@ import type { Command } from './command.js';
 import { apply, del, get } from './commands/resources.js';
 import { up, down, status, exec } from './commands/node.js';
 import { bench } from './commands/bench.js';
+import { controlplane, agent, labCmd } from './commands/cluster.js';
 
 export const commands: Command[] = [up, down, apply, del, get, status, exec, bench];
+commands.push(controlplane, agent, labCmd);
 
 function help(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

@@ -14,6 +14,7 @@ import { cidrContains, firstFree, parseCidr, subnet } from '../net/ipv4.js';
 import { readSnapshot, storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
 import { selectedWorkloads } from './lb.js';
 import { validators } from './validators.js';
+import { NODES, nodeIndex, workloadNode, type NodeRecord } from './nodes.js';
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
@@ -82,22 +83,32 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
     vipOwner.set(vip, s);
   }
 
-  // Workload IPs: lab workloads get one from this node's pod subnet.
-  const podNet = nodePodSubnet(mesh);
+  // Workload IPs: lab workloads get one from their node's pod subnet.
+  const nodes = (await store.list<NodeRecord>(NODES)).map((e) => e.value);
+  const podNets = new Map<WorkloadResource, ReturnType<typeof nodePodSubnet>>();
+  for (const w of workloads) {
+    const name = workloadNode(w, nodes);
+    const i = nodeIndex(name, nodes);
+    if (i === undefined) problem(w, 'spec.node', `no node "${name}" in the mesh (nodes: ${nodes.map((n) => n.name).join(', ')})`);
+    podNets.set(w, nodePodSubnet(mesh, i ?? 0));
+  }
   const ipOwner = new Map<string, WorkloadResource>();
   for (const w of workloads) {
+    const podNet = podNets.get(w)!;
     const prev = stored.get(storeKey(w)) as WorkloadResource | undefined;
-    if (!w.spec.ip && !w.spec.adopt && prev?.spec.ip) w.spec.ip = prev.spec.ip;
+    const foreign = w.spec.adopt || w.spec.external; // addresses the mesh did not give
+    if (!w.spec.ip && !foreign && prev?.spec.ip) w.spec.ip = prev.spec.ip;
     const ip = w.spec.ip;
     if (!ip) continue;
-    if (!w.spec.adopt && !cidrContains(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${podNet.text}`);
-    if (!w.spec.adopt && ip === firstFree(podNet, new Set())) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
+    if (!foreign && !cidrContains(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${podNet.text}`);
+    if (!foreign && ip === firstFree(podNet, new Set())) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
     const owner = ipOwner.get(ip);
     if (owner) problem(w, 'spec.ip', `${ip} is already the address of ${describeResource(owner)}`);
     ipOwner.set(ip, w);
   }
   for (const w of workloads) {
-    if (w.spec.ip || w.spec.adopt) continue;
+    if (w.spec.ip || w.spec.adopt || w.spec.external) continue;
+    const podNet = podNets.get(w)!;
     const ip = firstFree(podNet, new Set(ipOwner.keys()), [1]);
     if (!ip) { problem(w, 'spec.ip', `the pod subnet ${podNet.text} is full`); continue; }
     w.spec.ip = ip;
