@@ -145,13 +145,15 @@ test("an agent cannot get another node's desired state, status or certificates",
   assert.equal(fake.status, 403);
 });
 
+const loopPy = () => join(nodePaths(mesh.instance, 'node-1').stateDir, 'workloads', 'demo', 'client', 'loop.py');
+
 function tally(out: { code: number; stdout: string; stderr: string }) {
   assert.equal(out.code, 0, out.stderr);
   return JSON.parse(out.stdout.trim().split('\n').pop()!) as { keepalive_ok: number; keepalive_fail: number; new_ok: number; new_fail: number; errors: string[] };
 }
 
 test('restarting every agent under traffic fails no request, old or new connection', async () => {
-  const loop = mesh.shAsync('client', `python3 "$HOME/loop.py" web.demo 8`);
+  const loop = mesh.shAsync('client', `python3 ${loopPy()} web.demo 8`);
   await new Promise((r) => setTimeout(r, 1000));
   for (const n of ['node-1', 'node-2', 'node-3']) mesh.ok('lab', 'restart', n);
   const t = tally(await loop);
@@ -160,7 +162,9 @@ test('restarting every agent under traffic fails no request, old or new connecti
 });
 
 test('with the control plane and etcd down, the data plane keeps its state and new connections work', async () => {
-  const loop = mesh.shAsync('client', `python3 "$HOME/loop.py" web.demo 6`);
+  const loop = mesh.shAsync('client', `python3 ${loopPy()} web.demo 6`);
+  // Started now (exec asks the control plane where the workload is), curls during the outage.
+  const later = mesh.shAsync('client', 'sleep 4; for i in $(seq 1 30); do curl -s --max-time 3 http://web.demo/; done | sort -u');
   await new Promise((r) => setTimeout(r, 500));
   mesh.ok('lab', 'stop', 'controlplane');
   mesh.ok('lab', 'stop', 'etcd');
@@ -168,7 +172,7 @@ test('with the control plane and etcd down, the data plane keeps its state and n
   mesh.ok('lab', 'restart', 'node-2');
   const t = tally(await loop);
   assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
-  const r = mesh.sh('client', 'for i in $(seq 1 30); do curl -s --max-time 3 http://web.demo/; done | sort -u');
+  const r = await later;
   assert.deepEqual(r.stdout.trim().split('\n'), ['web-1', 'web-2', 'web-3']);
   mesh.ok('lab', 'start', 'etcd');
   mesh.ok('lab', 'start', 'controlplane');
