@@ -96,6 +96,16 @@ export async function upCluster(ctx: CommandContext, n: number, files: string[],
     if (!L.pidAlive(st.agents[name])) st.agents[name] = L.startAgent(p.instance, name);
   }
   L.writeCluster(p, st);
+  for (const name of nodes) await waitAgent(p.instance, name, st.agents[name]!, L.pidAlive);
+}
+
+async function waitAgent(instance: string, node: string, pid: number, alive: (pid: number) => boolean): Promise<void> {
+  const np = nodePaths(instance, node);
+  const until = Date.now() + 30_000;
+  while (!(await isRunning(np))) {
+    if (Date.now() > until || !alive(pid)) throw new EbmeshError('EBMESH_START', `the agent of ${node} did not start`, { hint: `see ${np.logFile}` });
+    await sleep(50);
+  }
 }
 
 export async function downCluster(ctx: CommandContext): Promise<boolean> {
@@ -130,12 +140,7 @@ export const labCmd: Command = {
       if (stop) await L.stopPid(st.agents[part]);
       if (start) {
         st.agents[part] = L.startAgent(ctx.paths.instance, part);
-        const np = nodePaths(ctx.paths.instance, part);
-        const until = Date.now() + 30_000;
-        while (!(await isRunning(np))) {
-          if (Date.now() > until || !L.pidAlive(st.agents[part])) throw new EbmeshError('EBMESH_START', `the agent of ${part} did not start`, { hint: `see ${np.logFile}` });
-          await sleep(50);
-        }
+        await waitAgent(ctx.paths.instance, part, st.agents[part]!, L.pidAlive);
       }
     }
     L.writeCluster(ctx.paths, st);
