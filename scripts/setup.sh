@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # clients and servers the demo, tests and benchmarks use.
 PKGS=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make gcc iproute2 util-linux procps python3
       curl nginx-light nghttp2-client iperf3 iptables nftables
+      etcd-server etcd-client tcpdump
       python3-prometheus-client
       chromium)  # the web UI's browser tests (driven by playwright-core, which downloads no browser)
 missing=()

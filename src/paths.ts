@@ -64,3 +64,36 @@ export function vethName(instance: string, workload: string): string {
 export function netnsName(p: InstancePaths, namespace: string, name: string): string {
   return `${p.netnsPrefix}${namespace}.${name}`;
 }
+
+/**
+ * A node of a multi-node mesh: the agent's own state, pins, cgroup, bridge
+ * and workload namespaces, nested under the mesh instance so that `down`
+ * finds them all. The bridge lives in the node's network namespace.
+ */
+export function nodePaths(instance: string, node: string): InstancePaths {
+  const base = instancePaths(instance);
+  const id = `${instance}-${node}`;
+  const stateDir = join(base.stateDir, 'nodes', node);
+  const runDir = join(base.runDir, 'nodes', node);
+  const bpfRoot = join(base.bpfRoot, 'nodes', node);
+  return {
+    instance: id,
+    stateDir,
+    storeFile: join(stateDir, 'desired.json'),
+    runDir,
+    apiSocket: join(runDir, 'api.sock'),
+    pidFile: join(runDir, 'agent.pid'),
+    logFile: join(stateDir, 'agent.log'),
+    bpfRoot,
+    mapPins: join(bpfRoot, 'maps'),
+    linkPins: join(bpfRoot, 'links'),
+    cgroupName: `ebmesh.${instance}.${node}`,
+    bridge: `eb${short(id, 8)}nb`,
+    netnsPrefix: `ebm-${id}-`,
+  };
+}
+
+/** The network namespace of a lab node (its agent, bridge and routes live there). */
+export function nodeNetns(instance: string, node: string): string {
+  return `ebn-${instance}-${node}`;
+}

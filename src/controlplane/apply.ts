@@ -14,6 +14,7 @@ import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, sub
 import { readSnapshot, storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
 import { selectedWorkloads } from './lb.js';
 import { validators } from './validators.js';
+import { NODES, nodeIndex, workloadNode, type NodeRecord } from './nodes.js';
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
@@ -83,24 +84,37 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
     vipOwner.set(vip, s);
   }
 
-  // Workload IPs: lab workloads get one from this node's pod subnet.
-  const podNet = nodePodSubnet(mesh);
+  // Workload IPs: lab workloads get one from their node's pod subnet.
+  const nodes = (await store.list<NodeRecord>(NODES)).map((e) => e.value);
+  const podNets = new Map<WorkloadResource, ReturnType<typeof nodePodSubnet>>();
+  for (const w of workloads) {
+    const name = workloadNode(w, nodes);
+    const i = nodeIndex(name, nodes);
+    if (i === undefined) problem(w, 'spec.node', `no node "${name}" in the mesh (nodes: ${nodes.map((n) => n.name).join(', ')})`);
+    podNets.set(w, nodePodSubnet(mesh, i ?? 0));
+  }
   const ipOwner = new Map<string, WorkloadResource>();
   for (const w of workloads) {
+    const podNet = podNets.get(w)!;
     const prev = stored.get(storeKey(w)) as WorkloadResource | undefined;
-    if (!w.spec.ip && !w.spec.adopt && prev?.spec.ip) w.spec.ip = prev.spec.ip;
+    const foreign = w.spec.adopt || w.spec.external; // addresses the mesh did not give
+    if (!w.spec.ip && !foreign && prev?.spec.ip) w.spec.ip = prev.spec.ip;
     const ip = w.spec.ip;
     if (!ip) continue;
-    if (!w.spec.adopt && !containsAddress(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${formatCidr(podNet)}`);
-    if (!w.spec.adopt && ip === hostAddress(podNet, 1)) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
+    if (!foreign && !containsAddress(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${formatCidr(podNet)}`);
+    if (!foreign && ip === hostAddress(podNet, 1)) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
     const owner = ipOwner.get(ip);
     if (owner) problem(w, 'spec.ip', `${ip} is already the address of ${describeResource(owner)}`);
     ipOwner.set(ip, w);
   }
-  const nextIp = allocator(podNet, ipOwner, [1]);
+  // One allocator per node subnet: a single forward scan each, however many workloads.
+  const nextIp = new Map<string, () => string | undefined>();
   for (const w of workloads) {
-    if (w.spec.ip || w.spec.adopt) continue;
-    const ip = nextIp();
+    if (w.spec.ip || w.spec.adopt || w.spec.external) continue;
+    const podNet = podNets.get(w)!;
+    const key = formatCidr(podNet);
+    if (!nextIp.has(key)) nextIp.set(key, allocator(podNet, ipOwner, [1]));
+    const ip = nextIp.get(key)!();
     if (!ip) { problem(w, 'spec.ip', `the pod subnet ${formatCidr(podNet)} is full`); continue; }
     w.spec.ip = ip;
     ipOwner.set(ip, w);

@@ -36,7 +36,7 @@ export function resolveTargetPort(
 }
 
 export function isReady(snap: Snapshot, w: WorkloadResource): boolean {
-  if (w.spec.adopt) return true; // an adopted process group is ready once declared
+  if (w.spec.adopt || w.spec.external) return true; // an adopted process group or an external endpoint is ready once declared
   const st = snap.workloadStatus.get(wlKey(w));
   return st?.phase === 'Running' && st.ready === true;
 }

@@ -28,6 +28,16 @@ export interface ReconcileInfo {
   error?: string;
 }
 
+/** What differs for an agent of a multi-node mesh; the embedded default passes nothing. */
+export interface NodeOptions {
+  /** The node's view of the desired state (a mirror of the control plane's), instead of the embedded store. */
+  store?: Store;
+  /** The node's /24 of the pod CIDR. */
+  nodeIndex?: number;
+  /** Workloads route the whole pod CIDR through the node (other nodes' pods are behind it). */
+  routePodCIDR?: boolean;
+}
+
 export class NodeDaemon {
   store!: Store;
   datapath!: Datapath;
@@ -44,7 +54,7 @@ export class NodeDaemon {
   last: ReconcileInfo | undefined;
   readonly startedAt = new Date();
 
-  constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1') {}
+  constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1', readonly options: NodeOptions = {}) {}
 
   private routeCheck: NodeJS.Timeout | undefined;
 
@@ -54,7 +64,7 @@ export class NodeDaemon {
     this.meshCgroup = join(cgroup2Root(), this.paths.cgroupName);
     ensureCgroup(this.meshCgroup);
     mkdirSync(this.paths.stateDir, { recursive: true });
-    this.store = new EmbeddedStore(this.paths.storeFile);
+    this.store = this.options.store ?? new EmbeddedStore(this.paths.storeFile);
     const snap = await readSnapshot(this.store);
     this.mesh = snap.mesh;
     this.ensureHostRoutes(); // before anything could send to a VIP
@@ -65,9 +75,10 @@ export class NodeDaemon {
     this.lab = new Lab(
       this.paths,
       this.meshCgroup,
-      () => nodePodSubnet(this.mesh),
+      () => nodePodSubnet(this.mesh, this.options.nodeIndex),
       () => this.mesh.spec.serviceCIDR,
       (ns, name, st) => void this.reportStatus(ns, name, st),
+      this.options.routePodCIDR ? () => this.mesh.spec.podCIDR : undefined,
     );
     this.lab.restore(snap.workloads, snap.workloadStatus);
     this.unwatch = this.store.watch(() => this.schedule());
@@ -151,7 +162,7 @@ export class NodeDaemon {
     if (meshChanged) this.ensureHostRoutes();
     const lab = snap.workloads.filter((w) => w.spec.command);
     if (lab.length && (!this.bridgeReady || meshChanged)) {
-      ensureBridge(this.paths.bridge, nodePodSubnet(this.mesh));
+      ensureBridge(this.paths.bridge, nodePodSubnet(this.mesh, this.options.nodeIndex));
       this.bridgeReady = true;
     }
     await this.lab.sync(snap.workloads);

@@ -67,6 +67,8 @@ export interface WorkloadNet {
   subnet: Cidr;
   bridge: string;
   serviceCIDR: string;
+  /** Multi-node: the whole pod CIDR through the node's bridge address. */
+  podCIDR?: string;
 }
 
 /** Runs many ip commands in one process (one fork instead of one each). */
@@ -92,6 +94,7 @@ export function createWorkloadNet(n: WorkloadNet): void {
       'link set lo up',
       'link set eth0 up',
       `route replace unreachable ${n.serviceCIDR} metric ${SAFETY_METRIC}`,
+      ...(n.podCIDR ? [`route replace ${n.podCIDR} via ${gatewayOf(n.subnet)}`] : []),
     ], n.netns);
     return;
   }
@@ -100,6 +103,7 @@ export function createWorkloadNet(n: WorkloadNet): void {
   ip('-n', n.netns, 'link', 'set', 'lo', 'up');
   ip('-n', n.netns, 'link', 'set', 'eth0', 'up');
   ensureUnreachable(n.serviceCIDR, n.netns);
+  if (n.podCIDR) run('ip', ['-n', n.netns, 'route', 'replace', n.podCIDR, 'via', gatewayOf(n.subnet)]);
 }
 
 export function deleteWorkloadNet(netns: string, veth: string): void {

@@ -51,6 +51,7 @@ export class Lab {
     private readonly subnet: () => Cidr,
     private readonly serviceCIDR: () => string,
     private readonly report: StatusSink,
+    private readonly podCIDR?: () => string,
   ) {}
 
   workloadDir(w: { metadata: { namespace: string; name: string } }): string {
@@ -97,7 +98,7 @@ export class Lab {
     const dir = this.workloadDir(w);
     const sig = specSignature(w);
     try {
-      createWorkloadNet({ netns, veth, ip, subnet: this.subnet(), bridge: this.paths.bridge, serviceCIDR: this.serviceCIDR() });
+      createWorkloadNet({ netns, veth, ip, subnet: this.subnet(), bridge: this.paths.bridge, serviceCIDR: this.serviceCIDR(), podCIDR: this.podCIDR?.() });
       ensureCgroup(cgroup);
       mkdirSync(dir, { recursive: true });
       for (const [file, content] of Object.entries(w.spec.files ?? {})) writeFileSync(join(dir, file), content);

@@ -83,9 +83,18 @@ export const Workload = z
           })
           .strict()
           .optional(),
+        /**
+         * An endpoint whose processes the mesh neither runs nor attaches to
+         * (they are on a host or in a runtime the mesh does not manage): it
+         * only gives its ip to Services. Ready once declared.
+         */
+        external: z.boolean().optional(),
       })
       .strict()
       .superRefine((spec, ctx) => {
+        if (spec.external && (spec.command || spec.adopt)) ctx.addIssue({ code: 'custom', path: ['external'], message: 'an external Workload neither runs a command nor adopts a cgroup' });
+        if (spec.external && !spec.ip) ctx.addIssue({ code: 'custom', path: ['ip'], message: 'an external Workload needs its ip' });
+        if (spec.external) return;
         if (spec.command && spec.adopt) ctx.addIssue({ code: 'custom', path: ['adopt'], message: 'a Workload either runs a command or adopts a cgroup, not both' });
         if (!spec.command && !spec.adopt) ctx.addIssue({ code: 'custom', path: ['command'], message: 'a Workload needs a command (lab) or adopt (an existing cgroup)' });
         if (spec.adopt && !spec.ip) ctx.addIssue({ code: 'custom', path: ['ip'], message: 'an adopted Workload needs its ip' });

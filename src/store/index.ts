@@ -1,2 +1,3 @@
 export type { Store, Entry, Op, WatchEvent } from './store.js';
 export { EmbeddedStore } from './embedded.js';
+export { EtcdStore, parseEtcdUrl, type EtcdStoreOptions } from './etcd.js';

@@ -25,6 +25,7 @@ export interface Store {
   list<T = unknown>(prefix: string): Promise<Entry<T>[]>;
   /** Applies every op or none; returns the new revision. */
   commit(ops: Op[]): Promise<number>;
-  watch(fn: (ev: WatchEvent) => void): () => void;
+  /** fromRevision: deliver every revision from it on (etcd; the embedded store starts now). */
+  watch(fn: (ev: WatchEvent) => void, fromRevision?: number): () => void;
   close(): Promise<void>;
 }

@@ -5,7 +5,7 @@ import type { Command } from '../command.js';
 export const bench: Command = {
   name: 'bench',
   summary: 'run benchmarks (all, or the named scenarios) and write a report',
-  usage: 'bench [SCENARIO…] [--quick] [--repeats N] [--out DIR] [-o json]',
+  usage: 'bench [SCENARIO…] [--quick] [--repeats N] [--out DIR] [-o json]   (also: bench convergence [--quick])',
   async run(ctx) {
     const { values, positionals } = parseArgs({
       args: ctx.args, allowPositionals: true,
@@ -16,6 +16,14 @@ export const bench: Command = {
         output: { type: 'string', short: 'o' },
       },
     });
+    if (positionals[0] === 'convergence') {
+      // Not a load scenario (no requests to count): its own runner and report.
+      const { runConvergence } = await import('../../bench/convergence.js');
+      const quick = values.quick ?? false;
+      await runConvergence({ quick, nodes: 3, services: quick ? 100 : 1000, endpoints: quick ? 1000 : 10000, changes: quick ? 5 : 30,
+        outDir: values.out ?? 'bench-results', json: values.output === 'json' }, (m) => ctx.err(`• ${m}`), ctx.out);
+      return 0;
+    }
     const { scenarios } = await import('../../bench/scenarios/index.js');
     const { runBench } = await import('../../bench/runner.js');
     const unknown = positionals.filter((p) => !scenarios.some((s) => s.name === p));

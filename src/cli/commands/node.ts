@@ -13,6 +13,7 @@ const requireFeatures = async () => (await import('../../kernel/features.js')).r
 const teardownInstance = async (...a: Parameters<typeof import('../../daemon/node.js').teardownInstance>) =>
   (await import('../../daemon/node.js')).teardownInstance(...a);
 import type { Command, CommandContext } from '../command.js';
+import { downCluster, nodesOption, renderClusterStatus, upCluster, type ClusterStatus } from './cluster.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -88,11 +89,19 @@ export function renderStatus(st: Status): string {
 export const up: Command = {
   name: 'up',
   summary: 'start the mesh node on this host and apply FILE (default: examples/demo.yaml)',
-  usage: 'up [-f FILE…] [--timeout SECONDS]',
+  usage: 'up [-f FILE…] [--timeout SECONDS] [--nodes N [--svid-ttl SECONDS]]',
   async run(ctx) {
-    const { values } = parseArgs({ args: ctx.args, options: { file: { type: 'string', short: 'f', multiple: true }, timeout: { type: 'string', default: '60' } } });
+    const multi = nodesOption(ctx);
+    const { values } = parseArgs({ args: multi.rest, options: { file: { type: 'string', short: 'f', multiple: true }, timeout: { type: 'string', default: '60' } } });
     const files = values.file?.length ? values.file : [join(PACKAGE_ROOT, 'examples/demo.yaml')];
     await requireFeatures();
+    if (multi.nodes !== undefined) {
+      await upCluster(ctx, multi.nodes, files, applyFiles, multi.svidTtl);
+      progress(ctx, 'waiting for workloads to be ready');
+      await waitReady(ctx, Number(values.timeout) * 1000);
+      ctx.out(renderClusterStatus(await call<ClusterStatus>(ctx.paths, 'GET', '/v1/status')));
+      return 0;
+    }
     if (await isRunning(ctx.paths)) {
       progress(ctx, `node "${ctx.paths.instance}" already running`);
     } else {
@@ -115,6 +124,10 @@ export const down: Command = {
   summary: 'stop the node and remove everything it made (workloads, namespaces, programs, pins)',
   usage: 'down',
   async run(ctx) {
+    if (await downCluster(ctx)) {
+      ctx.out(`mesh "${ctx.paths.instance}" is down; every node and everything they made is removed`);
+      return 0;
+    }
     if (await isRunning(ctx.paths)) {
       const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
       await call(ctx.paths, 'POST', '/v1/shutdown', { teardown: true });
@@ -145,6 +158,11 @@ export const status: Command = {
   async run(ctx) {
     const { values } = parseArgs({ args: ctx.args, options: { output: { type: 'string', short: 'o' } } });
     const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
+    if ((st as unknown as { cluster?: boolean }).cluster) {
+      const cs = st as unknown as ClusterStatus;
+      ctx.out(values.output === 'json' ? JSON.stringify(cs, null, 2) : renderClusterStatus(cs));
+      return cs.nodes.every((n) => n.healthy && !n.lastReconcileError) ? 0 : 1;
+    }
     ctx.out(values.output === 'json' ? JSON.stringify(st, null, 2) : renderStatus(st));
     return st.lastReconcile?.error ? 1 : 0;
   },

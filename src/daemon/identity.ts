@@ -1,0 +1,102 @@
+/**
+ * The agent's half of workload identity: for each workload of its node, a
+ * key made here, a certificate the control plane's CA signed for it, and
+ * the trust bundle, written where the node proxy reads them:
+ *   STATE/svid/NAMESPACE.NAME/{key.pem,cert.pem,bundle.pem,svid.json}
+ * (directory 0700, files 0600, each replaced by rename so a reader never
+ * sees half a file). A certificate is renewed at half its lifetime; the old
+ * one stays valid until it expires, so connections that used it are not cut.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { newKeyAndCsr, renewAt } from '../ca/index.js';
+import type { CpClient } from './cp-client.js';
+import { describeError } from '../errors.js';
+
+export interface SvidInfo {
+  workload: string; // namespace/name
+  spiffeId: string;
+  notBefore: string;
+  notAfter: string;
+  renewals: number;
+}
+
+export class IdentityManager {
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+  lastError: string | undefined;
+
+  constructor(
+    private readonly dir: string,
+    private readonly nodeName: string,
+    private readonly cp: CpClient,
+    private readonly local: () => string[],
+  ) {}
+
+  start(checkMs = 500): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.timer = setInterval(() => void this.sync(), checkMs);
+    this.timer.unref();
+    void this.sync();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private pathOf(workload: string): string {
+    return join(this.dir, workload.replace('/', '.'));
+  }
+
+  info(workload: string): SvidInfo | undefined {
+    const f = join(this.pathOf(workload), 'svid.json');
+    if (!existsSync(f)) return undefined;
+    try { return JSON.parse(readFileSync(f, 'utf8')) as SvidInfo; } catch { return undefined; }
+  }
+
+  list(): SvidInfo[] {
+    return this.local().map((w) => this.info(w)).filter((x): x is SvidInfo => !!x);
+  }
+
+  /** Issues what is missing or due, removes what no longer runs here. */
+  async sync(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const want = new Set(this.local());
+      for (const w of want) {
+        const cur = this.info(w);
+        if (cur && Date.now() < renewAt(cur.notBefore, cur.notAfter)) continue;
+        await this.issue(w, cur?.renewals === undefined ? 0 : cur.renewals + 1);
+      }
+      if (existsSync(this.dir)) {
+        for (const d of readdirSync(this.dir)) {
+          if (!want.has(d.replace('.', '/'))) rmSync(join(this.dir, d), { recursive: true, force: true });
+        }
+      }
+      this.lastError = undefined;
+    } catch (e) {
+      // The control plane may be down: the current certificates stay valid until they expire, try again soon.
+      this.lastError = describeError(e);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async issue(workload: string, renewals: number): Promise<void> {
+    const { keyPem, csrPem } = await newKeyAndCsr(`workload:${workload}`);
+    const r = await this.cp.call<{ certPem: string; bundlePem: string; spiffeId: string; notBefore: string; notAfter: string }>(
+      'POST', `/v1/nodes/${this.nodeName}/svid`, { workload, csrPem });
+    const dir = this.pathOf(workload);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const put = (name: string, text: string) => {
+      writeFileSync(join(dir, `.${name}.tmp`), text, { mode: 0o600 });
+      renameSync(join(dir, `.${name}.tmp`), join(dir, name));
+    };
+    // Key before certificate: a reader that sees the new certificate finds its key.
+    put('key.pem', keyPem);
+    put('cert.pem', r.certPem);
+    put('bundle.pem', r.bundlePem);
+    put('svid.json', JSON.stringify({ workload, spiffeId: r.spiffeId, notBefore: r.notBefore, notAfter: r.notAfter, renewals } satisfies SvidInfo));
+  }
+}

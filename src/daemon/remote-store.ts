@@ -1,0 +1,157 @@
+/**
+ * An agent's store: a mirror of the part of the desired state its node may
+ * see, kept by long-polling the control plane, so that NodeDaemon runs on it
+ * unchanged. The agent's own writes (its workloads' status) apply to the
+ * mirror at once and are sent on to the control plane, again and again while
+ * it is down. The mirror is saved (0600) on every change: a restarted agent
+ * starts from its last state even when the control plane is gone.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { EbmeshError } from '../errors.js';
+import type { Entry, Op, Store, WatchEvent } from '../store/index.js';
+import type { NodeDesired, NodeRecord } from '../controlplane/index.js';
+import type { CpClient } from './cp-client.js';
+
+interface Saved {
+  desired: NodeDesired;
+}
+
+export class RemoteStore implements Store {
+  private desired: NodeDesired | undefined;
+  private entries = new Map<string, unknown>();
+  /** Our writes not yet acknowledged by the control plane (key → op), and those acknowledged at a revision we have not seen yet. */
+  private pending = new Map<string, Op>();
+  private inflight = new Map<string, { op: Op; rev: number }>();
+  private watchers = new Set<(ev: WatchEvent) => void>();
+  private stopped = false;
+  private flushing: Promise<void> | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  lastContact: Date | undefined;
+  lastError: string | undefined;
+
+  constructor(
+    private readonly cp: CpClient,
+    private readonly nodeName: string,
+    private readonly cacheFile: string,
+    private readonly heartbeat: () => Record<string, unknown>,
+  ) {
+    if (existsSync(cacheFile)) {
+      try {
+        this.install((JSON.parse(readFileSync(cacheFile, 'utf8')) as Saved).desired, false);
+      } catch { /* a broken cache: wait for the control plane */ }
+    }
+  }
+
+  get node(): NodeRecord | undefined { return this.desired?.node; }
+  get local(): string[] { return this.desired?.local ?? []; }
+  get hasState(): boolean { return this.desired !== undefined; }
+
+  /** Waits for the first desired state (from the cache or the control plane). */
+  async start(timeoutMs = 60_000): Promise<void> {
+    void this.pollLoop();
+    const until = Date.now() + timeoutMs;
+    while (!this.desired) {
+      if (Date.now() > until) throw new EbmeshError('EBMESH_CP_UNAVAILABLE', `no desired state from the control plane in ${timeoutMs / 1000}s: ${this.lastError ?? ''}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.flushTimer = setInterval(() => void this.flush(), 1000);
+    this.flushTimer.unref();
+  }
+
+  private async pollLoop(): Promise<void> {
+    let delay = 100;
+    while (!this.stopped) {
+      try {
+        const after = this.desired?.revision ?? 0;
+        const d = await this.cp.call<NodeDesired | { unchanged: true }>('GET', `/v1/nodes/${this.nodeName}/desired?after=${after}&wait=20`, undefined, 30_000);
+        this.lastContact = new Date();
+        this.lastError = undefined;
+        delay = 100;
+        if ('entries' in d) this.install(d, true);
+      } catch (e) {
+        this.lastError = (e as Error).message;
+        if ((e as { code?: string }).code === 'EBMESH_FORBIDDEN') process.stderr.write(`control plane refused us: ${this.lastError}\n`);
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 2000);
+      }
+    }
+  }
+
+  private install(d: NodeDesired, save: boolean): void {
+    this.desired = d;
+    this.entries = new Map(d.entries.map((e) => [e.key, e.value]));
+    for (const [k, v] of this.inflight) if (v.rev <= d.revision) this.inflight.delete(k);
+    for (const { op } of this.inflight.values()) this.overlay(op);
+    for (const op of this.pending.values()) this.overlay(op);
+    if (save) {
+      mkdirSync(dirname(this.cacheFile), { recursive: true });
+      writeFileSync(`${this.cacheFile}.tmp`, JSON.stringify({ desired: d } satisfies Saved), { mode: 0o600 });
+      renameSync(`${this.cacheFile}.tmp`, this.cacheFile);
+    }
+    this.emit({ revision: d.revision, ops: [] });
+  }
+
+  private overlay(op: Op): void {
+    if (op.type === 'put') this.entries.set(op.key, op.value);
+    else this.entries.delete(op.key);
+  }
+
+  private emit(ev: WatchEvent): void {
+    for (const w of this.watchers) w(ev);
+  }
+
+  async revision(): Promise<number> {
+    return this.desired?.revision ?? 0;
+  }
+
+  async get<T>(key: string): Promise<Entry<T> | undefined> {
+    return this.entries.has(key) ? { key, value: structuredClone(this.entries.get(key)) as T, modRevision: 0 } : undefined;
+  }
+
+  async list<T>(prefix: string): Promise<Entry<T>[]> {
+    return [...this.entries.keys()].filter((k) => k.startsWith(prefix)).sort()
+      .map((key) => ({ key, value: structuredClone(this.entries.get(key)) as T, modRevision: 0 }));
+  }
+
+  /** Only the node's own status is written here; resources are the control plane's. */
+  async commit(ops: Op[]): Promise<number> {
+    for (const op of ops) {
+      if (!op.key.startsWith('/status/')) throw new EbmeshError('EBMESH_READ_ONLY', `an agent cannot write ${op.key}: resources are applied at the control plane`);
+      this.pending.set(op.key, op);
+      this.overlay(op);
+    }
+    this.emit({ revision: this.desired?.revision ?? 0, ops });
+    void this.flush();
+    return this.desired?.revision ?? 0;
+  }
+
+  /** Sends our pending writes and a heartbeat. */
+  flush(): Promise<void> {
+    this.flushing ??= (async () => {
+      const ops = [...this.pending.values()];
+      this.pending.clear();
+      try {
+        const r = await this.cp.call<{ revision: number }>('POST', `/v1/nodes/${this.nodeName}/status`, { ops, heartbeat: this.heartbeat() }, 10_000);
+        for (const op of ops) this.inflight.set(op.key, { op, rev: r.revision });
+      } catch (e) {
+        // Keep them (unless newer ones replaced them) for the next try.
+        for (const op of ops) if (!this.pending.has(op.key)) this.pending.set(op.key, op);
+        this.lastError = (e as Error).message;
+      }
+    })().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  watch(fn: (ev: WatchEvent) => void): () => void {
+    this.watchers.add(fn);
+    return () => this.watchers.delete(fn);
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.flushTimer);
+    await this.flushing;
+    this.watchers.clear();
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * A multi-node mesh on one machine, for the demo, tests and benchmarks:
+ * etcd on 127.0.0.1, the control plane in the host namespace, and per node a
+ * network namespace with its agent, its bridge and its workloads. Nodes are
+ * joined by a "fabric" bridge in a namespace of its own (node addresses
+ * 172.31.0.N/24, all inside namespaces made here); each node routes the
+ * other nodes' pod /24s to them, and has unreachable routes for the service
+ * and pod CIDRs, so nothing meant for the mesh leaves it.
+ *
+ * Agents run in their node's namespace through nsenter --net, not
+ * `ip netns exec`: the latter also gives the process a private mount
+ * namespace, so the workload namespaces the agent names with `ip netns add`
+ * would be seen by it alone and vanish with it.
+ */
+import { formatCidr } from '../net/ipam.js';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PACKAGE_ROOT, instancePaths, nodeNetns, nodePaths, type InstancePaths } from '../paths.js';
+import { startEtcd, stopEtcd, healthy } from '../store/etcd-server.js';
+import { ensureUnreachable, linkExists, netnsExists, removeUnreachable } from './network.js';
+import { run } from './run.js';
+import { nodePodSubnet } from '../controlplane/apply.js';
+import type { MeshConfigResource } from '../resources/index.js';
+import { EbmeshError } from '../errors.js';
+
+export interface ClusterState {
+  nodes: string[];
+  etcd: { pid: number; clientPort: number; peerPort: number; dataDir: string };
+  cpPid?: number;
+  agents: Record<string, number>;
+  svidTtl: number;
+  mesh?: { serviceCIDR: string; podCIDR: string };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const fabricNetns = (instance: string) => `ebn-${instance}-fabric`;
+export const nodeAddress = (index: number) => `172.31.0.${index + 1}`;
+const clusterFile = (p: InstancePaths) => join(p.stateDir, 'cluster.json');
+export const agentsSocket = (p: InstancePaths) => join(p.runDir, 'agents.sock');
+
+export function readCluster(p: InstancePaths): ClusterState | undefined {
+  try { return JSON.parse(readFileSync(clusterFile(p), 'utf8')) as ClusterState; } catch { return undefined; }
+}
+
+export function writeCluster(p: InstancePaths, s: ClusterState): void {
+  mkdirSync(p.stateDir, { recursive: true });
+  writeFileSync(clusterFile(p), JSON.stringify(s, null, 2));
+}
+
+export function pidAlive(pid: number | undefined): boolean {
+  if (!pid) return false;
+  try { process.kill(pid, 0); return true; } catch { return false; }
+}
+
+async function waitGone(pid: number | undefined, ms = 15_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (pidAlive(pid) && Date.now() < until) await sleep(20);
+  if (pidAlive(pid)) try { process.kill(pid!, 'SIGKILL'); } catch { /* gone */ }
+}
+
+function cli(args: string[], logFile: string, netns?: string): number {
+  const log = openSync(logFile, 'a');
+  const argv = [process.execPath, join(PACKAGE_ROOT, 'dist/src/cli/main.js'), ...args];
+  const cmd = netns ? ['nsenter', `--net=/var/run/netns/${netns}`, '--', ...argv] : argv;
+  const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log] });
+  closeSync(log);
+  child.unref();
+  return child.pid!;
+}
+
+export async function startEtcdFor(p: InstancePaths, st: Partial<ClusterState>): Promise<ClusterState['etcd']> {
+  const e = await startEtcd({ dataDir: st.etcd?.dataDir ?? join(p.stateDir, 'etcd', 'data'), clientPort: st.etcd?.clientPort, peerPort: st.etcd?.peerPort, detached: true });
+  return { pid: e.pid, clientPort: e.clientPort, peerPort: e.peerPort, dataDir: e.dataDir };
+}
+
+export async function stopEtcdFor(st: ClusterState): Promise<void> {
+  await stopEtcd(st.etcd.pid);
+}
+
+export async function startControlPlane(p: InstancePaths, st: ClusterState, ready: () => Promise<boolean>): Promise<number> {
+  const pid = cli(['--instance', p.instance, 'controlplane', '--store', `etcd://127.0.0.1:${st.etcd.clientPort}`, '--svid-ttl', String(st.svidTtl)],
+    join(p.stateDir, 'controlplane.log'));
+  const until = Date.now() + 30_000;
+  while (Date.now() < until) {
+    if (!pidAlive(pid)) throw new EbmeshError('EBMESH_START', 'the control plane exited', { hint: `see ${join(p.stateDir, 'controlplane.log')}` });
+    if (await ready()) return pid;
+    await sleep(100);
+  }
+  throw new EbmeshError('EBMESH_START', 'the control plane did not become ready in 30 s');
+}
+
+export async function stopPid(pid: number | undefined): Promise<void> {
+  if (!pidAlive(pid)) return;
+  try { process.kill(pid!, 'SIGTERM'); } catch { /* gone */ }
+  await waitGone(pid);
+}
+
+/** The node's namespace, its link to the fabric, its routes. Idempotent. */
+export function ensureNodeNetwork(instance: string, nodes: string[], index: number, mesh: { serviceCIDR: string; podCIDR: string }): void {
+  const fab = fabricNetns(instance);
+  if (!netnsExists(fab)) {
+    run('ip', ['netns', 'add', fab]);
+    run('ip', ['-n', fab, 'link', 'add', 'fabric', 'type', 'bridge']);
+    run('ip', ['-n', fab, 'link', 'set', 'fabric', 'up']);
+    run('ip', ['-n', fab, 'link', 'set', 'lo', 'up']);
+  }
+  const name = nodes[index]!;
+  const ns = nodeNetns(instance, name);
+  const port = `n${index}`;
+  if (!netnsExists(ns)) run('ip', ['netns', 'add', ns]);
+  if (!linkExists('eth0', ns)) {
+    run('ip', ['-n', fab, 'link', 'del', port], { allowFail: /Cannot find|does not exist/ });
+    run('ip', ['-n', fab, 'link', 'add', port, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    run('ip', ['-n', fab, 'link', 'set', port, 'master', 'fabric', 'up']);
+  }
+  run('ip', ['-n', ns, 'addr', 'replace', `${nodeAddress(index)}/24`, 'dev', 'eth0']);
+  run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+  run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  run('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+  const meshCfg = { spec: mesh } as MeshConfigResource;
+  nodes.forEach((_, j) => {
+    if (j !== index) run('ip', ['-n', ns, 'route', 'replace', formatCidr(nodePodSubnet(meshCfg, j)), 'via', nodeAddress(j)]);
+  });
+  ensureUnreachable(mesh.serviceCIDR, ns);
+  ensureUnreachable(mesh.podCIDR, ns);
+}
+
+export function startAgent(instance: string, node: string): number {
+  const p = instancePaths(instance);
+  const np = nodePaths(instance, node);
+  mkdirSync(np.stateDir, { recursive: true });
+  return cli(['--instance', instance, 'agent', '--node', node, '--controlplane', `unix:${agentsSocket(p)}`, '--token-file', join(np.stateDir, 'token')],
+    np.logFile, nodeNetns(instance, node));
+}
+
+export function writeToken(instance: string, node: string, token: string): void {
+  const np = nodePaths(instance, node);
+  mkdirSync(np.stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(np.stateDir, 'token'), token, { mode: 0o600 });
+}
+
+/** The host's safety routes while the lab runs (nothing in the host may reach the mesh's ranges). */
+export function hostSafety(mesh: { serviceCIDR: string; podCIDR: string }, on: boolean): void {
+  for (const c of [mesh.serviceCIDR, mesh.podCIDR]) (on ? ensureUnreachable : removeUnreachable)(c);
+}
+
+/** Everything a lab made, from its state file and names: works after a crash too. */
+export async function teardownCluster(p: InstancePaths, teardownNode: (np: InstancePaths) => Promise<void>): Promise<void> {
+  const st = readCluster(p);
+  if (st) {
+    for (const pid of Object.values(st.agents)) await stopPid(pid);
+    await stopPid(st.cpPid);
+    await stopEtcd(st.etcd.pid);
+    for (const n of st.nodes) {
+      await teardownNode(nodePaths(p.instance, n));
+      run('ip', ['netns', 'del', nodeNetns(p.instance, n)], { allowFail: /No such file|not found|Cannot remove/i });
+    }
+    if (st.mesh) hostSafety(st.mesh, false);
+  }
+  run('ip', ['netns', 'del', fabricNetns(p.instance)], { allowFail: /No such file|not found|Cannot remove/i });
+}
+
+export { healthy };

@@ -1,0 +1,230 @@
+/**
+ * The Store over etcd v3, through etcd's JSON gateway (/v3/kv/*, /v3/watch)
+ * with node:http. Why the gateway and not a gRPC client (etcd3 on npm): the
+ * gateway ships in every etcd 3.4+, needs no dependency (the gRPC stack and
+ * protobuf would be most of our node_modules), and is the same HTTP+JSON we
+ * already speak; the price is base64 keys and values, which is ours to pay.
+ *
+ * Keys live under a prefix (one per mesh instance), values are JSON.
+ * A commit is one txn; a watch resumes from the revision after the last one
+ * it delivered, so a reconnect misses nothing (or, when etcd compacted past
+ * it, says so with an empty event that makes the reader re-list).
+ */
+import { Agent, request, type IncomingMessage } from 'node:http';
+import { EbmeshError } from '../errors.js';
+import type { Entry, Op, Store, WatchEvent } from './store.js';
+
+interface Kv { key: string; value?: string; mod_revision?: string }
+interface Header { revision?: string }
+
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+const unb64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+
+/** The end of the key range "every key starting with p". */
+export function prefixEnd(p: string): string {
+  const buf = Buffer.from(p, 'utf8');
+  for (let i = buf.length - 1; i >= 0; i--) {
+    if (buf[i]! < 0xff) {
+      const out = buf.subarray(0, i + 1);
+      out[i]!++;
+      return out.toString('base64');
+    }
+  }
+  return Buffer.from([0]).toString('base64'); // every key
+}
+
+export interface EtcdStoreOptions {
+  /** http://HOST:PORT of one etcd member. */
+  endpoint: string;
+  /** Every key of this store is below it, e.g. /ebmesh/NAME. */
+  prefix?: string;
+  /** Reconnect delay of a broken watch (doubles up to 2 s). */
+  retryMs?: number;
+}
+
+export class EtcdStore implements Store {
+  private readonly url: URL;
+  private readonly prefix: string;
+  private readonly agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  private readonly watches = new Set<{ stop(): void }>();
+  private readonly retryMs: number;
+
+  constructor(opts: EtcdStoreOptions) {
+    this.url = new URL(opts.endpoint);
+    this.prefix = opts.prefix ?? '';
+    this.retryMs = opts.retryMs ?? 100;
+  }
+
+  get endpoint(): string {
+    return this.url.origin;
+  }
+
+  private post<T>(path: string, body: unknown, timeoutMs = 15_000): Promise<T> {
+    const text = JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        { host: this.url.hostname, port: this.url.port, path, method: 'POST', agent: this.agent, timeout: timeoutMs,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', reject);
+          res.on('end', () => {
+            const raw = Buffer.concat(chunks).toString('utf8');
+            let json: any;
+            try { json = JSON.parse(raw); } catch { return reject(this.err(`bad answer to ${path}: ${raw.slice(0, 200)}`)); }
+            if (res.statusCode !== 200 || json.error || json.code) {
+              return reject(this.err(`${path}: ${json.error ?? json.message ?? `HTTP ${res.statusCode}`}`));
+            }
+            resolve(json as T);
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(this.err(`${path}: no answer in ${timeoutMs / 1000}s`)));
+      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof EbmeshError ? e : this.err(`${path}: ${e.code ?? e.message}`)));
+      req.end(text);
+    });
+  }
+
+  private err(message: string): EbmeshError {
+    return new EbmeshError('EBMESH_STORE_UNAVAILABLE', `etcd at ${this.url.origin}: ${message}`, { hint: 'is etcd running? (ebmesh status shows the store)' });
+  }
+
+  async revision(): Promise<number> {
+    const r = await this.post<{ header: Header }>('/v3/kv/range', { key: b64(this.prefix + '/'), count_only: true });
+    return Number(r.header.revision ?? 0);
+  }
+
+  async get<T>(key: string): Promise<Entry<T> | undefined> {
+    const r = await this.post<{ kvs?: Kv[] }>('/v3/kv/range', { key: b64(this.prefix + key) });
+    const kv = r.kvs?.[0];
+    return kv && this.entry<T>(kv);
+  }
+
+  async list<T>(prefix: string): Promise<Entry<T>[]> {
+    const p = this.prefix + prefix;
+    const r = await this.post<{ kvs?: Kv[] }>('/v3/kv/range', { key: b64(p), range_end: prefixEnd(p) }, 60_000);
+    return (r.kvs ?? []).map((kv) => this.entry<T>(kv));
+  }
+
+  /** Like list, with the revision the listing is at (to watch from the next one). */
+  async listAt<T>(prefix: string): Promise<{ revision: number; entries: Entry<T>[] }> {
+    const p = this.prefix + prefix;
+    const r = await this.post<{ header: Header; kvs?: Kv[] }>('/v3/kv/range', { key: b64(p), range_end: prefixEnd(p) }, 60_000);
+    return { revision: Number(r.header.revision ?? 0), entries: (r.kvs ?? []).map((kv) => this.entry<T>(kv)) };
+  }
+
+  private entry<T>(kv: Kv): Entry<T> {
+    return { key: unb64(kv.key).slice(this.prefix.length), value: JSON.parse(unb64(kv.value)) as T, modRevision: Number(kv.mod_revision ?? 0) };
+  }
+
+  async commit(ops: Op[]): Promise<number> {
+    if (ops.length === 0) return this.revision();
+    const success = ops.map((op) =>
+      op.type === 'put'
+        ? { request_put: { key: b64(this.prefix + op.key), value: b64(JSON.stringify(op.value)) } }
+        : { request_delete_range: { key: b64(this.prefix + op.key) } });
+    // etcd refuses a txn that names one key twice: the last op on a key wins, as in the embedded store.
+    const last = new Map<string, number>();
+    ops.forEach((op, i) => last.set(op.key, i));
+    const unique = success.filter((_, i) => last.get(ops[i]!.key) === i);
+    const r = await this.post<{ header: Header; succeeded?: boolean }>('/v3/kv/txn', { success: unique }, 120_000);
+    return Number(r.header.revision ?? 0);
+  }
+
+  /**
+   * Calls fn once per revision that touched the store's keys, in order.
+   * Without fromRevision it starts after the current one.
+   */
+  watch(fn: (ev: WatchEvent) => void, fromRevision?: number): () => void {
+    let next = fromRevision;
+    let stopped = false;
+    let res: IncomingMessage | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    let delay = this.retryMs;
+    const p = this.prefix + '/';
+    const connect = () => {
+      if (stopped) return;
+      const body = JSON.stringify({ create_request: { key: b64(p), range_end: prefixEnd(p), ...(next ? { start_revision: String(next) } : {}) } });
+      const req = request(
+        { host: this.url.hostname, port: this.url.port, path: '/v3/watch', method: 'POST', headers: { 'content-type': 'application/json' } },
+        (r) => {
+          res = r;
+          let buf = '';
+          r.setEncoding('utf8');
+          r.on('data', (chunk: string) => {
+            buf += chunk;
+            let nl: number;
+            while ((nl = buf.indexOf('\n')) >= 0) {
+              const line = buf.slice(0, nl);
+              buf = buf.slice(nl + 1);
+              if (line.trim()) onMessage(JSON.parse(line));
+            }
+          });
+          r.on('error', () => undefined);
+          r.on('close', retry);
+        },
+      );
+      req.on('error', retry);
+      req.end(body);
+    };
+    const onMessage = (m: { result?: { header?: Header; created?: boolean; compact_revision?: string; canceled?: boolean; events?: Array<{ type?: string; kv: Kv }> }; error?: unknown }) => {
+      const result = m.result;
+      if (!result) return;
+      delay = this.retryMs;
+      const headerRev = Number(result.header?.revision ?? 0);
+      if (result.compact_revision && Number(result.compact_revision) > 0) {
+        // The revisions we wanted are gone: tell the reader to re-list, go on from now.
+        next = headerRev + 1;
+        fn({ revision: headerRev, ops: [] });
+        res?.destroy();
+        return;
+      }
+      if (result.created && next === undefined) next = headerRev + 1;
+      let cur: WatchEvent | undefined;
+      for (const e of result.events ?? []) {
+        const rev = Number(e.kv.mod_revision ?? 0);
+        if (!cur || cur.revision !== rev) {
+          if (cur) deliver(cur);
+          cur = { revision: rev, ops: [] };
+        }
+        const key = unb64(e.kv.key).slice(this.prefix.length);
+        cur.ops.push(e.type === 'DELETE' ? { type: 'delete', key } : { type: 'put', key, value: JSON.parse(unb64(e.kv.value)) });
+      }
+      if (cur) deliver(cur);
+    };
+    const deliver = (ev: WatchEvent) => {
+      next = ev.revision + 1;
+      if (!stopped) fn(ev);
+    };
+    const retry = () => {
+      res = undefined;
+      if (stopped || timer) return;
+      timer = setTimeout(() => { timer = undefined; connect(); }, delay);
+      timer.unref();
+      delay = Math.min(delay * 2, 2000);
+    };
+    const handle = {
+      stop: () => {
+        stopped = true;
+        clearTimeout(timer);
+        res?.destroy();
+        this.watches.delete(handle);
+      },
+    };
+    this.watches.add(handle);
+    connect();
+    return handle.stop;
+  }
+
+  async close(): Promise<void> {
+    for (const w of [...this.watches]) w.stop();
+    this.agent.destroy();
+  }
+}
+
+/** etcd://HOST:PORT[/PREFIX] → options. */
+export function parseEtcdUrl(url: string, defaultPrefix: string): EtcdStoreOptions {
+  const u = new URL(url.replace(/^etcd:/, 'http:'));
+  return { endpoint: `http://${u.host}`, prefix: u.pathname && u.pathname !== '/' ? u.pathname.replace(/\/$/, '') : defaultPrefix };
+}
