@@ -67,7 +67,7 @@ try {
   await remote.start();
   node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true });
   await node.start();
-  identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local);
+  identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
   identity.start();
   mkdirSync(paths.runDir, { recursive: true });
   await startApi(node, paths.apiSocket);

@@ -20,6 +20,7 @@ import {
   type NodeRecord, type Snapshot,
 } from '../controlplane/index.js';
 import { CertificateAuthority, createRoot, spiffeId, type RootMaterial } from '../ca/index.js';
+import { nodeSpiffeId, SYSTEM_NAMESPACE } from '../tunnel/ids.js';
 import type { InstancePaths } from '../paths.js';
 import { errorBody, route, startApi } from './api.js';
 import type { NodeDaemon } from './node.js';
@@ -178,14 +179,22 @@ export class ControlPlane {
     return { revision };
   }
 
-  async issueSvid(name: string, body: { workload: string; csrPem: string }): Promise<unknown> {
+  async issueSvid(name: string, body: { workload?: string; node?: boolean; csrPem: string }): Promise<unknown> {
     const nodes = await this.nodes();
     await this.node(name);
     const snap = await this.snapshot();
+    // mTLS tunnel: the node's own SVID (the token proved which node asks; see src/tunnel/ids.ts).
+    if (body.node) {
+      const svid = await this.ca.issue(body.csrPem, nodeSpiffeId(snap.mesh.spec.trustDomain, name), this.options.svidTtlSeconds);
+      return { ...svid, bundlePem: this.ca.bundlePem };
+    }
     const w = snap.workloads.find((x) => wlKey(x) === body.workload);
     if (!w) throw new EbmeshError('EBMESH_NOT_FOUND', `workload ${body.workload} not found`);
     if (workloadNode(w, nodes) !== name) {
       throw new EbmeshError('EBMESH_FORBIDDEN', `workload ${body.workload} does not run on node ${name}: its identity is not this node's to have`);
+    }
+    if (w.metadata.namespace === SYSTEM_NAMESPACE) {
+      throw new EbmeshError('EBMESH_FORBIDDEN', `workload ${body.workload}: namespace ${SYSTEM_NAMESPACE} holds the nodes' identities, no workload's`);
     }
     const id = spiffeId(snap.mesh.spec.trustDomain, w.metadata.namespace, w.spec.serviceAccount);
     const svid = await this.ca.issue(body.csrPem, id, this.options.svidTtlSeconds);
@@ -253,7 +262,7 @@ export class ControlPlane {
         } else if (m[2] === 'status' && req.method === 'POST') {
           out = await this.reportStatus(name, body as Parameters<ControlPlane['reportStatus']>[1]);
         } else if (m[2] === 'svid' && req.method === 'POST') {
-          out = await this.issueSvid(name, body as { workload: string; csrPem: string });
+          out = await this.issueSvid(name, body as { workload?: string; node?: boolean; csrPem: string });
         } else throw new EbmeshError('EBMESH_NOT_FOUND', `${req.method} ${url.pathname} not found`);
         send(res, 200, out);
       } catch (e) {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { newKeyAndCsr, renewAt } from '../ca/index.js';
 import type { CpClient } from './cp-client.js';
 import { describeError } from '../errors.js';
+import { SYSTEM_NAMESPACE } from '../tunnel/ids.js';
 
 export interface SvidInfo {
   workload: string; // namespace/name
@@ -31,7 +32,14 @@ export class IdentityManager {
     private readonly nodeName: string,
     private readonly cp: CpClient,
     private readonly local: () => string[],
+    /** mTLS tunnel: where the node's own SVID goes (spiffe://TD/ns/ebmesh-system/sa/node-NAME), if anywhere. */
+    private readonly nodeDir?: string,
   ) {}
+
+  /** The node SVID's entry in list(): under the system namespace, like its SPIFFE ID. */
+  get nodeEntry(): string {
+    return `${SYSTEM_NAMESPACE}/node-${this.nodeName}`;
+  }
 
   start(checkMs = 500): void {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
@@ -45,6 +53,7 @@ export class IdentityManager {
   }
 
   private pathOf(workload: string): string {
+    if (this.nodeDir && workload === this.nodeEntry) return this.nodeDir;
     return join(this.dir, workload.replace('/', '.'));
   }
 
@@ -55,7 +64,11 @@ export class IdentityManager {
   }
 
   list(): SvidInfo[] {
-    return this.local().map((w) => this.info(w)).filter((x): x is SvidInfo => !!x);
+    return this.wanted().map((w) => this.info(w)).filter((x): x is SvidInfo => !!x);
+  }
+
+  private wanted(): string[] {
+    return this.nodeDir ? [this.nodeEntry, ...this.local()] : this.local();
   }
 
   /** Issues what is missing or due, removes what no longer runs here. */
@@ -63,7 +76,7 @@ export class IdentityManager {
     if (this.busy) return;
     this.busy = true;
     try {
-      const want = new Set(this.local());
+      const want = new Set(this.wanted());
       for (const w of want) {
         const cur = this.info(w);
         if (cur && Date.now() < renewAt(cur.notBefore, cur.notAfter)) continue;
@@ -85,8 +98,9 @@ export class IdentityManager {
 
   private async issue(workload: string, renewals: number): Promise<void> {
     const { keyPem, csrPem } = await newKeyAndCsr(`workload:${workload}`);
+    const isNode = !!this.nodeDir && workload === this.nodeEntry;
     const r = await this.cp.call<{ certPem: string; bundlePem: string; spiffeId: string; notBefore: string; notAfter: string }>(
-      'POST', `/v1/nodes/${this.nodeName}/svid`, { workload, csrPem });
+      'POST', `/v1/nodes/${this.nodeName}/svid`, isNode ? { node: true, csrPem } : { workload, csrPem });
     const dir = this.pathOf(workload);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const put = (name: string, text: string) => {

@@ -1,0 +1,166 @@
+/**
+ * The sending end of the tunnel: one HTTP/2 session over TLS 1.3 per peer
+ * node, made on first use, reused by every connection to that node, made
+ * again when it fails or is closed. The server must present a node SVID of
+ * this trust domain (of the node we meant, when we know it). When our own
+ * certificate rotates, pooled sessions are drained: they finish their
+ * streams with the old certificate, and new streams go to a new session
+ * that presents the new one (a session must not outlive its certificate).
+ */
+import { EventEmitter } from 'node:events';
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import type { CredentialStore } from './credentials.js';
+import { nodeOf, spiffeIdFromSan } from './ids.js';
+import { ALPN, H_REASON, H_SOURCE_ID, H_SOURCE_IP, SESSION_WINDOW, SETTINGS, MAX_SESSION_MEMORY_MB, authority, type Destination } from './protocol.js';
+
+export interface Peer {
+  /** The peer node's tunnel listener. */
+  host: string;
+  port: number;
+  /** The node we expect to find there; any node of the trust domain when unset. */
+  node?: string;
+}
+
+export interface OpenOptions {
+  sourceId?: string;
+  sourceIp?: string;
+}
+
+export interface TunnelClientOptions {
+  credentials: CredentialStore;
+  trustDomain: string;
+  connectTimeoutMs?: number;
+}
+
+interface Entry {
+  session: http2.ClientHttp2Session;
+  ready: Promise<void>;
+  peerId?: string;
+}
+
+export class TunnelError extends Error {
+  constructor(readonly status: number | undefined, message: string) {
+    super(message);
+  }
+}
+
+/** Events: 'session' ({peer, peerId}), 'sessionError' ({peer, error}). */
+export class TunnelClient extends EventEmitter {
+  private readonly pool = new Map<string, Entry>();
+  private readonly onRotate: () => void;
+  readonly stats = { sessionsOpened: 0, sessionsFailed: 0, streams: 0, streamsFailed: 0 };
+
+  constructor(private readonly opts: TunnelClientOptions) {
+    super();
+    this.onRotate = () => this.drain();
+    opts.credentials.on('rotate', this.onRotate);
+  }
+
+  private key(p: Peer): string {
+    return `${p.host}:${p.port}`;
+  }
+
+  /** Sessions currently pooled (for status and tests). */
+  get sessions(): number {
+    return this.pool.size;
+  }
+
+  private checkServer(peer: Peer, cert: tls.PeerCertificate): Error | undefined {
+    const id = spiffeIdFromSan(cert.subjectaltname);
+    if (!id) return new Error('tunnel peer presents no SPIFFE ID');
+    const node = nodeOf(id, this.opts.trustDomain);
+    if (!node) return new Error(`tunnel peer ${id} is not a node of trust domain ${this.opts.trustDomain}`);
+    if (peer.node && node !== peer.node) return new Error(`tunnel peer is node ${node}, expected ${peer.node}`);
+    return undefined;
+  }
+
+  private session(peer: Peer): Entry {
+    const k = this.key(peer);
+    const have = this.pool.get(k);
+    if (have && !have.session.closed && !have.session.destroyed) return have;
+    const creds = this.opts.credentials.current;
+    const session = http2.connect(`https://${k}`, {
+      settings: SETTINGS,
+      maxSessionMemory: MAX_SESSION_MEMORY_MB,
+      createConnection: () => tls.connect({
+        host: peer.host,
+        port: peer.port,
+        secureContext: creds.context,
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: [ALPN],
+        servername: undefined,
+        rejectUnauthorized: true,
+        checkServerIdentity: (_h, cert) => this.checkServer(peer, cert),
+      }),
+    });
+    this.stats.sessionsOpened++;
+    const entry: Entry = {
+      session,
+      ready: new Promise((resolve, reject) => {
+        const t = setTimeout(() => { session.destroy(new Error(`tunnel to ${k}: no TLS session within ${this.opts.connectTimeoutMs ?? 5000} ms`)); }, this.opts.connectTimeoutMs ?? 5000);
+        session.once('connect', () => {
+          clearTimeout(t);
+          entry.peerId = spiffeIdFromSan((session.socket as tls.TLSSocket).getPeerCertificate().subjectaltname);
+          try { session.setLocalWindowSize(SESSION_WINDOW); } catch { /* closing */ }
+          this.emit('session', { peer, peerId: entry.peerId });
+          resolve();
+        });
+        session.once('close', () => { clearTimeout(t); reject(new Error(`tunnel to ${k} closed`)); });
+      }),
+    };
+    entry.ready.catch(() => undefined);
+    session.on('error', (e) => {
+      this.stats.sessionsFailed++;
+      this.emit('sessionError', { peer, error: e });
+    });
+    const forget = () => { if (this.pool.get(k) === entry) this.pool.delete(k); };
+    session.once('close', forget);
+    session.once('goaway', forget);
+    this.pool.set(k, entry);
+    return entry;
+  }
+
+  /**
+   * A CONNECT stream to dst through the peer node. The stream is usable at
+   * once (bytes written before the answer are buffered); `response` settles
+   * with the peer's answer: the peer ID on 200, a TunnelError otherwise, and
+   * the stream is then destroyed.
+   */
+  open(peer: Peer, dst: Destination, o: OpenOptions = {}): { stream: http2.ClientHttp2Stream; response: Promise<{ peerId: string | undefined }> } {
+    const entry = this.session(peer);
+    const headers: http2.OutgoingHttpHeaders = { ':method': 'CONNECT', ':authority': authority(dst) };
+    if (o.sourceId) headers[H_SOURCE_ID] = o.sourceId;
+    if (o.sourceIp) headers[H_SOURCE_IP] = o.sourceIp;
+    this.stats.streams++;
+    const stream = entry.session.request(headers, { endStream: false });
+    const response = new Promise<{ peerId: string | undefined }>((resolve, reject) => {
+      const fail = (e: Error) => { this.stats.streamsFailed++; reject(e); };
+      stream.once('response', (h) => {
+        const status = Number(h[':status']);
+        if (status === 200) { resolve({ peerId: entry.peerId }); return; }
+        const reason = h[H_REASON];
+        fail(new TunnelError(status, `tunnel to ${authority(dst)} via ${this.key(peer)}: ${status}${reason ? ` (${String(reason)})` : ''}`));
+        stream.destroy();
+      });
+      stream.once('error', fail);
+      stream.once('close', () => fail(new TunnelError(undefined, `tunnel stream to ${authority(dst)} closed before an answer (${stream.rstCode ?? 'no code'})`)));
+    });
+    response.catch(() => undefined);
+    return { stream, response };
+  }
+
+  /** Sessions made with the previous certificate take no new streams; they close when their streams end. */
+  drain(): void {
+    for (const [k, e] of this.pool) {
+      this.pool.delete(k);
+      e.session.close();
+    }
+  }
+
+  close(): void {
+    this.opts.credentials.off('rotate', this.onRotate);
+    for (const e of this.pool.values()) e.session.destroy();
+    this.pool.clear();
+  }
+}

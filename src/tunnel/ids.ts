@@ -1,0 +1,39 @@
+/**
+ * SPIFFE IDs the tunnel deals in. A node proxy presents its node's SVID:
+ *   spiffe://TRUST_DOMAIN/ns/ebmesh-system/sa/node-NODENAME
+ * The namespace ebmesh-system is reserved for the mesh's own identities, so
+ * a node ID has the same shape as a workload ID (any SPIFFE-aware policy
+ * reads it) but no Workload can ever be given it: the CA refuses to sign a
+ * workload SVID in ebmesh-system (ControlPlane.issueSvid).
+ */
+export const SYSTEM_NAMESPACE = 'ebmesh-system';
+const NODE_PREFIX = 'node-';
+
+export interface ParsedSpiffeId {
+  trustDomain: string;
+  namespace: string;
+  serviceAccount: string;
+}
+
+export function nodeSpiffeId(trustDomain: string, node: string): string {
+  return `spiffe://${trustDomain}/ns/${SYSTEM_NAMESPACE}/sa/${NODE_PREFIX}${node}`;
+}
+
+export function parseSpiffeId(id: string): ParsedSpiffeId | undefined {
+  const m = /^spiffe:\/\/([a-z0-9.\-_]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(id);
+  return m ? { trustDomain: m[1]!, namespace: m[2]!, serviceAccount: m[3]! } : undefined;
+}
+
+/** The node name of a node ID of this trust domain, or undefined for anything else. */
+export function nodeOf(id: string, trustDomain: string): string | undefined {
+  const p = parseSpiffeId(id);
+  if (!p || p.trustDomain !== trustDomain || p.namespace !== SYSTEM_NAMESPACE || !p.serviceAccount.startsWith(NODE_PREFIX)) return undefined;
+  return p.serviceAccount.slice(NODE_PREFIX.length) || undefined;
+}
+
+/** The SPIFFE ID in the URI SAN of a peer certificate as node:tls reports it ("URI:spiffe://…, DNS:…"). */
+export function spiffeIdFromSan(subjectaltname: string | undefined): string | undefined {
+  const uris = (subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:spiffe://'));
+  // An SVID has exactly one SPIFFE URI; more is ambiguous and refused.
+  return uris.length === 1 ? uris[0]!.slice(4) : undefined;
+}
