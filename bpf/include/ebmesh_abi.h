@@ -105,6 +105,9 @@ enum ebm_counter {
 	EBM_CNT_EVENTS_LOST = 5,     /* ring buffer full: a flow event was not written */
 	EBM_CNT_EVENTS_SENT = 6,     /* flow events written to the ring buffer */
 	EBM_CNT_HTTP_PENDING_FULL = 7, /* no room to remember a request: its response unmatched */
+	/* mTLS strict mode (bpf/mtls.bpf.c): numbered from 24 so that parallel
+	 * branches appending elsewhere cannot collide. */
+	EBM_CNT_MTLS_STRICT_DROP = 24, /* plaintext connection to a strict workload refused */
 	EBM_CNT_MAX = 64,
 };
 
@@ -243,5 +246,26 @@ EBM_ASSERT_SIZE(struct ebm_sock_info, 24);
 #define EBM_LB4_REVNAT_MAX    262144
 #define EBM_EVENTS_RING_BYTES (8u << 20) /* ~47k events of 176 bytes */
 #define EBM_HTTP_PENDING_MAX  65536
+
+/* ---- mTLS strict mode (bpf/mtls.bpf.c) -------------------------------- */
+
+#define EBM_MTLS_PERMISSIVE 0
+#define EBM_MTLS_STRICT     1
+
+/* A workload of this node by its IP: its namespace's mode. */
+struct ebm_mtls_workload_key {
+	__u32 ip;       /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_mtls_workload_key, 4);
+
+/* Sources a strict workload accepts connections from (LPM trie key). */
+struct ebm_mtls_src_key {
+	__u32 prefixlen; /* host order, as LPM tries want it */
+	__u32 ip;        /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_mtls_src_key, 8);
+
+#define EBM_MTLS_WORKLOADS_MAX 65536
+#define EBM_MTLS_SOURCES_MAX   1024
 
 #endif /* EBMESH_ABI_H */

@@ -34,6 +34,7 @@ export const Counter = {
   EVENTS_LOST: 5,
   EVENTS_SENT: 6,
   HTTP_PENDING_FULL: 7,
+  MTLS_STRICT_DROP: 24,
 } as const;
 export const COUNTER_MAX = 64;
 
@@ -79,7 +80,12 @@ export const EventFlag = { ACTIVE: 1 << 0, SHORTCUT: 1 << 1, SERVER: 1 << 2 } as
 export const HttpMethods = ['OTHER', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
 
 /** Every struct the C header declares, for the BTF layout test. */
+export const MtlsWorkloadKey = struct('ebm_mtls_workload_key', { ip: ipv4 });
+export const MtlsSrcKey = struct('ebm_mtls_src_key', { prefixlen: u32, ip: ipv4 });
+export const MTLS_MODE = { PERMISSIVE: 0, STRICT: 1 } as const;
+
 export const abiStructs = [
+  MtlsWorkloadKey, MtlsSrcKey,
   Lb4FrontendKey, Lb4Frontend, Lb4SlotKey, Lb4Slot, Lb4Backend,
   Lb4AffinityKey, Lb4Affinity, Lb4RevnatKey, Lb4Revnat,
   FlowEvent, HttpConnKey, HttpPending, SockInfo,

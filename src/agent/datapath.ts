@@ -14,7 +14,7 @@ import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
-const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o'];
+const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'mtls.bpf.o'];
 
 export class Datapath {
   private objects: LoadedObject[] = [];
@@ -92,6 +92,11 @@ export class Datapath {
   }
 
   /** A map of any loaded object, by name (maps are shared by pin, so any object's handle will do). */
+  /** The loaded object that holds a map (for modules that own their maps, like mTLS strict mode). */
+  objectWith(map: string): LoadedObject | undefined {
+    return this.objects.find((o) => { try { o.rawMap(map); return true; } catch { return false; } });
+  }
+
   rawMap(name: string): RawMap {
     for (const o of this.objects) {
       try { return o.rawMap(name); } catch { /* not in this object */ }

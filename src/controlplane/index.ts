@@ -3,3 +3,5 @@ export { computeFrontends, selectedWorkloads, resolveTargetPort, isReady, worklo
 export { readSnapshot, storeKey, statusKey, wlKey, defaultMesh, RESOURCES, STATUS, type Snapshot, type WorkloadStatus, type WorkloadPhase } from './state.js';
 export { validators, type CrossCheck, type FieldProblem } from './validators.js';
 export { NODES, DEFAULT_NODE, nodeKey, validNodeName, workloadNode, nodeIndex, nodeSubnet, desiredFor, remoteView, type NodeRecord, type NodeDesired, type DesiredEntry } from './nodes.js';
+// mTLS: the Namespace annotation's check registers itself.
+import '../tunnel/mode.js';

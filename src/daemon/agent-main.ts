@@ -16,6 +16,8 @@ import { RemoteStore } from './remote-store.js';
 import { CpClient, parseCpAddress } from './cp-client.js';
 import { IdentityManager } from './identity.js';
 import { describeError } from '../errors.js';
+import { TunnelEndpoint } from '../tunnel/endpoint.js';
+import { readSnapshot, wlKey, workloadIp } from '../controlplane/index.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -38,12 +40,15 @@ const cp = new CpClient(parseCpAddress(values.controlplane), token);
 
 let node: NodeDaemon | undefined;
 let identity: IdentityManager | undefined;
+let tunnel: TunnelEndpoint | undefined;
+let localIps: ReadonlySet<string> = new Set();
 const remote = new RemoteStore(cp, nodeName, paths.storeFile, () => ({
   pid: process.pid,
   appliedRevision: node?.last?.revision,
   lastReconcile: node?.last,
   certs: identity?.list(),
   identityError: identity?.lastError,
+  tunnel: tunnel?.status(),
 }));
 
 let stopping = false;
@@ -51,6 +56,7 @@ async function shutdown(code = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
   identity?.stop();
+  await tunnel?.stop().catch(() => undefined);
   try {
     await node?.stop(false);
   } catch (e) {
@@ -61,6 +67,7 @@ async function shutdown(code = 0): Promise<void> {
   process.exit(code);
 }
 route('POST', '/v1/shutdown', async () => { setImmediate(() => void shutdown()); return { stopping: true }; });
+route('GET', '/v1/tunnel', async () => ({ status: tunnel?.status(), recent: tunnel?.recent ?? [] }));
 route('GET', '/v1/identities', async () => ({ items: identity?.list() ?? [] }));
 
 try {
@@ -69,6 +76,20 @@ try {
   await node.start();
   identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
   identity.start();
+  // mTLS: this node's end of the tunnel between node proxies.
+  tunnel = new TunnelEndpoint({
+    svidDir: join(paths.stateDir, 'node-svid'),
+    trustDomain: () => node!.meshConfig.spec.trustDomain,
+    localIps: () => localIps,
+  });
+  const refreshLocal = async () => {
+    const snap = await readSnapshot(remote);
+    const mine = new Set(remote.local);
+    localIps = new Set(snap.workloads.filter((w) => mine.has(wlKey(w))).map((w) => workloadIp(snap, w)).filter((ip): ip is string => !!ip));
+  };
+  await refreshLocal();
+  setInterval(() => void refreshLocal().catch(() => undefined), 1000).unref();
+  tunnel.start();
   mkdirSync(paths.runDir, { recursive: true });
   await startApi(node, paths.apiSocket);
   writeFileSync(paths.pidFile, String(process.pid));

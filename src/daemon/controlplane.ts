@@ -44,6 +44,8 @@ export interface Heartbeat {
   lastReconcile?: { revision: number; at: string; error?: string };
   certs?: Array<{ workload: string; spiffeId: string; notAfter: string; renewals: number }>;
   identityError?: string;
+  /** The node's mTLS tunnel endpoint (src/tunnel/endpoint.ts). */
+  tunnel?: { listening?: boolean; spiffeId?: string; certExpiry?: string; sessions?: number; streams?: number; streamsDenied?: number; error?: string };
 }
 
 export class ControlPlane {
@@ -226,6 +228,7 @@ export class ControlPlane {
           healthy: age !== undefined && age < 5, lastHeartbeat: hb?.at, heartbeatAgeSeconds: age,
           appliedRevision: hb?.appliedRevision, lastReconcileError: hb?.lastReconcile?.error, identityError: hb?.identityError,
           certs: hb?.certs?.length ?? 0, earliestCertExpiry: expiries[0],
+          tunnel: hb?.tunnel,
           workloads: snap.workloads.filter((w) => workloadNode(w, nodes) === n.name).length,
         };
       }),

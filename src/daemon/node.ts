@@ -20,6 +20,8 @@ import { vethName, type InstancePaths } from '../paths.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { describeError } from '../errors.js';
 import { Observer } from '../observe/observer.js';
+import { applyMtlsTables } from '../agent/mtls-maps.js';
+import { mtlsTables } from '../tunnel/mode.js';
 
 export interface ReconcileInfo {
   revision: number;
@@ -45,6 +47,7 @@ export class NodeDaemon {
   observer: Observer | undefined;
   meshCgroup = '';
   private mesh: MeshConfigResource = defaultMesh;
+  get meshConfig(): MeshConfigResource { return this.mesh; }
   private hostRoutes: string[] = [];
   private reconciling: Promise<void> | undefined;
   private dirty = false;
@@ -180,6 +183,10 @@ export class NodeDaemon {
     for (const tag of this.datapath.attachedTags()) {
       if (tag.startsWith('adopt_') && !adoptTags.has(tag)) this.datapath.detach(tag);
     }
+
+    // mTLS strict mode: which workloads refuse plaintext from outside the node.
+    const mtlsObj = this.datapath.objectWith('ebm_mtls_workloads');
+    if (mtlsObj) applyMtlsTables(mtlsObj, mtlsTables(snap, nodePodSubnet(this.mesh, this.options.nodeIndex)));
 
     this.lab.writeHosts(snap.workloads, snap.services, this.mesh.spec.trustDomain);
     this.observer?.update(snap);

@@ -1,0 +1,25 @@
+/**
+ * Writes the strict-mode tables (src/tunnel/mode.ts) into the pinned maps of
+ * bpf/mtls.bpf.c: additions before removals, so that a workload that stays
+ * strict is never briefly open, and only what changed.
+ */
+import type { LoadedObject } from '../kernel/index.js';
+import { MTLS_MODE, MtlsSrcKey, MtlsWorkloadKey, U32Key } from '../abi/structs.js';
+import { mustParseCidr } from '../net/ipam.js';
+import { formatIPv4 } from '../resources/ipv4.js';
+import type { MtlsTables } from '../tunnel/mode.js';
+
+export function applyMtlsTables(obj: LoadedObject, t: MtlsTables): number {
+  const workloads = obj.map('ebm_mtls_workloads', MtlsWorkloadKey, U32Key);
+  const sources = obj.map('ebm_mtls_sources', MtlsSrcKey, U32Key);
+  let ops = 0;
+  const wantSrc = new Map(t.sources.map((c) => { const p = mustParseCidr(c); const ip = formatIPv4(p.addr); return [`${ip}/${p.len}`, { prefixlen: p.len, ip }]; }));
+  const haveSrc = new Set([...sources.keys()].map((k) => `${k.ip}/${k.prefixlen}`));
+  for (const [k, v] of wantSrc) if (!haveSrc.has(k)) { sources.set(v, 1); ops++; }
+  const haveWl = new Set([...workloads.keys()].map((k) => k.ip));
+  for (const ip of t.strict) if (!haveWl.has(ip)) { workloads.set({ ip }, MTLS_MODE.STRICT); ops++; }
+  const want = new Set(t.strict);
+  for (const ip of haveWl) if (!want.has(ip)) { workloads.delete({ ip }); ops++; }
+  for (const k of [...sources.keys()]) if (!wantSrc.has(`${k.ip}/${k.prefixlen}`)) { sources.delete(k); ops++; }
+  return ops;
+}

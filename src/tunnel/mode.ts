@@ -1,0 +1,50 @@
+/**
+ * mTLS mode per namespace, from the Namespace's annotation
+ *   ebmesh.io/mtls: strict | permissive        (absent = permissive)
+ * An annotation on the Namespace rather than a PeerAuthentication-like kind:
+ * the mode is a property of the namespace and nothing finer (no per-workload
+ * or per-port selectors to resolve, nothing to conflict), the Namespace kind
+ * already exists, and Kubernetes users know the annotation idiom. If a finer
+ * grain is ever needed, a resource can take precedence over the annotation.
+ *
+ * The kernel's tables (bpf/mtls.bpf.c): the IPs of workloads in strict
+ * namespaces, and the sources they accept new connections from: the node's
+ * own pod subnet (its workloads, and its gateway address, from which the
+ * node's tunnel endpoint connects) and loopback.
+ */
+import type { Snapshot } from '../controlplane/state.js';
+import { workloadIp } from '../controlplane/lb.js';
+import { validators } from '../controlplane/validators.js';
+import { formatCidr, type Cidr } from '../net/ipam.js';
+import type { AnyResource } from '../resources/index.js';
+
+export const MTLS_ANNOTATION = 'ebmesh.io/mtls';
+export type MtlsMode = 'strict' | 'permissive';
+const MODES: readonly string[] = ['strict', 'permissive'];
+
+export function namespaceMode(snap: Pick<Snapshot, 'namespaces'>, ns: string): MtlsMode {
+  const v = snap.namespaces.find((n) => n.metadata.name === ns)?.metadata.annotations?.[MTLS_ANNOTATION];
+  return v === 'strict' ? 'strict' : 'permissive';
+}
+
+export interface MtlsTables {
+  /** Workload IPs in strict namespaces. */
+  strict: string[];
+  /** CIDRs strict workloads accept new connections from. */
+  sources: string[];
+}
+
+export function mtlsTables(snap: Snapshot, localPodSubnet: Cidr): MtlsTables {
+  const strict = new Set<string>();
+  for (const w of snap.workloads) {
+    if (w.spec.external || namespaceMode(snap, w.metadata.namespace) !== 'strict') continue;
+    const ip = workloadIp(snap, w);
+    if (ip) strict.add(ip);
+  }
+  return { strict: [...strict].sort(), sources: [formatCidr(localPodSubnet), '127.0.0.0/8'] };
+}
+
+validators.set('Namespace', (r: AnyResource) => {
+  const v = (r.metadata as { annotations?: Record<string, string> }).annotations?.[MTLS_ANNOTATION];
+  return v === undefined || MODES.includes(v) ? [] : [{ field: `metadata.annotations["${MTLS_ANNOTATION}"]`, message: `must be strict or permissive, not "${v}"` }];
+});
