@@ -2,3 +2,4 @@ export { applyResources, deleteResources, nodePodSubnet, type ApplyResult } from
 export { computeFrontends, selectedWorkloads, resolveTargetPort, isReady, workloadIp, type DesiredFrontend, type DesiredBackend } from './lb.js';
 export { readSnapshot, storeKey, statusKey, wlKey, defaultMesh, RESOURCES, STATUS, type Snapshot, type WorkloadStatus, type WorkloadPhase } from './state.js';
 export { validators, type CrossCheck, type FieldProblem } from './validators.js';
+export { l7Ports, l7Resources, computeProxyConfig, clientIdentities, type ClientIdentity, type L7Resources } from './l7.js';

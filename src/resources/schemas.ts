@@ -124,6 +124,11 @@ export const MeshConfig = z
 
 export { labelSelector };
 
+// L7 kinds (issue 6): their schemas live with the proxy's resources.
+import { HTTPRoute, GRPCRoute, type HTTPRouteResource, type GRPCRouteResource } from './gateway.js';
+import { TrafficPolicy, AuthorizationPolicy, type TrafficPolicyResource, type AuthorizationPolicyResource } from './traffic.js';
+export type { HTTPRouteResource, GRPCRouteResource, TrafficPolicyResource, AuthorizationPolicyResource };
+
 export type ServiceResource = z.infer<typeof Service>;
 export type WorkloadResource = z.infer<typeof Workload>;
 export type NamespaceResource = z.infer<typeof Namespace>;
@@ -135,13 +140,19 @@ export const kinds = {
   Workload,
   Namespace,
   MeshConfig,
+  HTTPRoute,
+  GRPCRoute,
+  TrafficPolicy,
+  AuthorizationPolicy,
 } as const;
 
 export type KindName = keyof typeof kinds;
-export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource;
+export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource
+  | HTTPRouteResource | GRPCRouteResource | TrafficPolicyResource | AuthorizationPolicyResource;
 
 /** Kinds whose objects live in a namespace. */
-export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload']);
+export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload',
+  'HTTPRoute', 'GRPCRoute', 'TrafficPolicy', 'AuthorizationPolicy']);
 
 /** Short names the CLI accepts, kubectl-style. */
 export const kindAliases: Record<string, KindName> = {
@@ -149,4 +160,8 @@ export const kindAliases: Record<string, KindName> = {
   workload: 'Workload', workloads: 'Workload', wl: 'Workload',
   namespace: 'Namespace', namespaces: 'Namespace', ns: 'Namespace',
   meshconfig: 'MeshConfig',
+  httproute: 'HTTPRoute', httproutes: 'HTTPRoute',
+  grpcroute: 'GRPCRoute', grpcroutes: 'GRPCRoute',
+  trafficpolicy: 'TrafficPolicy', trafficpolicies: 'TrafficPolicy',
+  authorizationpolicy: 'AuthorizationPolicy', authorizationpolicies: 'AuthorizationPolicy',
 };
