@@ -119,5 +119,6 @@ export function computeProxyConfig(snap: Snapshot): ProxyRoutingConfig & { steer
       if (l7.get(key)?.(sp.port)) steered.push(`${key}:${sp.port}`);
     }
   }
-  return { services, ...l7Resources(snap), steered };
+  const limits = snap.mesh.spec.proxy;
+  return { services, ...l7Resources(snap), ...(limits ? { limits: { ...limits } } : {}), steered };
 }

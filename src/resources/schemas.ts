@@ -117,6 +117,16 @@ export const MeshConfig = z
         serviceCIDR: cidr4.default('10.96.0.0/16'),
         podCIDR: cidr4.default('10.244.0.0/16'),
         trustDomain: z.string().regex(/^[a-z0-9.-]+$/).default('cluster.local'),
+        /** Node proxy limits for the whole node (issue 6); divided among its workers. */
+        proxy: z
+          .object({
+            maxConcurrentRequests: z.number().int().min(1).max(1_000_000).optional(),
+            maxConcurrentPerNamespace: z.number().int().min(1).max(1_000_000).optional(),
+            maxQueuedPerNamespace: z.number().int().min(0).max(1_000_000).optional(),
+            queueTimeoutMs: z.number().int().min(1).max(600_000).optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict(),
   })
