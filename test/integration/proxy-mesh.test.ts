@@ -122,7 +122,7 @@ spec:
 
 interface ProxyStatus {
   pid: number; ready: boolean; starts: number; steered: string[];
-  stats: { connections: number; requests: number; workers: number; workerStarts: number; responses: Record<string, number> };
+  stats: { connections: number; requests: number; workers: number; workerStarts: number; responses: Record<string, number>; attributed: { cgroup: number; ip: number; unknown: number } };
   byRoute: Array<{ service: string; route: string; backend: string; code: string; requests: number; retries: number }>;
 }
 
@@ -188,7 +188,9 @@ test('retries against a failing backend: every request succeeds, retries are cou
   assert.ok(row && row.retries >= 5, JSON.stringify(status.byRoute));
   const ev = recent.find((e) => e.route?.startsWith('shop/flaky') && e.retries > 0);
   assert.ok(ev, 'a retried request shows in the event log');
-  assert.equal(ev.client.identity, 'spiffe://cluster.local/ns/shop/sa/default', 'the caller is named from its cgroup');
+  assert.equal(ev.client.identity, 'spiffe://cluster.local/ns/shop/sa/default');
+  const attributed = (await proxyStats()).attributed;
+  assert.ok(attributed.cgroup > 0 && attributed.ip === 0 && attributed.unknown === 0, `callers named by the kernel-recorded cgroup: ${JSON.stringify(attributed)}`);
 });
 
 test('request timeout: 504 after 500 ms', () => {

@@ -78,13 +78,17 @@ if (cluster.isWorker) {
     let configVersion = 0;
     let configErrors = 0;
     let unresolved = 0;
+    const attributed = { cgroup: 0, ip: 0, unknown: 0 };
     for (const { stats: s } of latest.values()) {
+      attributed.cgroup += s.attributed.cgroup;
+      attributed.ip += s.attributed.ip;
+      attributed.unknown += s.attributed.unknown;
       addStats(sum, s);
       configVersion = Math.max(configVersion, s.configVersion);
       configErrors += s.configErrors;
       unresolved += s.unresolved;
     }
-    return { ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved };
+    return { ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed };
   };
 
   let stopping = false;

@@ -34,6 +34,7 @@ export interface ProxyProcessStats extends ProxyStats {
   eventsDropped: number;
   /** Connections that arrived without a kernel record (closed). */
   unresolved: number;
+  attributed: { cgroup: number; ip: number; unknown: number };
 }
 
 export type FromProxy =
@@ -49,7 +50,7 @@ export type FromWorker =
   | { type: 'hello' }
   | { type: 'listening' }
   | { type: 'requests'; events: RequestDoneEvent[]; dropped: number }
-  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number } };
+  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number } } };
 
 /** Primary -> worker. */
 export type ToWorker = { type: 'config'; push: ProxyPush; workers: number };

@@ -18,6 +18,8 @@ export class OriginalResolver {
   private byCgroup = new Map<string, CallerEntry>();
   private byIp = new Map<string, CallerEntry>();
   unresolved = 0;
+  /** How callers were named: by the kernel-recorded cgroup, by source IP, or not at all. */
+  readonly attributed = { cgroup: 0, ip: 0, unknown: 0 };
 
   constructor(mapPins: string) {
     this.conns = openPinnedMap(join(mapPins, 'ebm_l7_conns'), L7ConnKey, L7Orig);
@@ -40,7 +42,13 @@ export class OriginalResolver {
     }
     // One read per connection: the entry is ours now, and (ip, port) may be reused.
     this.conns.delete(key);
-    const caller = this.byCgroup.get(orig.cgroup_id.toString()) ?? this.byIp.get(ip) ?? UNKNOWN_CALLER;
+    let caller = this.byCgroup.get(orig.cgroup_id.toString());
+    if (caller) this.attributed.cgroup++;
+    else if ((caller = this.byIp.get(ip))) this.attributed.ip++;
+    else {
+      caller = UNKNOWN_CALLER;
+      this.attributed.unknown++;
+    }
     return { dst: { ip: orig.vip, port: orig.port }, client: { identity: caller.identity, namespace: caller.namespace } };
   }
 

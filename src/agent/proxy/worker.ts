@@ -29,7 +29,7 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
     if (batch.length || dropped) send({ type: 'requests', events: batch, dropped });
     batch = [];
     dropped = 0;
-    if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), configVersion, configErrors, unresolved: resolver.unresolved } });
+    if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), configVersion, configErrors, unresolved: resolver.unresolved, attributed: { ...resolver.attributed } } });
   }, 250);
   flush.unref();
 
