@@ -14,6 +14,7 @@
 #include "ebmesh_abi.h"
 #include "ebmesh_maps.h"
 #include "ebmesh_events.h"
+#include "l7_redirect.h"
 
 #define SOCK_ADDR_ALLOW  1
 #define SOCK_ADDR_REJECT 0
@@ -83,6 +84,16 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
 	fe = bpf_map_lookup_elem(&ebm_lb4_frontends, &fk);
 	if (!fe)
 		return SOCK_ADDR_ALLOW;         /* not a service: untouched */
+
+	/* --- L7 (issue 6): a frontend with routes/L7 policy goes to the node
+	 * proxy, which picks the backend; see l7_redirect.h. Before the
+	 * backend count check: with no ready backend the proxy answers 503. */
+	if (fe->flags & EBM_FRONTEND_F_L7) {
+		if (ebm_l7_redirect(ctx, &fk) > 0)
+			return SOCK_ADDR_ALLOW;
+	}
+	/* --- end L7 */
+
 	if (fe->count == 0)
 		return refuse(ctx, fe, EBM_CNT_LB_NO_BACKEND, EBM_REASON_NO_BACKEND);
 

@@ -31,6 +31,7 @@ struct ebm_lb4_frontend_key {
 EBM_ASSERT_SIZE(struct ebm_lb4_frontend_key, 8);
 
 #define EBM_FRONTEND_F_AFFINITY (1u << 0) /* sessionAffinity: ClientIP */
+#define EBM_FRONTEND_F_L7       (1u << 1) /* has L7 rules: steer to the node proxy */
 
 struct ebm_lb4_frontend {
 	__u32 id;               /* stable id; keys the slots of this frontend */
@@ -93,6 +94,33 @@ struct ebm_lb4_revnat {
 };
 EBM_ASSERT_SIZE(struct ebm_lb4_revnat, 8);
 
+/* ---- L7 redirect to the node proxy (bpf/include/l7_redirect.h) --------- */
+
+/* Where the node proxy listens; one entry (key 0). port 0 = no proxy. */
+struct ebm_l7_proxy {
+	__u32 ip;       /* network order */
+	__u16 port;     /* network order */
+	__u16 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_l7_proxy, 8);
+
+/* What a steered connection meant to reach, and who asked. */
+struct ebm_l7_orig {
+	__u32 vip;       /* network order */
+	__u16 port;      /* network order */
+	__u16 pad;
+	__u64 cgroup_id; /* the connecting process's cgroup: the client workload */
+};
+EBM_ASSERT_SIZE(struct ebm_l7_orig, 16);
+
+/* The client's end of a steered connection, as the proxy sees its peer. */
+struct ebm_l7_conn_key {
+	__u32 ip;       /* network order */
+	__u16 port;     /* network order */
+	__u16 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_l7_conn_key, 8);
+
 /* ---- counters ---------------------------------------------------------- */
 
 /* Index into the per-CPU counter array. Append only. */
@@ -105,6 +133,11 @@ enum ebm_counter {
 	EBM_CNT_EVENTS_LOST = 5,     /* ring buffer full: a flow event was not written */
 	EBM_CNT_EVENTS_SENT = 6,     /* flow events written to the ring buffer */
 	EBM_CNT_HTTP_PENDING_FULL = 7, /* no room to remember a request: its response unmatched */
+	/* L7 redirect: numbered from 16 so that parallel branches appending
+	 * after 4 cannot collide with these. */
+	EBM_CNT_L7_REDIRECTED = 16,  /* connect to an L7 frontend sent to the proxy */
+	EBM_CNT_L7_NO_PROXY = 17,    /* L7 frontend but no proxy address: plain LB */
+	EBM_CNT_L7_ESTABLISHED = 18, /* steered connection published for the proxy */
 	/* mTLS strict mode (bpf/mtls.bpf.c): numbered from 24 so that parallel
 	 * branches appending elsewhere cannot collide. */
 	EBM_CNT_MTLS_STRICT_DROP = 24, /* plaintext connection to a strict workload refused */
@@ -246,6 +279,7 @@ EBM_ASSERT_SIZE(struct ebm_sock_info, 24);
 #define EBM_LB4_REVNAT_MAX    262144
 #define EBM_EVENTS_RING_BYTES (8u << 20) /* ~47k events of 176 bytes */
 #define EBM_HTTP_PENDING_MAX  65536
+#define EBM_L7_CONNS_MAX      262144
 
 /* ---- mTLS strict mode (bpf/mtls.bpf.c) -------------------------------- */
 

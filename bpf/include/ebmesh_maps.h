@@ -59,6 +59,32 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_counters SEC(".maps");
 
+/* L7 redirect: the proxy's address, steered sockets by cookie until they
+ * are established, then by the client's (ip, port) for the proxy to read. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct ebm_l7_proxy);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_l7_proxy SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, struct ebm_l7_orig);
+	__uint(max_entries, EBM_L7_CONNS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_l7_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_l7_conn_key);
+	__type(value, struct ebm_l7_orig);
+	__uint(max_entries, EBM_L7_CONNS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_l7_conns SEC(".maps");
+
 static __always_inline void ebm_count(enum ebm_counter c)
 {
 	__u32 key = c;

@@ -23,6 +23,13 @@ export const U32Key = scalar('__u32', u32);
 export const U64Value = scalar('__u64', u64);
 
 export const FRONTEND_F_AFFINITY = 1 << 0;
+export const FRONTEND_F_L7 = 1 << 1;
+
+// L7 redirect to the node proxy (bpf/include/l7_redirect.h).
+export const L7Proxy = struct('ebm_l7_proxy', { ip: ipv4, port: port16, pad: u16 });
+export const L7Orig = struct('ebm_l7_orig', { vip: ipv4, port: port16, pad: u16, cgroup_id: u64 });
+export const L7ConnKey = struct('ebm_l7_conn_key', { ip: ipv4, port: port16, pad: u16 });
+export const U64Key = scalar('__u64', u64);
 
 /** enum ebm_counter: index into the ebm_counters per-CPU array. */
 export const Counter = {
@@ -34,6 +41,9 @@ export const Counter = {
   EVENTS_LOST: 5,
   EVENTS_SENT: 6,
   HTTP_PENDING_FULL: 7,
+  L7_REDIRECTED: 16,
+  L7_NO_PROXY: 17,
+  L7_ESTABLISHED: 18,
   MTLS_STRICT_DROP: 24,
 } as const;
 export const COUNTER_MAX = 64;
@@ -89,4 +99,5 @@ export const abiStructs = [
   Lb4FrontendKey, Lb4Frontend, Lb4SlotKey, Lb4Slot, Lb4Backend,
   Lb4AffinityKey, Lb4Affinity, Lb4RevnatKey, Lb4Revnat,
   FlowEvent, HttpConnKey, HttpPending, SockInfo,
+  L7Proxy, L7Orig, L7ConnKey,
 ];

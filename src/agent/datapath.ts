@@ -9,12 +9,12 @@ import { join } from 'node:path';
 import {
   BpfObjectSpec, attachCgroupPinned, detachPinned, ensureBpffs, type LoadedObject, TypedMap, KernelError, type RawMap,
 } from '../kernel/index.js';
-import { COUNTER_MAX, Counter, U32Key, U64Value } from '../abi/structs.js';
+import { COUNTER_MAX, Counter, L7Proxy, U32Key, U64Value } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
-const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'mtls.bpf.o'];
+const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o'];
 
 export class Datapath {
   private objects: LoadedObject[] = [];
@@ -106,6 +106,14 @@ export class Datapath {
 
   programCount(): number {
     return this.objects.reduce((n, o) => n + o.programs().length, 0);
+  }
+
+  /**
+   * Where the kernel steers L7 connections (issue 6). port 0 switches the
+   * steering off: flagged frontends are then balanced as plain L4.
+   */
+  setL7Proxy(ip: string, port: number): void {
+    this.objects[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip, port, pad: 0 });
   }
 
   /** Closes our handles; pinned state stays in the kernel. */

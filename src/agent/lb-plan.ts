@@ -8,7 +8,7 @@
  * At every step each slot below a frontend's count names a live backend,
  * and a backend that left is out of every slot before its count shrinks.
  */
-import { FRONTEND_F_AFFINITY, IPPROTO } from '../abi/structs.js';
+import { FRONTEND_F_AFFINITY, FRONTEND_F_L7, IPPROTO } from '../abi/structs.js';
 import type { DesiredFrontend } from '../controlplane/index.js';
 
 export interface KBackend { ip: string; port: number; proto: number }
@@ -83,7 +83,7 @@ export function planLb(current: KernelLb, desired: DesiredFrontend[]): LbOp[] {
     const value: KFrontend = {
       id,
       count: ids.length,
-      flags: d.affinityTimeout !== undefined ? FRONTEND_F_AFFINITY : 0,
+      flags: (d.affinityTimeout !== undefined ? FRONTEND_F_AFFINITY : 0) | (d.l7 ? FRONTEND_F_L7 : 0),
       affinity_timeout: d.affinityTimeout ?? 0,
     };
     const same = cur && cur.value.count === value.count && cur.value.flags === value.flags && cur.value.affinity_timeout === value.affinity_timeout;

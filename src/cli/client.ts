@@ -7,7 +7,9 @@ export function call<T = unknown>(paths: InstancePaths, method: string, path: st
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = request(
-      { socketPath: paths.apiSocket, method, path, headers: payload ? { 'content-type': 'application/json' } : {}, timeout: timeoutMs },
+      // agent: false: a pooled keep-alive socket the daemon has just timed out
+      // fails the next call with EPIPE (Node 20's global agent keeps alive).
+      { socketPath: paths.apiSocket, method, path, headers: payload ? { 'content-type': 'application/json' } : {}, timeout: timeoutMs, agent: false },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));

@@ -4,6 +4,7 @@
  */
 import { matchesLabels, type ServiceResource, type WorkloadResource } from '../resources/index.js';
 import { wlKey, type Snapshot } from './state.js';
+import { l7Ports } from './l7.js';
 
 export interface DesiredBackend {
   ip: string;
@@ -19,6 +20,8 @@ export interface DesiredFrontend {
   proto: 'TCP' | 'UDP';
   affinityTimeout?: number; // seconds, when sessionAffinity is ClientIP
   backends: DesiredBackend[];
+  /** Has routes or L7 policy: connections go to the node proxy (issue 6). */
+  l7?: boolean;
 }
 
 export function selectedWorkloads(svc: ServiceResource, workloads: WorkloadResource[]): WorkloadResource[] {
@@ -47,6 +50,7 @@ export function workloadIp(snap: Snapshot, w: WorkloadResource): string | undefi
 
 export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
   const out: DesiredFrontend[] = [];
+  const l7 = l7Ports(snap);
   for (const svc of snap.services) {
     const vip = svc.spec.clusterIP;
     if (!vip) continue;
@@ -67,6 +71,7 @@ export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
         proto: sp.protocol,
         affinityTimeout: svc.spec.sessionAffinity === 'ClientIP' ? svc.spec.sessionAffinityConfig?.clientIP.timeoutSeconds ?? 10800 : undefined,
         backends,
+        ...(sp.protocol === 'TCP' && l7.get(`${svc.metadata.namespace}/${svc.metadata.name}`)?.(sp.port) ? { l7: true } : {}),
       });
     }
   }

@@ -46,6 +46,12 @@ export function resolveKind(text: string): string {
 }
 
 route('GET', '/v1/status', async (_r, node) => node.status());
+// The node proxy's requests (issue 6): counters, recent events, Prometheus text.
+route('GET', '/v1/proxy', async ({ url }, node) => ({
+  status: await node.l7.status(),
+  recent: node.l7.requests.recentEvents(Number(url.searchParams.get('limit') ?? 100)),
+  metrics: node.l7.requests.metrics(),
+}));
 
 route('POST', '/v1/apply', async ({ body }, node) => {
   const { text, file } = body as { text: string; file?: string };

@@ -20,6 +20,7 @@ import { vethName, type InstancePaths } from '../paths.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { describeError } from '../errors.js';
 import { Observer } from '../observe/observer.js';
+import { NodeProxyWiring } from '../agent/proxy/wiring.js';
 import { applyMtlsTables } from '../agent/mtls-maps.js';
 import { mtlsTables } from '../tunnel/mode.js';
 
@@ -56,8 +57,12 @@ export class NodeDaemon {
   private unwatch: (() => void) | undefined;
   last: ReconcileInfo | undefined;
   readonly startedAt = new Date();
+  /** The node proxy (issue 6): started once a Service has L7 rules. */
+  readonly l7: NodeProxyWiring;
 
-  constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1', readonly options: NodeOptions = {}) {}
+  constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1', readonly options: NodeOptions = {}) {
+    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined);
+  }
 
   private routeCheck: NodeJS.Timeout | undefined;
 
@@ -155,6 +160,9 @@ export class NodeDaemon {
   }
 
   private async reconcile(snap: Snapshot): Promise<void> {
+    // The node proxy before the LB maps: a frontend is flagged L7 only once
+    // the proxy listens where the kernel sends those connections.
+    await this.l7.reconcile(snap, this.datapath);
     // The kernel's tables first: they decide what connections do now, and
     // depend on nothing the lab does below.
     const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));
@@ -208,6 +216,7 @@ export class NodeDaemon {
       lastReconcile: this.last,
       memory: (({ rss, heapUsed, heapTotal, external }) => ({ rss, heapUsed, heapTotal, external }))(process.memoryUsage()),
       mesh: snap.mesh.spec,
+      proxy: await this.l7.status(),
       datapath: {
         attached: this.datapath.attachedTags(),
         counters: this.datapath.countersSnapshot(),
@@ -235,6 +244,7 @@ export class NodeDaemon {
     clearInterval(this.routeCheck);
     await this.reconciling;
     await this.observer?.stop();
+    await this.l7.stop();
     if (teardown) await this.lab.stopAll();
     this.datapath.close();
     await this.store.close();

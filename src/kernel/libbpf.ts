@@ -98,6 +98,7 @@ export const bpf = {
   bpf_map_get_next_key: lib.func('int bpf_map_get_next_key(int fd, void *key, _Out_ void *next)'),
 
   bpf_obj_get: lib.func('int bpf_obj_get(const char *path)'),
+  bpf_obj_get_info_by_fd: lib.func('int bpf_obj_get_info_by_fd(int bpf_fd, void *info, _Inout_ uint32 *info_len)'),
   bpf_obj_pin: lib.func('int bpf_obj_pin(int fd, const char *path)'),
   bpf_link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, void *opts)'),
   bpf_link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, void *opts)'),

@@ -136,3 +136,30 @@ export function possibleCpus(): number {
   }
   return cpus;
 }
+
+/**
+ * Opens a map pinned at `path` (bpf_obj_get) without loading any object:
+ * how a process other than the agent (the node proxy) reads the data path.
+ */
+export function openPinnedMap<K, V>(path: string, key: StructCodec<K>, value: StructCodec<V>): TypedMap<K, V> {
+  const fd = bpf.bpf_obj_get(path) as number;
+  if (fd < 0) throw new KernelError(`opening pinned map ${path}`, -fd || lastErrno(), { where: path });
+  // struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16]…
+  const info = Buffer.alloc(128);
+  const len = [info.length];
+  const rc = bpf.bpf_obj_get_info_by_fd(fd, info, len) as number;
+  if (rc < 0) {
+    closeFd(fd);
+    throw new KernelError(`reading info of pinned map ${path}`, -rc, { where: path });
+  }
+  const name = info.toString('utf8', 24, 40).replace(/\0.*$/s, '');
+  const raw = new RawMap(fd, {
+    name, type: info.readUInt32LE(0), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12), maxEntries: info.readUInt32LE(16),
+  }, true);
+  try {
+    return new TypedMap(raw, key, value);
+  } catch (e) {
+    raw.close();
+    throw e;
+  }
+}

@@ -126,12 +126,27 @@ export const MeshConfig = z
         serviceCIDR: cidr4.default('10.96.0.0/16'),
         podCIDR: cidr4.default('10.244.0.0/16'),
         trustDomain: z.string().regex(/^[a-z0-9.-]+$/).default('cluster.local'),
+        /** Node proxy limits for the whole node (issue 6); divided among its workers. */
+        proxy: z
+          .object({
+            maxConcurrentRequests: z.number().int().min(1).max(1_000_000).optional(),
+            maxConcurrentPerNamespace: z.number().int().min(1).max(1_000_000).optional(),
+            maxQueuedPerNamespace: z.number().int().min(0).max(1_000_000).optional(),
+            queueTimeoutMs: z.number().int().min(1).max(600_000).optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict(),
   })
   .strict();
 
 export { labelSelector };
+
+// L7 kinds (issue 6): their schemas live with the proxy's resources.
+import { HTTPRoute, GRPCRoute, type HTTPRouteResource, type GRPCRouteResource } from './gateway.js';
+import { TrafficPolicy, AuthorizationPolicy, type TrafficPolicyResource, type AuthorizationPolicyResource } from './traffic.js';
+export type { HTTPRouteResource, GRPCRouteResource, TrafficPolicyResource, AuthorizationPolicyResource };
 
 export type ServiceResource = z.infer<typeof Service>;
 export type WorkloadResource = z.infer<typeof Workload>;
@@ -144,13 +159,19 @@ export const kinds = {
   Workload,
   Namespace,
   MeshConfig,
+  HTTPRoute,
+  GRPCRoute,
+  TrafficPolicy,
+  AuthorizationPolicy,
 } as const;
 
 export type KindName = keyof typeof kinds;
-export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource;
+export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource
+  | HTTPRouteResource | GRPCRouteResource | TrafficPolicyResource | AuthorizationPolicyResource;
 
 /** Kinds whose objects live in a namespace. */
-export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload']);
+export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload',
+  'HTTPRoute', 'GRPCRoute', 'TrafficPolicy', 'AuthorizationPolicy']);
 
 /** Short names the CLI accepts, kubectl-style. */
 export const kindAliases: Record<string, KindName> = {
@@ -158,4 +179,8 @@ export const kindAliases: Record<string, KindName> = {
   workload: 'Workload', workloads: 'Workload', wl: 'Workload',
   namespace: 'Namespace', namespaces: 'Namespace', ns: 'Namespace',
   meshconfig: 'MeshConfig',
+  httproute: 'HTTPRoute', httproutes: 'HTTPRoute',
+  grpcroute: 'GRPCRoute', grpcroutes: 'GRPCRoute',
+  trafficpolicy: 'TrafficPolicy', trafficpolicies: 'TrafficPolicy',
+  authorizationpolicy: 'AuthorizationPolicy', authorizationpolicies: 'AuthorizationPolicy',
 };

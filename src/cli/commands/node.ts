@@ -26,6 +26,11 @@ interface Status {
   datapath: { attached: string[]; counters: Record<string, number>; maps: Array<{ map: string; entries: number; max: number }> };
   workloads: Array<{ name: string; namespace: string; ip?: string; phase: string; ready: boolean; pid?: number; message?: string }>;
   services: Array<{ name: string; namespace: string; clusterIP?: string; ports: string[]; endpoints: number }>;
+  proxy?: {
+    listen?: string; pid?: number; ready: boolean; starts: number; steered: string[];
+    stats?: { workers: number; connections: number; requests: number; responses: Record<string, number> };
+    byRoute: Array<{ service: string; route: string; backend: string; code: string; requests: number; retries: number }>;
+  };
 }
 
 function progress(ctx: CommandContext, msg: string): void {
@@ -83,6 +88,18 @@ export function renderStatus(st: Status): string {
     st.workloads.map((w) => [`${w.namespace}/${w.name}`, w.ip, w.phase, w.ready ? 'yes' : 'no', w.message])));
   lines.push('', table(['SERVICE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS'],
     st.services.map((s) => [`${s.namespace}/${s.name}`, s.clusterIP, s.ports.join(','), s.endpoints])));
+  const px = st.proxy;
+  if (px) {
+    // The node proxy (issue 6): where it listens, what is steered to it, what it did.
+    lines.push('', `node proxy: ${px.ready ? 'ready' : 'NOT READY'} on ${px.listen ?? '?'} (pid ${px.pid ?? '-'}, ${px.stats?.workers ?? 0} workers, started ${px.starts}×), ` +
+      `${px.stats?.connections ?? 0} connections, ${px.stats?.requests ?? 0} requests; steered: ${px.steered.join(', ') || 'nothing'}`);
+    const answers = Object.entries(px.stats?.responses ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
+    if (answers) lines.push(`proxy answers: ${answers}`);
+    if (px.byRoute.length) {
+      lines.push('', table(['SERVICE', 'ROUTE', 'BACKEND', 'CODE', 'REQUESTS', 'RETRIES'],
+        px.byRoute.map((r) => [r.service, r.route, r.backend, r.code, r.requests, r.retries])));
+    }
+  }
   return lines.join('\n');
 }
 

@@ -1,0 +1,96 @@
+/**
+ * Puts the node proxy in the mesh on one node: decides from the snapshot
+ * whether the proxy is needed, starts it (supervised) on the node's bridge
+ * address, tells the kernel where it listens, and pushes its config on
+ * every reconcile. Runs before the LB maps are written, so a frontend is
+ * never flagged L7 before a proxy answers on the address the kernel uses.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { clientIdentities, computeProxyConfig, nodePodSubnet, type Snapshot } from '../../controlplane/index.js';
+import { cgroup2Root } from '../../kernel/index.js';
+import { ensureBridge, gatewayOf } from '../../lab/network.js';
+import type { InstancePaths } from '../../paths.js';
+import type { Datapath } from '../datapath.js';
+import type { CallerEntry, ProxyPush } from './messages.js';
+import { PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
+import { ProxyRequestLog } from './requests.js';
+import { ProxySupervisor } from './supervisor.js';
+
+function cgroupId(path: string): string | undefined {
+  try {
+    // On cgroup v2 a cgroup's id is its directory's inode number.
+    return statSync(path.startsWith('/') ? path : join(cgroup2Root(), path), { bigint: true }).ino.toString();
+  } catch {
+    return undefined;
+  }
+}
+
+export function callerTables(snap: Snapshot): Pick<ProxyPush, 'byCgroup' | 'byIp'> {
+  const byCgroup: Array<[string, CallerEntry]> = [];
+  const byIp: Array<[string, CallerEntry]> = [];
+  for (const c of clientIdentities(snap)) {
+    const entry: CallerEntry = { identity: c.identity, namespace: c.namespace, workload: `${c.namespace}/${c.name}` };
+    const id = c.cgroup && cgroupId(c.cgroup);
+    if (id) byCgroup.push([id, entry]);
+    if (c.ip) byIp.push([c.ip, entry]);
+  }
+  return { byCgroup, byIp };
+}
+
+export class NodeProxyWiring {
+  readonly requests = new ProxyRequestLog();
+  private supervisor: ProxySupervisor | undefined;
+  private steered: string[] = [];
+  address: { host: string; port: number } | undefined;
+
+  constructor(private readonly paths: InstancePaths, private readonly workers?: number) {}
+
+  /** Called at the start of every reconcile; returns once a needed proxy listens. */
+  async reconcile(snap: Snapshot, datapath: Datapath): Promise<void> {
+    const { steered, ...routing } = computeProxyConfig(snap);
+    this.steered = steered;
+    if (!steered.length && !this.supervisor) return; // nothing needs L7 yet: no proxy at all
+    const subnet = nodePodSubnet(snap.mesh);
+    const host = gatewayOf(subnet);
+    if (!this.supervisor) {
+      ensureBridge(this.paths.bridge, subnet);
+      this.supervisor = new ProxySupervisor({
+        host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins,
+        ...(this.workers ? { workers: this.workers } : {}),
+        onRequests: (events) => { for (const e of events) this.requests.onProxyRequest(e); },
+        onLog: (l) => process.stderr.write(`${l}\n`),
+      });
+    }
+    this.supervisor.configure({ routing, ...callerTables(snap) });
+    if (this.address?.host !== host) {
+      // Fail closed from here on: steered connections reach the proxy or are refused.
+      datapath.setL7Proxy(host, PROXY_PORT);
+      this.address = { host, port: PROXY_PORT };
+    }
+    // Wait for a starting proxy, but never hold the node's other updates
+    // hostage: a proxy that does not come up leaves steered Services
+    // refusing (fail closed) while everything else is reconciled.
+    if (!(await this.supervisor.waitReady(10_000))) process.stderr.write('node proxy: not listening after 10 s; steered Services refuse connections until it does\n');
+  }
+
+  async status(): Promise<Record<string, unknown> | undefined> {
+    if (!this.supervisor) return undefined;
+    return {
+      listen: this.address && `${this.address.host}:${this.address.port}`,
+      metrics: this.address && `${this.address.host}:${PROXY_METRICS_PORT}`,
+      pid: this.supervisor.pid,
+      ready: this.supervisor.ready,
+      starts: this.supervisor.starts,
+      lastExit: this.supervisor.lastExit,
+      steered: this.steered,
+      stats: await this.supervisor.stats(),
+      requests: this.requests.total,
+      byRoute: this.requests.counterList(),
+    };
+  }
+
+  async stop(): Promise<void> {
+    await this.supervisor?.stop();
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * `ebmesh bench proxy`: HTTP/1.1 over keep-alive connections, at a fixed
+ * 10,000 req/s (open loop) and at saturation (closed loop), through
+ *  - no mesh: the client workload straight to the server's IP;
+ *  - the ebmesh node proxy: client → Service VIP with an HTTPRoute, steered
+ *    at connect() to the one proxy of the node;
+ *  - the sidecar model: an HAProxy (Debian) beside the client and one beside
+ *    the server, each in its workload's network namespace, with iptables
+ *    REDIRECT capturing the traffic there, as sidecar meshes do.
+ * The mesh instance, its workloads' namespaces and every rule in them belong
+ * to the benchmark and are removed afterwards; nothing is changed on the host.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PACKAGE_ROOT, instancePaths, netnsName } from '../../paths.js';
+import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
+import { sampleFootprint, type FootprintSampler } from '../footprint.js';
+import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+
+const INSTANCE = 'ebbench-proxy';
+const SERVICE_CIDR = '10.99.0.0/24';
+const POD_CIDR = '10.247.0.0/24';
+const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
+const OUT_PORT = 15001;
+const IN_PORT = 15006;
+
+function cli(...args: string[]): string {
+  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
+  if (r.status !== 0) throw new Error(`ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+const resources = (dir: string) => `apiVersion: ebmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec: {serviceCIDR: ${SERVICE_CIDR}, podCIDR: ${POD_CIDR}}
+---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: server, namespace: bench, labels: {app: server}}
+spec:
+  ports: [{name: http, containerPort: 8080}]
+  files:
+    nginx.conf: |
+      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
+      events { worker_connections 4096; }
+      http { access_log off; keepalive_requests 1000000; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
+        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
+  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
+---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: client, namespace: bench, labels: {app: client}}
+spec: {command: [sleep, infinity]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: target, namespace: bench}
+spec: {selector: {app: server}, ports: [{port: 80, targetPort: http}]}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: target, namespace: bench}
+spec:
+  parentRefs: [{kind: Service, name: target}]
+  rules: [{backendRefs: [{name: target, port: 80}]}]
+# ${dir}
+`;
+
+/** A sidecar: HAProxy in HTTP mode, two threads, dropping to the haproxy user so iptables can exempt its own traffic. */
+function haproxyConfig(bind: string, upstream: string, pidFile: string): string {
+  return `global
+  nbthread 2
+  maxconn 8000
+  user haproxy
+  group haproxy
+  pidfile ${pidFile}
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+frontend f
+  bind ${bind}
+  default_backend b
+backend b
+  server s ${upstream} maxconn 8000
+`;
+}
+
+interface Sidecars { pids: number[]; rulesOn(): void; rulesOff(): void }
+
+function startSidecars(dir: string, clientNs: string, serverNs: string, serverIp: string): Sidecars {
+  const start = (name: string, ns: string, cfg: string) => {
+    const file = join(dir, `${name}.cfg`);
+    const pidFile = join(dir, `${name}.pid`);
+    writeFileSync(file, haproxyConfig(cfg.split(' ')[0]!, cfg.split(' ')[1]!, pidFile));
+    const r = spawnSync('ip', ['netns', 'exec', ns, 'haproxy', '-D', '-f', file], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`haproxy (${name}) did not start: ${r.stderr}`);
+    return Number(readFileSync(pidFile, 'utf8').trim().split('\n')[0]);
+  };
+  const pids = [
+    start('outbound', clientNs, `127.0.0.1:${OUT_PORT} ${serverIp}:8080`),
+    start('inbound', serverNs, `0.0.0.0:${IN_PORT} 127.0.0.1:8080`),
+  ];
+  const uid = spawnSync('id', ['-u', 'haproxy'], { encoding: 'utf8' }).stdout.trim();
+  // The outbound capture exempts the sidecar itself (by uid), as sidecar meshes do.
+  const out = ['OUTPUT', '-p', 'tcp', '-d', `${serverIp}/32`, '--dport', '8080', '-m', 'owner', '!', '--uid-owner', uid, '-j', 'REDIRECT', '--to-ports', String(OUT_PORT)];
+  const inb = ['PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'REDIRECT', '--to-ports', String(IN_PORT)];
+  const ipt = (ns: string, op: '-A' | '-D', rule: string[]) => {
+    const r = spawnSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', op, ...rule], { encoding: 'utf8' });
+    if (r.status !== 0 && op === '-A') throw new Error(`iptables in ${ns}: ${r.stderr}`);
+  };
+  return {
+    pids,
+    rulesOn: () => { ipt(clientNs, '-A', out); ipt(serverNs, '-A', inb); },
+    rulesOff: () => { ipt(clientNs, '-D', out); ipt(serverNs, '-D', inb); },
+  };
+}
+
+export const proxy: Scenario = {
+  name: 'proxy',
+  describe: 'HTTP through the node proxy (HTTPRoute) vs no mesh vs the sidecar model (HAProxy + iptables REDIRECT), at 10,000 req/s and at saturation',
+  async run(ctx: ScenarioContext) {
+    const rate = ctx.quick ? 1000 : 10_000;
+    const durationS = ctx.quick ? 2 : 10;
+    const connections = 64;
+    const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-proxy-'));
+    const configs = new Map<string, ConfigResult>();
+    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
+      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
+      c.runs.push(r);
+      configs.set(name, c);
+    };
+    const notes: string[] = [];
+    let sidecars: Sidecars | undefined;
+    cli('down');
+    try {
+      ctx.progress('starting a mesh instance for the benchmark');
+      writeFileSync(join(dir, 'mesh.yaml'), resources(dir));
+      cli('up', '-f', join(dir, 'mesh.yaml'));
+      const status = JSON.parse(cli('status', '-o', 'json')) as { pid: number; proxy?: { pid?: number; stats?: { workers: number } } };
+      const proxyPid = status.proxy?.pid;
+      if (!proxyPid) throw new Error('the node proxy is not running although the Service has an HTTPRoute');
+      const server = (JSON.parse(cli('get', 'wl', 'server', '-n', 'bench', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
+      const vip = (JSON.parse(cli('get', 'svc', 'target', '-n', 'bench', '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
+      const serverPid = (JSON.parse(cli('status', '-o', 'json')) as { workloads: Array<{ name: string; pid?: number }> }).workloads.find((w) => w.name === 'server')?.pid;
+      const p = instancePaths(INSTANCE);
+      sidecars = startSidecars(dir, netnsName(p, 'bench', 'client'), netnsName(p, 'bench', 'server'), server);
+      const inMesh = [CLI, '--instance', INSTANCE, 'exec', 'client', '--'];
+      const load = (url: string, r: number) =>
+        runLoadgen({ url, rate: r, durationS, connections, warmupS: ctx.quick ? 0.3 : 2, timeoutMs: 5000, connectEach: false, prefix: inMesh } satisfies LoadgenOptions);
+      const sample = (pids: Array<number | undefined>): FootprintSampler => sampleFootprint(pids.filter((x): x is number => !!x), 250);
+      const measure = async (label: string, url: string, r: number, extra: Record<string, Array<number | undefined>>) => {
+        const fps = Object.fromEntries(Object.entries({ server: [serverPid], ...extra }).map(([k, v]) => [k, sample(v)]));
+        const res = await load(url, r);
+        return runFromLoad(res, Object.fromEntries(Object.entries(fps).map(([k, s]) => [k, s.stop()])));
+      };
+      const loads: Array<[string, number]> = [[`${rate / 1000}k req/s`, rate], ['saturation', 0]];
+      for (let rep = 0; rep < ctx.repeats; rep++) {
+        for (const [loadName, r] of loads) {
+          const base = `no mesh, ${loadName}`;
+          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: no mesh`);
+          add(base, `client → server IP:8080 directly, ${connections} keep-alive connections`, await measure(base, `http://${server}:8080/`, r, {}));
+          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: node proxy`);
+          add(`node proxy, ${loadName}`, `client → VIP:80 with an HTTPRoute: steered at connect() to the ebmesh node proxy (${status.proxy?.stats?.workers ?? '?'} workers), which routes to the server`,
+            await measure('node proxy', `http://${vip}:80/`, r, { proxy: [proxyPid] }), base);
+          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: sidecars`);
+          sidecars.rulesOn();
+          try {
+            add(`sidecars, ${loadName}`, 'client → server IP:8080 captured by iptables REDIRECT into an HAProxy sidecar (2 threads) in the client namespace, then into one in the server namespace',
+              await measure('sidecars', `http://${server}:8080/`, r, { proxy: sidecars.pids }), base);
+          } finally {
+            sidecars.rulesOff();
+          }
+        }
+      }
+      return {
+        baseline: `no mesh, ${loads[0]![0]}`,
+        configs: [...configs.values()],
+        setup: [
+          `# mesh: ebmesh --instance ${INSTANCE} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute)`,
+          `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,
+          `# sidecars: haproxy -D in each workload's netns (ip netns exec), nbthread 2, mode http, http-reuse always; iptables -t nat OUTPUT REDIRECT (client, owner != haproxy) and PREROUTING REDIRECT (server), added only for the sidecar runs`,
+          `# footprints: "proxy" = the node proxy process tree (primary + workers) or both HAProxy sidecars; "server" = nginx. (The daemon is not sampled: its process tree includes the proxy.)`,
+        ],
+        notes: [
+          ...notes,
+          'Each configuration is compared with "no mesh" at the same load. The box has few cores: the load generator, proxies and server share them.',
+          'The node proxy is one process tree per node whatever the number of workloads; the sidecar model runs two proxies per client–server pair, one per workload.',
+        ],
+      };
+    } finally {
+      if (sidecars) for (const pid of sidecars.pids) { try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ } }
+      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};

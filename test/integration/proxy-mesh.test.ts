@@ -1,0 +1,366 @@
+/**
+ * Issue 6's acceptance: the node proxy in the mesh. Real workloads in the
+ * lab, real clients (curl, h2load, nghttp, a node:http2 gRPC client, raw
+ * sockets) through Service VIPs whose connections the kernel steers to the
+ * node proxy — and only those.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { availableParallelism } from 'node:os';
+import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
+import { call } from '../../src/cli/client.js';
+import { TestMesh } from '../helpers/mesh.js';
+
+const FIX = join(PACKAGE_ROOT, 'test/integration/fixtures');
+const SERVER = join(FIX, 'l7-server.mjs');
+const CORPUS = '/work/shared/corpora/http-desync-guardian';
+
+let mesh: TestMesh;
+
+const server = (name: string, labels: string, env = '') => `---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: ${name}, namespace: shop, labels: {${labels}}}
+spec:
+  ports: [{name: http, containerPort: 8080}, {name: h2, containerPort: 8081}]
+  env: {HTTP_PORT: "8080", H2_PORT: "8081"${env}}
+  command: [node, ${SERVER}]
+`;
+const svc = (name: string, selector: string, port = 80, target = 8080, appProtocol = 'http') => `---
+apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: shop}
+spec: {selector: {${selector}}, ports: [{port: ${port}, targetPort: ${target}, appProtocol: ${appProtocol}}]}
+`;
+const client = (ns: string) => `---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: client, namespace: ${ns}}
+spec: {command: [sleep, infinity]}
+`;
+
+const WORLD = `apiVersion: ebmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec:
+  serviceCIDR: SVC
+  podCIDR: POD
+  proxy: {maxConcurrentRequests: 64, maxConcurrentPerNamespace: 8, maxQueuedPerNamespace: 200, queueTimeoutMs: 2000}
+${server('web-v1', 'app: web, version: v1')}${server('web-v2', 'app: web, version: v2')}
+${server('good', 'app: flaky')}${server('bad', 'app: flaky', ', MODE: fail')}
+${client('shop')}${client('quiet')}${client('noisy')}
+${svc('web', 'app: web')}${svc('web-v1', 'app: web, version: v1')}${svc('web-v2', 'app: web, version: v2')}
+${svc('flaky', 'app: flaky')}${svc('plain', 'app: web')}${svc('admin', 'app: web, version: v1')}${svc('tenant', 'app: web, version: v1')}
+${svc('temp', 'app: web, version: v2')}${svc('grpc', 'app: web', 50051, 8081, 'grpc')}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: web}]
+  rules:
+    - name: v2-path
+      matches: [{path: {type: PathPrefix, value: /v2}}]
+      backendRefs: [{name: web-v2, port: 80}]
+    - name: canary
+      matches: [{path: {type: PathPrefix, value: /canary}}]
+      backendRefs: [{name: web-v1, port: 80, weight: 80}, {name: web-v2, port: 80, weight: 20}]
+    - name: slow
+      matches: [{path: {type: PathPrefix, value: /slow}}]
+      timeouts: {request: 500ms}
+      backendRefs: [{name: web-v1, port: 80}]
+    - name: default
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier: {set: [{name: x-mesh, value: l7}]}
+        - type: ResponseHeaderModifier
+          responseHeaderModifier: {add: [{name: x-via, value: node-proxy}]}
+      backendRefs: [{name: web-v1, port: 80}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: flaky, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: flaky}]
+  rules: [{retry: {codes: [503], attempts: 3, backoff: 10ms}, backendRefs: [{name: flaky, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: tenant, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: tenant}]
+  rules: [{backendRefs: [{name: tenant, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {name: grpc, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: grpc}]
+  rules: [{matches: [{method: {service: echo.Echo}}], backendRefs: [{name: grpc, port: 50051}]}]
+---
+apiVersion: ebmesh.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: shop-only, namespace: shop}
+spec:
+  targetRef: {kind: Service, name: admin}
+  action: ALLOW
+  rules: [{name: same-namespace, from: [{namespaces: [shop]}]}]
+`;
+
+const tempRoute = (via: string) => `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: temp, namespace: shop}
+spec:
+  parentRefs: [{kind: Service, name: temp}]
+  rules:
+    - filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-via, value: ${via}}]}}]
+      backendRefs: [{name: temp, port: 80}]
+`;
+
+interface ProxyStatus {
+  pid: number; ready: boolean; starts: number; steered: string[];
+  stats: { connections: number; requests: number; workers: number; workerStarts: number; responses: Record<string, number>; attributed: { cgroup: number; ip: number; unknown: number } };
+  byRoute: Array<{ service: string; route: string; backend: string; code: string; requests: number; retries: number }>;
+}
+
+async function proxyApi(): Promise<{ status: ProxyStatus; recent: Array<{ route?: string; backend?: string; status: number; retries: number; client: { identity: string; namespace: string } }> }> {
+  return call(instancePaths(mesh.instance), 'GET', '/v1/proxy?limit=1000');
+}
+async function proxyStats(): Promise<ProxyStatus['stats']> {
+  await new Promise((r) => setTimeout(r, 700)); // workers report every 250 ms
+  return (await proxyApi()).status.stats;
+}
+function kernelCounters(): Record<string, number> {
+  return (JSON.parse(mesh.ok('status', '-o', 'json')) as { datapath: { counters: Record<string, number> } }).datapath.counters;
+}
+function vip(name: string): string {
+  return (JSON.parse(mesh.ok('get', 'svc', name, '-n', 'shop', '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
+}
+function sh(ns: string, script: string): string {
+  const r = mesh.sh(`${ns}/client`, script);
+  assert.equal(r.code, 0, `${script}\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+before(() => {
+  mesh = new TestMesh('l7');
+  mesh.ok('up', '-f', mesh.file('world.yaml', WORLD.replace('SVC', mesh.serviceCIDR).replace('POD', mesh.podCIDR)));
+});
+
+after(() => mesh?.down());
+
+test('the node proxy runs on every core, and only Services with L7 rules are steered', async () => {
+  const { status } = await proxyApi();
+  assert.ok(status.ready);
+  assert.equal(status.stats.workers, availableParallelism(), 'one worker per core');
+  assert.deepEqual(status.steered.sort(), ['shop/admin:80', 'shop/flaky:80', 'shop/grpc:50051', 'shop/tenant:80', 'shop/web:80']);
+});
+
+test('curl through an HTTPRoute: path match, header modifiers, and the client still sees the VIP', () => {
+  const v2 = JSON.parse(sh('shop', 'curl -s -m 5 http://web.shop/v2/x')) as { backend: string };
+  assert.equal(v2.backend, 'web-v2');
+  const out = sh('shop', 'curl -si -m 5 http://web.shop/hello');
+  assert.match(out, /^HTTP\/1\.1 200/);
+  assert.match(out, /x-via: node-proxy/i);
+  const body = JSON.parse(out.slice(out.indexOf('{'))) as { backend: string; headers: Record<string, string> };
+  assert.equal(body.backend, 'web-v1');
+  assert.equal(body.headers['x-mesh'], 'l7');
+  const peer = sh('shop', `python3 -c 'import socket;s=socket.create_connection(("web.shop",80));print(s.getpeername()[0], s.getpeername()[1])'`);
+  assert.equal(peer.trim(), `${vip('web')} 80`);
+});
+
+test('weighted canary: 80/20 between v1 and v2 over 200 requests', () => {
+  const out = sh('shop', 'for i in $(seq 200); do curl -s -m 5 -o /dev/null -D - http://web.shop/canary | grep -i x-backend; done');
+  const v2 = out.split('\n').filter((l) => /web-v2/.test(l)).length;
+  const v1 = out.split('\n').filter((l) => /web-v1/.test(l)).length;
+  assert.equal(v1 + v2, 200);
+  assert.ok(v2 >= 20 && v2 <= 65, `v2 served ${v2} of 200`);
+});
+
+test('retries against a failing backend: every request succeeds, retries are counted in the proxy events', async () => {
+  const out = sh('shop', 'for i in $(seq 20); do curl -s -m 5 -o /dev/null -w "%{http_code}\\n" http://flaky.shop/; done');
+  assert.deepEqual([...new Set(out.trim().split('\n'))], ['200']);
+  const { status, recent } = await proxyApi();
+  const row = status.byRoute.find((r) => r.service === 'shop/flaky' && r.code === '2xx');
+  assert.ok(row && row.retries >= 5, JSON.stringify(status.byRoute));
+  const ev = recent.find((e) => e.route?.startsWith('shop/flaky') && e.retries > 0);
+  assert.ok(ev, 'a retried request shows in the event log');
+  assert.equal(ev.client.identity, 'spiffe://cluster.local/ns/shop/sa/default');
+  assert.match(mesh.ok('status'), /node proxy: ready on .* steered: .*shop\/web:80[\s\S]*shop\/flaky +shop\/flaky\/0 +shop\/flaky +2xx +20 /);
+  const attributed = (await proxyStats()).attributed;
+  assert.ok(attributed.cgroup > 0 && attributed.ip === 0 && attributed.unknown === 0, `callers named by the kernel-recorded cgroup: ${JSON.stringify(attributed)}`);
+});
+
+test('request timeout: 504 after 500 ms', () => {
+  const out = sh('shop', 'curl -s -m 5 -o /dev/null -w "%{http_code} %{time_total}" "http://web.shop/slow?ms=3000"');
+  const [code, t] = out.trim().split(' ');
+  assert.equal(code, '504');
+  assert.ok(Number(t) < 2, `took ${t} s`);
+});
+
+test('h2load over h2c (prior knowledge) through the proxy to an HTTP/1.1 backend', () => {
+  const out = sh('shop', 'h2load -n 400 -c 4 -m 4 http://web.shop/');
+  assert.match(out, /status codes: 400 2xx/, out);
+});
+
+test('nghttp (h2c upgrade) through the proxy', () => {
+  const out = sh('shop', 'nghttp -u -v http://web.shop/hello 2>&1');
+  assert.match(out, /:status: 200/, out);
+  assert.match(out, /"backend":"web-v1"/);
+});
+
+test('a gRPC client through a GRPCRoute', () => {
+  const out = sh('shop', `node ${join(FIX, 'grpc-client.mjs')} http://grpc.shop:50051 /echo.Echo/Say hello 3`);
+  const lines = out.trim().split('\n');
+  assert.equal(lines.length, 3);
+  for (const l of lines) assert.match(l, /^0 web-v[12]:hello$/);
+  const miss = sh('shop', `node ${join(FIX, 'grpc-client.mjs')} http://grpc.shop:50051 /other.Svc/Do x 1`);
+  assert.match(miss.trim(), /^12\b/, 'no matching GRPCRoute rule: UNIMPLEMENTED');
+});
+
+test('WebSocket upgrade is tunnelled byte for byte', () => {
+  const out = sh('shop', `python3 - <<'EOF'
+import socket
+s = socket.create_connection(("web.shop", 80), timeout=5)
+s.sendall(b"GET /ws HTTP/1.1\\r\\nHost: web\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+head = b""
+while b"\\r\\n\\r\\n" not in head: head += s.recv(4096)
+s.sendall(b"ping-123")
+echo = head.split(b"\\r\\n\\r\\n", 1)[1]
+while len(echo) < 8: echo += s.recv(4096)
+print(head.split(b"\\r\\n")[0].decode(), echo.decode())
+EOF`);
+  assert.match(out, /^HTTP\/1\.1 101 .* ping-123$/m);
+});
+
+test('L7 authorization: another namespace gets 403, the same namespace 200', () => {
+  assert.equal(sh('shop', 'curl -s -m 5 -o /dev/null -w "%{http_code}" http://admin.shop/'), '200');
+  const denied = sh('quiet', 'curl -si -m 5 http://admin.shop/');
+  assert.match(denied, /^HTTP\/1\.1 403/);
+  assert.match(denied, /x-ebmesh-denied-by: shop\/shop-only\/default-deny/i);
+});
+
+test('the desync corpus through the mesh path: every Severe case is 400 + close and never reaches the backend', () => {
+  const cases: Array<{ name: string; hex: string }> = [];
+  for (const f of readdirSync(CORPUS).filter((n) => n.endsWith('.yaml')).sort()) {
+    type C = { name: string; uri: string; method: string; version: string; headers: Array<{ name: string; value: string | number }> | null; expected: { tier: string } };
+    for (const c of (parse(readFileSync(join(CORPUS, f), 'utf8')) as C[] | null) ?? []) {
+      if (c.expected.tier !== 'Severe') continue;
+      const line = `${c.method} ${c.uri} ${c.version}`.trimEnd();
+      const headers = (c.headers ?? []).map((h) => `${h.name}:${h.value}\r\n`).join('');
+      cases.push({ name: `${f}: ${c.name}`, hex: Buffer.from(`${line}\r\nHost: web\r\n${headers}\r\n`, 'latin1').toString('hex') });
+    }
+  }
+  assert.ok(cases.length >= 50, `found ${cases.length} Severe cases`);
+  const file = mesh.file('desync.json', JSON.stringify(cases));
+  const v1 = (JSON.parse(mesh.ok('get', 'wl', 'web-v1', '-n', 'shop', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
+  const hits = () => Number(sh('shop', `curl -s -m 5 http://${v1}:8080/count`).trim());
+  const before = hits();
+  const out = sh('shop', `python3 ${join(FIX, 'desync-replay.py')} ${vip('web')} 80 ${file}`);
+  const results = out.trim().split('\n').map((l) => JSON.parse(l) as { name: string; status: string; closed: boolean });
+  assert.equal(results.length, cases.length);
+  for (const r of results) {
+    assert.match(r.status, /^HTTP\/1\.1 400 /, `${r.name}: ${r.status}`);
+    assert.ok(r.closed, `${r.name}: connection left open`);
+  }
+  assert.equal(hits(), before, 'no Severe case reached the backend');
+});
+
+test('a Service without L7 rules never touches the proxy', async () => {
+  const before = await proxyStats();
+  const k0 = kernelCounters();
+  const out = sh('shop', 'for i in $(seq 30); do curl -s -m 5 -o /dev/null -w "%{http_code}\\n" http://plain.shop/; done');
+  assert.deepEqual([...new Set(out.trim().split('\n'))], ['200']);
+  const peer = sh('shop', `python3 -c 'import socket;s=socket.create_connection(("plain.shop",80));print(s.getpeername()[0])'`);
+  assert.equal(peer.trim(), vip('plain'));
+  const after = await proxyStats();
+  assert.equal(after.connections, before.connections, 'the proxy accepted no connection');
+  assert.equal(kernelCounters().l7_redirected, k0.l7_redirected);
+});
+
+test('noisy neighbour: a flooding tenant is shed with 503 while a quiet one keeps its latency', async () => {
+  const startsBefore = (await proxyStats()).workerStarts;
+  const { spawn } = await import('node:child_process');
+  const flood = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'noisy/client', '--',
+    'h2load', '-n', '3000', '-c', '4', '-m', '100', '-T', '10', 'http://tenant.shop/slow?ms=300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let floodOut = '';
+  flood.stdout.on('data', (d: Buffer) => (floodOut += d.toString()));
+  const done = new Promise((r) => flood.on('exit', r));
+  await new Promise((r) => setTimeout(r, 1500));
+  const quiet = sh('quiet', 'for i in $(seq 20); do curl -s -m 5 -o /dev/null -w "%{http_code} %{time_total}\\n" http://tenant.shop/; done');
+  await done;
+  const times = quiet.trim().split('\n').map((l) => l.split(' '));
+  for (const [code] of times) assert.equal(code, '200', quiet);
+  const sorted = times.map(([, t]) => Number(t)).sort((a, b) => a - b);
+  assert.ok(sorted[Math.floor(sorted.length / 2)]! < 0.3, `quiet tenant median ${sorted[Math.floor(sorted.length / 2)]} s while the noisy one floods`);
+  const shed = /status codes: \d+ 2xx, \d+ 3xx, \d+ 4xx, (\d+) 5xx/.exec(floodOut);
+  assert.ok(shed && Number(shed[1]) > 0, `the flood was not shed:\n${floodOut}`);
+  const after = await proxyStats();
+  assert.ok((after.responses.overload ?? 0) > 0);
+  assert.equal(after.workerStarts, startsBefore, 'no proxy worker crashed');
+});
+
+test('config reload keeps connections: one keep-alive connection sees the route change', async () => {
+  mesh.ok('apply', '-f', mesh.file('temp1.yaml', tempRoute('one')));
+  const { spawn } = await import('node:child_process');
+  const loop = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'shop/client', '--', 'python3', '-c', `
+import http.client, time
+c = http.client.HTTPConnection("temp.shop", 80, timeout=5)
+for i in range(40):
+    c.request("GET", "/"); r = c.getresponse(); r.read()
+    print(r.status, r.getheader("x-via"), c.sock.getsockname()[1], flush=True)
+    time.sleep(0.1)
+`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  loop.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise((r) => loop.on('exit', r));
+  await new Promise((r) => setTimeout(r, 1200));
+  mesh.ok('apply', '-f', mesh.file('temp2.yaml', tempRoute('two')));
+  await done;
+  const rows = out.trim().split('\n').map((l) => l.split(' '));
+  assert.equal(rows.length, 40, out);
+  assert.deepEqual([...new Set(rows.map((r) => r[0]))], ['200']);
+  assert.equal(new Set(rows.map((r) => r[2])).size, 1, 'one connection throughout');
+  assert.deepEqual([...new Set(rows.map((r) => r[1]))], ['one', 'two']);
+});
+
+test('removing the route takes the proxy out of the path', async () => {
+  assert.match(sh('shop', 'curl -si -m 5 http://temp.shop/'), /x-via: two/i);
+  mesh.ok('delete', '-f', mesh.file('temp2.yaml', tempRoute('two')));
+  const before = await proxyStats();
+  const out = sh('shop', 'for i in $(seq 10); do curl -si -m 5 http://temp.shop/ | grep -ci x-via; done; true');
+  assert.deepEqual([...new Set(out.trim().split('\n'))], ['0']);
+  assert.equal((await proxyStats()).connections, before.connections);
+  assert.ok(!(await proxyApi()).status.steered.includes('shop/temp:80'));
+});
+
+test('a killed worker is replaced and the other keeps serving; a killed proxy is restarted while L4 traffic never notices', async () => {
+  const { status } = await proxyApi();
+  const workers = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try { return readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(status.pid); } catch { return false; }
+  });
+  assert.ok(workers.length >= 1);
+  process.kill(Number(workers[0]), 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 300));
+  const codes = sh('shop', 'for i in $(seq 10); do curl -s -m 5 -o /dev/null -w "%{http_code}\\n" http://web.shop/; done');
+  assert.deepEqual([...new Set(codes.trim().split('\n'))], ['200']);
+  for (let i = 0; i < 50 && (await proxyStats()).workerStarts <= status.stats.workerStarts; i++) await new Promise((r) => setTimeout(r, 200));
+  assert.ok((await proxyStats()).workerStarts > status.stats.workerStarts, 'the worker was replaced');
+
+  // The whole proxy process tree: L7 connections are refused meanwhile (fail closed), L4 ones do not notice.
+  process.kill(status.pid, 'SIGKILL');
+  const l4 = sh('shop', 'for i in $(seq 20); do curl -s -m 5 -o /dev/null -w "%{http_code}\\n" http://plain.shop/; done');
+  assert.deepEqual([...new Set(l4.trim().split('\n'))], ['200']);
+  let back = '';
+  for (let i = 0; i < 40 && back !== '200'; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    back = mesh.sh('shop/client', 'curl -s -m 2 -o /dev/null -w "%{http_code}" http://web.shop/').stdout.trim();
+  }
+  assert.equal(back, '200', 'the proxy came back');
+  const now = (await proxyApi()).status;
+  assert.equal(now.starts, status.starts + 1);
+  assert.notEqual(now.pid, status.pid);
+});
