@@ -34,6 +34,14 @@ export const Counter = {
   EVENTS_LOST: 5,
   EVENTS_SENT: 6,
   HTTP_PENDING_FULL: 7,
+  // 32..39: the same-node shortcut (issue 5)
+  SC_INSERTED: 32,
+  SC_MAP_FULL: 33,
+  SC_REMOVED: 34,
+  SC_REDIRECTED: 35,
+  SC_REDIRECTED_BYTES: 36,
+  SC_NORMAL: 37,
+  SC_BACKPRESSURE: 38,
 } as const;
 export const COUNTER_MAX = 64;
 
@@ -79,8 +87,16 @@ export const EventFlag = { ACTIVE: 1 << 0, SHORTCUT: 1 << 1, SERVER: 1 << 2 } as
 export const HttpMethods = ['OTHER', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
 
 /** Every struct the C header declares, for the BTF layout test. */
+// ---- same-node shortcut (issue 5) ----------------------------------------
+
+export const ScKey = struct('ebm_sc_key', { local_ip: ipv4, remote_ip: ipv4, local_port: port16, remote_port: port16 });
+export const ScConfig = struct('ebm_sc_config', { enabled: u32, subnet: ipv4, mask: ipv4, min_queue: u32 });
+export const ScSock = struct('ebm_sc_sock', { sent: u64, received: u64, cookie: u64, flags: u32, pad: u32 });
+export const ScPeer = struct('ebm_sc_peer', { sk: u64, received: u64 });
+
 export const abiStructs = [
   Lb4FrontendKey, Lb4Frontend, Lb4SlotKey, Lb4Slot, Lb4Backend,
   Lb4AffinityKey, Lb4Affinity, Lb4RevnatKey, Lb4Revnat,
   FlowEvent, HttpConnKey, HttpPending, SockInfo,
+  ScKey, ScConfig, ScSock, ScPeer,
 ];

@@ -117,6 +117,8 @@ export const MeshConfig = z
         serviceCIDR: cidr4.default('10.96.0.0/16'),
         podCIDR: cidr4.default('10.244.0.0/16'),
         trustDomain: z.string().regex(/^[a-z0-9.-]+$/).default('cluster.local'),
+        /** Same-node socket shortcut (sockmap): on by default, per node. */
+        sameNodeShortcut: z.boolean().default(true),
       })
       .strict(),
   })
