@@ -136,6 +136,19 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, int activ
 	ebm_event_submit(e);
 }
 
+struct sock_common___obs {
+	unsigned long skc_flags; /* sk_flags */
+} __attribute__((preserve_access_index));
+
+#define EBM_SOCK_DONE 1 /* enum sock_flags: SOCK_DEAD, SOCK_DONE, ... */
+
+static __always_inline int peer_fin(struct bpf_sock *sk)
+{
+	struct sock_common___obs *s = (void *)bpf_skc_to_tcp_sock(sk);
+
+	return s && (s->skc_flags & (1UL << EBM_SOCK_DONE));
+}
+
 static __always_inline void on_close(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
@@ -172,7 +185,11 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 		sent--;
 	if (fins && sent)
 		sent--;
-	if (fins && recv)
+	/* The peer's FIN is in bytes_received only if it came: a client that
+	 * closes first leaves from FIN_WAIT2 as soon as its own FIN is acked,
+	 * before the server's FIN (the kernel keeps waiting in a timewait
+	 * socket). SOCK_DONE is set when the peer's FIN is received. */
+	if (peer_fin(sk) && recv)
 		recv--;
 	/* Bytes the same-node shortcut moved socket to socket never reach
 	 * the TCP counters: add them (they are not sequence space). */

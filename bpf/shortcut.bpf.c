@@ -16,9 +16,9 @@
  *  - in order: a redirected write lands in the peer's psock queue, which
  *    the reader drains before its TCP receive queue. So a write may be
  *    redirected only when everything this socket sent the normal way has
- *    been acknowledged (write_seq == snd_una) and read by the peer
- *    (copied_seq == rcv_nxt). Otherwise it goes the normal way too, until
- *    the normal path is drained. (Normal after redirected is always in
+ *    reached the peer (our write_seq == its rcv_nxt) and been read by it
+ *    (its copied_seq == rcv_nxt). Otherwise it goes the normal way too,
+ *    until the normal path is drained. (Normal after redirected is always in
  *    order: the psock queue is read first.)
  *  - bounded: the psock queue has no limit of its own (it is charged to
  *    the protocol's global memory only), so a slow reader would let a
@@ -44,6 +44,9 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 #define EBM_TCP_CLOSE 7
 
 struct {
@@ -66,7 +69,6 @@ struct {
 struct tcp_sock___ebm {
 	__u32 rcv_nxt;
 	__u32 copied_seq;
-	__u32 snd_una;
 	__u32 write_seq;
 } __attribute__((preserve_access_index));
 
@@ -162,7 +164,10 @@ static __always_inline void sc_closed(struct bpf_sock_ops *skops)
 SEC("sockops")
 int ebm_shortcut_sockops(struct bpf_sock_ops *skops)
 {
-	if (skops->family != AF_INET)
+	/* A dual-stack listener (iperf3, many servers) accepts IPv4 peers as
+	 * v4-mapped AF_INET6 sockets: their IPv4 addresses are in *_ip4 all
+	 * the same, and anything else fails the pod subnet check. */
+	if (skops->family != AF_INET && skops->family != AF_INET6)
 		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
@@ -195,8 +200,9 @@ static __always_inline int sc_decide(struct bpf_sock *self, __u64 peer_addr, __u
 	if (!me || !peer_addr)
 		return SC_NORMAL;
 	tp = bpf_rdonly_cast((void *)peer_addr, bpf_core_type_id_kernel(struct tcp_sock___ebm));
-	/* In order: nothing we sent the normal way is unacked or unread. */
-	if (me->write_seq != me->snd_una || tp->copied_seq != tp->rcv_nxt)
+	/* In order: all we sent the normal way has reached the peer, and the
+	 * peer has read it (it reads its psock queue first). */
+	if (me->write_seq != tp->rcv_nxt || tp->copied_seq != tp->rcv_nxt)
 		return SC_NORMAL;
 	/* Bounded: what the peer has not read yet. */
 	ud = (__u64)((struct sock___ebm *)tp)->sk_user_data & EBM_SK_USER_DATA_PTRMASK;
@@ -252,7 +258,7 @@ int ebm_shortcut_msg(struct sk_msg_md *msg)
 	__u32 size = msg->size;
 	int verdict;
 
-	if (!self || msg->family != AF_INET)
+	if (!self)
 		return SK_PASS;
 	peer_key.local_ip = msg->remote_ip4;
 	peer_key.remote_ip = msg->local_ip4;
