@@ -91,7 +91,7 @@ export const shortcut: Scenario = {
     const exec = (wl: string, args: string[]) => [CLI, '--instance', INSTANCE, 'exec', wl, '--', ...args];
     const run = (argv: string[]) => {
       const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: (durationS + 60) * 1000, maxBuffer: 16 << 20 });
-      if (r.status !== 0) throw new Error(`${argv.slice(5).join(' ')} failed: ${r.stderr || r.stdout}`);
+      if (r.status !== 0) throw new Error(`${argv.slice(6).join(' ')} failed: ${r.stderr || r.stdout}`);
       return r.stdout;
     };
     const serve = (wl: string, args: string[]) => {
@@ -128,7 +128,7 @@ export const shortcut: Scenario = {
       const iperf = ['iperf3', '-c', server, '-p', String(IPERF_PORT), '-t', String(durationS), '-J'];
       const throughput = (argv: string[]): RunResult => {
         const j = JSON.parse(run(argv)) as { end: { sum_received: { bits_per_second: number } } };
-        const r = emptyRun('iperf3', argv.slice(5));
+        const r = emptyRun('iperf3', argv.slice(6));
         r.rate = j.end.sum_received.bits_per_second / 8 / (1 << 20); // MiB/s
         return r;
       };
