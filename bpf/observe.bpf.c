@@ -22,6 +22,7 @@
 #include "ebmesh_abi.h"
 #include "ebmesh_maps.h"
 #include "ebmesh_events.h"
+#include "ebmesh_http.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -44,13 +45,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_sock_info SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__type(key, struct ebm_http_conn_key);
-	__type(value, struct ebm_http_pending);
-	__uint(max_entries, EBM_HTTP_PENDING_MAX);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} ebm_http_pending SEC(".maps");
 
 /* ---- connections (sockops) -------------------------------------------- */
 
@@ -142,6 +136,19 @@ static __always_inline void on_established(struct bpf_sock_ops *skops, int activ
 	ebm_event_submit(e);
 }
 
+struct sock_common___obs {
+	unsigned long skc_flags; /* sk_flags */
+} __attribute__((preserve_access_index));
+
+#define EBM_SOCK_DONE 1 /* enum sock_flags: SOCK_DEAD, SOCK_DONE, ... */
+
+static __always_inline int peer_fin(struct bpf_sock *sk)
+{
+	struct sock_common___obs *s = (void *)bpf_skc_to_tcp_sock(sk);
+
+	return s && (s->skc_flags & (1UL << EBM_SOCK_DONE));
+}
+
 static __always_inline void on_close(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
@@ -178,8 +185,31 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 		sent--;
 	if (fins && sent)
 		sent--;
-	if (fins && recv)
+	/* The peer's FIN is in bytes_received only if it came: a client that
+	 * closes first leaves from FIN_WAIT2 as soon as its own FIN is acked,
+	 * before the server's FIN (the kernel keeps waiting in a timewait
+	 * socket). SOCK_DONE is set when the peer's FIN is received. */
+	if (peer_fin(sk) && recv)
 		recv--;
+	/* Bytes the same-node shortcut moved socket to socket never reach
+	 * the TCP counters: add them (they are not sequence space). */
+	struct ebm_sc_sock *sc = bpf_sk_storage_get(&ebm_sc_sock, sk, 0, 0);
+
+	if (sc && (sc->flags & EBM_SC_F_INSERTED || sc->sent || sc->received)) {
+		struct ebm_sc_key k = {
+			.local_ip = e->saddr, .remote_ip = e->daddr, .local_port = e->sport, .remote_port = e->dport,
+		};
+		struct ebm_sc_peer *pe;
+
+		if (!active) {
+			k.local_ip = e->daddr; k.remote_ip = e->saddr; k.local_port = e->dport; k.remote_port = e->sport;
+		}
+		pe = bpf_map_lookup_elem(&ebm_sc_peers, &k);
+		sent += sc->sent;
+		recv += sc->received + (pe ? pe->received : 0);
+		if (sc->sent || sc->received || (pe && pe->received))
+			e->flags |= EBM_EV_F_SHORTCUT;
+	}
 	e->bytes_sent = sent;
 	e->bytes_received = recv;
 	e->srtt_us = skops->srtt_us >> 3;
@@ -221,158 +251,18 @@ int ebm_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-/* ---- HTTP/1.x (cgroup_skb) --------------------------------------------- */
-
-#define HTTP_PEEK 120 /* bytes of payload read: method, path prefix, status */
-
-/* The request line's method, and where its target begins. */
-static __always_inline int http_method(const __u8 *b, __u8 *method)
-{
-	__u32 w = b[0] | (b[1] << 8) | (b[2] << 16) | ((__u32)b[3] << 24);
-
-#define W(a, b_, c, d) ((__u32)(a) | ((__u32)(b_) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
-	if (w == W('G', 'E', 'T', ' ')) { *method = EBM_HTTP_GET; return 4; }
-	if (w == W('P', 'U', 'T', ' ')) { *method = EBM_HTTP_PUT; return 4; }
-	if (w == W('P', 'O', 'S', 'T') && b[4] == ' ') { *method = EBM_HTTP_POST; return 5; }
-	if (w == W('H', 'E', 'A', 'D') && b[4] == ' ') { *method = EBM_HTTP_HEAD; return 5; }
-	if (w == W('P', 'A', 'T', 'C') && b[4] == 'H' && b[5] == ' ') { *method = EBM_HTTP_PATCH; return 6; }
-	if (w == W('T', 'R', 'A', 'C') && b[4] == 'E' && b[5] == ' ') { *method = EBM_HTTP_TRACE; return 6; }
-	if (w == W('D', 'E', 'L', 'E') && b[4] == 'T' && b[5] == 'E' && b[6] == ' ') { *method = EBM_HTTP_DELETE; return 7; }
-	if (w == W('O', 'P', 'T', 'I') && b[4] == 'O' && b[5] == 'N' && b[6] == 'S' && b[7] == ' ') {
-		*method = EBM_HTTP_OPTIONS; return 8;
-	}
-	if (w == W('C', 'O', 'N', 'N') && b[4] == 'E' && b[5] == 'C' && b[6] == 'T' && b[7] == ' ') {
-		*method = EBM_HTTP_CONNECT; return 8;
-	}
-#undef W
-	return 0;
-}
-
-/* "HTTP/1.x NNN": the status, or 0 when this is not a status line. */
-static __always_inline __u16 http_status(const __u8 *b)
-{
-	__u16 s = 0;
-
-	if (b[0] != 'H' || b[1] != 'T' || b[2] != 'T' || b[3] != 'P' || b[4] != '/' ||
-	    b[5] != '1' || b[6] != '.' || b[8] != ' ')
-		return 0;
-	for (int i = 9; i < 12; i++) {
-		if (b[i] < '0' || b[i] > '9')
-			return 0;
-		s = s * 10 + (b[i] - '0');
-	}
-	return s;
-}
-
-struct http_scratch {
-	__u8 buf[128];
-	struct ebm_http_pending p;
-};
-
-/* Too big for the stack with everything else: one per CPU. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__type(key, __u32);
-	__type(value, struct http_scratch);
-	__uint(max_entries, 1);
-} ebm_http_scratch SEC(".maps");
-
-static __always_inline void on_request(struct __sk_buff *skb, struct http_scratch *s, int off,
-				       __u8 method, const struct iphdr *ip, const struct tcphdr *th,
-				       int egress)
-{
-	struct ebm_http_conn_key k = {
-		.client_ip = ip->saddr, .server_ip = ip->daddr,
-		.client_port = th->source, .server_port = th->dest,
-	};
-	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct ebm_http_pending *cur = bpf_map_lookup_elem(&ebm_http_pending, &k);
-	struct ebm_http_pending *p = &s->p;
-	int n = 0;
-
-	/* Already seen by the other end of this connection: one report. A
-	 * new request at the same end replaces an unanswered one. */
-	if (cur && cur->cookie != cookie)
-		return;
-	__builtin_memset(p, 0, sizeof(*p));
-	p->start_ns = bpf_ktime_get_ns();
-	p->cookie = cookie;
-	p->cgroup_id = bpf_skb_cgroup_id(skb);
-	p->method = method;
-	p->flags = egress ? 0 : EBM_EV_F_SERVER;
-	for (int i = 0; i < EBM_HTTP_PATH_MAX; i++) {
-		__u8 c = s->buf[(off + i) & 127];
-
-		if (off + i >= HTTP_PEEK || c == ' ' || c == '\r' || c == '\n' || c == 0)
-			break;
-		p->path[i] = c;
-		n++;
-	}
-	p->path_len = n;
-	if (egress) {
-		struct ebm_lb4_revnat_key rk = { .cookie = cookie, .ip = ip->daddr, .port = th->dest };
-		struct ebm_lb4_revnat *rv = bpf_map_lookup_elem(&ebm_lb4_revnat, &rk);
-
-		if (rv) {
-			p->orig_daddr = rv->vip;
-			p->orig_dport = rv->port;
-		}
-	}
-	if (bpf_map_update_elem(&ebm_http_pending, &k, p, BPF_ANY))
-		ebm_count(EBM_CNT_HTTP_PENDING_FULL);
-}
-
-static __always_inline void on_response(__u16 status, const struct iphdr *ip, const struct tcphdr *th)
-{
-	struct ebm_http_conn_key k = {
-		.client_ip = ip->daddr, .server_ip = ip->saddr,
-		.client_port = th->dest, .server_port = th->source,
-	};
-	struct ebm_http_pending *p = bpf_map_lookup_elem(&ebm_http_pending, &k);
-	struct ebm_flow_event *e;
-
-	if (!p) /* the other end reported it, or the request predates us */
-		return;
-	e = ebm_event_reserve(EBM_EV_HTTP);
-	if (e) {
-		e->start_ns = p->start_ns;
-		e->duration_ns = e->ts_ns - p->start_ns;
-		e->cookie = p->cookie;
-		e->cgroup_id = p->cgroup_id;
-		e->saddr = k.client_ip;
-		e->sport = k.client_port;
-		e->daddr = k.server_ip;
-		e->dport = k.server_port;
-		e->orig_daddr = p->orig_daddr;
-		e->orig_dport = p->orig_dport;
-		e->proto = IPPROTO_TCP;
-		e->flags = p->flags;
-		e->http_method = p->method;
-		e->http_status = status;
-		e->http_path_len = p->path_len;
-		__builtin_memcpy(e->http_path, p->path, EBM_HTTP_PATH_MAX);
-		if (p->orig_daddr) {
-			struct ebm_lb4_frontend_key fk = { .vip = p->orig_daddr, .port = p->orig_dport, .proto = IPPROTO_TCP };
-			struct ebm_lb4_frontend *fe = bpf_map_lookup_elem(&ebm_lb4_frontends, &fk);
-
-			if (fe)
-				e->frontend_id = fe->id;
-		}
-		ebm_event_submit(e);
-	}
-	bpf_map_delete_elem(&ebm_http_pending, &k);
-}
+/* ---- HTTP/1.x (cgroup_skb; the parser is shared with sk_msg) ------- */
 
 static __always_inline void http_skb(struct __sk_buff *skb, int egress)
 {
 	struct iphdr ip;
 	struct tcphdr th;
 	struct http_scratch *s;
+	struct ebm_http_seg g = {};
 	__u32 zero = 0;
 	__u32 off, avail, n;
 	__u8 method = 0;
 	__u16 status;
-	int target;
 
 	if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) || ip.version != 4 || ip.protocol != IPPROTO_TCP)
 		return;
@@ -392,17 +282,23 @@ static __always_inline void http_skb(struct __sk_buff *skb, int egress)
 	/* Load 12 bytes first: most segments are neither start line. */
 	if (bpf_skb_load_bytes(skb, off, s->buf, 12))
 		return;
+	g.saddr = ip.saddr;
+	g.daddr = ip.daddr;
+	g.sport = th.source;
+	g.dport = th.dest;
+	g.egress = egress;
 	status = http_status(s->buf);
 	if (status) {
-		on_response(status, &ip, &th);
+		ebm_http_response(&g, status);
 		return;
 	}
-	target = http_method(s->buf, &method);
-	if (!target)
+	if (!http_method(s->buf, &method))
 		return;
 	if (n > 12 && bpf_skb_load_bytes(skb, off, s->buf, n))
 		return;
-	on_request(skb, s, target, method, &ip, &th, egress);
+	g.cookie = bpf_get_socket_cookie(skb);
+	g.cgroup_id = bpf_skb_cgroup_id(skb);
+	ebm_http_parse(&g, s);
 }
 
 SEC("cgroup_skb/egress")

@@ -10,6 +10,7 @@ PKGS=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make gcc iproute2 uti
       curl nginx-light nghttp2-client iperf3 iptables nftables
       etcd-server etcd-client tcpdump
       python3-prometheus-client
+      sockperf  # bench shortcut: ping-pong round trips
       chromium)  # the web UI's browser tests (driven by playwright-core, which downloads no browser)
 missing=()
 for p in "${PKGS[@]}"; do

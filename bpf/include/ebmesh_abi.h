@@ -141,6 +141,14 @@ enum ebm_counter {
 	/* mTLS strict mode (bpf/mtls.bpf.c): numbered from 24 so that parallel
 	 * branches appending elsewhere cannot collide. */
 	EBM_CNT_MTLS_STRICT_DROP = 24, /* plaintext connection to a strict workload refused */
+	/* 32..39: the same-node shortcut (issue 5) */
+	EBM_CNT_SC_INSERTED = 32,    /* an established mesh socket entered the sockhash */
+	EBM_CNT_SC_MAP_FULL = 33,    /* no room in the sockhash: that socket takes the normal path */
+	EBM_CNT_SC_REMOVED = 34,     /* a shortcut socket closed (the kernel removes it from the sockhash) */
+	EBM_CNT_SC_REDIRECTED = 35,  /* writes handed straight to the peer socket */
+	EBM_CNT_SC_REDIRECTED_BYTES = 36, /* their bytes */
+	EBM_CNT_SC_NORMAL = 37,      /* writes of a shortcut socket sent the normal way (peer not there, or the normal path not drained yet) */
+	EBM_CNT_SC_BACKPRESSURE = 38, /* writes sent the normal way because the peer's queue was full */
 	EBM_CNT_MAX = 64,
 };
 
@@ -270,6 +278,53 @@ struct ebm_sock_info {
 };
 EBM_ASSERT_SIZE(struct ebm_sock_info, 24);
 
+/* ---- same-node shortcut (issue 5) ------------------------------------ */
+
+/* A shortcut socket in the ebm_sc_sockets sockhash, keyed by its own view
+ * of the connection; the peer is found under the mirrored key. */
+struct ebm_sc_key {
+	__u32 local_ip;         /* network order */
+	__u32 remote_ip;
+	__u16 local_port;       /* network order */
+	__u16 remote_port;
+};
+EBM_ASSERT_SIZE(struct ebm_sc_key, 12);
+
+/* The one entry of ebm_sc_config, written by the agent. All zero (as
+ * created) means off: nothing enters the sockhash. */
+struct ebm_sc_config {
+	__u32 enabled;
+	__u32 subnet;           /* this node's pod subnet, network order */
+	__u32 mask;             /* network order */
+	__u32 min_queue;        /* bytes a peer may hold unread before writes take the normal path (at least its SO_RCVBUF) */
+};
+EBM_ASSERT_SIZE(struct ebm_sc_config, 16);
+
+/* Per socket (sk storage): the bytes that went socket to socket, which
+ * the TCP counters (bytes_acked/bytes_received) never see. Observe adds
+ * them in the close event. */
+struct ebm_sc_sock {
+	__u64 sent;
+	__u64 received;
+	__u64 cookie;           /* socket cookie (sk_msg cannot ask for it) */
+	__u32 flags;            /* EBM_SC_F_* */
+	__u32 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_sc_sock, 32);
+
+#define EBM_SC_F_INSERTED (1u << 0) /* the socket is (was) in the sockhash */
+
+/* Per shortcut socket, by its ebm_sc_key, for the peer's sk_msg: where the
+ * socket is (read through BTF, never written: its queue and TCP state) and
+ * the bytes handed to it. Its close moves `received` into its ebm_sc_sock
+ * and deletes the entry; observe's close report adds both, so it is exact
+ * whichever of the two sockops programs runs first. */
+struct ebm_sc_peer {
+	__u64 sk;               /* kernel address of the socket */
+	__u64 received;         /* bytes redirected into it */
+};
+EBM_ASSERT_SIZE(struct ebm_sc_peer, 16);
+
 /* ---- map sizes (user space reads them from the object, not from here) -- */
 
 #define EBM_LB4_FRONTENDS_MAX 65536
@@ -301,5 +356,7 @@ EBM_ASSERT_SIZE(struct ebm_mtls_src_key, 8);
 
 #define EBM_MTLS_WORKLOADS_MAX 65536
 #define EBM_MTLS_SOURCES_MAX   1024
+
+#define EBM_SC_SOCKETS_MAX    65536 /* sockets, two per shortcut connection */
 
 #endif /* EBMESH_ABI_H */

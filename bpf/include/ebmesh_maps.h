@@ -116,4 +116,24 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_event_layout SEC(".maps");
 
+/* ---- same-node shortcut (issue 5) ------------------------------------ */
+
+/* Bytes each socket sent and received socket to socket: written by the
+ * shortcut's sk_msg, read by observe's close report. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ebm_sc_sock);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_sc_sock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_sc_key);
+	__type(value, struct ebm_sc_peer);
+	__uint(max_entries, EBM_SC_SOCKETS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_sc_peers SEC(".maps");
+
 #endif /* EBMESH_MAPS_H */

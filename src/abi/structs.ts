@@ -45,6 +45,14 @@ export const Counter = {
   L7_NO_PROXY: 17,
   L7_ESTABLISHED: 18,
   MTLS_STRICT_DROP: 24,
+  // 32..39: the same-node shortcut (issue 5)
+  SC_INSERTED: 32,
+  SC_MAP_FULL: 33,
+  SC_REMOVED: 34,
+  SC_REDIRECTED: 35,
+  SC_REDIRECTED_BYTES: 36,
+  SC_NORMAL: 37,
+  SC_BACKPRESSURE: 38,
 } as const;
 export const COUNTER_MAX = 64;
 
@@ -94,10 +102,18 @@ export const MtlsWorkloadKey = struct('ebm_mtls_workload_key', { ip: ipv4 });
 export const MtlsSrcKey = struct('ebm_mtls_src_key', { prefixlen: u32, ip: ipv4 });
 export const MTLS_MODE = { PERMISSIVE: 0, STRICT: 1 } as const;
 
+// ---- same-node shortcut (issue 5) ----------------------------------------
+
+export const ScKey = struct('ebm_sc_key', { local_ip: ipv4, remote_ip: ipv4, local_port: port16, remote_port: port16 });
+export const ScConfig = struct('ebm_sc_config', { enabled: u32, subnet: ipv4, mask: ipv4, min_queue: u32 });
+export const ScSock = struct('ebm_sc_sock', { sent: u64, received: u64, cookie: u64, flags: u32, pad: u32 });
+export const ScPeer = struct('ebm_sc_peer', { sk: u64, received: u64 });
+
 export const abiStructs = [
   MtlsWorkloadKey, MtlsSrcKey,
   Lb4FrontendKey, Lb4Frontend, Lb4SlotKey, Lb4Slot, Lb4Backend,
   Lb4AffinityKey, Lb4Affinity, Lb4RevnatKey, Lb4Revnat,
   FlowEvent, HttpConnKey, HttpPending, SockInfo,
   L7Proxy, L7Orig, L7ConnKey,
+  ScKey, ScConfig, ScSock, ScPeer,
 ];

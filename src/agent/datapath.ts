@@ -7,14 +7,27 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BpfObjectSpec, attachCgroupPinned, detachPinned, ensureBpffs, type LoadedObject, TypedMap, KernelError, type RawMap,
+  BpfObjectSpec, attachCgroupPinned, attachMapPinned, detachPinned, ensureBpffs, type LoadedObject, TypedMap, KernelError, type RawMap,
 } from '../kernel/index.js';
-import { COUNTER_MAX, Counter, L7Proxy, U32Key, U64Value } from '../abi/structs.js';
+import { COUNTER_MAX, Counter, L7Proxy, U32Key, U64Value, ScConfig } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
-const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o'];
+const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o', 'shortcut.bpf.o'];
+
+/** Program types that attach to a map, not to a cgroup. */
+const BPF_PROG_TYPE_SK_MSG = 16;
+/** Link pins of map attachments (per node, not per cgroup). */
+const MAP_LINK_TAG = 'sockmap';
+
+export interface ShortcutSettings {
+  enabled: boolean;
+  /** this node's pod subnet, a.b.c.d/n */
+  subnet: string;
+  /** bytes a peer may hold unread before writes take the normal path (at least its SO_RCVBUF) */
+  minQueue: number;
+}
 
 export class Datapath {
   private objects: LoadedObject[] = [];
@@ -23,26 +36,53 @@ export class Datapath {
 
   constructor(private readonly paths: InstancePaths) {}
 
-  load(): void {
+  /** `maxEntries` sizes maps when they are first made (a pinned map keeps its size). */
+  load(opts: { maxEntries?: Record<string, number> } = {}): void {
     ensureBpffs();
     mkdirSync(this.paths.mapPins, { recursive: true });
     for (const file of CGROUP_OBJECTS) {
       const spec = BpfObjectSpec.open(join(BPF_BUILD, file));
       try {
-        this.objects.push(spec.load({ pinDir: this.paths.mapPins }));
+        this.objects.push(spec.load({ pinDir: this.paths.mapPins, maxEntries: opts.maxEntries }));
       } finally {
         spec.close();
       }
     }
+    this.attachToMaps();
     const lbObj = this.objects[0]!;
     this.lb = new LbMaps(lbObj);
     this.counters = lbObj.map('ebm_counters', U32Key, U64Value);
+  }
+
+  /** sk_msg programs attach to the sockhash they redirect through, once per node. */
+  private attachToMaps(): void {
+    for (const obj of this.objects) {
+      for (const p of obj.programs()) {
+        if (p.type !== BPF_PROG_TYPE_SK_MSG) continue;
+        attachMapPinned(p.fd, obj.rawMap('ebm_sc_sockets').fd, p.attachType, join(this.paths.linkPins, MAP_LINK_TAG, p.name));
+      }
+    }
+  }
+
+  /** The same-node shortcut's settings (all zero, as made, means off). */
+  configureShortcut(s: ShortcutSettings): void {
+    const [addr, len] = s.subnet.split('/');
+    const n = Number(len);
+    const mask = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
+    const cfg = new TypedMap(this.rawMap('ebm_sc_config'), U32Key, ScConfig);
+    cfg.set(0, {
+      enabled: s.enabled ? 1 : 0,
+      subnet: addr ?? '0.0.0.0',
+      mask: [24, 16, 8, 0].map((b) => (mask >>> b) & 255).join('.'),
+      min_queue: s.minQueue,
+    });
   }
 
   /** Attaches every cgroup program to `cgroupPath`; `tag` names the link pins. */
   attach(cgroupPath: string, tag: string): void {
     for (const obj of this.objects) {
       for (const p of obj.programs()) {
+        if (p.type === BPF_PROG_TYPE_SK_MSG) continue;
         attachCgroupPinned(p.fd, cgroupPath, p.attachType, join(this.paths.linkPins, tag, p.name));
       }
     }
@@ -76,7 +116,7 @@ export class Datapath {
       { map: 'ebm_lb4_frontends', t: this.lb.frontends },
       { map: 'ebm_lb4_slots', t: this.lb.slots },
       { map: 'ebm_lb4_backends', t: this.lb.backends },
-    ].map(({ map, t }) => ({ map, raw: t.raw })).concat(this.optionalMaps(['ebm_http_pending'])).map(({ map, raw }) => {
+    ].map(({ map, t }) => ({ map, raw: t.raw })).concat(this.optionalMaps(['ebm_http_pending', 'ebm_sc_peers'])).map(({ map, raw }) => {
       let n = 0;
       for (const _ of raw.keys()) n++;
       return { map, entries: n, max: raw.info.maxEntries };

@@ -19,10 +19,20 @@ import { ensureCgroup, killCgroup, removeCgroupTree } from '../lab/cgroup.js';
 import { vethName, type InstancePaths } from '../paths.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { describeError } from '../errors.js';
+import { formatCidr } from '../resources/ipv4.js';
 import { Observer } from '../observe/observer.js';
 import { NodeProxyWiring } from '../agent/proxy/wiring.js';
 import { applyMtlsTables } from '../agent/mtls-maps.js';
 import { mtlsTables } from '../tunnel/mode.js';
+
+/** Unread bytes a shortcut peer may hold before writes take the normal path (or its SO_RCVBUF, if larger). */
+const SHORTCUT_MIN_QUEUE = 1 << 20;
+
+/** EBMESH_SHORTCUT_MAX_SOCKETS sizes the shortcut's sockhash when first made (tests fill it on purpose). */
+function shortcutMaxEntries(): Record<string, number> | undefined {
+  const n = Number(process.env.EBMESH_SHORTCUT_MAX_SOCKETS);
+  return Number.isInteger(n) && n > 0 ? { ebm_sc_sockets: n, ebm_sc_peers: n } : undefined;
+}
 
 export interface ReconcileInfo {
   revision: number;
@@ -77,7 +87,7 @@ export class NodeDaemon {
     this.mesh = snap.mesh;
     this.ensureHostRoutes(); // before anything could send to a VIP
     this.datapath = new Datapath(this.paths);
-    this.datapath.load();
+    this.datapath.load({ maxEntries: shortcutMaxEntries() });
     this.datapath.attach(this.meshCgroup, 'root');
     this.startObserver();
     this.lab = new Lab(
@@ -167,6 +177,10 @@ export class NodeDaemon {
     // depend on nothing the lab does below.
     const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));
     this.datapath.lb.apply(ops);
+
+    this.datapath.configureShortcut({
+      enabled: snap.mesh.spec.sameNodeShortcut, subnet: formatCidr(nodePodSubnet(snap.mesh)), minQueue: SHORTCUT_MIN_QUEUE,
+    });
 
     const meshChanged = snap.mesh.spec.serviceCIDR !== this.mesh.spec.serviceCIDR || snap.mesh.spec.podCIDR !== this.mesh.spec.podCIDR;
     this.mesh = snap.mesh;

@@ -1,6 +1,6 @@
 export { BpfObjectSpec, LoadedObject, type ProgramInfo } from './object.js';
 export { RawMap, TypedMap, openPinnedMap, BPF_ANY, BPF_NOEXIST, BPF_EXIST, possibleCpus, type MapInfo } from './map.js';
-export { attachCgroupPinned, detachPinned } from './link.js';
+export { attachCgroupPinned, attachMapPinned, detachPinned } from './link.js';
 export { BtfFile } from './btf.js';
 export { ensureBpffs, cgroup2Root, BPFFS } from './fs.js';
 export { KernelError, VerifierError, MissingFeatureError, MissingCapabilityError, errnoName } from './errors.js';

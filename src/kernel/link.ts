@@ -58,3 +58,36 @@ export function detachPinned(pin: string): void {
   }
   rmSync(pin, { force: true });
 }
+
+/**
+ * Attaches `progFd` to a map (sk_msg/sk_skb programs of a sockmap or
+ * sockhash: such attachments are per map, not per cgroup), or swaps it into
+ * the link pinned at `pin`: the same hitless update as for cgroups.
+ */
+export function attachMapPinned(progFd: number, mapFd: number, attachType: number, pin: string): AttachResult {
+  if (existsSync(pin)) {
+    const linkFd = bpf.bpf_obj_get(pin) as number;
+    if (linkFd >= 0) {
+      return withFd(linkFd, (fd) => {
+        const rc = bpf.bpf_link_update(fd, progFd, null) as number;
+        if (rc < 0) throw new KernelError(`updating link ${pin}`, -rc, { where: pin });
+        return { pin, updated: true };
+      });
+    }
+    rmSync(pin, { force: true });
+  }
+  const linkFd = bpf.bpf_link_create(progFd, mapFd, attachType, null) as number;
+  if (linkFd < 0) {
+    throw new KernelError(`attaching program to map fd ${mapFd} (attach type ${attachType})`, -linkFd, {
+      where: pin, hint: 'sockmap links need Linux 6.10 or later',
+    });
+  }
+  try {
+    mkdirSync(dirname(pin), { recursive: true });
+    const rc = bpf.bpf_obj_pin(linkFd, pin) as number;
+    if (rc < 0) throw new KernelError(`pinning link at ${pin}`, -rc || lastErrno(), { where: pin });
+  } finally {
+    closeFd(linkFd);
+  }
+  return { pin, updated: false };
+}

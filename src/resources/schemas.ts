@@ -136,6 +136,8 @@ export const MeshConfig = z
           })
           .strict()
           .optional(),
+        /** Same-node socket shortcut (sockmap): on by default, per node. */
+        sameNodeShortcut: z.boolean().default(true),
       })
       .strict(),
   })

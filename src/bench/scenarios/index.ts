@@ -4,5 +4,6 @@ import { loopback } from './loopback.js';
 import { lb } from './lb.js';
 import { observe } from './observe.js';
 import { proxy } from './proxy.js';
+import { shortcut } from './shortcut.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe, proxy];
+export const scenarios: Scenario[] = [loopback, lb, observe, proxy, shortcut];

@@ -24,6 +24,7 @@ interface Status {
   revision: number;
   lastReconcile?: { revision: number; at: string; lbOps: number; error?: string };
   datapath: { attached: string[]; counters: Record<string, number>; maps: Array<{ map: string; entries: number; max: number }> };
+  mesh?: { sameNodeShortcut?: boolean };
   workloads: Array<{ name: string; namespace: string; ip?: string; phase: string; ready: boolean; pid?: number; message?: string }>;
   services: Array<{ name: string; namespace: string; clusterIP?: string; ports: string[]; endpoints: number }>;
   proxy?: {
@@ -84,6 +85,12 @@ export function renderStatus(st: Status): string {
   lines.push(`programs attached to: ${st.datapath.attached.join(', ') || 'nothing'}`);
   lines.push(`maps: ${st.datapath.maps.map((m) => `${m.map} ${m.entries}/${m.max}`).join(', ')}`);
   lines.push(`counters: ${Object.entries(st.datapath.counters).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  const c = st.datapath.counters;
+  if (st.mesh && 'sameNodeShortcut' in st.mesh) {
+    lines.push(`same-node shortcut: ${st.mesh.sameNodeShortcut ? 'on' : 'off'}; sockets in ${c.sc_inserted ?? 0}, closed ${c.sc_removed ?? 0}, ` +
+      `refused (map full) ${c.sc_map_full ?? 0}; writes redirected ${c.sc_redirected ?? 0} (${c.sc_redirected_bytes ?? 0} bytes), ` +
+      `normal path ${c.sc_normal ?? 0}, backpressure ${c.sc_backpressure ?? 0}`);
+  }
   lines.push('', table(['WORKLOAD', 'IP', 'PHASE', 'READY', 'MESSAGE'],
     st.workloads.map((w) => [`${w.namespace}/${w.name}`, w.ip, w.phase, w.ready ? 'yes' : 'no', w.message])));
   lines.push('', table(['SERVICE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS'],

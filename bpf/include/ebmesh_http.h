@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * HTTP/1.x exchanges from the first bytes of a write, shared by the two
+ * places that see payload: cgroup_skb (segments through the TCP/IP stack)
+ * and sk_msg (writes the same-node shortcut hands socket to socket, which
+ * no skb ever carries). One parser and one pending table, so both paths
+ * agree, and an exchange whose request took one path and whose response
+ * took the other is still matched and reported once.
+ *
+ * A segment is described from its sender: src is who wrote the bytes.
+ */
+#ifndef EBMESH_HTTP_H
+#define EBMESH_HTTP_H
+
+#include "ebmesh_maps.h"
+#include "ebmesh_events.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_http_conn_key);
+	__type(value, struct ebm_http_pending);
+	__uint(max_entries, EBM_HTTP_PENDING_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_http_pending SEC(".maps");
+
+
+#define HTTP_PEEK 120 /* bytes of payload read: method, path prefix, status */
+
+/* The request line's method, and where its target begins. */
+static __always_inline int http_method(const __u8 *b, __u8 *method)
+{
+	__u32 w = b[0] | (b[1] << 8) | (b[2] << 16) | ((__u32)b[3] << 24);
+
+#define W(a, b_, c, d) ((__u32)(a) | ((__u32)(b_) << 8) | ((__u32)(c) << 16) | ((__u32)(d) << 24))
+	if (w == W('G', 'E', 'T', ' ')) { *method = EBM_HTTP_GET; return 4; }
+	if (w == W('P', 'U', 'T', ' ')) { *method = EBM_HTTP_PUT; return 4; }
+	if (w == W('P', 'O', 'S', 'T') && b[4] == ' ') { *method = EBM_HTTP_POST; return 5; }
+	if (w == W('H', 'E', 'A', 'D') && b[4] == ' ') { *method = EBM_HTTP_HEAD; return 5; }
+	if (w == W('P', 'A', 'T', 'C') && b[4] == 'H' && b[5] == ' ') { *method = EBM_HTTP_PATCH; return 6; }
+	if (w == W('T', 'R', 'A', 'C') && b[4] == 'E' && b[5] == ' ') { *method = EBM_HTTP_TRACE; return 6; }
+	if (w == W('D', 'E', 'L', 'E') && b[4] == 'T' && b[5] == 'E' && b[6] == ' ') { *method = EBM_HTTP_DELETE; return 7; }
+	if (w == W('O', 'P', 'T', 'I') && b[4] == 'O' && b[5] == 'N' && b[6] == 'S' && b[7] == ' ') {
+		*method = EBM_HTTP_OPTIONS; return 8;
+	}
+	if (w == W('C', 'O', 'N', 'N') && b[4] == 'E' && b[5] == 'C' && b[6] == 'T' && b[7] == ' ') {
+		*method = EBM_HTTP_CONNECT; return 8;
+	}
+#undef W
+	return 0;
+}
+
+/* "HTTP/1.x NNN": the status, or 0 when this is not a status line. */
+static __always_inline __u16 http_status(const __u8 *b)
+{
+	__u16 s = 0;
+
+	if (b[0] != 'H' || b[1] != 'T' || b[2] != 'T' || b[3] != 'P' || b[4] != '/' ||
+	    b[5] != '1' || b[6] != '.' || b[8] != ' ')
+		return 0;
+	for (int i = 9; i < 12; i++) {
+		if (b[i] < '0' || b[i] > '9')
+			return 0;
+		s = s * 10 + (b[i] - '0');
+	}
+	return s;
+}
+
+struct http_scratch {
+	__u8 buf[128];
+	struct ebm_http_pending p;
+};
+
+/* Too big for the stack with everything else: one per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct http_scratch);
+	__uint(max_entries, 1);
+} ebm_http_scratch SEC(".maps");
+
+struct ebm_http_seg {
+	__u32 saddr, daddr;     /* network order: the writer, the reader */
+	__u16 sport, dport;
+	__u64 cookie;           /* the observing socket */
+	__u64 cgroup_id;
+	int egress;             /* observed at the writer's socket */
+	__u8 flags;             /* extra EBM_EV_F_* for the report */
+};
+
+static __always_inline void ebm_http_request(const struct ebm_http_seg *g, struct http_scratch *s,
+					     int off, __u8 method)
+{
+	struct ebm_http_conn_key k = {
+		.client_ip = g->saddr, .server_ip = g->daddr,
+		.client_port = g->sport, .server_port = g->dport,
+	};
+	struct ebm_http_pending *cur = bpf_map_lookup_elem(&ebm_http_pending, &k);
+	struct ebm_http_pending *p = &s->p;
+	int n = 0;
+
+	/* Already seen by the other end of this connection: one report. A
+	 * new request at the same end replaces an unanswered one. */
+	if (cur && cur->cookie != g->cookie)
+		return;
+	__builtin_memset(p, 0, sizeof(*p));
+	p->start_ns = bpf_ktime_get_ns();
+	p->cookie = g->cookie;
+	p->cgroup_id = g->cgroup_id;
+	p->method = method;
+	p->flags = (g->egress ? 0 : EBM_EV_F_SERVER) | g->flags;
+	for (int i = 0; i < EBM_HTTP_PATH_MAX; i++) {
+		__u8 c = s->buf[(off + i) & 127];
+
+		if (off + i >= HTTP_PEEK || c == ' ' || c == '\r' || c == '\n' || c == 0)
+			break;
+		p->path[i] = c;
+		n++;
+	}
+	p->path_len = n;
+	if (g->egress) {
+		struct ebm_lb4_revnat_key rk = { .cookie = g->cookie, .ip = g->daddr, .port = g->dport };
+		struct ebm_lb4_revnat *rv = bpf_map_lookup_elem(&ebm_lb4_revnat, &rk);
+
+		if (rv) {
+			p->orig_daddr = rv->vip;
+			p->orig_dport = rv->port;
+		}
+	}
+	if (bpf_map_update_elem(&ebm_http_pending, &k, p, BPF_ANY))
+		ebm_count(EBM_CNT_HTTP_PENDING_FULL);
+}
+
+static __always_inline void ebm_http_response(const struct ebm_http_seg *g, __u16 status)
+{
+	struct ebm_http_conn_key k = {
+		.client_ip = g->daddr, .server_ip = g->saddr,
+		.client_port = g->dport, .server_port = g->sport,
+	};
+	struct ebm_http_pending *p = bpf_map_lookup_elem(&ebm_http_pending, &k);
+	struct ebm_flow_event *e;
+
+	if (!p) /* the other end reported it, or the request predates us */
+		return;
+	e = ebm_event_reserve(EBM_EV_HTTP);
+	if (e) {
+		e->start_ns = p->start_ns;
+		e->duration_ns = e->ts_ns - p->start_ns;
+		e->cookie = p->cookie;
+		e->cgroup_id = p->cgroup_id;
+		e->saddr = k.client_ip;
+		e->sport = k.client_port;
+		e->daddr = k.server_ip;
+		e->dport = k.server_port;
+		e->orig_daddr = p->orig_daddr;
+		e->orig_dport = p->orig_dport;
+		e->proto = IPPROTO_TCP;
+		e->flags = p->flags | g->flags;
+		e->http_method = p->method;
+		e->http_status = status;
+		e->http_path_len = p->path_len;
+		__builtin_memcpy(e->http_path, p->path, EBM_HTTP_PATH_MAX);
+		if (p->orig_daddr) {
+			struct ebm_lb4_frontend_key fk = { .vip = p->orig_daddr, .port = p->orig_dport, .proto = IPPROTO_TCP };
+			struct ebm_lb4_frontend *fe = bpf_map_lookup_elem(&ebm_lb4_frontends, &fk);
+
+			if (fe)
+				e->frontend_id = fe->id;
+		}
+		ebm_event_submit(e);
+	}
+	bpf_map_delete_elem(&ebm_http_pending, &k);
+}
+
+/* s->buf holds the first min(n, HTTP_PEEK) bytes of the write (n >= 12). */
+static __always_inline void ebm_http_parse(const struct ebm_http_seg *g, struct http_scratch *s)
+{
+	__u8 method = 0;
+	__u16 status = http_status(s->buf);
+	int target;
+
+	if (status) {
+		ebm_http_response(g, status);
+		return;
+	}
+	target = http_method(s->buf, &method);
+	if (target)
+		ebm_http_request(g, s, target, method);
+}
+
+#endif /* EBMESH_HTTP_H */

@@ -1,0 +1,247 @@
+"""Socket test program for the same-node shortcut: the cases that break
+naive sockmap redirection, each as a server mode and a client mode. Every
+server prints "ready" once listening; every run is bounded in time.
+
+  serve-echo PORT          asyncio echo server (many connections, churn)
+  serve-halfclose PORT     reads to EOF, then answers sha256 + 3 MiB, closes
+  serve-slow PORT          sleeps, then reads slowly; prints bytes and sha256
+  serve-rst PORT           reads until reset; prints what recv raised
+  serve-sendfile PORT FILE sends FILE with os.sendfile, closes
+  serve-exact PORT         reads to EOF, answers 5000 bytes (observe's exact case)
+  halfclose HOST PORT / slow HOST PORT MIB / rst HOST PORT / sendfile HOST PORT
+  echo HOST PORT CONNS BYTES    CONNS connections at once, BYTES each way, checked
+  churn HOST PORT N             N short connections one after another
+  exact HOST PORT
+"""
+import asyncio, hashlib, os, socket, struct, sys, time
+
+
+SPURIOUS = 0
+
+
+def recv(s, n):
+    """recv on a blocking socket. Linux's sockmap receive path
+    (tcp_bpf_recvmsg) returns EAGAIN, even to a blocking reader, when it
+    is woken with nothing queued: when its own FIN is acknowledged, or when
+    the peer resets. Applications on non-blocking sockets (nginx, curl,
+    Go, Node, asyncio) retry anyway; a blocking reader must retry once
+    more. Counted, and reported on stderr."""
+    global SPURIOUS
+    while True:
+        try:
+            return s.recv(n)
+        except BlockingIOError:
+            SPURIOUS += 1
+            if SPURIOUS > 1000:
+                raise
+
+
+def listen(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port))
+    s.listen(1024)
+    print("ready", flush=True)
+    return s
+
+
+def read_all(c, chunk=1 << 20):
+    h, n = hashlib.sha256(), 0
+    while True:
+        b = recv(c, chunk)
+        if not b:
+            return n, h.hexdigest()
+        n += len(b)
+        h.update(b)
+
+
+def pattern(n, seed=0):
+    # Deterministic and not trivially compressible: a hash chain.
+    out, block, i = bytearray(), hashlib.sha256(str(seed).encode()).digest(), 0
+    while len(out) < n:
+        block = hashlib.sha256(block + struct.pack("I", i)).digest()
+        out += block * 128
+        i += 1
+    return bytes(out[:n])
+
+
+def serve_echo(port):
+    async def handle(r, w):
+        try:
+            while True:
+                b = await r.read(65536)
+                if not b:
+                    break
+                w.write(b)
+                await w.drain()
+        except ConnectionError:
+            pass
+        w.close()
+
+    async def main():
+        srv = await asyncio.start_server(handle, "0.0.0.0", port, backlog=1024)
+        print("ready", flush=True)
+        await srv.serve_forever()
+
+    asyncio.run(main())
+
+
+def serve_halfclose(port):
+    c, _ = listen(port).accept()
+    n, digest = read_all(c)
+    c.sendall(digest.encode() + b"\n" + pattern(3 << 20, 1))
+    c.close()
+    print(n, flush=True)
+
+
+def halfclose(host, port):
+    s = socket.create_connection((host, port))
+    data = pattern(1 << 20, 2)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)  # our direction ends; theirs goes on
+    n, _ = 0, None
+    buf = bytearray()
+    while True:
+        b = recv(s, 1 << 20)
+        if not b:
+            break
+        buf += b
+    line, rest = bytes(buf).split(b"\n", 1)
+    assert line.decode() == hashlib.sha256(data).hexdigest(), "server's digest of what we sent"
+    assert rest == pattern(3 << 20, 1), f"reply after our FIN: {len(rest)} bytes"
+    print("ok", len(rest), flush=True)
+
+
+def serve_slow(port, delay):
+    c, _ = listen(port).accept()
+    time.sleep(delay)
+    h, n = hashlib.sha256(), 0
+    while True:
+        b = recv(c, 256 << 10)
+        if not b:
+            break
+        n += len(b)
+        h.update(b)
+        time.sleep(0.004)  # ~64 MiB/s at most: slower than any writer here
+    print(n, h.hexdigest(), flush=True)
+
+
+def slow(host, port, mib):
+    data = pattern(mib << 20, 3)
+    s = socket.create_connection((host, port))
+    s.sendall(data)
+    s.close()
+    print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
+
+
+def serve_rst(port):
+    c, _ = listen(port).accept()
+    n = 0
+    try:
+        while True:
+            b = recv(c, 65536)
+            if not b:
+                print("eof", n, flush=True)
+                return
+            n += len(b)
+    except ConnectionResetError:
+        print("reset", n, flush=True)
+
+
+def rst(host, port):
+    s = socket.create_connection((host, port))
+    s.sendall(b"r" * 100000)
+    time.sleep(0.5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # linger 0: a reset, not a FIN
+    print("ok", flush=True)
+
+
+def serve_sendfile(port, path):
+    c, _ = listen(port).accept()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        off = 0
+        while off < size:
+            off += os.sendfile(c.fileno(), f.fileno(), off, size - off)
+    c.close()
+    print(size, flush=True)
+
+
+def sendfile_client(host, port):
+    s = socket.create_connection((host, port))
+    n, digest = read_all(s)
+    print(n, digest, flush=True)
+
+
+def echo(host, port, conns, size):
+    async def one(i):
+        r, w = await asyncio.open_connection(host, port)
+        data = pattern(size, 100 + i % 7)
+        w.write(data)
+        await w.drain()
+        got = await r.readexactly(size)
+        w.close()
+        return got == data
+
+    async def main():
+        res = await asyncio.gather(*(one(i) for i in range(conns)))
+        print(sum(res), conns, flush=True)
+
+    asyncio.run(main())
+
+
+def churn(host, port, n):
+    ok = 0
+    for i in range(n):
+        s = socket.create_connection((host, port))
+        msg = b"%d" % i
+        s.sendall(msg)
+        if recv(s, 64) == msg:
+            ok += 1
+        s.close()
+    print(ok, n, flush=True)
+
+
+def serve_exact(port):
+    c, _ = listen(port).accept()
+    n, _ = read_all(c)
+    c.sendall(b"y" * 5000)
+    c.close()
+    print(n, flush=True)
+
+
+def exact(host, port):
+    s = socket.create_connection((host, port))
+    s.sendall(b"x" * 100000)
+    s.shutdown(socket.SHUT_WR)
+    n, _ = read_all(s)
+    print(s.getsockname()[1], n, flush=True)
+
+
+if __name__ == "__main__":
+    import atexit
+    atexit.register(lambda: SPURIOUS and print(f"spurious EAGAIN: {SPURIOUS}", file=sys.stderr, flush=True))
+    a = sys.argv[1:]
+    mode = a[0]
+    if mode.startswith("serve-"):
+        port = int(a[1])
+        {
+            "serve-echo": lambda: serve_echo(port),
+            "serve-halfclose": lambda: serve_halfclose(port),
+            "serve-slow": lambda: serve_slow(port, float(a[2]) if len(a) > 2 else 1.0),
+            "serve-rst": lambda: serve_rst(port),
+            "serve-sendfile": lambda: serve_sendfile(port, a[2]),
+            "serve-exact": lambda: serve_exact(port),
+        }[mode]()
+    else:
+        host, port = a[1], int(a[2])
+        {
+            "halfclose": lambda: halfclose(host, port),
+            "slow": lambda: slow(host, port, int(a[3])),
+            "rst": lambda: rst(host, port),
+            "sendfile": lambda: sendfile_client(host, port),
+            "echo": lambda: echo(host, port, int(a[3]), int(a[4])),
+            "churn": lambda: churn(host, port, int(a[3])),
+            "exact": lambda: exact(host, port),
+        }[mode]()
