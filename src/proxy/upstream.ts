@@ -67,11 +67,17 @@ export class UpstreamPool {
       const headers: OutgoingHttpHeaders = { ...r.headers, host: r.authority };
       const req = http.request({ host: r.endpoint.ip, port: r.endpoint.port, method: r.method, path: r.path, headers, agent: this.agent, setHost: false });
       const timer = r.timeoutMs > 0 ? setTimeout(() => fail(new UpstreamError('timeout', `no response from ${r.endpoint.ip}:${r.endpoint.port} in ${r.timeoutMs}ms`, false)), r.timeoutMs) : undefined;
-      const connectTimer = setTimeout(() => !connected && fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
+      let connectTimer: NodeJS.Timeout | undefined;
       req.on('socket', (s) => {
-        // A reused keep-alive socket is already connected.
+        // A reused keep-alive socket is already connected: no connect timer then.
         if (!s.connecting) connected = true;
-        else s.once('connect', () => (connected = true));
+        else {
+          connectTimer = setTimeout(() => !connected && fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
+          s.once('connect', () => {
+            connected = true;
+            clearTimeout(connectTimer);
+          });
+        }
       });
       req.on('error', (e: NodeJS.ErrnoException) => {
         clearTimeout(timer);
