@@ -57,7 +57,7 @@ if (cluster.isWorker) {
           break;
         case 'requests':
           eventsDropped += m.dropped;
-          if (m.events.length) toDaemon({ type: 'requests', events: m.events });
+          if (m.counts.length || m.events.length) toDaemon({ type: 'requests', counts: m.counts, events: m.events });
           break;
         case 'stats':
           latest.set(w.id, m);
