@@ -82,6 +82,10 @@ class Conn {
       for (const x of h) this.head.push(x);
     };
     this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, h: string[] | undefined, _m: unknown, _u: unknown, status: number, _sm: unknown, upgrade: boolean, keepAlive: boolean) => {
+      if (!this.ex) {
+        this.destroy(); // a response nobody asked for (after the last one, in the same read)
+        return 2;
+      }
       const raw = this.head.length ? [...this.head, ...(h ?? [])] : (h ?? []);
       this.head = [];
       if (status >= 100 && status < 200 && status !== 101) return 0; // interim: the real answer follows
@@ -180,7 +184,9 @@ class Conn {
     clearTimeout(this.idleTimer);
     this.pool.forget(this);
     this.socket.destroy();
-    this.parser.close();
+    // Never free the native parser from inside its own callbacks (destroy()
+    // is often called from them): that is a use-after-free in llhttp.
+    setImmediate(() => this.parser.close());
   }
 
   get alive(): boolean {
