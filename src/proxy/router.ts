@@ -63,20 +63,27 @@ class NoEndpoint extends Error {}
 class BodyTooLarge extends Error {}
 
 function stripHopByHop(h: IncomingHttpHeaders, keepTeTrailers: boolean): Record<string, string | string[] | undefined> {
-  const named = new Set(
-    String(h['connection'] ?? '')
+  // Most requests name nothing in Connection but keep-alive/close: skip the parse then.
+  const conn = h['connection'];
+  const named = conn === undefined || conn === 'keep-alive' || conn === 'close' ? undefined : namedInConnection(conn);
+  const out: Record<string, string | string[] | undefined> = {};
+  for (const k in h) {
+    if (HOP_BY_HOP.has(k)) {
+      if (!(k === 'te' && keepTeTrailers && h[k] === 'trailers')) continue;
+    } else if (k.charCodeAt(0) === 58 /* ':' */ || named?.has(k)) continue;
+    out[k] = h[k];
+  }
+  return out;
+}
+
+function namedInConnection(v: string | string[]): Set<string> {
+  return new Set(
+    String(v)
       .toLowerCase()
       .split(',')
       .map((s) => s.trim())
       .filter(Boolean),
   );
-  const out: Record<string, string | string[] | undefined> = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (k.startsWith(':') || named.has(k)) continue;
-    if (HOP_BY_HOP.has(k) && !(k === 'te' && keepTeTrailers && v === 'trailers')) continue;
-    out[k] = v;
-  }
-  return out;
 }
 
 async function readBody(body: Readable, max: number): Promise<Buffer> {
@@ -116,15 +123,20 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const q = ds.url.indexOf('?');
   const pathOnly = q >= 0 ? ds.url.slice(0, q) : ds.url;
   const query = q >= 0 ? ds.url.slice(q) : '';
+  let params: URLSearchParams | undefined;
+  const ct = ds.headers['content-type'];
   const facts: RequestFacts = {
     method: ds.method,
     path: pathOnly,
-    query: new URLSearchParams(query),
+    // Parsed only if a route matches on query parameters.
+    get query() {
+      return (params ??= new URLSearchParams(query));
+    },
     headers: ds.headers,
     host: ds.authority,
-    grpc: String(ds.headers['content-type'] ?? '').startsWith('application/grpc'),
+    grpc: ct !== undefined && ct.startsWith('application/grpc'),
   };
-  const span = startRequestSpan(ds.headers['traceparent'] as string | undefined, `${ds.method} ${pathOnly}`);
+  const span = startRequestSpan(ds.headers['traceparent'] as string | undefined, ds.method, pathOnly);
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
   ds.res.once('close', () => finish(rt, ds, facts, span, out, plan, t0));
@@ -204,25 +216,44 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 
 /** Streams the upstream body to the client, then its trailers (gRPC's grpc-status lives there). */
 function streamBack(ds: Downstream, resp: UpstreamResponse): Promise<void> {
+  // A hand-rolled pipe: Readable.pipe() adds and removes seven listeners per
+  // response, which costs more than forwarding a small body.
   return new Promise((resolve) => {
     const res = ds.res as unknown as NodeJS.WritableStream;
-    resp.body.on('error', () => {
-      ds.abort();
+    const body = resp.body;
+    let done = false;
+    const stop = (): void => {
+      done = true;
+      body.off('data', onData);
       resolve();
+    };
+    const onData = (chunk: Buffer): void => {
+      if (!res.write(chunk)) {
+        body.pause();
+        res.once('drain', () => body.resume());
+      }
+    };
+    body.on('error', () => {
+      if (done) return;
+      stop();
+      ds.abort();
     });
     ds.res.once('close', () => {
+      if (done) return;
+      stop();
       resp.abort(); // the client went away: stop the upstream work too
-      resolve();
     });
-    resp.body.pipe(res, { end: false });
-    resp.body.once('end', () => {
+    body.on('data', onData);
+    body.once('end', () => {
+      if (done) return;
       void resp.trailers.then((t) => {
+        if (done) return;
         if (t) {
           const clean = stripHopByHop(t, false);
           if (Object.keys(clean).length) ds.res.addTrailers(clean as OutgoingHttpHeaders);
         }
+        stop();
         ds.res.end();
-        resolve();
       });
     });
   });
@@ -327,8 +358,9 @@ function finish(rt: ProxyRuntime, ds: Downstream, facts: RequestFacts, span: Spa
   const status = ds.res.statusCode;
   const durationMs = performance.now() - t0;
   span.finish();
-  span.error = status >= 500;
-  Object.assign(span.attributes, {
+  if (rt.exporter && span.sampled) {
+    span.error = status >= 500;
+    Object.assign(span.attributes, {
     'http.request.method': facts.method,
     'url.path': facts.path,
     'http.response.status_code': status,
@@ -336,12 +368,13 @@ function finish(rt: ProxyRuntime, ds: Downstream, facts: RequestFacts, span: Spa
     'ebmesh.client.namespace': ds.conn.client.namespace,
     'ebmesh.retries': out.retries,
     'network.protocol.version': ds.protocol === 'http2' ? '2' : '1.1',
-  });
-  if (plan?.service) span.attributes['ebmesh.service'] = plan.service.key;
-  if (out.route) span.attributes['ebmesh.route'] = out.route;
-  if (out.endpoint) span.attributes['server.address'] = out.endpoint;
-  if (out.reason) span.attributes['ebmesh.reason'] = out.reason;
-  rt.exporter?.add(span);
+    });
+    if (plan?.service) span.attributes['ebmesh.service'] = plan.service.key;
+    if (out.route) span.attributes['ebmesh.route'] = out.route;
+    if (out.endpoint) span.attributes['server.address'] = out.endpoint;
+    if (out.reason) span.attributes['ebmesh.reason'] = out.reason;
+    rt.exporter.add(span);
+  }
   if (channels.request.hasSubscribers) {
     const ev: RequestDoneEvent = {
       service: plan?.service?.key,

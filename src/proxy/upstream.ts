@@ -3,10 +3,10 @@
  * HTTP/2 with prior knowledge (one pooled session per endpoint). Both give
  * back the same UpstreamResponse so the router does not care which.
  */
-import http from 'node:http';
 import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { H1Pool, type H1Exchange } from './h1-client.js';
 import type { Endpoint } from './types.js';
 
 export class UpstreamError extends Error {
@@ -48,7 +48,7 @@ export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection
 
 export class UpstreamPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, timeout: 60_000 });
+  private readonly h1pool = new H1Pool(256, 60_000);
 
   request(r: UpstreamRequest): Promise<UpstreamResponse> {
     return r.protocol === 'http2' ? this.h2(r) : this.h1(r);
@@ -56,48 +56,60 @@ export class UpstreamPool {
 
   private h1(r: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
-      let connected = false;
       let settled = false;
+      let handle: ReturnType<H1Pool['request']> | undefined;
+      const ep = `${r.endpoint.ip}:${r.endpoint.port}`;
       const fail = (e: UpstreamError): void => {
+        clearTimeout(timer);
+        clearTimeout(connectTimer);
         if (settled) return;
         settled = true;
-        req.destroy();
+        handle?.abort();
         reject(e);
       };
-      const headers: OutgoingHttpHeaders = { ...r.headers, host: r.authority };
-      const req = http.request({ host: r.endpoint.ip, port: r.endpoint.port, method: r.method, path: r.path, headers, agent: this.agent, setHost: false });
-      const timer = r.timeoutMs > 0 ? setTimeout(() => fail(new UpstreamError('timeout', `no response from ${r.endpoint.ip}:${r.endpoint.port} in ${r.timeoutMs}ms`, false)), r.timeoutMs) : undefined;
-      const connectTimer = setTimeout(() => !connected && fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
-      req.on('socket', (s) => {
-        // A reused keep-alive socket is already connected.
-        if (!s.connecting) connected = true;
-        else s.once('connect', () => (connected = true));
-      });
-      req.on('error', (e: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        clearTimeout(connectTimer);
-        const refused = !connected || e.code === 'ECONNREFUSED';
-        fail(new UpstreamError(refused ? 'connect' : 'reset', `${e.code ?? ''} ${e.message}`.trim(), refused));
-      });
-      req.on('response', (res) => {
-        clearTimeout(timer);
-        clearTimeout(connectTimer);
-        if (settled) {
-          res.resume();
-          return;
-        }
-        settled = true;
-        res.on('error', () => {});
-        const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => {
-          res.on('end', () => done(Object.keys(res.trailers).length ? res.trailers : undefined));
-          res.on('close', () => done(undefined));
-        });
-        resolve({ status: res.statusCode ?? 502, headers: res.headers, body: res, trailers, abort: () => req.destroy() });
-      });
-      if (r.body instanceof Readable) {
-        r.body.on('error', () => req.destroy());
-        r.body.pipe(req);
-      } else req.end(r.body);
+      let timer: NodeJS.Timeout | undefined;
+      let connectTimer: NodeJS.Timeout | undefined;
+      let body: Readable | undefined;
+      let endTrailers: (t: IncomingHttpHeaders | undefined) => void = () => {};
+      const ex: H1Exchange = {
+        onHead: (status, headers) => {
+          clearTimeout(timer);
+          clearTimeout(connectTimer);
+          if (settled) return;
+          settled = true;
+          const b = new Readable({ read: () => handle?.resume() });
+          b.on('error', () => {});
+          body = b;
+          const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => {
+            endTrailers = done;
+            b.once('close', () => done(undefined));
+          });
+          resolve({ status, headers, body: b, trailers, abort: () => { handle?.abort(); b.destroy(); } });
+        },
+        onBody: (chunk) => body?.push(chunk) ?? true,
+        onEnd: (t) => {
+          endTrailers(t && Object.keys(t).length ? t : undefined);
+          body?.push(null);
+        },
+        onError: (e, connected, responded) => {
+          if (responded) {
+            body?.destroy(e);
+            return;
+          }
+          const refused = !connected || e.code === 'ECONNREFUSED';
+          fail(new UpstreamError(refused ? 'connect' : 'reset', `${e.code ?? ''} ${e.message}`.trim(), refused));
+        },
+      };
+      try {
+        handle = this.h1pool.request(r.endpoint, r.method, r.path, r.authority, r.headers, r.body, ex);
+      } catch (e) {
+        reject(e);
+        return;
+      }
+      if (r.timeoutMs > 0) timer = setTimeout(() => fail(new UpstreamError('timeout', `no response from ${ep} in ${r.timeoutMs}ms`, false)), r.timeoutMs);
+      // A reused keep-alive connection is already connected: no connect timer then.
+      if (!handle.conn.connected) connectTimer = setTimeout(() => !handle?.conn.connected && fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
+      if (r.body instanceof Readable) r.body.on('error', () => handle?.abort());
     });
   }
 
@@ -174,6 +186,6 @@ export class UpstreamPool {
   close(): void {
     for (const s of this.sessions.values()) s.destroy();
     this.sessions.clear();
-    this.agent.destroy();
+    this.h1pool.close();
   }
 }

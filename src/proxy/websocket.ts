@@ -44,7 +44,7 @@ export function tunnelUpgrade(rt: ProxyRuntime, req: IncomingMessage, client: ne
     writeRawRejection(client, rejection('no_endpoint', { grpc: false, detail: `no endpoint for ${plan.backend?.key}` }, rt.counters));
     return;
   }
-  const span = startRequestSpan(req.headers['traceparent'] as string | undefined, `${facts.method} ${facts.path}`);
+  const span = startRequestSpan(req.headers['traceparent'] as string | undefined, facts.method, facts.path);
   const lines = [`${req.method} ${plan.path} HTTP/1.1`];
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!.toLowerCase();

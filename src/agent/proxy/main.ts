@@ -14,7 +14,6 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { ProxyStats } from '../../proxy/index.js';
 import type { FromProxy, FromWorker, ProxyProcessStats, ProxyPush, ToProxy, ToWorker } from './messages.js';
-import { runWorker } from './worker.js';
 import { renderProxyMetrics } from './metrics.js';
 
 const { values } = parseArgs({
@@ -28,6 +27,8 @@ const port = Number(values.port ?? 15001);
 const mapPins = values.pins ?? '';
 
 if (cluster.isWorker) {
+  // Loaded only in workers: the primary never needs the proxy core or the BPF bindings (memory).
+  const { runWorker } = await import('./worker.js');
   await runWorker({ host, port, mapPins });
 } else {
   const n = Math.max(1, Number(values.workers ?? 0) || os.availableParallelism());
@@ -57,7 +58,7 @@ if (cluster.isWorker) {
           break;
         case 'requests':
           eventsDropped += m.dropped;
-          if (m.events.length) toDaemon({ type: 'requests', events: m.events });
+          if (m.counts.length || m.events.length) toDaemon({ type: 'requests', counts: m.counts, events: m.events });
           break;
         case 'stats':
           latest.set(w.id, m);

@@ -3,6 +3,7 @@
  * fork() IPC channel, and the primary to its workers: one place for the
  * shapes, so the three sides cannot drift.
  */
+import type { ProxyRequestCounter } from './requests.js';
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyRoutingConfig, type ProxyStats, type RequestDoneEvent } from '../../proxy/index.js';
 
 /** A caller as the proxy names it; looked up by the kernel-recorded cgroup id, else by IP. */
@@ -30,7 +31,7 @@ export interface ProxyProcessStats extends ProxyStats {
   workerStarts: number;
   configVersion: number;
   configErrors: number;
-  /** Request events not sent to the daemon because a batch was full. */
+  /** Request events counted but not sent individually to the daemon (beyond the sample). */
   eventsDropped: number;
   /** Connections that arrived without a kernel record (closed). */
   unresolved: number;
@@ -41,7 +42,8 @@ export type FromProxy =
   /** The process listens for messages now (earlier ones would be lost). */
   | { type: 'hello' }
   | { type: 'ready'; host: string; port: number; metricsPort: number; workers: number }
-  | { type: 'requests'; events: RequestDoneEvent[] }
+  /** Exact counts for every request since the last message, and a sample of the requests. */
+  | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[] }
   | { type: 'stats'; id: number; stats: ProxyProcessStats }
   | { type: 'error'; message: string };
 
@@ -49,7 +51,7 @@ export type FromProxy =
 export type FromWorker =
   | { type: 'hello' }
   | { type: 'listening' }
-  | { type: 'requests'; events: RequestDoneEvent[]; dropped: number }
+  | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[]; dropped: number }
   | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number } } };
 
 /** Primary -> worker. */

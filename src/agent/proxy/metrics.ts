@@ -27,7 +27,7 @@ export function renderProxyMetrics(s: ProxyProcessStats): string {
     '# HELP ebmesh_proxy_callers_total Steered connections by how the caller was named.',
     '# TYPE ebmesh_proxy_callers_total counter',
     ...Object.entries(s.attributed).map(([by, v]) => `ebmesh_proxy_callers_total{by="${by}"} ${v}`),
-    '# HELP ebmesh_proxy_events_dropped_total Request events not sent to the agent (batch full).',
+    '# HELP ebmesh_proxy_events_dropped_total Request events counted but not sent individually to the agent (beyond the sample).',
     '# TYPE ebmesh_proxy_events_dropped_total counter',
     `ebmesh_proxy_events_dropped_total ${s.eventsDropped}`,
   ];

@@ -22,6 +22,14 @@ export interface ProxyRequestCounter extends ProxyRequestKey {
 
 const RECENT = 1000;
 
+export function countKey(e: RequestDoneEvent): ProxyRequestKey {
+  return { service: e.service ?? '-', route: e.route ?? '-', backend: e.backend ?? '-', code: `${Math.floor(e.status / 100)}xx` };
+}
+
+function countOf(e: RequestDoneEvent): ProxyRequestCounter {
+  return { ...countKey(e), requests: 1, retries: e.retries, durationMsSum: e.durationMs };
+}
+
 export class ProxyRequestLog {
   private readonly counters = new Map<string, ProxyRequestCounter>();
   private readonly recent: RequestDoneEvent[] = [];
@@ -30,14 +38,28 @@ export class ProxyRequestLog {
   readonly sinks: Array<(e: RequestDoneEvent) => void> = [];
 
   onProxyRequest(e: RequestDoneEvent): void {
-    this.total++;
-    const k: ProxyRequestKey = { service: e.service ?? '-', route: e.route ?? '-', backend: e.backend ?? '-', code: `${Math.floor(e.status / 100)}xx` };
-    const id = `${k.service}|${k.route}|${k.backend}|${k.code}`;
-    let c = this.counters.get(id);
-    if (!c) this.counters.set(id, (c = { ...k, requests: 0, retries: 0, durationMsSum: 0 }));
-    c.requests++;
-    c.retries += e.retries;
-    c.durationMsSum += e.durationMs;
+    this.onProxyBatch([countOf(e)], [e]);
+  }
+
+  /**
+   * What the proxy sends: exact counts for every request, plus a sample of
+   * the requests themselves (at most a few hundred per worker per 250 ms:
+   * serialising every event cost more than proxying it).
+   */
+  onProxyBatch(counts: readonly ProxyRequestCounter[], sample: readonly RequestDoneEvent[]): void {
+    for (const n of counts) {
+      this.total += n.requests;
+      const id = `${n.service}|${n.route}|${n.backend}|${n.code}`;
+      let c = this.counters.get(id);
+      if (!c) this.counters.set(id, (c = { service: n.service, route: n.route, backend: n.backend, code: n.code, requests: 0, retries: 0, durationMsSum: 0 }));
+      c.requests += n.requests;
+      c.retries += n.retries;
+      c.durationMsSum += n.durationMsSum;
+    }
+    for (const e of sample) this.record(e);
+  }
+
+  private record(e: RequestDoneEvent): void {
     this.recent.push(e);
     if (this.recent.length > RECENT) this.recent.splice(0, this.recent.length - RECENT);
     for (const s of this.sinks) s(e);

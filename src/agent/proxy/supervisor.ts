@@ -13,6 +13,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../paths.js';
 import type { RequestDoneEvent } from '../../proxy/index.js';
+import type { ProxyRequestCounter } from './requests.js';
 import type { FromProxy, ProxyProcessStats, ProxyPush, ToProxy } from './messages.js';
 
 export interface SupervisorOptions {
@@ -22,7 +23,7 @@ export interface SupervisorOptions {
   mapPins: string;
   workers?: number;
   logFd?: number;
-  onRequests: (events: RequestDoneEvent[]) => void;
+  onRequests: (counts: ProxyRequestCounter[], events: RequestDoneEvent[]) => void;
   onLog?: (line: string) => void;
 }
 
@@ -80,7 +81,7 @@ export class ProxySupervisor {
         for (const w of this.readyWaiters.splice(0)) w();
         break;
       case 'requests':
-        this.opts.onRequests(m.events);
+        this.opts.onRequests(m.counts ?? [], m.events);
         break;
       case 'stats':
         this.waiting.get(m.id)?.(m.stats);

@@ -58,7 +58,7 @@ export class NodeProxyWiring {
       this.supervisor = new ProxySupervisor({
         host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins,
         ...(this.workers ? { workers: this.workers } : {}),
-        onRequests: (events) => { for (const e of events) this.requests.onProxyRequest(e); },
+        onRequests: (counts, events) => this.requests.onProxyBatch(counts, events),
         onLog: (l) => process.stderr.write(`${l}\n`),
       });
     }

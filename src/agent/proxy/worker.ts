@@ -7,9 +7,11 @@ import { subscribe } from 'node:diagnostics_channel';
 import { proxyChannels, startNodeProxy, type NodeProxy, type RequestDoneEvent } from '../../proxy/index.js';
 import { describeError } from '../../errors.js';
 import { divideForWorkers, type FromWorker, type ToWorker } from './messages.js';
+import { countKey, type ProxyRequestCounter } from './requests.js';
 import { OriginalResolver } from './resolve.js';
 
-const MAX_BATCH = 2000;
+/** Requests sent individually per flush; every request is counted either way. */
+const SAMPLE = 200;
 
 export async function runWorker(env: { host: string; port: number; mapPins: string }): Promise<void> {
   const send = (m: FromWorker) => { if (process.connected) process.send!(m); };
@@ -18,16 +20,26 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
   let configVersion = 0;
   let configErrors = 0;
 
-  // Events are batched: one IPC message per event would cost more than the request.
+  // Counted here, sent every 250 ms with a sample of the events: one IPC
+  // message (or one serialised event) per request costs more than the request.
   let batch: RequestDoneEvent[] = [];
+  let counts = new Map<string, ProxyRequestCounter>();
   let dropped = 0;
   subscribe(proxyChannels.request.name, (m) => {
-    if (batch.length < MAX_BATCH) batch.push(m as RequestDoneEvent);
+    const e = m as RequestDoneEvent;
+    const id = `${e.service}|${e.route}|${e.backend}|${e.status}`;
+    let c = counts.get(id);
+    if (!c) counts.set(id, (c = { ...countKey(e), requests: 0, retries: 0, durationMsSum: 0 }));
+    c.requests++;
+    c.retries += e.retries;
+    c.durationMsSum += e.durationMs;
+    if (batch.length < SAMPLE) batch.push(e);
     else dropped++;
   });
   const flush = setInterval(() => {
-    if (batch.length || dropped) send({ type: 'requests', events: batch, dropped });
+    if (counts.size || dropped) send({ type: 'requests', counts: [...counts.values()], events: batch, dropped });
     batch = [];
+    counts = new Map();
     dropped = 0;
     if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), configVersion, configErrors, unresolved: resolver.unresolved, attributed: { ...resolver.attributed } } });
   }, 250);

@@ -1,0 +1,101 @@
+/**
+ * The proxy's own HTTP/1.1 upstream client (src/proxy/h1-client.ts) against
+ * a raw TCP backend whose bytes we choose: response framings Node's client
+ * handled for us before (HEAD, 1xx, close-delimited, trailers, repeated
+ * headers) and connection reuse.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { UpstreamPool } from '../../src/proxy/upstream.js';
+
+interface Raw { port: number; conns: number; close(): Promise<void> }
+
+/** Answers each request head (requests here carry no body) with `answer(head)`. */
+async function rawBackend(answer: (head: string) => string | { bytes: string; close: true }): Promise<Raw> {
+  const sockets = new Set<net.Socket>();
+  const b: Raw = { port: 0, conns: 0, close: async () => {} };
+  const server = net.createServer((s) => {
+    b.conns++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      let i;
+      while ((i = buf.indexOf('\r\n\r\n')) >= 0) {
+        const head = buf.slice(0, i);
+        buf = buf.slice(i + 4);
+        const a = answer(head);
+        if (typeof a === 'string') s.write(a);
+        else s.end(a.bytes);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  b.port = (server.address() as net.AddressInfo).port;
+  b.close = () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); });
+  return b;
+}
+
+async function fetchVia(pool: UpstreamPool, port: number, method = 'GET', path = '/') {
+  const resp = await pool.request({ endpoint: { ip: '127.0.0.1', port }, protocol: 'http1', method, path, authority: 'web', headers: {}, body: undefined, timeoutMs: 5000, connectTimeoutMs: 1000 });
+  const chunks: Buffer[] = [];
+  for await (const c of resp.body) chunks.push(c as Buffer);
+  return { status: resp.status, headers: resp.headers, body: Buffer.concat(chunks).toString(), trailers: await resp.trailers };
+}
+
+describe('upstream HTTP/1.1 client', () => {
+  let pool: UpstreamPool;
+  before(() => (pool = new UpstreamPool()));
+  after(() => pool.close());
+
+  it('reuses a keep-alive connection and reads repeated headers as Node does', async () => {
+    const b = await rawBackend(() => 'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nVary: x\r\nVary: y\r\nContent-Length: 2\r\n\r\nok');
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await fetchVia(pool, b.port);
+        assert.equal(r.body, 'ok');
+        assert.deepEqual(r.headers['set-cookie'], ['a=1', 'b=2']);
+        assert.equal(r.headers['vary'], 'x, y');
+      }
+      assert.equal(b.conns, 1);
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('skips the body of a HEAD answer, ignores 1xx, reads trailers and close-delimited bodies', async () => {
+    const b = await rawBackend((head) => {
+      if (head.startsWith('HEAD')) return 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n';
+      if (head.includes('/early')) return 'HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate';
+      if (head.includes('/trailers')) return 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n3\r\nabc\r\n0\r\nX-Sum: 42\r\n\r\n';
+      return { bytes: 'HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end', close: true };
+    });
+    try {
+      const h = await fetchVia(pool, b.port, 'HEAD');
+      assert.equal(h.headers['content-length'], '5');
+      assert.equal(h.body, '');
+      assert.equal((await fetchVia(pool, b.port, 'GET', '/early')).body, 'late');
+      const t = await fetchVia(pool, b.port, 'GET', '/trailers');
+      assert.equal(t.body, 'abc');
+      assert.deepEqual(t.trailers, { 'x-sum': '42' });
+      assert.equal((await fetchVia(pool, b.port, 'GET', '/close')).body, 'until the end');
+      assert.equal((await fetchVia(pool, b.port, 'GET', '/early')).body, 'late', 'a fresh connection after the close');
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('refuses to write a header value with CR/LF', async () => {
+    await assert.rejects(pool.request({ endpoint: { ip: '127.0.0.1', port: 9 }, protocol: 'http1', method: 'GET', path: '/', authority: 'web', headers: { 'x-a': 'b\r\nx-evil: 1' }, body: undefined, timeoutMs: 1000, connectTimeoutMs: 1000 }), /invalid character/);
+  });
+
+  it('reports a refused connection as a connect error, safe to retry', async () => {
+    const b = await rawBackend(() => '');
+    const port = b.port;
+    await b.close();
+    await assert.rejects(fetchVia(pool, port), (e: { kind?: string; safeToRetry?: boolean }) => e.kind === 'connect' && e.safeToRetry === true);
+  });
+});
