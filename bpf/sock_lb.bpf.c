@@ -13,6 +13,7 @@
 #include <bpf/bpf_helpers.h>
 #include "ebmesh_abi.h"
 #include "ebmesh_maps.h"
+#include "policy.h"
 
 #define SOCK_ADDR_ALLOW  1
 #define SOCK_ADDR_REJECT 0
@@ -125,7 +126,16 @@ static __always_inline void lb4_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int ebm_connect4(struct bpf_sock_addr *ctx)
 {
-	return lb4_translate(ctx);
+	if (lb4_translate(ctx) == SOCK_ADDR_REJECT)
+		return SOCK_ADDR_REJECT;
+	/* After the translation: a Service is judged on the backend it got,
+	 * exactly as a connect to that backend's address would be. EPERM, not
+	 * ECONNREFUSED, so a policy denial is told apart from "no backend". */
+	if (!ebm_policy_connect4(ctx)) {
+		bpf_set_retval(-EPERM);
+		return SOCK_ADDR_REJECT;
+	}
+	return SOCK_ADDR_ALLOW;
 }
 
 SEC("cgroup/sendmsg4")

@@ -2,7 +2,7 @@
  * The TS mirror of bpf/include/ebmesh_abi.h: one declaration per struct,
  * in the same order and with the same field names as the C header.
  */
-import { struct, scalar, u8, u16, u32, u64, port16, ipv4 } from './struct.js';
+import { struct, scalar, u8, u16, u32, u64, port16, ipv4, bytes } from './struct.js';
 export type { ValueOf } from './struct.js';
 
 export const Lb4FrontendKey = struct('ebm_lb4_frontend_key', {
@@ -19,7 +19,41 @@ export const Lb4Affinity = struct('ebm_lb4_affinity', { backend_id: u32, pad: u3
 export const Lb4RevnatKey = struct('ebm_lb4_revnat_key', { cookie: u64, ip: ipv4, port: port16, pad: u16 });
 export const Lb4Revnat = struct('ebm_lb4_revnat', { vip: ipv4, port: port16, pad: u16 });
 
+// ---- policy (issue 3) ----
+export const PolIpcacheKey = struct('ebm_pol_ipcache_key', { addr: ipv4 });
+export const PolIdentity = struct('ebm_pol_identity', { identity: u32 });
+export const PolEndpoint = struct('ebm_pol_endpoint', { identity: u32, addr: ipv4 });
+export const PolIsolationKey = struct('ebm_pol_isolation_key', { subject: u32, direction: u8, pad: bytes(3) });
+export const PolIsolation = struct('ebm_pol_isolation', { policy_ref: u32 });
+export const PolAllowKey = struct('ebm_pol_allow_key', {
+  prefixlen: u32, subject: u32, peer: u32, direction: u8, proto: u8, port: port16,
+});
+export const PolAllow = struct('ebm_pol_allow', { policy_ref: u32, rule: u16, pad: u16 });
+export const PolCidrKey = struct('ebm_pol_cidr_key', { prefixlen: u32, subject: u32, direction: u8, pad: bytes(3), addr: ipv4 });
+export const PolCidr = struct('ebm_pol_cidr', { group: u32, policy_ref: u32, rule: u16, pad: u16 });
+export const PolUdpFlowKey = struct('ebm_pol_udp_flow_key', { cookie: u64, peer_addr: ipv4, peer_port: port16, pad: u16 });
+export const PolUdpFlow = struct('ebm_pol_udp_flow', { direction: u8, pad: u8, local_port: port16, pad2: u32 });
+
+// ---- shared: flow events (struct ebm_flow_event) and drop reasons ----
+export const FlowEvent = struct('ebm_flow_event', {
+  ts_ns: u64, cookie: u64, cgroup_id: u64, saddr: ipv4, daddr: ipv4, sport: port16, dport: port16,
+  type: u8, hook: u8, proto: u8, direction: u8, src_identity: u32, dst_identity: u32,
+  policy_ref: u32, rule: u16, reason: u16, verdict: u8, pad: bytes(3), bytes: u32,
+});
+/** enum ebm_event_type */
+export const EventType = { DROP: 1 } as const;
+/** enum ebm_hook */
+export const Hook = { CONNECT4: 1, SENDMSG4: 2, SKB_INGRESS: 3, SKB_EGRESS: 4 } as const;
+/** enum ebm_drop_reason: also the index into the ebm_drops per-CPU counters. */
+export const DropReason = {
+  NONE: 0, POLICY_EGRESS: 1, POLICY_INGRESS: 2, SPOOFED_SOURCE: 3, NO_IDENTITY: 4,
+} as const;
+export const DROP_REASON_MAX = 64;
+/** ebm_flow_event.rule when no rule decided (the isolation default). */
+export const RULE_NONE = 0xffff;
+
 export const U32Key = scalar('__u32', u32);
+export const U64Key = scalar('__u64', u64);
 export const U64Value = scalar('__u64', u64);
 
 export const FRONTEND_F_AFFINITY = 1 << 0;
@@ -31,6 +65,9 @@ export const Counter = {
   LB_AFFINITY_HIT: 2,
   LB_SLOT_MISS: 3,
   LB_REVNAT_MISS: 4,
+  POL_ALLOWED: 5,
+  POL_DENIED: 6,
+  POL_EVENT_LOST: 7,
 } as const;
 export const COUNTER_MAX = 64;
 
@@ -40,4 +77,6 @@ export const IPPROTO = { TCP: 6, UDP: 17 } as const;
 export const abiStructs = [
   Lb4FrontendKey, Lb4Frontend, Lb4SlotKey, Lb4Slot, Lb4Backend,
   Lb4AffinityKey, Lb4Affinity, Lb4RevnatKey, Lb4Revnat,
+  PolIpcacheKey, PolIdentity, PolEndpoint, PolIsolationKey, PolIsolation, PolAllowKey, PolAllow,
+  PolCidrKey, PolCidr, PolUdpFlowKey, PolUdpFlow, FlowEvent,
 ];

@@ -12,13 +12,17 @@ import {
 import { COUNTER_MAX, Counter, U32Key, U64Value } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
+import { PolicyMaps } from './policy-maps.js';
+import { EventReader } from './events.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
-const CGROUP_OBJECTS = ['sock_lb.bpf.o'];
+const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'policy.bpf.o'];
 
 export class Datapath {
   private objects: LoadedObject[] = [];
   lb!: LbMaps;
+  policy!: PolicyMaps;
+  events: EventReader | undefined;
   private counters!: TypedMap<number, bigint>;
 
   constructor(private readonly paths: InstancePaths) {}
@@ -37,6 +41,13 @@ export class Datapath {
     const lbObj = this.objects[0]!;
     this.lb = new LbMaps(lbObj);
     this.counters = lbObj.map('ebm_counters', U32Key, U64Value);
+    this.policy = new PolicyMaps(lbObj);
+  }
+
+  /** Starts reading the data path's event stream (the daemon does; tests need not). */
+  readEvents(): EventReader {
+    this.events ??= new EventReader(this.objects[0]!.rawMap('ebm_events'));
+    return this.events;
   }
 
   /** Attaches every cgroup program to `cgroupPath`; `tag` names the link pins. */
@@ -80,11 +91,13 @@ export class Datapath {
       let n = 0;
       for (const _ of t.raw.keys()) n++;
       return { map, entries: n, max: t.raw.info.maxEntries };
-    });
+    }).concat(this.policy.fill());
   }
 
   /** Closes our handles; pinned state stays in the kernel. */
   close(): void {
+    this.events?.close();
+    this.events = undefined;
     for (const o of this.objects) o.close();
     this.objects = [];
   }

@@ -8,8 +8,9 @@ import type { Command } from './command.js';
 import { apply, del, get } from './commands/resources.js';
 import { up, down, status, exec } from './commands/node.js';
 import { bench } from './commands/bench.js';
+import { policy } from './commands/policy.js';
 
-export const commands: Command[] = [up, down, apply, del, get, status, exec, bench];
+export const commands: Command[] = [up, down, apply, del, get, status, exec, bench, policy];
 
 function help(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { instancePaths, validInstance } from '../paths.js';
 import { NodeDaemon } from './node.js';
 import { route, startApi } from './api.js';
+import './policy-api.js';
 import { describeError } from '../errors.js';
 
 const { values } = parseArgs({ options: { instance: { type: 'string', default: process.env.EBMESH_INSTANCE ?? 'ebmesh' } } });

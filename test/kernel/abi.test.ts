@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BtfFile } from '../../src/kernel/index.js';
-import { abiStructs, Counter } from '../../src/abi/structs.js';
+import { abiStructs, Counter, DropReason } from '../../src/abi/structs.js';
 import { readFileSync } from 'node:fs';
 import { BPF_BUILD, PACKAGE_ROOT } from '../../src/paths.js';
 
@@ -32,4 +32,11 @@ test('the counter indexes match enum ebm_counter in the ABI header', () => {
   const inC = new Map([...header.matchAll(/EBM_CNT_([A-Z0-9_]+)\s*=\s*(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
   inC.delete('MAX');
   assert.deepEqual(new Map(Object.entries(Counter)), inC);
+});
+
+test('the drop reasons match enum ebm_drop_reason in the ABI header', () => {
+  const header = readFileSync(join(PACKAGE_ROOT, 'bpf/include/ebmesh_abi.h'), 'utf8');
+  const inC = new Map([...header.matchAll(/EBM_DROP_([A-Z0-9_]+)\s*=\s*(\d+)/g)].map((m) => [m[1]!, Number(m[2])]));
+  inC.delete('REASON_MAX');
+  assert.deepEqual(new Map(Object.entries(DropReason)), inC);
 });
