@@ -6,10 +6,11 @@ serve PORTS          TCP and UDP servers on each port (comma list); every
 probe TIMEOUT SPECS  probes every SPEC (ip:port/proto) at once, each bounded by
                      TIMEOUT seconds; prints one JSON object spec -> result
                      ("ok", or the error: "EPERM", "timeout", ...).
-hammer IP PORT N DEADLINE  N TCP connects to IP:PORT (each bounded), stopping
-                     at DEADLINE seconds; prints "connected=C failed=F".
+hammer IP PORT N DEADLINE STOPFILE  up to N TCP connects to IP:PORT (each
+                     bounded), stopping at DEADLINE seconds or once STOPFILE
+                     exists; prints "connected=C failed=F".
 """
-import errno, json, selectors, socket, sys, threading, time
+import errno, json, os, selectors, socket, sys, threading, time
 
 
 def serve(ports):
@@ -69,11 +70,11 @@ def probe(timeout, specs):
     print(json.dumps(out))
 
 
-def hammer(host, port, n, deadline):
+def hammer(host, port, n, deadline, stopfile):
     end = time.monotonic() + deadline
     ok = failed = 0
     for _ in range(n):
-        if time.monotonic() > end:
+        if time.monotonic() > end or os.path.exists(stopfile):
             break
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         s.settimeout(0.2)
@@ -95,4 +96,4 @@ if __name__ == "__main__":
     elif mode == "probe":
         probe(float(sys.argv[2]), sys.argv[3:])
     elif mode == "hammer":
-        hammer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]))
+        hammer(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6])
