@@ -2,5 +2,6 @@
 import type { Scenario } from '../scenario.js';
 import { loopback } from './loopback.js';
 import { lb } from './lb.js';
+import { policyBench } from './policy.js';
 
-export const scenarios: Scenario[] = [loopback, lb];
+export const scenarios: Scenario[] = [loopback, lb, policyBench];
