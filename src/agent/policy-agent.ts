@@ -32,6 +32,8 @@ export class PolicyAgent {
   tables: CompiledTables | undefined;
   /** What the maps hold, as of our last write; read back from the kernel when unknown. */
   private mirror: PolicyMapContents | undefined;
+  /** The input the current tables were compiled from: a reconcile that changes no policy input compiles nothing. */
+  private compiledFrom = '';
 
   constructor(private readonly maps: PolicyMaps, private readonly identityFile: string) {
     this.identities = emptyIdentityTable();
@@ -58,7 +60,8 @@ export class PolicyAgent {
   /** Brings the policy maps in line with `world`; returns the number of map writes. */
   reconcile(world: PolicyWorld, endpoints: (identityOf: (w: WorkloadResource) => number | undefined) => EndpointRow[], hostIps: string[]): number {
     this.allocate(world.workloads);
-    const tables = compilePolicies({ ...world, identities: this.identities, hostIps });
+    const input = JSON.stringify([world.policies, world.namespaces, world.workloads.map((w) => [w.metadata, w.spec.ip, w.spec.ports]), this.identities.entries, hostIps]);
+    const tables = input === this.compiledFrom && this.tables ? this.tables : compilePolicies({ ...world, identities: this.identities, hostIps });
     const desired = encodePolicy(tables, endpoints((w) => this.identityOf(w)));
     this.mirror ??= this.maps.read();
     const ops = planPolicy(this.mirror, desired);
@@ -70,6 +73,7 @@ export class PolicyAgent {
     }
     applyToContents(this.mirror, ops);
     this.tables = tables;
+    this.compiledFrom = input;
     return ops.length;
   }
 
