@@ -14,6 +14,7 @@
 #include "ebmesh_abi.h"
 #include "ebmesh_maps.h"
 #include "ebmesh_events.h"
+#include "policy.h"
 
 #define SOCK_ADDR_ALLOW  1
 #define SOCK_ADDR_REJECT 0
@@ -65,7 +66,8 @@ affinity_backend(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend *fe,
 	return b;
 }
 
-static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
+/* `fe_id` gets the frontend's id when the connect was given a backend. */
+static __always_inline int lb4_translate(struct bpf_sock_addr *ctx, __u32 *fe_id)
 {
 	struct ebm_lb4_frontend_key fk = {
 		.vip = ctx->user_ip4,
@@ -122,6 +124,7 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
 	bpf_map_update_elem(&ebm_lb4_revnat, &rk, &rv, BPF_ANY);
 	ctx->user_ip4 = b->ip;
 	ctx->user_port = (__u32)b->port;
+	*fe_id = fe->id;
 	ebm_count(EBM_CNT_LB_TRANSLATED);
 	return SOCK_ADDR_ALLOW;
 }
@@ -144,13 +147,31 @@ static __always_inline void lb4_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int ebm_connect4(struct bpf_sock_addr *ctx)
 {
-	return lb4_translate(ctx);
+	struct ebm_lb4_frontend_key dialled = {
+		.vip = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	__u32 fe_id = 0;
+
+	if (lb4_translate(ctx, &fe_id) == SOCK_ADDR_REJECT)
+		return SOCK_ADDR_REJECT;
+	/* After the translation: a Service is judged on the backend it got,
+	 * exactly as a connect to that backend's address would be. EPERM, not
+	 * ECONNREFUSED, so a policy denial is told apart from "no backend". */
+	if (!ebm_policy_connect4(ctx, ctx->user_ip4 != dialled.vip ? &dialled : NULL, fe_id)) {
+		bpf_set_retval(-EPERM);
+		return SOCK_ADDR_REJECT;
+	}
+	return SOCK_ADDR_ALLOW;
 }
 
 SEC("cgroup/sendmsg4")
 int ebm_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return lb4_translate(ctx);
+	__u32 fe_id;
+
+	return lb4_translate(ctx, &fe_id);
 }
 
 SEC("cgroup/recvmsg4")

@@ -12,13 +12,15 @@ import {
 import { COUNTER_MAX, Counter, U32Key, U64Value } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
+import { PolicyMaps } from './policy-maps.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
-const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o'];
+const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'policy.bpf.o'];
 
 export class Datapath {
   private objects: LoadedObject[] = [];
   lb!: LbMaps;
+  policy!: PolicyMaps;
   private counters!: TypedMap<number, bigint>;
 
   constructor(private readonly paths: InstancePaths) {}
@@ -37,6 +39,7 @@ export class Datapath {
     const lbObj = this.objects[0]!;
     this.lb = new LbMaps(lbObj);
     this.counters = lbObj.map('ebm_counters', U32Key, U64Value);
+    this.policy = new PolicyMaps(lbObj);
   }
 
   /** Attaches every cgroup program to `cgroupPath`; `tag` names the link pins. */
@@ -80,7 +83,7 @@ export class Datapath {
       let n = 0;
       for (const _ of raw.keys()) n++;
       return { map, entries: n, max: raw.info.maxEntries };
-    });
+    }).concat(this.policy.fill());
   }
 
   private optionalMaps(names: string[]): Array<{ map: string; raw: RawMap }> {

@@ -10,8 +10,9 @@ import { up, down, status, exec } from './commands/node.js';
 import { bench } from './commands/bench.js';
 import { observe, top } from './commands/observe.js';
 import { ui } from './commands/ui.js';
+import { policy } from './commands/policy.js';
 
-export const commands: Command[] = [up, down, apply, del, get, status, exec, bench, observe, top, ui];
+export const commands: Command[] = [up, down, apply, del, get, status, exec, bench, observe, top, ui, policy];
 
 function help(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

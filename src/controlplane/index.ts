@@ -2,3 +2,4 @@ export { applyResources, deleteResources, nodePodSubnet, type ApplyResult } from
 export { computeFrontends, selectedWorkloads, resolveTargetPort, isReady, workloadIp, type DesiredFrontend, type DesiredBackend } from './lb.js';
 export { readSnapshot, storeKey, statusKey, wlKey, defaultMesh, RESOURCES, STATUS, type Snapshot, type WorkloadStatus, type WorkloadPhase } from './state.js';
 export { validators, type CrossCheck, type FieldProblem } from './validators.js';
+export { policiesOf, policyWorld } from './policy.js';

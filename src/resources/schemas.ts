@@ -5,6 +5,7 @@
  * Unknown fields are errors (`strict`), never silently dropped.
  */
 import { z } from 'zod';
+import { NetworkPolicy, type NetworkPolicyResource } from './networkpolicy.js';
 import {
   cidr4, dnsLabel, ipv4Address, labels, labelSelector, metadata, portName, portNumber, protocol,
 } from './schema-common.js';
@@ -135,13 +136,14 @@ export const kinds = {
   Workload,
   Namespace,
   MeshConfig,
+  NetworkPolicy,
 } as const;
 
 export type KindName = keyof typeof kinds;
-export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource;
+export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource | NetworkPolicyResource;
 
 /** Kinds whose objects live in a namespace. */
-export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload']);
+export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload', 'NetworkPolicy']);
 
 /** Short names the CLI accepts, kubectl-style. */
 export const kindAliases: Record<string, KindName> = {
@@ -149,4 +151,5 @@ export const kindAliases: Record<string, KindName> = {
   workload: 'Workload', workloads: 'Workload', wl: 'Workload',
   namespace: 'Namespace', namespaces: 'Namespace', ns: 'Namespace',
   meshconfig: 'MeshConfig',
+  networkpolicy: 'NetworkPolicy', networkpolicies: 'NetworkPolicy', netpol: 'NetworkPolicy',
 };

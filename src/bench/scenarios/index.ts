@@ -3,5 +3,6 @@ import type { Scenario } from '../scenario.js';
 import { loopback } from './loopback.js';
 import { lb } from './lb.js';
 import { observe } from './observe.js';
+import { policyBench } from './policy.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe];
+export const scenarios: Scenario[] = [loopback, lb, observe, policyBench];
