@@ -12,45 +12,18 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT, instancePaths, netnsName } from '../../paths.js';
+import { instancePaths, netnsName } from '../../paths.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+import { EBMESH_CLI as CLI, instanceCli, benchMesh } from './mesh-lab.js';
+import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-pol';
 const SERVICE_CIDR = '10.98.200.0/24';
 const POD_CIDR = '10.246.7.0/24';
-const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
+const cli = instanceCli(INSTANCE);
 
-function cli(...args: string[]): string {
-  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-const base = `apiVersion: ebmesh.io/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec: {serviceCIDR: ${SERVICE_CIDR}, podCIDR: ${POD_CIDR}}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
-      events { worker_connections 4096; }
-      http { access_log off; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {command: [sleep, infinity]}
-`;
+const base = benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR });
 
 /** Address of filler rule i: never a workload's, so only the last rule matches the client. */
 const filler = (i: number) => `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
@@ -113,12 +86,8 @@ export const policyBench: Scenario = {
     const rate = ctx.quick ? 200 : 1000;
     const durationS = ctx.quick ? 1 : 5;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-pol-'));
-    const configs = new Map<string, ConfigResult>();
-    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
-      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
-      c.runs.push(r);
-      configs.set(name, c);
-    };
+    const configs = new ConfigRuns();
+    const add = configs.add.bind(configs);
     const notes: string[] = [];
     const serverNs = netnsName(instancePaths(INSTANCE), 'bench', 'server');
     const ipt = (rules: string) => spawnSync('ip', ['netns', 'exec', serverNs, 'iptables-restore'], { input: rules, encoding: 'utf8' });
@@ -171,7 +140,7 @@ export const policyBench: Scenario = {
       }
       return {
         baseline: 'no policy',
-        configs: [...configs.values()],
+        configs: configs.results(),
         setup: [
           `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (one nginx server, one worker; a client workload)`,
           `# load: loadgen --connect-each, ${rate} req/s open loop, ${durationS} s per run, 16 concurrent, inside the client (ebmesh exec)`,
