@@ -15,6 +15,7 @@
 #include "ebmesh_maps.h"
 #include "ebmesh_events.h"
 #include "l7_redirect.h"
+#include "policy.h"
 
 #define SOCK_ADDR_ALLOW  1
 #define SOCK_ADDR_REJECT 0
@@ -66,7 +67,15 @@ affinity_backend(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend *fe,
 	return b;
 }
 
-static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
+/* `fe_id` gets the frontend's id when the connect was given a backend. */
+/* Where policy judges a connect: the address it ends up at, or for one
+ * steered to the node proxy, the Service's backend in slot 0. */
+struct judge_target {
+	__u32 ip;
+	__u16 port;
+};
+
+static __always_inline int lb4_translate(struct bpf_sock_addr *ctx, __u32 *fe_id, struct judge_target *judge)
 {
 	struct ebm_lb4_frontend_key fk = {
 		.vip = ctx->user_ip4,
@@ -89,8 +98,23 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
 	 * proxy, which picks the backend; see l7_redirect.h. Before the
 	 * backend count check: with no ready backend the proxy answers 503. */
 	if (fe->flags & EBM_FRONTEND_F_L7) {
-		if (ebm_l7_redirect(ctx, &fk) > 0)
+		if (ebm_l7_redirect(ctx, &fk) > 0) {
+			/* The proxy picks the backend later; policy judges the
+			 * connect now, on the Service's first backend (a
+			 * Service's backends share their labels in practice),
+			 * so a steered connect is denied exactly when a plain
+			 * one would be. */
+			struct ebm_lb4_slot_key sk0 = { .frontend_id = fe->id, .slot = 0 };
+			struct ebm_lb4_slot *s0 = bpf_map_lookup_elem(&ebm_lb4_slots, &sk0);
+			struct ebm_lb4_backend *b0 = s0 ? bpf_map_lookup_elem(&ebm_lb4_backends, &s0->backend_id) : NULL;
+
+			if (b0 && fe->count > 0) {
+				judge->ip = b0->ip;
+				judge->port = b0->port;
+			}
+			*fe_id = fe->id;
 			return SOCK_ADDR_ALLOW;
+		}
 	}
 	/* --- end L7 */
 
@@ -133,6 +157,7 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx)
 	bpf_map_update_elem(&ebm_lb4_revnat, &rk, &rv, BPF_ANY);
 	ctx->user_ip4 = b->ip;
 	ctx->user_port = (__u32)b->port;
+	*fe_id = fe->id;
 	ebm_count(EBM_CNT_LB_TRANSLATED);
 	return SOCK_ADDR_ALLOW;
 }
@@ -155,13 +180,37 @@ static __always_inline void lb4_reverse(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int ebm_connect4(struct bpf_sock_addr *ctx)
 {
-	return lb4_translate(ctx);
+	struct ebm_lb4_frontend_key dialled = {
+		.vip = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	struct judge_target judge = {};
+	__u32 fe_id = 0;
+
+	if (lb4_translate(ctx, &fe_id, &judge) == SOCK_ADDR_REJECT)
+		return SOCK_ADDR_REJECT;
+	if (!judge.ip) {
+		judge.ip = ctx->user_ip4;
+		judge.port = (__u16)ctx->user_port;
+	}
+	/* After the translation: a Service is judged on the backend it got,
+	 * exactly as a connect to that backend's address would be. EPERM, not
+	 * ECONNREFUSED, so a policy denial is told apart from "no backend". */
+	if (!ebm_policy_connect4(ctx, judge.ip, judge.port, ctx->user_ip4 != dialled.vip ? &dialled : NULL, fe_id)) {
+		bpf_set_retval(-EPERM);
+		return SOCK_ADDR_REJECT;
+	}
+	return SOCK_ADDR_ALLOW;
 }
 
 SEC("cgroup/sendmsg4")
 int ebm_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return lb4_translate(ctx);
+	struct judge_target judge = {};
+	__u32 fe_id;
+
+	return lb4_translate(ctx, &fe_id, &judge);
 }
 
 SEC("cgroup/recvmsg4")

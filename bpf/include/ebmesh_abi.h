@@ -133,6 +133,9 @@ enum ebm_counter {
 	EBM_CNT_EVENTS_LOST = 5,     /* ring buffer full: a flow event was not written */
 	EBM_CNT_EVENTS_SENT = 6,     /* flow events written to the ring buffer */
 	EBM_CNT_HTTP_PENDING_FULL = 7, /* no room to remember a request: its response unmatched */
+	/* -- policy (issue 3) -- */
+	EBM_CNT_POL_ALLOWED = 8,     /* a new flow judged and allowed by policy */
+	EBM_CNT_POL_DENIED = 9,      /* a new flow denied (reasons: ebm_drops) */
 	/* L7 redirect: numbered from 16 so that parallel branches appending
 	 * after 4 cannot collide with these. */
 	EBM_CNT_L7_REDIRECTED = 16,  /* connect to an L7 frontend sent to the proxy */
@@ -185,11 +188,17 @@ enum ebm_reason {
 	EBM_REASON_POLICY_INGRESS = 4,  /* denied by the destination's ingress policy */
 	EBM_REASON_CONN_REFUSED = 5,    /* the peer answered the SYN with a reset */
 	EBM_REASON_CONN_RESET = 6,      /* an established connection ended by a reset */
+	EBM_REASON_SPOOFED_SOURCE = 7,  /* a workload sent from an address not its own */
+	EBM_REASON_NO_IDENTITY = 8,     /* a socket in the mesh whose cgroup has no identity */
 };
+/* Per-reason drop counters (ebm_drops) are indexed by enum ebm_reason. */
+#define EBM_REASON_MAX 64
 
 #define EBM_EV_F_ACTIVE    (1u << 0) /* the observing socket dialled (client side) */
 #define EBM_EV_F_SHORTCUT  (1u << 1) /* bytes went socket to socket (issue 5) */
 #define EBM_EV_F_SERVER    (1u << 2) /* HTTP: first seen at the server's socket */
+#define EBM_EV_F_PACKET    (1u << 3) /* drop: judged per packet (cgroup_skb), not at a socket call */
+#define EBM_EV_F_INBOUND   (1u << 4) /* drop: the packet was arriving at the socket (ingress hook) */
 
 enum ebm_http_method {
 	EBM_HTTP_OTHER = 0,
@@ -325,6 +334,109 @@ struct ebm_sc_peer {
 };
 EBM_ASSERT_SIZE(struct ebm_sc_peer, 16);
 
+/* ---- identity-based network policy (IPv4) ------------------------------
+ *
+ * Layout and the reasons for it: src/policy/tables.ts. Identities: 0 is the
+ * any-peer wildcard of the allow map, 1 the node itself, 2 the world, 256
+ * and up allocated per (namespace, labels); CIDR groups have the top bit.
+ */
+#define EBM_IDENTITY_ANY   0
+#define EBM_IDENTITY_HOST  1
+#define EBM_IDENTITY_WORLD 2
+#define EBM_CIDR_GROUP_BIT 0x80000000u
+
+enum ebm_direction {
+	EBM_DIR_INGRESS = 0,
+	EBM_DIR_EGRESS = 1,
+};
+
+/* ipcache: workload (and node) address -> identity. A miss is the world. */
+struct ebm_pol_ipcache_key {
+	__u32 addr;     /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_pol_ipcache_key, 4);
+
+struct ebm_pol_identity {
+	__u32 identity;
+};
+EBM_ASSERT_SIZE(struct ebm_pol_identity, 4);
+
+/* A workload on this node, by the cgroup its processes run in: who a socket
+ * belongs to, whatever address it claims. */
+struct ebm_pol_endpoint {
+	__u32 identity;
+	__u32 addr;     /* the workload's own address, network order */
+};
+EBM_ASSERT_SIZE(struct ebm_pol_endpoint, 8);
+
+struct ebm_pol_isolation_key {
+	__u32 subject;
+	__u8  direction; /* enum ebm_direction */
+	__u8  pad[3];
+};
+EBM_ASSERT_SIZE(struct ebm_pol_isolation_key, 8);
+
+struct ebm_pol_isolation {
+	__u32 policy_ref; /* one policy that isolates, for drop reasons */
+};
+EBM_ASSERT_SIZE(struct ebm_pol_isolation, 4);
+
+/* LPM: subject, peer, direction, proto exact (80 bits), port by prefix. */
+#define EBM_POL_ALLOW_FIXED_BITS 80
+struct ebm_pol_allow_key {
+	__u32 prefixlen;
+	__u32 subject;
+	__u32 peer;     /* identity, EBM_IDENTITY_ANY, or a CIDR group */
+	__u8  direction;
+	__u8  proto;
+	__u16 port;     /* network order, so the trie's bit order is port order */
+};
+EBM_ASSERT_SIZE(struct ebm_pol_allow_key, 16);
+
+struct ebm_pol_allow {
+	__u32 policy_ref;
+	__u16 rule;
+	__u16 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_pol_allow, 8);
+
+/* LPM: subject, direction exact (64 bits), address by prefix. */
+#define EBM_POL_CIDR_FIXED_BITS 64
+struct ebm_pol_cidr_key {
+	__u32 prefixlen;
+	__u32 subject;
+	__u8  direction;
+	__u8  pad[3];
+	__u32 addr;     /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_pol_cidr_key, 16);
+
+struct ebm_pol_cidr {
+	__u32 group;      /* 0: an except hole; else the peer to look up in allow */
+	__u32 policy_ref;
+	__u16 rule;
+	__u16 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_pol_cidr, 12);
+
+/* UDP has no connection: a socket's flows with a peer remember who started
+ * them, so replies are judged as part of the flow, not as new traffic. */
+struct ebm_pol_udp_flow_key {
+	__u64 cookie;   /* socket cookie */
+	__u32 peer_addr;
+	__u16 peer_port;
+	__u16 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_pol_udp_flow_key, 16);
+
+struct ebm_pol_udp_flow {
+	__u8  direction; /* who started it: EBM_DIR_EGRESS = this socket */
+	__u8  pad;
+	__u16 local_port; /* network order; the judged port for ingress flows */
+	__u32 pad2;
+};
+EBM_ASSERT_SIZE(struct ebm_pol_udp_flow, 8);
+
 /* ---- map sizes (user space reads them from the object, not from here) -- */
 
 #define EBM_LB4_FRONTENDS_MAX 65536
@@ -358,5 +470,12 @@ EBM_ASSERT_SIZE(struct ebm_mtls_src_key, 8);
 #define EBM_MTLS_SOURCES_MAX   1024
 
 #define EBM_SC_SOCKETS_MAX    65536 /* sockets, two per shortcut connection */
+
+#define EBM_POL_IPCACHE_MAX   65536
+#define EBM_POL_ENDPOINTS_MAX 16384
+#define EBM_POL_ISOLATION_MAX 65536
+#define EBM_POL_ALLOW_MAX     1048576
+#define EBM_POL_CIDR_MAX      262144
+#define EBM_POL_UDP_FLOWS_MAX 262144
 
 #endif /* EBMESH_ABI_H */

@@ -85,6 +85,68 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_l7_conns SEC(".maps");
 
+/* ---- policy (issue 3) ---------------------------------------------------- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_pol_ipcache_key);
+	__type(value, struct ebm_pol_identity);
+	__uint(max_entries, EBM_POL_IPCACHE_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_ipcache SEC(".maps");
+
+/* cgroup id -> the workload whose processes run in it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct ebm_pol_endpoint);
+	__uint(max_entries, EBM_POL_ENDPOINTS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_endpoints SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_pol_isolation_key);
+	__type(value, struct ebm_pol_isolation);
+	__uint(max_entries, EBM_POL_ISOLATION_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_isolation SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ebm_pol_allow_key);
+	__type(value, struct ebm_pol_allow);
+	__uint(max_entries, EBM_POL_ALLOW_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_allow SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ebm_pol_cidr_key);
+	__type(value, struct ebm_pol_cidr);
+	__uint(max_entries, EBM_POL_CIDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_cidr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_pol_udp_flow_key);
+	__type(value, struct ebm_pol_udp_flow);
+	__uint(max_entries, EBM_POL_UDP_FLOWS_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_udp_flows SEC(".maps");
+
+/* Drops by enum ebm_reason. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, EBM_REASON_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_drops SEC(".maps");
+
 static __always_inline void ebm_count(enum ebm_counter c)
 {
 	__u32 key = c;

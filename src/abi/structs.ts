@@ -19,7 +19,28 @@ export const Lb4Affinity = struct('ebm_lb4_affinity', { backend_id: u32, pad: u3
 export const Lb4RevnatKey = struct('ebm_lb4_revnat_key', { cookie: u64, ip: ipv4, port: port16, pad: u16 });
 export const Lb4Revnat = struct('ebm_lb4_revnat', { vip: ipv4, port: port16, pad: u16 });
 
+// ---- policy (issue 3) ----
+export const PolIpcacheKey = struct('ebm_pol_ipcache_key', { addr: ipv4 });
+export const PolIdentity = struct('ebm_pol_identity', { identity: u32 });
+export const PolEndpoint = struct('ebm_pol_endpoint', { identity: u32, addr: ipv4 });
+export const PolIsolationKey = struct('ebm_pol_isolation_key', { subject: u32, direction: u8, pad: bytes(3) });
+export const PolIsolation = struct('ebm_pol_isolation', { policy_ref: u32 });
+export const PolAllowKey = struct('ebm_pol_allow_key', {
+  prefixlen: u32, subject: u32, peer: u32, direction: u8, proto: u8, port: port16,
+});
+export const PolAllow = struct('ebm_pol_allow', { policy_ref: u32, rule: u16, pad: u16 });
+export const PolCidrKey = struct('ebm_pol_cidr_key', { prefixlen: u32, subject: u32, direction: u8, pad: bytes(3), addr: ipv4 });
+export const PolCidr = struct('ebm_pol_cidr', { group: u32, policy_ref: u32, rule: u16, pad: u16 });
+export const PolUdpFlowKey = struct('ebm_pol_udp_flow_key', { cookie: u64, peer_addr: ipv4, peer_port: port16, pad: u16 });
+export const PolUdpFlow = struct('ebm_pol_udp_flow', { direction: u8, pad: u8, local_port: port16, pad2: u32 });
+
+/** ebm_flow_event.policy_rule when no rule decided (the isolation default). */
+export const RULE_NONE = 0xffff;
+/** EBM_REASON_MAX: entries of the ebm_drops per-CPU counters, indexed by enum ebm_reason. */
+export const REASON_MAX = 64;
+
 export const U32Key = scalar('__u32', u32);
+export const U64Key = scalar('__u64', u64);
 export const U64Value = scalar('__u64', u64);
 
 export const FRONTEND_F_AFFINITY = 1 << 0;
@@ -29,7 +50,6 @@ export const FRONTEND_F_L7 = 1 << 1;
 export const L7Proxy = struct('ebm_l7_proxy', { ip: ipv4, port: port16, pad: u16 });
 export const L7Orig = struct('ebm_l7_orig', { vip: ipv4, port: port16, pad: u16, cgroup_id: u64 });
 export const L7ConnKey = struct('ebm_l7_conn_key', { ip: ipv4, port: port16, pad: u16 });
-export const U64Key = scalar('__u64', u64);
 
 /** enum ebm_counter: index into the ebm_counters per-CPU array. */
 export const Counter = {
@@ -41,6 +61,8 @@ export const Counter = {
   EVENTS_LOST: 5,
   EVENTS_SENT: 6,
   HTTP_PENDING_FULL: 7,
+  POL_ALLOWED: 8,
+  POL_DENIED: 9,
   L7_REDIRECTED: 16,
   L7_NO_PROXY: 17,
   L7_ESTABLISHED: 18,
@@ -91,9 +113,10 @@ export const Verdict = { FORWARDED: 0, DROPPED: 1, ERROR: 2, AUDIT: 3 } as const
 /** enum ebm_reason. Append only: a code is never reused. */
 export const Reason = {
   NONE: 0, NO_BACKEND: 1, LB_SLOT_MISS: 2, POLICY_EGRESS: 3, POLICY_INGRESS: 4, CONN_REFUSED: 5, CONN_RESET: 6,
+  SPOOFED_SOURCE: 7, NO_IDENTITY: 8,
 } as const;
 /** EBM_EV_F_* */
-export const EventFlag = { ACTIVE: 1 << 0, SHORTCUT: 1 << 1, SERVER: 1 << 2 } as const;
+export const EventFlag = { ACTIVE: 1 << 0, SHORTCUT: 1 << 1, SERVER: 1 << 2, PACKET: 1 << 3, INBOUND: 1 << 4 } as const;
 /** enum ebm_http_method, in code order. */
 export const HttpMethods = ['OTHER', 'GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'CONNECT', 'TRACE'] as const;
 
@@ -116,4 +139,6 @@ export const abiStructs = [
   FlowEvent, HttpConnKey, HttpPending, SockInfo,
   L7Proxy, L7Orig, L7ConnKey,
   ScKey, ScConfig, ScSock, ScPeer,
+  PolIpcacheKey, PolIdentity, PolEndpoint, PolIsolationKey, PolIsolation, PolAllowKey, PolAllow,
+  PolCidrKey, PolCidr, PolUdpFlowKey, PolUdpFlow,
 ];

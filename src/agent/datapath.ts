@@ -12,9 +12,10 @@ import {
 import { COUNTER_MAX, Counter, L7Proxy, U32Key, U64Value, ScConfig } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
+import { PolicyMaps } from './policy-maps.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
-const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o', 'shortcut.bpf.o'];
+const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'policy.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o', 'shortcut.bpf.o'];
 
 /** Program types that attach to a map, not to a cgroup. */
 const BPF_PROG_TYPE_SK_MSG = 16;
@@ -32,6 +33,7 @@ export interface ShortcutSettings {
 export class Datapath {
   private objects: LoadedObject[] = [];
   lb!: LbMaps;
+  policy!: PolicyMaps;
   private counters!: TypedMap<number, bigint>;
 
   constructor(private readonly paths: InstancePaths) {}
@@ -52,6 +54,7 @@ export class Datapath {
     const lbObj = this.objects[0]!;
     this.lb = new LbMaps(lbObj);
     this.counters = lbObj.map('ebm_counters', U32Key, U64Value);
+    this.policy = new PolicyMaps(lbObj);
   }
 
   /** sk_msg programs attach to the sockhash they redirect through, once per node. */
@@ -120,7 +123,7 @@ export class Datapath {
       let n = 0;
       for (const _ of raw.keys()) n++;
       return { map, entries: n, max: raw.info.maxEntries };
-    });
+    }).concat(this.policy.fill());
   }
 
   private optionalMaps(names: string[]): Array<{ map: string; raw: RawMap }> {

@@ -100,3 +100,18 @@ export function runFromLoad(r: LoadResult, footprints: Record<string, Footprint>
     footprints,
   };
 }
+
+/** Runs grouped by configuration, in the order configurations first ran. */
+export class ConfigRuns {
+  private readonly byName = new Map<string, ConfigResult>();
+
+  add(name: string, description: string, r: RunResult, baseline?: string): void {
+    const c = this.byName.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
+    c.runs.push(r);
+    this.byName.set(name, c);
+  }
+
+  results(): ConfigResult[] {
+    return [...this.byName.values()];
+  }
+}

@@ -6,3 +6,4 @@ export { NODES, DEFAULT_NODE, nodeKey, validNodeName, workloadNode, nodeIndex, n
 export { l7Ports, l7Resources, computeProxyConfig, clientIdentities, type ClientIdentity, type L7Resources } from './l7.js';
 // mTLS: the Namespace annotation's check registers itself.
 import '../tunnel/mode.js';
+export { policiesOf, policyWorld } from './policy.js';

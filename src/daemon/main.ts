@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { instancePaths, validInstance } from '../paths.js';
 import { NodeDaemon } from './node.js';
 import { route, startApi } from './api.js';
+import './policy-api.js';
 import { describeError } from '../errors.js';
 // Parts that add endpoints register them on import.
 import '../observe/routes.js'; // /v1/flows, /v1/top

@@ -13,6 +13,11 @@ import {
 import { cgroup2Root, ensureBpffs, requireFeatures } from '../kernel/index.js';
 import { Datapath, removeDatapath } from '../agent/datapath.js';
 import { planLb } from '../agent/lb-plan.js';
+import { PolicyAgent, cgroupId } from '../agent/policy-agent.js';
+import type { EndpointRow } from '../agent/policy-plan.js';
+import { policyWorld } from '../controlplane/policy.js';
+import { gatewayOf } from '../lab/network.js';
+import type { WorkloadResource } from '../resources/index.js';
 import { Lab } from '../lab/runtime.js';
 import { ensureBridge, ensureUnreachable, listNetns, deleteWorkloadNet, removeBridge, removeUnreachable } from '../lab/network.js';
 import { ensureCgroup, killCgroup, removeCgroupTree } from '../lab/cgroup.js';
@@ -38,6 +43,7 @@ export interface ReconcileInfo {
   revision: number;
   at: string;
   lbOps: number;
+  policyOps?: number;
   error?: string;
 }
 
@@ -55,6 +61,7 @@ export class NodeDaemon {
   store!: Store;
   datapath!: Datapath;
   lab!: Lab;
+  policy!: PolicyAgent;
   observer: Observer | undefined;
   meshCgroup = '';
   private mesh: MeshConfigResource = defaultMesh;
@@ -88,6 +95,10 @@ export class NodeDaemon {
     this.ensureHostRoutes(); // before anything could send to a VIP
     this.datapath = new Datapath(this.paths);
     this.datapath.load({ maxEntries: shortcutMaxEntries() });
+    this.policy = new PolicyAgent(this.datapath.policy, join(this.paths.stateDir, 'identities.json'));
+    // Policy maps before the programs are (re)attached: a fresh node must
+    // not run programs over empty tables while workloads already exist.
+    await this.reconcilePolicy(snap);
     this.datapath.attach(this.meshCgroup, 'root');
     this.startObserver();
     this.lab = new Lab(
@@ -98,6 +109,11 @@ export class NodeDaemon {
       (ns, name, st) => void this.reportStatus(ns, name, st),
       this.options.routePodCIDR ? () => this.mesh.spec.podCIDR : undefined,
     );
+    this.lab.onCgroup = (w, cg) => {
+      const id = cgroupId(cg);
+      const identity = this.policy.identityOf(w);
+      if (id !== undefined && identity !== undefined) this.policy.putEndpoint({ cgroupId: id, identity, ...(w.spec.ip ? { ip: w.spec.ip } : {}) });
+    };
     this.lab.restore(snap.workloads, snap.workloadStatus);
     this.unwatch = this.store.watch(() => this.schedule());
     await this.reconcileNow();
@@ -113,6 +129,8 @@ export class NodeDaemon {
     const dp = this.datapath;
     const observer = new Observer(this.paths, {
       ringFd: () => dp.rawMap('ebm_events').fd,
+      identityOf: (w) => this.policy.identityOf(w),
+      policyRefs: () => this.policy.tables?.refs ?? [],
       health: () => ({ programs: dp.programCount(), maps: dp.mapFill(), kernelCounters: dp.countersSnapshot() }),
     });
     try {
@@ -177,6 +195,7 @@ export class NodeDaemon {
     // depend on nothing the lab does below.
     const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));
     this.datapath.lb.apply(ops);
+    const policyOps = await this.reconcilePolicy(snap);
 
     this.datapath.configureShortcut({
       enabled: snap.mesh.spec.sameNodeShortcut, subnet: formatCidr(nodePodSubnet(snap.mesh)), minQueue: SHORTCUT_MIN_QUEUE,
@@ -211,12 +230,36 @@ export class NodeDaemon {
     if (mtlsObj) applyMtlsTables(mtlsObj, mtlsTables(snap, nodePodSubnet(this.mesh, this.options.nodeIndex)));
 
     this.lab.writeHosts(snap.workloads, snap.services, this.mesh.spec.trustDomain);
+    // Cgroups the lab made in this pass got their endpoint entry before
+    // their first process; this pass of the plan then keeps them.
+    await this.reconcilePolicy(snap);
+    // After the policy pass: flows carry the identities it allocated.
     this.observer?.update(snap);
-    this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length };
+    this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length, policyOps };
     // A large change leaves hundreds of MB of garbage that an idle daemon
     // would keep for good (V8 collects under allocation pressure, and an
     // idle agent makes none): give it back now.
     if (ops.length > 1000) (globalThis as { gc?: () => void }).gc?.();
+  }
+
+  /** This node's workload cgroups with their identities (lab and adopted). */
+  private endpoints(snap: Snapshot, identityOf: (w: WorkloadResource) => number | undefined): EndpointRow[] {
+    const rows: EndpointRow[] = [];
+    for (const w of snap.workloads) {
+      const cg = w.spec.adopt
+        ? (w.spec.adopt.cgroup.startsWith('/') ? w.spec.adopt.cgroup : join(cgroup2Root(), w.spec.adopt.cgroup))
+        : w.spec.command ? this.lab?.cgroupOf(w) ?? join(this.meshCgroup, 'workloads', `${w.metadata.namespace}.${w.metadata.name}`) : undefined;
+      const id = cg === undefined ? undefined : cgroupId(cg);
+      const identity = identityOf(w);
+      const ip = workloadIp(snap, w);
+      if (id !== undefined && identity !== undefined) rows.push({ cgroupId: id, identity, ...(ip ? { ip } : {}) });
+    }
+    return rows;
+  }
+
+  private async reconcilePolicy(snap: Snapshot): Promise<number> {
+    const hostIps = [gatewayOf(nodePodSubnet(snap.mesh))];
+    return this.policy.reconcile(policyWorld(snap), (idOf) => this.endpoints(snap, idOf), hostIps);
   }
 
   async status(): Promise<Record<string, unknown>> {
@@ -234,6 +277,7 @@ export class NodeDaemon {
       datapath: {
         attached: this.datapath.attachedTags(),
         counters: this.datapath.countersSnapshot(),
+        drops: this.datapath.policy.dropCounts(),
         maps: this.datapath.mapFill(),
       },
       observe: this.observer?.stats(),

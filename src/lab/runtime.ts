@@ -44,6 +44,8 @@ export function expandVars(arg: string, env: Record<string, string>): string {
 
 export class Lab {
   private running = new Map<string, Running>();
+  /** Called once a workload's cgroup exists and before any process joins it. */
+  onCgroup: ((w: WorkloadResource, cgroup: string) => void) | undefined;
 
   constructor(
     private readonly paths: InstancePaths,
@@ -53,6 +55,11 @@ export class Lab {
     private readonly report: StatusSink,
     private readonly podCIDR?: () => string,
   ) {}
+
+  /** The cgroup a lab workload runs in. */
+  cgroupOf(w: { metadata: { namespace: string; name: string } }): string {
+    return join(this.meshCgroup, 'workloads', `${w.metadata.namespace}.${w.metadata.name}`);
+  }
 
   workloadDir(w: { metadata: { namespace: string; name: string } }): string {
     return join(this.paths.stateDir, 'workloads', w.metadata.namespace, w.metadata.name);
@@ -94,12 +101,13 @@ export class Lab {
     const ip = w.spec.ip!;
     const netns = netnsName(this.paths, namespace, name);
     const veth = vethName(this.paths.instance, key);
-    const cgroup = join(this.meshCgroup, 'workloads', `${namespace}.${name}`);
+    const cgroup = this.cgroupOf(w);
     const dir = this.workloadDir(w);
     const sig = specSignature(w);
     try {
       createWorkloadNet({ netns, veth, ip, subnet: this.subnet(), bridge: this.paths.bridge, serviceCIDR: this.serviceCIDR(), podCIDR: this.podCIDR?.() });
       ensureCgroup(cgroup);
+      this.onCgroup?.(w, cgroup);
       mkdirSync(dir, { recursive: true });
       for (const [file, content] of Object.entries(w.spec.files ?? {})) writeFileSync(join(dir, file), content);
     } catch (e) {

@@ -51,6 +51,7 @@ test('a drop at connect() is named by its cgroup and carries its reason and poli
   assert.equal(f.reason, 'policy-egress');
   assert.deepEqual(f.policy, { ref: 9, rule: 2 });
   assert.deepEqual([f.source.workload, f.source.ip, f.source.identity], ['client', '10.0.0.2', 256]);
+  assert.equal(f.hook, 'socket');
   assert.match(flowLine(f), /DROPPED TCP policy-egress policy=9#2/);
 });
 
@@ -82,4 +83,25 @@ test('filters: from, to (workload or service), namespace, verdict, protocol, sta
   assert.ok(matches(f, q('protocol=tcp')));
   assert.ok(!matches(f, q('since=5')));
   assert.ok(matches(f, q('since=4')));
+});
+
+test('a policy drop judged per packet: hook from the flags, the policy named, filtered by reason', () => {
+  const n = names();
+  n.policies = ['', 'demo/web-from-client'];
+  const f = toFlow(raw({
+    type: EventType.DROP, verdict: Verdict.DROPPED, reason: Reason.POLICY_INGRESS, flags: EventFlag.PACKET | EventFlag.INBOUND,
+    saddr: '10.0.0.2', sport: 40000, daddr: '10.0.0.3', dport: 8080, proto: 17, policy_ref: 1, policy_rule: 0xffff,
+  }), 1, n, 0n);
+  assert.equal(f.hook, 'skb-ingress');
+  assert.equal(f.observer, 'server');
+  assert.deepEqual(f.policy, { ref: 1, rule: 0xffff, name: 'demo/web-from-client' });
+  assert.match(flowLine(f), /DROPPED UDP policy-ingress policy=demo\/web-from-client$/);
+  const q = (s: string) => filterFromQuery(new URLSearchParams(s));
+  assert.ok(matches(f, q('reason=policy-*')));
+  assert.ok(matches(f, q('reason=spoofed-source,policy-ingress')));
+  assert.ok(!matches(f, q('reason=policy-egress')));
+  const spoofed = toFlow(raw({ type: EventType.DROP, verdict: Verdict.DROPPED, reason: Reason.SPOOFED_SOURCE, flags: EventFlag.PACKET }), 2, n, 0n);
+  assert.equal(spoofed.reason, 'spoofed-source');
+  assert.equal(spoofed.hook, 'skb-egress');
+  assert.ok(!matches(spoofed, q('reason=policy-*')));
 });

@@ -5,7 +5,7 @@
  * prints and /v1/flows serves) out, with the names from a table built from
  * the control plane's snapshot. No I/O, so it is unit-tested without root.
  */
-import { EventFlag, EventType, FlowEvent, HttpMethods, Reason, Verdict, type ValueOf } from '../abi/structs.js';
+import { EventFlag, EventType, FlowEvent, HttpMethods, Reason, RULE_NONE, Verdict, type ValueOf } from '../abi/structs.js';
 
 export type RawFlowEvent = ValueOf<typeof FlowEvent>;
 
@@ -45,7 +45,10 @@ export interface Flow {
   srttUs?: number;
   retransmits?: number;
   shortcut?: boolean;
-  policy?: { ref: number; rule: number };
+  /** drop: where it was judged, at a socket call (connect/sendmsg) or per packet. */
+  hook?: 'socket' | 'skb-egress' | 'skb-ingress';
+  /** drop by policy: the deciding policy (`name` is namespace/name when the agent knows it) and rule. */
+  policy?: { ref: number; rule: number; name?: string };
   http?: { method: string; path: string; status: number; latencyMs: number };
 }
 
@@ -75,10 +78,12 @@ export interface NameTable {
   byVip: Map<string, string>;
   /** "backendIp:port" -> Service namespace/name, for connections that did not use the VIP */
   byBackend: Map<string, string>;
+  /** policy_ref -> namespace/name of the policy, as the agent's compiled tables number them */
+  policies: readonly string[];
 }
 
 export function emptyNames(): NameTable {
-  return { byIp: new Map(), byCgroup: new Map(), byVip: new Map(), byBackend: new Map() };
+  return { byIp: new Map(), byCgroup: new Map(), byVip: new Map(), byBackend: new Map(), policies: [] };
 }
 
 function endpoint(ip: string, port: number, names: NameTable): Endpoint {
@@ -100,9 +105,10 @@ function endpoint(ip: string, port: number, names: NameTable): Endpoint {
 export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOffsetNs: bigint): Flow {
   const type = TYPE_NAMES[raw.type] ?? ('drop' as FlowType);
   const active = (raw.flags & EventFlag.ACTIVE) !== 0;
+  const inbound = (raw.flags & EventFlag.INBOUND) !== 0;
   const observer: Flow['observer'] = type === 'http'
     ? ((raw.flags & EventFlag.SERVER) !== 0 ? 'server' : 'client')
-    : type === 'accept' || (type === 'close' && !active) ? 'server' : 'client';
+    : type === 'accept' || (type === 'close' && !active) || (type === 'drop' && inbound) ? 'server' : 'client';
   const source = endpoint(raw.saddr, raw.sport, names);
   if (!source.workload && raw.cgroup_id !== 0n) {
     // A drop at connect() has no source address yet: its cgroup names it.
@@ -151,7 +157,11 @@ export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOff
     flow.retransmits = raw.retransmits;
   }
   if ((raw.flags & EventFlag.SHORTCUT) !== 0) flow.shortcut = true;
-  if (raw.policy_ref) flow.policy = { ref: raw.policy_ref, rule: raw.policy_rule };
+  if (type === 'drop') flow.hook = (raw.flags & EventFlag.PACKET) === 0 ? 'socket' : inbound ? 'skb-ingress' : 'skb-egress';
+  if (raw.policy_ref) {
+    const policyName = names.policies[raw.policy_ref];
+    flow.policy = { ref: raw.policy_ref, rule: raw.policy_rule, ...(policyName ? { name: policyName } : {}) };
+  }
   if (type === 'http') {
     flow.http = {
       method: HttpMethods[raw.http_method] ?? 'OTHER',
@@ -173,11 +183,13 @@ export interface FlowFilter {
   protocol?: string;
   status?: string;
   type?: string;
+  /** reason names, comma-separated; a trailing * matches a prefix (policy-*) */
+  reason?: string;
   /** only flows with seq greater than this */
   since?: number;
 }
 
-export const FILTER_KEYS = ['from', 'to', 'namespace', 'verdict', 'protocol', 'status', 'type'] as const;
+export const FILTER_KEYS = ['from', 'to', 'namespace', 'verdict', 'protocol', 'status', 'type', 'reason'] as const;
 
 export function filterFromQuery(q: URLSearchParams): FlowFilter {
   const f: FlowFilter = {};
@@ -213,6 +225,11 @@ function statusMatches(status: number, spec: string): boolean {
   return String(status) === spec;
 }
 
+function reasonMatches(reason: string | undefined, spec: string): boolean {
+  if (!reason) return false;
+  return spec.split(',').some((s) => (s.endsWith('*') ? reason.startsWith(s.slice(0, -1)) : reason === s));
+}
+
 export function matches(f: Flow, filter: FlowFilter): boolean {
   if (filter.since !== undefined && f.seq <= filter.since) return false;
   if (filter.from && !endpointMatches(f.source, filter.from)) return false;
@@ -225,6 +242,7 @@ export function matches(f: Flow, filter: FlowFilter): boolean {
     if (p === 'http' ? f.type !== 'http' : f.proto.toLowerCase() !== p) return false;
   }
   if (filter.status && (!f.http || !statusMatches(f.http.status, filter.status))) return false;
+  if (filter.reason && !reasonMatches(f.reason, filter.reason.toLowerCase())) return false;
   return true;
 }
 
@@ -245,7 +263,7 @@ export function flowLine(f: Flow): string {
     case 'http':
       return `${head} HTTP ${f.http!.method} ${f.http!.path} ${f.http!.status} ${f.http!.latencyMs.toFixed(2)}ms`;
     case 'drop':
-      return `${head} ${f.verdict} ${f.proto} ${f.reason ?? ''}${f.policy ? ` policy=${f.policy.ref}#${f.policy.rule}` : ''}`;
+      return `${head} ${f.verdict} ${f.proto} ${f.reason ?? ''}${f.policy ? ` policy=${f.policy.name ?? f.policy.ref}${f.policy.rule === RULE_NONE ? '' : `#${f.policy.rule}`}` : ''}`;
     case 'close':
       return `${head} ${f.verdict === 'FORWARDED' ? 'closed' : `${f.verdict} ${f.reason ?? ''}`} ${f.proto} ` +
         `${f.bytes!.toDestination}B/${f.bytes!.toSource}B ${f.durationMs!.toFixed(1)}ms rtt=${f.srttUs}us retrans=${f.retransmits}` +

@@ -12,7 +12,7 @@ import { statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FlowEvent } from '../abi/structs.js';
 import { computeFrontends, workloadIp, wlKey, type Snapshot } from '../controlplane/index.js';
-import { allocateIdentities, identityKey, type IdentityTable } from '../policy/identity.js';
+import type { WorkloadResource } from '../resources/index.js';
 import type { InstancePaths } from '../paths.js';
 import { emptyNames, matches, toFlow, type Flow, type FlowFilter, type NameTable } from './flow.js';
 import { ObserveMetrics, countable, type Health } from './metrics.js';
@@ -34,6 +34,10 @@ interface Follower {
 /** What the observer needs from the data path. */
 export interface ObserveSource {
   ringFd(): number;
+  /** The agent's identity of a workload (the persisted table policy enforces with), so flows, drops and explain agree. */
+  identityOf(w: WorkloadResource): number | undefined;
+  /** Policy names by the policy_ref the kernel reports. */
+  policyRefs(): readonly string[];
   health(): Omit<Health, 'userLost' | 'subscribersDropped'>;
 }
 
@@ -41,7 +45,6 @@ export class Observer {
   readonly metrics = new ObserveMetrics();
   readonly golden = new GoldenWindow(60);
   private names: NameTable = emptyNames();
-  private identities: IdentityTable | undefined;
   private readonly history: Flow[] = [];
   private head = 0; // next write position once the history is full
   private seq = 0;
@@ -100,14 +103,12 @@ export class Observer {
 
   /** Rebuilds the names from a snapshot (after each reconcile). */
   update(snap: Snapshot): void {
-    this.identities = allocateIdentities(this.identities, snap.workloads);
-    const ids = new Map(this.identities.entries.map((e) => [identityKey(e.namespace, e.labels), e.id]));
     const names = emptyNames();
     for (const w of snap.workloads) {
       const ns = w.metadata.namespace;
       const name = w.metadata.name;
       const ip = workloadIp(snap, w);
-      const identity = ids.get(identityKey(ns, w.metadata.labels));
+      const identity = this.source.identityOf(w);
       if (ip) names.byIp.set(ip, { namespace: ns, workload: name, identity, labels: w.metadata.labels });
       const st = snap.workloadStatus.get(wlKey(w));
       const cg = w.spec.adopt?.cgroup ?? st?.cgroup;
@@ -121,6 +122,7 @@ export class Observer {
       names.byVip.set(`${fe.vip}:${fe.port}`, fe.service);
       for (const b of fe.backends) names.byBackend.set(`${b.ip}:${b.port}`, fe.service);
     }
+    names.policies = this.source.policyRefs();
     this.names = names;
   }
 

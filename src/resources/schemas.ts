@@ -5,6 +5,7 @@
  * Unknown fields are errors (`strict`), never silently dropped.
  */
 import { z } from 'zod';
+import { NetworkPolicy, type NetworkPolicyResource } from './networkpolicy.js';
 import {
   cidr4, dnsLabel, ipv4Address, labels, labelSelector, metadata, portName, portNumber, protocol,
 } from './schema-common.js';
@@ -165,14 +166,15 @@ export const kinds = {
   GRPCRoute,
   TrafficPolicy,
   AuthorizationPolicy,
+  NetworkPolicy,
 } as const;
 
 export type KindName = keyof typeof kinds;
-export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource
+export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource | NetworkPolicyResource
   | HTTPRouteResource | GRPCRouteResource | TrafficPolicyResource | AuthorizationPolicyResource;
 
 /** Kinds whose objects live in a namespace. */
-export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload',
+export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload', 'NetworkPolicy',
   'HTTPRoute', 'GRPCRoute', 'TrafficPolicy', 'AuthorizationPolicy']);
 
 /** Short names the CLI accepts, kubectl-style. */
@@ -185,4 +187,5 @@ export const kindAliases: Record<string, KindName> = {
   grpcroute: 'GRPCRoute', grpcroutes: 'GRPCRoute',
   trafficpolicy: 'TrafficPolicy', trafficpolicies: 'TrafficPolicy',
   authorizationpolicy: 'AuthorizationPolicy', authorizationpolicies: 'AuthorizationPolicy',
+  networkpolicy: 'NetworkPolicy', networkpolicies: 'NetworkPolicy', netpol: 'NetworkPolicy',
 };

@@ -63,7 +63,10 @@ for i in range(80):
 `, cgroup, netns], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise((r) => setTimeout(r, 1000));
+  // A few attempts before adopting; on a loaded host python may take a while to start (bounded: 5 s).
+  for (const t0 = Date.now(); out.trim().split('\n').filter(Boolean).length < 3 && Date.now() - t0 < 5000;) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const beforeAdopt = out.trim().split('\n');
   assert.ok(beforeAdopt.length >= 3 && beforeAdopt.every((l) => l.includes(' fail ')), `before adoption:\n${out}`);
 

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { BtfFile } from '../../src/kernel/index.js';
-import { abiStructs, Counter, EventType, Reason, Verdict, HttpMethods } from '../../src/abi/structs.js';
+import { abiStructs, Counter, EventFlag, EventType, Reason, Verdict, HttpMethods } from '../../src/abi/structs.js';
 import { readdirSync, readFileSync } from 'node:fs';
 import { BPF_BUILD, PACKAGE_ROOT } from '../../src/paths.js';
 
@@ -43,4 +43,10 @@ test('event type, verdict, reason and method codes match the ABI header', () => 
   assert.deepEqual(new Map(Object.entries(Verdict)), codes('EBM_VERDICT_'));
   assert.deepEqual(new Map(Object.entries(Reason)), codes('EBM_REASON_'));
   assert.deepEqual(new Map(HttpMethods.map((m, i) => [m, i])), codes('EBM_HTTP_'));
+});
+
+test('event flag bits match the EBM_EV_F_ defines in the ABI header', () => {
+  const header = readFileSync(join(PACKAGE_ROOT, 'bpf/include/ebmesh_abi.h'), 'utf8');
+  const inC = new Map([...header.matchAll(/#define EBM_EV_F_([A-Z0-9_]+)\s+\(1u << (\d+)\)/g)].map((m) => [m[1]!, 1 << Number(m[2])]));
+  assert.deepEqual(new Map(Object.entries(EventFlag)), inC);
 });

@@ -14,6 +14,9 @@ import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
 import { Counter, L7ConnKey, L7Orig, L7Proxy, U32Key, U64Value } from '../../src/abi/structs.js';
 import { Sandbox, backendServerCode, sleep } from '../helpers/sandbox.js';
+import { PolicyMaps } from '../../src/agent/policy-maps.js';
+import { cgroupId } from '../../src/agent/policy-agent.js';
+import { encodeEndpoint } from '../../src/agent/policy-plan.js';
 
 const VIP = '10.251.1.1';
 const B1 = '10.250.3.2';
@@ -43,6 +46,8 @@ while True:
     spec.close();
   }
   for (const o of objs) for (const p of o.programs()) attachCgroupPinned(p.fd, sb.cgroup, p.attachType, join(sb.pinDir, 'links', p.name));
+  // The caller is a workload of the mesh: policy refuses sockets of cgroups without an identity.
+  new PolicyMaps(objs[0]!).apply([{ map: 'endpoints', op: 'put', ...encodeEndpoint({ cgroupId: cgroupId(sb.cgroup)!, identity: 256 }) }]);
   lb = new LbMaps(objs[0]!);
   lb.apply(planLb(lb.read(), [
     { service: 't/web', vip: VIP, port: 80, proto: 'TCP', l7: true, backends: [{ ip: B1, port: 8080, workload: 'b1' }] },

@@ -10,6 +10,9 @@ import { BpfObjectSpec, attachCgroupPinned, detachPinned, VerifierError, type Lo
 import { BPF_BUILD } from '../../src/paths.js';
 import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
+import { PolicyMaps } from '../../src/agent/policy-maps.js';
+import { cgroupId } from '../../src/agent/policy-agent.js';
+import { encodeEndpoint } from '../../src/agent/policy-plan.js';
 import type { DesiredFrontend } from '../../src/controlplane/index.js';
 import { Sandbox, backendServerCode, sleep } from '../helpers/sandbox.js';
 
@@ -53,6 +56,9 @@ before(async () => {
   spec.close();
   for (const p of obj.programs()) attachCgroupPinned(p.fd, sb.cgroup, p.attachType, join(sb.pinDir, 'links', p.name));
   lb = new LbMaps(obj);
+  // connect4 also enforces policy, which refuses a mesh socket whose cgroup
+  // has no identity: the test cgroup is a workload no policy isolates.
+  new PolicyMaps(obj).apply([{ map: 'endpoints', op: 'put', ...encodeEndpoint({ cgroupId: cgroupId(sb.cgroup)!, identity: 256 }) }]);
   await sleep(300); // the python servers bind
 });
 

@@ -5,5 +5,6 @@ import { lb } from './lb.js';
 import { observe } from './observe.js';
 import { proxy } from './proxy.js';
 import { shortcut } from './shortcut.js';
+import { policyBench } from './policy.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe, proxy, shortcut];
+export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut];

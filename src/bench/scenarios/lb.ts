@@ -10,47 +10,20 @@ import { spawnSync, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT, instancePaths, vethName } from '../../paths.js';
+import { instancePaths, vethName } from '../../paths.js';
 import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+import { EBMESH_CLI as CLI, instanceCli, benchMesh } from './mesh-lab.js';
+import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-lb';
 const SERVICE_CIDR = '10.98.0.0/16';
 const POD_CIDR = '10.246.0.0/24';
 const PLAIN_NS = 'ebbench-lb-plain';
 const PLAIN_IP = '10.246.0.250';
-const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
+const cli = instanceCli(INSTANCE);
 
-function cli(...args: string[]): string {
-  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-const base = (dir: string) => `apiVersion: ebmesh.io/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec: {serviceCIDR: ${SERVICE_CIDR}, podCIDR: ${POD_CIDR}}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
-      events { worker_connections 4096; }
-      http { access_log off; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {command: [sleep, infinity]}
----
+const base = (dir: string) => `${benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR })}---
 apiVersion: v1
 kind: Service
 metadata: {name: target, namespace: bench}
@@ -112,12 +85,8 @@ export const lb: Scenario = {
     const rate = ctx.quick ? 200 : 1000;
     const durationS = ctx.quick ? 1 : 5;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-lb-'));
-    const configs = new Map<string, ConfigResult>();
-    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
-      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
-      c.runs.push(r);
-      configs.set(name, c);
-    };
+    const configs = new ConfigRuns();
+    const add = configs.add.bind(configs);
     const notes: string[] = [];
     cli('down');
     try {
@@ -164,7 +133,7 @@ export const lb: Scenario = {
       }
       return {
         baseline: 'direct (mesh client)',
-        configs: [...configs.values()],
+        configs: configs.results(),
         setup: [
           `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (one nginx backend, one worker; a client workload)`,
           `# load: loadgen --connect-each, ${rate} req/s open loop, ${durationS} s per run, 16 concurrent, run inside the client (ebmesh exec) or the plain namespace (ip netns exec)`,

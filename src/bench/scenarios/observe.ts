@@ -13,44 +13,18 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT, instancePaths } from '../../paths.js';
+import { instancePaths } from '../../paths.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+import { EBMESH_CLI as CLI, instanceCli, benchMesh } from './mesh-lab.js';
+import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-obs';
-const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
+const cli = instanceCli(INSTANCE);
 
-function cli(...args: string[]): string {
-  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
-
-const resources = `apiVersion: ebmesh.io/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec: {serviceCIDR: 10.98.8.0/24, podCIDR: 10.246.8.0/24}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 2;
-      events { worker_connections 4096; }
-      http { access_log off; keepalive_requests 10000000; keepalive_timeout 120s;
-        client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {command: [sleep, infinity]}
-`;
+const resources = benchMesh({
+  serviceCIDR: '10.98.8.0/24', podCIDR: '10.246.8.0/24', workers: 2, http: 'keepalive_requests 10000000; keepalive_timeout 120s;',
+});
 
 async function attachAll(): Promise<void> {
   // The agent's own code path: pinned maps reused, links created and pinned.
@@ -81,12 +55,8 @@ export const observe: Scenario = {
     const durationS = ctx.quick ? 2 : 10;
     const connections = 32;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-obs-'));
-    const configs = new Map<string, ConfigResult>();
-    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
-      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
-      c.runs.push(r);
-      configs.set(name, c);
-    };
+    const configs = new ConfigRuns();
+    const add = configs.add.bind(configs);
     const notes: string[] = [];
     spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
     try {
@@ -119,7 +89,7 @@ export const observe: Scenario = {
       }
       return {
         baseline: 'no mesh',
-        configs: [...configs.values()],
+        configs: configs.results(),
         setup: [
           `# mesh: ebmesh --instance ${INSTANCE} up -f bench.yaml (nginx server, 2 workers, keep-alive; a client workload)`,
           `# load: loadgen open loop ${rate} req/s, ${connections} keep-alive connections, ${durationS} s, latency from each request's scheduled send time`,

@@ -53,7 +53,7 @@ function stream(ctx: CommandContext, path: string, onLine: (obj: any) => void): 
 export const observe: Command = {
   name: 'observe',
   summary: 'show connections, drops and HTTP requests on this node, as the kernel sees them',
-  usage: 'observe [-f] [--last N] [--from W] [--to W|SVC] [--namespace NS] [--verdict V] [--protocol http|tcp|udp] [--status 5xx|404] [--type T] [-o json]',
+  usage: 'observe [-f] [--last N] [--from W] [--to W|SVC] [--namespace NS] [--verdict V] [--protocol http|tcp|udp] [--status 5xx|404] [--type T] [--reason R[,R|policy-*]] [-o json]',
   async run(ctx) {
     const { values } = parseArgs({
       args: ctx.args,

@@ -1,0 +1,251 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Identity-based network policy: the verdict, shared by the socket hooks
+ * (connect time, so a denied TCP connect fails at once) and the per-packet
+ * hooks (policy.bpf.c: ingress from anywhere, raw sockets, UDP, spoofing).
+ *
+ * The lookups and their order are those of src/policy/verdict.ts, which
+ * `ebmesh policy explain` runs in user space: the two must stay the same.
+ */
+#ifndef EBMESH_POLICY_H
+#define EBMESH_POLICY_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "ebmesh_abi.h"
+#include "ebmesh_maps.h"
+#include "ebmesh_events.h"
+
+#define EBM_FIRST_ALLOCATED_IDENTITY 256
+/* How deep below the cgroup root a workload's cgroup may be. */
+#define EBM_CGROUP_MAX_LEVEL 16
+
+struct ebm_pol_result {
+	__u32 policy_ref;
+	__u16 rule;
+	__u16 reason;
+};
+
+static __always_inline int ebm_is_loopback(__u32 addr_be)
+{
+	return (bpf_ntohl(addr_be) >> 24) == 127;
+}
+
+static __always_inline __u32 ebm_identity_of_addr(__u32 addr_be)
+{
+	struct ebm_pol_ipcache_key k = { .addr = addr_be };
+	struct ebm_pol_identity *v = bpf_map_lookup_elem(&ebm_pol_ipcache, &k);
+
+	return v ? v->identity : EBM_IDENTITY_WORLD;
+}
+
+/*
+ * One side of a flow: may `subject` send to (egress) or receive from
+ * (ingress) `peer` on proto/port? 1 allow, 0 deny with `res` filled in.
+ */
+static __always_inline int ebm_pol_side(__u32 subject, __u8 dir, __u32 peer, __u32 peer_addr,
+					__u8 proto, __u16 port_be, struct ebm_pol_result *res)
+{
+	struct ebm_pol_isolation_key ik = { .subject = subject, .direction = dir };
+	struct ebm_pol_isolation *iso;
+	struct ebm_pol_allow_key ak = {
+		.prefixlen = EBM_POL_ALLOW_FIXED_BITS + 16,
+		.subject = subject,
+		.peer = peer,
+		.direction = dir,
+		.proto = proto,
+		.port = port_be,
+	};
+	struct ebm_pol_cidr_key ck = {
+		.prefixlen = EBM_POL_CIDR_FIXED_BITS + 32,
+		.subject = subject,
+		.direction = dir,
+		.addr = peer_addr,
+	};
+	struct ebm_pol_cidr *c;
+
+	iso = bpf_map_lookup_elem(&ebm_pol_isolation, &ik);
+	if (!iso)
+		return 1;
+	if (bpf_map_lookup_elem(&ebm_pol_allow, &ak))
+		return 1;
+	ak.peer = EBM_IDENTITY_ANY;
+	if (bpf_map_lookup_elem(&ebm_pol_allow, &ak))
+		return 1;
+	c = bpf_map_lookup_elem(&ebm_pol_cidr, &ck);
+	if (c && c->group) {
+		ak.peer = c->group;
+		if (bpf_map_lookup_elem(&ebm_pol_allow, &ak))
+			return 1;
+	}
+	res->reason = dir == EBM_DIR_INGRESS ? EBM_REASON_POLICY_INGRESS : EBM_REASON_POLICY_EGRESS;
+	if (c && !c->group && c->policy_ref) {
+		res->policy_ref = c->policy_ref;   /* the except that carved the hole */
+		res->rule = c->rule;
+	} else {
+		res->policy_ref = iso->policy_ref;
+		res->rule = 0xffff;                /* no rule: the isolation default */
+	}
+	return 0;
+}
+
+/* The workload a cgroup belongs to: its own entry, else its deepest listed ancestor. */
+static __always_inline struct ebm_pol_endpoint *ebm_endpoint_of_current(__u64 *cgid)
+{
+	struct ebm_pol_endpoint *ep;
+	__u64 id = bpf_get_current_cgroup_id();
+	int level;
+
+	*cgid = id;
+	ep = bpf_map_lookup_elem(&ebm_pol_endpoints, &id);
+	if (ep)
+		return ep;
+#pragma unroll
+	for (level = EBM_CGROUP_MAX_LEVEL; level > 0; level--) {
+		id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!id)
+			continue;
+		ep = bpf_map_lookup_elem(&ebm_pol_endpoints, &id);
+		if (ep)
+			return ep;
+	}
+	return NULL;
+}
+
+static __always_inline struct ebm_pol_endpoint *ebm_endpoint_of_skb(struct __sk_buff *skb, __u64 *cgid)
+{
+	struct ebm_pol_endpoint *ep;
+	__u64 id = bpf_skb_cgroup_id(skb);
+	int level;
+
+	*cgid = id;
+	ep = bpf_map_lookup_elem(&ebm_pol_endpoints, &id);
+	if (ep)
+		return ep;
+#pragma unroll
+	for (level = EBM_CGROUP_MAX_LEVEL; level > 0; level--) {
+		id = bpf_skb_ancestor_cgroup_id(skb, level);
+		if (!id)
+			continue;
+		ep = bpf_map_lookup_elem(&ebm_pol_endpoints, &id);
+		if (ep)
+			return ep;
+	}
+	return NULL;
+}
+
+/*
+ * What a policy drop reports, gathered on the stack while judging: the
+ * fields of struct ebm_flow_event that policy fills, so the 176-byte record
+ * is only written once, straight into the ring.
+ */
+struct ebm_pol_drop {
+	__u64 cookie;
+	__u64 cgroup_id;
+	__u32 saddr, daddr;       /* network order */
+	__u16 sport, dport;       /* network order; sport 0 at connect time */
+	__u32 orig_daddr;         /* the Service VIP dialled, 0 if none */
+	__u16 orig_dport;
+	__u8  proto;
+	__u8  flags;              /* EBM_EV_F_*: which hook judged it */
+	__u32 src_identity, dst_identity;
+	__u32 policy_ref;
+	__u16 rule;
+	__u16 reason;             /* enum ebm_reason */
+	__u32 frontend_id;
+};
+
+/* Counts the drop by reason and reports it; an event the ring has no room for is counted, never waited for. */
+static __always_inline void ebm_emit_drop(const struct ebm_pol_drop *d)
+{
+	struct ebm_flow_event *e;
+	__u32 key = d->reason;
+	__u64 *v = bpf_map_lookup_elem(&ebm_drops, &key);
+
+	if (v)
+		*v += 1;
+	ebm_count(EBM_CNT_POL_DENIED);
+	e = ebm_event_reserve(EBM_EV_DROP);
+	if (!e)
+		return;
+	e->cookie = d->cookie;
+	e->cgroup_id = d->cgroup_id;
+	e->saddr = d->saddr;
+	e->daddr = d->daddr;
+	e->sport = d->sport;
+	e->dport = d->dport;
+	e->orig_daddr = d->orig_daddr;
+	e->orig_dport = d->orig_dport;
+	e->proto = d->proto;
+	e->flags = d->flags;
+	e->verdict = EBM_VERDICT_DROPPED;
+	e->reason = d->reason;
+	e->src_identity = d->src_identity;
+	e->dst_identity = d->dst_identity;
+	e->policy_ref = d->policy_ref;
+	e->policy_rule = d->rule;
+	e->frontend_id = d->frontend_id;
+	ebm_event_submit(e);
+}
+
+/*
+ * A new TCP connection, judged when the workload calls connect() and after
+ * the socket load balancer chose the backend: the source's egress and,
+ * when the destination is a workload (on any node: identities and tables
+ * are global), the destination's ingress too, so that a connection its
+ * ingress would refuse fails now instead of as a SYN dropped over there.
+ * `vip`, when the socket LB translated this connect: what was dialled, so the
+ * drop names the Service. 1 allow, 0 deny (the caller refuses the connect).
+ */
+static __always_inline int ebm_policy_connect4(struct bpf_sock_addr *ctx, __u32 daddr, __u16 dport,
+					       const struct ebm_lb4_frontend_key *vip, __u32 frontend_id)
+{
+	struct ebm_pol_drop ev = {};
+	struct ebm_pol_result res = {};
+	struct ebm_pol_endpoint *ep;
+	__u32 peer;
+	__u64 cgid;
+
+	if (ctx->type != 1 /* SOCK_STREAM */ || ctx->protocol != IPPROTO_TCP)
+		return 1; /* UDP and raw: judged per packet in policy.bpf.c */
+	ep = ebm_endpoint_of_current(&cgid);
+	ev.cgroup_id = cgid;
+	ev.cookie = bpf_get_socket_cookie(ctx);
+	ev.daddr = daddr;
+	ev.dport = dport;
+	ev.proto = IPPROTO_TCP;
+	ev.flags = EBM_EV_F_ACTIVE;
+	if (vip) {
+		ev.orig_daddr = vip->vip;
+		ev.orig_dport = vip->port;
+		ev.frontend_id = frontend_id;
+	}
+	if (!ep) {
+		ev.reason = EBM_REASON_NO_IDENTITY;
+		ebm_emit_drop(&ev);
+		return 0;
+	}
+	if (daddr == ep->addr || ebm_is_loopback(daddr))
+		return 1; /* a workload may always reach itself */
+	peer = ebm_identity_of_addr(daddr);
+	ev.saddr = ep->addr;
+	ev.src_identity = ep->identity;
+	ev.dst_identity = peer;
+	if (!ebm_pol_side(ep->identity, EBM_DIR_EGRESS, peer, daddr, IPPROTO_TCP, dport, &res))
+		goto deny;
+	if (peer >= EBM_FIRST_ALLOCATED_IDENTITY &&
+	    !ebm_pol_side(peer, EBM_DIR_INGRESS, ep->identity, ep->addr, IPPROTO_TCP, dport, &res))
+		goto deny;
+	ebm_count(EBM_CNT_POL_ALLOWED);
+	return 1;
+deny:
+	ev.reason = res.reason;
+	ev.policy_ref = res.policy_ref;
+	ev.rule = res.rule;
+	ebm_emit_drop(&ev);
+	return 0;
+}
+
+#endif /* EBMESH_POLICY_H */

@@ -1,0 +1,160 @@
+/**
+ * `ebmesh bench policy`: new-connection latency (connect + one request, a
+ * fresh TCP connection each) from a mesh client to a server whose ingress
+ * is selected by 0, 1,000 and 10,000 policy rules, enforced by ebmesh's
+ * maps, against the same rules as classic iptables rules in the server's
+ * namespace (conntrack ESTABLISHED first, then one ACCEPT per rule in order,
+ * the client's rule last, then DROP); and the time from `ebmesh apply` of a
+ * rule change to the first connection it refuses. The instance and its
+ * address plan belong to the benchmark and are removed afterwards.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { instancePaths, netnsName } from '../../paths.js';
+import { runLoadgen } from '../loadgen.js';
+import { sampleFootprint } from '../footprint.js';
+import { EBMESH_CLI as CLI, instanceCli, benchMesh } from './mesh-lab.js';
+import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
+
+const INSTANCE = 'ebbench-pol';
+const SERVICE_CIDR = '10.98.200.0/24';
+const POD_CIDR = '10.246.7.0/24';
+const cli = instanceCli(INSTANCE);
+
+const base = benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR });
+
+/** Address of filler rule i: never a workload's, so only the last rule matches the client. */
+const filler = (i: number) => `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+
+/** One policy selecting the server: n - 1 filler ipBlock rules, then the client's (n >= 1). */
+function policy(n: number, allowClient = true): string {
+  const rules: string[] = [];
+  for (let i = 0; i < n - 1; i++) rules.push(`  - {from: [{ipBlock: {cidr: ${filler(i)}/32}}], ports: [{port: 8080}]}`);
+  rules.push(allowClient ? '  - {from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}' : `  - {from: [{ipBlock: {cidr: ${filler(n)}/32}}], ports: [{port: 8080}]}`);
+  return `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-in, namespace: bench}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress:
+${rules.join('\n')}
+`;
+}
+
+function iptablesRules(n: number, client: string): string {
+  const lines = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]'];
+  if (n > 0) {
+    lines.push('-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-A INPUT -i lo -j ACCEPT');
+    for (let i = 0; i < n - 1; i++) lines.push(`-A INPUT -s ${filler(i)}/32 -p tcp -m tcp --dport 8080 -j ACCEPT`);
+    lines.push(`-A INPUT -s ${client}/32 -p tcp -m tcp --dport 8080 -j ACCEPT`, '-A INPUT -j DROP');
+  }
+  lines.push('COMMIT', '');
+  return lines.join('\n');
+}
+
+/** Milliseconds from the start of `change()` to the first connect the client gets refused (or timed out). */
+async function applyToEnforcement(server: string, change: () => void): Promise<number | null> {
+  const probe = spawn(CLI, ['--instance', INSTANCE, 'exec', 'client', '--', 'python3', '-c', `
+import socket, time
+end = time.time() + 20
+while time.time() < end:
+    s = socket.socket(); s.settimeout(0.05)
+    try:
+        s.connect(("${server}", 8080)); s.close()
+    except OSError:
+        print(time.time() * 1000, flush=True); break
+    time.sleep(0.002)
+`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  probe.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const done = new Promise<void>((r) => probe.on('exit', () => r()));
+  await new Promise((r) => setTimeout(r, 1500)); // the probe loop is running
+  const t0 = Date.now();
+  change();
+  await done;
+  const t = Number.parseFloat(out.trim());
+  return Number.isFinite(t) ? t - t0 : null;
+}
+
+export const policyBench: Scenario = {
+  name: 'policy',
+  describe: 'new-connection latency with 0, 1,000 and 10,000 policy rules selecting the target (ebmesh maps vs iptables), and apply-to-enforcement time',
+  async run(ctx: ScenarioContext) {
+    const counts = ctx.quick ? [0, 100] : [0, 1000, 10000];
+    const rate = ctx.quick ? 200 : 1000;
+    const durationS = ctx.quick ? 1 : 5;
+    const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-pol-'));
+    const configs = new ConfigRuns();
+    const add = configs.add.bind(configs);
+    const notes: string[] = [];
+    const serverNs = netnsName(instancePaths(INSTANCE), 'bench', 'server');
+    const ipt = (rules: string) => spawnSync('ip', ['netns', 'exec', serverNs, 'iptables-restore'], { input: rules, encoding: 'utf8' });
+    cli('down');
+    try {
+      ctx.progress('starting a mesh instance for the benchmark');
+      writeFileSync(join(dir, 'base.yaml'), base);
+      cli('up', '-f', join(dir, 'base.yaml'));
+      const status = JSON.parse(cli('status', '-o', 'json')) as { pid: number };
+      const ipOf = (n: string) => (JSON.parse(cli('get', 'wl', n, '-n', 'bench', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
+      const server = ipOf('server');
+      const client = ipOf('client');
+      const load = () => runLoadgen({
+        url: `http://${server}:8080/`, rate, durationS, connections: 16, warmupS: ctx.quick ? 0.2 : 1, timeoutMs: 2000, connectEach: true,
+        prefix: [CLI, '--instance', INSTANCE, 'exec', 'client', '--'],
+      });
+      for (const n of counts) {
+        const file = join(dir, `policy-${n}.yaml`);
+        if (n > 0) {
+          writeFileSync(file, policy(n));
+          ctx.progress(`applying a policy with ${n} rules`);
+          const t = Date.now();
+          cli('apply', '-f', file);
+          notes.push(`apply of a policy with ${n} rules took ${((Date.now() - t) / 1000).toFixed(2)} s (parse, validate, store, compile, program maps).`);
+        }
+        for (let rep = 0; rep < ctx.repeats; rep++) {
+          ctx.progress(`${n} rules, repeat ${rep + 1}/${ctx.repeats}`);
+          if (n === 0) {
+            add('no policy', 'mesh client → server IP:8080, nothing selects the server', runFromLoad(await load()));
+            continue;
+          }
+          const agent = sampleFootprint([status.pid], 250);
+          add(`ebmesh, ${n} rules`, `${n} ingress rules selecting the server, judged at connect() and SYN by map lookups`, runFromLoad(await load(), { agent: agent.stop() }), 'no policy');
+        }
+        if (n > 0) {
+          ctx.progress(`apply-to-enforcement with ${n} rules`);
+          const changed = join(dir, `policy-${n}-deny.yaml`);
+          writeFileSync(changed, policy(n, false));
+          const ms = await applyToEnforcement(server, () => cli('apply', '-f', changed));
+          notes.push(`apply-to-enforcement with ${n} rules: ${ms === null ? 'not observed within 20 s' : `${ms.toFixed(0)} ms`} from the start of \`ebmesh apply\` (CLI start included) to the first refused connect.`);
+          cli('delete', 'networkpolicy', 'server-in', '-n', 'bench');
+          const r = ipt(iptablesRules(n, client));
+          if (r.status !== 0) { notes.push(`iptables was not measured: ${(r.stderr ?? '').trim()}`); continue; }
+          for (let rep = 0; rep < ctx.repeats; rep++) {
+            ctx.progress(`iptables, ${n} rules, repeat ${rep + 1}/${ctx.repeats}`);
+            add(`iptables, ${n} rules`, `the same ${n} rules as iptables INPUT rules in the server's namespace (client's rule last)`, runFromLoad(await load()), 'no policy');
+          }
+          ipt(iptablesRules(0, client));
+        }
+      }
+      return {
+        baseline: 'no policy',
+        configs: configs.results(),
+        setup: [
+          `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (one nginx server, one worker; a client workload)`,
+          `# load: loadgen --connect-each, ${rate} req/s open loop, ${durationS} s per run, 16 concurrent, inside the client (ebmesh exec)`,
+          '# policy: one NetworkPolicy selecting the server; n - 1 ipBlock /32 rules that never match, then the client\'s rule',
+          '# iptables: the same rules in the server namespace\'s INPUT chain, after a conntrack ESTABLISHED accept, then DROP',
+        ],
+        notes: [
+          ...notes,
+          'Every request opens a new connection, so each one pays the connect-time check (ebmesh) or the INPUT walk for its SYN (iptables).',
+        ],
+      };
+    } finally {
+      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  },
+};
