@@ -17,7 +17,7 @@
  */
 import { EbmeshError } from '../errors.js';
 import { matchesSelector } from '../resources/selector.js';
-import { cidrContains, cidrContainsIp, formatCidr, parseCidr, parseIPv4, type Cidr } from '../resources/ipv4.js';
+import { cidrContains, cidrContainsIp, formatCidr, parseCidr, parseIPv4, prefixMask, type Cidr } from '../resources/ipv4.js';
 import type { NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from '../resources/networkpolicy.js';
 import type { WorkloadResource } from '../resources/schemas.js';
 import { IDENTITY_ANY, IdentityIndex, buildIpCache, type IdentityTable } from './identity.js';
@@ -210,18 +210,32 @@ class Compiler {
   private flattenCidrs(): CidrEntry[] {
     const out: CidrEntry[] = [];
     for (const { subject, direction, rules } of [...this.cidrRules.values()]) {
-      const seen = new Map<string, Cidr>();
-      for (const r of rules) for (const c of [r.cidr, ...r.excepts]) seen.set(formatCidr(c), c);
-      const bounds = [...seen.values()].sort((a, b) => a.len - b.len || a.addr - b.addr);
-      const sigOf = new Map<string, string>();
+      // Rules by their exact cidr, bounds by prefix: the prefixes containing
+      // an address form a chain of at most 33, so every "which contain P"
+      // question is a walk up that chain, not a scan of all rules.
+      const rulesAt = new Map<number, CidrRule[]>();
+      const bound = new Map<number, Cidr>();
+      for (const r of rules) {
+        const k = prefixKey(r.cidr);
+        rulesAt.set(k, [...(rulesAt.get(k) ?? []), r]);
+        for (const c of [r.cidr, ...r.excepts]) bound.set(prefixKey(c), c);
+      }
+      const bounds = [...bound.values()].sort((a, b) => a.len - b.len || a.addr - b.addr);
+      const sigOf = new Map<number, string>();
       for (const P of bounds) {
-        const covering = rules.filter((r) => cidrContains(r.cidr, P) && !r.excepts.some((e) => cidrContains(e, P)));
+        const containing: CidrRule[] = [];
+        for (let len = 0; len <= P.len; len++) containing.push(...(rulesAt.get(prefixKey(truncate(P, len))) ?? []));
+        const covering = containing.filter((r) => !r.excepts.some((e) => cidrContains(e, P)));
         const spans = covering.flatMap((r) => r.spans.map((s) => ({ s, r })));
         // A set: one rule reached through two of its peers must not look like a different group.
         const sig = [...new Set(spans.map(({ s, r }) => `${s.proto}:${s.lo}-${s.hi}@${r.ref}.${r.rule}`))].sort().join(',');
-        sigOf.set(formatCidr(P), sig);
-        const parent = [...bounds].reverse().find((q) => q.len < P.len && cidrContains(q, P));
-        if ((parent ? sigOf.get(formatCidr(parent)) : '') === sig) continue;
+        sigOf.set(prefixKey(P), sig);
+        let parentSig = '';
+        for (let len = P.len - 1; len >= 0; len--) {
+          const q = sigOf.get(prefixKey(truncate(P, len)));
+          if (q !== undefined) { parentSig = q; break; }
+        }
+        if (parentSig === sig) continue;
         let group = 0;
         let ref = 0;
         let rule = 0;
@@ -230,7 +244,7 @@ class Compiler {
           this.groups.set(sig, group);
           for (const { s, r } of spans) this.addAllow(subject, group, direction, s, r.ref, r.rule);
         } else {
-          const carver = rules.find((r) => cidrContains(r.cidr, P) && r.excepts.some((e) => cidrContains(e, P)));
+          const carver = containing.find((r) => r.excepts.some((e) => cidrContains(e, P)));
           ref = carver?.ref ?? 0;
           rule = carver?.rule ?? 0;
         }
@@ -240,23 +254,36 @@ class Compiler {
     return out.sort((a, b) => a.subject - b.subject || a.direction.localeCompare(b.direction) || a.prefixLen - b.prefixLen || (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
   }
 
-  /** Drops entries a broader one already answers for: same peer or the any-peer lookup. */
+  /**
+   * Drops entries a broader one already answers for: same peer or the
+   * any-peer lookup. Port blocks are prefixes, so "a broader block exists"
+   * is a walk up at most 16 enclosing blocks in a set of keys.
+   */
   private prunedAllow(): AllowEntry[] {
-    const byFamily = new Map<string, AllowEntry[]>();
-    for (const e of this.allow.values()) {
-      const k = `${e.subject}|${e.peer}|${e.direction}|${e.proto}`;
-      byFamily.set(k, [...(byFamily.get(k) ?? []), e]);
-    }
-    const covers = (f: AllowEntry, e: AllowEntry) =>
-      f !== e && f.portPrefixLen <= e.portPrefixLen && f.port <= e.port && portBlockEnd(e.port, e.portPrefixLen) <= portBlockEnd(f.port, f.portPrefixLen);
-    const kept = [...this.allow.values()].filter((e) => {
-      const same = byFamily.get(`${e.subject}|${e.peer}|${e.direction}|${e.proto}`) ?? [];
-      const any = e.peer === IDENTITY_ANY ? [] : byFamily.get(`${e.subject}|${IDENTITY_ANY}|${e.direction}|${e.proto}`) ?? [];
-      return ![...same, ...any].some((f) => covers(f, e));
-    });
+    const blocks = new Set<string>();
+    const family = (e: AllowEntry, peer: number) => `${e.subject}|${peer}|${e.direction}|${e.proto}`;
+    for (const e of this.allow.values()) blocks.add(`${family(e, e.peer)}|${e.port}/${e.portPrefixLen}`);
+    const coveredIn = (e: AllowEntry, peer: number) => {
+      for (let len = 0; len < e.portPrefixLen; len++) {
+        const mask = len === 0 ? 0 : (0xffff << (16 - len)) & 0xffff;
+        if (blocks.has(`${family(e, peer)}|${e.port & mask}/${len}`)) return true;
+      }
+      return false;
+    };
+    const kept = [...this.allow.values()].filter((e) =>
+      !coveredIn(e, e.peer) && !(e.peer !== IDENTITY_ANY && (coveredIn(e, IDENTITY_ANY) || blocks.has(`${family(e, IDENTITY_ANY)}|${e.port}/${e.portPrefixLen}`))));
     return kept.sort((a, b) => a.subject - b.subject || a.direction.localeCompare(b.direction) || a.peer - b.peer
       || a.proto.localeCompare(b.proto) || a.port - b.port || a.portPrefixLen - b.portPrefixLen);
   }
+}
+
+/** A number naming a prefix exactly (address and length), for map keys. */
+function prefixKey(c: Cidr): number {
+  return c.addr * 64 + c.len;
+}
+
+function truncate(c: Cidr, len: number): Cidr {
+  return { addr: (c.addr & prefixMask(len)) >>> 0, len };
 }
 
 export function compilePolicies(input: CompileInput): CompiledTables {
