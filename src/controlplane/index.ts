@@ -1,5 +1,6 @@
 export { applyResources, deleteResources, nodePodSubnet, type ApplyResult } from './apply.js';
-export { computeFrontends, selectedWorkloads, resolveTargetPort, isReady, workloadIp, type DesiredFrontend, type DesiredBackend } from './lb.js';
+export { FrontendIndex, WorkloadIndex } from './frontend-index.js';
+export { computeFrontends, frontendsOf, selectedWorkloads, resolveTargetPort, isReady, workloadIp, type DesiredFrontend, type DesiredBackend } from './lb.js';
 export { readSnapshot, storeKey, statusKey, wlKey, defaultMesh, RESOURCES, STATUS, type Snapshot, type WorkloadStatus, type WorkloadPhase } from './state.js';
 export { validators, type CrossCheck, type FieldProblem } from './validators.js';
 export { NODES, DEFAULT_NODE, nodeKey, validNodeName, workloadNode, nodeIndex, nodeSubnet, desiredFor, remoteView, type NodeRecord, type NodeDesired, type DesiredEntry } from './nodes.js';
