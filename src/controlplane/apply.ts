@@ -12,7 +12,7 @@ import {
 } from '../resources/index.js';
 import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, subnet } from '../net/ipam.js';
 import { readSnapshot, storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
-import { selectedWorkloads } from './lb.js';
+import { WorkloadIndex } from './frontend-index.js';
 import { validators } from './validators.js';
 import { NODES, nodeIndex, workloadNode, type NodeRecord } from './nodes.js';
 
@@ -122,11 +122,14 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
 
   // Checks that need the whole picture, only for what this apply touches.
   const touched = new Set(input.map((r) => storeKey(r)));
+  // By label: a bulk apply checks 1,000s of Services against 10,000s of workloads.
+  let index: WorkloadIndex | undefined;
   for (const s of services) {
     if (!touched.has(storeKey(s))) continue;
     const sel = s.spec.selector;
     if (!sel || Object.keys(sel).length === 0) continue; // a selector-less Service is allowed (no endpoints)
-    const members = selectedWorkloads(s, workloads);
+    if (!index) { index = new WorkloadIndex(); for (const w of workloads) index.add(w); }
+    const members = index.selected(s);
     if (members.length === 0) {
       problem(s, 'spec.selector', `matches no Workload in namespace ${s.metadata.namespace}`);
     }
