@@ -1,4 +1,12 @@
-/** The socket LB's maps: read their contents, and carry out a plan. */
+/**
+ * The socket LB's maps: read their contents, and carry out a plan.
+ *
+ * Reading 10,000s of entries back through the FFI on every reconcile costs
+ * more than the rest of it, and this agent is the maps' only writer: so the
+ * kernel is read once (start, adoption of what a previous agent left) and
+ * after that a mirror of what we wrote stands for it. A write that fails
+ * leaves the mirror unknown: it is read back again next time.
+ */
 import type { LoadedObject, TypedMap } from '../kernel/index.js';
 import {
   Lb4Backend, Lb4Frontend, Lb4FrontendKey, Lb4Slot, Lb4SlotKey, U32Key, type ValueOf,
@@ -16,6 +24,22 @@ export class LbMaps {
     this.backends = obj.map('ebm_lb4_backends', U32Key, Lb4Backend);
   }
 
+  private mirror: { frontends: Map<string, KernelLb['frontends'][number]>; slots: KernelLb['slots']; backends: KernelLb['backends'] } | undefined;
+
+  /** What the maps hold: the mirror, or the kernel's contents when there is none yet. */
+  current(): KernelLb {
+    if (!this.mirror) {
+      const k = this.read();
+      this.mirror = { frontends: new Map(k.frontends.map((f) => [feName(f.key), f])), slots: k.slots, backends: k.backends };
+    }
+    return { frontends: [...this.mirror.frontends.values()], slots: this.mirror.slots, backends: this.mirror.backends };
+  }
+
+  /** Forgets the mirror: the next current() reads the kernel. */
+  invalidate(): void {
+    this.mirror = undefined;
+  }
+
   read(): KernelLb {
     const frontends = [...this.frontends.entries()].map(([key, value]) => ({ key, value }));
     const slots = new Map<number, Map<number, number>>();
@@ -29,6 +53,8 @@ export class LbMaps {
   }
 
   apply(ops: LbOp[]): void {
+    const m = this.mirror;
+    this.mirror = undefined;
     for (const o of ops) {
       switch (o.op) {
         case 'putBackend': this.backends.set(o.id, { ...o.backend, pad: 0 }); break;
@@ -38,6 +64,38 @@ export class LbMaps {
         case 'delFrontend': this.frontends.delete({ ...o.key, pad: 0 }); break;
         case 'delBackend': this.backends.delete(o.id); break;
       }
+    }
+    if (m) {
+      applyToMirror(m, ops);
+      this.mirror = m;
+    }
+  }
+}
+
+const feName = (k: { vip: string; port: number; proto: number }) => `${k.vip}:${k.port}/${k.proto}`;
+
+/** What ops do to the maps, done to the mirror (exported for tests). */
+export function applyToMirror(
+  m: { frontends: Map<string, KernelLb['frontends'][number]>; slots: KernelLb['slots']; backends: KernelLb['backends'] },
+  ops: LbOp[],
+): void {
+  for (const o of ops) {
+    switch (o.op) {
+      case 'putBackend': m.backends.set(o.id, { ip: o.backend.ip, port: o.backend.port, proto: o.backend.proto }); break;
+      case 'putSlot': {
+        let s = m.slots.get(o.frontendId);
+        if (!s) m.slots.set(o.frontendId, (s = new Map()));
+        s.set(o.slot, o.backendId);
+        break;
+      }
+      case 'putFrontend': m.frontends.set(feName(o.key), { key: { ...o.key }, value: { ...o.value } }); break;
+      case 'delSlot': {
+        const s = m.slots.get(o.frontendId);
+        if (s) { s.delete(o.slot); if (!s.size) m.slots.delete(o.frontendId); }
+        break;
+      }
+      case 'delFrontend': m.frontends.delete(feName(o.key)); break;
+      case 'delBackend': m.backends.delete(o.id); break;
     }
   }
 }

@@ -73,3 +73,32 @@ test('session affinity and an empty backend set are carried to the frontend valu
   const s = applyChecked(empty(), planLb(empty(), [fe('10.96.0.1', [], { affinityTimeout: 30 })]));
   assert.deepEqual(s.frontends[0]?.value, { id: 1, count: 0, flags: 1, affinity_timeout: 30 });
 });
+
+test('the mirror of the LB maps follows every plan exactly as the maps do', async () => {
+  const { applyToMirror } = await import('./lb-maps.js');
+  let seed = 7;
+  const r = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+  let kernel = empty();
+  const mirror = { frontends: new Map<string, KernelLb['frontends'][number]>(), slots: new Map<number, Map<number, number>>(), backends: new Map<number, { ip: string; port: number; proto: number }>() };
+  for (let step = 0; step < 200; step++) {
+    const desired: DesiredFrontend[] = [];
+    for (let s = 0; s < 6; s++) {
+      if (r() < 0.2) continue;
+      const n = Math.floor(r() * 5);
+      desired.push({ service: `d/s${s}`, vip: `10.96.0.${s + 1}`, port: 80, proto: 'TCP', ...(r() < 0.3 ? { affinityTimeout: 60 } : {}),
+        backends: Array.from({ length: n }, (_, i) => ({ ip: `10.244.0.${1 + Math.floor(r() * 10)}`, port: 8080 + i, workload: `d/w${i}` })) });
+    }
+    const fromMirror = { frontends: [...mirror.frontends.values()], slots: mirror.slots, backends: mirror.backends };
+    const ops = planLb(fromMirror, desired);
+    const sorted = (o: LbOp[]) => o.map((x) => JSON.stringify(x)).sort();
+    assert.deepEqual(sorted(ops), sorted(planLb(kernel, desired)), `step ${step}: a plan from the mirror differs from one from the maps`);
+    kernel = applyChecked(kernel, ops);
+    applyToMirror(mirror, ops);
+    const norm = (k: KernelLb) => ({
+      frontends: [...k.frontends].map((f) => ({ key: f.key, value: f.value })).sort((a, b) => (fkey(a.key) < fkey(b.key) ? -1 : 1)),
+      slots: [...k.slots].filter(([, m]) => m.size).map(([id, m]) => [id, [...m].sort((a, b) => a[0] - b[0])]).sort((a, b) => (a[0] as number) - (b[0] as number)),
+      backends: [...k.backends].sort((a, b) => a[0] - b[0]),
+    });
+    assert.deepEqual(norm({ frontends: [...mirror.frontends.values()], slots: mirror.slots, backends: mirror.backends }), norm(kernel), `step ${step}`);
+  }
+});

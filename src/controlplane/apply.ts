@@ -11,8 +11,8 @@ import {
   type ServiceResource, type WorkloadResource,
 } from '../resources/index.js';
 import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, subnet } from '../net/ipam.js';
-import { readSnapshot, storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
-import { selectedWorkloads } from './lb.js';
+import { storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
+import { WorkloadIndex } from './frontend-index.js';
 import { validators } from './validators.js';
 import { NODES, nodeIndex, workloadNode, type NodeRecord } from './nodes.js';
 
@@ -37,8 +37,13 @@ export function nodePodSubnet(mesh: MeshConfigResource, nodeIndex = 0) {
 }
 
 export async function applyResources(store: Store, input: AnyResource[], file = '<input>'): Promise<ApplyResult[]> {
-  const snap = await readSnapshot(store);
   const stored = new Map<string, AnyResource>((await store.list<AnyResource>(RESOURCES)).map((e) => [e.key, e.value]));
+  let hasServicesOrWorkloads = false;
+  let oldMesh = defaultMesh;
+  for (const r of stored.values()) {
+    if (r.kind === 'Service' || r.kind === 'Workload') hasServicesOrWorkloads = true;
+    else if (r.kind === 'MeshConfig') oldMesh = r;
+  }
   const after = new Map(stored);
   const problems: Problem[] = [];
   const sorted = [...input].sort((a, b) => rank(a.kind) - rank(b.kind));
@@ -52,9 +57,8 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
   const workloads = all.filter((r): r is WorkloadResource => r.kind === 'Workload');
 
   // The address plan cannot move under existing services and workloads.
-  const oldMesh = snap.mesh;
   const newMeshInput = input.find((r) => r.kind === 'MeshConfig') as MeshConfigResource | undefined;
-  if (newMeshInput && (snap.services.length || snap.workloads.length)) {
+  if (newMeshInput && hasServicesOrWorkloads) {
     for (const f of ['serviceCIDR', 'podCIDR'] as const) {
       if (newMeshInput.spec[f] !== oldMesh.spec[f]) {
         problem(newMeshInput, `spec.${f}`, `cannot change from ${oldMesh.spec[f]} while services or workloads exist`);
@@ -87,11 +91,14 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
   // Workload IPs: lab workloads get one from their node's pod subnet.
   const nodes = (await store.list<NodeRecord>(NODES)).map((e) => e.value);
   const podNets = new Map<WorkloadResource, ReturnType<typeof nodePodSubnet>>();
+  const subnets = new Map<number, ReturnType<typeof nodePodSubnet>>();
   for (const w of workloads) {
     const name = workloadNode(w, nodes);
     const i = nodeIndex(name, nodes);
     if (i === undefined) problem(w, 'spec.node', `no node "${name}" in the mesh (nodes: ${nodes.map((n) => n.name).join(', ')})`);
-    podNets.set(w, nodePodSubnet(mesh, i ?? 0));
+    let net = subnets.get(i ?? 0);
+    if (!net) subnets.set(i ?? 0, (net = nodePodSubnet(mesh, i ?? 0)));
+    podNets.set(w, net);
   }
   const ipOwner = new Map<string, WorkloadResource>();
   for (const w of workloads) {
@@ -122,11 +129,14 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
 
   // Checks that need the whole picture, only for what this apply touches.
   const touched = new Set(input.map((r) => storeKey(r)));
+  // By label: a bulk apply checks 1,000s of Services against 10,000s of workloads.
+  let index: WorkloadIndex | undefined;
   for (const s of services) {
     if (!touched.has(storeKey(s))) continue;
     const sel = s.spec.selector;
     if (!sel || Object.keys(sel).length === 0) continue; // a selector-less Service is allowed (no endpoints)
-    const members = selectedWorkloads(s, workloads);
+    if (!index) { index = new WorkloadIndex(); for (const w of workloads) index.add(w); }
+    const members = index.selected(s);
     if (members.length === 0) {
       problem(s, 'spec.selector', `matches no Workload in namespace ${s.metadata.namespace}`);
     }

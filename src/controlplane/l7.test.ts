@@ -107,3 +107,19 @@ test('limits are divided among proxy workers, never below one', () => {
   assert.equal(spec.rateLimit?.total?.burst, 1);
   assert.deepEqual(spec.circuitBreaker, { maxConnections: 2, maxPendingRequests: 1, maxRequests: 2 });
 });
+
+test('the incremental FrontendIndex follows routes as they come and go (every Service recomputed then)', withStore(async (store) => {
+  const { FrontendIndex } = await import('./frontend-index.js');
+  const index = new FrontendIndex();
+  await applyResources(store, parseResources(base));
+  let snap = await readSnapshot(store);
+  assert.deepEqual(index.compute(snap), computeFrontends(snap));
+  await applyResources(store, parseResources(route(', port: 80')));
+  snap = await readSnapshot(store);
+  assert.deepEqual(index.compute(snap), computeFrontends(snap));
+  assert.ok(index.compute(snap).some((f) => f.l7));
+  await deleteResources(store, parseResources(route(', port: 80')));
+  snap = await readSnapshot(store);
+  assert.deepEqual(index.compute(snap), computeFrontends(snap));
+  assert.ok(index.compute(snap).every((f) => !f.l7));
+}));

@@ -51,29 +51,34 @@ export function workloadIp(snap: Snapshot, w: WorkloadResource): string | undefi
 export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
   const out: DesiredFrontend[] = [];
   const l7 = l7Ports(snap);
-  for (const svc of snap.services) {
-    const vip = svc.spec.clusterIP;
-    if (!vip) continue;
-    const members = selectedWorkloads(svc, snap.workloads).filter((w) => isReady(snap, w));
-    for (const sp of svc.spec.ports) {
-      const backends: DesiredBackend[] = [];
-      for (const w of members) {
-        const ip = workloadIp(snap, w);
-        const port = resolveTargetPort(sp, w);
-        if (ip && port) backends.push({ ip, port, workload: wlKey(w) });
-      }
-      backends.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
-      out.push({
-        service: `${svc.metadata.namespace}/${svc.metadata.name}`,
-        portName: sp.name,
-        vip,
-        port: sp.port,
-        proto: sp.protocol,
-        affinityTimeout: svc.spec.sessionAffinity === 'ClientIP' ? svc.spec.sessionAffinityConfig?.clientIP.timeoutSeconds ?? 10800 : undefined,
-        backends,
-        ...(sp.protocol === 'TCP' && l7.get(`${svc.metadata.namespace}/${svc.metadata.name}`)?.(sp.port) ? { l7: true } : {}),
-      });
+  for (const svc of snap.services) out.push(...frontendsOf(snap, svc, selectedWorkloads(svc, snap.workloads), l7));
+  return out;
+}
+
+/** One Service's frontends from its selected workloads: the body of computeFrontends. */
+export function frontendsOf(snap: Snapshot, svc: ServiceResource, selected: WorkloadResource[], l7: ReturnType<typeof l7Ports>): DesiredFrontend[] {
+  const vip = svc.spec.clusterIP;
+  if (!vip) return [];
+  const members = selected.filter((w) => isReady(snap, w));
+  const out: DesiredFrontend[] = [];
+  for (const sp of svc.spec.ports) {
+    const backends: DesiredBackend[] = [];
+    for (const w of members) {
+      const ip = workloadIp(snap, w);
+      const port = resolveTargetPort(sp, w);
+      if (ip && port) backends.push({ ip, port, workload: wlKey(w) });
     }
+    backends.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+    out.push({
+      service: `${svc.metadata.namespace}/${svc.metadata.name}`,
+      portName: sp.name,
+      vip,
+      port: sp.port,
+      proto: sp.protocol,
+      affinityTimeout: svc.spec.sessionAffinity === 'ClientIP' ? svc.spec.sessionAffinityConfig?.clientIP.timeoutSeconds ?? 10800 : undefined,
+      backends,
+      ...(sp.protocol === 'TCP' && l7.get(`${svc.metadata.namespace}/${svc.metadata.name}`)?.(sp.port) ? { l7: true } : {}),
+    });
   }
   return out;
 }

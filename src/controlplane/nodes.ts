@@ -7,7 +7,7 @@
  */
 import type { AnyResource, MeshConfigResource, WorkloadResource } from '../resources/index.js';
 import { nodePodSubnet } from './apply.js';
-import { STATUS, storeKey, wlKey, type Snapshot, type WorkloadStatus } from './state.js';
+import { RESOURCES, STATUS, storeKey, wlKey, type Snapshot, type WorkloadStatus } from './state.js';
 
 export const NODES = '/nodes/';
 export const DEFAULT_NODE = 'node-1';
@@ -55,6 +55,12 @@ export interface NodeDesired {
   /** namespace/name of the workloads this node runs. */
   local: string[];
   entries: DesiredEntry[];
+  /**
+   * Instead of entries: the keys that changed since revision `from`, with
+   * their value in this node's view (none: deleted). Only valid on top of
+   * the view at exactly `from`; an agent that has another asks for a full one.
+   */
+  delta?: { from: number; ops: DesiredEntry[] };
 }
 
 /** A workload of another node, as this node needs it: where it is and what it serves. */
@@ -74,10 +80,60 @@ export function desiredFor(snap: Snapshot, node: NodeRecord, nodes: NodeRecord[]
     if (mine) local.push(wlKey(w));
     entries.push({ key: storeKey(w), value: mine ? w : remoteView(w) });
   }
+  const localSet = new Set(local);
   for (const [key, st] of snap.workloadStatus) {
-    entries.push({ key: `${STATUS}Workload/${key}`, value: statusView(st, local.includes(key)) });
+    entries.push({ key: `${STATUS}Workload/${key}`, value: statusView(st, localSet.has(key)) });
   }
   return { revision: snap.revision, node, nodes, local, entries };
+}
+
+const keyedCache = new WeakMap<Snapshot, Map<string, { kind: 'resource' | 'workload' | 'status'; value: unknown }>>();
+
+/** Every key of a node view, with what it holds in the snapshot (once per snapshot: the nodes share it). */
+function keyed(snap: Snapshot): Map<string, { kind: 'resource' | 'workload' | 'status'; value: unknown }> {
+  let m = keyedCache.get(snap);
+  if (m) return m;
+  m = new Map();
+  const all: AnyResource[] = [snap.mesh, ...snap.namespaces, ...snap.services];
+  for (const list of snap.others.values()) all.push(...list);
+  for (const r of all) m.set(storeKey(r), { kind: 'resource', value: r });
+  for (const w of snap.workloads) m.set(storeKey(w), { kind: 'workload', value: w });
+  for (const [key, st] of snap.workloadStatus) m.set(`${STATUS}Workload/${key}`, { kind: 'status', value: st });
+  keyedCache.set(snap, m);
+  return m;
+}
+
+const WL_PREFIX = `${RESOURCES}Workload/`;
+const ST_PREFIX = `${STATUS}Workload/`;
+
+/**
+ * The change of a node's view from revision `from` to the snapshot's, given
+ * the store keys written in between. Equal, applied to desiredFor at `from`,
+ * to desiredFor now (a unit test checks it); a change of the node list
+ * changes which workloads are whose, and needs a full view instead.
+ */
+export function deltaFor(snap: Snapshot, node: NodeRecord, nodes: NodeRecord[], from: number, changedKeys: Iterable<string>): NodeDesired {
+  const m = keyed(snap);
+  const local: string[] = [];
+  for (const w of snap.workloads) if (workloadNode(w, nodes) === node.name) local.push(wlKey(w));
+  const localSet = new Set(local);
+  const keys = new Set<string>();
+  for (const k of changedKeys) {
+    keys.add(k);
+    // Whose a workload is decides how its status is seen.
+    if (k.startsWith(WL_PREFIX)) keys.add(ST_PREFIX + k.slice(WL_PREFIX.length));
+  }
+  const ops: DesiredEntry[] = [];
+  for (const key of keys) {
+    const e = m.get(key);
+    if (!e) { ops.push({ key, value: undefined }); continue; }
+    if (e.kind === 'resource') ops.push({ key, value: e.value });
+    else if (e.kind === 'workload') {
+      const w = e.value as WorkloadResource;
+      ops.push({ key, value: localSet.has(wlKey(w)) ? w : remoteView(w) });
+    } else ops.push({ key, value: statusView(e.value as WorkloadStatus, localSet.has(key.slice(ST_PREFIX.length))) });
+  }
+  return { revision: snap.revision, node, nodes, local, entries: [], delta: { from, ops } };
 }
 
 /** Another node's process details are none of this node's business. */

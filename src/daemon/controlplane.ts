@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../store/index.js';
 import { EbmeshError, describeError } from '../errors.js';
 import {
-  NODES, desiredFor, isReady, nodeKey, nodePodSubnet, readSnapshot, selectedWorkloads, statusKey, validNodeName, wlKey, workloadIp, workloadNode,
+  NODES, deltaFor, desiredFor, isReady, nodeKey, nodePodSubnet, readSnapshot, selectedWorkloads, statusKey, validNodeName, wlKey, workloadIp, workloadNode,
   type NodeRecord, type Snapshot,
 } from '../controlplane/index.js';
 import { CertificateAuthority, createRoot, spiffeId, type RootMaterial } from '../ca/index.js';
@@ -57,6 +57,14 @@ export class ControlPlane {
   private snap: Snapshot | undefined;
   private snapLoading: Promise<Snapshot> | undefined;
   private unwatch: (() => void) | undefined;
+  /**
+   * The keys each recent revision wrote, oldest first, so that an agent at
+   * a revision we still cover gets only what changed since (logFloor: the
+   * first revision after which the log is complete).
+   */
+  private log: Array<{ revision: number; keys: string[] }> = [];
+  private logKeys = 0;
+  private logFloor = 0;
   private agentServer: Server | undefined;
   private adminServer: Server | undefined;
   readonly heartbeats = new Map<string, Heartbeat>();
@@ -73,8 +81,10 @@ export class ControlPlane {
     this.secret = loadOrMake(join(dir, 'node-token.key'), () => randomBytes(32).toString('hex'));
     this.ca = await CertificateAuthority.load(await this.loadRoot(dir));
     this.revision = await this.store.revision();
+    this.logFloor = this.revision;
     this.unwatch = this.store.watch((ev) => {
       this.revision = Math.max(this.revision, ev.revision);
+      this.record(ev.revision, ev.ops.map((o) => o.key));
       this.snap = undefined;
       this.changed.emit('rev');
     });
@@ -96,6 +106,38 @@ export class ControlPlane {
     writeFileSync(keyFile, root.keyPem, { mode: 0o600 });
     writeFileSync(certFile, root.certPem, { mode: 0o644 });
     return root;
+  }
+
+  private record(revision: number, keys: string[]): void {
+    if (keys.length === 0) {
+      // The store lost track (etcd compaction, a re-list): nobody gets a delta across it.
+      this.log = [];
+      this.logKeys = 0;
+      this.logFloor = revision;
+      return;
+    }
+    this.log.push({ revision, keys });
+    this.logKeys += keys.length;
+    // Bounded: beyond it a full view is cheaper than a delta anyway.
+    while (this.log.length > 1 && (this.logKeys > 50_000 || this.log.length > 2000)) {
+      const old = this.log.shift()!;
+      this.logKeys -= old.keys.length;
+      this.logFloor = old.revision;
+    }
+  }
+
+  /** The keys written in (after, upTo], or undefined when the log does not reach back to after or a node changed. */
+  private changedSince(after: number, upTo: number): Set<string> | undefined {
+    if (after <= 0 || after < this.logFloor || after > upTo) return undefined;
+    const keys = new Set<string>();
+    for (const e of this.log) {
+      if (e.revision <= after || e.revision > upTo) continue;
+      for (const k of e.keys) {
+        if (k.startsWith(NODES)) return undefined;
+        keys.add(k);
+      }
+    }
+    return keys;
   }
 
   /** The token an agent presents for a node: only who holds the control plane's key can make one. */
@@ -158,7 +200,9 @@ export class ControlPlane {
       if (this.revision <= after) return { unchanged: true };
     }
     const snap = await this.snapshot();
-    return desiredFor(snap, node, await this.nodes());
+    const nodes = await this.nodes();
+    const changed = this.changedSince(after, snap.revision);
+    return changed ? deltaFor(snap, node, nodes, after, changed) : desiredFor(snap, node, nodes);
   }
 
   async reportStatus(name: string, body: { ops?: Array<{ type: 'put' | 'delete'; key: string; value?: unknown }>; heartbeat?: Heartbeat }): Promise<{ revision: number }> {

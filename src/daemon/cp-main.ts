@@ -9,7 +9,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { instancePaths, validInstance } from '../paths.js';
-import { EmbeddedStore, EtcdStore, parseEtcdUrl, type Store } from '../store/index.js';
+import { EmbeddedStore, EtcdStore, MirrorStore, parseEtcdUrl, type Store } from '../store/index.js';
 import { ControlPlane, registerControlPlaneRoutes } from './controlplane.js';
 import { describeError } from '../errors.js';
 
@@ -37,7 +37,8 @@ if (values.store === 'file') {
   storeDescription = `file ${paths.storeFile}`;
 } else if (values.store!.startsWith('etcd://')) {
   const o = parseEtcdUrl(values.store!, `/ebmesh/${instance}`);
-  store = new EtcdStore(o);
+  // Reads from memory, kept by etcd's watch: see store/mirror.ts.
+  store = new MirrorStore(new EtcdStore(o));
   storeDescription = `etcd ${o.endpoint} prefix ${o.prefix}`;
 } else {
   process.stderr.write(`--store: "${values.store}" is neither "file" nor etcd://HOST:PORT\n`);
@@ -65,6 +66,7 @@ async function shutdown(): Promise<void> {
 registerControlPlaneRoutes(cp, () => void shutdown());
 try {
   mkdirSync(paths.runDir, { recursive: true });
+  if (store instanceof MirrorStore) await store.start();
   await cp.start();
   writeFileSync(cpPid, String(process.pid));
   process.stderr.write(`ebmesh control plane ${instance} ready (pid ${process.pid}, store ${storeDescription})\n`);

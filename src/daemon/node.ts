@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { EmbeddedStore, type Store } from '../store/index.js';
 import {
-  computeFrontends, nodePodSubnet, readSnapshot, statusKey, defaultMesh, wlKey, isReady, selectedWorkloads, workloadIp,
+  FrontendIndex, nodePodSubnet, readSnapshot, statusKey, defaultMesh, wlKey, isReady, selectedWorkloads, workloadIp,
   type Snapshot, type WorkloadStatus,
 } from '../controlplane/index.js';
 import { cgroup2Root, ensureBpffs, requireFeatures } from '../kernel/index.js';
@@ -72,6 +72,8 @@ export class NodeDaemon {
   private bridgeReady = false;
   private retry: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
+  /** Desired LB frontends, recomputed per change rather than per snapshot (convergence). */
+  private readonly frontends = new FrontendIndex();
   last: ReconcileInfo | undefined;
   readonly startedAt = new Date();
   /** The node proxy (issue 6): started once a Service has L7 rules. */
@@ -193,7 +195,8 @@ export class NodeDaemon {
     await this.l7.reconcile(snap, this.datapath);
     // The kernel's tables first: they decide what connections do now, and
     // depend on nothing the lab does below.
-    const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));
+    const frontends = this.frontends.compute(snap);
+    const ops = planLb(this.datapath.lb.current(), frontends);
     this.datapath.lb.apply(ops);
     const policyOps = await this.reconcilePolicy(snap);
 
@@ -234,7 +237,7 @@ export class NodeDaemon {
     // their first process; this pass of the plan then keeps them.
     await this.reconcilePolicy(snap);
     // After the policy pass: flows carry the identities it allocated.
-    this.observer?.update(snap);
+    this.observer?.update(snap, frontends);
     this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length, policyOps };
     // A large change leaves hundreds of MB of garbage that an idle daemon
     // would keep for good (V8 collects under allocation pressure, and an

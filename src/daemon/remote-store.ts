@@ -5,6 +5,11 @@
  * mirror at once and are sent on to the control plane, again and again while
  * it is down. The mirror is saved (0600) on every change: a restarted agent
  * starts from its last state even when the control plane is gone.
+ *
+ * After the first full view the control plane sends deltas (the keys that
+ * changed since our revision); one that does not start at our revision
+ * makes us ask for a full view. Values are frozen and shared, never copied:
+ * a reader that finds the same object for a key knows it did not change.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -19,7 +24,11 @@ interface Saved {
 
 export class RemoteStore implements Store {
   private desired: NodeDesired | undefined;
+  /** The control plane's view, and that view with our own writes on top. */
+  private base = new Map<string, unknown>();
   private entries = new Map<string, unknown>();
+  private wantFull = false;
+  private saveTimer: NodeJS.Timeout | undefined;
   /** Our writes not yet acknowledged by the control plane (key → op), and those acknowledged at a revision we have not seen yet. */
   private pending = new Map<string, Op>();
   private inflight = new Map<string, { op: Op; rev: number }>();
@@ -63,12 +72,18 @@ export class RemoteStore implements Store {
     let delay = 100;
     while (!this.stopped) {
       try {
-        const after = this.desired?.revision ?? 0;
+        const after = this.wantFull ? 0 : this.desired?.revision ?? 0;
         const d = await this.cp.call<NodeDesired | { unchanged: true }>('GET', `/v1/nodes/${this.nodeName}/desired?after=${after}&wait=20`, undefined, 30_000);
         this.lastContact = new Date();
         this.lastError = undefined;
         delay = 100;
-        if ('entries' in d) this.install(d, true);
+        if ('delta' in d && d.delta) {
+          if (this.desired && d.delta.from === this.desired.revision) this.applyDelta(d);
+          else this.wantFull = true;
+        } else if ('entries' in d) {
+          this.wantFull = false;
+          this.install(d, true);
+        }
       } catch (e) {
         this.lastError = (e as Error).message;
         if ((e as { code?: string }).code === 'EBMESH_FORBIDDEN') process.stderr.write(`control plane refused us: ${this.lastError}\n`);
@@ -79,17 +94,55 @@ export class RemoteStore implements Store {
   }
 
   private install(d: NodeDesired, save: boolean): void {
-    this.desired = d;
-    this.entries = new Map(d.entries.map((e) => [e.key, e.value]));
+    this.desired = { ...d, entries: [] };
+    this.base = new Map(d.entries.map((e) => [e.key, deepFreeze(e.value)]));
+    this.entries = new Map(this.base);
     for (const [k, v] of this.inflight) if (v.rev <= d.revision) this.inflight.delete(k);
     for (const { op } of this.inflight.values()) this.overlay(op);
     for (const op of this.pending.values()) this.overlay(op);
-    if (save) {
-      mkdirSync(dirname(this.cacheFile), { recursive: true });
-      writeFileSync(`${this.cacheFile}.tmp`, JSON.stringify({ desired: d } satisfies Saved), { mode: 0o600 });
-      renameSync(`${this.cacheFile}.tmp`, this.cacheFile);
-    }
+    if (save) this.save();
     this.emit({ revision: d.revision, ops: [] });
+  }
+
+  private applyDelta(d: NodeDesired): void {
+    this.desired = { ...d, entries: [], delta: undefined };
+    const ops: Op[] = [];
+    for (const e of d.delta!.ops) {
+      if (e.value === undefined) {
+        this.base.delete(e.key);
+        this.entries.delete(e.key);
+        ops.push({ type: 'delete', key: e.key });
+      } else {
+        const v = deepFreeze(e.value);
+        this.base.set(e.key, v);
+        this.entries.set(e.key, v);
+        ops.push({ type: 'put', key: e.key, value: v });
+      }
+    }
+    for (const [k, v] of this.inflight) {
+      if (v.rev > d.revision) continue;
+      this.inflight.delete(k);
+      if (this.base.has(k)) this.entries.set(k, this.base.get(k)); else this.entries.delete(k);
+    }
+    for (const { op } of this.inflight.values()) this.overlay(op);
+    for (const op of this.pending.values()) this.overlay(op);
+    this.scheduleSave();
+    this.emit({ revision: d.revision, ops });
+  }
+
+  /** Deltas come often: the file follows within a second, not on each. */
+  private scheduleSave(): void {
+    this.saveTimer ??= setTimeout(() => { this.saveTimer = undefined; this.save(); }, 500);
+  }
+
+  private save(): void {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    if (!this.desired) return;
+    const desired: NodeDesired = { ...this.desired, entries: [...this.base].map(([key, value]) => ({ key, value })) };
+    mkdirSync(dirname(this.cacheFile), { recursive: true });
+    writeFileSync(`${this.cacheFile}.tmp`, JSON.stringify({ desired } satisfies Saved), { mode: 0o600 });
+    renameSync(`${this.cacheFile}.tmp`, this.cacheFile);
   }
 
   private overlay(op: Op): void {
@@ -106,20 +159,22 @@ export class RemoteStore implements Store {
   }
 
   async get<T>(key: string): Promise<Entry<T> | undefined> {
-    return this.entries.has(key) ? { key, value: structuredClone(this.entries.get(key)) as T, modRevision: 0 } : undefined;
+    return this.entries.has(key) ? { key, value: this.entries.get(key) as T, modRevision: 0 } : undefined;
   }
 
   async list<T>(prefix: string): Promise<Entry<T>[]> {
-    return [...this.entries.keys()].filter((k) => k.startsWith(prefix)).sort()
-      .map((key) => ({ key, value: structuredClone(this.entries.get(key)) as T, modRevision: 0 }));
+    const keys: string[] = [];
+    for (const k of this.entries.keys()) if (k.startsWith(prefix)) keys.push(k);
+    return keys.sort().map((key) => ({ key, value: this.entries.get(key) as T, modRevision: 0 }));
   }
 
   /** Only the node's own status is written here; resources are the control plane's. */
   async commit(ops: Op[]): Promise<number> {
     for (const op of ops) {
       if (!op.key.startsWith('/status/')) throw new EbmeshError('EBMESH_READ_ONLY', `an agent cannot write ${op.key}: resources are applied at the control plane`);
-      this.pending.set(op.key, op);
-      this.overlay(op);
+      const frozen: Op = op.type === 'put' ? { ...op, value: deepFreeze(structuredClone(op.value)) } : op;
+      this.pending.set(op.key, frozen);
+      this.overlay(frozen);
     }
     this.emit({ revision: this.desired?.revision ?? 0, ops });
     void this.flush();
@@ -151,7 +206,16 @@ export class RemoteStore implements Store {
   async close(): Promise<void> {
     this.stopped = true;
     clearInterval(this.flushTimer);
+    if (this.saveTimer) this.save();
     await this.flushing;
     this.watchers.clear();
   }
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v as object)) deepFreeze(x);
+  }
+  return v;
 }

@@ -11,7 +11,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import { statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FlowEvent } from '../abi/structs.js';
-import { computeFrontends, workloadIp, wlKey, type Snapshot } from '../controlplane/index.js';
+import { computeFrontends, workloadIp, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
 import type { WorkloadResource } from '../resources/index.js';
 import type { InstancePaths } from '../paths.js';
 import { emptyNames, matches, toFlow, type Flow, type FlowFilter, type NameTable } from './flow.js';
@@ -102,7 +102,8 @@ export class Observer {
   }
 
   /** Rebuilds the names from a snapshot (after each reconcile). */
-  update(snap: Snapshot): void {
+  /** frontends: when the caller has them already (computing them is O(services x workloads)). */
+  update(snap: Snapshot, frontends: DesiredFrontend[] = computeFrontends(snap)): void {
     const names = emptyNames();
     for (const w of snap.workloads) {
       const ns = w.metadata.namespace;
@@ -118,7 +119,7 @@ export class Observer {
         } catch { /* not running (yet) */ }
       }
     }
-    for (const fe of computeFrontends(snap)) {
+    for (const fe of frontends) {
       names.byVip.set(`${fe.vip}:${fe.port}`, fe.service);
       for (const b of fe.backends) names.byBackend.set(`${b.ip}:${b.port}`, fe.service);
     }

@@ -150,16 +150,19 @@ export class EtcdStore implements Store {
         { host: this.url.hostname, port: this.url.port, path: '/v3/watch', method: 'POST', headers: { 'content-type': 'application/json' } },
         (r) => {
           res = r;
-          let buf = '';
+          // One message may be megabytes (a bulk txn): keep its chunks and look for the newline only in the new one.
+          let parts: string[] = [];
           r.setEncoding('utf8');
           r.on('data', (chunk: string) => {
-            buf += chunk;
             let nl: number;
-            while ((nl = buf.indexOf('\n')) >= 0) {
-              const line = buf.slice(0, nl);
-              buf = buf.slice(nl + 1);
+            while ((nl = chunk.indexOf('\n')) >= 0) {
+              parts.push(chunk.slice(0, nl));
+              const line = parts.join('');
+              parts = [];
+              chunk = chunk.slice(nl + 1);
               if (line.trim()) onMessage(JSON.parse(line));
             }
+            if (chunk) parts.push(chunk);
           });
           r.on('error', () => undefined);
           r.on('close', retry);
