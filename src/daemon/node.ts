@@ -201,7 +201,7 @@ export class NodeDaemon {
     const policyOps = await this.reconcilePolicy(snap);
 
     this.datapath.configureShortcut({
-      enabled: snap.mesh.spec.sameNodeShortcut, subnet: formatCidr(nodePodSubnet(snap.mesh)), minQueue: SHORTCUT_MIN_QUEUE,
+      enabled: snap.mesh.spec.sameNodeShortcut, subnet: formatCidr(nodePodSubnet(snap.mesh, this.options.nodeIndex)), minQueue: SHORTCUT_MIN_QUEUE,
     });
 
     const meshChanged = snap.mesh.spec.serviceCIDR !== this.mesh.spec.serviceCIDR || snap.mesh.spec.podCIDR !== this.mesh.spec.podCIDR;
@@ -261,7 +261,7 @@ export class NodeDaemon {
   }
 
   private async reconcilePolicy(snap: Snapshot): Promise<number> {
-    const hostIps = [gatewayOf(nodePodSubnet(snap.mesh))];
+    const hostIps = [gatewayOf(nodePodSubnet(snap.mesh, this.options.nodeIndex))];
     return this.policy.reconcile(policyWorld(snap), (idOf) => this.endpoints(snap, idOf), hostIps);
   }
 
