@@ -189,7 +189,14 @@ test('retries against a failing backend: every request succeeds, retries are cou
   const ev = recent.find((e) => e.route?.startsWith('shop/flaky') && e.retries > 0);
   assert.ok(ev, 'a retried request shows in the event log');
   assert.equal(ev.client.identity, 'spiffe://cluster.local/ns/shop/sa/default');
-  assert.match(mesh.ok('status'), /node proxy: ready on .* steered: .*shop\/web:80[\s\S]*shop\/flaky +shop\/flaky\/0 +shop\/flaky +2xx +20 /);
+  // Workers report their counts every 250 ms: wait (bounded) for the last batch.
+  const want = /node proxy: ready on .* steered: .*shop\/web:80[\s\S]*shop\/flaky +shop\/flaky\/0 +shop\/flaky +2xx +20 /;
+  let text = mesh.ok('status');
+  for (const until = Date.now() + 3000; !want.test(text) && Date.now() < until;) {
+    await new Promise((r) => setTimeout(r, 250));
+    text = mesh.ok('status');
+  }
+  assert.match(text, want);
   const attributed = (await proxyStats()).attributed;
   assert.ok(attributed.cgroup > 0 && attributed.ip === 0 && attributed.unknown === 0, `callers named by the kernel-recorded cgroup: ${JSON.stringify(attributed)}`);
 });
