@@ -14,47 +14,22 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT, instancePaths, netnsName } from '../../paths.js';
+import { instancePaths, netnsName } from '../../paths.js';
 import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint, type FootprintSampler } from '../footprint.js';
+import { EBMESH_CLI, benchMesh, instanceCli } from './mesh-lab.js';
 import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-proxy';
 const SERVICE_CIDR = '10.99.0.0/24';
 const POD_CIDR = '10.247.0.0/24';
-const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
 const OUT_PORT = 15001;
 const IN_PORT = 15006;
 
-function cli(...args: string[]): string {
-  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 600_000, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
+const cli = instanceCli(INSTANCE);
 
-const resources = (dir: string) => `apiVersion: ebmesh.io/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec: {serviceCIDR: ${SERVICE_CIDR}, podCIDR: ${POD_CIDR}}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
-      events { worker_connections 4096; }
-      http { access_log off; keepalive_requests 1000000; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {command: [sleep, infinity]}
----
+// The shared server and client, nginx keeping connections for the whole run, plus the routed Service.
+const resources = (dir: string) => `${benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, http: 'keepalive_requests 1000000;' })}---
 apiVersion: v1
 kind: Service
 metadata: {name: target, namespace: bench}
@@ -150,7 +125,7 @@ export const proxy: Scenario = {
       const serverPid = (JSON.parse(cli('status', '-o', 'json')) as { workloads: Array<{ name: string; pid?: number }> }).workloads.find((w) => w.name === 'server')?.pid;
       const p = instancePaths(INSTANCE);
       sidecars = startSidecars(dir, netnsName(p, 'bench', 'client'), netnsName(p, 'bench', 'server'), server);
-      const inMesh = [CLI, '--instance', INSTANCE, 'exec', 'client', '--'];
+      const inMesh = [EBMESH_CLI, '--instance', INSTANCE, 'exec', 'client', '--'];
       const load = (url: string, r: number) =>
         runLoadgen({ url, rate: r, durationS, connections, warmupS: ctx.quick ? 0.3 : 2, timeoutMs: 5000, connectEach: false, prefix: inMesh } satisfies LoadgenOptions);
       const sample = (pids: Array<number | undefined>): FootprintSampler => sampleFootprint(pids.filter((x): x is number => !!x), 250);
@@ -195,7 +170,7 @@ export const proxy: Scenario = {
       };
     } finally {
       if (sidecars) for (const pid of sidecars.pids) { try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ } }
-      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -11,21 +11,16 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../../paths.js';
+import { EBMESH_CLI, instanceCli } from './mesh-lab.js';
 import type { ConfigResult, RunResult, Scenario, ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-sc';
 const SERVICE_CIDR = '10.98.4.0/24';
 const POD_CIDR = '10.246.4.0/24';
-const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
 const SOCKPERF_PORT = 11111;
 const IPERF_PORT = 5201;
 
-function cli(...args: string[]): string {
-  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 300_000, maxBuffer: 64 << 20 });
-  if (r.status !== 0) throw new Error(`ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
-  return r.stdout;
-}
+const cli = instanceCli(INSTANCE);
 
 const meshConfig = (on: boolean) => `apiVersion: ebmesh.io/v1alpha1
 kind: MeshConfig
@@ -88,7 +83,7 @@ export const shortcut: Scenario = {
     };
     const notes: string[] = [];
     const servers: ChildProcess[] = [];
-    const exec = (wl: string, args: string[]) => [CLI, '--instance', INSTANCE, 'exec', wl, '--', ...args];
+    const exec = (wl: string, args: string[]) => [EBMESH_CLI, '--instance', INSTANCE, 'exec', wl, '--', ...args];
     const run = (argv: string[]) => {
       const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: (durationS + 60) * 1000, maxBuffer: 16 << 20 });
       if (r.status !== 0) throw new Error(`${argv.slice(6).join(' ')} failed: ${r.stderr || r.stdout}`);
@@ -165,7 +160,7 @@ export const shortcut: Scenario = {
       };
     } finally {
       for (const p of servers) if (p.exitCode === null) p.kill();
-      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
       rmSync(dir, { recursive: true, force: true });
     }
   },
