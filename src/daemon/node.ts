@@ -27,6 +27,7 @@ import { describeError } from '../errors.js';
 import { formatCidr } from '../resources/ipv4.js';
 import { Observer } from '../observe/observer.js';
 import { NodeProxyWiring } from '../agent/proxy/wiring.js';
+import { stopOwnedProxy } from '../agent/proxy/control.js';
 import { applyMtlsTables } from '../agent/mtls-maps.js';
 import { mtlsTables } from '../tunnel/mode.js';
 
@@ -305,7 +306,7 @@ export class NodeDaemon {
     clearInterval(this.routeCheck);
     await this.reconciling;
     await this.observer?.stop();
-    await this.l7.stop();
+    await this.l7.stop(teardown);
     if (teardown) await this.lab.stopAll();
     this.datapath.close();
     await this.store.close();
@@ -328,6 +329,8 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
   let meshCg: string | undefined;
   try { meshCg = join(cgroup2Root(), paths.cgroupName); } catch { /* no cgroup v2: nothing there */ }
   if (meshCg) await killCgroup(meshCg);
+  // The node proxy lives outside the mesh cgroup (it outlives agents): stopped by its PID.
+  await stopOwnedProxy(paths);
   removeDatapath(paths);
   for (const ns of listNetns(paths.netnsPrefix)) {
     const rest = ns.slice(paths.netnsPrefix.length);

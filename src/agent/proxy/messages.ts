@@ -1,7 +1,8 @@
 /**
- * What the daemon and the node proxy process say to each other over the
- * fork() IPC channel, and the primary to its workers: one place for the
- * shapes, so the three sides cannot drift.
+ * What the agent and the node proxy process say to each other over the
+ * proxy's control socket (one JSON message per line), and the primary to its
+ * workers over node:cluster IPC: one place for the shapes, so the three
+ * sides cannot drift.
  */
 import type { ProxyRequestCounter } from './requests.js';
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyRoutingConfig, type ProxyStats, type RequestDoneEvent } from '../../proxy/index.js';
@@ -21,9 +22,28 @@ export interface ProxyPush {
   byIp: Array<[string, CallerEntry]>;
 }
 
+/**
+ * Bumped whenever a message changes shape: an agent meeting a proxy of
+ * another version replaces it (not hitless) rather than talk past it.
+ */
+export const PROXY_PROTOCOL = 1;
+
+/** How a proxy was started; an agent adopts a running proxy only if it would start the same one. */
+export interface ProxyLaunch {
+  host: string;
+  port: number;
+  metricsPort: number;
+  mapPins: string;
+  /** 0: one per core. */
+  workers: number;
+}
+
 export type ToProxy =
+  | { type: 'hello'; protocol: number }
   | { type: 'config'; push: ProxyPush }
-  | { type: 'stats?'; id: number };
+  | { type: 'stats?'; id: number }
+  /** Teardown: the proxy exits (the agent also waits for its PID). */
+  | { type: 'shutdown' };
 
 export interface ProxyProcessStats extends ProxyStats {
   workers: number;
@@ -39,13 +59,12 @@ export interface ProxyProcessStats extends ProxyStats {
 }
 
 export type FromProxy =
-  /** The process listens for messages now (earlier ones would be lost). */
-  | { type: 'hello' }
+  /** First line on every control connection: who answers, and whether its workers listen. */
+  | { type: 'hello'; protocol: number; pid: number; launch: ProxyLaunch; ready: boolean; configured: boolean; since: string }
   | { type: 'ready'; host: string; port: number; metricsPort: number; workers: number }
   /** Exact counts for every request since the last message, and a sample of the requests. */
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[] }
-  | { type: 'stats'; id: number; stats: ProxyProcessStats }
-  | { type: 'error'; message: string };
+  | { type: 'stats'; id: number; stats: ProxyProcessStats };
 
 /** Worker -> primary. */
 export type FromWorker =

@@ -1,7 +1,7 @@
 /**
  * Puts the node proxy in the mesh on one node: decides from the snapshot
- * whether the proxy is needed, starts it (supervised) on the node's bridge
- * address, tells the kernel where it listens, and pushes its config on
+ * whether the proxy is needed, adopts the running one or starts it on the
+ * node's bridge address, tells the kernel where it listens, and pushes its config on
  * every reconcile. Runs before the LB maps are written, so a frontend is
  * never flagged L7 before a proxy answers on the address the kernel uses.
  */
@@ -16,6 +16,7 @@ import type { CallerEntry, ProxyPush } from './messages.js';
 import { PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
 import { ProxyRequestLog } from './requests.js';
 import { ProxySupervisor } from './supervisor.js';
+import { ownedProxyPid, proxyFiles } from './control.js';
 
 function cgroupId(path: string): string | undefined {
   try {
@@ -50,14 +51,16 @@ export class NodeProxyWiring {
   async reconcile(snap: Snapshot, datapath: Datapath): Promise<void> {
     const { steered, ...routing } = computeProxyConfig(snap);
     this.steered = steered;
-    if (!steered.length && !this.supervisor) return; // nothing needs L7 yet: no proxy at all
+    const files = proxyFiles(this.paths);
+    // Nothing needs L7 yet and no earlier agent left a proxy running: no proxy at all.
+    if (!steered.length && !this.supervisor && !ownedProxyPid(files)) return;
     const subnet = nodePodSubnet(snap.mesh);
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
       this.supervisor = new ProxySupervisor({
-        host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins,
-        ...(this.workers ? { workers: this.workers } : {}),
+        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0 },
+        files,
         onRequests: (counts, events) => this.requests.onProxyBatch(counts, events),
         onLog: (l) => process.stderr.write(`${l}\n`),
       });
@@ -82,6 +85,7 @@ export class NodeProxyWiring {
       pid: this.supervisor.pid,
       ready: this.supervisor.ready,
       starts: this.supervisor.starts,
+      adopted: this.supervisor.adopted,
       lastExit: this.supervisor.lastExit,
       steered: this.steered,
       stats: await this.supervisor.stats(),
@@ -90,7 +94,9 @@ export class NodeProxyWiring {
     };
   }
 
-  async stop(): Promise<void> {
-    await this.supervisor?.stop();
+  /** The agent stops: the proxy stays, with its connections, for the next agent; teardown stops it. */
+  async stop(teardown: boolean): Promise<void> {
+    if (teardown) await this.supervisor?.shutdown();
+    else this.supervisor?.detach();
   }
 }
