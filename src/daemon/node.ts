@@ -23,7 +23,11 @@ import { formatCidr } from '../resources/ipv4.js';
 import { Observer } from '../observe/observer.js';
 import { NodeProxyWiring } from '../agent/proxy/wiring.js';
 import { applyMtlsTables } from '../agent/mtls-maps.js';
-import { mtlsTables } from '../tunnel/mode.js';
+import { mtlsTables, nodeIndexOfPodIp, tunnelDestinations } from '../tunnel/mode.js';
+import { applyTunnelDestinations } from '../agent/mtls-maps.js';
+import type { TunnelPush } from '../agent/proxy/messages.js';
+import { nodeAddress } from '../lab/cluster.js';
+import { mustParseCidr } from '../net/ipam.js';
 
 /** Unread bytes a shortcut peer may hold before writes take the normal path (or its SO_RCVBUF, if larger). */
 const SHORTCUT_MIN_QUEUE = 1 << 20;
@@ -71,7 +75,7 @@ export class NodeDaemon {
   readonly l7: NodeProxyWiring;
 
   constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1', readonly options: NodeOptions = {}) {
-    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined);
+    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, options.nodeIndex ?? 0);
   }
 
   private routeCheck: NodeJS.Timeout | undefined;
@@ -169,10 +173,30 @@ export class NodeDaemon {
     } while (this.dirty);
   }
 
+  /** Cross-node mTLS (issue 7): which remote pod IPs go through the tunnel, and the proxy's view of the peers. */
+  private tunnelPlan(snap: Snapshot): { dsts: string[]; push?: TunnelPush } {
+    const svidDir = join(this.paths.stateDir, 'node-svid');
+    const pod = mustParseCidr(snap.mesh.spec.podCIDR);
+    const dsts = existsSync(svidDir) ? tunnelDestinations(snap, pod, nodePodSubnet(snap.mesh, this.options.nodeIndex)) : [];
+    if (!dsts.length) return { dsts };
+    const peers = new Map<number, [string, string, string]>();
+    for (const ip of dsts) {
+      const i = nodeIndexOfPodIp(pod, ip)!;
+      // The lab's node addresses (src/lab/cluster.ts); real nodes would publish theirs in their node record.
+      // Any node SVID of the trust domain is accepted there: the agent does not know its peers' names yet.
+      if (!peers.has(i)) peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), '', nodeAddress(i)]);
+    }
+    return { dsts, push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()] } };
+  }
+
   private async reconcile(snap: Snapshot): Promise<void> {
     // The node proxy before the LB maps: a frontend is flagged L7 only once
     // the proxy listens where the kernel sends those connections.
-    await this.l7.reconcile(snap, this.datapath);
+    const xnode = this.tunnelPlan(snap);
+    await this.l7.reconcile(snap, this.datapath, xnode.push);
+    // Cross-node mTLS: steer remote destinations only once the proxy listens.
+    const xnodeObj = this.datapath.objectWith('ebm_xnode_dsts');
+    if (xnodeObj) applyTunnelDestinations(xnodeObj, this.l7.address ? xnode.dsts : []);
     // The kernel's tables first: they decide what connections do now, and
     // depend on nothing the lab does below.
     const ops = planLb(this.datapath.lb.read(), computeFrontends(snap));

@@ -18,6 +18,15 @@ export interface ProxyPush {
   byCgroup: Array<[string, CallerEntry]>;
   /** [ip, caller] */
   byIp: Array<[string, CallerEntry]>;
+  /** Cross-node mTLS: the node SVID to present and where each remote pod subnet's tunnel endpoint is. */
+  tunnel?: TunnelPush;
+}
+
+export interface TunnelPush {
+  svidDir: string;
+  trustDomain: string;
+  /** [pod subnet CIDR, node name, tunnel endpoint host] */
+  peers: Array<[string, string, string]>;
 }
 
 export type ToProxy =

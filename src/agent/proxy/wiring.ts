@@ -12,7 +12,7 @@ import { cgroup2Root } from '../../kernel/index.js';
 import { ensureBridge, gatewayOf } from '../../lab/network.js';
 import type { InstancePaths } from '../../paths.js';
 import type { Datapath } from '../datapath.js';
-import type { CallerEntry, ProxyPush } from './messages.js';
+import type { CallerEntry, ProxyPush, TunnelPush } from './messages.js';
 import { PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
 import { ProxyRequestLog } from './requests.js';
 import { ProxySupervisor } from './supervisor.js';
@@ -44,14 +44,19 @@ export class NodeProxyWiring {
   private steered: string[] = [];
   address: { host: string; port: number } | undefined;
 
-  constructor(private readonly paths: InstancePaths, private readonly workers?: number) {}
+  constructor(private readonly paths: InstancePaths, private readonly workers?: number, private readonly nodeIndex = 0) {}
 
-  /** Called at the start of every reconcile; returns once a needed proxy listens. */
-  async reconcile(snap: Snapshot, datapath: Datapath): Promise<void> {
+  /**
+   * Called at the start of every reconcile; returns once a needed proxy
+   * listens. `tunnel` (cross-node mTLS): the proxy is needed as soon as some
+   * destination of another node is tunnelled, and it must listen before the
+   * kernel is told to steer those (the caller writes ebm_xnode_dsts after).
+   */
+  async reconcile(snap: Snapshot, datapath: Datapath, tunnel?: TunnelPush): Promise<void> {
     const { steered, ...routing } = computeProxyConfig(snap);
     this.steered = steered;
-    if (!steered.length && !this.supervisor) return; // nothing needs L7 yet: no proxy at all
-    const subnet = nodePodSubnet(snap.mesh);
+    if (!steered.length && !tunnel?.peers.length && !this.supervisor) return; // nothing needs the proxy yet
+    const subnet = nodePodSubnet(snap.mesh, this.nodeIndex);
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
@@ -62,7 +67,7 @@ export class NodeProxyWiring {
         onLog: (l) => process.stderr.write(`${l}\n`),
       });
     }
-    this.supervisor.configure({ routing, ...callerTables(snap) });
+    this.supervisor.configure({ routing, ...callerTables(snap), ...(tunnel ? { tunnel } : {}) });
     if (this.address?.host !== host) {
       // Fail closed from here on: steered connections reach the proxy or are refused.
       datapath.setL7Proxy(host, PROXY_PORT);

@@ -8,12 +8,15 @@ import { proxyChannels, startNodeProxy, type NodeProxy, type RequestDoneEvent } 
 import { describeError } from '../../errors.js';
 import { divideForWorkers, type FromWorker, type ToWorker } from './messages.js';
 import { OriginalResolver } from './resolve.js';
+import { TunnelForwarder } from './tunnel-forward.js';
 
 const MAX_BATCH = 2000;
 
 export async function runWorker(env: { host: string; port: number; mapPins: string }): Promise<void> {
   const send = (m: FromWorker) => { if (process.connected) process.send!(m); };
   const resolver = new OriginalResolver(env.mapPins);
+  // Cross-node mTLS flows: kept for the stats line; observe joins the endpoint's side (/v1/tunnel).
+  const forwarder = new TunnelForwarder(() => undefined);
   let proxy: NodeProxy | undefined;
   let configVersion = 0;
   let configErrors = 0;
@@ -37,9 +40,10 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
   process.on('message', (m: ToWorker) => {
     if (m.type !== 'config') return;
     resolver.setCallers(m.push);
+    try { forwarder.configure(m.push.tunnel); } catch (e) { process.stderr.write(`node proxy worker ${process.pid}: tunnel: ${describeError(e)}\n`); }
     const routing = divideForWorkers(m.push.routing, m.workers);
     if (!proxy) {
-      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s) }).then(
+      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o) }).then(
         (p) => { proxy = p; configVersion++; send({ type: 'listening' }); },
         (e) => { process.stderr.write(`node proxy worker ${process.pid}: ${describeError(e)}\n`); process.exit(1); },
       );
