@@ -81,6 +81,13 @@ try {
     svidDir: join(paths.stateDir, 'node-svid'),
     trustDomain: () => node!.meshConfig.spec.trustDomain,
     localIps: () => localIps,
+    // observe: a tunnelled stream is a flow with mtls=true and both identities.
+    onFlow: (f) => node?.observer?.recordExternal({
+      time: new Date().toISOString(), type: 'close', verdict: f.error ? 'ERROR' : 'FORWARDED', proto: 'TCP', observer: 'server',
+      source: { ip: f.sourceIp ?? '', port: 0 }, destination: { ip: f.dst.ip, port: f.dst.port }, cookie: '0',
+      bytes: { toDestination: f.bytesIn, toSource: f.bytesOut }, durationMs: f.durationMs, srttUs: 0, retransmits: 0,
+      mtls: true, peerIdentity: f.peerId, ...(f.sourceId ? { sourceIdentity: f.sourceId } : {}),
+    }),
   });
   const refreshLocal = async () => {
     const snap = await readSnapshot(remote);

@@ -129,7 +129,15 @@ export class Observer {
       this.userLost++;
       return;
     }
-    const flow = toFlow(FlowEvent.decode(buf), ++this.seq, this.names, this.bootOffsetNs);
+    this.record(toFlow(FlowEvent.decode(buf), ++this.seq, this.names, this.bootOffsetNs));
+  }
+
+  /** A flow seen in user space (the tunnel endpoint), into the same history and streams as the kernel's. */
+  recordExternal(flow: Omit<Flow, 'seq'>): void {
+    this.record({ ...flow, seq: ++this.seq });
+  }
+
+  private record(flow: Flow): void {
     if (this.history.length < this.historySize) this.history.push(flow);
     else {
       this.history[this.head] = flow;

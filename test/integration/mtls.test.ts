@@ -89,13 +89,17 @@ test('every node has a node SVID, its tunnel endpoint listens with it, and statu
 
 test('strict: plaintext from another node is refused in the kernel; permissive lets it in; same-node mesh traffic passes', async () => {
   const st = await waitTunnels();
-  // A plain connection from node-2 (not through the tunnel), straight to the pod's IP.
-  const curl = (ip: string) => mesh.sh('open/remote', `curl -s --max-time 2 http://${ip}:8080/`);
+  // A plain connection from node-2's own namespace (outside the mesh, so not steered into the tunnel), straight to the pod's IP.
+  const curl = (ip: string) => { const r = inNode('node-2', ['curl', '-s', '--max-time', '2', `http://${ip}:8080/`]); return { code: r.status, stdout: r.stdout, stderr: r.stderr }; };
   const strict = curl(ipOf(st, 'sec', 'web'));
   assert.notEqual(strict.code, 0, `plaintext reached a strict workload: ${strict.stdout}`);
   const open = curl(ipOf(st, 'open', 'pub'));
   assert.equal(open.code, 0, open.stderr);
   assert.equal(open.stdout.trim(), 'pub');
+  // A mesh workload on node-2 reaches the strict one too: its connection is steered into the tunnel.
+  const mesh2 = mesh.sh('open/remote', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
+  assert.equal(mesh2.code, 0, mesh2.stderr);
+  assert.equal(mesh2.stdout.trim(), 'web');
   const same = mesh.sh('sec/client', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
   assert.equal(same.code, 0, same.stderr);
   assert.equal(same.stdout.trim(), 'web');
@@ -123,8 +127,8 @@ test('through the tunnel: node-2 reaches the strict workload on node-1 across ce
     assert.notEqual(new X509Certificate(readFileSync(join(svidDir('node-1'), 'cert.pem'))).serialNumber, serialBefore);
     // A plaintext request with the same marker shows what a leak would look like in the capture.
     const plainMarker = `${marker}-plain`;
-    const plain = mesh.sh('open/remote', `curl -s --max-time 2 -H 'X-Marker: ${plainMarker}' http://${ipOf(st, 'open', 'pub')}:8080/`);
-    assert.equal(plain.code, 0, plain.stderr);
+    const plain = inNode('node-2', ['curl', '-s', '--max-time', '2', '-H', `X-Marker: ${plainMarker}`, `http://${ipOf(st, 'open', 'pub')}:8080/`]);
+    assert.equal(plain.status, 0, plain.stderr);
     await sleep(500);
   } finally {
     dump.kill('SIGINT');
