@@ -50,6 +50,10 @@ export interface Flow {
   /** drop by policy: the deciding policy (`name` is namespace/name when the agent knows it) and rule. */
   policy?: { ref: number; rule: number; name?: string };
   http?: { method: string; path: string; status: number; latencyMs: number };
+  /** Carried over the cross-node mTLS tunnel: the peer node's SPIFFE ID and the caller's workload identity. */
+  mtls?: boolean;
+  peerIdentity?: string;
+  sourceIdentity?: string;
 }
 
 const TYPE_NAMES: Record<number, FlowType> = {
@@ -267,7 +271,7 @@ export function flowLine(f: Flow): string {
     case 'close':
       return `${head} ${f.verdict === 'FORWARDED' ? 'closed' : `${f.verdict} ${f.reason ?? ''}`} ${f.proto} ` +
         `${f.bytes!.toDestination}B/${f.bytes!.toSource}B ${f.durationMs!.toFixed(1)}ms rtt=${f.srttUs}us retrans=${f.retransmits}` +
-        `${f.shortcut ? ' shortcut' : ''} [${f.observer}]`;
+        `${f.shortcut ? ' shortcut' : ''}${f.mtls ? ` mtls=true peer=${f.peerIdentity ?? '?'} src=${f.sourceIdentity ?? '?'}` : ''} [${f.observer}]`;
     default:
       return `${head} ${f.type === 'connect' ? 'connected' : 'accepted'} ${f.proto} [${f.observer}]`;
   }

@@ -41,6 +41,22 @@ export interface ObserveSource {
   health(): Omit<Health, 'userLost' | 'subscribersDropped'>;
 }
 
+/** One stream through the cross-node mTLS tunnel, as recordTunnel takes it. */
+export interface TunnelStream {
+  time: string;
+  observer: 'client' | 'server';
+  source: { ip: string; port: number };
+  destination: { ip: string; port: number };
+  bytesToDestination: number;
+  bytesToSource: number;
+  durationMs: number;
+  /** The other node's SPIFFE ID (its node SVID). */
+  peerIdentity?: string;
+  /** The calling workload's SPIFFE ID. */
+  sourceIdentity?: string;
+  error?: string;
+}
+
 export class Observer {
   readonly metrics = new ObserveMetrics();
   readonly golden = new GoldenWindow(60);
@@ -132,7 +148,27 @@ export class Observer {
       this.userLost++;
       return;
     }
-    const flow = toFlow(FlowEvent.decode(buf), ++this.seq, this.names, this.bootOffsetNs);
+    this.record(toFlow(FlowEvent.decode(buf), ++this.seq, this.names, this.bootOffsetNs));
+  }
+
+  /**
+   * A cross-node mTLS stream, seen in user space by the node proxy (sent
+   * into the tunnel: observer client; received by the endpoint: server),
+   * into the same history, metrics and streams as the kernel's flows, named
+   * like them.
+   */
+  recordTunnel(t: TunnelStream): void {
+    const named = (e: { ip: string; port: number }) => ({ ...e, ...this.names.byIp.get(e.ip) });
+    const service = this.names.byBackend.get(`${t.destination.ip}:${t.destination.port}`);
+    this.record({
+      seq: ++this.seq, time: t.time, type: 'close', verdict: t.error ? 'ERROR' : 'FORWARDED', proto: 'TCP', observer: t.observer,
+      source: named(t.source), destination: named(t.destination), ...(service ? { service } : {}), cookie: '0',
+      bytes: { toDestination: t.bytesToDestination, toSource: t.bytesToSource }, durationMs: t.durationMs,
+      mtls: true, ...(t.peerIdentity ? { peerIdentity: t.peerIdentity } : {}), ...(t.sourceIdentity ? { sourceIdentity: t.sourceIdentity } : {}),
+    });
+  }
+
+  private record(flow: Flow): void {
     if (this.history.length < this.historySize) this.history.push(flow);
     else {
       this.history[this.head] = flow;

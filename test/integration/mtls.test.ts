@@ -89,13 +89,17 @@ test('every node has a node SVID, its tunnel endpoint listens with it, and statu
 
 test('strict: plaintext from another node is refused in the kernel; permissive lets it in; same-node mesh traffic passes', async () => {
   const st = await waitTunnels();
-  // A plain connection from node-2 (not through the tunnel), straight to the pod's IP.
-  const curl = (ip: string) => mesh.sh('open/remote', `curl -s --max-time 2 http://${ip}:8080/`);
+  // A plain connection from node-2's own namespace (outside the mesh, so not steered into the tunnel), straight to the pod's IP.
+  const curl = (ip: string) => { const r = inNode('node-2', ['curl', '-s', '--max-time', '2', `http://${ip}:8080/`]); return { code: r.status, stdout: r.stdout, stderr: r.stderr }; };
   const strict = curl(ipOf(st, 'sec', 'web'));
   assert.notEqual(strict.code, 0, `plaintext reached a strict workload: ${strict.stdout}`);
   const open = curl(ipOf(st, 'open', 'pub'));
   assert.equal(open.code, 0, open.stderr);
   assert.equal(open.stdout.trim(), 'pub');
+  // A mesh workload on node-2 reaches the strict one too: its connection is steered into the tunnel.
+  const mesh2 = mesh.sh('open/remote', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
+  assert.equal(mesh2.code, 0, mesh2.stderr);
+  assert.equal(mesh2.stdout.trim(), 'web');
   const same = mesh.sh('sec/client', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
   assert.equal(same.code, 0, same.stderr);
   assert.equal(same.stdout.trim(), 'web');

@@ -23,6 +23,9 @@ import type { ProxyStats } from '../../proxy/index.js';
 import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker } from './messages.js';
 import { renderProxyMetrics } from './metrics.js';
 import { readMessages, writeMessage } from './control.js';
+import type { TunnelFlow } from '../../tunnel/index.js';
+import type { TunnelEndpoint } from '../../tunnel/endpoint.js';
+import type { TunnelledFlow } from './tunnel-forward.js';
 
 const { values } = parseArgs({
   options: {
@@ -59,6 +62,40 @@ if (cluster.isWorker) {
   const latest = new Map<number, FromWorker & { type: 'stats' }>();
   const cumulative: ProxyStats = { responses: {}, requests: 0, connections: 0, tcpPassthrough: 0 };
 
+  // Cross-node mTLS: this node's receiving tunnel endpoint lives here, not in
+  // the agent, so that restarting the agent leaves tunnelled connections alone.
+  // Its flows and the workers' go to the agent in batches (observe).
+  const TUNNEL_FLOWS_PER_FLUSH = 500;
+  let endpoint: TunnelEndpoint | undefined;
+  let endpointDir = '';
+  let received: TunnelFlow[] = [];
+  let sent: TunnelledFlow[] = [];
+  const tunnelFlush = setInterval(() => {
+    if (received.length || sent.length) toAgent({ type: 'tunnel', received, sent });
+    received = [];
+    sent = [];
+  }, 250);
+  tunnelFlush.unref();
+  const configureEndpoint = async () => {
+    const t = push?.tunnel;
+    if (endpoint && t?.svidDir === endpointDir) return;
+    await endpoint?.stop();
+    endpoint = undefined;
+    if (!t) return;
+    // Loaded on first use: a node without mTLS never pays for TLS and HTTP/2 here.
+    const { TunnelEndpoint } = await import('../../tunnel/endpoint.js');
+    endpointDir = t.svidDir;
+    endpoint = new TunnelEndpoint({
+      svidDir: t.svidDir,
+      trustDomain: () => push?.tunnel?.trustDomain ?? t.trustDomain,
+      localIps: () => localIps,
+      onFlow: (f) => { if (agent && received.length < TUNNEL_FLOWS_PER_FLUSH) received.push(f); },
+    });
+    endpoint.start();
+  };
+  let localIps: ReadonlySet<string> = new Set();
+  let endpointChange = Promise.resolve();
+
   const configure = (w: Worker) => { if (push && w.isConnected()) w.send({ type: 'config', push, workers: n } satisfies ToWorker); };
 
   const fork = () => {
@@ -80,6 +117,9 @@ if (cluster.isWorker) {
           // With no agent connected (one restarting), the counts are lost to it, and counted here.
           if (!agent) eventsDropped += m.events.length;
           else if (m.counts.length || m.events.length) toAgent({ type: 'requests', counts: m.counts, events: m.events });
+          break;
+        case 'tunnelled':
+          if (agent) sent.push(...m.flows.slice(0, TUNNEL_FLOWS_PER_FLUSH - sent.length));
           break;
         case 'stats':
           latest.set(w.id, m);
@@ -110,7 +150,16 @@ if (cluster.isWorker) {
       configErrors += s.configErrors;
       unresolved += s.unresolved;
     }
-    return { ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed };
+    const tunnelSent = { streams: 0, failed: 0, noPeer: 0 };
+    for (const { stats: s } of latest.values()) {
+      tunnelSent.streams += s.tunnelSent.streams;
+      tunnelSent.failed += s.tunnelSent.failed;
+      tunnelSent.noPeer += s.tunnelSent.noPeer;
+    }
+    return {
+      ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed,
+      ...(push?.tunnel ? { tunnelSent } : {}), ...(endpoint ? { tunnel: endpoint.status() } : {}),
+    };
   };
 
   let stopping = false;
@@ -125,6 +174,9 @@ if (cluster.isWorker) {
       case 'config':
         if (from !== agent) return;
         push = m.push;
+        localIps = new Set(push.tunnel?.localIps ?? []);
+        // One change at a time: two quick pushes must not start two endpoints.
+        endpointChange = endpointChange.then(configureEndpoint).catch((e: Error) => { process.stderr.write(`node proxy: tunnel endpoint: ${e.message}\n`); });
         for (const w of Object.values(cluster.workers ?? {})) if (w) configure(w);
         if (Object.keys(cluster.workers ?? {}).length === 0) for (let i = 0; i < n; i++) fork();
         break;

@@ -5,6 +5,8 @@
  * sides cannot drift.
  */
 import type { ProxyRequestCounter } from './requests.js';
+import type { TunnelFlow } from '../../tunnel/index.js';
+import type { TunnelledFlow } from './tunnel-forward.js';
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyRoutingConfig, type ProxyStats, type RequestDoneEvent } from '../../proxy/index.js';
 
 /** A caller as the proxy names it; looked up by the kernel-recorded cgroup id, else by IP. */
@@ -20,6 +22,17 @@ export interface ProxyPush {
   byCgroup: Array<[string, CallerEntry]>;
   /** [ip, caller] */
   byIp: Array<[string, CallerEntry]>;
+  /** Cross-node mTLS: present once the node has its SVID; the proxy then runs the node's tunnel endpoint too. */
+  tunnel?: TunnelPush;
+}
+
+export interface TunnelPush {
+  svidDir: string;
+  trustDomain: string;
+  /** [pod subnet CIDR, node name, tunnel endpoint host] */
+  peers: Array<[string, string, string]>;
+  /** This node's workload IPs: the only destinations the endpoint delivers to. */
+  localIps: string[];
 }
 
 /**
@@ -56,6 +69,10 @@ export interface ProxyProcessStats extends ProxyStats {
   /** Connections that arrived without a kernel record (closed). */
   unresolved: number;
   attributed: { cgroup: number; ip: number; unknown: number };
+  /** The node's tunnel endpoint (listening, SPIFFE ID, certificate expiry, sessions, streams), when it runs. */
+  tunnel?: Record<string, unknown>;
+  /** Streams the workers opened into the tunnel: opened, refused by the peer, no peer for the destination. */
+  tunnelSent?: { streams: number; failed: number; noPeer: number };
 }
 
 export type FromProxy =
@@ -64,14 +81,17 @@ export type FromProxy =
   | { type: 'ready'; host: string; port: number; metricsPort: number; workers: number }
   /** Exact counts for every request since the last message, and a sample of the requests. */
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[] }
-  | { type: 'stats'; id: number; stats: ProxyProcessStats };
+  | { type: 'stats'; id: number; stats: ProxyProcessStats }
+  /** Cross-node mTLS streams that ended: received by this node's endpoint, or sent by a worker into the tunnel. */
+  | { type: 'tunnel'; received: TunnelFlow[]; sent: TunnelledFlow[] };
 
 /** Worker -> primary. */
 export type FromWorker =
   | { type: 'hello' }
   | { type: 'listening' }
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[]; dropped: number }
-  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number } } };
+  | { type: 'tunnelled'; flows: TunnelledFlow[] }
+  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: { streams: number; failed: number; noPeer: number } } };
 
 /** Primary -> worker. */
 export type ToWorker = { type: 'config'; push: ProxyPush; workers: number };

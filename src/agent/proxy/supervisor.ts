@@ -19,6 +19,8 @@ import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { PACKAGE_ROOT } from '../../paths.js';
 import type { RequestDoneEvent } from '../../proxy/index.js';
+import type { TunnelFlow } from '../../tunnel/index.js';
+import type { TunnelledFlow } from './tunnel-forward.js';
 import type { ProxyRequestCounter } from './requests.js';
 import { PROXY_PROTOCOL, type FromProxy, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy } from './messages.js';
 import { ownedProxyPid, readMessages, stopProxyPid, writeMessage, type ProxyFiles } from './control.js';
@@ -27,6 +29,7 @@ export interface SupervisorOptions {
   launch: ProxyLaunch;
   files: ProxyFiles;
   onRequests: (counts: ProxyRequestCounter[], events: RequestDoneEvent[]) => void;
+  onTunnel: (received: TunnelFlow[], sent: TunnelledFlow[]) => void;
   onLog?: (line: string) => void;
 }
 
@@ -189,6 +192,9 @@ export class ProxySupervisor {
         break;
       case 'requests':
         this.opts.onRequests(m.counts ?? [], m.events);
+        break;
+      case 'tunnel':
+        this.opts.onTunnel(m.received, m.sent);
         break;
       case 'stats':
         this.waiting.get(m.id)?.(m.stats);
