@@ -16,6 +16,8 @@ import { TestCluster, NAME_SERVER } from '../helpers/cluster.js';
 import { nodeNetns, nodePaths } from '../../src/paths.js';
 import { fabricNetns } from '../../src/lab/cluster.js';
 import { call } from '../../src/cli/client.js';
+import { gatewayOf } from '../../src/lab/network.js';
+import { mustParseCidr } from '../../src/net/ipam.js';
 
 const mesh = new TestCluster('mw');
 const indent = (s: string, n: number) => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
@@ -55,7 +57,7 @@ before(() => {
 });
 after(() => { mesh.down(); rmSync(pcap, { force: true }); });
 
-interface St { nodes: Array<{ name: string; tunnel?: { listening?: boolean } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
+interface St { nodes: Array<{ name: string; podSubnet: string; tunnel?: { listening?: boolean } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
 const status = () => JSON.parse(mesh.ok('status', '-o', 'json')) as St;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function ready(): Promise<St> {
@@ -137,9 +139,15 @@ test('observe shows both ends of a tunnelled flow as mTLS with the peer identity
 test('strict: a plaintext client outside the mesh is refused, mesh clients on other nodes get through the tunnel', async () => {
   const st = await ready();
   const ip = st.workloads.find((w) => w.name === 'web-1')!.ip;
-  // node-2's own network namespace is outside the mesh: its connection is plain TCP to node-1.
-  const plain = spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', 'curl', '-s', '--max-time', '2', `http://${ip}:8080/`], { encoding: 'utf8', timeout: 10_000 });
+  // node-2's own network namespace is outside the mesh: its connection is plain TCP to node-1, from node-2's
+  // pod gateway address (a pod-CIDR source that web-1 could answer, so only the strict table can refuse it).
+  const gw = gatewayOf(mustParseCidr(st.nodes.find((n) => n.name === 'node-2')!.podSubnet));
+  const drops = async () => (await call<{ datapath: { counters: Record<string, number> } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/status')).datapath.counters.mtls_strict_drop ?? 0;
+  const before = await drops();
+  const plain = spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', 'curl', '-s', '--max-time', '2', '--interface', gw, `http://${ip}:8080/`], { encoding: 'utf8', timeout: 10_000 });
   assert.notEqual(plain.status, 0, `plaintext reached a strict workload: ${plain.stdout}`);
+  // Refused by the strict table in node-1's kernel (counted), not lost for want of a route.
+  assert.ok((await drops()) > before, 'node-1 counted the dropped plaintext SYNs');
   const viaMesh = mesh.sh('sec/client', `curl -s --max-time 5 http://${ip}:8080/`);
   assert.equal(viaMesh.code, 0, viaMesh.stderr);
   assert.equal(viaMesh.stdout.trim(), 'web-1');
