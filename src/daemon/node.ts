@@ -149,7 +149,7 @@ export class NodeDaemon {
         ...(f.sourceId ? { sourceIdentity: f.sourceId } : {}), ...(f.error ? { error: f.error } : {}),
       }),
       sent: (f) => observer.recordTunnel({
-        time: f.at, observer: 'client', source: { ip: f.clientIp, port: 0 }, destination: hostPort(f.dst),
+        time: f.at, observer: 'client', source: { ip: f.clientIp, port: f.clientPort }, destination: hostPort(f.dst),
         bytesToDestination: f.bytesOut, bytesToSource: f.bytesIn, durationMs: f.durationMs, sourceIdentity: f.client,
         ...(f.peerId ? { peerIdentity: f.peerId } : {}), ...(f.error ? { error: f.error } : {}),
       }),

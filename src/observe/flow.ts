@@ -270,7 +270,9 @@ export function flowLine(f: Flow): string {
       return `${head} ${f.verdict} ${f.proto} ${f.reason ?? ''}${f.policy ? ` policy=${f.policy.name ?? f.policy.ref}${f.policy.rule === RULE_NONE ? '' : `#${f.policy.rule}`}` : ''}`;
     case 'close':
       return `${head} ${f.verdict === 'FORWARDED' ? 'closed' : `${f.verdict} ${f.reason ?? ''}`} ${f.proto} ` +
-        `${f.bytes!.toDestination}B/${f.bytes!.toSource}B ${f.durationMs!.toFixed(1)}ms rtt=${f.srttUs}us retrans=${f.retransmits}` +
+        `${f.bytes!.toDestination}B/${f.bytes!.toSource}B ${f.durationMs!.toFixed(1)}ms` +
+        // Flows seen in user space (the mTLS tunnel) have no kernel socket statistics.
+        `${f.srttUs !== undefined ? ` rtt=${f.srttUs}us retrans=${f.retransmits}` : ''}` +
         `${f.shortcut ? ' shortcut' : ''}${f.mtls ? ` mtls=true peer=${f.peerIdentity ?? '?'} src=${f.sourceIdentity ?? '?'}` : ''} [${f.observer}]`;
     default:
       return `${head} ${f.type === 'connect' ? 'connected' : 'accepted'} ${f.proto} [${f.observer}]`;

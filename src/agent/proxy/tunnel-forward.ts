@@ -17,6 +17,7 @@ export interface TunnelledFlow {
   at: string;
   client: string;
   clientIp: string;
+  clientPort: number;
   dst: string;
   peerNode: string;
   peerId?: string;
@@ -59,6 +60,7 @@ export class TunnelForwarder {
     }
     const started = Date.now();
     const clientIp = socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
+    const clientPort = socket.remotePort ?? 0;
     this.stats.streams++;
     const { stream, response } = this.client.open(
       { host: peer.host, port: TUNNEL_PORT, ...(peer.node ? { node: peer.node } : {}) }, orig.dst,
@@ -69,7 +71,7 @@ export class TunnelForwarder {
     response.then((r) => { peerId = r.peerId; }, (e: Error) => { refused = e.message; this.stats.failed++; socket.resetAndDestroy(); });
     if (head.length) stream.write(head);
     pipeStream(socket, stream, (r) => this.onFlow({
-      at: new Date(started).toISOString(), client: orig.client.identity, clientIp, dst: `${orig.dst.ip}:${orig.dst.port}`,
+      at: new Date(started).toISOString(), client: orig.client.identity, clientIp, clientPort, dst: `${orig.dst.ip}:${orig.dst.port}`,
       peerNode: peer.node || peer.host, ...(peerId ? { peerId } : {}), bytesOut: r.aToB + head.length, bytesIn: r.bToA,
       durationMs: Date.now() - started, ...(refused ?? r.error ? { error: refused ?? r.error } : {}),
     }));
