@@ -59,6 +59,8 @@ export class ProxySupervisor {
   /** Proxies this agent found running and took over. */
   adopted = 0;
   pid: number | undefined;
+  /** When the proxy this agent talks to started (it may be older than the agent). */
+  since: string | undefined;
   lastExit: string | undefined;
 
   constructor(private readonly opts: SupervisorOptions) {}
@@ -162,6 +164,7 @@ export class ProxySupervisor {
   private use(sock: net.Socket, hello: Hello): void {
     this.sock = sock;
     this.pid = hello.pid;
+    this.since = hello.since;
     sock.on('error', () => undefined);
     sock.on('close', () => this.onClose(sock));
     if (this.push) writeMessage(sock, { type: 'config', push: this.push } satisfies ToProxy);

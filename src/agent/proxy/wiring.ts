@@ -119,6 +119,7 @@ export class NodeProxyWiring {
       listen: this.address && `${this.address.host}:${this.address.port}`,
       metrics: this.address && `${this.address.host}:${PROXY_METRICS_PORT}`,
       pid: this.supervisor.pid,
+      since: this.supervisor.since,
       ready: this.supervisor.ready,
       starts: this.supervisor.starts,
       adopted: this.supervisor.adopted,
