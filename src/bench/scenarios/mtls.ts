@@ -129,7 +129,7 @@ export const mtls: Scenario = {
           `# lab: ebmesh --instance ${INSTANCE} up --nodes 2 -f mtls.yaml (namespaces plain [ebmesh.io/mtls: disable] and secure [permissive]; one nginx (1 worker) per namespace on node-2, Service target in each; client on node-1)`,
           `# load: loadgen in bench/client (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rates.join(' and ')} req/s, and closed loop (saturation)`,
           '# path check: the kernel counter mtls_tunnelled on node-1 must not move during plain runs and must count every connection of mTLS runs',
-          '# footprints: "proxy node-N" = that node\'s proxy process (primary, which also runs the tunnel endpoint; workers are not sampled)',
+          '# footprints: "proxy node-N" = that node\'s proxy process tree: the primary (which also runs the tunnel endpoint) and its workers',
         ],
         notes: [
           ...notes,
