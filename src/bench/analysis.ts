@@ -104,6 +104,12 @@ export function analyzeScenario(scenario: string, result: ScenarioResult): Confi
       throw new EbmeshError('EBMESH_BENCH_RESULT_INVALID', `configuration "${c.name}" has no runs`, { where: `scenario ${scenario}` });
     }
   }
+  for (const t of result.tables ?? []) {
+    const bad = t.rows.findIndex((r) => r.length !== t.header.length);
+    if (bad >= 0) {
+      throw new EbmeshError('EBMESH_BENCH_RESULT_INVALID', `row ${bad + 1} of table "${t.title}" has ${t.rows[bad]!.length} cells, its header ${t.header.length}`, { where: `scenario ${scenario}` });
+    }
+  }
   const partial = result.configs.map((c, i) => summarizeConfig(c, bases[i]!));
   const byName = new Map(partial.map((p) => [p.name, p]));
   return partial.map((p) => {

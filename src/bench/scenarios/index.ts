@@ -6,5 +6,7 @@ import { observe } from './observe.js';
 import { proxy } from './proxy.js';
 import { shortcut } from './shortcut.js';
 import { policyBench } from './policy.js';
+import { footprint } from './footprint.js';
+import { sidecars } from './sidecars.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut];
+export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, footprint, sidecars];

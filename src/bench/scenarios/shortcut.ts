@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EBMESH_CLI, instanceCli } from './mesh-lab.js';
-import type { ConfigResult, RunResult, Scenario, ScenarioContext } from '../scenario.js';
+import { emptyRun, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-sc';
 const SERVICE_CIDR = '10.98.4.0/24';
@@ -38,14 +38,6 @@ kind: Workload
 metadata: {name: client, namespace: bench, labels: {app: client}}
 spec: {command: [sleep, infinity]}
 `;
-
-function emptyRun(tool: string, command: string[]): RunResult {
-  return {
-    tool, command, rate: 0, targetRate: null, errors: 0, timeouts: 0, badStatus: 0,
-    latencyUs: { mean: null, p50: null, p90: null, p99: null, p999: null, max: null },
-    distribution: null, belowTarget: false, clientCpu: null, footprints: {},
-  };
-}
 
 /** sockperf ping-pong: round trips per second and round-trip times (sockperf reports half of each). */
 export function parseSockperf(out: string, command: string[]): RunResult {
