@@ -100,7 +100,7 @@ export const footprint: Scenario = {
           cli('apply', '-f', f);
           have = want;
         }
-        const st = await waitAllReady(cli, n);
+        const st = await waitAllReady(cli, n, 300_000);
         const workloadPids = st.workloads.map((w) => w.pid).filter((x): x is number => !!x);
         const serverIps = st.workloads.filter((w) => /^w\d+$/.test(w.name) && w.ip).map((w) => w.ip!);
         const load = () => runLoadgen({
