@@ -32,6 +32,8 @@ export interface BenchReport {
   invocation: string[];
   options: { quick: boolean; repeats: number; noisyCv: number };
   machine: MachineInfo;
+  /** 1, 5 and 15 minute load averages when the run finished. */
+  loadAverageAtEnd: number[];
   scenarios: ScenarioReport[];
 }
 
@@ -116,6 +118,7 @@ export function renderMarkdown(r: BenchReport): string {
   L.push(`| OS | ${cell(m.os)} |`);
   L.push(`| Node.js | ${m.node} |`);
   L.push(`| load average at start | ${m.loadAverage.join(' ')} |`);
+  L.push(`| load average at end | ${r.loadAverageAtEnd.map((v) => v.toFixed(2)).join(' ')} |`);
   L.push(`| CPU governor | ${m.cpuGovernor ?? 'n/a'} |`);
   for (const [t, v] of Object.entries(m.tools)) L.push(`| ${cell(t)} | ${cell(v ?? 'not installed')} |`);
   L.push('');

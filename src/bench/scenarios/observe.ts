@@ -29,7 +29,7 @@ export const observe: Scenario = {
   describe: 'fixed-rate keep-alive HTTP between two workloads: no mesh vs ebmesh with flow and HTTP visibility',
   async run(ctx: ScenarioContext) {
     const rate = ctx.quick ? 1000 : 10_000;
-    const durationS = ctx.quick ? 2 : 10;
+    const durationS = ctx.quick ? 1 : 10;
     const connections = 32;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-obs-'));
     const configs = new ConfigRuns();

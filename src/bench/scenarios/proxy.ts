@@ -35,7 +35,7 @@ export const proxy: Scenario = {
   describe: 'HTTP through the node proxy (HTTPRoute) vs no mesh vs the sidecar model (HAProxy + iptables REDIRECT), at 10,000 req/s and at saturation',
   async run(ctx: ScenarioContext) {
     const rate = ctx.quick ? 1000 : 10_000;
-    const durationS = ctx.quick ? 2 : 10;
+    const durationS = ctx.quick ? 1 : 10;
     const connections = 64;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-proxy-'));
     const configs = new Map<string, ConfigResult>();
