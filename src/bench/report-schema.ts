@@ -41,8 +41,9 @@ const run = z.object({
 const bar = z.object({ name: z.string(), value: finite, low: finite.optional(), high: finite.optional(), label: z.string().optional() }).strict();
 
 const result = z.object({
-  baseline: z.string().min(1),
-  configs: z.array(z.object({ name: z.string().min(1), description: z.string(), baseline: z.string().optional(), runs: z.array(run).min(1) }).strict()).min(1),
+  /** Empty only when no configuration was measured (a scenario reporting tables alone). */
+  baseline: z.string(),
+  configs: z.array(z.object({ name: z.string().min(1), description: z.string(), baseline: z.string().optional(), runs: z.array(run).min(1) }).strict()),
   setup: z.array(z.string()),
   notes: z.array(z.string()),
   tables: z.array(z.object({ title: z.string(), header: z.array(z.string()).min(1), rows: z.array(z.array(z.string())) }).strict()).optional(),

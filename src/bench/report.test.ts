@@ -54,6 +54,12 @@ test('analysis refuses a table row that does not fit its header', () => {
   assert.throws(() => analyzeScenario('t', { ...result, tables }), (e) => isEbmeshError(e, 'EBMESH_BENCH_RESULT_INVALID') && /row 2 of table "short"/.test(e.message));
 });
 
+test('a scenario may report tables alone, but not nothing', () => {
+  const tables = [{ title: 't', header: ['what', 'ms'], rows: [['p50', '1.0']] }];
+  assert.deepEqual(analyzeScenario('t', { baseline: '', configs: [], setup: [], notes: [], tables }), []);
+  assert.throws(() => analyzeScenario('t', { baseline: '', configs: [], setup: [], notes: [] }), (e) => isEbmeshError(e, 'EBMESH_BENCH_RESULT_INVALID'));
+});
+
 test('analysis refuses a baseline that was not measured', () => {
   assert.throws(() => analyzeScenario('t', { ...result, baseline: 'nope' }), (e) => isEbmeshError(e, 'EBMESH_BENCH_RESULT_INVALID'));
 });

@@ -138,8 +138,12 @@ export function renderMarkdown(r: BenchReport): string {
       L.push('');
       continue;
     }
-    L.push(`Baseline: **${cell(s.result?.baseline ?? '')}**. Took ${s.durationS.toFixed(1)} s.`, '');
-    L.push(...mainTable(s.summaries), '');
+    if (s.summaries.length) {
+      L.push(`Baseline: **${cell(s.result?.baseline ?? '')}**. Took ${s.durationS.toFixed(1)} s.`, '');
+      L.push(...mainTable(s.summaries), '');
+    } else {
+      L.push(`Took ${s.durationS.toFixed(1)} s.`, '');
+    }
     const fp = footprintTable(s.summaries);
     if (fp.length) L.push('Footprint of the processes under test (sampled from /proc while the load ran):', '', ...fp, '');
     for (const t of s.result?.tables ?? []) {

@@ -8,5 +8,6 @@ import { shortcut } from './shortcut.js';
 import { policyBench } from './policy.js';
 import { footprint } from './footprint.js';
 import { sidecars } from './sidecars.js';
+import { convergence } from './convergence.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, footprint, sidecars];
+export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, footprint, sidecars, convergence];
