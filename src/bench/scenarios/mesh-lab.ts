@@ -73,6 +73,18 @@ export interface BenchMeshOptions {
   workers?: number;
   /** Extra directives for nginx's http block (e.g. keep-alive limits). */
   http?: string;
+  /** MeshConfig.sameNodeShortcut; the mesh's default (on) when not given. */
+  shortcut?: boolean;
+}
+
+/** The MeshConfig alone, as YAML (apply it to change a mesh-wide setting between runs). */
+export function benchMeshConfig(o: Pick<BenchMeshOptions, 'serviceCIDR' | 'podCIDR' | 'shortcut'>): string {
+  const sc = o.shortcut === undefined ? '' : `, sameNodeShortcut: ${o.shortcut}`;
+  return `apiVersion: ebmesh.io/v1alpha1
+kind: MeshConfig
+metadata: {name: mesh}
+spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}${sc}}
+`;
 }
 
 /** An nginx Workload in namespace bench answering "ok" on port http (8080). */
@@ -94,11 +106,7 @@ spec:
 
 /** MeshConfig, the nginx server (bench/server, port http 8080) and the client (bench/client), as YAML. */
 export function benchMesh(o: BenchMeshOptions): string {
-  return `apiVersion: ebmesh.io/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}}
----
+  return `${benchMeshConfig(o)}---
 ${nginxWorkload('server', 'server', o)}---
 apiVersion: ebmesh.io/v1alpha1
 kind: Workload

@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EBMESH_CLI, instanceCli } from './mesh-lab.js';
+import { EBMESH_CLI, benchMeshConfig, instanceCli } from './mesh-lab.js';
 import { emptyRun, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-sc';
@@ -22,11 +22,7 @@ const IPERF_PORT = 5201;
 
 const cli = instanceCli(INSTANCE);
 
-const meshConfig = (on: boolean) => `apiVersion: ebmesh.io/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec: {serviceCIDR: ${SERVICE_CIDR}, podCIDR: ${POD_CIDR}, sameNodeShortcut: ${on}}
-`;
+const meshConfig = (on: boolean) => benchMeshConfig({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, shortcut: on });
 
 const workloads = `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
