@@ -165,7 +165,7 @@ export const footprint: Scenario = {
         tables: tables.tables,
         bars: tables.bars,
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (a client workload, Service fleet), then apply of nginx servers w0.. (1 worker each) up to N - 1, N in ${counts.join(', ')}`,
+          `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (MeshConfig defaults, so the same-node shortcut is on; a client workload, nginx server w0, Service fleet), then apply of more nginx servers (1 worker each) up to N - 1 servers, N in ${counts.join(', ')}`,
           `# load: loadgen in the client (ebmesh exec), open loop ${rate} req/s to the fleet VIP:80 over N keep-alive connections, ${durationS} s; idle: ${idleS} s with nothing sent`,
           `# ebmesh: daemon process tree without the workloads and the node proxy (PSS from /proc/PID/smaps_rollup, CPU from /proc/PID/stat, every ${SAMPLE_MS} ms), plus bpftool bytes_memlock of the programs attached under ${p.linkPins} and of every map they use`,
           '# ebmesh + node proxy: the same, plus the node proxy process tree (primary + workers), with an HTTPRoute on fleet so every request goes through it',
