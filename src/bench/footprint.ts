@@ -148,6 +148,22 @@ export function sampleFootprint(pids: readonly number[], intervalMs = 500, exclu
   };
 }
 
+/**
+ * Waits, at most maxMs, until the process trees use less than `percent` of
+ * a core over one window: a proxy still draining a backlog after an
+ * overloaded run would otherwise load the next measurement. False when they
+ * never went quiet.
+ */
+export async function waitQuiet(pids: readonly number[], percent = 10, windowMs = 500, maxMs = 10_000): Promise<boolean> {
+  const until = Date.now() + maxMs;
+  while (Date.now() < until) {
+    const s = sampleFootprint(pids, windowMs);
+    await new Promise((r) => setTimeout(r, windowMs));
+    if (s.stop().cpuPercent < percent) return true;
+  }
+  return false;
+}
+
 export interface BpfFootprint {
   programs: number;
   maps: number;

@@ -23,7 +23,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../paths.js';
-import { sampleFootprint, type Footprint } from '../footprint.js';
+import { sampleFootprint, waitQuiet, type Footprint } from '../footprint.js';
 import { runLoadgen } from '../loadgen.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 import {
@@ -131,6 +131,8 @@ export const sidecars: Scenario = {
           } finally {
             s.after?.();
           }
+          // A proxy that fell behind keeps working off its backlog after the load stops.
+          if (!(await waitQuiet([proxyPid, ...sidecarPids]))) notes.push(`repeat ${rep + 1}, after ${s.name}: the proxies were still busy 10 s later.`);
         }
       }
       // Tables list configurations in the order of the first repeat, which starts with the baseline.
@@ -142,7 +144,7 @@ export const sidecars: Scenario = {
           `# load: loadgen in the client (ebmesh exec), open loop ${rate} req/s over ${connections} keep-alive connections, ${durationS} s per run, latency from each request's scheduled send time`,
           '# no mesh and sidecars: every link under the mesh cgroup root detached; ebmesh L4: all attached except ebm_http_egress/ebm_http_ingress; the rest: all attached (the agent\'s own Datapath code)',
           '# MeshConfig sameNodeShortcut: false, except for "ebmesh + HTTP visibility + shortcut" (ebmesh apply of the MeshConfig before and after it)',
-          '# order: each repeat runs every configuration once, starting one configuration further along than the repeat before',
+          '# order: each repeat runs every configuration once, starting one configuration further along than the repeat before; after each run, up to 10 s until the node proxy and the sidecars use under 10% of a core',
           SIDECAR_MODEL_SETUP,
           '# footprints: "agent" = the node daemon without the workloads and the node proxy; "proxy" = the node proxy tree or both HAProxy sidecars',
         ],
