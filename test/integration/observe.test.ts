@@ -15,6 +15,7 @@ import { runLoadgen } from '../../src/bench/loadgen.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 let mesh: TestMesh;
+const SOCKPROG = join(PACKAGE_ROOT, 'test/helpers/sockprog.py');
 
 const resources = `apiVersion: v1
 kind: Namespace
@@ -149,31 +150,15 @@ test('curl requests appear with source, destination, service, method, path and s
 test('a connection shows connect, accept and close with exact payload bytes from both ends', async () => {
   const ip = workloadIp('sink');
   // A one-shot server in the sink workload: reads to EOF, answers 5000 bytes, closes.
-  const server = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'sink', '--', 'timeout', '20', 'python3', '-c', `
-import socket
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(("0.0.0.0", 9000)); l.listen(1)
-print("ready", flush=True)
-c, _ = l.accept()
-n = 0
-while True:
-    b = c.recv(65536)
-    if not b: break
-    n += len(b)
-c.sendall(b"y" * 5000); c.close(); print(n, flush=True)
-`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Both ends are sockprog.py's, whose blocking reads retry the sockmap's
+  // spurious EAGAIN (the same-node shortcut carries this connection).
+  const server = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'sink', '--', 'timeout', '20', 'python3', SOCKPROG, 'serve-exact', '9000'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   server.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const until = Date.now() + 10_000;
   while (!out.includes('ready') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  const r = mesh.sh('client', `python3 -c '
-import socket
-s = socket.create_connection(("${ip}", 9000)); s.sendall(b"x" * 100000); s.shutdown(socket.SHUT_WR)
-n = 0
-while True:
-    b = s.recv(65536)
-    if not b: break
-    n += len(b)
-print(s.getsockname()[1], n)'`);
+  const r = mesh.sh('client', `timeout 20 python3 ${SOCKPROG} exact ${ip} 9000`);
   assert.equal(r.code, 0, r.stderr);
   await once(server, 'exit');
   assert.equal(out.trim().split('\n').pop(), '100000');
