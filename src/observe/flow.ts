@@ -63,6 +63,14 @@ const REASON_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(Reason).map(([k, v]) => [v, k.toLowerCase().replace(/_/g, '-')]),
 );
 
+export function typeName(code: number): FlowType {
+  return TYPE_NAMES[code] ?? 'drop';
+}
+
+export function verdictName(code: number): VerdictName {
+  return VERDICT_NAMES[code] ?? 'ERROR';
+}
+
 export function reasonName(code: number): string | undefined {
   if (code === Reason.NONE) return undefined;
   return REASON_NAMES[code] ?? `reason-${code}`;
@@ -103,7 +111,7 @@ function endpoint(ip: string, port: number, names: NameTable): Endpoint {
  * monotonic clock to wall time (epoch ns minus monotonic ns at one instant).
  */
 export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOffsetNs: bigint): Flow {
-  const type = TYPE_NAMES[raw.type] ?? ('drop' as FlowType);
+  const type = typeName(raw.type);
   const active = (raw.flags & EventFlag.ACTIVE) !== 0;
   const inbound = (raw.flags & EventFlag.INBOUND) !== 0;
   const observer: Flow['observer'] = type === 'http'
@@ -129,7 +137,7 @@ export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOff
     seq,
     time: new Date(ms).toISOString(),
     type,
-    verdict: VERDICT_NAMES[raw.verdict] ?? 'ERROR',
+    verdict: verdictName(raw.verdict),
     proto: raw.proto === 6 ? 'TCP' : raw.proto === 17 ? 'UDP' : String(raw.proto),
     observer,
     source,
@@ -243,6 +251,19 @@ export function matches(f: Flow, filter: FlowFilter): boolean {
   }
   if (filter.status && (!f.http || !statusMatches(f.http.status, filter.status))) return false;
   if (filter.reason && !reasonMatches(f.reason, filter.reason.toLowerCase())) return false;
+  return true;
+}
+
+/**
+ * Whether a record with this raw type and verdict can match `filter` at all:
+ * checked before a stored record is decoded, so that a scan of the history
+ * decodes only the candidates. matches() still decides.
+ */
+export function mayMatchRaw(type: number, verdict: number, filter: FlowFilter): boolean {
+  if (filter.type && typeName(type) !== filter.type.toLowerCase()) return false;
+  if (filter.verdict && verdictName(verdict) !== filter.verdict.toUpperCase()) return false;
+  if (filter.status && type !== EventType.HTTP) return false;
+  if (filter.protocol?.toLowerCase() === 'http' && type !== EventType.HTTP) return false;
   return true;
 }
 
