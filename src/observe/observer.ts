@@ -10,11 +10,12 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventType, FlowEvent, HttpMethods, type ValueOf } from '../abi/structs.js';
+import { EventType, HttpMethods } from '../abi/structs.js';
 import { computeFrontends, workloadIp, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
 import type { WorkloadResource } from '../resources/index.js';
 import type { InstancePaths } from '../paths.js';
-import { emptyNames, matches, mayMatchRaw, toFlow, type Flow, type FlowFilter, type NameTable } from './flow.js';
+import { emptyNames, matches, type Flow, type FlowFilter, type NameTable } from './flow.js';
+import { EVENT_OFFSET as OFF, EVENT_SIZE, FlowHistory } from './history.js';
 import { ObserveMetrics, type Health, type HttpSeries } from './metrics.js';
 import { GoldenWindow, type GoldenRow } from './golden.js';
 import { CONTENT_TYPE } from './prom.js';
@@ -31,9 +32,6 @@ interface Follower {
   skipped: number;
 }
 
-/** Where each field the per-event path reads sits in a record. */
-const EV_SIZE = FlowEvent.size;
-const OFF = Object.fromEntries(FlowEvent.layout.map((f) => [f.name, f.offset])) as Record<keyof ValueOf<typeof FlowEvent>, number>;
 /** The HTTP pairs remembered (one per client connection) before the table starts over. */
 const HTTP_PAIRS_MAX = 65536;
 
@@ -62,15 +60,7 @@ export class Observer {
   readonly metrics = new ObserveMetrics();
   readonly golden = new GoldenWindow(60);
   private names: NameTable = emptyNames();
-  /**
-   * The history, as the kernel's records: flow `seq` is at slot
-   * (seq - 1) % historySize, with the names it was read under. A Flow is
-   * built only when someone asks for it (a query or a follower), so the
-   * agent's work per event is a copy and a few counters.
-   */
-  private readonly slab: Buffer;
-  private readonly slabNames: NameTable[];
-  private seq = 0;
+  private readonly history: FlowHistory;
   /** Socket cookie of the connection an HTTP exchange was seen on -> its series. */
   private readonly httpPairs = new Map<number, HttpPair>();
   private readonly followers = new Set<Follower>();
@@ -78,13 +68,10 @@ export class Observer {
   private server: Server | undefined;
   private userLost = 0;
   private followersSkipped = 0;
-  private readonly bootOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
   metricsPort = 0;
 
-  constructor(private readonly paths: InstancePaths, private readonly source: ObserveSource, private readonly historySize = DEFAULT_HISTORY) {
-    if (!Number.isInteger(historySize) || historySize < 1) throw new RangeError(`flow history size must be a positive integer, not ${historySize}`);
-    this.slab = Buffer.alloc(historySize * EV_SIZE);
-    this.slabNames = new Array<NameTable>(historySize);
+  constructor(private readonly paths: InstancePaths, private readonly source: ObserveSource, historySize = DEFAULT_HISTORY) {
+    this.history = new FlowHistory(historySize, BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint());
   }
 
   start(): void {
@@ -159,24 +146,21 @@ export class Observer {
   }
 
   private onRecord(mem: Buffer, off: number, len: number): void {
-    if (len < EV_SIZE) {
+    if (len < EVENT_SIZE) {
       this.userLost++;
       return;
     }
-    const seq = ++this.seq;
-    const slot = (seq - 1) % this.historySize;
-    mem.copy(this.slab, slot * EV_SIZE, off, off + EV_SIZE);
-    this.slabNames[slot] = this.names;
+    const seq = this.history.add(mem, off, this.names);
     let flow: Flow | undefined;
-    if (mem[off + OFF.type] === EventType.HTTP) this.onHttp(mem, off, slot, seq);
-    else this.metrics.record(flow = this.decode(slot, seq));
+    if (mem[off + OFF.type] === EventType.HTTP) this.onHttp(mem, off, seq);
+    else this.metrics.record(flow = this.history.flow(seq));
     if (this.followers.size === 0) return;
-    flow ??= this.decode(slot, seq);
+    flow ??= this.history.flow(seq);
     for (const f of this.followers) this.push(f, flow);
   }
 
   /** An HTTP exchange, counted from its raw fields once its connection is resolved. */
-  private onHttp(mem: Buffer, off: number, slot: number, seq: number): void {
+  private onHttp(mem: Buffer, off: number, seq: number): void {
     const cookie = mem.readUInt32LE(off + OFF.cookie) + mem.readUInt32LE(off + OFF.cookie + 4) * 2 ** 32;
     const saddr = mem.readUInt32LE(off + OFF.saddr);
     const daddr = mem.readUInt32LE(off + OFF.daddr);
@@ -186,18 +170,13 @@ export class Observer {
     let pair = this.httpPairs.get(cookie);
     if (!pair || pair.saddr !== saddr || pair.daddr !== daddr || pair.ports !== ports || pair.origDaddr !== origDaddr || pair.origDport !== origDport) {
       if (this.httpPairs.size >= HTTP_PAIRS_MAX) this.httpPairs.clear();
-      pair = { series: this.metrics.httpSeries(this.decode(slot, seq)), saddr, daddr, ports, origDaddr, origDport };
+      pair = { series: this.metrics.httpSeries(this.history.flow(seq)), saddr, daddr, ports, origDaddr, origDport };
       this.httpPairs.set(cookie, pair);
     }
     const status = mem.readUInt16LE(off + OFF.http_status);
     const latencyMs = (mem.readUInt32LE(off + OFF.duration_ns) + mem.readUInt32LE(off + OFF.duration_ns + 4) * 2 ** 32) / 1e6;
     this.metrics.recordHttp(pair.series, HttpMethods[mem[off + OFF.http_method]!] ?? 'OTHER', status, latencyMs);
     this.golden.record(pair.series.service, Date.now(), latencyMs, status < 500);
-  }
-
-  /** The Flow of a record in the history. */
-  private decode(slot: number, seq: number): Flow {
-    return toFlow(FlowEvent.decode(this.slab, slot * EV_SIZE), seq, this.slabNames[slot]!, this.bootOffsetNs);
   }
 
   private push(f: Follower, flow: Flow): void {
@@ -217,17 +196,7 @@ export class Observer {
   /** The last `limit` flows that match, oldest first. */
   flows(filter: FlowFilter, limit: number): Flow[] {
     this.reader?.drain();
-    const since = filter.since !== undefined && Number.isFinite(filter.since) ? Math.floor(filter.since) : 0;
-    const oldest = Math.max(1, this.seq - this.historySize + 1, since + 1);
-    const out: Flow[] = [];
-    for (let seq = this.seq; seq >= oldest && out.length < limit; seq--) {
-      const slot = (seq - 1) % this.historySize;
-      const o = slot * EV_SIZE;
-      if (!mayMatchRaw(this.slab[o + OFF.type]!, this.slab[o + OFF.verdict]!, filter)) continue;
-      const f = this.decode(slot, seq);
-      if (matches(f, filter)) out.push(f);
-    }
-    return out.reverse();
+    return this.history.last(filter, limit);
   }
 
   /** Streams matching flows as NDJSON until the client goes away: the last `limit` first. */
@@ -246,7 +215,7 @@ export class Observer {
 
   stats(): Record<string, number> {
     return {
-      seq: this.seq, history: Math.min(this.seq, this.historySize), followers: this.followers.size,
+      seq: this.history.seq, history: this.history.length, followers: this.followers.size,
       userLost: this.userLost, followersSkipped: this.followersSkipped, metricsPort: this.metricsPort,
     };
   }

@@ -1,0 +1,60 @@
+/**
+ * The flow history as the kernel's records: a fixed slab of ebm_flow_event
+ * slots, flow `seq` at slot (seq - 1) % size, each with the name table it
+ * was read under. A Flow is built only when someone asks for it (a query or
+ * a follower), so keeping an event costs one copy, whatever its type.
+ */
+import { FlowEvent, type ValueOf } from '../abi/structs.js';
+import { matches, mayMatchRaw, toFlow, type Flow, type FlowFilter, type NameTable } from './flow.js';
+
+export const EVENT_SIZE = FlowEvent.size;
+/** Where each field sits in a record, for code that reads one or two fields in place. */
+export const EVENT_OFFSET = Object.fromEntries(FlowEvent.layout.map((f) => [f.name, f.offset])) as
+  Record<keyof ValueOf<typeof FlowEvent>, number>;
+
+export class FlowHistory {
+  private readonly slab: Buffer;
+  private readonly names: NameTable[];
+  /** The newest flow's seq (0: none yet). Sequence numbers never skip. */
+  seq = 0;
+
+  /** bootOffsetNs: epoch ns minus the kernel's monotonic ns at one instant (see toFlow). */
+  constructor(readonly size: number, private readonly bootOffsetNs: bigint) {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`flow history size must be a positive integer, not ${size}`);
+    this.slab = Buffer.alloc(size * EVENT_SIZE);
+    this.names = new Array<NameTable>(size);
+  }
+
+  get length(): number {
+    return Math.min(this.seq, this.size);
+  }
+
+  /** Keeps the record at mem[off, off + EVENT_SIZE) (the oldest goes when full); returns its seq. */
+  add(mem: Buffer, off: number, names: NameTable): number {
+    const seq = ++this.seq;
+    const slot = (seq - 1) % this.size;
+    mem.copy(this.slab, slot * EVENT_SIZE, off, off + EVENT_SIZE);
+    this.names[slot] = names;
+    return seq;
+  }
+
+  /** The Flow of `seq`, which must still be held (seq > this.seq - size). */
+  flow(seq: number): Flow {
+    const slot = (seq - 1) % this.size;
+    return toFlow(FlowEvent.decode(this.slab, slot * EVENT_SIZE), seq, this.names[slot]!, this.bootOffsetNs);
+  }
+
+  /** The last `limit` flows that match, oldest first. */
+  last(filter: FlowFilter, limit: number): Flow[] {
+    const since = filter.since !== undefined && Number.isFinite(filter.since) ? Math.floor(filter.since) : 0;
+    const oldest = Math.max(1, this.seq - this.size + 1, since + 1);
+    const out: Flow[] = [];
+    for (let seq = this.seq; seq >= oldest && out.length < limit; seq--) {
+      const o = ((seq - 1) % this.size) * EVENT_SIZE;
+      if (!mayMatchRaw(this.slab[o + EVENT_OFFSET.type]!, this.slab[o + EVENT_OFFSET.verdict]!, filter)) continue;
+      const f = this.flow(seq);
+      if (matches(f, filter)) out.push(f);
+    }
+    return out.reverse();
+  }
+}
