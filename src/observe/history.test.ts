@@ -60,3 +60,10 @@ test('mayMatchRaw never rules out a record that matches', () => {
     }
   }
 });
+
+test('a record at an offset that is not word-aligned is kept the same', () => {
+  const h = new FlowHistory(2, 0n);
+  const mem = Buffer.concat([Buffer.alloc(3), FlowEvent.encode({ type: EventType.CONNECT, saddr: '10.0.0.2', sport: 40001, daddr: '10.0.0.3', dport: 80, proto: 6 })]);
+  h.add(mem, 3, named('w'));
+  assert.deepEqual([h.flow(1).source.port, h.flow(1).destination.ip], [40001, '10.0.0.3']);
+});
