@@ -1,8 +1,11 @@
 /**
- * The agent's Prometheus metrics, fed one Flow at a time. A connection whose
- * both ends are mesh sockets on this node is reported by both; metrics count
- * it once, from the client's report (the server's counts only when the
- * client is not a mesh workload here).
+ * The agent's Prometheus metrics, fed one Flow at a time, except HTTP
+ * exchanges (nearly every event under load): those are counted through the
+ * series of their connection, resolved once (httpSeries, recordHttp).
+ *
+ * A connection whose both ends are mesh sockets on this node is reported by
+ * both; metrics count it once, from the client's report (the server's counts
+ * only when the client is not a mesh workload here).
  */
 import type { Flow, FlowType } from './flow.js';
 import { Counter, Gauge, Histogram, Registry, type HistogramSeries, type Labels } from './prom.js';
