@@ -233,3 +233,29 @@ test('10,000 requests/s for 10 s: requests seen plus events lost add up to reque
   const lost = sum(after, 'ebmesh_flow_events_lost_total', {}) - sum(before, 'ebmesh_flow_events_lost_total', {});
   assert.equal(seen + lost, res.requests.completed, `seen ${seen} + lost ${lost} vs completed ${res.requests.completed} (sent ${res.requests.sent})`);
 });
+
+test('observe -f streams exchanges as they happen, decoded from the kernel records', async () => {
+  const follower = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'observe', '-f', '-o', 'json', '--protocol', 'http', '--to', 'obs/web'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    let out = '';
+    follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const seen = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow).filter((f) => f.http?.path === '/followed');
+    // Requests until the stream shows one: the follower registers a moment after it starts.
+    const until = Date.now() + 15_000;
+    while (!seen().length && Date.now() < until) {
+      assert.equal(mesh.sh('client', 'curl -sf -o /dev/null http://web.obs/followed').code, 0);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const f = seen()[0];
+    assert.ok(f, `no /followed exchange in the stream: ${out.slice(-500)}`);
+    assert.deepEqual([f.type, f.source.workload, f.destination.workload, f.service, f.http!.method, f.http!.status], ['http', 'client', 'web', 'obs/web', 'GET', 200]);
+    // The stream and the history agree on the flow, seq included.
+    const kept = mesh.ok('observe', '-o', 'json', '--last', '1000', '--protocol', 'http', '--to', 'obs/web').trim().split('\n')
+      .map((l) => JSON.parse(l) as Flow).find((h) => h.seq === f.seq);
+    assert.deepEqual(kept, f);
+  } finally {
+    follower.kill();
+    await once(follower, 'exit');
+  }
+});
