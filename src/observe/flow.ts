@@ -71,6 +71,10 @@ export function verdictName(code: number): VerdictName {
   return VERDICT_NAMES[code] ?? 'ERROR';
 }
 
+export function methodName(code: number): string {
+  return HttpMethods[code] ?? 'OTHER';
+}
+
 export function reasonName(code: number): string | undefined {
   if (code === Reason.NONE) return undefined;
   return REASON_NAMES[code] ?? `reason-${code}`;
@@ -172,7 +176,7 @@ export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOff
   }
   if (type === 'http') {
     flow.http = {
-      method: HttpMethods[raw.http_method] ?? 'OTHER',
+      method: methodName(raw.http_method),
       path: raw.http_path.subarray(0, Math.min(raw.http_path_len, raw.http_path.length)).toString('latin1'),
       status: raw.http_status,
       latencyMs: Number(raw.duration_ns) / 1e6,

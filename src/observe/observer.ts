@@ -10,11 +10,11 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { EventType, HttpMethods } from '../abi/structs.js';
+import { EventType } from '../abi/structs.js';
 import { computeFrontends, workloadIp, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
 import type { WorkloadResource } from '../resources/index.js';
 import type { InstancePaths } from '../paths.js';
-import { emptyNames, matches, type Flow, type FlowFilter, type NameTable } from './flow.js';
+import { emptyNames, matches, methodName, type Flow, type FlowFilter, type NameTable } from './flow.js';
 import { EVENT_OFFSET as OFF, EVENT_SIZE, FlowHistory } from './history.js';
 import { ObserveMetrics, type Health, type HttpSeries } from './metrics.js';
 import { GoldenWindow, type GoldenRow } from './golden.js';
@@ -175,7 +175,7 @@ export class Observer {
     }
     const status = mem.readUInt16LE(off + OFF.http_status);
     const latencyMs = (mem.readUInt32LE(off + OFF.duration_ns) + mem.readUInt32LE(off + OFF.duration_ns + 4) * 2 ** 32) / 1e6;
-    this.metrics.recordHttp(pair.series, HttpMethods[mem[off + OFF.http_method]!] ?? 'OTHER', status, latencyMs);
+    this.metrics.recordHttp(pair.series, methodName(mem[off + OFF.http_method]!), status, latencyMs);
     this.golden.record(pair.series.service, Date.now(), latencyMs, status < 500);
   }
 
