@@ -91,8 +91,11 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx, __u32 *fe_id
 	__u64 now = 0;
 
 	fe = bpf_map_lookup_elem(&ebm_lb4_frontends, &fk);
-	if (!fe)
+	if (!fe) {
+		/* --- cross-node mTLS: a pod IP of another node dialled directly. */
+		ebm_xnode_tunnel(ctx, fk.vip, fk.port, fk.vip, fk.port);
 		return SOCK_ADDR_ALLOW;         /* not a service: untouched */
+	}
 
 	/* --- L7 (issue 6): a frontend with routes/L7 policy goes to the node
 	 * proxy, which picks the backend; see l7_redirect.h. Before the
@@ -146,6 +149,11 @@ static __always_inline int lb4_translate(struct bpf_sock_addr *ctx, __u32 *fe_id
 			bpf_map_update_elem(&ebm_lb4_affinity, &akey, &a, BPF_ANY);
 		}
 	}
+
+	/* --- cross-node mTLS: the chosen backend is on another node, so the
+	 * connection goes through the node proxy into the tunnel. */
+	if (ebm_xnode_tunnel(ctx, b->ip, b->port, fk.vip, fk.port) > 0)
+		return SOCK_ADDR_ALLOW;
 
 	struct ebm_lb4_revnat_key rk = {
 		.cookie = bpf_get_socket_cookie(ctx),

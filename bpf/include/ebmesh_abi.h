@@ -108,9 +108,12 @@ EBM_ASSERT_SIZE(struct ebm_l7_proxy, 8);
 struct ebm_l7_orig {
 	__u32 vip;       /* network order */
 	__u16 port;      /* network order */
-	__u16 pad;
+	__u16 flags;     /* EBM_L7_ORIG_F_* */
 	__u64 cgroup_id; /* the connecting process's cgroup: the client workload */
 };
+/* Cross-node mTLS: vip:port is a backend on another node, to be reached
+ * through the tunnel by TCP passthrough (no L7 route involved). */
+#define EBM_L7_ORIG_F_TUNNEL 1
 EBM_ASSERT_SIZE(struct ebm_l7_orig, 16);
 
 /* The client's end of a steered connection, as the proxy sees its peer. */
@@ -144,6 +147,7 @@ enum ebm_counter {
 	/* mTLS strict mode (bpf/mtls.bpf.c): numbered from 24 so that parallel
 	 * branches appending elsewhere cannot collide. */
 	EBM_CNT_MTLS_STRICT_DROP = 24, /* plaintext connection to a strict workload refused */
+	EBM_CNT_MTLS_TUNNELLED = 25,   /* connect to a remote-node workload steered to the node proxy for the tunnel */
 	/* 32..39: the same-node shortcut (issue 5) */
 	EBM_CNT_SC_INSERTED = 32,    /* an established mesh socket entered the sockhash */
 	EBM_CNT_SC_MAP_FULL = 33,    /* no room in the sockhash: that socket takes the normal path */
@@ -468,6 +472,11 @@ EBM_ASSERT_SIZE(struct ebm_mtls_src_key, 8);
 
 #define EBM_MTLS_WORKLOADS_MAX 65536
 #define EBM_MTLS_SOURCES_MAX   1024
+
+/* Cross-node mTLS: destinations (pod IPs of other nodes, LPM key
+ * ebm_mtls_src_key) whose connections go through the node proxy and the
+ * tunnel. Value: a __u32, 1 = tunnel. Written by the agent. */
+#define EBM_XNODE_DSTS_MAX 65536
 
 #define EBM_SC_SOCKETS_MAX    65536 /* sockets, two per shortcut connection */
 

@@ -147,6 +147,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_drops SEC(".maps");
 
+/* Cross-node mTLS: remote-node workload IPs (or subnets) to tunnel. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ebm_mtls_src_key);
+	__type(value, __u32);
+	__uint(max_entries, EBM_XNODE_DSTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_xnode_dsts SEC(".maps");
+
 static __always_inline void ebm_count(enum ebm_counter c)
 {
 	__u32 key = c;

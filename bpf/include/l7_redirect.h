@@ -27,7 +27,8 @@
  * the proxy, or -1 when the caller should balance it as usual: not TCP, or
  * no proxy configured on this node (the agent has not started it yet).
  */
-static __always_inline int ebm_l7_redirect(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend_key *fk)
+static __always_inline int ebm_l7_steer(struct bpf_sock_addr *ctx, __u32 dst_ip, __u16 dst_port,
+					__u32 shown_ip, __u16 shown_port, __u16 flags)
 {
 	__u32 zero = 0;
 	struct ebm_l7_proxy *px;
@@ -43,20 +44,50 @@ static __always_inline int ebm_l7_redirect(struct bpf_sock_addr *ctx, const stru
 	cookie = bpf_get_socket_cookie(ctx);
 
 	struct ebm_l7_orig o = {
-		.vip = fk->vip,
-		.port = fk->port,
+		.vip = dst_ip,
+		.port = dst_port,
+		.flags = flags,
 		.cgroup_id = bpf_get_current_cgroup_id(),
 	};
 	bpf_map_update_elem(&ebm_l7_pending, &cookie, &o, BPF_ANY);
 
-	/* getpeername() must still show the VIP the client dialled. */
+	/* getpeername() must still show the address the client dialled. */
 	struct ebm_lb4_revnat_key rk = { .cookie = cookie, .ip = px->ip, .port = px->port };
-	struct ebm_lb4_revnat rv = { .vip = fk->vip, .port = fk->port };
+	struct ebm_lb4_revnat rv = { .vip = shown_ip, .port = shown_port };
 	bpf_map_update_elem(&ebm_lb4_revnat, &rk, &rv, BPF_ANY);
 
 	ctx->user_ip4 = px->ip;
 	ctx->user_port = (__u32)px->port;
+	return 1;
+}
+
+static __always_inline int ebm_l7_redirect(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend_key *fk)
+{
+	if (ebm_l7_steer(ctx, fk->vip, fk->port, fk->vip, fk->port, 0) < 0)
+		return -1;
 	ebm_count(EBM_CNT_L7_REDIRECTED);
+	return 1;
+}
+
+/*
+ * Cross-node mTLS (issue 7): a connection whose destination (the backend
+ * the LB just chose, or the pod IP dialled directly) is a workload of
+ * another node with the tunnel on goes to the node proxy too, recording the
+ * backend itself (flag TUNNEL): the proxy pipes the bytes into the mTLS
+ * tunnel to that node, no L7 parsing. Same record, same sockops publish.
+ * Without a proxy on this node it goes out in plaintext, as before.
+ */
+static __always_inline int ebm_xnode_tunnel(struct bpf_sock_addr *ctx, __u32 dst_ip, __u16 dst_port,
+					    __u32 shown_ip, __u16 shown_port)
+{
+	struct ebm_mtls_src_key k = { .prefixlen = 32, .ip = dst_ip };
+	__u32 *on = bpf_map_lookup_elem(&ebm_xnode_dsts, &k);
+
+	if (!on || *on != 1)
+		return -1;
+	if (ebm_l7_steer(ctx, dst_ip, dst_port, shown_ip, shown_port, EBM_L7_ORIG_F_TUNNEL) < 0)
+		return -1;
+	ebm_count(EBM_CNT_MTLS_TUNNELLED);
 	return 1;
 }
 

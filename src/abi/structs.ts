@@ -48,7 +48,8 @@ export const FRONTEND_F_L7 = 1 << 1;
 
 // L7 redirect to the node proxy (bpf/include/l7_redirect.h).
 export const L7Proxy = struct('ebm_l7_proxy', { ip: ipv4, port: port16, pad: u16 });
-export const L7Orig = struct('ebm_l7_orig', { vip: ipv4, port: port16, pad: u16, cgroup_id: u64 });
+export const L7Orig = struct('ebm_l7_orig', { vip: ipv4, port: port16, flags: u16, cgroup_id: u64 });
+export const L7_ORIG_F_TUNNEL = 1;
 export const L7ConnKey = struct('ebm_l7_conn_key', { ip: ipv4, port: port16, pad: u16 });
 
 /** enum ebm_counter: index into the ebm_counters per-CPU array. */
@@ -67,6 +68,7 @@ export const Counter = {
   L7_NO_PROXY: 17,
   L7_ESTABLISHED: 18,
   MTLS_STRICT_DROP: 24,
+  MTLS_TUNNELLED: 25,
   // 32..39: the same-node shortcut (issue 5)
   SC_INSERTED: 32,
   SC_MAP_FULL: 33,

@@ -23,3 +23,14 @@ export function applyMtlsTables(obj: LoadedObject, t: MtlsTables): number {
   for (const k of [...sources.keys()]) if (!wantSrc.has(`${k.ip}/${k.prefixlen}`)) { sources.delete(k); ops++; }
   return ops;
 }
+
+/** Cross-node mTLS destinations (ebm_xnode_dsts): additions first, then removals. */
+export function applyTunnelDestinations(obj: LoadedObject, ips: readonly string[]): number {
+  const m = obj.map('ebm_xnode_dsts', MtlsSrcKey, U32Key);
+  const have = new Set([...m.keys()].map((k) => `${k.ip}/${k.prefixlen}`));
+  const want = new Set(ips.map((ip) => `${ip}/32`));
+  let ops = 0;
+  for (const ip of ips) if (!have.has(`${ip}/32`)) { m.set({ prefixlen: 32, ip }, 1); ops++; }
+  for (const k of [...m.keys()]) if (!want.has(`${k.ip}/${k.prefixlen}`)) { m.delete(k); ops++; }
+  return ops;
+}

@@ -5,7 +5,7 @@
  * node's workload identities. Like the single-node daemon, SIGTERM leaves
  * the data path and workloads in place for the next agent to adopt.
  */
-import { readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { nodePaths, validInstance } from '../paths.js';
@@ -16,8 +16,7 @@ import { RemoteStore } from './remote-store.js';
 import { CpClient, parseCpAddress } from './cp-client.js';
 import { IdentityManager } from './identity.js';
 import { describeError } from '../errors.js';
-import { TunnelEndpoint } from '../tunnel/endpoint.js';
-import { readSnapshot, wlKey, workloadIp } from '../controlplane/index.js';
+import '../observe/routes.js'; // /v1/flows, /v1/top: `ebmesh observe --node NAME`
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -40,15 +39,15 @@ const cp = new CpClient(parseCpAddress(values.controlplane), token);
 
 let node: NodeDaemon | undefined;
 let identity: IdentityManager | undefined;
-let tunnel: TunnelEndpoint | undefined;
-let localIps: ReadonlySet<string> = new Set();
+/** The tunnel endpoint's status as the node proxy (which runs it) last reported it; the heartbeat reads it. */
+let tunnel: Record<string, unknown> | undefined;
 const remote = new RemoteStore(cp, nodeName, paths.storeFile, () => ({
   pid: process.pid,
   appliedRevision: node?.last?.revision,
   lastReconcile: node?.last,
   certs: identity?.list(),
   identityError: identity?.lastError,
-  tunnel: tunnel?.status(),
+  tunnel,
 }));
 
 let stopping = false;
@@ -56,7 +55,6 @@ async function shutdown(code = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
   identity?.stop();
-  await tunnel?.stop().catch(() => undefined);
   try {
     await node?.stop(false);
   } catch (e) {
@@ -67,7 +65,7 @@ async function shutdown(code = 0): Promise<void> {
   process.exit(code);
 }
 route('POST', '/v1/shutdown', async () => { setImmediate(() => void shutdown()); return { stopping: true }; });
-route('GET', '/v1/tunnel', async () => ({ status: tunnel?.status(), recent: tunnel?.recent ?? [] }));
+route('GET', '/v1/tunnel', async () => ({ status: (await node?.l7.stats())?.tunnel, recent: node?.l7.recentTunnel ?? [] }));
 route('GET', '/v1/identities', async () => ({ items: identity?.list() ?? [] }));
 
 try {
@@ -76,20 +74,17 @@ try {
   await node.start();
   identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
   identity.start();
-  // mTLS: this node's end of the tunnel between node proxies.
-  tunnel = new TunnelEndpoint({
-    svidDir: join(paths.stateDir, 'node-svid'),
-    trustDomain: () => node!.meshConfig.spec.trustDomain,
-    localIps: () => localIps,
-  });
-  const refreshLocal = async () => {
-    const snap = await readSnapshot(remote);
-    const mine = new Set(remote.local);
-    localIps = new Set(snap.workloads.filter((w) => mine.has(wlKey(w))).map((w) => workloadIp(snap, w)).filter((ip): ip is string => !!ip));
-  };
-  await refreshLocal();
-  setInterval(() => void refreshLocal().catch(() => undefined), 1000).unref();
-  tunnel.start();
+  // mTLS: the node proxy runs this node's tunnel endpoint (it outlives
+  // agents); it needs the node SVID, which arrives after the first reconcile.
+  const nodeCert = join(paths.stateDir, 'node-svid', 'cert.pem');
+  const svidWait = setInterval(() => {
+    if (!existsSync(nodeCert)) return;
+    clearInterval(svidWait);
+    node?.schedule();
+  }, 250);
+  svidWait.unref();
+  const tunnelPoll = setInterval(() => void node?.l7.stats().then((s) => { tunnel = s?.tunnel; }), 1000);
+  tunnelPoll.unref();
   mkdirSync(paths.runDir, { recursive: true });
   await startApi(node, paths.apiSocket);
   writeFileSync(paths.pidFile, String(process.pid));

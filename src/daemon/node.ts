@@ -27,8 +27,13 @@ import { describeError } from '../errors.js';
 import { formatCidr } from '../resources/ipv4.js';
 import { Observer } from '../observe/observer.js';
 import { NodeProxyWiring } from '../agent/proxy/wiring.js';
+import { stopOwnedProxy } from '../agent/proxy/control.js';
 import { applyMtlsTables } from '../agent/mtls-maps.js';
-import { mtlsTables } from '../tunnel/mode.js';
+import { localWorkloadIps, mtlsTables, nodeIndexOfPodIp, tunnelDestinations } from '../tunnel/mode.js';
+import { applyTunnelDestinations } from '../agent/mtls-maps.js';
+import type { TunnelPush } from '../agent/proxy/messages.js';
+import { nodeAddress } from '../lab/cluster.js';
+import { mustParseCidr } from '../net/ipam.js';
 
 /** Unread bytes a shortcut peer may hold before writes take the normal path (or its SO_RCVBUF, if larger). */
 const SHORTCUT_MIN_QUEUE = 1 << 20;
@@ -80,7 +85,7 @@ export class NodeDaemon {
   readonly l7: NodeProxyWiring;
 
   constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1', readonly options: NodeOptions = {}) {
-    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined);
+    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, options.nodeIndex ?? 0);
   }
 
   private routeCheck: NodeJS.Timeout | undefined;
@@ -138,6 +143,20 @@ export class NodeDaemon {
       policyRefs: () => this.policy.tables?.refs ?? [],
       health: () => ({ programs: dp.programCount(), maps: dp.mapFill(), kernelCounters: dp.countersSnapshot() }),
     });
+    // Cross-node mTLS streams are seen by the node proxy, not the kernel: both ends become flows with mtls=true.
+    const hostPort = (a: string) => { const i = a.lastIndexOf(':'); return { ip: a.slice(0, i), port: Number(a.slice(i + 1)) }; };
+    this.l7.tunnelSinks.push({
+      received: (f) => observer.recordTunnel({
+        time: new Date(Date.now() - f.durationMs).toISOString(), observer: 'server', source: { ip: f.sourceIp ?? '', port: 0 }, destination: f.dst,
+        bytesToDestination: f.bytesIn, bytesToSource: f.bytesOut, durationMs: f.durationMs, peerIdentity: f.peerId,
+        ...(f.sourceId ? { sourceIdentity: f.sourceId } : {}), ...(f.error ? { error: f.error } : {}),
+      }),
+      sent: (f) => observer.recordTunnel({
+        time: f.at, observer: 'client', source: { ip: f.clientIp, port: f.clientPort }, destination: hostPort(f.dst),
+        bytesToDestination: f.bytesOut, bytesToSource: f.bytesIn, durationMs: f.durationMs, sourceIdentity: f.client,
+        ...(f.peerId ? { peerIdentity: f.peerId } : {}), ...(f.error ? { error: f.error } : {}),
+      }),
+    });
     try {
       observer.start();
       this.observer = observer;
@@ -192,10 +211,35 @@ export class NodeDaemon {
     } while (this.dirty);
   }
 
+  /**
+   * Cross-node mTLS (issue 7), once the node has its SVID: which remote pod
+   * IPs go through the tunnel, and what the proxy needs to send into it and
+   * to run the node's receiving endpoint.
+   */
+  private tunnelPlan(snap: Snapshot): { dsts: string[]; push?: TunnelPush } {
+    const svidDir = join(this.paths.stateDir, 'node-svid');
+    if (!existsSync(join(svidDir, 'cert.pem'))) return { dsts: [] };
+    const pod = mustParseCidr(snap.mesh.spec.podCIDR);
+    const local = nodePodSubnet(snap.mesh, this.options.nodeIndex);
+    const dsts = tunnelDestinations(snap, pod, local);
+    const peers = new Map<number, [string, string, string]>();
+    for (const ip of dsts) {
+      const i = nodeIndexOfPodIp(pod, ip)!;
+      // The lab's node addresses (src/lab/cluster.ts); real nodes would publish theirs in their node record.
+      // Any node SVID of the trust domain is accepted there: the agent does not know its peers' names yet.
+      if (!peers.has(i)) peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), '', nodeAddress(i)]);
+    }
+    return { dsts, push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], localIps: localWorkloadIps(snap, local) } };
+  }
+
   private async reconcile(snap: Snapshot): Promise<void> {
     // The node proxy before the LB maps: a frontend is flagged L7 only once
     // the proxy listens where the kernel sends those connections.
-    await this.l7.reconcile(snap, this.datapath);
+    const xnode = this.tunnelPlan(snap);
+    await this.l7.reconcile(snap, this.datapath, xnode.push);
+    // Cross-node mTLS: steer remote destinations only once the proxy listens.
+    const xnodeObj = this.datapath.objectWith('ebm_xnode_dsts');
+    if (xnodeObj) applyTunnelDestinations(xnodeObj, this.l7.address ? xnode.dsts : []);
     // The kernel's tables first: they decide what connections do now, and
     // depend on nothing the lab does below.
     const frontends = this.frontends.compute(snap);
@@ -308,7 +352,7 @@ export class NodeDaemon {
     clearInterval(this.routeCheck);
     await this.reconciling;
     await this.observer?.stop();
-    await this.l7.stop();
+    await this.l7.stop(teardown);
     if (teardown) await this.lab.stopAll();
     this.datapath.close();
     await this.store.close();
@@ -331,6 +375,8 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
   let meshCg: string | undefined;
   try { meshCg = join(cgroup2Root(), paths.cgroupName); } catch { /* no cgroup v2: nothing there */ }
   if (meshCg) await killCgroup(meshCg);
+  // The node proxy lives outside the mesh cgroup (it outlives agents): stopped by its PID.
+  await stopOwnedProxy(paths);
   removeDatapath(paths);
   for (const ns of listNetns(paths.netnsPrefix)) {
     const rest = ns.slice(paths.netnsPrefix.length);

@@ -50,6 +50,10 @@ export interface Flow {
   /** drop by policy: the deciding policy (`name` is namespace/name when the agent knows it) and rule. */
   policy?: { ref: number; rule: number; name?: string };
   http?: { method: string; path: string; status: number; latencyMs: number };
+  /** Carried over the cross-node mTLS tunnel: the peer node's SPIFFE ID and the caller's workload identity. */
+  mtls?: boolean;
+  peerIdentity?: string;
+  sourceIdentity?: string;
 }
 
 const TYPE_NAMES: Record<number, FlowType> = {
@@ -291,8 +295,10 @@ export function flowLine(f: Flow): string {
       return `${head} ${f.verdict} ${f.proto} ${f.reason ?? ''}${f.policy ? ` policy=${f.policy.name ?? f.policy.ref}${f.policy.rule === RULE_NONE ? '' : `#${f.policy.rule}`}` : ''}`;
     case 'close':
       return `${head} ${f.verdict === 'FORWARDED' ? 'closed' : `${f.verdict} ${f.reason ?? ''}`} ${f.proto} ` +
-        `${f.bytes!.toDestination}B/${f.bytes!.toSource}B ${f.durationMs!.toFixed(1)}ms rtt=${f.srttUs}us retrans=${f.retransmits}` +
-        `${f.shortcut ? ' shortcut' : ''} [${f.observer}]`;
+        `${f.bytes!.toDestination}B/${f.bytes!.toSource}B ${f.durationMs!.toFixed(1)}ms` +
+        // Flows seen in user space (the mTLS tunnel) have no kernel socket statistics.
+        `${f.srttUs !== undefined ? ` rtt=${f.srttUs}us retrans=${f.retransmits}` : ''}` +
+        `${f.shortcut ? ' shortcut' : ''}${f.mtls ? ` mtls=true peer=${f.peerIdentity ?? '?'} src=${f.sourceIdentity ?? '?'}` : ''} [${f.observer}]`;
     default:
       return `${head} ${f.type === 'connect' ? 'connected' : 'accepted'} ${f.proto} [${f.observer}]`;
   }

@@ -67,3 +67,19 @@ test('a record at an offset that is not word-aligned is kept the same', () => {
   h.add(mem, 3, named('w'));
   assert.deepEqual([h.flow(1).source.port, h.flow(1).destination.ip], [40001, '10.0.0.3']);
 });
+
+test('flows built in user space share the sequence and the scans with the kernel records', () => {
+  const h = new FlowHistory(3, 0n);
+  const mem = ring({ type: EventType.DROP, verdict: Verdict.DROPPED, saddr: '10.0.0.2', daddr: '10.0.0.3' });
+  h.add(mem, 8, named('client'));
+  const built = h.addFlow((seq) => ({
+    seq, time: '2026-01-01T00:00:00.000Z', type: 'close', verdict: 'FORWARDED', proto: 'TCP', observer: 'client',
+    source: { ip: '10.0.0.2', port: 1 }, destination: { ip: '10.0.0.9', port: 2 }, cookie: '0', mtls: true,
+  }));
+  assert.equal(built.seq, 2);
+  assert.deepEqual(h.last({ type: 'close' }, 10), [built]);
+  assert.deepEqual(h.last({ verdict: 'dropped' }, 10).map((f) => f.seq), [1]);
+  // A kernel record that takes the slot over replaces the built flow.
+  for (let i = 0; i < 3; i++) h.add(mem, 8, named('client'));
+  assert.deepEqual(h.last({}, 10).map((f) => [f.seq, f.type]), [[3, 'drop'], [4, 'drop'], [5, 'drop']]);
+});

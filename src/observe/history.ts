@@ -2,7 +2,9 @@
  * The flow history as the kernel's records: a fixed slab of ebm_flow_event
  * slots, flow `seq` at slot (seq - 1) % size, each with the name table it
  * was read under. A Flow is built only when someone asks for it (a query or
- * a follower), so keeping an event costs one copy, whatever its type.
+ * a follower), so keeping an event costs one copy, whatever its type. The
+ * few flows seen in user space instead (the mTLS tunnel's streams) take
+ * their slot as built objects.
  */
 import { FlowEvent, type ValueOf } from '../abi/structs.js';
 import { matches, mayMatchRaw, toFlow, type Flow, type FlowFilter, type NameTable } from './flow.js';
@@ -17,6 +19,8 @@ export class FlowHistory {
   private readonly slab: Buffer;
   private readonly slab32: Int32Array;
   private readonly names: NameTable[];
+  /** Flows seen in user space (the mTLS tunnel), which have no kernel record: kept as built. */
+  private readonly built: Array<Flow | undefined>;
   /** A word view of the last buffer records came from (the ring's: always the same one). */
   private src: Buffer | undefined;
   private src32: Int32Array | undefined;
@@ -29,6 +33,7 @@ export class FlowHistory {
     this.slab = Buffer.alloc(size * EVENT_SIZE);
     this.slab32 = new Int32Array(this.slab.buffer, this.slab.byteOffset, this.slab.length >> 2);
     this.names = new Array<NameTable>(size);
+    this.built = new Array<Flow | undefined>(size);
   }
 
   get length(): number {
@@ -51,12 +56,23 @@ export class FlowHistory {
       mem.copy(this.slab, slot * EVENT_SIZE, off, off + EVENT_SIZE);
     }
     this.names[slot] = names;
+    this.built[slot] = undefined;
     return seq;
+  }
+
+  /** Keeps a flow built in user space, `make` given its seq; returns it. */
+  addFlow(make: (seq: number) => Flow): Flow {
+    const seq = ++this.seq;
+    const flow = make(seq);
+    this.built[(seq - 1) % this.size] = flow;
+    return flow;
   }
 
   /** The Flow of `seq`, which must still be held (seq > this.seq - size). */
   flow(seq: number): Flow {
     const slot = (seq - 1) % this.size;
+    const built = this.built[slot];
+    if (built) return built;
     return toFlow(FlowEvent.decode(this.slab, slot * EVENT_SIZE), seq, this.names[slot]!, this.bootOffsetNs);
   }
 
@@ -66,8 +82,9 @@ export class FlowHistory {
     const oldest = Math.max(1, this.seq - this.size + 1, since + 1);
     const out: Flow[] = [];
     for (let seq = this.seq; seq >= oldest && out.length < limit; seq--) {
-      const o = ((seq - 1) % this.size) * EVENT_SIZE;
-      if (!mayMatchRaw(this.slab[o + EVENT_OFFSET.type]!, this.slab[o + EVENT_OFFSET.verdict]!, filter)) continue;
+      const slot = (seq - 1) % this.size;
+      const o = slot * EVENT_SIZE;
+      if (!this.built[slot] && !mayMatchRaw(this.slab[o + EVENT_OFFSET.type]!, this.slab[o + EVENT_OFFSET.verdict]!, filter)) continue;
       const f = this.flow(seq);
       if (matches(f, filter)) out.push(f);
     }

@@ -56,6 +56,22 @@ export interface ObserveSource {
   health(): Omit<Health, 'userLost' | 'subscribersDropped'>;
 }
 
+/** One stream through the cross-node mTLS tunnel, as recordTunnel takes it. */
+export interface TunnelStream {
+  time: string;
+  observer: 'client' | 'server';
+  source: { ip: string; port: number };
+  destination: { ip: string; port: number };
+  bytesToDestination: number;
+  bytesToSource: number;
+  durationMs: number;
+  /** The other node's SPIFFE ID (its node SVID). */
+  peerIdentity?: string;
+  /** The calling workload's SPIFFE ID. */
+  sourceIdentity?: string;
+  error?: string;
+}
+
 export class Observer {
   readonly metrics = new ObserveMetrics();
   readonly golden = new GoldenWindow(60);
@@ -156,6 +172,25 @@ export class Observer {
     else this.metrics.record(flow = this.history.flow(seq));
     if (this.followers.size === 0) return;
     flow ??= this.history.flow(seq);
+    for (const f of this.followers) this.push(f, flow);
+  }
+
+  /**
+   * A cross-node mTLS stream, seen in user space by the node proxy (sent
+   * into the tunnel: observer client; received by the endpoint: server),
+   * into the same history, metrics and streams as the kernel's flows, named
+   * like them.
+   */
+  recordTunnel(t: TunnelStream): void {
+    const named = (e: { ip: string; port: number }) => ({ ...e, ...this.names.byIp.get(e.ip) });
+    const service = this.names.byBackend.get(`${t.destination.ip}:${t.destination.port}`);
+    const flow = this.history.addFlow((seq) => ({
+      seq, time: t.time, type: 'close', verdict: t.error ? 'ERROR' : 'FORWARDED', proto: 'TCP', observer: t.observer,
+      source: named(t.source), destination: named(t.destination), ...(service ? { service } : {}), cookie: '0',
+      bytes: { toDestination: t.bytesToDestination, toSource: t.bytesToSource }, durationMs: t.durationMs,
+      mtls: true, ...(t.peerIdentity ? { peerIdentity: t.peerIdentity } : {}), ...(t.sourceIdentity ? { sourceIdentity: t.sourceIdentity } : {}),
+    }));
+    this.metrics.record(flow);
     for (const f of this.followers) this.push(f, flow);
   }
 

@@ -19,7 +19,7 @@ import { sniff } from './sniff.js';
 import { withPrefix } from './prefixed-stream.js';
 import { passThroughTcp } from './tcp-passthrough.js';
 import { OtlpExporter } from './tracing.js';
-import type { NodeProxy, ProxyConfig, ProxyRoutingConfig, ProxyStats } from './types.js';
+import type { NodeProxy, OriginalDestination, ProxyConfig, ProxyRoutingConfig, ProxyStats } from './types.js';
 import { tunnelUpgrade, writeRawRejection } from './websocket.js';
 
 const connOf = new WeakMap<object, ConnContext>();
@@ -155,6 +155,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
     let conn: ConnContext | undefined;
     let tcpOnly = false;
     let decided = false;
+    let tunnelled: OriginalDestination | undefined;
 
     const attribute = (): boolean => {
       if (conn) return true;
@@ -170,7 +171,9 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
         return false;
       }
       conn = { id: nextId++, client: { ...orig.client }, dst: { ...orig.dst } };
-      tcpOnly = rt.config.serviceAt(orig.dst.ip, orig.dst.port)?.protocol === 'tcp';
+      // Cross-node mTLS: a remote backend with no L7 route: bytes into the tunnel, no parsing.
+      if (orig.tunnel && config.forward && !rt.config.serviceAt(orig.dst.ip, orig.dst.port)) tunnelled = orig;
+      tcpOnly = !!tunnelled || rt.config.serviceAt(orig.dst.ip, orig.dst.port)?.protocol === 'tcp';
       return true;
     };
     const hand = (kind: 'h2' | 'http1' | 'tcp'): void => {
@@ -180,6 +183,10 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       socket.pause();
       if (!attribute()) return;
       const c = conn!;
+      if (tunnelled) {
+        config.forward!(socket, buf, tunnelled);
+        return;
+      }
       if (kind === 'tcp') {
         passThroughTcp(rt, socket, buf, c);
         return;

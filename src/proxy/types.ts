@@ -14,6 +14,8 @@ export interface Endpoint {
 /** Who is calling and where it meant to go, as the kernel recorded it at connect(). */
 export interface OriginalDestination {
   dst: Endpoint;
+  /** Cross-node mTLS: dst is a backend on another node, to be reached through the tunnel (TCP passthrough). */
+  tunnel?: boolean;
   client: {
     /** spiffe-ish id (spiffe://td/ns/x/sa/y) or a workload name. */
     identity: string;
@@ -82,6 +84,8 @@ export interface ProxyConfig extends ProxyRoutingConfig {
   listen: { host: string; port: number };
   resolveOriginal: ResolveOriginal;
   tracing?: TracingConfig;
+  /** Takes a connection the kernel marked for the tunnel (with the bytes already read); without it, such connections go out as plain TCP. */
+  forward?: (socket: Socket, head: Buffer, orig: OriginalDestination) => void;
 }
 
 export interface ProxyStats {

@@ -20,6 +20,8 @@ export interface EndpointOptions {
   authorize?: (r: TunnelRequest) => Verdict;
   host?: string;
   port?: number;
+  /** Every stream that ended (observe records it as an mTLS flow). */
+  onFlow?: (f: TunnelFlow) => void;
 }
 
 export class TunnelEndpoint {
@@ -53,7 +55,7 @@ export class TunnelEndpoint {
       },
     });
     this.server = server;
-    server.on('flow', (f: TunnelFlow) => { this.recent.push(f); if (this.recent.length > 200) this.recent.shift(); });
+    server.on('flow', (f: TunnelFlow) => { this.recent.push(f); if (this.recent.length > 200) this.recent.shift(); this.o.onFlow?.(f); });
     await server.listen(this.o.port ?? TUNNEL_PORT, this.o.host ?? '0.0.0.0');
     this.lastError = undefined;
   }

@@ -15,16 +15,18 @@
 import type { Snapshot } from '../controlplane/state.js';
 import { workloadIp } from '../controlplane/lb.js';
 import { validators } from '../controlplane/validators.js';
-import { formatCidr, type Cidr } from '../net/ipam.js';
+import { containsAddress, formatCidr, type Cidr } from '../net/ipam.js';
+import { parseIPv4 } from '../resources/ipv4.js';
 import type { AnyResource } from '../resources/index.js';
 
 export const MTLS_ANNOTATION = 'ebmesh.io/mtls';
-export type MtlsMode = 'strict' | 'permissive';
-const MODES: readonly string[] = ['strict', 'permissive'];
+/** disable: no tunnel for connections *to* this namespace from other nodes (plaintext, as before). */
+export type MtlsMode = 'strict' | 'permissive' | 'disable';
+const MODES: readonly string[] = ['strict', 'permissive', 'disable'];
 
 export function namespaceMode(snap: Pick<Snapshot, 'namespaces'>, ns: string): MtlsMode {
   const v = snap.namespaces.find((n) => n.metadata.name === ns)?.metadata.annotations?.[MTLS_ANNOTATION];
-  return v === 'strict' ? 'strict' : 'permissive';
+  return v === 'strict' || v === 'disable' ? v : 'permissive';
 }
 
 export interface MtlsTables {
@@ -44,7 +46,40 @@ export function mtlsTables(snap: Snapshot, localPodSubnet: Cidr): MtlsTables {
   return { strict: [...strict].sort(), sources: [formatCidr(localPodSubnet), '127.0.0.0/8'] };
 }
 
+/**
+ * Cross-node mTLS: the pod IPs of other nodes' workloads that connections
+ * from this node reach through the node proxy and the tunnel (the kernel's
+ * ebm_xnode_dsts). Every remote mesh workload unless its namespace says
+ * disable; a permissive server accepts both, so the sender prefers mTLS.
+ */
+export function tunnelDestinations(snap: Snapshot, podCidr: Cidr, localPodSubnet: Cidr): string[] {
+  const out = new Set<string>();
+  for (const w of snap.workloads) {
+    if (w.spec.external || namespaceMode(snap, w.metadata.namespace) === 'disable') continue;
+    const ip = workloadIp(snap, w);
+    if (ip && containsAddress(podCidr, ip) && !containsAddress(localPodSubnet, ip)) out.add(ip);
+  }
+  return [...out].sort();
+}
+
+/** The IPs of this node's workloads (their pod IPs are in its /24): where its tunnel endpoint may deliver. */
+export function localWorkloadIps(snap: Snapshot, localPodSubnet: Cidr): string[] {
+  const out = new Set<string>();
+  for (const w of snap.workloads) {
+    const ip = workloadIp(snap, w);
+    if (ip && containsAddress(localPodSubnet, ip)) out.add(ip);
+  }
+  return [...out].sort();
+}
+
+/** The node that runs a pod IP: pods of node index i take the i-th /24 of podCIDR (docs/multinode.md). */
+export function nodeIndexOfPodIp(podCidr: Cidr, ip: string): number | undefined {
+  const n = parseIPv4(ip);
+  if (n === undefined || !containsAddress(podCidr, ip)) return undefined;
+  return Math.floor((n - podCidr.addr) / 256);
+}
+
 validators.set('Namespace', (r: AnyResource) => {
   const v = (r.metadata as { annotations?: Record<string, string> }).annotations?.[MTLS_ANNOTATION];
-  return v === undefined || MODES.includes(v) ? [] : [{ field: `metadata.annotations["${MTLS_ANNOTATION}"]`, message: `must be strict or permissive, not "${v}"` }];
+  return v === undefined || MODES.includes(v) ? [] : [{ field: `metadata.annotations["${MTLS_ANNOTATION}"]`, message: `must be strict, permissive or disable, not "${v}"` }];
 });

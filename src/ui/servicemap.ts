@@ -14,7 +14,9 @@
  * describe connections already counted by their connect, so they are left
  * out. A failed connection on an edge with HTTP still counts, because it
  * never produced an HTTP exchange. Success = neither refused by the data
- * path nor answered 5xx. Latency percentiles come from HTTP exchanges only
+ * path nor answered 5xx. A connection denied by policy is neither a
+ * request nor a failure: it is counted as denied, so a policy that works
+ * does not paint its service red. Latency percentiles come from HTTP exchanges only
  * (a connection's lifetime is not a latency).
  */
 import { matchesLabels, matchesSelector } from '../resources/selector.js';
@@ -139,7 +141,11 @@ class Tally {
   add(f: Flow): void {
     this.protocols.add(f.protocol);
     if (f.time > this.last) this.last = f.time;
-    if (f.verdict === 'denied') this.denied++;
+    // A policy denial is the mesh doing its job, not the destination failing: counted apart, out of the success rate.
+    if (f.verdict === 'denied') {
+      this.denied++;
+      return;
+    }
     if (f.type === 'http' || (f.type === undefined && f.http)) {
       this.http++;
       if (flowFailed(f)) this.httpFailed++;
@@ -361,8 +367,8 @@ export function buildServiceMap(input: MapInput): ServiceMap {
 }
 
 export function edgeState(m: Golden): EdgeState {
+  if (m.denied > 0) return m.requests === 0 ? 'denied' : 'partly-denied';
   if (m.requests === 0) return 'idle';
-  if (m.denied > 0) return m.denied >= m.requests ? 'denied' : 'partly-denied';
   return (m.successRate ?? 1) < 0.95 ? 'failing' : 'ok';
 }
 

@@ -2,9 +2,6 @@
  * A multi-node lab for integration tests: a TestMesh whose address plan has
  * room for several nodes' /24s, brought up with `ebmesh up --nodes N`.
  */
-import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../../src/paths.js';
 import { TestMesh } from './mesh.js';
 
 export class TestCluster extends TestMesh {
@@ -13,19 +10,6 @@ export class TestCluster extends TestMesh {
   constructor(tag: string) {
     super(tag);
     this.podCIDR = `10.246.${(process.pid % 60) * 4}.0/22`;
-  }
-
-  /** Runs `ebmesh exec WORKLOAD -- sh -c SCRIPT` without blocking; resolves with its output. */
-  shAsync(workload: string, script: string, timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', this.instance, 'exec', workload, '--', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d));
-      child.stderr.on('data', (d: Buffer) => (stderr += d));
-      const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
-    });
   }
 }
 
@@ -70,3 +54,11 @@ ts = [threading.Thread(target=keepalive), threading.Thread(target=fresh)]
 tally['errors'] = tally['errors'][:5]
 print(json.dumps(tally))
 `;
+
+export interface LoopTally { keepalive_ok: number; keepalive_fail: number; new_ok: number; new_fail: number; errors: string[] }
+
+/** CLIENT_LOOP's last line, from a run that must have exited 0. */
+export function loopTally(out: { code: number; stdout: string; stderr: string }): LoopTally {
+  if (out.code !== 0) throw new Error(`client loop exited ${out.code}: ${out.stderr}`);
+  return JSON.parse(out.stdout.trim().split('\n').pop()!) as LoopTally;
+}

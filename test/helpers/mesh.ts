@@ -4,7 +4,7 @@
  * running on the same host is not disturbed. `down` runs in after(), so it
  * runs when a test fails too.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -56,6 +56,19 @@ export class TestMesh {
   /** `ebmesh exec WORKLOAD -- sh -c SCRIPT` */
   sh(workload: string, script: string): Run {
     return this.cli('exec', workload, '--', 'sh', '-c', script);
+  }
+
+  /** Runs `ebmesh exec WORKLOAD -- sh -c SCRIPT` without blocking; resolves with its output. */
+  shAsync(workload: string, script: string, timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', this.instance, 'exec', workload, '--', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d));
+      child.stderr.on('data', (d: Buffer) => (stderr += d));
+      const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      child.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
+    });
   }
 
   down(): void {

@@ -16,6 +16,9 @@ import { tmpdir } from 'node:os';
 import { TestCluster, NAME_SERVER } from '../helpers/cluster.js';
 import { PACKAGE_ROOT, nodeNetns, nodePaths } from '../../src/paths.js';
 import { fabricNetns } from '../../src/lab/cluster.js';
+import { gatewayOf } from '../../src/lab/network.js';
+import { mustParseCidr } from '../../src/net/ipam.js';
+import { call } from '../../src/cli/client.js';
 
 const mesh = new TestCluster('mt');
 const indent = (s: string, n: number) => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
@@ -57,12 +60,15 @@ before(() => {
 });
 after(() => { mesh.down(); rmSync(pcap, { force: true }); });
 
-interface St { nodes: Array<{ name: string; earliestCertExpiry?: string; tunnel?: { listening?: boolean; spiffeId?: string; certExpiry?: string; sessions?: number; streams?: number; streamsDenied?: number } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
+interface St { nodes: Array<{ name: string; podSubnet: string; earliestCertExpiry?: string; tunnel?: { listening?: boolean; spiffeId?: string; certExpiry?: string; sessions?: number; streams?: number; streamsDenied?: number } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
 const status = () => JSON.parse(mesh.ok('status', '-o', 'json')) as St;
 const ipOf = (st: St, ns: string, name: string) => st.workloads.find((w) => w.namespace === ns && w.name === name)!.ip;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const inNode = (node: string, argv: string[], timeoutMs = 30_000) =>
   spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, node)}`, '--', ...argv], { encoding: 'utf8', timeout: timeoutMs });
+const podGateway = (st: St, node: string) => gatewayOf(mustParseCidr(st.nodes.find((n) => n.name === node)!.podSubnet));
+const nodeCounters = async (node: string) =>
+  (await call<{ datapath: { counters: Record<string, number> } }>(nodePaths(mesh.instance, node), 'GET', '/v1/status')).datapath.counters;
 const svidDir = (node: string) => join(nodePaths(mesh.instance, node).stateDir, 'node-svid');
 
 async function waitTunnels(): Promise<St> {
@@ -89,13 +95,22 @@ test('every node has a node SVID, its tunnel endpoint listens with it, and statu
 
 test('strict: plaintext from another node is refused in the kernel; permissive lets it in; same-node mesh traffic passes', async () => {
   const st = await waitTunnels();
-  // A plain connection from node-2 (not through the tunnel), straight to the pod's IP.
-  const curl = (ip: string) => mesh.sh('open/remote', `curl -s --max-time 2 http://${ip}:8080/`);
+  // A plain connection from node-2's own namespace (outside the mesh, so not steered into the tunnel), straight to the pod's IP,
+  // from node-2's pod gateway address: a pod-CIDR source, which node-1's workloads can answer (they route nothing else).
+  const curl = (ip: string) => { const r = inNode('node-2', ['curl', '-s', '--max-time', '2', '--interface', podGateway(st, 'node-2'), `http://${ip}:8080/`]); return { code: r.status, stdout: r.stdout, stderr: r.stderr }; };
+  const drops = () => nodeCounters('node-1').then((c) => c.mtls_strict_drop ?? 0);
+  const dropsBefore = await drops();
   const strict = curl(ipOf(st, 'sec', 'web'));
   assert.notEqual(strict.code, 0, `plaintext reached a strict workload: ${strict.stdout}`);
+  // Refused by the strict table (its SYNs dropped and counted), not by a missing route: the same client reaches a permissive workload.
+  assert.ok((await drops()) > dropsBefore, 'node-1 counted the dropped plaintext SYNs');
   const open = curl(ipOf(st, 'open', 'pub'));
   assert.equal(open.code, 0, open.stderr);
   assert.equal(open.stdout.trim(), 'pub');
+  // A mesh workload on node-2 reaches the strict one too: its connection is steered into the tunnel.
+  const mesh2 = mesh.sh('open/remote', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
+  assert.equal(mesh2.code, 0, mesh2.stderr);
+  assert.equal(mesh2.stdout.trim(), 'web');
   const same = mesh.sh('sec/client', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
   assert.equal(same.code, 0, same.stderr);
   assert.equal(same.stdout.trim(), 'web');

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { request } from 'node:http';
-import { TestCluster, NAME_SERVER, CLIENT_LOOP } from '../helpers/cluster.js';
+import { TestCluster, NAME_SERVER, CLIENT_LOOP, loopTally as tally } from '../helpers/cluster.js';
 import { instancePaths, nodePaths } from '../../src/paths.js';
 
 const mesh = new TestCluster('mn');
@@ -147,11 +147,6 @@ test("an agent cannot get another node's desired state, status or certificates",
 });
 
 const loopPy = () => join(nodePaths(mesh.instance, 'node-1').stateDir, 'workloads', 'demo', 'client', 'loop.py');
-
-function tally(out: { code: number; stdout: string; stderr: string }) {
-  assert.equal(out.code, 0, out.stderr);
-  return JSON.parse(out.stdout.trim().split('\n').pop()!) as { keepalive_ok: number; keepalive_fail: number; new_ok: number; new_fail: number; errors: string[] };
-}
 
 test('restarting every agent under traffic fails no request, old or new connection', async () => {
   const loop = mesh.shAsync('client', `python3 ${loopPy()} web.demo 8`);

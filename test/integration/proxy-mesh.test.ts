@@ -13,12 +13,14 @@ import { availableParallelism } from 'node:os';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
 import { call } from '../../src/cli/client.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { CLIENT_LOOP, loopTally } from '../helpers/cluster.js';
 
 const FIX = join(PACKAGE_ROOT, 'test/integration/fixtures');
 const SERVER = join(FIX, 'l7-server.mjs');
 const CORPUS = '/work/shared/corpora/http-desync-guardian';
 
 let mesh: TestMesh;
+let worldFile = '';
 
 const server = (name: string, labels: string, env = '') => `---
 apiVersion: ebmesh.io/v1alpha1
@@ -147,7 +149,8 @@ function sh(ns: string, script: string): string {
 
 before(() => {
   mesh = new TestMesh('l7');
-  mesh.ok('up', '-f', mesh.file('world.yaml', WORLD.replace('SVC', mesh.serviceCIDR).replace('POD', mesh.podCIDR)));
+  worldFile = mesh.file('world.yaml', WORLD.replace('SVC', mesh.serviceCIDR).replace('POD', mesh.podCIDR));
+  mesh.ok('up', '-f', worldFile);
 });
 
 after(() => mesh?.down());
@@ -342,6 +345,34 @@ test('removing the route takes the proxy out of the path', async () => {
   assert.deepEqual([...new Set(out.trim().split('\n'))], ['0']);
   assert.equal((await proxyStats()).connections, before.connections);
   assert.ok(!(await proxyApi()).status.steered.includes('shop/temp:80'));
+});
+
+test('restarting the agent under L7 traffic: no request fails, the held keep-alive connection carries on, the proxy is the same process', async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const before = (await proxyApi()).status;
+  const secs = 20;
+  const loopEnd = Date.now() + secs * 1000;
+  // Bounded: a keep-alive request every 20 ms and a new connection every 50 ms, for 20 s, through web.shop's HTTPRoute.
+  const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} <<'EOF'\n${CLIENT_LOOP}EOF`);
+  await sleep(1000);
+  for (let i = 0; i < 2; i++) {
+    const pid = (JSON.parse(mesh.ok('status', '-o', 'json')) as { pid: number }).pid;
+    process.kill(pid, 'SIGTERM');
+    const until = Date.now() + 20_000;
+    while (readdirSync('/proc').includes(String(pid)) && Date.now() < until) await sleep(50);
+    assert.ok(!readdirSync('/proc').includes(String(pid)), 'the agent did not stop');
+    await sleep(300); // requests flow with no agent at all
+    mesh.ok('up', '-f', worldFile);
+  }
+  // The held connection must carry requests after the last restart, not only before it.
+  assert.ok(Date.now() < loopEnd - 2000, 'the restarts took longer than the traffic loop');
+  const t = loopTally(await loop);
+  assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
+  assert.ok(t.keepalive_ok > 200 && t.new_ok > 100, JSON.stringify(t));
+  const after = (await proxyApi()).status as ProxyStatus & { adopted: number };
+  assert.equal(after.pid, before.pid, 'the proxy process outlived both agents');
+  assert.equal(after.adopted, 1, 'the new agent adopted it');
+  assert.equal(after.starts, 0, 'and started none');
 });
 
 test('a killed worker is replaced and the other keeps serving; a killed proxy is restarted while L4 traffic never notices', async () => {

@@ -43,6 +43,9 @@ export function FlowsView() {
   const [state, setState] = useState<'connecting' | 'live' | 'ended' | 'error'>('connecting');
   const [error, setError] = useState<string>();
   const [status, setStatus] = useState<Status>();
+  // The status box is typed into: it holds a draft (so a re-render from the stream never wipes what is typed)
+  // and commits on change (Enter or leaving the box), not on every key.
+  const [statusDraft, setStatusDraft] = useState('');
 
   useEffect(() => { get<Status>('/v1/status').then(setStatus).catch(() => undefined); }, []);
 
@@ -86,7 +89,11 @@ export function FlowsView() {
     return () => { ctl.abort(); clearInterval(flush); };
   }, [filter.namespace, filter.from, filter.to, filter.verdict, filter.protocol, filter.status]);
 
-  const set = (k: keyof FlowFilter) => (e: Event) => setFilter({ ...filter, [k]: (e.target as HTMLInputElement).value.trim() });
+  // Functional update: two quick changes must not lose one to a stale render's filter.
+  const set = (k: keyof FlowFilter) => (e: Event) => {
+    const v = (e.target as HTMLInputElement).value.trim();
+    setFilter((f) => ({ ...f, [k]: v }));
+  };
   const namespaces = [...new Set(status?.workloads.map((w) => w.namespace) ?? [])].sort();
   const inNs = <T extends { namespace: string; name: string }>(l: T[] | undefined) =>
     (l ?? []).filter((w) => !filter.namespace || w.namespace === filter.namespace).map((w) => `${w.namespace}/${w.name}`).sort();
@@ -101,7 +108,8 @@ export function FlowsView() {
         <label>to <select name="to" value={filter.to} onChange={set('to')}><option value="">any</option>{[...services, ...workloads].map((n) => <option>{n}</option>)}</select></label>
         <label title="a drop by policy shows as denied">verdict <select name="verdict" value={filter.verdict} onChange={set('verdict')}><option value="">any</option>{['forwarded', 'dropped', 'error', 'audit'].map((n) => <option>{n}</option>)}</select></label>
         <label>protocol <select name="protocol" value={filter.protocol} onChange={set('protocol')}><option value="">any</option>{['tcp', 'udp', 'http'].map((n) => <option>{n}</option>)}</select></label>
-        <label>status <input name="status" size={6} placeholder="e.g. 5xx" value={filter.status} onChange={set('status')} /></label>
+        <label>status <input name="status" size={6} placeholder="e.g. 5xx" value={statusDraft}
+          onInput={(e) => setStatusDraft((e.target as HTMLInputElement).value)} onChange={set('status')} /></label>
         <span class={`stream ${state}`} data-testid="stream-state">{state === 'live' ? '● live' : state}</span>
         <span class="muted" data-testid="flow-count">{flows.length} flows{flows.length >= KEEP ? ` (newest ${KEEP})` : ''}</span>
       </form>

@@ -1,25 +1,36 @@
 /**
  * The node proxy process: a node:cluster primary that forks one worker per
  * core (they share the listening socket; the primary hands out connections
- * round-robin), restarts a worker that dies, fans the daemon's config out,
+ * round-robin), restarts a worker that dies, fans the agent's config out,
  * funnels the workers' request events back, and serves the proxy's own
  * metrics on a second listener.
  *
- * Started by the daemon with fork(); argv: --host H --port P --metrics-port M --pins DIR [--workers N].
- * It exits when the daemon's IPC channel closes, so it never outlives it.
+ * It outlives the agent that started it (detached, its own session): the
+ * agent talks to it over a unix control socket (./control.ts), and the next
+ * agent finds it there and carries on, so an agent restart touches no
+ * connection the proxy carries. Without an agent it keeps its last config.
+ * It exits on SIGTERM or a `shutdown` message (teardown).
+ *
+ * argv: --host H --port P --metrics-port M --pins DIR --control SOCK --pid-file F [--workers N].
  */
 import cluster, { type Worker } from 'node:cluster';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
+import { renameSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ProxyStats } from '../../proxy/index.js';
-import type { FromProxy, FromWorker, ProxyProcessStats, ProxyPush, ToProxy, ToWorker } from './messages.js';
+import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker } from './messages.js';
 import { renderProxyMetrics } from './metrics.js';
+import { readMessages, writeMessage } from './control.js';
+import type { TunnelFlow } from '../../tunnel/index.js';
+import type { TunnelEndpoint } from '../../tunnel/endpoint.js';
+import type { TunnelledFlow } from './tunnel-forward.js';
 
 const { values } = parseArgs({
   options: {
     host: { type: 'string' }, port: { type: 'string' }, 'metrics-port': { type: 'string' },
-    pins: { type: 'string' }, workers: { type: 'string' },
+    pins: { type: 'string' }, workers: { type: 'string' }, control: { type: 'string' }, 'pid-file': { type: 'string' },
   },
 });
 const host = values.host ?? '127.0.0.1';
@@ -31,14 +42,59 @@ if (cluster.isWorker) {
   const { runWorker } = await import('./worker.js');
   await runWorker({ host, port, mapPins });
 } else {
-  const n = Math.max(1, Number(values.workers ?? 0) || os.availableParallelism());
-  const toDaemon = (m: FromProxy) => { if (process.connected) process.send!(m); };
+  const controlPath = values.control;
+  const pidFile = values['pid-file'];
+  if (!controlPath || !pidFile) {
+    process.stderr.write('node proxy: --control and --pid-file are required\n');
+    process.exit(2);
+  }
+  const metricsPort = Number(values['metrics-port'] ?? 15020);
+  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0 };
+  const n = Math.max(1, launch.workers || os.availableParallelism());
+  const since = new Date().toISOString();
+  /** The agent connected now, if any: one at a time, the newest wins. */
+  let agent: net.Socket | undefined;
+  const toAgent = (m: FromProxy) => writeMessage(agent, m);
   let push: ProxyPush | undefined;
   let starts = 0;
   let eventsDropped = 0;
   let ready = false;
   const latest = new Map<number, FromWorker & { type: 'stats' }>();
   const cumulative: ProxyStats = { responses: {}, requests: 0, connections: 0, tcpPassthrough: 0 };
+
+  // Cross-node mTLS: this node's receiving tunnel endpoint lives here, not in
+  // the agent, so that restarting the agent leaves tunnelled connections alone.
+  // Its flows and the workers' go to the agent in batches (observe).
+  const TUNNEL_FLOWS_PER_FLUSH = 500;
+  let endpoint: TunnelEndpoint | undefined;
+  let endpointDir = '';
+  let received: TunnelFlow[] = [];
+  let sent: TunnelledFlow[] = [];
+  const tunnelFlush = setInterval(() => {
+    if (received.length || sent.length) toAgent({ type: 'tunnel', received, sent });
+    received = [];
+    sent = [];
+  }, 250);
+  tunnelFlush.unref();
+  const configureEndpoint = async () => {
+    const t = push?.tunnel;
+    if (endpoint && t?.svidDir === endpointDir) return;
+    await endpoint?.stop();
+    endpoint = undefined;
+    if (!t) return;
+    // Loaded on first use: a node without mTLS never pays for TLS and HTTP/2 here.
+    const { TunnelEndpoint } = await import('../../tunnel/endpoint.js');
+    endpointDir = t.svidDir;
+    endpoint = new TunnelEndpoint({
+      svidDir: t.svidDir,
+      trustDomain: () => push?.tunnel?.trustDomain ?? t.trustDomain,
+      localIps: () => localIps,
+      onFlow: (f) => { if (agent && received.length < TUNNEL_FLOWS_PER_FLUSH) received.push(f); },
+    });
+    endpoint.start();
+  };
+  let localIps: ReadonlySet<string> = new Set();
+  let endpointChange = Promise.resolve();
 
   const configure = (w: Worker) => { if (push && w.isConnected()) w.send({ type: 'config', push, workers: n } satisfies ToWorker); };
 
@@ -51,14 +107,19 @@ if (cluster.isWorker) {
           configure(w);
           break;
         case 'listening':
-          if (!ready && [...Object.values(cluster.workers ?? {})].length >= 1) {
+          if (!ready) {
             ready = true;
-            toDaemon({ type: 'ready', host, port, metricsPort, workers: n });
+            toAgent({ type: 'ready', host, port, metricsPort, workers: n });
           }
           break;
         case 'requests':
           eventsDropped += m.dropped;
-          if (m.counts.length || m.events.length) toDaemon({ type: 'requests', counts: m.counts, events: m.events });
+          // With no agent connected (one restarting), the counts are lost to it, and counted here.
+          if (!agent) eventsDropped += m.events.length;
+          else if (m.counts.length || m.events.length) toAgent({ type: 'requests', counts: m.counts, events: m.events });
+          break;
+        case 'tunnelled':
+          if (agent) sent.push(...m.flows.slice(0, TUNNEL_FLOWS_PER_FLUSH - sent.length));
           break;
         case 'stats':
           latest.set(w.id, m);
@@ -89,30 +150,83 @@ if (cluster.isWorker) {
       configErrors += s.configErrors;
       unresolved += s.unresolved;
     }
-    return { ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed };
+    const tunnelSent = { streams: 0, failed: 0, noPeer: 0 };
+    for (const { stats: s } of latest.values()) {
+      tunnelSent.streams += s.tunnelSent.streams;
+      tunnelSent.failed += s.tunnelSent.failed;
+      tunnelSent.noPeer += s.tunnelSent.noPeer;
+    }
+    return {
+      ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed,
+      ...(push?.tunnel ? { tunnelSent } : {}), ...(endpoint ? { tunnel: endpoint.status() } : {}),
+    };
   };
 
   let stopping = false;
-  process.on('message', (m: ToProxy) => {
-    if (m.type === 'config') {
-      push = m.push;
-      for (const w of Object.values(cluster.workers ?? {})) if (w) configure(w);
-      if (Object.keys(cluster.workers ?? {}).length === 0) for (let i = 0; i < n; i++) fork();
-    } else if (m.type === 'stats?') {
-      toDaemon({ type: 'stats', id: m.id, stats: stats() });
+  const onMessage = (from: net.Socket, m: ToProxy) => {
+    switch (m.type) {
+      case 'hello':
+        // A newer agent: the older connection (a dying agent) is let go.
+        if (agent && agent !== from) agent.destroy();
+        agent = from;
+        toAgent({ type: 'hello', protocol: PROXY_PROTOCOL, pid: process.pid, launch, ready, configured: !!push, since });
+        break;
+      case 'config':
+        if (from !== agent) return;
+        push = m.push;
+        localIps = new Set(push.tunnel?.localIps ?? []);
+        // One change at a time: two quick pushes must not start two endpoints.
+        endpointChange = endpointChange.then(configureEndpoint).catch((e: Error) => { process.stderr.write(`node proxy: tunnel endpoint: ${e.message}\n`); });
+        for (const w of Object.values(cluster.workers ?? {})) if (w) configure(w);
+        if (Object.keys(cluster.workers ?? {}).length === 0) for (let i = 0; i < n; i++) fork();
+        break;
+      case 'stats?':
+        writeMessage(from, { type: 'stats', id: m.id, stats: stats() } satisfies FromProxy);
+        break;
+      case 'shutdown':
+        exit();
+        break;
     }
+  };
+
+  const control = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.on('close', () => { if (agent === s) agent = undefined; });
+    readMessages<ToProxy>(s, (m) => onMessage(s, m));
   });
+  // Only the agent (root) may steer the proxy.
+  process.umask(0o077);
+  // A socket file left by a proxy that died: nobody answers there, so it is ours to replace.
+  rmSync(controlPath, { force: true });
+  control.on('error', (e) => {
+    process.stderr.write(`node proxy: control socket ${controlPath}: ${e.message}\n`);
+    process.exit(1);
+  });
+  control.listen(controlPath, () => {
+    // The PID file last, by rename: whoever reads it finds a proxy that answers.
+    writeFileSync(`${pidFile}.tmp`, String(process.pid));
+    renameSync(`${pidFile}.tmp`, pidFile);
+  });
+
   const exit = () => {
+    if (stopping) return;
     stopping = true;
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM');
+    try {
+      // Only our own files: a proxy that replaced us keeps its own.
+      if (readFileSync(pidFile, 'utf8').trim() === String(process.pid)) {
+        rmSync(pidFile, { force: true });
+        rmSync(controlPath, { force: true });
+      }
+    } catch { /* already gone */ }
     process.exit(0);
   };
-  process.on('disconnect', exit);
   process.on('SIGTERM', exit);
-  toDaemon({ type: 'hello' });
+  process.on('SIGINT', exit);
+  // The agent's terminal or session going away is no reason to stop carrying connections.
+  process.on('SIGHUP', () => undefined);
 
   // The proxy's own metrics, for Prometheus and for people.
-  const metricsPort = Number(values['metrics-port'] ?? 15020);
   const metrics = http.createServer((req, res) => {
     if (req.url === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
@@ -124,7 +238,7 @@ if (cluster.isWorker) {
       res.writeHead(404).end();
     }
   });
-  metrics.on('error', (e) => toDaemon({ type: 'error', message: `metrics listener: ${e.message}` }));
+  metrics.on('error', (e) => process.stderr.write(`node proxy: metrics listener: ${e.message}\n`));
   metrics.listen(metricsPort, host);
 }
 

@@ -1,9 +1,12 @@
 /**
- * What the daemon and the node proxy process say to each other over the
- * fork() IPC channel, and the primary to its workers: one place for the
- * shapes, so the three sides cannot drift.
+ * What the agent and the node proxy process say to each other over the
+ * proxy's control socket (one JSON message per line), and the primary to its
+ * workers over node:cluster IPC: one place for the shapes, so the three
+ * sides cannot drift.
  */
 import type { ProxyRequestCounter } from './requests.js';
+import type { TunnelFlow } from '../../tunnel/index.js';
+import type { TunnelledFlow } from './tunnel-forward.js';
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyRoutingConfig, type ProxyStats, type RequestDoneEvent } from '../../proxy/index.js';
 
 /** A caller as the proxy names it; looked up by the kernel-recorded cgroup id, else by IP. */
@@ -19,11 +22,41 @@ export interface ProxyPush {
   byCgroup: Array<[string, CallerEntry]>;
   /** [ip, caller] */
   byIp: Array<[string, CallerEntry]>;
+  /** Cross-node mTLS: present once the node has its SVID; the proxy then runs the node's tunnel endpoint too. */
+  tunnel?: TunnelPush;
+}
+
+export interface TunnelPush {
+  svidDir: string;
+  trustDomain: string;
+  /** [pod subnet CIDR, node name, tunnel endpoint host] */
+  peers: Array<[string, string, string]>;
+  /** This node's workload IPs: the only destinations the endpoint delivers to. */
+  localIps: string[];
+}
+
+/**
+ * Bumped whenever a message changes shape: an agent meeting a proxy of
+ * another version replaces it (not hitless) rather than talk past it.
+ */
+export const PROXY_PROTOCOL = 1;
+
+/** How a proxy was started; an agent adopts a running proxy only if it would start the same one. */
+export interface ProxyLaunch {
+  host: string;
+  port: number;
+  metricsPort: number;
+  mapPins: string;
+  /** 0: one per core. */
+  workers: number;
 }
 
 export type ToProxy =
+  | { type: 'hello'; protocol: number }
   | { type: 'config'; push: ProxyPush }
-  | { type: 'stats?'; id: number };
+  | { type: 'stats?'; id: number }
+  /** Teardown: the proxy exits (the agent also waits for its PID). */
+  | { type: 'shutdown' };
 
 export interface ProxyProcessStats extends ProxyStats {
   workers: number;
@@ -36,23 +69,29 @@ export interface ProxyProcessStats extends ProxyStats {
   /** Connections that arrived without a kernel record (closed). */
   unresolved: number;
   attributed: { cgroup: number; ip: number; unknown: number };
+  /** The node's tunnel endpoint (listening, SPIFFE ID, certificate expiry, sessions, streams), when it runs. */
+  tunnel?: Record<string, unknown>;
+  /** Streams the workers opened into the tunnel: opened, refused by the peer, no peer for the destination. */
+  tunnelSent?: { streams: number; failed: number; noPeer: number };
 }
 
 export type FromProxy =
-  /** The process listens for messages now (earlier ones would be lost). */
-  | { type: 'hello' }
+  /** First line on every control connection: who answers, and whether its workers listen. */
+  | { type: 'hello'; protocol: number; pid: number; launch: ProxyLaunch; ready: boolean; configured: boolean; since: string }
   | { type: 'ready'; host: string; port: number; metricsPort: number; workers: number }
   /** Exact counts for every request since the last message, and a sample of the requests. */
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[] }
   | { type: 'stats'; id: number; stats: ProxyProcessStats }
-  | { type: 'error'; message: string };
+  /** Cross-node mTLS streams that ended: received by this node's endpoint, or sent by a worker into the tunnel. */
+  | { type: 'tunnel'; received: TunnelFlow[]; sent: TunnelledFlow[] };
 
 /** Worker -> primary. */
 export type FromWorker =
   | { type: 'hello' }
   | { type: 'listening' }
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[]; dropped: number }
-  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number } } };
+  | { type: 'tunnelled'; flows: TunnelledFlow[] }
+  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: { streams: number; failed: number; noPeer: number } } };
 
 /** Primary -> worker. */
 export type ToWorker = { type: 'config'; push: ProxyPush; workers: number };

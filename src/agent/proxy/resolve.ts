@@ -7,7 +7,7 @@
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { openPinnedMap, type TypedMap } from '../../kernel/index.js';
-import { L7ConnKey, L7Orig, type ValueOf } from '../../abi/structs.js';
+import { L7ConnKey, L7Orig, L7_ORIG_F_TUNNEL, type ValueOf } from '../../abi/structs.js';
 import type { OriginalDestination } from '../../proxy/index.js';
 import type { CallerEntry, ProxyPush } from './messages.js';
 
@@ -49,7 +49,10 @@ export class OriginalResolver {
       caller = UNKNOWN_CALLER;
       this.attributed.unknown++;
     }
-    return { dst: { ip: orig.vip, port: orig.port }, client: { identity: caller.identity, namespace: caller.namespace } };
+    return {
+      dst: { ip: orig.vip, port: orig.port }, client: { identity: caller.identity, namespace: caller.namespace },
+      ...(orig.flags & L7_ORIG_F_TUNNEL ? { tunnel: true } : {}),
+    };
   }
 
   close(): void {

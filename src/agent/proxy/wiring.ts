@@ -1,7 +1,7 @@
 /**
  * Puts the node proxy in the mesh on one node: decides from the snapshot
- * whether the proxy is needed, starts it (supervised) on the node's bridge
- * address, tells the kernel where it listens, and pushes its config on
+ * whether the proxy is needed, adopts the running one or starts it on the
+ * node's bridge address, tells the kernel where it listens, and pushes its config on
  * every reconcile. Runs before the LB maps are written, so a frontend is
  * never flagged L7 before a proxy answers on the address the kernel uses.
  */
@@ -12,10 +12,13 @@ import { cgroup2Root } from '../../kernel/index.js';
 import { ensureBridge, gatewayOf } from '../../lab/network.js';
 import type { InstancePaths } from '../../paths.js';
 import type { Datapath } from '../datapath.js';
-import type { CallerEntry, ProxyPush } from './messages.js';
+import type { CallerEntry, ProxyProcessStats, ProxyPush, TunnelPush } from './messages.js';
+import type { TunnelFlow } from '../../tunnel/index.js';
+import type { TunnelledFlow } from './tunnel-forward.js';
 import { PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
 import { ProxyRequestLog } from './requests.js';
 import { ProxySupervisor } from './supervisor.js';
+import { ownedProxyPid, proxyFiles } from './control.js';
 
 function cgroupId(path: string): string | undefined {
   try {
@@ -38,31 +41,53 @@ export function callerTables(snap: Snapshot): Pick<ProxyPush, 'byCgroup' | 'byIp
   return { byCgroup, byIp };
 }
 
+/** Cross-node mTLS streams that ended, as the proxy reports them in batches. */
+export interface TunnelSink {
+  /** Received by this node's endpoint from a peer node. */
+  received(f: TunnelFlow): void;
+  /** Sent by this node's proxy into the tunnel. */
+  sent(f: TunnelledFlow): void;
+}
+
+const RECENT_TUNNEL_FLOWS = 200;
+
 export class NodeProxyWiring {
   readonly requests = new ProxyRequestLog();
+  /** The endpoint's most recent received streams (GET /v1/tunnel). */
+  readonly recentTunnel: TunnelFlow[] = [];
+  /** observe hangs here. */
+  readonly tunnelSinks: TunnelSink[] = [];
   private supervisor: ProxySupervisor | undefined;
   private steered: string[] = [];
   address: { host: string; port: number } | undefined;
 
-  constructor(private readonly paths: InstancePaths, private readonly workers?: number) {}
+  constructor(private readonly paths: InstancePaths, private readonly workers?: number, private readonly nodeIndex = 0) {}
 
-  /** Called at the start of every reconcile; returns once a needed proxy listens. */
-  async reconcile(snap: Snapshot, datapath: Datapath): Promise<void> {
+  /**
+   * Called at the start of every reconcile; returns once a needed proxy
+   * listens. `tunnel` (cross-node mTLS): the proxy is needed as soon as some
+   * destination of another node is tunnelled, and it must listen before the
+   * kernel is told to steer those (the caller writes ebm_xnode_dsts after).
+   */
+  async reconcile(snap: Snapshot, datapath: Datapath, tunnel?: TunnelPush): Promise<void> {
     const { steered, ...routing } = computeProxyConfig(snap);
     this.steered = steered;
-    if (!steered.length && !this.supervisor) return; // nothing needs L7 yet: no proxy at all
-    const subnet = nodePodSubnet(snap.mesh);
+    const files = proxyFiles(this.paths);
+    // Nothing needs the proxy yet (no L7 rule, no tunnel) and no earlier agent left one running: no proxy at all.
+    if (!steered.length && !tunnel && !this.supervisor && !ownedProxyPid(files)) return;
+    const subnet = nodePodSubnet(snap.mesh, this.nodeIndex);
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
       this.supervisor = new ProxySupervisor({
-        host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins,
-        ...(this.workers ? { workers: this.workers } : {}),
+        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0 },
+        files,
         onRequests: (counts, events) => this.requests.onProxyBatch(counts, events),
+        onTunnel: (received, sent) => this.onTunnel(received, sent),
         onLog: (l) => process.stderr.write(`${l}\n`),
       });
     }
-    this.supervisor.configure({ routing, ...callerTables(snap) });
+    this.supervisor.configure({ routing, ...callerTables(snap), ...(tunnel ? { tunnel } : {}) });
     if (this.address?.host !== host) {
       // Fail closed from here on: steered connections reach the proxy or are refused.
       datapath.setL7Proxy(host, PROXY_PORT);
@@ -74,14 +99,30 @@ export class NodeProxyWiring {
     if (!(await this.supervisor.waitReady(10_000))) process.stderr.write('node proxy: not listening after 10 s; steered Services refuse connections until it does\n');
   }
 
+  private onTunnel(received: readonly TunnelFlow[], sent: readonly TunnelledFlow[]): void {
+    this.recentTunnel.push(...received);
+    if (this.recentTunnel.length > RECENT_TUNNEL_FLOWS) this.recentTunnel.splice(0, this.recentTunnel.length - RECENT_TUNNEL_FLOWS);
+    for (const s of this.tunnelSinks) {
+      for (const f of received) s.received(f);
+      for (const f of sent) s.sent(f);
+    }
+  }
+
+  /** The proxy process's counters (and its tunnel endpoint's status); undefined while no proxy answers. */
+  stats(): Promise<ProxyProcessStats | undefined> {
+    return this.supervisor?.stats() ?? Promise.resolve(undefined);
+  }
+
   async status(): Promise<Record<string, unknown> | undefined> {
     if (!this.supervisor) return undefined;
     return {
       listen: this.address && `${this.address.host}:${this.address.port}`,
       metrics: this.address && `${this.address.host}:${PROXY_METRICS_PORT}`,
       pid: this.supervisor.pid,
+      since: this.supervisor.since,
       ready: this.supervisor.ready,
       starts: this.supervisor.starts,
+      adopted: this.supervisor.adopted,
       lastExit: this.supervisor.lastExit,
       steered: this.steered,
       stats: await this.supervisor.stats(),
@@ -90,7 +131,9 @@ export class NodeProxyWiring {
     };
   }
 
-  async stop(): Promise<void> {
-    await this.supervisor?.stop();
+  /** The agent stops: the proxy stays, with its connections, for the next agent; teardown stops it. */
+  async stop(teardown: boolean): Promise<void> {
+    if (teardown) await this.supervisor?.shutdown();
+    else this.supervisor?.detach();
   }
 }

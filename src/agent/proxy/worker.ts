@@ -9,6 +9,7 @@ import { describeError } from '../../errors.js';
 import { divideForWorkers, type FromWorker, type ToWorker } from './messages.js';
 import { countKey, type ProxyRequestCounter } from './requests.js';
 import { OriginalResolver } from './resolve.js';
+import { TunnelForwarder, type TunnelledFlow } from './tunnel-forward.js';
 
 /** Requests sent individually per flush; every request is counted either way. */
 const SAMPLE = 200;
@@ -16,6 +17,9 @@ const SAMPLE = 200;
 export async function runWorker(env: { host: string; port: number; mapPins: string }): Promise<void> {
   const send = (m: FromWorker) => { if (process.connected) process.send!(m); };
   const resolver = new OriginalResolver(env.mapPins);
+  // Cross-node mTLS: the streams this worker sent into the tunnel, a sample per flush like the requests (observe records them).
+  let sent: TunnelledFlow[] = [];
+  const forwarder = new TunnelForwarder((f) => { if (sent.length < SAMPLE) sent.push(f); });
   let proxy: NodeProxy | undefined;
   let configVersion = 0;
   let configErrors = 0;
@@ -41,7 +45,9 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
     batch = [];
     counts = new Map();
     dropped = 0;
-    if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), configVersion, configErrors, unresolved: resolver.unresolved, attributed: { ...resolver.attributed } } });
+    if (sent.length) send({ type: 'tunnelled', flows: sent });
+    sent = [];
+    if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), configVersion, configErrors, unresolved: resolver.unresolved, attributed: { ...resolver.attributed }, tunnelSent: { ...forwarder.stats } } });
   }, 250);
   flush.unref();
 
@@ -49,9 +55,10 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
   process.on('message', (m: ToWorker) => {
     if (m.type !== 'config') return;
     resolver.setCallers(m.push);
+    try { forwarder.configure(m.push.tunnel); } catch (e) { process.stderr.write(`node proxy worker ${process.pid}: tunnel: ${describeError(e)}\n`); }
     const routing = divideForWorkers(m.push.routing, m.workers);
     if (!proxy) {
-      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s) }).then(
+      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o) }).then(
         (p) => { proxy = p; configVersion++; send({ type: 'listening' }); },
         (e) => { process.stderr.write(`node proxy worker ${process.pid}: ${describeError(e)}\n`); process.exit(1); },
       );

@@ -6,5 +6,6 @@ import { observe } from './observe.js';
 import { proxy } from './proxy.js';
 import { shortcut } from './shortcut.js';
 import { policyBench } from './policy.js';
+import { mtls } from './mtls.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut];
+export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, mtls];

@@ -29,17 +29,29 @@ export interface BenchMeshOptions {
   http?: string;
 }
 
-/** MeshConfig, the nginx server (bench/server, port http 8080) and the client (bench/client), as YAML. */
-export function benchMesh(o: BenchMeshOptions): string {
+/** Where a workload runs and in which namespace (the multi-node scenarios place them). */
+export interface Placement {
+  namespace?: string;
+  /** A node of a multi-node lab; absent on a single node. */
+  node?: string;
+}
+
+const nodeLine = (node: string | undefined) => (node ? `\n  node: ${node}` : '');
+
+export function meshConfigYaml(o: Pick<BenchMeshOptions, 'serviceCIDR' | 'podCIDR'>): string {
   return `apiVersion: ebmesh.io/v1alpha1
 kind: MeshConfig
 metadata: {name: mesh}
 spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}}
----
-apiVersion: ebmesh.io/v1alpha1
+`;
+}
+
+/** The nginx server (name server, label app: server, port http 8080) answering "ok". */
+export function nginxServerYaml(o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement = {}): string {
+  return `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec:
+metadata: {name: server, namespace: ${o.namespace ?? 'bench'}, labels: {app: server}}
+spec:${nodeLine(o.node)}
   ports: [{name: http, containerPort: 8080}]
   files:
     nginx.conf: |
@@ -48,10 +60,21 @@ spec:
       http { access_log off; ${o.http ? `${o.http} ` : ''}client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
         server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
   command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {command: [sleep, infinity]}
 `;
+}
+
+/** An idle client workload (name client) to run the load generator in. */
+export function clientYaml(o: Placement = {}): string {
+  return `apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: client, namespace: ${o.namespace ?? 'bench'}, labels: {app: client}}
+spec: {${o.node ? `node: ${o.node}, ` : ''}command: [sleep, infinity]}
+`;
+}
+
+/** MeshConfig, the nginx server (bench/server, port http 8080) and the client (bench/client), as YAML. */
+export function benchMesh(o: BenchMeshOptions): string {
+  return `${meshConfigYaml(o)}---
+${nginxServerYaml(o)}---
+${clientYaml()}`;
 }

@@ -7,13 +7,27 @@ import { EbmeshError } from '../../errors.js';
 import { FILTER_KEYS, flowLine, type Flow } from '../../observe/flow.js';
 import type { GoldenRow } from '../../observe/golden.js';
 import type { Command, CommandContext } from '../command.js';
+import { nodePaths, type InstancePaths } from '../../paths.js';
+import { readCluster } from '../../lab/cluster.js';
+
+/** Whose flows: the node daemon's, or on a multi-node lab the agent of --node. */
+function target(ctx: CommandContext, node: string | undefined): InstancePaths {
+  const lab = readCluster(ctx.paths);
+  if (node === undefined) {
+    if (lab) throw new EbmeshError('EBMESH_USAGE', `"${ctx.paths.instance}" is a multi-node lab: say which node's flows`, { hint: `--node ${lab.nodes.join('|')}` });
+    return ctx.paths;
+  }
+  if (!lab) throw new EbmeshError('EBMESH_USAGE', `--node ${node}: "${ctx.paths.instance}" is a single node, not a multi-node lab`);
+  if (!lab.nodes.includes(node)) throw new EbmeshError('EBMESH_USAGE', `--node ${node}: no such node (the lab has ${lab.nodes.join(', ')})`);
+  return nodePaths(ctx.paths.instance, node);
+}
 
 const filterOptions = Object.fromEntries(FILTER_KEYS.map((k) => [k, { type: 'string' as const }]));
 
 /** Reads an NDJSON stream until the server ends it or the user interrupts. */
-function stream(ctx: CommandContext, path: string, onLine: (obj: any) => void): Promise<void> {
+function stream(paths: InstancePaths, path: string, onLine: (obj: any) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: ctx.paths.apiSocket, method: 'GET', path }, (res) => {
+    const req = request({ socketPath: paths.apiSocket, method: 'GET', path }, (res) => {
       if (res.statusCode !== 200) {
         let text = '';
         res.on('data', (c: Buffer) => (text += c.toString()));
@@ -40,7 +54,7 @@ function stream(ctx: CommandContext, path: string, onLine: (obj: any) => void): 
     });
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-        reject(new EbmeshError('EBMESH_NOT_RUNNING', `the mesh node "${ctx.paths.instance}" is not running`, { hint: 'start it with: ebmesh up' }));
+        reject(new EbmeshError('EBMESH_NOT_RUNNING', `the mesh node "${paths.instance}" is not running`, { hint: 'start it with: ebmesh up' }));
       } else reject(e);
     });
     const stop = () => { req.destroy(); resolve(); };
@@ -53,12 +67,12 @@ function stream(ctx: CommandContext, path: string, onLine: (obj: any) => void): 
 export const observe: Command = {
   name: 'observe',
   summary: 'show connections, drops and HTTP requests on this node, as the kernel sees them',
-  usage: 'observe [-f] [--last N] [--from W] [--to W|SVC] [--namespace NS] [--verdict V] [--protocol http|tcp|udp] [--status 5xx|404] [--type T] [--reason R[,R|policy-*]] [-o json]',
+  usage: 'observe [--node NODE] [-f] [--last N] [--from W] [--to W|SVC] [--namespace NS] [--verdict V] [--protocol http|tcp|udp] [--status 5xx|404] [--type T] [--reason R[,R|policy-*]] [-o json]',
   async run(ctx) {
     const { values } = parseArgs({
       args: ctx.args,
       options: {
-        follow: { type: 'boolean', short: 'f' }, last: { type: 'string' }, output: { type: 'string', short: 'o' },
+        follow: { type: 'boolean', short: 'f' }, last: { type: 'string' }, output: { type: 'string', short: 'o' }, node: { type: 'string' },
         ...filterOptions,
       },
     });
@@ -68,6 +82,7 @@ export const observe: Command = {
       const v = (values as Record<string, unknown>)[k];
       if (typeof v === 'string') q.set(k, v);
     }
+    const paths = target(ctx, values.node);
     const json = values.output === 'json';
     const print = (f: Flow | { lost: number }) => {
       if (json) ctx.out(JSON.stringify(f));
@@ -77,11 +92,11 @@ export const observe: Command = {
     if (values.follow) {
       q.set('follow', '1');
       q.set('last', values.last ?? '0');
-      await stream(ctx, `/v1/flows?${q}`, print);
+      await stream(paths, `/v1/flows?${q}`, print);
       return 0;
     }
     q.set('last', values.last ?? '20');
-    const r = await call<{ flows: Flow[] }>(ctx.paths, 'GET', `/v1/flows?${q}`);
+    const r = await call<{ flows: Flow[] }>(paths, 'GET', `/v1/flows?${q}`);
     for (const f of r.flows) print(f);
     return 0;
   },

@@ -1,0 +1,102 @@
+/**
+ * The node proxy's control socket and PID file: where an agent finds the
+ * proxy a previous agent started (the proxy outlives agents, so restarting
+ * one never touches the connections it carries), and how teardown finds a
+ * proxy to stop, by its PID, even after the agent crashed.
+ *
+ * The channel is one JSON message per line over a unix socket in the
+ * instance's run directory; messages are in ./messages.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Socket } from 'node:net';
+import type { InstancePaths } from '../../paths.js';
+
+export interface ProxyFiles {
+  socket: string;
+  pidFile: string;
+  log: string;
+}
+
+export function proxyFiles(paths: Pick<InstancePaths, 'runDir' | 'stateDir'>): ProxyFiles {
+  return { socket: join(paths.runDir, 'proxy.sock'), pidFile: join(paths.runDir, 'proxy.pid'), log: join(paths.stateDir, 'proxy.log') };
+}
+
+/** Lines are bounded: a peer that sends no newline cannot make us buffer forever. */
+const MAX_LINE = 64 << 20;
+
+/** Reads newline-delimited JSON from a socket; a line that does not parse closes it (the peer is not ours). */
+export function readMessages<T>(socket: Socket, onMessage: (m: T) => void): void {
+  let buf = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    buf += chunk;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      let m: T;
+      try {
+        m = JSON.parse(line) as T;
+      } catch {
+        socket.destroy(new Error('control socket: a line that is not JSON'));
+        return;
+      }
+      onMessage(m);
+    }
+    if (buf.length > MAX_LINE) socket.destroy(new Error(`control socket: a message over ${MAX_LINE} bytes`));
+  });
+}
+
+export function writeMessage(socket: Socket | undefined, m: unknown): void {
+  if (socket && !socket.destroyed && socket.writable) socket.write(`${JSON.stringify(m)}\n`);
+}
+
+/**
+ * The PID in the proxy's PID file, if that process is still this
+ * instance's proxy: a PID reused by anything else (its command line does
+ * not name our control socket) is never signalled.
+ */
+export function ownedProxyPid(files: ProxyFiles): number | undefined {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(files.pidFile, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return undefined;
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.some((a) => a.endsWith('agent/proxy/main.js')) && argv.includes(files.socket) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Stops a proxy by its PID: SIGTERM, then SIGKILL after graceMs. Resolves once it is gone. */
+export async function stopProxyPid(pid: number, graceMs = 3000): Promise<void> {
+  try { process.kill(pid, 'SIGTERM'); } catch { return; }
+  const until = Date.now() + graceMs;
+  while (alive(pid) && Date.now() < until) await sleep(20);
+  if (!alive(pid)) return;
+  try { process.kill(pid, 'SIGKILL'); } catch { return; }
+  for (let i = 0; i < 250 && alive(pid); i++) await sleep(20);
+}
+
+/** Teardown: the instance's proxy, found by its PID file, is stopped (works with no agent at all). */
+export async function stopOwnedProxy(paths: Pick<InstancePaths, 'runDir' | 'stateDir'>): Promise<void> {
+  const pid = ownedProxyPid(proxyFiles(paths));
+  if (pid) await stopProxyPid(pid);
+}
