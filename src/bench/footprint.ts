@@ -90,10 +90,18 @@ function memoryOf(pid: number): { rss: number; pss: number | null } {
 
 /**
  * Starts sampling now; stop() takes a last sample and returns the totals.
+ * descendants: false counts the given processes alone (the node daemon,
+ * whose descendants are the lab's workloads, the load under test); exclude
+ * leaves those processes and their subtrees out of the tree.
  * CPU is the growth of each process's tick counter up to its last sighting,
  * so a process that exits mid-run keeps what it used until the sample before.
  */
-export function sampleFootprint(pids: readonly number[], intervalMs = 500, exclude: readonly number[] = []): FootprintSampler {
+export function sampleFootprint(
+  pids: readonly number[],
+  intervalMs = 500,
+  opts: { descendants?: boolean; exclude?: readonly number[] } = {},
+): FootprintSampler {
+  const descendants = opts.descendants ?? true;
   const first = new Map<number, number>();
   const last = new Map<number, number>();
   let maxRss = 0;
@@ -104,7 +112,7 @@ export function sampleFootprint(pids: readonly number[], intervalMs = 500, exclu
   const t0 = process.hrtime.bigint();
 
   const sample = (): void => {
-    const tree = processTree(pids, exclude);
+    const tree = descendants ? processTree(pids, opts.exclude) : pids.filter((p) => readStat(p) !== null);
     let rss = 0;
     let pss = 0;
     for (const p of tree) {

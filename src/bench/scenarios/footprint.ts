@@ -125,7 +125,7 @@ export const footprint: Scenario = {
         const meshSample = (status: MeshStatus, countProxy: boolean) => () => {
           const proxyPid = status.proxy?.pid;
           // The daemon's children are the workloads and the node proxy: the proxy counts on its own (when it carries the traffic), the workloads not at all.
-          const daemon = sampleFootprint([status.pid], SAMPLE_MS, [...workloadPids, ...(proxyPid ? [proxyPid] : [])]);
+          const daemon = sampleFootprint([status.pid], SAMPLE_MS, { exclude: [...workloadPids, ...(proxyPid ? [proxyPid] : [])] });
           const proxy = countProxy && proxyPid ? sampleFootprint([proxyPid], SAMPLE_MS) : undefined;
           return () => ({ daemon: daemon.stop(), ...(proxy ? { 'node proxy': proxy.stop() } : {}) });
         };

@@ -57,7 +57,8 @@ export const observe: Scenario = {
         await attachMesh(INSTANCE);
         ctx.progress(`ebmesh, flows + HTTP, repeat ${rep + 1}/${ctx.repeats}`);
         const before = seen();
-        const agent = sampleFootprint([status.pid], 250);
+        // The daemon alone: the lab's workloads (nginx here) are its children.
+        const agent = sampleFootprint([status.pid], 250, { descendants: false });
         const r = await run();
         const fp = agent.stop();
         const after = seen();

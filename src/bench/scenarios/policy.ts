@@ -101,7 +101,7 @@ export const policyBench: Scenario = {
             add('no policy', 'mesh client → server IP:8080, nothing selects the server', runFromLoad(await load()));
             continue;
           }
-          const agent = sampleFootprint([status.pid], 250);
+          const agent = sampleFootprint([status.pid], 250, { descendants: false });
           add(`ebmesh, ${n} rules`, `${n} ingress rules selecting the server, judged at connect() and SYN by map lookups`, runFromLoad(await load(), { agent: agent.stop() }), 'no policy');
         }
         if (n > 0) {

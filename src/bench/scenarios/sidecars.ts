@@ -76,7 +76,7 @@ export const sidecars: Scenario = {
       const sidecarPids = sm.pids;
 
       // The daemon's children are the workloads and the node proxy: neither counts as the agent.
-      const agent = () => sampleFootprint([st.pid], SAMPLE_MS, [...workloadPids, proxyPid]);
+      const agent = () => sampleFootprint([st.pid], SAMPLE_MS, { exclude: [...workloadPids, proxyPid] });
       const run = async (name: string, description: string, url: string, sample: Record<string, () => { stop(): Footprint }>) => {
         const samplers = Object.entries(sample).map(([k, f]) => [k, f()] as const);
         const r = await runLoadgen({
