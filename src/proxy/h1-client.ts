@@ -29,15 +29,16 @@ const { HTTPParser } = createRequire(import.meta.url)('_http_common') as ParserM
 /** Response headers Node keeps only once (first wins), as IncomingMessage does. */
 const SINGLE = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization', 'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
 
+/** Adds one header the way IncomingMessage does: set-cookie as a list, singletons first-wins, others joined. */
+export function addHeader(into: IncomingHttpHeaders, k: string, v: string): void {
+  const cur = into[k];
+  if (cur === undefined) into[k] = k === 'set-cookie' ? [v] : v;
+  else if (k === 'set-cookie') (cur as string[]).push(v);
+  else if (!SINGLE.has(k)) into[k] = `${cur as string}${k === 'cookie' ? '; ' : ', '}${v}`;
+}
+
 export function headersFromRaw(raw: readonly string[], into: IncomingHttpHeaders = {}): IncomingHttpHeaders {
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    const v = raw[i + 1]!;
-    const cur = into[k];
-    if (cur === undefined) into[k] = k === 'set-cookie' ? [v] : v;
-    else if (k === 'set-cookie') (cur as string[]).push(v);
-    else if (!SINGLE.has(k)) into[k] = `${cur as string}${k === 'cookie' ? '; ' : ', '}${v}`;
-  }
+  for (let i = 0; i + 1 < raw.length; i += 2) addHeader(into, raw[i]!.toLowerCase(), raw[i + 1]!);
   return into;
 }
 

@@ -36,9 +36,11 @@ export interface ResponseSink {
   headersSent: boolean;
   statusCode: number;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
+  /** false: wait for 'drain' before writing more. */
+  write(chunk: Buffer): boolean;
   end(chunk?: string | Buffer): unknown;
   addTrailers(h: OutgoingHttpHeaders): void;
-  once(ev: 'close' | 'finish', fn: () => void): unknown;
+  once(ev: 'close' | 'finish' | 'drain', fn: () => void): unknown;
 }
 
 export interface Downstream {
@@ -49,14 +51,13 @@ export interface Downstream {
   authority: string;
   /** Lower-case, no pseudo-headers. */
   headers: IncomingHttpHeaders;
-  body: Readable;
+  /** A Buffer when the whole body was already read (replayable as is). */
+  body: Readable | Buffer | undefined;
   hasBody: boolean;
   conn: ConnContext;
   res: ResponseSink;
   /** Reset the client's stream/connection (after headers were sent there is no other way to signal failure). */
   abort(): void;
-  /** After this response, close the connection (h1 only). */
-  closeAfter?: boolean;
 }
 
 class NoEndpoint extends Error {}
@@ -103,7 +104,6 @@ function sendRejection(ds: Downstream, r: Rejection): void {
     return;
   }
   const headers: OutgoingHttpHeaders = { ...r.headers, 'content-length': Buffer.byteLength(r.body) };
-  if (ds.protocol === 'http1' && ds.closeAfter) headers['connection'] = 'close';
   ds.res.writeHead(r.status, headers);
   ds.res.end(r.body);
 }
@@ -185,7 +185,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 
     const rule = plan.rule;
     const mustReplay = ds.hasBody && (rule?.retry !== undefined || (rule?.mirrors.length ?? 0) > 0);
-    const body: Buffer | Readable | undefined = !ds.hasBody ? undefined : mustReplay ? await readBody(ds.body, cfg.limits.maxBufferedBodyBytes) : ds.body;
+    const body: Buffer | Readable | undefined = !ds.hasBody || ds.body === undefined ? undefined : mustReplay && !Buffer.isBuffer(ds.body) ? await readBody(ds.body, cfg.limits.maxBufferedBodyBytes) : ds.body;
 
     const headers = stripHopByHop(ds.headers, true);
     applyHeaderModifier(headers, rule?.requestHeaders);
@@ -198,7 +198,6 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
     const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, body, out, t0);
     const respHeaders = stripHopByHop(resp.headers, false);
     applyHeaderModifier(respHeaders, rule?.responseHeaders);
-    if (ds.protocol === 'http1' && ds.closeAfter) respHeaders['connection'] = 'close';
     ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
     await streamBack(ds, resp);
     releaseBreaker();
@@ -219,7 +218,7 @@ function streamBack(ds: Downstream, resp: UpstreamResponse): Promise<void> {
   // A hand-rolled pipe: Readable.pipe() adds and removes seven listeners per
   // response, which costs more than forwarding a small body.
   return new Promise((resolve) => {
-    const res = ds.res as unknown as NodeJS.WritableStream;
+    const res = ds.res;
     const body = resp.body;
     let done = false;
     const stop = (): void => {
