@@ -67,14 +67,3 @@ export function checkFraming(t: FramingTally, minor: number): FramingProblem | u
   if (t.teCount > 0 && minor === 0) return { reason: 'BadTransferEncoding', detail: 'Transfer-Encoding in an HTTP/1.0 request' };
   return undefined;
 }
-
-/** The same rules over a [name, value, …] list (values without OWS), e.g. Node's rawHeaders. */
-export function checkHttp1Framing(rawHeaders: readonly string[], httpVersion: string): FramingProblem | undefined {
-  if (httpVersion !== '1.1' && httpVersion !== '1.0') return { reason: 'BadVersion', detail: `HTTP/${httpVersion}` };
-  const t = newTally();
-  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
-    const problem = checkHeader(rawHeaders[i]!, rawHeaders[i]!.toLowerCase(), rawHeaders[i + 1]!, t);
-    if (problem) return problem;
-  }
-  return checkFraming(t, httpVersion === '1.0' ? 0 : 1);
-}
