@@ -14,6 +14,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { addHeader } from './h1-client.js';
+import { HOP_BY_HOP } from './upstream.js';
 import { checkFraming, checkHeader, newTally, BAD_VALUE, TOKEN, type FramingProblem } from './http1-guard.js';
 
 /** Largest request head (request line + headers) we read, as Node's default. */
@@ -21,6 +22,8 @@ export const MAX_HEAD_BYTES = 16 * 1024;
 
 const REQUEST_LINE = /^([A-Z][A-Z-]*) ([^\x00-\x20\x7f]+) HTTP\/1\.([01])$/;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+/** A Connection header that names no other field to drop. */
+const ONLY_CONNECTION_OPTIONS = /^(?:[\t ,]*(?:close|keep-alive|upgrade)[\t ]*)(?:,[\t ]*(?:close|keep-alive|upgrade)?[\t ]*)*$/i;
 
 export type BodyFraming = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' };
 
@@ -39,6 +42,13 @@ export interface H1Head {
   keepAlive: boolean;
   /** Connection: upgrade together with an Upgrade header. */
   upgrade: boolean;
+  /**
+   * The end-to-end header lines as received, CRLF-terminated, ready to
+   * forward: hop-by-hop fields, Host and traceparent left out (the proxy
+   * writes its own), and whether they hold Content-Length. undefined when
+   * Connection names further fields to drop.
+   */
+  forward: { text: string; hasLength: boolean } | undefined;
 }
 
 export type HeadResult = { head: H1Head; end: number } | { problem: FramingProblem } | undefined;
@@ -83,6 +93,7 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
   const headers: IncomingHttpHeaders = {};
   const tally = newTally();
   let hosts = 0;
+  let forwardLines = '';
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(':');
@@ -95,6 +106,7 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
     if (lower === 'host' && ++hosts > 1) return { problem: { reason: 'BadHost', detail: 'Host appears more than once' } };
     rawHeaders.push(name, value);
     addHeader(headers, lower, value);
+    if (!HOP_BY_HOP.has(lower) ? lower !== 'traceparent' : lower === 'te' && value === 'trailers') forwardLines += `${line}\r\n`;
   }
   const problem = checkFraming(tally, minor);
   if (problem) return { problem };
@@ -110,6 +122,7 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
       framing: tally.teCount ? { kind: 'chunked' } : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : { kind: 'none' },
       keepAlive: minor === 1 ? !hasToken(conn, 'close') : hasToken(conn, 'keep-alive'),
       upgrade: headers['upgrade'] !== undefined && hasToken(conn, 'upgrade'),
+      forward: conn === undefined || ONLY_CONNECTION_OPTIONS.test(Array.isArray(conn) ? conn.join(',') : conn) ? { text: forwardLines, hasLength: tally.clCount > 0 } : undefined,
     },
     end: stop + 4,
   };

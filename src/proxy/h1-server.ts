@@ -361,6 +361,7 @@ class H1Connection {
       url: head.url,
       authority: head.headers.host ?? '',
       headers: head.headers,
+      forward: head.forward,
       body,
       hasBody: body !== undefined,
       conn: this.conn,

@@ -23,7 +23,7 @@ import type { RequestFacts } from './route-match.js';
 import { endpointKey, type ProxyRuntime } from './runtime.js';
 import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
 import type { Endpoint } from './types.js';
-import { HOP_BY_HOP, UpstreamError, type UpstreamResponse } from './upstream.js';
+import { HOP_BY_HOP, UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ConnContext {
   id: number;
@@ -51,6 +51,8 @@ export interface Downstream {
   authority: string;
   /** Lower-case, no pseudo-headers. */
   headers: IncomingHttpHeaders;
+  /** HTTP/1 only: the same headers as lines ready to forward (hop-by-hop, Host and traceparent left out). */
+  forward?: { text: string; hasLength: boolean } | undefined;
   /** A Buffer when the whole body was already read (replayable as is). */
   body: Readable | Buffer | undefined;
   hasBody: boolean;
@@ -187,15 +189,21 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
     const mustReplay = ds.hasBody && (rule?.retry !== undefined || (rule?.mirrors.length ?? 0) > 0);
     const body: Buffer | Readable | undefined = !ds.hasBody || ds.body === undefined ? undefined : mustReplay && !Buffer.isBuffer(ds.body) ? await readBody(ds.body, cfg.limits.maxBufferedBodyBytes) : ds.body;
 
-    const headers = stripHopByHop(ds.headers, true);
-    applyHeaderModifier(headers, rule?.requestHeaders);
-    headers['traceparent'] = formatTraceparent(span.traceId, span.spanId, span.sampled ? 1 : 0);
+    const traceparent = formatTraceparent(span.traceId, span.spanId, span.sampled ? 1 : 0);
+    // HTTP/1 to HTTP/1 with nothing to change: forward the client's header lines as they are, no header object.
+    const asIs = ds.forward !== undefined && !rule?.requestHeaders && !rule?.mirrors.length && chooseProtocol(ds, plan.backend) === 'http1';
+    const lines = asIs ? { text: `${ds.forward!.text}traceparent: ${traceparent}\r\n`, hasLength: ds.forward!.hasLength } : undefined;
+    const headers = asIs ? {} : stripHopByHop(ds.headers, true);
+    if (!asIs) {
+      applyHeaderModifier(headers, rule?.requestHeaders);
+      headers['traceparent'] = traceparent;
+    }
 
     for (const m of rule?.mirrors ?? []) {
       if (m.target.service && !(body && !Buffer.isBuffer(body)) && rt.random() * 100 < m.percent) mirror(rt, ds, m.target.service, plan.path, plan.authority, headers, body as Buffer | undefined);
     }
 
-    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, body, out, t0);
+    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0);
     const respHeaders = stripHopByHop(resp.headers, false);
     applyHeaderModifier(respHeaders, rule?.responseHeaders);
     ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
@@ -275,6 +283,7 @@ async function forward(
   ds: Downstream,
   plan: Extract<Plan, { kind: 'forward' }>,
   headers: Record<string, string | string[] | undefined>,
+  lines: UpstreamRequest['lines'],
   body: Buffer | Readable | undefined,
   out: Outcome,
   t0: number,
@@ -315,6 +324,7 @@ async function forward(
         path: plan.path,
         authority: plan.authority,
         headers: headers as OutgoingHttpHeaders,
+        lines,
         body,
         timeoutMs: Number.isFinite(perTry) ? Math.max(1, perTry) : 0,
         connectTimeoutMs: rt.config.limits.connectTimeoutMs,

@@ -28,6 +28,11 @@ export interface UpstreamRequest {
   authority: string;
   /** Lower-case, hop-by-hop headers already removed. */
   headers: OutgoingHttpHeaders;
+  /**
+   * HTTP/1.1 only: header lines ready to send instead of `headers` (the
+   * client's own, checked by our parser), and whether they hold Content-Length.
+   */
+  lines?: { text: string; hasLength: boolean };
   /** A buffer (replayable) or a stream (one shot), or nothing. */
   body: Buffer | Readable | undefined;
   timeoutMs: number;
@@ -101,7 +106,7 @@ export class UpstreamPool {
         },
       };
       try {
-        handle = this.h1pool.request(r.endpoint, r.method, r.path, r.authority, r.headers, r.body, ex);
+        handle = this.h1pool.request(r.endpoint, r.method, r.path, r.authority, r.headers, r.lines, r.body, ex);
       } catch (e) {
         reject(e);
         return;
@@ -143,6 +148,7 @@ export class UpstreamPool {
   }
 
   private async h2(r: UpstreamRequest): Promise<UpstreamResponse> {
+    if (r.lines) throw new TypeError('ready header lines are for HTTP/1.1 upstreams only');
     const s = await this.session(r.endpoint, r.connectTimeoutMs);
     return new Promise((resolve, reject) => {
       let settled = false;

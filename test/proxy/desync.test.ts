@@ -119,6 +119,26 @@ describe('HTTP/1 desync corpus (http-desync-guardian)', () => {
     assert.ok(r.text.indexOf('"/one"') < r.text.indexOf('"/two"') && r.text.indexOf('"/two"') < r.text.indexOf('"/three"'), 'answers in request order');
   });
 
+  it('forwards end-to-end headers as sent and drops hop-by-hop ones, including those Connection names', async () => {
+    const send = async (conn: string) => {
+      const r = await exchange(
+        p,
+        Buffer.from(`GET /hop HTTP/1.1\r\nHost: web\r\nX-Keep:  kept value \r\nKeep-Alive: 5\r\nProxy-Connection: x\r\nTE: trailers\r\nX-Secret: s\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nConnection: ${conn}\r\n\r\n`),
+      );
+      return JSON.parse(r.text.slice(r.text.indexOf('{'))).headers as Record<string, string>;
+    };
+    for (const conn of ['close', 'close, X-Secret']) {
+      const h = await send(conn);
+      assert.equal(h['x-keep'], 'kept value');
+      assert.equal(h['te'], 'trailers');
+      assert.equal(h['host'], 'web');
+      for (const gone of ['keep-alive', 'proxy-connection', 'connection']) assert.equal(h[gone], undefined, `${gone} with Connection: ${conn}`);
+      assert.equal(h['x-secret'], conn === 'close' ? 's' : undefined);
+      assert.match(h['traceparent']!, /^00-4bf92f3577b34da6a3ce929d0e0e4736-[0-9a-f]{16}-01$/, 'same trace, our span');
+      assert.doesNotMatch(h['traceparent']!, /00f067aa0ba902b7/);
+    }
+  });
+
   it('answers an HTTP/1.0 request and closes; sends 100 Continue when asked', async () => {
     const ten = await exchange(p, Buffer.from('GET /ten HTTP/1.0\r\n\r\n'));
     assert.match(ten.text, /^HTTP\/1\.1 200 /);
