@@ -6,6 +6,7 @@
 import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { BodyFeed, type ResponseBody } from './body-feed.js';
 import { H1Pool, type H1Exchange } from './h1-client.js';
 import type { Endpoint } from './types.js';
 
@@ -42,7 +43,7 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   status: number;
   headers: IncomingHttpHeaders;
-  body: Readable;
+  body: ResponseBody;
   /** Resolves when the body ends: the trailers, if any. */
   trailers: Promise<IncomingHttpHeaders | undefined>;
   abort(): void;
@@ -74,7 +75,7 @@ export class UpstreamPool {
       };
       let timer: NodeJS.Timeout | undefined;
       let connectTimer: NodeJS.Timeout | undefined;
-      let body: Readable | undefined;
+      let body: BodyFeed | undefined;
       let endTrailers: (t: IncomingHttpHeaders | undefined) => void = () => {};
       const ex: H1Exchange = {
         onHead: (status, headers) => {
@@ -82,23 +83,30 @@ export class UpstreamPool {
           clearTimeout(connectTimer);
           if (settled) return;
           settled = true;
-          const b = new Readable({ read: () => handle?.resume() });
-          b.on('error', () => {});
+          const b = new BodyFeed(() => handle?.resume());
           body = b;
-          const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => {
-            endTrailers = done;
-            b.once('close', () => done(undefined));
+          const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (endTrailers = done));
+          resolve({
+            status,
+            headers,
+            body: b,
+            trailers,
+            abort: () => {
+              handle?.abort();
+              b.destroy();
+              endTrailers(undefined);
+            },
           });
-          resolve({ status, headers, body: b, trailers, abort: () => { handle?.abort(); b.destroy(); } });
         },
         onBody: (chunk) => body?.push(chunk) ?? true,
         onEnd: (t) => {
           endTrailers(t && Object.keys(t).length ? t : undefined);
-          body?.push(null);
+          body?.end();
         },
         onError: (e, connected, responded) => {
           if (responded) {
             body?.destroy(e);
+            endTrailers(undefined);
             return;
           }
           const refused = !connected || e.code === 'ECONNREFUSED';
