@@ -110,6 +110,11 @@ function sendRejection(ds: Downstream, r: Rejection): void {
   ds.res.end(r.body);
 }
 
+interface ClientState {
+  gone: boolean;
+  onGone: (() => void) | undefined;
+}
+
 interface Outcome {
   route: string | undefined;
   backend: string | undefined;
@@ -141,7 +146,13 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const span = startRequestSpan(ds.headers['traceparent'] as string | undefined, ds.method, pathOnly);
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
-  ds.res.once('close', () => finish(rt, ds, facts, span, out, plan, t0));
+  // 'close' comes once: after the answer ended, or when the client went away first.
+  const client: ClientState = { gone: false, onGone: undefined };
+  ds.res.once('close', () => {
+    client.gone = true;
+    client.onGone?.();
+    finish(rt, ds, facts, span, out, plan, t0);
+  });
 
   const reject = (reason: RejectReason, detail: string, extra?: { status?: number; headers?: Record<string, string> }): void => {
     out.reason = reason;
@@ -207,7 +218,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
     const respHeaders = stripHopByHop(resp.headers, false);
     applyHeaderModifier(respHeaders, rule?.responseHeaders);
     ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
-    await streamBack(ds, resp);
+    await streamBack(ds, resp, client);
     releaseBreaker();
   } catch (e) {
     if (e instanceof BreakerOpen) reject('circuit_open', e.message);
@@ -222,7 +233,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 }
 
 /** Streams the upstream body to the client, then its trailers (gRPC's grpc-status lives there). */
-function streamBack(ds: Downstream, resp: UpstreamResponse): Promise<void> {
+function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientState): Promise<void> {
   // A hand-rolled pipe: Readable.pipe() adds and removes seven listeners per
   // response, which costs more than forwarding a small body.
   return new Promise((resolve) => {
@@ -234,21 +245,29 @@ function streamBack(ds: Downstream, resp: UpstreamResponse): Promise<void> {
       body.off('data', onData);
       resolve();
     };
+    // The client went away (before or during the body): stop the upstream
+    // work too, and never wait for a 'drain' that cannot come — that would
+    // hold the request's admission slot and breaker permit for good.
+    const gone = (): void => {
+      if (done) return;
+      stop();
+      resp.abort();
+    };
     const onData = (chunk: Buffer): void => {
       if (!res.write(chunk)) {
         body.pause();
         res.once('drain', () => body.resume());
       }
     };
+    if (client.gone) {
+      gone();
+      return;
+    }
+    client.onGone = gone;
     body.on('error', () => {
       if (done) return;
       stop();
       ds.abort();
-    });
-    ds.res.once('close', () => {
-      if (done) return;
-      stop();
-      resp.abort(); // the client went away: stop the upstream work too
     });
     body.on('data', onData);
     body.once('end', () => {
