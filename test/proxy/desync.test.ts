@@ -102,20 +102,23 @@ describe('HTTP/1 desync corpus (http-desync-guardian)', () => {
     assert.equal(backend.hits, hits, 'the backend never saw the request end');
   });
 
-  it('splits pipelined requests exactly where Content-Length and chunked framing say, and answers in order', async () => {
+  it('splits pipelined requests exactly where Content-Length and chunked framing say (HEAD included), and answers in order', async () => {
     const n = backend.seen.length;
     const r = await exchange(
       p,
       Buffer.from(
         'POST /one HTTP/1.1\r\nHost: web\r\nContent-Length: 15\r\n\r\nGET /x HTTP/1.1' +
           'POST /two HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n' +
+          'HEAD /head HTTP/1.1\r\nHost: web\r\n\r\n' +
           'GET /three HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n',
       ),
     );
     assert.ok(r.closed, 'closed after the request that asked for it');
-    assert.equal(r.text.match(/HTTP\/1\.1 200 /g)?.length, 3, r.text);
+    assert.equal(r.text.match(/HTTP\/1\.1 200 /g)?.length, 4, r.text);
     const seen = backend.seen.slice(n).map((x) => [x.url, x.body]);
-    assert.deepEqual(seen, [['/one', 'GET /x HTTP/1.1'], ['/two', 'abc'], ['/three', '']]);
+    assert.deepEqual(seen, [['/one', 'GET /x HTTP/1.1'], ['/two', 'abc'], ['/head', ''], ['/three', '']]);
+    // The HEAD answer has the length of the body it does not carry; the next answer follows its head directly.
+    assert.match(r.text, /content-length: \d+\r\n(?:[^\r]*\r\n)*\r\nHTTP\/1\.1 200 OK\r\n(?:[^\r]*\r\n)*\r\n\{"backend":"web","method":"GET","url":"\/three"/);
     assert.ok(r.text.indexOf('"/one"') < r.text.indexOf('"/two"') && r.text.indexOf('"/two"') < r.text.indexOf('"/three"'), 'answers in request order');
   });
 
