@@ -11,7 +11,7 @@
 import { STATUS_CODES, type OutgoingHttpHeaders } from 'node:http';
 import type net from 'node:net';
 import { Readable } from 'node:stream';
-import { channels } from './events.js';
+import { noteConnection } from './events.js';
 import { MAX_H2C_UPGRADE_BODY, upgradeToH2c } from './h2c-upgrade.js';
 import { ChunkedReader, FramingError, LengthReader, MAX_HEAD_BYTES, parseHead, type BodyReader, type H1Head } from './h1-parser.js';
 import type { FramingProblem } from './http1-guard.js';
@@ -32,10 +32,6 @@ const MAX_PIPELINED_BYTES = 4 * MAX_HEAD_BYTES;
 const BAD_OUT = /[\r\n\0]/;
 /** Bodies up to this size are copied behind the head into one buffer. */
 const SMALL_BODY = 8192;
-
-export function noteConnection(reason: string, detail: string): void {
-  if (channels.connection.hasSubscribers) channels.connection.publish({ reason, detail });
-}
 
 let dateAt = 0;
 let dateText = '';
