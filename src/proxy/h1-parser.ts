@@ -13,7 +13,7 @@
  * inside the one pass that splits the lines.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { addHeader } from './h1-client.js';
+import { headersFromRaw } from './h1-client.js';
 import { HOP_BY_HOP } from './upstream.js';
 import { checkFraming, checkHeader, newTally, BAD_VALUE, TOKEN, type FramingProblem } from './http1-guard.js';
 
@@ -35,8 +35,13 @@ export interface H1Head {
   minor: 0 | 1;
   /** [name, value, …]: names as received, values without OWS. */
   rawHeaders: string[];
-  /** Lower-case names, duplicates merged as Node's IncomingMessage does. */
-  headers: IncomingHttpHeaders;
+  /** Lower-case names, duplicates merged as Node's IncomingMessage does; built on first use. */
+  readonly headers: IncomingHttpHeaders;
+  /** The few fields the proxy reads on every request, picked up while parsing (first occurrence). */
+  host: string | undefined;
+  contentType: string | undefined;
+  traceparent: string | undefined;
+  expect: string | undefined;
   framing: BodyFraming;
   /** The client lets the connection live after this exchange. */
   keepAlive: boolean;
@@ -61,9 +66,9 @@ function trimOws(s: string): string {
   return a === 0 && b === s.length ? s : s.slice(a, b);
 }
 
-function hasToken(list: string | string[] | undefined, token: string): boolean {
+function hasToken(list: string | undefined, token: string): boolean {
   if (list === undefined) return false;
-  const s = (Array.isArray(list) ? list.join(',') : list).toLowerCase();
+  const s = list.toLowerCase();
   if (s === token) return true;
   for (const part of s.split(',')) if (part.trim() === token) return true;
   return false;
@@ -90,10 +95,15 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
   if (!m) return { problem: requestLineProblem(lines[0]!) };
   const minor = m[3] === '0' ? 0 : 1;
   const rawHeaders: string[] = [];
-  const headers: IncomingHttpHeaders = {};
   const tally = newTally();
   let hosts = 0;
   let forwardLines = '';
+  let host: string | undefined;
+  let conn: string | undefined;
+  let upgrade = false;
+  let contentType: string | undefined;
+  let traceparent: string | undefined;
+  let expect: string | undefined;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!;
     const colon = line.indexOf(':');
@@ -103,26 +113,51 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
     const lower = name.toLowerCase();
     const problem = checkHeader(name, lower, value, tally);
     if (problem) return { problem };
-    if (lower === 'host' && ++hosts > 1) return { problem: { reason: 'BadHost', detail: 'Host appears more than once' } };
+    switch (lower) {
+      case 'host':
+        if (++hosts > 1) return { problem: { reason: 'BadHost', detail: 'Host appears more than once' } };
+        host = value;
+        break;
+      case 'connection':
+        conn = conn === undefined ? value : `${conn}, ${value}`;
+        break;
+      case 'upgrade':
+        upgrade = true;
+        break;
+      case 'content-type':
+        contentType ??= value;
+        break;
+      case 'traceparent':
+        traceparent ??= value;
+        break;
+      case 'expect':
+        expect ??= value;
+        break;
+    }
     rawHeaders.push(name, value);
-    addHeader(headers, lower, value);
     if (!HOP_BY_HOP.has(lower) ? lower !== 'traceparent' : lower === 'te' && value === 'trailers') forwardLines += `${line}\r\n`;
   }
   const problem = checkFraming(tally, minor);
   if (problem) return { problem };
   if (minor === 1 && hosts === 0) return { problem: { reason: 'BadHost', detail: 'HTTP/1.1 request without Host' } };
-  const conn = headers['connection'];
+  let headers: IncomingHttpHeaders | undefined;
   return {
     head: {
       method: m[1]!,
       url: m[2]!,
       minor,
       rawHeaders,
-      headers,
+      get headers() {
+        return (headers ??= headersFromRaw(rawHeaders));
+      },
+      host,
+      contentType,
+      traceparent,
+      expect,
       framing: tally.teCount ? { kind: 'chunked' } : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : { kind: 'none' },
       keepAlive: minor === 1 ? !hasToken(conn, 'close') : hasToken(conn, 'keep-alive'),
-      upgrade: headers['upgrade'] !== undefined && hasToken(conn, 'upgrade'),
-      forward: conn === undefined || ONLY_CONNECTION_OPTIONS.test(Array.isArray(conn) ? conn.join(',') : conn) ? { text: forwardLines, hasLength: tally.clCount > 0 } : undefined,
+      upgrade: upgrade && hasToken(conn, 'upgrade'),
+      forward: conn === undefined || ONLY_CONNECTION_OPTIONS.test(conn) ? { text: forwardLines, hasLength: tally.clCount > 0 } : undefined,
     },
     end: stop + 4,
   };

@@ -315,7 +315,7 @@ class H1Connection {
       this.upgrade(head, rest);
       return;
     }
-    const expect = head.headers['expect'];
+    const expect = head.expect;
     if (expect !== undefined && !(head.minor === 1 && expect.toLowerCase() === '100-continue')) {
       this.state = 'closed';
       writeRawRejection(this.socket, rejection('bad_request', { grpc: false, status: 417, detail: `Expect ${JSON.stringify(expect)} is not supported` }, this.rt.counters));
@@ -355,8 +355,12 @@ class H1Connection {
       protocol: 'http1',
       method: head.method,
       url: head.url,
-      authority: head.headers.host ?? '',
-      headers: head.headers,
+      authority: head.host ?? '',
+      get headers() {
+        return head.headers;
+      },
+      contentType: head.contentType,
+      traceparent: head.traceparent,
       forward: head.forward,
       body,
       hasBody: body !== undefined,

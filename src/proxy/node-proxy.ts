@@ -51,6 +51,8 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       url: req.url,
       authority: req.authority ?? String(req.headers.host ?? ''),
       headers,
+      contentType: headers['content-type'],
+      traceparent: headers['traceparent'] as string | undefined,
       body: req,
       hasBody: !req.stream.endAfterHeaders,
       conn,

@@ -49,8 +49,11 @@ export interface Downstream {
   /** Path and query as received. */
   url: string;
   authority: string;
-  /** Lower-case, no pseudo-headers. */
-  headers: IncomingHttpHeaders;
+  /** Lower-case, no pseudo-headers. May be built on first read (HTTP/1): read it only when needed. */
+  readonly headers: IncomingHttpHeaders;
+  /** The two fields every request needs, without touching `headers`. */
+  contentType: string | undefined;
+  traceparent: string | undefined;
   /** HTTP/1 only: the same headers as lines ready to forward (hop-by-hop, Host and traceparent left out). */
   forward?: { text: string; hasLength: boolean } | undefined;
   /** A Buffer when the whole body was already read (replayable as is). */
@@ -131,7 +134,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const pathOnly = q >= 0 ? ds.url.slice(0, q) : ds.url;
   const query = q >= 0 ? ds.url.slice(q) : '';
   let params: URLSearchParams | undefined;
-  const ct = ds.headers['content-type'];
+  const ct = ds.contentType;
   const facts: RequestFacts = {
     method: ds.method,
     path: pathOnly,
@@ -139,11 +142,14 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
     get query() {
       return (params ??= new URLSearchParams(query));
     },
-    headers: ds.headers,
+    // Built only if a rule reads a header.
+    get headers() {
+      return ds.headers;
+    },
     host: ds.authority,
     grpc: ct !== undefined && ct.startsWith('application/grpc'),
   };
-  const span = startRequestSpan(ds.headers['traceparent'] as string | undefined, ds.method, pathOnly);
+  const span = startRequestSpan(ds.traceparent, ds.method, pathOnly);
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
   // 'close' comes once: after the answer ended, or when the client went away first.
