@@ -140,27 +140,40 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
   const problem = checkFraming(tally, minor);
   if (problem) return { problem };
   if (minor === 1 && hosts === 0) return { problem: { reason: 'BadHost', detail: 'HTTP/1.1 request without Host' } };
-  let headers: IncomingHttpHeaders | undefined;
-  return {
-    head: {
-      method: m[1]!,
-      url: m[2]!,
-      minor,
-      rawHeaders,
-      get headers() {
-        return (headers ??= headersFromRaw(rawHeaders));
-      },
-      host,
-      contentType,
-      traceparent,
-      expect,
-      framing: tally.teCount ? { kind: 'chunked' } : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : { kind: 'none' },
-      keepAlive: minor === 1 ? !hasToken(conn, 'close') : hasToken(conn, 'keep-alive'),
-      upgrade: upgrade && hasToken(conn, 'upgrade'),
-      forward: conn === undefined || ONLY_CONNECTION_OPTIONS.test(conn) ? { text: forwardLines, hasLength: tally.clCount > 0 } : undefined,
-    },
-    end: stop + 4,
-  };
+  const framing: BodyFraming = tally.teCount ? { kind: 'chunked' } : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : { kind: 'none' };
+  const head = new ParsedHead(m[1]!, m[2]!, minor, rawHeaders, framing);
+  head.host = host;
+  head.contentType = contentType;
+  head.traceparent = traceparent;
+  head.expect = expect;
+  head.keepAlive = minor === 1 ? !hasToken(conn, 'close') : hasToken(conn, 'keep-alive');
+  head.upgrade = upgrade && hasToken(conn, 'upgrade');
+  head.forward = conn === undefined || ONLY_CONNECTION_OPTIONS.test(conn) ? { text: forwardLines, hasLength: tally.clCount > 0 } : undefined;
+  return { head, end: stop + 4 };
+}
+
+/** A class, not an object literal with a getter: V8 builds those through a slow path, several µs each. */
+class ParsedHead implements H1Head {
+  host: string | undefined;
+  contentType: string | undefined;
+  traceparent: string | undefined;
+  expect: string | undefined;
+  keepAlive = true;
+  upgrade = false;
+  forward: H1Head['forward'];
+  private built: IncomingHttpHeaders | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly minor: 0 | 1,
+    readonly rawHeaders: string[],
+    readonly framing: BodyFraming,
+  ) {}
+
+  get headers(): IncomingHttpHeaders {
+    return (this.built ??= headersFromRaw(this.rawHeaders));
+  }
 }
 
 function requestLineProblem(line: string): FramingProblem {

@@ -8,7 +8,7 @@
  * listeners per request; profiling put about half of the proxy's CPU per
  * request there.
  */
-import { STATUS_CODES, type OutgoingHttpHeaders } from 'node:http';
+import { STATUS_CODES, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
 import type net from 'node:net';
 import { Readable } from 'node:stream';
 import { noteConnection } from './events.js';
@@ -197,6 +197,42 @@ export class H1Response implements ResponseSink {
   }
 }
 
+/** One request as the router sees it. A class so that `headers` can be built on first read cheaply. */
+class H1Downstream implements Downstream {
+  readonly protocol = 'http1' as const;
+  readonly method: string;
+  readonly url: string;
+  readonly authority: string;
+  readonly contentType: string | undefined;
+  readonly traceparent: string | undefined;
+  readonly forward: H1Head['forward'];
+  readonly hasBody: boolean;
+
+  constructor(
+    private readonly head: H1Head,
+    readonly body: Buffer | Readable | undefined,
+    readonly conn: ConnContext,
+    readonly res: H1Response,
+    private readonly socket: net.Socket,
+  ) {
+    this.method = head.method;
+    this.url = head.url;
+    this.authority = head.host ?? '';
+    this.contentType = head.contentType;
+    this.traceparent = head.traceparent;
+    this.forward = head.forward;
+    this.hasBody = body !== undefined;
+  }
+
+  get headers(): IncomingHttpHeaders {
+    return this.head.headers;
+  }
+
+  abort(): void {
+    this.socket.destroy();
+  }
+}
+
 export interface H1Hooks {
   /** Takes over a socket that switched to HTTP/2 (h2c upgrade); `bytes` are what the h2 server must read first. */
   h2c(socket: net.Socket, conn: ConnContext, bytes: Buffer): void;
@@ -351,23 +387,7 @@ class H1Connection {
     this.state = 'busy';
     const res = new H1Response(this.socket, head.method === 'HEAD', head.minor, head.keepAlive, this.responded);
     this.res = res;
-    const ds: Downstream = {
-      protocol: 'http1',
-      method: head.method,
-      url: head.url,
-      authority: head.host ?? '',
-      get headers() {
-        return head.headers;
-      },
-      contentType: head.contentType,
-      traceparent: head.traceparent,
-      forward: head.forward,
-      body,
-      hasBody: body !== undefined,
-      conn: this.conn,
-      res,
-      abort: () => this.socket.destroy(),
-    };
+    const ds = new H1Downstream(head, body, this.conn, res, this.socket);
     void handleRequest(this.rt, ds);
   }
 

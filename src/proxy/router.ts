@@ -65,6 +65,33 @@ export interface Downstream {
   abort(): void;
 }
 
+/** What routes match on. A class so that query and headers are built only if a rule reads them, cheaply. */
+class Facts implements RequestFacts {
+  readonly method: string;
+  readonly host: string;
+  readonly grpc: boolean;
+  private params: URLSearchParams | undefined;
+
+  constructor(
+    private readonly ds: Downstream,
+    readonly path: string,
+    private readonly search: string,
+  ) {
+    this.method = ds.method;
+    this.host = ds.authority;
+    const ct = ds.contentType;
+    this.grpc = ct !== undefined && ct.startsWith('application/grpc');
+  }
+
+  get query(): URLSearchParams {
+    return (this.params ??= new URLSearchParams(this.search));
+  }
+
+  get headers(): RequestFacts['headers'] {
+    return this.ds.headers;
+  }
+}
+
 class NoEndpoint extends Error {}
 class BodyTooLarge extends Error {}
 
@@ -133,22 +160,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const q = ds.url.indexOf('?');
   const pathOnly = q >= 0 ? ds.url.slice(0, q) : ds.url;
   const query = q >= 0 ? ds.url.slice(q) : '';
-  let params: URLSearchParams | undefined;
-  const ct = ds.contentType;
-  const facts: RequestFacts = {
-    method: ds.method,
-    path: pathOnly,
-    // Parsed only if a route matches on query parameters.
-    get query() {
-      return (params ??= new URLSearchParams(query));
-    },
-    // Built only if a rule reads a header.
-    get headers() {
-      return ds.headers;
-    },
-    host: ds.authority,
-    grpc: ct !== undefined && ct.startsWith('application/grpc'),
-  };
+  const facts = new Facts(ds, pathOnly, query);
   const span = startRequestSpan(ds.traceparent, ds.method, pathOnly);
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
