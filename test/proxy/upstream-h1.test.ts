@@ -42,7 +42,11 @@ async function rawBackend(answer: (head: string) => string | { bytes: string; cl
 async function fetchVia(pool: UpstreamPool, port: number, method = 'GET', path = '/') {
   const resp = await pool.request({ endpoint: { ip: '127.0.0.1', port }, protocol: 'http1', method, path, authority: 'web', headers: {}, body: undefined, timeoutMs: 5000, connectTimeoutMs: 1000 });
   const chunks: Buffer[] = [];
-  for await (const c of resp.body) chunks.push(c as Buffer);
+  await new Promise<void>((resolve, reject) => {
+    resp.body.on('error', reject);
+    resp.body.on('data', (c) => chunks.push(c));
+    resp.body.once('end', resolve);
+  });
   return { status: resp.status, headers: resp.headers, body: Buffer.concat(chunks).toString(), trailers: await resp.trailers };
 }
 
