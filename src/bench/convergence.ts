@@ -67,7 +67,7 @@ async function waitAll(maps: Map<string, RawMap>, done: (m: RawMap) => boolean, 
 export interface ConvergenceSettings { nodes: number; services: number; endpoints: number; changes: number }
 /** What `bench convergence` and the suite measure, full and quick. */
 export const CONVERGENCE_FULL: ConvergenceSettings = { nodes: 3, services: 1000, endpoints: 10000, changes: 30 };
-export const CONVERGENCE_QUICK: ConvergenceSettings = { nodes: 2, services: 50, endpoints: 200, changes: 3 };
+export const CONVERGENCE_QUICK: ConvergenceSettings = { nodes: 2, services: 50, endpoints: 200, changes: 1 };
 
 export interface ConvergenceOptions extends ConvergenceSettings { quick: boolean; outDir: string; json: boolean }
 

@@ -79,7 +79,7 @@ export const mtls: Scenario = {
   describe: 'cross-node HTTP on a two-node lab, plain (ebmesh.io/mtls: disable) vs through the mTLS tunnel, at 1,000 and 10,000 req/s and at saturation',
   async run(ctx: ScenarioContext) {
     const rates = ctx.quick ? [1000] : [1000, 10_000];
-    const durationS = ctx.quick ? 2 : 10;
+    const durationS = ctx.quick ? 1 : 10;
     const connections = 32;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-mtls-'));
     const configs = new Map<string, ConfigResult>();
