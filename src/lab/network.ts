@@ -5,7 +5,7 @@
  * in it (and on the host), so traffic to a VIP that the mesh did not
  * translate fails at once and can never leave the machine.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { ip, run } from './run.js';
 import { EbmeshError } from '../errors.js';
@@ -121,6 +121,12 @@ export function listNetns(prefix: string): string[] {
 export function writeHostsFile(netns: string, lines: string[]): void {
   const dir = `/etc/netns/${netns}`;
   mkdirSync(dir, { recursive: true });
-  // Rewritten in place (same inode): running processes have it bind-mounted.
-  writeFileSync(`${dir}/hosts`, lines.join('\n') + '\n', { flag: 'w' });
+  const file = `${dir}/hosts`;
+  const text = lines.join('\n') + '\n';
+  // Rewritten in place (same inode): running processes have it bind-mounted, so it cannot be swapped by rename.
+  // The truncate-then-write leaves a moment where a lookup finds it empty: write only when the text changed.
+  try {
+    if (readFileSync(file, 'utf8') === text) return;
+  } catch { /* not written yet */ }
+  writeFileSync(file, text, { flag: 'w' });
 }

@@ -60,15 +60,37 @@ export class TestMesh {
 
   /** Runs `ebmesh exec WORKLOAD -- sh -c SCRIPT` without blocking; resolves with its output. */
   shAsync(workload: string, script: string, timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const child = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', this.instance, 'exec', workload, '--', 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d));
-      child.stderr.on('data', (d: Buffer) => (stderr += d));
+    return this.shRunning(workload, script, timeoutMs).done;
+  }
+
+  /**
+   * Like shAsync, and `running` settles once the script has started inside the workload (exec has found it: on a
+   * multi-node lab that asks the control plane, which a test may be about to stop).
+   */
+  shRunning(workload: string, script: string, timeoutMs = 120_000): { running: Promise<void>; done: Promise<{ code: number; stdout: string; stderr: string }> } {
+    const MARK = 'ebmesh-test-running\n';
+    const child = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', this.instance, 'exec', workload, '--', 'sh', '-c', `printf '${MARK.trim()}\\n' >&2; ${script}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let markSeen: () => void = () => undefined;
+    const running = new Promise<void>((resolve, reject) => {
+      markSeen = resolve;
+      child.on('close', (code) => reject(new Error(`exec ${workload} ended (${code}) before its script ran: ${stderr}`)));
+    });
+    running.catch(() => undefined); // a caller that never waits for it must not see an unhandled rejection
+    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+      if (stderr.includes(MARK)) {
+        stderr = stderr.replace(MARK, '');
+        markSeen();
+      }
+    });
+    const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
       const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
       child.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
     });
+    return { running, done };
   }
 
   down(): void {

@@ -158,10 +158,12 @@ test('restarting every agent under traffic fails no request, old or new connecti
 });
 
 test('with the control plane and etcd down, the data plane keeps its state and new connections work', async () => {
-  const loop = mesh.shAsync('client', `python3 ${loopPy()} web.demo 6`);
+  const looping = mesh.shRunning('client', `python3 ${loopPy()} web.demo 6`);
   // Started now (exec asks the control plane where the workload is), curls during the outage.
-  const later = mesh.shAsync('client', 'sleep 4; for i in $(seq 1 30); do curl -s --max-time 3 http://web.demo/; done | sort -u');
-  await new Promise((r) => setTimeout(r, 500));
+  const curls = mesh.shRunning('client', 'sleep 4; for i in $(seq 1 30); do curl -s --max-time 3 http://web.demo/; done | sort -u');
+  await Promise.all([looping.running, curls.running]);
+  const loop = looping.done;
+  const later = curls.done;
   mesh.ok('lab', 'stop', 'controlplane');
   mesh.ok('lab', 'stop', 'etcd');
   // An agent restarted during the outage starts from its saved state.
