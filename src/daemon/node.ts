@@ -226,7 +226,7 @@ export class NodeDaemon {
       // Any node SVID of the trust domain is accepted there: the agent does not know its peers' names yet.
       if (!peers.has(i)) peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), '', nodeAddress(i)]);
     }
-    return { dsts, push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], localIps: localWorkloadIps(snap, local) } };
+    return { dsts, push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], localIps: localWorkloadIps(snap, local), dsts, podCidr: snap.mesh.spec.podCIDR } };
   }
 
   private async reconcile(snap: Snapshot): Promise<void> {

@@ -311,6 +311,7 @@ async function forward(
     try {
       resp = await rt.pool.request({
         endpoint,
+        caller: ds.conn.client,
         protocol,
         method: ds.method,
         path: plan.path,
@@ -349,7 +350,7 @@ function mirror(rt: ProxyRuntime, ds: Downstream, svc: CompiledService, path: st
   if (!endpoint) return;
   // Fire and forget: the mirror's answer and failures never reach the client.
   rt.pool
-    .request({ endpoint, protocol: chooseProtocol(ds, svc), method: ds.method, path, authority, headers: headers as OutgoingHttpHeaders, body, timeoutMs: 10_000, connectTimeoutMs: rt.config.limits.connectTimeoutMs })
+    .request({ endpoint, caller: ds.conn.client, protocol: chooseProtocol(ds, svc), method: ds.method, path, authority, headers: headers as OutgoingHttpHeaders, body, timeoutMs: 10_000, connectTimeoutMs: rt.config.limits.connectTimeoutMs })
     .then((r) => r.body.resume())
     .catch(() => rt.counters.count('mirror_failed'));
 }

@@ -3,6 +3,7 @@
  * and what the socket-steering layer provides (ResolveOriginal).
  */
 import type { Socket } from 'node:net';
+import type { Dial } from './dial.js';
 import type { HTTPRouteResource, GRPCRouteResource } from '../resources/gateway.js';
 import type { TrafficPolicyResource, AuthorizationPolicyResource } from '../resources/traffic.js';
 
@@ -86,6 +87,8 @@ export interface ProxyConfig extends ProxyRoutingConfig {
   tracing?: TracingConfig;
   /** Takes a connection the kernel marked for the tunnel (with the bytes already read); without it, such connections go out as plain TCP. */
   forward?: (socket: Socket, head: Buffer, orig: OriginalDestination) => void;
+  /** Opens every upstream connection (default plain TCP); the agent's carries those to other nodes through the tunnel. */
+  dial?: Dial;
 }
 
 export interface ProxyStats {

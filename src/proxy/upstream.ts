@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { H1Pool, type H1Exchange } from './h1-client.js';
 import type { Endpoint } from './types.js';
+import { dialKey, plainDial, type Caller, type Dial } from './dial.js';
 
 export class UpstreamError extends Error {
   constructor(
@@ -22,6 +23,8 @@ export class UpstreamError extends Error {
 
 export interface UpstreamRequest {
   endpoint: Endpoint;
+  /** Whom the request is made for (connections are opened and pooled per caller, see dial.ts). */
+  caller: Caller;
   protocol: 'http1' | 'http2';
   method: string;
   path: string;
@@ -48,7 +51,11 @@ export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection
 
 export class UpstreamPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
-  private readonly h1pool = new H1Pool(256, 60_000);
+  private readonly h1pool: H1Pool;
+
+  constructor(private readonly dial: Dial = plainDial) {
+    this.h1pool = new H1Pool(256, 60_000, dial);
+  }
 
   request(r: UpstreamRequest): Promise<UpstreamResponse> {
     return r.protocol === 'http2' ? this.h2(r) : this.h1(r);
@@ -101,7 +108,7 @@ export class UpstreamPool {
         },
       };
       try {
-        handle = this.h1pool.request(r.endpoint, r.method, r.path, r.authority, r.headers, r.body, ex);
+        handle = this.h1pool.request(r.endpoint, r.caller, r.method, r.path, r.authority, r.headers, r.body, ex);
       } catch (e) {
         reject(e);
         return;
@@ -113,12 +120,12 @@ export class UpstreamPool {
     });
   }
 
-  private session(ep: Endpoint, connectTimeoutMs: number): Promise<http2.ClientHttp2Session> {
-    const key = `${ep.ip}:${ep.port}`;
+  private session(ep: Endpoint, caller: Caller, connectTimeoutMs: number): Promise<http2.ClientHttp2Session> {
+    const key = dialKey(ep, caller);
     const existing = this.sessions.get(key);
     if (existing && !existing.closed && !existing.destroyed) return Promise.resolve(existing);
     return new Promise((resolve, reject) => {
-      const s = http2.connect(`http://${key}`);
+      const s = http2.connect(`http://${ep.ip}:${ep.port}`, { createConnection: () => this.dial(ep, caller) });
       const forget = (): void => {
         if (this.sessions.get(key) === s) this.sessions.delete(key);
       };
@@ -143,7 +150,7 @@ export class UpstreamPool {
   }
 
   private async h2(r: UpstreamRequest): Promise<UpstreamResponse> {
-    const s = await this.session(r.endpoint, r.connectTimeoutMs);
+    const s = await this.session(r.endpoint, r.caller, r.connectTimeoutMs);
     return new Promise((resolve, reject) => {
       let settled = false;
       const stream = s.request(

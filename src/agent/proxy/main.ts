@@ -20,7 +20,7 @@ import os from 'node:os';
 import { renameSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ProxyStats } from '../../proxy/index.js';
-import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker } from './messages.js';
+import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker, type TunnelSentStats } from './messages.js';
 import { renderProxyMetrics } from './metrics.js';
 import { readMessages, writeMessage } from './control.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
@@ -150,12 +150,8 @@ if (cluster.isWorker) {
       configErrors += s.configErrors;
       unresolved += s.unresolved;
     }
-    const tunnelSent = { streams: 0, failed: 0, noPeer: 0 };
-    for (const { stats: s } of latest.values()) {
-      tunnelSent.streams += s.tunnelSent.streams;
-      tunnelSent.failed += s.tunnelSent.failed;
-      tunnelSent.noPeer += s.tunnelSent.noPeer;
-    }
+    const tunnelSent: TunnelSentStats = { streams: 0, failed: 0, noPeer: 0, upstreams: 0 };
+    for (const { stats: s } of latest.values()) for (const k of Object.keys(tunnelSent) as Array<keyof TunnelSentStats>) tunnelSent[k] += s.tunnelSent[k] ?? 0;
     return {
       ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed,
       ...(push?.tunnel ? { tunnelSent } : {}), ...(endpoint ? { tunnel: endpoint.status() } : {}),
