@@ -12,6 +12,8 @@ import type { Endpoint } from './types.js';
 export interface Caller {
   identity: string;
   namespace: string;
+  /** The calling workload's address, when known: the receiving node judges its NetworkPolicy against it. */
+  ip?: string;
 }
 
 /**
@@ -30,7 +32,7 @@ export const plainDialFrom = (localAddress: string): Dial => (ep) => net.connect
 
 /**
  * Pooled upstream connections are keyed per backend *and* caller: a
- * connection that went through the tunnel carries the identity of the
- * caller it was opened for, so it must never carry another caller's request.
+ * connection that went through the tunnel carries the identity (and
+ * address) of the caller it was opened for, so it must never carry another caller's request.
  */
-export const dialKey = (ep: Endpoint, caller: Caller): string => `${ep.ip}:${ep.port}|${caller.identity}`;
+export const dialKey = (ep: Endpoint, caller: Caller): string => `${ep.ip}:${ep.port}|${caller.identity}|${caller.ip ?? ''}`;

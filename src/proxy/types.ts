@@ -21,6 +21,8 @@ export interface OriginalDestination {
     /** spiffe-ish id (spiffe://td/ns/x/sa/y) or a workload name. */
     identity: string;
     namespace: string;
+    /** The caller's address (the accepted socket's peer); carried to the receiving node of a tunnel. */
+    ip?: string;
   };
 }
 

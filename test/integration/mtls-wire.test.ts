@@ -7,7 +7,8 @@
  * still refuses a plaintext client from outside the mesh. An L7-routed
  * Service (HTTPRoute) with backends on other nodes: the proxy's own upstream
  * connections go through the tunnel too, unless the backend's namespace says
- * `ebmesh.io/mtls: disable`.
+ * `ebmesh.io/mtls: disable`. The receiving endpoint judges the
+ * destination's NetworkPolicy ingress for the caller before delivering.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { TestCluster, NAME_SERVER } from '../helpers/cluster.js';
-import { nodeNetns, nodePaths } from '../../src/paths.js';
+import { PACKAGE_ROOT, nodeNetns, nodePaths } from '../../src/paths.js';
 import { fabricNetns } from '../../src/lab/cluster.js';
 import { call } from '../../src/cli/client.js';
 import { gatewayOf } from '../../src/lab/network.js';
@@ -70,6 +71,13 @@ spec:
 apiVersion: v1
 kind: Namespace
 metadata: {name: open, annotations: {ebmesh.io/mtls: disable}}
+---
+${server('vault-1', 'node-1', 'sec', 'vault')}apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: vault-from-client, namespace: sec}
+spec:
+  podSelector: {matchLabels: {app: vault}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}]
 ---
 ${server('open-1', 'node-1', 'open', 'open', CLOSING_SERVER)}${l7Service('open', 'open', 'open')}apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -251,4 +259,35 @@ test('L7: an HTTPRoute on a Service with backends on other nodes is applied by n
   }
   const got = observed('node-1', '-o', 'json').map((l) => JSON.parse(l) as ObservedFlow).filter(isApi);
   assert.ok(got.some((f) => f.observer === 'server' && f.peerIdentity === 'spiffe://cluster.local/ns/ebmesh-system/sa/node-node-2' && f.sourceIdentity === 'spiffe://cluster.local/ns/sec/sa/client'), JSON.stringify(got.slice(-2)));
+});
+
+test('the receiving endpoint judges the destination\'s NetworkPolicy for the caller: a stream the policy denies is refused there, named, and recorded as a drop', async () => {
+  const st = await ready();
+  const ip = (name: string) => st.workloads.find((w) => w.name === name)!.ip;
+  // The ordinary path: the allowed client reaches vault-1 across nodes (both nodes judge, both allow).
+  const ok = mesh.sh('sec/client', `curl -s --max-time 5 http://${ip('vault-1')}:8080/`);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.trim(), 'vault-1');
+  // node-2's own SVID, streams crafted to claim a caller: the sending kernel is not asked, only node-1's endpoint judges.
+  const crafted = (sourceIp: string) => {
+    const r = spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', process.execPath, join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs'),
+      join(nodePaths(mesh.instance, 'node-2').stateDir, 'node-svid'), '172.31.0.1', '15008', `${ip('vault-1')}:8080`, '0.3', 'x'],
+    { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TUNNEL_SOURCE_ID: 'spiffe://cluster.local/ns/sec/sa/web', TUNNEL_SOURCE_IP: sourceIp } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { ok: number; fail: number; errors: string[] };
+  };
+  const denies = async () => ((await call<{ proxy?: { stats?: { tunnel?: { streamsDenied?: number } } } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/status')).proxy?.stats?.tunnel?.streamsDenied ?? 0);
+  // The control: the same crafted streams for the caller the policy admits are delivered.
+  const allowed = crafted(ip('client'));
+  assert.ok(allowed.ok >= 1 && allowed.fail === 0, JSON.stringify(allowed));
+  const before = await denies();
+  // web-3 is a mesh workload the policy does not admit: refused at node-1's endpoint, with the policy's name.
+  const refused = crafted(ip('web-3'));
+  assert.equal(refused.ok, 0, JSON.stringify(refused));
+  assert.match(refused.errors.join(' '), /403 \(NetworkPolicy sec\/vault-from-client denies ingress to sec\/vault-1/);
+  assert.ok((await denies()) > before, 'node-1 counted the refused streams');
+  await sleep(800);
+  const drops = observed('node-1', '-o', 'json').map((l) => JSON.parse(l) as ObservedFlow & { verdict?: string; policy?: { name?: string } })
+    .filter((f) => f.type === 'drop' && f.mtls === true && f.destination.workload === 'vault-1');
+  assert.ok(drops.some((f) => f.verdict === 'DROPPED' && f.policy?.name === 'sec/vault-from-client' && f.observer === 'server'), JSON.stringify(drops.slice(-2)));
 });

@@ -6,6 +6,7 @@
  */
 import type { ProxyRequestCounter } from './requests.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
+import type { IngressTables } from '../../tunnel/policy.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyRoutingConfig, type ProxyStats, type RequestDoneEvent } from '../../proxy/index.js';
 
@@ -44,6 +45,8 @@ export interface TunnelPush {
   dsts: string[];
   /** The mesh's pod CIDR: plain connections to other nodes' workloads leave from the node's pod gateway, which they can answer. */
   podCidr: string;
+  /** NetworkPolicy for this node's workloads' ingress, judged by the endpoint for each stream's caller (absent: nothing to judge yet). */
+  policy?: IngressTables;
 }
 
 /**

@@ -118,7 +118,7 @@ export class TunnelForwarder {
     this.stats.streams++;
     this.stats.upstreams++;
     const { stream, response } = this.client.open(
-      { host: peer.host, port: TUNNEL_PORT, ...(peer.node ? { node: peer.node } : {}) }, ep, { sourceId: caller.identity },
+      { host: peer.host, port: TUNNEL_PORT, ...(peer.node ? { node: peer.node } : {}) }, ep, { sourceId: caller.identity, ...(caller.ip ? { sourceIp: caller.ip } : {}) },
     );
     let peerId: string | undefined;
     let error: string | undefined;
@@ -136,7 +136,7 @@ export class TunnelForwarder {
     stream.once('close', () => {
       error ??= stream.rstCode ? `stream reset (code ${stream.rstCode})` : undefined;
       this.onFlow({
-        at: new Date(started).toISOString(), client: caller.identity, clientIp: '', clientPort: 0, dst: `${ep.ip}:${ep.port}`,
+        at: new Date(started).toISOString(), client: caller.identity, clientIp: caller.ip ?? '', clientPort: 0, dst: `${ep.ip}:${ep.port}`,
         peerNode: peer.node || peer.host, ...(peerId ? { peerId } : {}), bytesOut, bytesIn, durationMs: Date.now() - started, ...(error ? { error } : {}),
       });
     });
