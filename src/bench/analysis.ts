@@ -85,11 +85,26 @@ function summarizeConfig(c: ConfigResult, baseline: string): Omit<ConfigSummary,
   };
 }
 
+function checkTables(scenario: string, result: ScenarioResult): void {
+  for (const t of result.tables ?? []) {
+    const bad = t.rows.findIndex((r) => r.length !== t.header.length);
+    if (bad >= 0) {
+      throw new EbmeshError('EBMESH_BENCH_RESULT_INVALID', `row ${bad + 1} of table "${t.title}" has ${t.rows[bad]!.length} cells, its header ${t.header.length}`, { where: `scenario ${scenario}` });
+    }
+  }
+}
+
 export function analyzeScenario(scenario: string, result: ScenarioResult): ConfigSummary[] {
+  if (result.configs.length === 0 && !result.tables?.length) {
+    throw new EbmeshError('EBMESH_BENCH_RESULT_INVALID', 'no configuration was measured and no table was given', { where: `scenario ${scenario}` });
+  }
   const names = new Set(result.configs.map((c) => c.name));
   if (names.size !== result.configs.length) {
     throw new EbmeshError('EBMESH_BENCH_RESULT_INVALID', 'configuration names are not unique', { where: `scenario ${scenario}` });
   }
+  checkTables(scenario, result);
+  // A scenario that counts no requests (convergence) reports only tables.
+  if (result.configs.length === 0) return [];
   const bases = result.configs.map((c) => c.baseline ?? result.baseline);
   for (const b of bases) {
     if (!names.has(b)) {

@@ -64,9 +64,26 @@ async function waitAll(maps: Map<string, RawMap>, done: (m: RawMap) => boolean, 
   return out;
 }
 
-export interface ConvergenceOptions { quick: boolean; nodes: number; services: number; endpoints: number; changes: number; outDir: string; json: boolean }
+export interface ConvergenceSettings { nodes: number; services: number; endpoints: number; changes: number }
+/** What `bench convergence` and the suite measure, full and quick. */
+export const CONVERGENCE_FULL: ConvergenceSettings = { nodes: 3, services: 1000, endpoints: 10000, changes: 30 };
+export const CONVERGENCE_QUICK: ConvergenceSettings = { nodes: 2, services: 50, endpoints: 200, changes: 3 };
 
-export async function runConvergence(o: ConvergenceOptions, progress: (s: string) => void, out: (s: string) => void): Promise<void> {
+export interface ConvergenceOptions extends ConvergenceSettings { quick: boolean; outDir: string; json: boolean }
+
+export interface ConvergenceReport {
+  scenario: 'convergence';
+  nodes: number;
+  services: number;
+  endpoints: number;
+  store: 'etcd';
+  bulk: { applyMs: number; everyNodeMs: number[] };
+  change: { samples: number; p50Ms: number; p99Ms: number; maxMs: number; applyCommandP50Ms: number };
+  note: string;
+}
+
+/** Brings up the lab, measures, tears it down; what `bench convergence` prints and the suite's scenario reports. */
+export async function measureConvergence(o: ConvergenceSettings, progress: (s: string) => void): Promise<ConvergenceReport> {
   const dir = mkdtempSync(join(tmpdir(), 'ebmesh-conv-'));
   const nodes = Array.from({ length: o.nodes }, (_, i) => `node-${i + 1}`);
   const maps = new Map<string, RawMap>();
@@ -106,26 +123,30 @@ export async function runConvergence(o: ConvergenceOptions, progress: (s: string
     }
     samples.sort((a, b) => a - b);
     bulk.sort((a, b) => a - b);
-    const report = {
+    return {
       scenario: 'convergence', nodes: o.nodes, services: o.services, endpoints: o.endpoints, store: 'etcd',
       bulk: { applyMs: Math.round(applyMs), everyNodeMs: bulk.map(Math.round) },
       change: { samples: samples.length, p50Ms: +pct(samples, 50).toFixed(1), p99Ms: +pct(samples, 99).toFixed(1), maxMs: +samples.at(-1)!.toFixed(1),
         applyCommandP50Ms: +pct([...applyOne].sort((a, b) => a - b), 50).toFixed(1) },
       note: 'time from the start of `ebmesh apply` (a CLI process) to the frontend of the changed Service holding the new backend count in each node\'s pinned map',
     };
-    mkdirSync(o.outDir, { recursive: true });
-    writeFileSync(join(o.outDir, 'convergence.json'), JSON.stringify(report, null, 2));
-    if (o.json) out(JSON.stringify(report, null, 2));
-    else {
-      out(`convergence, ${o.nodes} nodes, ${o.services} services, ${o.endpoints} endpoints (store: etcd)`);
-      out(`  bulk apply of everything: apply returned in ${report.bulk.applyMs} ms; in every node's maps after ${report.bulk.everyNodeMs.join(', ')} ms`);
-      out(`  one endpoint added (${samples.length} samples = ${o.changes} changes x ${o.nodes} nodes): p50 ${report.change.p50Ms} ms, p99 ${report.change.p99Ms} ms, max ${report.change.maxMs} ms`);
-      out(`  (the apply command alone, CLI start included: p50 ${report.change.applyCommandP50Ms} ms)`);
-      out(`report: ${join(o.outDir, 'convergence.json')}`);
-    }
   } finally {
     for (const m of maps.values()) m.close();
     try { cli('down'); } catch { /* reported by the next run's down */ }
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runConvergence(o: ConvergenceOptions, progress: (s: string) => void, out: (s: string) => void): Promise<void> {
+  const report = await measureConvergence(o, progress);
+  mkdirSync(o.outDir, { recursive: true });
+  writeFileSync(join(o.outDir, 'convergence.json'), JSON.stringify(report, null, 2));
+  if (o.json) out(JSON.stringify(report, null, 2));
+  else {
+    out(`convergence, ${o.nodes} nodes, ${o.services} services, ${o.endpoints} endpoints (store: etcd)`);
+    out(`  bulk apply of everything: apply returned in ${report.bulk.applyMs} ms; in every node's maps after ${report.bulk.everyNodeMs.join(', ')} ms`);
+    out(`  one endpoint added (${report.change.samples} samples = ${o.changes} changes x ${o.nodes} nodes): p50 ${report.change.p50Ms} ms, p99 ${report.change.p99Ms} ms, max ${report.change.maxMs} ms`);
+    out(`  (the apply command alone, CLI start included: p50 ${report.change.applyCommandP50Ms} ms)`);
+    out(`report: ${join(o.outDir, 'convergence.json')}`);
   }
 }

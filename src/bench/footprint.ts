@@ -4,8 +4,12 @@
  * which splits shared pages fairly between processes) with /proc/PID/status
  * VmRSS as the fallback. Each root PID counts with all its descendants, found
  * anew at every sample so workers forked during the run are included.
+ * Kernel memory of BPF maps and programs is no process's: bpfFootprint
+ * reads it from the kernel's own accounting (bytes_memlock).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 
 export interface Footprint {
   /** CPU time over wall time while sampling, in percent of one core. */
@@ -44,8 +48,8 @@ function readStat(pid: number): ProcCpu | null {
   return Number.isFinite(ticks) ? { ppid, ticks } : null;
 }
 
-/** The roots and all their living descendants. */
-export function processTree(roots: readonly number[]): number[] {
+/** The roots and all their living descendants, except the subtrees rooted at `exclude`. */
+export function processTree(roots: readonly number[], exclude: readonly number[] = []): number[] {
   const children = new Map<number, number[]>();
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name)) continue;
@@ -56,10 +60,11 @@ export function processTree(roots: readonly number[]): number[] {
     children.set(st.ppid, list);
   }
   const seen = new Set<number>();
+  const skip = new Set(exclude);
   const stack = roots.filter((p) => readStat(p) !== null);
   while (stack.length) {
     const p = stack.pop()!;
-    if (seen.has(p)) continue;
+    if (seen.has(p) || skip.has(p)) continue;
     seen.add(p);
     stack.push(...(children.get(p) ?? []));
   }
@@ -85,10 +90,18 @@ function memoryOf(pid: number): { rss: number; pss: number | null } {
 
 /**
  * Starts sampling now; stop() takes a last sample and returns the totals.
+ * descendants: false counts the given processes alone (the node daemon,
+ * whose descendants are the lab's workloads, the load under test); exclude
+ * leaves those processes and their subtrees out of the tree.
  * CPU is the growth of each process's tick counter up to its last sighting,
  * so a process that exits mid-run keeps what it used until the sample before.
  */
-export function sampleFootprint(pids: readonly number[], intervalMs = 500): FootprintSampler {
+export function sampleFootprint(
+  pids: readonly number[],
+  intervalMs = 500,
+  opts: { descendants?: boolean; exclude?: readonly number[] } = {},
+): FootprintSampler {
+  const descendants = opts.descendants ?? true;
   const first = new Map<number, number>();
   const last = new Map<number, number>();
   let maxRss = 0;
@@ -99,7 +112,7 @@ export function sampleFootprint(pids: readonly number[], intervalMs = 500): Foot
   const t0 = process.hrtime.bigint();
 
   const sample = (): void => {
-    const tree = processTree(pids);
+    const tree = descendants ? processTree(pids, opts.exclude) : pids.filter((p) => readStat(p) !== null);
     let rss = 0;
     let pss = 0;
     for (const p of tree) {
@@ -140,5 +153,71 @@ export function sampleFootprint(pids: readonly number[], intervalMs = 500): Foot
         samples,
       };
     },
+  };
+}
+
+/**
+ * Waits, at most maxMs, until the process trees use less than `percent` of
+ * a core over one window: a proxy still draining a backlog after an
+ * overloaded run would otherwise load the next measurement. False when they
+ * never went quiet.
+ */
+export async function waitQuiet(pids: readonly number[], percent = 10, windowMs = 500, maxMs = 10_000): Promise<boolean> {
+  const until = Date.now() + maxMs;
+  while (Date.now() < until) {
+    const s = sampleFootprint(pids, windowMs);
+    await new Promise((r) => setTimeout(r, windowMs));
+    if (s.stop().cpuPercent < percent) return true;
+  }
+  return false;
+}
+
+export interface BpfFootprint {
+  programs: number;
+  maps: number;
+  /** Kernel memory charged for the programs (bytes_memlock: instructions and JIT image). */
+  programBytes: number;
+  /** Kernel memory charged for every map those programs use (sized by max_entries, not by what is stored). */
+  mapBytes: number;
+  /** The three largest maps, by kernel memory. */
+  largestMaps: Array<{ name: string; bytes: number }>;
+}
+
+function bpftoolJson<T>(args: string[]): T {
+  const r = spawnSync('bpftool', ['-j', ...args], { encoding: 'utf8', maxBuffer: 256 << 20 });
+  if (r.error || r.status !== 0) throw new Error(`bpftool ${args.join(' ')} failed: ${r.error?.message ?? r.stderr.trim()} (apt-get install -y bpftool)`);
+  return JSON.parse(r.stdout) as T;
+}
+
+function pinsUnder(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names.flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? pinsUnder(p) : [p];
+  });
+}
+
+/**
+ * The programs attached through the links pinned under `linkPins` (any
+ * depth), and every map they use, found from the programs' own map_ids so
+ * that unpinned maps (.rodata, .bss) count too.
+ */
+export function bpfFootprint(linkPins: string): BpfFootprint {
+  const progIds = new Set<number>();
+  for (const pin of pinsUnder(linkPins)) progIds.add(bpftoolJson<{ prog_id: number }>(['link', 'show', 'pinned', pin]).prog_id);
+  const progs = bpftoolJson<Array<{ id: number; bytes_memlock?: number; map_ids?: number[] }>>(['prog', 'show']).filter((p) => progIds.has(p.id));
+  const mapIds = new Set(progs.flatMap((p) => p.map_ids ?? []));
+  const maps = bpftoolJson<Array<{ id: number; name?: string; bytes_memlock?: number }>>(['map', 'show']).filter((m) => mapIds.has(m.id));
+  return {
+    programs: progs.length,
+    maps: maps.length,
+    programBytes: progs.reduce((a, p) => a + (p.bytes_memlock ?? 0), 0),
+    mapBytes: maps.reduce((a, m) => a + (m.bytes_memlock ?? 0), 0),
+    largestMaps: maps.map((m) => ({ name: m.name ?? `#${m.id}`, bytes: m.bytes_memlock ?? 0 })).sort((a, b) => b.bytes - a.bytes).slice(0, 3),
   };
 }

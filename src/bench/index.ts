@@ -2,7 +2,7 @@
 export { runLoadgen, parseLoadgenOutput, loadgenArgs, defaultLoadgenPath, type LoadgenOptions, type LoadResult } from './loadgen.js';
 export { runWrk, parseWrkOutput, type WrkOptions } from './wrk.js';
 export { median, mean, stdev, summarize, ratio, medianDistribution, DEFAULT_NOISY_CV, type Summary, type Ratio, type NoiseVerdict } from './stats.js';
-export { sampleFootprint, processTree, type Footprint, type FootprintSampler } from './footprint.js';
+export { sampleFootprint, processTree, bpfFootprint, type Footprint, type FootprintSampler, type BpfFootprint } from './footprint.js';
 export { describeMachine, toolVersion, DEFAULT_TOOL_PROBES, type MachineInfo, type ToolProbe } from './machine.js';
 export { analyzeScenario, type ConfigSummary } from './analysis.js';
 export { writeReport, renderMarkdown, type BenchReport, type ScenarioReport } from './report.js';

@@ -36,6 +36,9 @@ export const DEFAULT_TOOL_PROBES: ToolProbe[] = [
   { name: 'nginx', argv: [findNginx() ?? 'nginx', '-v'] },
   { name: 'wrk', argv: ['wrk', '--version'] },
   { name: 'clang', argv: ['clang', '--version'] },
+  // The sidecar model's proxy, and what reads BPF kernel memory.
+  { name: 'haproxy', argv: ['haproxy', '-v'] },
+  { name: 'bpftool', argv: ['bpftool', 'version'] },
 ];
 
 /** First line of a tool's version output, or null when it is not installed. */

@@ -9,6 +9,7 @@ import { writeReport, type BenchReport } from './report.js';
 import type { RunResult, ScenarioResult } from './scenario.js';
 import { latencyPercentilePlot, barPlot } from './svg.js';
 import { checkMarkdownTables, checkWellFormedXml } from './wellformed.js';
+import { checkReportJson } from './report-schema.js';
 import { isEbmeshError } from '../errors.js';
 
 function run(rate: number, p50: number, p99: number): RunResult {
@@ -36,6 +37,8 @@ const result: ScenarioResult = {
   ],
   setup: ['server: nginx'],
   notes: ['a note with | pipe'],
+  tables: [{ title: 'per <workload>', header: ['model', 'MiB'], rows: [['mesh | a', '1.0'], ['sidecars', '2.0']] }],
+  bars: [{ name: 'memory & more', title: 'memory', unit: 'MiB', bars: [{ name: 'mesh', value: 1, low: 0.9, high: 1.1 }, { name: 'sidecars <x>', value: 2 }] }],
 };
 
 test('analysis computes ratios against the baseline', () => {
@@ -44,6 +47,17 @@ test('analysis computes ratios against the baseline', () => {
   assert.ok(Math.abs(s[1]!.ratios.latency.p50!.value - 71 / 52.5) < 1e-9);
   assert.equal(s[1]!.ratios.latency.p50!.withinNoise, false);
   assert.equal(s[1]!.distribution?.length, 6);
+});
+
+test('analysis refuses a table row that does not fit its header', () => {
+  const tables = [{ title: 'short', header: ['a', 'b'], rows: [['1', '2'], ['3']] }];
+  assert.throws(() => analyzeScenario('t', { ...result, tables }), (e) => isEbmeshError(e, 'EBMESH_BENCH_RESULT_INVALID') && /row 2 of table "short"/.test(e.message));
+});
+
+test('a scenario may report tables alone, but not nothing', () => {
+  const tables = [{ title: 't', header: ['what', 'ms'], rows: [['p50', '1.0']] }];
+  assert.deepEqual(analyzeScenario('t', { baseline: '', configs: [], setup: [], notes: [], tables }), []);
+  assert.throws(() => analyzeScenario('t', { baseline: '', configs: [], setup: [], notes: [] }), (e) => isEbmeshError(e, 'EBMESH_BENCH_RESULT_INVALID'));
 });
 
 test('analysis refuses a baseline that was not measured', () => {
@@ -72,6 +86,7 @@ test('writeReport writes Markdown, SVG and JSON that hold together', async () =>
       invocation: ['ebmesh', 'bench', '--quick'],
       options: { quick: true, repeats: 2, noisyCv: 0.1 },
       machine: describeMachine([]),
+      loadAverageAtEnd: [0.5, 0.25, 0.125],
       scenarios: [
         { name: 'demo', describe: 'demo', status: 'ok', error: null, durationS: 1, result, summaries: analyzeScenario('demo', result), figures: [] },
         { name: 'broken', describe: 'fails', status: 'failed', error: { code: 'X', message: 'boom', hint: 'try again' }, durationS: 0, result: null, summaries: [], figures: [] },
@@ -79,17 +94,22 @@ test('writeReport writes Markdown, SVG and JSON that hold together', async () =>
     };
     await writeReport(dir, report);
     const files = (await readdir(dir)).sort();
-    assert.deepEqual(files, ['demo-latency.svg', 'demo-throughput.svg', 'report.json', 'report.md']);
+    assert.deepEqual(files, ['demo-latency.svg', 'demo-memory-more.svg', 'demo-throughput.svg', 'report.json', 'report.md']);
     for (const f of files.filter((x) => x.endsWith('.svg'))) {
       assert.equal(checkWellFormedXml(await readFile(path.join(dir, f), 'utf8')), null, f);
     }
     const json = JSON.parse(await readFile(path.join(dir, 'report.json'), 'utf8')) as BenchReport;
+    assert.equal(checkReportJson(json), null);
     assert.equal(json.scenarios.length, 2);
-    assert.deepEqual(json.scenarios[0]!.figures, ['demo-latency.svg', 'demo-throughput.svg']);
+    assert.deepEqual(json.scenarios[0]!.figures, ['demo-latency.svg', 'demo-throughput.svg', 'demo-memory-more.svg']);
+    assert.match(checkReportJson({ ...json, loadAverageAtEnd: [1] }) ?? '', /loadAverageAtEnd/);
+    assert.match(checkReportJson({ ...json, scenarios: [{ ...json.scenarios[0], status: 'maybe' }] }) ?? '', /scenarios\.0\.status/);
     const md = await readFile(path.join(dir, 'report.md'), 'utf8');
     assert.equal(checkMarkdownTables(md), null);
     assert.match(md, /boom/);
     assert.match(md, /\(demo-latency\.svg\)/);
+    assert.match(md, /\| mesh \\\| a \| 1\.0 \|/, 'scenario tables are rendered, pipes escaped');
+    assert.match(md, /load average at end \| 0\.50 0\.25 0\.13/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -32,6 +32,8 @@ export interface BenchReport {
   invocation: string[];
   options: { quick: boolean; repeats: number; noisyCv: number };
   machine: MachineInfo;
+  /** 1, 5 and 15 minute load averages when the run finished. */
+  loadAverageAtEnd: number[];
   scenarios: ScenarioReport[];
 }
 
@@ -64,8 +66,8 @@ function mib(bytes: number): string {
 function mainTable(sums: readonly ConfigSummary[]): string[] {
   const lat = (c: ConfigSummary, k: LatencyKey): string => fig(c.latencyUs[k], c.ratios.latency[k], c.name === c.baseline);
   const rows = [
-    '| # | configuration | vs | runs | rate req/s | p50 µs | p90 µs | p99 µs | p99.9 µs | client CPU | errors / timeouts / non-2xx,3xx | noise |',
-    '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|',
+    '| # | configuration | vs | runs | rate req/s | mean µs | p50 µs | p90 µs | p99 µs | p99.9 µs | client CPU | errors / timeouts / non-2xx,3xx | noise |',
+    '|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|',
   ];
   sums.forEach((c, i) => {
     const base = c.name === c.baseline;
@@ -75,7 +77,7 @@ function mainTable(sums: readonly ConfigSummary[]): string[] {
       c.errors + c.timeouts + c.badStatus > 0 ? '**failures**' : '',
     ].filter(Boolean).join(', ');
     rows.push(`| ${i + 1} | ${cell(c.name)} | ${base ? '—' : cell(c.baseline)} | ${c.runs} | ${fig(c.rate, c.ratios.rate, base, 0)} | ` +
-      `${lat(c, 'p50')} | ${lat(c, 'p90')} | ${lat(c, 'p99')} | ${lat(c, 'p999')} | ` +
+      `${lat(c, 'mean')} | ${lat(c, 'p50')} | ${lat(c, 'p90')} | ${lat(c, 'p99')} | ${lat(c, 'p999')} | ` +
       `${c.clientCpu ? `${(c.clientCpu.median * 100).toFixed(0)}%` : '–'} | ${c.errors} / ${c.timeouts} / ${c.badStatus} | ${flags} |`);
   });
   return rows;
@@ -116,6 +118,7 @@ export function renderMarkdown(r: BenchReport): string {
   L.push(`| OS | ${cell(m.os)} |`);
   L.push(`| Node.js | ${m.node} |`);
   L.push(`| load average at start | ${m.loadAverage.join(' ')} |`);
+  L.push(`| load average at end | ${r.loadAverageAtEnd.map((v) => v.toFixed(2)).join(' ')} |`);
   L.push(`| CPU governor | ${m.cpuGovernor ?? 'n/a'} |`);
   for (const [t, v] of Object.entries(m.tools)) L.push(`| ${cell(t)} | ${cell(v ?? 'not installed')} |`);
   L.push('');
@@ -135,10 +138,19 @@ export function renderMarkdown(r: BenchReport): string {
       L.push('');
       continue;
     }
-    L.push(`Baseline: **${cell(s.result?.baseline ?? '')}**. Took ${s.durationS.toFixed(1)} s.`, '');
-    L.push(...mainTable(s.summaries), '');
+    if (s.summaries.length) {
+      L.push(`Baseline: **${cell(s.result?.baseline ?? '')}**. Took ${s.durationS.toFixed(1)} s.`, '');
+      L.push(...mainTable(s.summaries), '');
+    } else {
+      L.push(`Took ${s.durationS.toFixed(1)} s.`, '');
+    }
     const fp = footprintTable(s.summaries);
     if (fp.length) L.push('Footprint of the processes under test (sampled from /proc while the load ran):', '', ...fp, '');
+    for (const t of s.result?.tables ?? []) {
+      L.push(`${t.title}:`, '', `| ${t.header.map(cell).join(' | ')} |`, `|${t.header.map((_, i) => (i === 0 ? '---' : '--:')).join('|')}|`);
+      for (const row of t.rows) L.push(`| ${row.map(cell).join(' | ')} |`);
+      L.push('');
+    }
     for (const f of s.figures) L.push(`![${f}](${f})`, '');
     L.push('### Setup and exact commands', '', '```');
     L.push(...(s.result?.setup ?? []), '', ...commandsOf(s), '```', '');
@@ -167,6 +179,7 @@ export function scenarioFigures(s: ScenarioReport): Map<string, string> {
     high: c.rate.max,
     label: c.name === c.baseline ? 'base' : `${ratioText(c.ratios.rate, false)}${c.baseline === s.result?.baseline ? '' : ` vs ${1 + s.summaries.findIndex((x) => x.name === c.baseline)}`}`,
   }))));
+  for (const b of s.result?.bars ?? []) files.set(`${slug}-${b.name.replace(/[^a-zA-Z0-9_-]+/g, '-')}.svg`, barPlot(b.title, b.unit, b.bars));
   return files;
 }
 

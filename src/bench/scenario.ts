@@ -5,6 +5,7 @@
  */
 import type { Footprint } from './footprint.js';
 import type { LoadResult } from './loadgen.js';
+import type { Bar } from './svg.js';
 
 export interface ScenarioContext {
   /** Small loads and short runs: proves the scenario works, figures mean little. */
@@ -54,6 +55,14 @@ export interface ConfigResult {
   runs: RunResult[];
 }
 
+/** A table of the scenario's own headline figures, derived from its runs (e.g. footprints per workload). */
+export interface ScenarioTable {
+  title: string;
+  header: string[];
+  /** Each row as many cells as the header. */
+  rows: string[][];
+}
+
 export interface ScenarioResult {
   /** Name of the configuration every other one is compared with. */
   baseline: string;
@@ -61,6 +70,9 @@ export interface ScenarioResult {
   /** Exact commands and settings, besides each run's own command line. */
   setup: string[];
   notes: string[];
+  tables?: ScenarioTable[];
+  /** Bar plots of the scenario's own figures; `name` becomes part of the SVG's file name. */
+  bars?: Array<{ name: string; title: string; unit: string; bars: Bar[] }>;
 }
 
 export interface Scenario {
@@ -74,6 +86,15 @@ export function badStatusCount(status: Record<string, number>): number {
     const c = Number(code);
     return Number.isInteger(c) && c >= 200 && c < 400 ? a : a + n;
   }, 0);
+}
+
+/** A run with no request figures, for tools that measure something else (or nothing but footprints). */
+export function emptyRun(tool: string, command: string[], footprints: Record<string, Footprint> = {}): RunResult {
+  return {
+    tool, command, rate: 0, targetRate: null, errors: 0, timeouts: 0, badStatus: 0,
+    latencyUs: { mean: null, p50: null, p90: null, p99: null, p999: null, max: null },
+    distribution: null, belowTarget: false, clientCpu: null, footprints,
+  };
 }
 
 /** Converts loadgen output into the generic run record. */

@@ -139,7 +139,10 @@ export class NodeDaemon {
   private startObserver(): void {
     const dp = this.datapath;
     const observer = new Observer(this.paths, {
-      ringFd: () => dp.rawMap('ebm_events').fd,
+      ring: () => {
+        const m = dp.rawMap('ebm_events');
+        return { fd: m.fd, bytes: m.info.maxEntries };
+      },
       identityOf: (w) => this.policy.identityOf(w),
       policyRefs: () => this.policy.tables?.refs ?? [],
       health: () => ({ programs: dp.programCount(), maps: dp.mapFill(), kernelCounters: dp.countersSnapshot() }),

@@ -23,7 +23,6 @@ koffi.opaque('bpf_object');
 koffi.opaque('bpf_program');
 koffi.opaque('bpf_map');
 koffi.opaque('btf');
-koffi.opaque('ring_buffer');
 
 export const btfTypeHeader = koffi.struct('btf_type', {
   name_off: 'uint32',
@@ -55,8 +54,6 @@ export const testRunOpts = koffi.struct('bpf_test_run_opts', {
   cpu: 'uint32',
   batch_size: 'uint32',
 });
-
-export const ringBufferSample = koffi.proto('int ebm_ring_sample(void *ctx, void *data, size_t size)');
 
 export const bpf = {
   libbpf_major_version: lib.func('uint32 libbpf_major_version()'),
@@ -114,14 +111,19 @@ export const bpf = {
   btf__name_by_offset: lib.func('const char *btf__name_by_offset(btf *btf, uint32 off)'),
   btf__resolve_size: lib.func('int64 btf__resolve_size(btf *btf, uint32 id)'),
 
-  ring_buffer__new: lib.func('ring_buffer *ring_buffer__new(int map_fd, ebm_ring_sample *cb, void *ctx, void *opts)'),
-  ring_buffer__consume: lib.func('int ring_buffer__consume(ring_buffer *rb)'),
-  ring_buffer__epoll_fd: lib.func('int ring_buffer__epoll_fd(ring_buffer *rb)'),
-  ring_buffer__free: lib.func('void ring_buffer__free(ring_buffer *rb)'),
-
   close: libc.func('int close(int fd)'),
   open: libc.func('int open(const char *path, int flags)'),
+  mmap: libc.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64 off)'),
+  munmap: libc.func('int munmap(void *addr, size_t len)'),
+  sysconf: libc.func('long sysconf(int name)'),
 };
+
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+export const SC_PAGESIZE = 30;
+/** mmap's MAP_FAILED, (void *)-1, as koffi returns pointers. */
+export const MAP_FAILED = 0xffffffffffffffffn;
 
 export const O_RDONLY = 0;
 export const O_DIRECTORY = 0o200000;

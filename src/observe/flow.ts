@@ -67,6 +67,18 @@ const REASON_NAMES: Record<number, string> = Object.fromEntries(
   Object.entries(Reason).map(([k, v]) => [v, k.toLowerCase().replace(/_/g, '-')]),
 );
 
+export function typeName(code: number): FlowType {
+  return TYPE_NAMES[code] ?? 'drop';
+}
+
+export function verdictName(code: number): VerdictName {
+  return VERDICT_NAMES[code] ?? 'ERROR';
+}
+
+export function methodName(code: number): string {
+  return HttpMethods[code] ?? 'OTHER';
+}
+
 export function reasonName(code: number): string | undefined {
   if (code === Reason.NONE) return undefined;
   return REASON_NAMES[code] ?? `reason-${code}`;
@@ -107,7 +119,7 @@ function endpoint(ip: string, port: number, names: NameTable): Endpoint {
  * monotonic clock to wall time (epoch ns minus monotonic ns at one instant).
  */
 export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOffsetNs: bigint): Flow {
-  const type = TYPE_NAMES[raw.type] ?? ('drop' as FlowType);
+  const type = typeName(raw.type);
   const active = (raw.flags & EventFlag.ACTIVE) !== 0;
   const inbound = (raw.flags & EventFlag.INBOUND) !== 0;
   const observer: Flow['observer'] = type === 'http'
@@ -133,7 +145,7 @@ export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOff
     seq,
     time: new Date(ms).toISOString(),
     type,
-    verdict: VERDICT_NAMES[raw.verdict] ?? 'ERROR',
+    verdict: verdictName(raw.verdict),
     proto: raw.proto === 6 ? 'TCP' : raw.proto === 17 ? 'UDP' : String(raw.proto),
     observer,
     source,
@@ -168,7 +180,7 @@ export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOff
   }
   if (type === 'http') {
     flow.http = {
-      method: HttpMethods[raw.http_method] ?? 'OTHER',
+      method: methodName(raw.http_method),
       path: raw.http_path.subarray(0, Math.min(raw.http_path_len, raw.http_path.length)).toString('latin1'),
       status: raw.http_status,
       latencyMs: Number(raw.duration_ns) / 1e6,
@@ -247,6 +259,19 @@ export function matches(f: Flow, filter: FlowFilter): boolean {
   }
   if (filter.status && (!f.http || !statusMatches(f.http.status, filter.status))) return false;
   if (filter.reason && !reasonMatches(f.reason, filter.reason.toLowerCase())) return false;
+  return true;
+}
+
+/**
+ * Whether a record with this raw type and verdict can match `filter` at all:
+ * checked before a stored record is decoded, so that a scan of the history
+ * decodes only the candidates. matches() still decides.
+ */
+export function mayMatchRaw(type: number, verdict: number, filter: FlowFilter): boolean {
+  if (filter.type && typeName(type) !== filter.type.toLowerCase()) return false;
+  if (filter.verdict && verdictName(verdict) !== filter.verdict.toUpperCase()) return false;
+  if (filter.status && type !== EventType.HTTP) return false;
+  if (filter.protocol?.toLowerCase() === 'http' && type !== EventType.HTTP) return false;
   return true;
 }
 

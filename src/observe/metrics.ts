@@ -1,11 +1,14 @@
 /**
- * The agent's Prometheus metrics, fed one Flow at a time. A connection whose
- * both ends are mesh sockets on this node is reported by both; metrics count
- * it once, from the client's report (the server's counts only when the
- * client is not a mesh workload here).
+ * The agent's Prometheus metrics, fed one Flow at a time, except HTTP
+ * exchanges (nearly every event under load): those are counted through the
+ * series of their connection, resolved once (httpSeries, recordHttp).
+ *
+ * A connection whose both ends are mesh sockets on this node is reported by
+ * both; metrics count it once, from the client's report (the server's counts
+ * only when the client is not a mesh workload here).
  */
-import type { Flow } from './flow.js';
-import { Counter, Gauge, Histogram, Registry } from './prom.js';
+import type { Flow, FlowType } from './flow.js';
+import { Counter, Gauge, Histogram, Registry, type HistogramSeries, type Labels } from './prom.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -17,6 +20,28 @@ function who(f: Flow): Record<string, string> {
     destination_workload: f.destination.workload ?? '',
     destination_service: f.service ?? '',
   };
+}
+
+function seriesKey(l: Labels): string {
+  return `${l.source_namespace}/${l.source_workload}>${l.destination_namespace}/${l.destination_workload}@${l.destination_service}`;
+}
+
+/** The name `top` files an exchange under: its Service, else its destination. */
+export function goldenService(f: Flow): string {
+  return f.service ?? (f.destination.workload ? `${f.destination.namespace}/${f.destination.workload}` : `${f.destination.ip}:${f.destination.port}`);
+}
+
+/**
+ * The series one client-server pair's HTTP exchanges land in, resolved once
+ * (from a decoded Flow) so that each further exchange of the pair is a few
+ * additions: the agent keeps one per connection.
+ */
+export interface HttpSeries {
+  readonly service: string;
+  readonly labels: Labels;
+  readonly duration: HistogramSeries;
+  /** Request counters by method name, then by status class (status / 100). */
+  readonly requests: Map<string, Array<{ v: number } | undefined>>;
 }
 
 /** The one report of a connection or exchange that metrics count. */
@@ -56,33 +81,76 @@ export class ObserveMetrics {
 
   /** Label objects by series, reused so the writer's text cache hits. Bounded. */
   private readonly labelCache = new Map<string, Record<string, string>>();
+  private readonly eventsByType = new Map<FlowType, { v: number }>();
 
   constructor() {
     this.up.set({}, Math.floor(Date.now() / 1000));
   }
 
-  private labels(f: Flow, extra: Record<string, string> = {}): Record<string, string> {
-    const key = `${f.source.namespace}/${f.source.workload}|${f.destination.namespace}/${f.destination.workload}|${f.service}|${Object.values(extra).join('|')}`;
+  private labels(f: Flow, extra?: Record<string, string>): Labels {
+    const base = who(f);
+    const l = this.cached(seriesKey(base), () => base);
+    return extra ? this.labelsOf(l, extra) : l;
+  }
+
+  /** The labels `base` (a pair's, from labels()) plus `extra`, shared like labels() shares them. */
+  private labelsOf(base: Labels, extra: Record<string, string>): Labels {
+    return this.cached(`${seriesKey(base)}|${Object.values(extra).join('|')}`, () => ({ ...base, ...extra }));
+  }
+
+  private cached(key: string, make: () => Labels): Labels {
     let l = this.labelCache.get(key);
     if (!l) {
       if (this.labelCache.size > 100_000) this.labelCache.clear();
-      l = { ...who(f), ...extra };
+      l = make();
       this.labelCache.set(key, l);
     }
     return l;
   }
 
+  /** Counts one event read from the kernel (every event, countable or not). */
+  countEvent(type: FlowType): void {
+    let h = this.eventsByType.get(type);
+    if (!h) {
+      h = this.events.handle({ type });
+      this.eventsByType.set(type, h);
+    }
+    h.v++;
+  }
+
+  /** The series of `f`'s client-server pair (f: an HTTP flow). */
+  httpSeries(f: Flow): HttpSeries {
+    const labels = this.labels(f);
+    return { service: goldenService(f), labels, duration: this.httpDuration.handle(labels), requests: new Map() };
+  }
+
+  /** One HTTP exchange: what record() does for an HTTP flow, from its series and raw fields. */
+  recordHttp(s: HttpSeries, method: string, status: number, latencyMs: number): void {
+    this.countEvent('http');
+    const cls = Math.floor(status / 100);
+    let byClass = s.requests.get(method);
+    if (!byClass) {
+      byClass = [];
+      s.requests.set(method, byClass);
+    }
+    let h = byClass[cls];
+    if (!h) {
+      h = this.httpRequests.handle(this.labelsOf(s.labels, { method, status_class: `${cls}xx` }));
+      byClass[cls] = h;
+    }
+    h.v++;
+    this.httpDuration.observeInto(s.duration, latencyMs / 1000);
+  }
+
   record(f: Flow): void {
-    this.events.inc({ type: f.type });
+    if (f.type === 'http') {
+      this.recordHttp(this.httpSeries(f), f.http!.method, f.http!.status, f.http!.latencyMs);
+      return;
+    }
+    this.countEvent(f.type);
     if (!countable(f)) return;
     const l = this.labels(f);
     switch (f.type) {
-      case 'http': {
-        const status = f.http!.status;
-        this.httpRequests.inc(this.labels(f, { method: f.http!.method, status_class: `${Math.floor(status / 100)}xx` }));
-        this.httpDuration.observe(l, f.http!.latencyMs / 1000);
-        break;
-      }
       case 'connect':
       case 'accept':
         this.tcpOpened.inc(l);

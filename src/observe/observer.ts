@@ -10,12 +10,13 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import { statSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { FlowEvent } from '../abi/structs.js';
+import { EventType } from '../abi/structs.js';
 import { computeFrontends, workloadIp, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
 import type { WorkloadResource } from '../resources/index.js';
 import type { InstancePaths } from '../paths.js';
-import { emptyNames, matches, toFlow, type Flow, type FlowFilter, type NameTable } from './flow.js';
-import { ObserveMetrics, countable, type Health } from './metrics.js';
+import { emptyNames, matches, methodName, type Flow, type FlowFilter, type NameTable } from './flow.js';
+import { EVENT_OFFSET as OFF, EVENT_SIZE, FlowHistory } from './history.js';
+import { ObserveMetrics, type Health, type HttpSeries } from './metrics.js';
 import { GoldenWindow, type GoldenRow } from './golden.js';
 import { CONTENT_TYPE } from './prom.js';
 import { RingReader } from './ringbuf.js';
@@ -31,9 +32,23 @@ interface Follower {
   skipped: number;
 }
 
+/** The HTTP pairs remembered (one per client connection) before the table starts over. */
+const HTTP_PAIRS_MAX = 65536;
+
+/** A client connection's HTTP series, and the addresses it was resolved for. */
+interface HttpPair {
+  series: HttpSeries;
+  saddr: number;
+  daddr: number;
+  ports: number;
+  origDaddr: number;
+  origDport: number;
+}
+
 /** What the observer needs from the data path. */
 export interface ObserveSource {
-  ringFd(): number;
+  /** The flow event ring buffer map: its fd and size in bytes (max_entries). */
+  ring(): { fd: number; bytes: number };
   /** The agent's identity of a workload (the persisted table policy enforces with), so flows, drops and explain agree. */
   identityOf(w: WorkloadResource): number | undefined;
   /** Policy names by the policy_ref the kernel reports. */
@@ -63,21 +78,23 @@ export class Observer {
   readonly metrics = new ObserveMetrics();
   readonly golden = new GoldenWindow(60);
   private names: NameTable = emptyNames();
-  private readonly history: Flow[] = [];
-  private head = 0; // next write position once the history is full
-  private seq = 0;
+  private readonly history: FlowHistory;
+  /** Socket cookie of the connection an HTTP exchange was seen on -> its series. */
+  private readonly httpPairs = new Map<number, HttpPair>();
   private readonly followers = new Set<Follower>();
   private reader: RingReader | undefined;
   private server: Server | undefined;
   private userLost = 0;
   private followersSkipped = 0;
-  private readonly bootOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
   metricsPort = 0;
 
-  constructor(private readonly paths: InstancePaths, private readonly source: ObserveSource, private readonly historySize = DEFAULT_HISTORY) {}
+  constructor(private readonly paths: InstancePaths, private readonly source: ObserveSource, historySize = DEFAULT_HISTORY) {
+    this.history = new FlowHistory(historySize, BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint());
+  }
 
   start(): void {
-    this.reader = new RingReader(this.source.ringFd(), (buf) => this.onRecord(buf));
+    const ring = this.source.ring();
+    this.reader = new RingReader(ring.fd, ring.bytes, (mem, off, len) => this.onRecord(mem, off, len));
     this.reader.start();
   }
 
@@ -143,14 +160,21 @@ export class Observer {
     }
     names.policies = this.source.policyRefs();
     this.names = names;
+    this.httpPairs.clear(); // resolved under the old names
   }
 
-  private onRecord(buf: Buffer): void {
-    if (buf.length < FlowEvent.size) {
+  private onRecord(mem: Buffer, off: number, len: number): void {
+    if (len < EVENT_SIZE) {
       this.userLost++;
       return;
     }
-    this.record(toFlow(FlowEvent.decode(buf), ++this.seq, this.names, this.bootOffsetNs));
+    const seq = this.history.add(mem, off, this.names);
+    let flow: Flow | undefined;
+    if (mem[off + OFF.type] === EventType.HTTP) this.onHttp(mem, off, seq);
+    else this.metrics.record(flow = this.history.flow(seq));
+    if (this.followers.size === 0) return;
+    flow ??= this.history.flow(seq);
+    for (const f of this.followers) this.push(f, flow);
   }
 
   /**
@@ -163,26 +187,34 @@ export class Observer {
     const named = (e: { ip: string; port: number }) => ({ ...e, ...this.names.byIp.get(e.ip) });
     const service = this.names.byBackend.get(`${t.destination.ip}:${t.destination.port}`);
     const drop = t.denied ? { type: 'drop' as const, verdict: 'DROPPED' as const, reason: 'policy-ingress', ...(t.denied.policy ? { policy: t.denied.policy } : {}) } : undefined;
-    this.record({
-      seq: ++this.seq, time: t.time, type: 'close', verdict: t.error ? 'ERROR' : 'FORWARDED', proto: 'TCP', observer: t.observer,
+    const flow = this.history.addFlow((seq) => ({
+      seq, time: t.time, type: 'close', verdict: t.error ? 'ERROR' : 'FORWARDED', proto: 'TCP', observer: t.observer,
       source: named(t.source), destination: named(t.destination), ...(service ? { service } : {}), cookie: '0',
       bytes: { toDestination: t.bytesToDestination, toSource: t.bytesToSource }, durationMs: t.durationMs, ...drop,
       mtls: true, ...(t.peerIdentity ? { peerIdentity: t.peerIdentity } : {}), ...(t.sourceIdentity ? { sourceIdentity: t.sourceIdentity } : {}),
-    });
+    }));
+    this.metrics.record(flow);
+    for (const f of this.followers) this.push(f, flow);
   }
 
-  private record(flow: Flow): void {
-    if (this.history.length < this.historySize) this.history.push(flow);
-    else {
-      this.history[this.head] = flow;
-      this.head = (this.head + 1) % this.historySize;
+  /** An HTTP exchange, counted from its raw fields once its connection is resolved. */
+  private onHttp(mem: Buffer, off: number, seq: number): void {
+    const cookie = mem.readUInt32LE(off + OFF.cookie) + mem.readUInt32LE(off + OFF.cookie + 4) * 2 ** 32;
+    const saddr = mem.readUInt32LE(off + OFF.saddr);
+    const daddr = mem.readUInt32LE(off + OFF.daddr);
+    const ports = mem.readUInt32LE(off + OFF.sport); // sport and dport, adjacent
+    const origDaddr = mem.readUInt32LE(off + OFF.orig_daddr);
+    const origDport = mem.readUInt16LE(off + OFF.orig_dport);
+    let pair = this.httpPairs.get(cookie);
+    if (!pair || pair.saddr !== saddr || pair.daddr !== daddr || pair.ports !== ports || pair.origDaddr !== origDaddr || pair.origDport !== origDport) {
+      if (this.httpPairs.size >= HTTP_PAIRS_MAX) this.httpPairs.clear();
+      pair = { series: this.metrics.httpSeries(this.history.flow(seq)), saddr, daddr, ports, origDaddr, origDport };
+      this.httpPairs.set(cookie, pair);
     }
-    this.metrics.record(flow);
-    if (flow.http && countable(flow)) {
-      const svc = flow.service ?? (flow.destination.workload ? `${flow.destination.namespace}/${flow.destination.workload}` : `${flow.destination.ip}:${flow.destination.port}`);
-      this.golden.record(svc, Date.now(), flow.http.latencyMs, flow.http.status < 500);
-    }
-    for (const f of this.followers) this.push(f, flow);
+    const status = mem.readUInt16LE(off + OFF.http_status);
+    const latencyMs = (mem.readUInt32LE(off + OFF.duration_ns) + mem.readUInt32LE(off + OFF.duration_ns + 4) * 2 ** 32) / 1e6;
+    this.metrics.recordHttp(pair.series, methodName(mem[off + OFF.http_method]!), status, latencyMs);
+    this.golden.record(pair.series.service, Date.now(), latencyMs, status < 500);
   }
 
   private push(f: Follower, flow: Flow): void {
@@ -202,14 +234,7 @@ export class Observer {
   /** The last `limit` flows that match, oldest first. */
   flows(filter: FlowFilter, limit: number): Flow[] {
     this.reader?.drain();
-    const ordered = this.history.length < this.historySize
-      ? this.history
-      : [...this.history.slice(this.head), ...this.history.slice(0, this.head)];
-    const out: Flow[] = [];
-    for (let i = ordered.length - 1; i >= 0 && out.length < limit; i--) {
-      if (matches(ordered[i]!, filter)) out.push(ordered[i]!);
-    }
-    return out.reverse();
+    return this.history.last(filter, limit);
   }
 
   /** Streams matching flows as NDJSON until the client goes away: the last `limit` first. */
@@ -228,7 +253,7 @@ export class Observer {
 
   stats(): Record<string, number> {
     return {
-      seq: this.seq, history: this.history.length, followers: this.followers.size,
+      seq: this.history.seq, history: this.history.length, followers: this.followers.size,
       userLost: this.userLost, followersSkipped: this.followersSkipped, metricsPort: this.metricsPort,
     };
   }

@@ -63,7 +63,11 @@ export class Counter extends Family<{ v: number }> {
     super(name, help, 'counter');
   }
   inc(labels: Labels = {}, by = 1): void {
-    this.get(labels, () => ({ v: 0 })).v += by;
+    this.handle(labels).v += by;
+  }
+  /** One series' cell, for a caller that counts it often: `handle(l).v += n` without a lookup per event. */
+  handle(labels: Labels): { v: number } {
+    return this.get(labels, () => ({ v: 0 }));
   }
   /** For counters kept elsewhere (the kernel's): the current total. */
   set(labels: Labels, v: number): void {
@@ -92,12 +96,24 @@ export class Gauge extends Family<{ v: number }> {
   }
 }
 
-export class Histogram extends Family<{ counts: number[]; sum: number; count: number }> {
+export interface HistogramSeries {
+  counts: number[];
+  sum: number;
+  count: number;
+}
+
+export class Histogram extends Family<HistogramSeries> {
   constructor(name: string, help: string, readonly buckets: readonly number[]) {
     super(name, help, 'histogram');
   }
   observe(labels: Labels, v: number): void {
-    const s = this.get(labels, () => ({ counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 }));
+    this.observeInto(this.handle(labels), v);
+  }
+  /** One series, for a caller that observes it often (with observeInto). */
+  handle(labels: Labels): HistogramSeries {
+    return this.get(labels, () => ({ counts: new Array<number>(this.buckets.length).fill(0), sum: 0, count: 0 }));
+  }
+  observeInto(s: HistogramSeries, v: number): void {
     // Non-cumulative here; cumulated when written.
     let i = 0;
     while (i < this.buckets.length && v > this.buckets[i]!) i++;

@@ -22,6 +22,11 @@ export const channels = {
   config: diagnostics_channel.channel('ebmesh:proxy:config'),
 } as const;
 
+/** A connection-level event (see channels.connection). */
+export function noteConnection(reason: string, detail: string): void {
+  if (channels.connection.hasSubscribers) channels.connection.publish({ reason, detail });
+}
+
 export interface RequestDoneEvent {
   service: string | undefined;
   route: string | undefined;

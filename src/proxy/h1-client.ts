@@ -29,15 +29,16 @@ const { HTTPParser } = createRequire(import.meta.url)('_http_common') as ParserM
 /** Response headers Node keeps only once (first wins), as IncomingMessage does. */
 const SINGLE = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization', 'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
 
+/** Adds one header the way IncomingMessage does: set-cookie as a list, singletons first-wins, others joined. */
+export function addHeader(into: IncomingHttpHeaders, k: string, v: string): void {
+  const cur = into[k];
+  if (cur === undefined) into[k] = k === 'set-cookie' ? [v] : v;
+  else if (k === 'set-cookie') (cur as string[]).push(v);
+  else if (!SINGLE.has(k)) into[k] = `${cur as string}${k === 'cookie' ? '; ' : ', '}${v}`;
+}
+
 export function headersFromRaw(raw: readonly string[], into: IncomingHttpHeaders = {}): IncomingHttpHeaders {
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const k = raw[i]!.toLowerCase();
-    const v = raw[i + 1]!;
-    const cur = into[k];
-    if (cur === undefined) into[k] = k === 'set-cookie' ? [v] : v;
-    else if (k === 'set-cookie') (cur as string[]).push(v);
-    else if (!SINGLE.has(k)) into[k] = `${cur as string}${k === 'cookie' ? '; ' : ', '}${v}`;
-  }
+  for (let i = 0; i + 1 < raw.length; i += 2) addHeader(into, raw[i]!.toLowerCase(), raw[i + 1]!);
   return into;
 }
 
@@ -210,24 +211,40 @@ export class H1Pool {
    * Sends one request on a pooled (or new) connection. Throws synchronously
    * on a header that cannot be written (CR/LF/NUL in a value, a bad name).
    */
-  request(ep: Endpoint, caller: Caller, method: string, path: string, authority: string, headers: OutgoingHttpHeaders, body: Buffer | Readable | undefined, ex: H1Exchange): { abort(): void; resume(): void; conn: { readonly connected: boolean } } {
+  request(
+    ep: Endpoint,
+    caller: Caller,
+    method: string,
+    path: string,
+    authority: string,
+    headers: OutgoingHttpHeaders,
+    /** Ready header lines to send instead of `headers` (see UpstreamRequest.lines). */
+    lines: { text: string; hasLength: boolean } | undefined,
+    body: Buffer | Readable | undefined,
+    ex: H1Exchange,
+  ): { abort(): void; resume(): void; conn: { readonly connected: boolean } } {
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\n`;
     if (BAD_VALUE.test(path) || BAD_VALUE.test(authority)) throw new TypeError('invalid character in request line or host');
     let hasLength = false;
-    for (const k in headers) {
-      const v = headers[k];
-      if (v === undefined || k === 'host') continue;
-      if (!TOKEN.test(k)) throw new TypeError(`invalid header name ${JSON.stringify(k)}`);
-      if (k === 'content-length') hasLength = true;
-      if (Array.isArray(v)) {
-        for (const x of v) {
-          if (BAD_VALUE.test(x)) throw new TypeError(`invalid character in header ${k}`);
-          head += `${k}: ${x}\r\n`;
+    if (lines) {
+      head += lines.text;
+      hasLength = lines.hasLength;
+    } else {
+      for (const k in headers) {
+        const v = headers[k];
+        if (v === undefined || k === 'host') continue;
+        if (!TOKEN.test(k)) throw new TypeError(`invalid header name ${JSON.stringify(k)}`);
+        if (k === 'content-length') hasLength = true;
+        if (Array.isArray(v)) {
+          for (const x of v) {
+            if (BAD_VALUE.test(x)) throw new TypeError(`invalid character in header ${k}`);
+            head += `${k}: ${x}\r\n`;
+          }
+        } else {
+          const s = String(v);
+          if (BAD_VALUE.test(s)) throw new TypeError(`invalid character in header ${k}`);
+          head += `${k}: ${s}\r\n`;
         }
-      } else {
-        const s = String(v);
-        if (BAD_VALUE.test(s)) throw new TypeError(`invalid character in header ${k}`);
-        head += `${k}: ${s}\r\n`;
       }
     }
     let chunked = false;

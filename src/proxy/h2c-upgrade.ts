@@ -6,8 +6,8 @@
  * frames for the body — and splice them in right after the client's
  * preface and SETTINGS. The HTTP/2 server then sees an ordinary stream 1.
  */
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
+import type { H1Head } from './h1-parser.js';
 import { H2_PREFACE } from './sniff.js';
 
 /** Largest body we carry over an upgrade: the h2 default initial window. */
@@ -49,11 +49,11 @@ function frame(type: number, flags: number, streamId: number, payload: Buffer): 
 }
 
 /** The request as stream 1: HEADERS (+ DATA). Throws when it cannot fit one frame. */
-export function stream1Frames(req: IncomingMessage, body: Buffer): Buffer {
+export function stream1Frames(req: H1Head, body: Buffer): Buffer {
   const block: number[] = [];
-  literal(':method', req.method ?? 'GET', block);
+  literal(':method', req.method, block);
   literal(':scheme', 'http', block);
-  literal(':path', req.url ?? '/', block);
+  literal(':path', req.url, block);
   literal(':authority', req.headers.host ?? '', block);
   for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
     const name = req.rawHeaders[i]!.toLowerCase();
@@ -109,8 +109,8 @@ function readExactly(socket: Socket, pending: Buffer, n: number, timeoutMs: numb
  * Performs the upgrade on `socket` and returns the bytes the HTTP/2 server
  * must read first (unshift them, then hand the socket over).
  */
-export async function upgradeToH2c(req: IncomingMessage, socket: Socket, head: Buffer, timeoutMs: number): Promise<Buffer> {
-  const len = Number(req.headers['content-length'] ?? 0);
+export async function upgradeToH2c(req: H1Head, socket: Socket, head: Buffer, timeoutMs: number): Promise<Buffer> {
+  const len = req.framing.kind === 'length' ? req.framing.length : 0;
   const { bytes: body, rest } = await readExactly(socket, head, len, timeoutMs);
   socket.write('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
   const pre = await readExactly(socket, rest, H2_PREFACE.length + 9, timeoutMs);

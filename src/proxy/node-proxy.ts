@@ -2,17 +2,16 @@
  * The node proxy's entry point: one TCP listener for every connection the
  * kernel steers to it. Each connection is sniffed, attributed (original
  * destination and client identity via the injected resolver) and handed to
- * the HTTP/1.1 server, the HTTP/2 server, or the TCP pass-through.
+ * the HTTP/1.x server (h1-server.ts), the HTTP/2 server, or the TCP
+ * pass-through.
  */
-import http from 'node:http';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { EbmeshError } from '../errors.js';
 import { compileConfig } from './config.js';
-import { channels } from './events.js';
-import { upgradeToH2c } from './h2c-upgrade.js';
-import { checkHttp1Framing } from './http1-guard.js';
-import { rejection } from './responses.js';
+import { channels, noteConnection } from './events.js';
+import { serveHttp1 } from './h1-server.js';
 import { handleRequest, type ConnContext, type Downstream } from './router.js';
 import { ProxyRuntime } from './runtime.js';
 import { sniff } from './sniff.js';
@@ -20,87 +19,14 @@ import { withPrefix } from './prefixed-stream.js';
 import { passThroughTcp } from './tcp-passthrough.js';
 import { OtlpExporter } from './tracing.js';
 import type { NodeProxy, OriginalDestination, ProxyConfig, ProxyRoutingConfig, ProxyStats } from './types.js';
-import { tunnelUpgrade, writeRawRejection } from './websocket.js';
 
 const connOf = new WeakMap<object, ConnContext>();
-
-function noteConnection(reason: string, detail: string): void {
-  if (channels.connection.hasSubscribers) channels.connection.publish({ reason, detail });
-}
 
 export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   let version = 1;
   const rt = new ProxyRuntime(compileConfig(config, version), config.tracing ? new OtlpExporter(config.tracing) : undefined, Math.random, config.dial);
   const sockets = new Set<net.Socket>();
   let nextId = 1;
-
-  // --- HTTP/1.1 -------------------------------------------------------------
-  const h1 = http.createServer({ insecureHTTPParser: false, keepAliveTimeout: 60_000, requestTimeout: 0, headersTimeout: 30_000 });
-  h1.on('request', (req, res) => {
-    req.on('error', () => {});
-    res.on('error', () => {});
-    const conn = connOf.get(req.socket);
-    if (!conn) {
-      res.destroy();
-      return;
-    }
-    const problem = checkHttp1Framing(req.rawHeaders, req.httpVersion);
-    const ds: Downstream = {
-      protocol: 'http1',
-      method: req.method ?? 'GET',
-      url: req.url ?? '/',
-      authority: req.headers.host ?? '',
-      headers: req.headers,
-      body: req,
-      hasBody: req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0,
-      conn,
-      res,
-      abort: () => res.destroy(),
-      closeAfter: problem !== undefined,
-    };
-    if (problem) {
-      // Never forwarded; the connection is closed after this answer because
-      // we no longer know where the next request starts.
-      noteConnection('bad_framing', `${problem.reason}: ${problem.detail}`);
-      const r = rejection('bad_request', { grpc: false, detail: problem.reason }, rt.counters);
-      res.writeHead(400, { ...r.headers, connection: 'close', 'content-length': Buffer.byteLength(r.body) });
-      res.end(r.body, () => req.socket.destroySoon());
-      return;
-    }
-    void handleRequest(rt, ds);
-  });
-  h1.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
-    socket.on('error', () => {});
-    const conn = connOf.get(socket);
-    const problem = checkHttp1Framing(req.rawHeaders, req.httpVersion);
-    if (!conn || problem) {
-      writeRawRejection(socket, rejection('bad_request', { grpc: false, detail: problem?.reason ?? 'not steered' }, rt.counters));
-      return;
-    }
-    const proto = String(req.headers.upgrade ?? '').toLowerCase();
-    if (proto === 'h2c') {
-      if (req.headers['transfer-encoding'] || Number(req.headers['content-length'] ?? 0) > 65_535) {
-        writeRawRejection(socket, rejection('bad_request', { grpc: false, detail: 'h2c upgrade needs a Content-Length body of at most 64 KiB' }, rt.counters));
-        return;
-      }
-      upgradeToH2c(req, socket, head, 10_000).then(
-        (bytes) => h2Connection(socket, conn, bytes),
-        (e: Error) => {
-          noteConnection('h2c_upgrade_failed', e.message);
-          socket.destroy();
-        },
-      );
-      return;
-    }
-    tunnelUpgrade(rt, req, socket, head, conn);
-  });
-  h1.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
-    // Node's parser refused the bytes: answer 400 once and close.
-    noteConnection('bad_request', `${err.code ?? ''} ${err.message}`);
-    rt.counters.count('bad_request');
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
-    socket.destroySoon();
-  });
 
   // --- HTTP/2 (prior knowledge, or after an h2c upgrade) ----------------------
   const h2 = http2.createServer({ maxSessionMemory: 64 });
@@ -125,6 +51,8 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       url: req.url,
       authority: req.authority ?? String(req.headers.host ?? ''),
       headers,
+      contentType: headers['content-type'],
+      traceparent: headers['traceparent'] as string | undefined,
       body: req,
       hasBody: !req.stream.endAfterHeaders,
       conn,
@@ -195,10 +123,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
         h2Connection(socket, c, buf);
         return;
       }
-      connOf.set(socket, c);
-      socket.unshift(buf);
-      h1.emit('connection', socket);
-      socket.resume();
+      serveHttp1(rt, socket, c, buf, { h2c: h2Connection });
     };
     const onData = (d: Buffer): void => {
       buf = buf.length ? Buffer.concat([buf, d]) : d;
@@ -239,7 +164,6 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
       });
-      h1.closeAllConnections();
       rt.pool.close();
       await rt.exporter?.close();
     },

@@ -23,7 +23,7 @@ import type { RequestFacts } from './route-match.js';
 import { endpointKey, type ProxyRuntime } from './runtime.js';
 import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
 import type { Endpoint } from './types.js';
-import { HOP_BY_HOP, UpstreamError, type UpstreamResponse } from './upstream.js';
+import { HOP_BY_HOP, UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ConnContext {
   id: number;
@@ -36,9 +36,11 @@ export interface ResponseSink {
   headersSent: boolean;
   statusCode: number;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
+  /** false: wait for 'drain' before writing more. */
+  write(chunk: Buffer): boolean;
   end(chunk?: string | Buffer): unknown;
   addTrailers(h: OutgoingHttpHeaders): void;
-  once(ev: 'close' | 'finish', fn: () => void): unknown;
+  once(ev: 'close' | 'finish' | 'drain', fn: () => void): unknown;
 }
 
 export interface Downstream {
@@ -47,16 +49,47 @@ export interface Downstream {
   /** Path and query as received. */
   url: string;
   authority: string;
-  /** Lower-case, no pseudo-headers. */
-  headers: IncomingHttpHeaders;
-  body: Readable;
+  /** Lower-case, no pseudo-headers. May be built on first read (HTTP/1): read it only when needed. */
+  readonly headers: IncomingHttpHeaders;
+  /** The two fields every request needs, without touching `headers`. */
+  contentType: string | undefined;
+  traceparent: string | undefined;
+  /** HTTP/1 only: the same headers as lines ready to forward (hop-by-hop, Host and traceparent left out). */
+  forward?: { text: string; hasLength: boolean } | undefined;
+  /** A Buffer when the whole body was already read (replayable as is). */
+  body: Readable | Buffer | undefined;
   hasBody: boolean;
   conn: ConnContext;
   res: ResponseSink;
   /** Reset the client's stream/connection (after headers were sent there is no other way to signal failure). */
   abort(): void;
-  /** After this response, close the connection (h1 only). */
-  closeAfter?: boolean;
+}
+
+/** What routes match on. A class so that query and headers are built only if a rule reads them, cheaply. */
+class Facts implements RequestFacts {
+  readonly method: string;
+  readonly host: string;
+  readonly grpc: boolean;
+  private params: URLSearchParams | undefined;
+
+  constructor(
+    private readonly ds: Downstream,
+    readonly path: string,
+    private readonly search: string,
+  ) {
+    this.method = ds.method;
+    this.host = ds.authority;
+    const ct = ds.contentType;
+    this.grpc = ct !== undefined && ct.startsWith('application/grpc');
+  }
+
+  get query(): URLSearchParams {
+    return (this.params ??= new URLSearchParams(this.search));
+  }
+
+  get headers(): RequestFacts['headers'] {
+    return this.ds.headers;
+  }
 }
 
 class NoEndpoint extends Error {}
@@ -103,9 +136,13 @@ function sendRejection(ds: Downstream, r: Rejection): void {
     return;
   }
   const headers: OutgoingHttpHeaders = { ...r.headers, 'content-length': Buffer.byteLength(r.body) };
-  if (ds.protocol === 'http1' && ds.closeAfter) headers['connection'] = 'close';
   ds.res.writeHead(r.status, headers);
   ds.res.end(r.body);
+}
+
+interface ClientState {
+  gone: boolean;
+  onGone: (() => void) | undefined;
 }
 
 interface Outcome {
@@ -123,23 +160,17 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const q = ds.url.indexOf('?');
   const pathOnly = q >= 0 ? ds.url.slice(0, q) : ds.url;
   const query = q >= 0 ? ds.url.slice(q) : '';
-  let params: URLSearchParams | undefined;
-  const ct = ds.headers['content-type'];
-  const facts: RequestFacts = {
-    method: ds.method,
-    path: pathOnly,
-    // Parsed only if a route matches on query parameters.
-    get query() {
-      return (params ??= new URLSearchParams(query));
-    },
-    headers: ds.headers,
-    host: ds.authority,
-    grpc: ct !== undefined && ct.startsWith('application/grpc'),
-  };
-  const span = startRequestSpan(ds.headers['traceparent'] as string | undefined, ds.method, pathOnly);
+  const facts = new Facts(ds, pathOnly, query);
+  const span = startRequestSpan(ds.traceparent, ds.method, pathOnly);
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
-  ds.res.once('close', () => finish(rt, ds, facts, span, out, plan, t0));
+  // 'close' comes once: after the answer ended, or when the client went away first.
+  const client: ClientState = { gone: false, onGone: undefined };
+  ds.res.once('close', () => {
+    client.gone = true;
+    client.onGone?.();
+    finish(rt, ds, facts, span, out, plan, t0);
+  });
 
   const reject = (reason: RejectReason, detail: string, extra?: { status?: number; headers?: Record<string, string> }): void => {
     out.reason = reason;
@@ -185,22 +216,27 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 
     const rule = plan.rule;
     const mustReplay = ds.hasBody && (rule?.retry !== undefined || (rule?.mirrors.length ?? 0) > 0);
-    const body: Buffer | Readable | undefined = !ds.hasBody ? undefined : mustReplay ? await readBody(ds.body, cfg.limits.maxBufferedBodyBytes) : ds.body;
+    const body: Buffer | Readable | undefined = !ds.hasBody || ds.body === undefined ? undefined : mustReplay && !Buffer.isBuffer(ds.body) ? await readBody(ds.body, cfg.limits.maxBufferedBodyBytes) : ds.body;
 
-    const headers = stripHopByHop(ds.headers, true);
-    applyHeaderModifier(headers, rule?.requestHeaders);
-    headers['traceparent'] = formatTraceparent(span.traceId, span.spanId, span.sampled ? 1 : 0);
+    const traceparent = formatTraceparent(span.traceId, span.spanId, span.sampled ? 1 : 0);
+    // HTTP/1 to HTTP/1 with nothing to change: forward the client's header lines as they are, no header object.
+    const asIs = ds.forward !== undefined && !rule?.requestHeaders && !rule?.mirrors.length && chooseProtocol(ds, plan.backend) === 'http1';
+    const lines = asIs ? { text: `${ds.forward!.text}traceparent: ${traceparent}\r\n`, hasLength: ds.forward!.hasLength } : undefined;
+    const headers = asIs ? {} : stripHopByHop(ds.headers, true);
+    if (!asIs) {
+      applyHeaderModifier(headers, rule?.requestHeaders);
+      headers['traceparent'] = traceparent;
+    }
 
     for (const m of rule?.mirrors ?? []) {
       if (m.target.service && !(body && !Buffer.isBuffer(body)) && rt.random() * 100 < m.percent) mirror(rt, ds, m.target.service, plan.path, plan.authority, headers, body as Buffer | undefined);
     }
 
-    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, body, out, t0);
+    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0);
     const respHeaders = stripHopByHop(resp.headers, false);
     applyHeaderModifier(respHeaders, rule?.responseHeaders);
-    if (ds.protocol === 'http1' && ds.closeAfter) respHeaders['connection'] = 'close';
     ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
-    await streamBack(ds, resp);
+    await streamBack(ds, resp, client);
     releaseBreaker();
   } catch (e) {
     if (e instanceof BreakerOpen) reject('circuit_open', e.message);
@@ -215,11 +251,11 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 }
 
 /** Streams the upstream body to the client, then its trailers (gRPC's grpc-status lives there). */
-function streamBack(ds: Downstream, resp: UpstreamResponse): Promise<void> {
+function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientState): Promise<void> {
   // A hand-rolled pipe: Readable.pipe() adds and removes seven listeners per
   // response, which costs more than forwarding a small body.
   return new Promise((resolve) => {
-    const res = ds.res as unknown as NodeJS.WritableStream;
+    const res = ds.res;
     const body = resp.body;
     let done = false;
     const stop = (): void => {
@@ -227,21 +263,29 @@ function streamBack(ds: Downstream, resp: UpstreamResponse): Promise<void> {
       body.off('data', onData);
       resolve();
     };
+    // The client went away (before or during the body): stop the upstream
+    // work too, and never wait for a 'drain' that cannot come — that would
+    // hold the request's admission slot and breaker permit for good.
+    const gone = (): void => {
+      if (done) return;
+      stop();
+      resp.abort();
+    };
     const onData = (chunk: Buffer): void => {
       if (!res.write(chunk)) {
         body.pause();
         res.once('drain', () => body.resume());
       }
     };
+    if (client.gone) {
+      gone();
+      return;
+    }
+    client.onGone = gone;
     body.on('error', () => {
       if (done) return;
       stop();
       ds.abort();
-    });
-    ds.res.once('close', () => {
-      if (done) return;
-      stop();
-      resp.abort(); // the client went away: stop the upstream work too
     });
     body.on('data', onData);
     body.once('end', () => {
@@ -276,6 +320,7 @@ async function forward(
   ds: Downstream,
   plan: Extract<Plan, { kind: 'forward' }>,
   headers: Record<string, string | string[] | undefined>,
+  lines: UpstreamRequest['lines'],
   body: Buffer | Readable | undefined,
   out: Outcome,
   t0: number,
@@ -317,6 +362,7 @@ async function forward(
         path: plan.path,
         authority: plan.authority,
         headers: headers as OutgoingHttpHeaders,
+        lines,
         body,
         timeoutMs: Number.isFinite(perTry) ? Math.max(1, perTry) : 0,
         connectTimeoutMs: rt.config.limits.connectTimeoutMs,

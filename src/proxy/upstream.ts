@@ -6,6 +6,7 @@
 import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { BodyFeed, type ResponseBody } from './body-feed.js';
 import { H1Pool, type H1Exchange } from './h1-client.js';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, type Caller, type Dial } from './dial.js';
@@ -31,6 +32,11 @@ export interface UpstreamRequest {
   authority: string;
   /** Lower-case, hop-by-hop headers already removed. */
   headers: OutgoingHttpHeaders;
+  /**
+   * HTTP/1.1 only: header lines ready to send instead of `headers` (the
+   * client's own, checked by our parser), and whether they hold Content-Length.
+   */
+  lines?: { text: string; hasLength: boolean };
   /** A buffer (replayable) or a stream (one shot), or nothing. */
   body: Buffer | Readable | undefined;
   timeoutMs: number;
@@ -40,7 +46,7 @@ export interface UpstreamRequest {
 export interface UpstreamResponse {
   status: number;
   headers: IncomingHttpHeaders;
-  body: Readable;
+  body: ResponseBody;
   /** Resolves when the body ends: the trailers, if any. */
   trailers: Promise<IncomingHttpHeaders | undefined>;
   abort(): void;
@@ -76,7 +82,7 @@ export class UpstreamPool {
       };
       let timer: NodeJS.Timeout | undefined;
       let connectTimer: NodeJS.Timeout | undefined;
-      let body: Readable | undefined;
+      let body: BodyFeed | undefined;
       let endTrailers: (t: IncomingHttpHeaders | undefined) => void = () => {};
       const ex: H1Exchange = {
         onHead: (status, headers) => {
@@ -84,23 +90,30 @@ export class UpstreamPool {
           clearTimeout(connectTimer);
           if (settled) return;
           settled = true;
-          const b = new Readable({ read: () => handle?.resume() });
-          b.on('error', () => {});
+          const b = new BodyFeed(() => handle?.resume());
           body = b;
-          const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => {
-            endTrailers = done;
-            b.once('close', () => done(undefined));
+          const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (endTrailers = done));
+          resolve({
+            status,
+            headers,
+            body: b,
+            trailers,
+            abort: () => {
+              handle?.abort();
+              b.destroy();
+              endTrailers(undefined);
+            },
           });
-          resolve({ status, headers, body: b, trailers, abort: () => { handle?.abort(); b.destroy(); } });
         },
         onBody: (chunk) => body?.push(chunk) ?? true,
         onEnd: (t) => {
           endTrailers(t && Object.keys(t).length ? t : undefined);
-          body?.push(null);
+          body?.end();
         },
         onError: (e, connected, responded) => {
           if (responded) {
             body?.destroy(e);
+            endTrailers(undefined);
             return;
           }
           const refused = !connected || e.code === 'ECONNREFUSED';
@@ -108,7 +121,7 @@ export class UpstreamPool {
         },
       };
       try {
-        handle = this.h1pool.request(r.endpoint, r.caller, r.method, r.path, r.authority, r.headers, r.body, ex);
+        handle = this.h1pool.request(r.endpoint, r.caller, r.method, r.path, r.authority, r.headers, r.lines, r.body, ex);
       } catch (e) {
         reject(e);
         return;
@@ -150,6 +163,7 @@ export class UpstreamPool {
   }
 
   private async h2(r: UpstreamRequest): Promise<UpstreamResponse> {
+    if (r.lines) throw new TypeError('ready header lines are for HTTP/1.1 upstreams only');
     const s = await this.session(r.endpoint, r.caller, r.connectTimeoutMs);
     return new Promise((resolve, reject) => {
       let settled = false;

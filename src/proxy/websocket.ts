@@ -3,9 +3,9 @@
  * request, then the head is replayed to the chosen endpoint and bytes flow
  * both ways untouched — the backend's 101 included.
  */
-import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { channels } from './events.js';
+import type { H1Head } from './h1-parser.js';
 import { decide } from './plan.js';
 import { rejection, type Rejection } from './responses.js';
 import type { RequestFacts } from './route-match.js';
@@ -18,11 +18,11 @@ export function writeRawRejection(socket: net.Socket, r: Rejection): void {
   socket.end(head + r.body);
 }
 
-export function tunnelUpgrade(rt: ProxyRuntime, req: IncomingMessage, client: net.Socket, head: Buffer, ctx: ConnContext): void {
-  const url = req.url ?? '/';
+export function tunnelUpgrade(rt: ProxyRuntime, req: H1Head, client: net.Socket, head: Buffer, ctx: ConnContext): void {
+  const url = req.url;
   const q = url.indexOf('?');
   const facts: RequestFacts = {
-    method: req.method ?? 'GET',
+    method: req.method,
     path: q >= 0 ? url.slice(0, q) : url,
     query: new URLSearchParams(q >= 0 ? url.slice(q) : ''),
     headers: req.headers,

@@ -15,6 +15,7 @@ import { runLoadgen } from '../../src/bench/loadgen.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 let mesh: TestMesh;
+const SOCKPROG = join(PACKAGE_ROOT, 'test/helpers/sockprog.py');
 
 const resources = `apiVersion: v1
 kind: Namespace
@@ -149,31 +150,15 @@ test('curl requests appear with source, destination, service, method, path and s
 test('a connection shows connect, accept and close with exact payload bytes from both ends', async () => {
   const ip = workloadIp('sink');
   // A one-shot server in the sink workload: reads to EOF, answers 5000 bytes, closes.
-  const server = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'sink', '--', 'timeout', '20', 'python3', '-c', `
-import socket
-l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); l.bind(("0.0.0.0", 9000)); l.listen(1)
-print("ready", flush=True)
-c, _ = l.accept()
-n = 0
-while True:
-    b = c.recv(65536)
-    if not b: break
-    n += len(b)
-c.sendall(b"y" * 5000); c.close(); print(n, flush=True)
-`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Both ends are sockprog.py's, whose blocking reads retry the sockmap's
+  // spurious EAGAIN (the same-node shortcut carries this connection).
+  const server = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'sink', '--', 'timeout', '20', 'python3', SOCKPROG, 'serve-exact', '9000'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   server.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const until = Date.now() + 10_000;
   while (!out.includes('ready') && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  const r = mesh.sh('client', `python3 -c '
-import socket
-s = socket.create_connection(("${ip}", 9000)); s.sendall(b"x" * 100000); s.shutdown(socket.SHUT_WR)
-n = 0
-while True:
-    b = s.recv(65536)
-    if not b: break
-    n += len(b)
-print(s.getsockname()[1], n)'`);
+  const r = mesh.sh('client', `timeout 20 python3 ${SOCKPROG} exact ${ip} 9000`);
   assert.equal(r.code, 0, r.stderr);
   await once(server, 'exit');
   assert.equal(out.trim().split('\n').pop(), '100000');
@@ -247,4 +232,30 @@ test('10,000 requests/s for 10 s: requests seen plus events lost add up to reque
   const seen = sum(after, 'ebmesh_http_requests_total', { destination_workload: 'sink' }) - sum(before, 'ebmesh_http_requests_total', { destination_workload: 'sink' });
   const lost = sum(after, 'ebmesh_flow_events_lost_total', {}) - sum(before, 'ebmesh_flow_events_lost_total', {});
   assert.equal(seen + lost, res.requests.completed, `seen ${seen} + lost ${lost} vs completed ${res.requests.completed} (sent ${res.requests.sent})`);
+});
+
+test('observe -f streams exchanges as they happen, decoded from the kernel records', async () => {
+  const follower = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'observe', '-f', '-o', 'json', '--protocol', 'http', '--to', 'obs/web'],
+    { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    let out = '';
+    follower.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const seen = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow).filter((f) => f.http?.path === '/followed');
+    // Requests until the stream shows one: the follower registers a moment after it starts.
+    const until = Date.now() + 15_000;
+    while (!seen().length && Date.now() < until) {
+      assert.equal(mesh.sh('client', 'curl -sf -o /dev/null http://web.obs/followed').code, 0);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const f = seen()[0];
+    assert.ok(f, `no /followed exchange in the stream: ${out.slice(-500)}`);
+    assert.deepEqual([f.type, f.source.workload, f.destination.workload, f.service, f.http!.method, f.http!.status], ['http', 'client', 'web', 'obs/web', 'GET', 200]);
+    // The stream and the history agree on the flow, seq included.
+    const kept = mesh.ok('observe', '-o', 'json', '--last', '1000', '--protocol', 'http', '--to', 'obs/web').trim().split('\n')
+      .map((l) => JSON.parse(l) as Flow).find((h) => h.seq === f.seq);
+    assert.deepEqual(kept, f);
+  } finally {
+    follower.kill();
+    await once(follower, 'exit');
+  }
 });

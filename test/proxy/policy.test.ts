@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { after, before, describe, it } from 'node:test';
-import { request, startBackend, startProxy, svc, to, type Backend, type Started } from './harness.js';
+import { dial, request, startBackend, startProxy, svc, to, type Backend, type Started } from './harness.js';
 
 const authz = (name: string, action: 'ALLOW' | 'DENY', rules: object[]): never =>
   ({ apiVersion: 'ebmesh.io/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: 'shop' }, spec: { targetRef: { kind: 'Service', name: 'orders' }, action, rules } }) as never;
@@ -93,6 +93,30 @@ describe('multi-tenant fairness and overload', () => {
       assert.equal(codes.filter((c) => c === 200).length, 5);
       assert.equal(codes.filter((c) => c === 503).length, 5);
       assert.equal(p.proxy.stats().responses['overload'], 5);
+    } finally {
+      await p.proxy.close();
+      await slow.close();
+    }
+  });
+
+  it('gives the slot back when clients leave before their answer', async () => {
+    // A body large enough that writing it to a gone client would wait for a 'drain' forever.
+    const slow = await startBackend('slow', (_q, res) => setTimeout(() => res.end(Buffer.alloc(1 << 20)), 100));
+    const p = await startProxy({
+      services: [svc('shared', '10.96.4.3', 80, [slow])],
+      limits: { maxConcurrentRequests: 1, maxConcurrentPerNamespace: 1, queueTimeoutMs: 2000 },
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = dial(p, to('10.96.4.3', 80));
+        await new Promise<void>((r) => s.once('connect', () => r()));
+        s.write('GET /leave HTTP/1.1\r\nHost: shared\r\n\r\n');
+        await new Promise((r) => setTimeout(r, 30));
+        s.destroy();
+      }
+      const r = await request(p, to('10.96.4.3', 80));
+      assert.equal(r.status, 200, `answer after three clients left: ${r.status} ${r.headers['x-ebmesh-reason'] ?? ''}`);
+      assert.equal(p.proxy.stats().responses['overload'], undefined);
     } finally {
       await p.proxy.close();
       await slow.close();

@@ -46,7 +46,11 @@ const ALICE = { identity: 'spiffe://t/ns/a/sa/alice', namespace: 'a' };
 async function fetchVia(pool: UpstreamPool, port: number, method = 'GET', path = '/', caller = ALICE) {
   const resp = await pool.request({ endpoint: { ip: '127.0.0.1', port }, caller, protocol: 'http1', method, path, authority: 'web', headers: {}, body: undefined, timeoutMs: 5000, connectTimeoutMs: 1000 });
   const chunks: Buffer[] = [];
-  for await (const c of resp.body) chunks.push(c as Buffer);
+  await new Promise<void>((resolve, reject) => {
+    resp.body.on('error', reject);
+    resp.body.on('data', (c) => chunks.push(c));
+    resp.body.once('end', resolve);
+  });
   return { status: resp.status, headers: resp.headers, body: Buffer.concat(chunks).toString(), trailers: await resp.trailers };
 }
 
@@ -153,7 +157,11 @@ describe('upstream dial', () => {
     const get = async (caller: Caller, path: string) => {
       const resp = await pool.request({ endpoint: { ip: '127.0.0.1', port }, caller, protocol: 'http2', method: 'GET', path, authority: 'web', headers: {}, body: undefined, timeoutMs: 5000, connectTimeoutMs: 1000 });
       const chunks: Buffer[] = [];
-      for await (const c of resp.body) chunks.push(c as Buffer);
+      await new Promise<void>((resolve, reject) => {
+        resp.body.on('error', reject);
+        resp.body.on('data', (c) => chunks.push(c));
+        resp.body.once('end', resolve);
+      });
       return `${resp.status} ${Buffer.concat(chunks).toString()}`;
     };
     try {

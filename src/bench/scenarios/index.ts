@@ -7,5 +7,8 @@ import { proxy } from './proxy.js';
 import { shortcut } from './shortcut.js';
 import { policyBench } from './policy.js';
 import { mtls } from './mtls.js';
+import { footprint } from './footprint.js';
+import { sidecars } from './sidecars.js';
+import { convergence } from './convergence.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, mtls];
+export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, mtls, footprint, sidecars, convergence];

@@ -120,7 +120,7 @@ export const lb: Scenario = {
         if (!haveIptables && n === counts[0]) notes.push(`iptables DNAT was not measured: iptables-restore failed (${(ipt.stderr ?? '').trim()}).`);
         for (let rep = 0; rep < ctx.repeats; rep++) {
           ctx.progress(`${n} services, repeat ${rep + 1}/${ctx.repeats}`);
-          const agent = sampleFootprint([status.pid], 250);
+          const agent = sampleFootprint([status.pid], 250, { descendants: false });
           add('direct (mesh client)', 'mesh client → backend IP:8080 (no service translation)', runFromLoad(await lg(`http://${server}:8080/`, inMesh)()));
           add(`VIP, ${n} services`, `mesh client → VIP:80, translated at connect() by cgroup/connect4; ${n} services installed`,
             runFromLoad(await lg(`http://${target}:80/`, inMesh)(), { agent: agent.stop() }), 'direct (mesh client)');

@@ -1,12 +1,15 @@
 /**
  * What the mesh scenarios share: the CLI bound to the benchmark's own
- * instance, and the two workloads they measure between (an nginx server
- * answering "ok" on 8080 and an idle client), on the scenario's own
- * address plan so that no benchmark touches another instance's ranges.
+ * instance, the workloads they measure between (nginx servers answering
+ * "ok" on 8080 and an idle client), the resources they put in front of
+ * them, and switching the mesh's programs off and on, each on the
+ * scenario's own address plan so that no benchmark touches another
+ * instance's ranges.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { PACKAGE_ROOT } from '../../paths.js';
+import { PACKAGE_ROOT, instancePaths } from '../../paths.js';
 
 /** The package's CLI. */
 export const EBMESH_CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
@@ -20,6 +23,49 @@ export function instanceCli(instance: string): (...args: string[]) => string {
   };
 }
 
+/** `ebmesh down` that never throws: for finally blocks, where the instance may be half made. */
+export function instanceDown(instance: string): void {
+  spawnSync(EBMESH_CLI, ['--instance', instance, 'down'], { stdio: 'ignore', timeout: 600_000 });
+}
+
+/** What `ebmesh status -o json` says that the scenarios use. */
+export interface MeshStatus {
+  /** The node daemon (agent + control plane in a one-node lab); the workloads and the node proxy are its children. */
+  pid: number;
+  proxy?: { pid?: number; stats?: { workers: number } };
+  workloads: Array<{ name: string; namespace?: string; ip?: string; ready?: boolean; phase?: string; pid?: number }>;
+  datapath: { counters: Record<string, number> };
+}
+
+export function meshStatus(cli: (...args: string[]) => string): MeshStatus {
+  return JSON.parse(cli('status', '-o', 'json')) as MeshStatus;
+}
+
+/** Polls status until every workload of the instance is ready (bounded); returns that status. */
+export async function waitAllReady(cli: (...args: string[]) => string, expected: number, timeoutMs = 120_000): Promise<MeshStatus> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const st = meshStatus(cli);
+    const ready = st.workloads.filter((w) => w.ready && w.pid);
+    if (ready.length >= expected) return st;
+    if (Date.now() > until) {
+      const late = st.workloads.filter((w) => !w.ready).map((w) => `${w.name} (${w.phase ?? '?'})`);
+      throw new Error(`${ready.length} of ${expected} workloads ready after ${timeoutMs / 1000} s; not ready: ${late.slice(0, 10).join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+/** A workload's address, from the control plane. */
+export function workloadIp(cli: (...args: string[]) => string, name: string, namespace = 'bench'): string {
+  return (JSON.parse(cli('get', 'wl', name, '-n', namespace, '-o', 'json')) as { spec: { ip: string } }).spec.ip;
+}
+
+/** A Service's VIP, from the control plane. */
+export function serviceVip(cli: (...args: string[]) => string, name: string, namespace = 'bench'): string {
+  return (JSON.parse(cli('get', 'svc', name, '-n', namespace, '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
+}
+
 export interface BenchMeshOptions {
   serviceCIDR: string;
   podCIDR: string;
@@ -27,6 +73,8 @@ export interface BenchMeshOptions {
   workers?: number;
   /** Extra directives for nginx's http block (e.g. keep-alive limits). */
   http?: string;
+  /** MeshConfig.sameNodeShortcut; the mesh's default (on) when not given. */
+  shortcut?: boolean;
 }
 
 /** Where a workload runs and in which namespace (the multi-node scenarios place them). */
@@ -38,19 +86,21 @@ export interface Placement {
 
 const nodeLine = (node: string | undefined) => (node ? `\n  node: ${node}` : '');
 
-export function meshConfigYaml(o: Pick<BenchMeshOptions, 'serviceCIDR' | 'podCIDR'>): string {
+/** The MeshConfig alone, as YAML (apply it to change a mesh-wide setting between runs). */
+export function meshConfigYaml(o: Pick<BenchMeshOptions, 'serviceCIDR' | 'podCIDR' | 'shortcut'>): string {
+  const sc = o.shortcut === undefined ? '' : `, sameNodeShortcut: ${o.shortcut}`;
   return `apiVersion: ebmesh.io/v1alpha1
 kind: MeshConfig
 metadata: {name: mesh}
-spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}}
+spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}${sc}}
 `;
 }
 
-/** The nginx server (name server, label app: server, port http 8080) answering "ok". */
-export function nginxServerYaml(o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement = {}): string {
+/** An nginx Workload (namespace bench unless placed) answering "ok" on port http (8080). */
+export function nginxWorkload(name: string, app: string, o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement = {}): string {
   return `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
-metadata: {name: server, namespace: ${o.namespace ?? 'bench'}, labels: {app: server}}
+metadata: {name: ${name}, namespace: ${o.namespace ?? 'bench'}, labels: {app: ${app}}}
 spec:${nodeLine(o.node)}
   ports: [{name: http, containerPort: 8080}]
   files:
@@ -75,6 +125,85 @@ spec: {${o.node ? `node: ${o.node}, ` : ''}command: [sleep, infinity]}
 /** MeshConfig, the nginx server (bench/server, port http 8080) and the client (bench/client), as YAML. */
 export function benchMesh(o: BenchMeshOptions): string {
   return `${meshConfigYaml(o)}---
-${nginxServerYaml(o)}---
+${nginxWorkload('server', 'server', o)}---
 ${clientYaml()}`;
+}
+
+/** A Service NAME:80 in namespace bench in front of the workloads labelled app=APP, port http. */
+export function benchService(name: string, app: string): string {
+  return `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: bench}
+spec: {selector: {app: ${app}}, ports: [{port: 80, targetPort: http}]}
+`;
+}
+
+/** An HTTPRoute sending all of Service NAME's traffic to itself: it puts the node proxy in the path. */
+export function routeThroughProxy(name: string): string {
+  return `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: ${name}, namespace: bench}
+spec:
+  parentRefs: [{kind: Service, name: ${name}}]
+  rules: [{backendRefs: [{name: ${name}, port: 80}]}]
+`;
+}
+
+/** Address of filler rule i: never a workload's, so only the last rule matches the client. */
+const filler = (i: number) => `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
+
+/** The address filler policy rule i admits (for classic-firewall equivalents of serverPolicy). */
+export const fillerAddress = filler;
+
+/**
+ * One NetworkPolicy (bench/server-in) selecting app=server: n - 1 filler
+ * ipBlock rules that never match, then the client's (n >= 1); with
+ * allowClient false the last rule admits another filler, so the client is refused.
+ */
+export function serverPolicy(n: number, allowClient = true): string {
+  const rules: string[] = [];
+  for (let i = 0; i < n - 1; i++) rules.push(`  - {from: [{ipBlock: {cidr: ${filler(i)}/32}}], ports: [{port: 8080}]}`);
+  rules.push(allowClient ? '  - {from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}' : `  - {from: [{ipBlock: {cidr: ${filler(n)}/32}}], ports: [{port: 8080}]}`);
+  return `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: server-in, namespace: bench}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  ingress:
+${rules.join('\n')}
+`;
+}
+
+/** The programs that parse HTTP (observe.bpf.c): without them the mesh still balances, enforces and reports flows. */
+export const HTTP_VISIBILITY_PROGRAMS = ['ebm_http_egress', 'ebm_http_ingress'];
+
+/** Link pins of the programs attached at the mesh cgroup root. */
+function rootLinks(instance: string): string {
+  return join(instancePaths(instance).linkPins, 'root');
+}
+
+/** Attaches every program at the mesh cgroup root the way the agent does (pinned maps reused, links updated or created). */
+export async function attachMesh(instance: string): Promise<void> {
+  const { Datapath } = await import('../../agent/datapath.js');
+  const { cgroup2Root } = await import('../../kernel/index.js');
+  const p = instancePaths(instance);
+  const dp = new Datapath(p);
+  dp.load();
+  try {
+    dp.attach(join(cgroup2Root(), p.cgroupName), 'root');
+  } finally {
+    dp.close();
+  }
+}
+
+/**
+ * Detaches programs from the mesh cgroup root: those named, or all of them.
+ * With all detached the workloads, their network and their placement stay
+ * as they were, with no ebmesh program on their path ("no mesh").
+ */
+export async function detachMesh(instance: string, programs?: readonly string[]): Promise<void> {
+  const { detachPinned } = await import('../../kernel/index.js');
+  const dir = rootLinks(instance);
+  if (!existsSync(dir)) return;
+  for (const f of readdirSync(dir)) if (!programs || programs.includes(f)) detachPinned(join(dir, f));
 }

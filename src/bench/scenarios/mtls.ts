@@ -22,7 +22,7 @@ import { call } from '../../cli/client.js';
 import { ownedProxyPid, proxyFiles } from '../../agent/proxy/control.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { EBMESH_CLI, clientYaml, instanceCli, meshConfigYaml, nginxServerYaml } from './mesh-lab.js';
+import { EBMESH_CLI, clientYaml, instanceCli, meshConfigYaml, nginxWorkload } from './mesh-lab.js';
 import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-mtls';
@@ -43,8 +43,8 @@ const resources = () => [
   meshConfigYaml({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR }),
   namespace('plain', 'disable'),
   namespace('secure'),
-  nginxServerYaml({ namespace: 'plain', node: 'node-2', http: KEEP }),
-  nginxServerYaml({ namespace: 'secure', node: 'node-2', http: KEEP }),
+  nginxWorkload('server', 'server', { namespace: 'plain', node: 'node-2', http: KEEP }),
+  nginxWorkload('server', 'server', { namespace: 'secure', node: 'node-2', http: KEEP }),
   service('plain'),
   service('secure'),
   clientYaml({ node: 'node-1' }),

@@ -9,14 +9,12 @@
  * identical); the programs are attached again the way the agent attaches
  * them, and both configurations alternate within each repeat.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { instancePaths } from '../../paths.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { EBMESH_CLI as CLI, instanceCli, benchMesh } from './mesh-lab.js';
+import { EBMESH_CLI as CLI, attachMesh, benchMesh, detachMesh, instanceCli, instanceDown } from './mesh-lab.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-obs';
@@ -26,39 +24,18 @@ const resources = benchMesh({
   serviceCIDR: '10.98.8.0/24', podCIDR: '10.246.8.0/24', workers: 2, http: 'keepalive_requests 10000000; keepalive_timeout 120s;',
 });
 
-async function attachAll(): Promise<void> {
-  // The agent's own code path: pinned maps reused, links created and pinned.
-  const { Datapath } = await import('../../agent/datapath.js');
-  const { cgroup2Root } = await import('../../kernel/index.js');
-  const p = instancePaths(INSTANCE);
-  const dp = new Datapath(p);
-  dp.load();
-  try {
-    dp.attach(join(cgroup2Root(), p.cgroupName), 'root');
-  } finally {
-    dp.close();
-  }
-}
-
-async function detachAll(): Promise<void> {
-  const { detachPinned } = await import('../../kernel/index.js');
-  const dir = join(instancePaths(INSTANCE).linkPins, 'root');
-  if (!existsSync(dir)) return;
-  for (const f of readdirSync(dir)) detachPinned(join(dir, f));
-}
-
 export const observe: Scenario = {
   name: 'observe',
   describe: 'fixed-rate keep-alive HTTP between two workloads: no mesh vs ebmesh with flow and HTTP visibility',
   async run(ctx: ScenarioContext) {
     const rate = ctx.quick ? 1000 : 10_000;
-    const durationS = ctx.quick ? 2 : 10;
+    const durationS = ctx.quick ? 1 : 10;
     const connections = 32;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-obs-'));
     const configs = new ConfigRuns();
     const add = configs.add.bind(configs);
     const notes: string[] = [];
-    spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+    instanceDown(INSTANCE);
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'bench.yaml'), resources);
@@ -75,12 +52,13 @@ export const observe: Scenario = {
       };
       for (let rep = 0; rep < ctx.repeats; rep++) {
         ctx.progress(`no mesh, repeat ${rep + 1}/${ctx.repeats}`);
-        await detachAll();
+        await detachMesh(INSTANCE);
         add('no mesh', 'the same two workloads with every ebmesh program detached', runFromLoad(await run()));
-        await attachAll();
+        await attachMesh(INSTANCE);
         ctx.progress(`ebmesh, flows + HTTP, repeat ${rep + 1}/${ctx.repeats}`);
         const before = seen();
-        const agent = sampleFootprint([status.pid], 250);
+        // The daemon alone: the lab's workloads (nginx here) are its children.
+        const agent = sampleFootprint([status.pid], 250, { descendants: false });
         const r = await run();
         const fp = agent.stop();
         const after = seen();
@@ -98,7 +76,7 @@ export const observe: Scenario = {
         notes,
       };
     } finally {
-      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      instanceDown(INSTANCE);
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../paths.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { EBMESH_CLI as CLI, instanceCli, benchMesh } from './mesh-lab.js';
+import { EBMESH_CLI as CLI, benchMesh, fillerAddress, instanceCli, instanceDown, serverPolicy } from './mesh-lab.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-pol';
@@ -25,29 +25,11 @@ const cli = instanceCli(INSTANCE);
 
 const base = benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR });
 
-/** Address of filler rule i: never a workload's, so only the last rule matches the client. */
-const filler = (i: number) => `10.${200 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
-
-/** One policy selecting the server: n - 1 filler ipBlock rules, then the client's (n >= 1). */
-function policy(n: number, allowClient = true): string {
-  const rules: string[] = [];
-  for (let i = 0; i < n - 1; i++) rules.push(`  - {from: [{ipBlock: {cidr: ${filler(i)}/32}}], ports: [{port: 8080}]}`);
-  rules.push(allowClient ? '  - {from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}' : `  - {from: [{ipBlock: {cidr: ${filler(n)}/32}}], ports: [{port: 8080}]}`);
-  return `apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: server-in, namespace: bench}
-spec:
-  podSelector: {matchLabels: {app: server}}
-  ingress:
-${rules.join('\n')}
-`;
-}
-
 function iptablesRules(n: number, client: string): string {
   const lines = ['*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]'];
   if (n > 0) {
     lines.push('-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT', '-A INPUT -i lo -j ACCEPT');
-    for (let i = 0; i < n - 1; i++) lines.push(`-A INPUT -s ${filler(i)}/32 -p tcp -m tcp --dport 8080 -j ACCEPT`);
+    for (let i = 0; i < n - 1; i++) lines.push(`-A INPUT -s ${fillerAddress(i)}/32 -p tcp -m tcp --dport 8080 -j ACCEPT`);
     lines.push(`-A INPUT -s ${client}/32 -p tcp -m tcp --dport 8080 -j ACCEPT`, '-A INPUT -j DROP');
   }
   lines.push('COMMIT', '');
@@ -107,7 +89,7 @@ export const policyBench: Scenario = {
       for (const n of counts) {
         const file = join(dir, `policy-${n}.yaml`);
         if (n > 0) {
-          writeFileSync(file, policy(n));
+          writeFileSync(file, serverPolicy(n));
           ctx.progress(`applying a policy with ${n} rules`);
           const t = Date.now();
           cli('apply', '-f', file);
@@ -119,13 +101,13 @@ export const policyBench: Scenario = {
             add('no policy', 'mesh client → server IP:8080, nothing selects the server', runFromLoad(await load()));
             continue;
           }
-          const agent = sampleFootprint([status.pid], 250);
+          const agent = sampleFootprint([status.pid], 250, { descendants: false });
           add(`ebmesh, ${n} rules`, `${n} ingress rules selecting the server, judged at connect() and SYN by map lookups`, runFromLoad(await load(), { agent: agent.stop() }), 'no policy');
         }
         if (n > 0) {
           ctx.progress(`apply-to-enforcement with ${n} rules`);
           const changed = join(dir, `policy-${n}-deny.yaml`);
-          writeFileSync(changed, policy(n, false));
+          writeFileSync(changed, serverPolicy(n, false));
           const ms = await applyToEnforcement(server, () => cli('apply', '-f', changed));
           notes.push(`apply-to-enforcement with ${n} rules: ${ms === null ? 'not observed within 20 s' : `${ms.toFixed(0)} ms`} from the start of \`ebmesh apply\` (CLI start included) to the first refused connect.`);
           cli('delete', 'networkpolicy', 'server-in', '-n', 'bench');
@@ -153,7 +135,7 @@ export const policyBench: Scenario = {
         ],
       };
     } finally {
-      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      instanceDown(INSTANCE);
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -10,98 +10,32 @@
  * The mesh instance, its workloads' namespaces and every rule in them belong
  * to the benchmark and are removed afterwards; nothing is changed on the host.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../paths.js';
 import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint, type FootprintSampler } from '../footprint.js';
-import { EBMESH_CLI, benchMesh, instanceCli } from './mesh-lab.js';
+import { EBMESH_CLI, benchMesh, benchService, instanceCli, instanceDown, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
+import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-proxy';
 const SERVICE_CIDR = '10.99.0.0/24';
 const POD_CIDR = '10.247.0.0/24';
-const OUT_PORT = 15001;
-const IN_PORT = 15006;
-
 const cli = instanceCli(INSTANCE);
 
 // The shared server and client, nginx keeping connections for the whole run, plus the routed Service.
-const resources = (dir: string) => `${benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, http: 'keepalive_requests 1000000;' })}---
-apiVersion: v1
-kind: Service
-metadata: {name: target, namespace: bench}
-spec: {selector: {app: server}, ports: [{port: 80, targetPort: http}]}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: target, namespace: bench}
-spec:
-  parentRefs: [{kind: Service, name: target}]
-  rules: [{backendRefs: [{name: target, port: 80}]}]
-# ${dir}
-`;
-
-/** A sidecar: HAProxy in HTTP mode, two threads, dropping to the haproxy user so iptables can exempt its own traffic. */
-function haproxyConfig(bind: string, upstream: string, pidFile: string): string {
-  return `global
-  nbthread 2
-  maxconn 8000
-  user haproxy
-  group haproxy
-  pidfile ${pidFile}
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 60s
-  timeout server 60s
-  http-reuse always
-frontend f
-  bind ${bind}
-  default_backend b
-backend b
-  server s ${upstream} maxconn 8000
-`;
-}
-
-interface Sidecars { pids: number[]; rulesOn(): void; rulesOff(): void }
-
-function startSidecars(dir: string, clientNs: string, serverNs: string, serverIp: string): Sidecars {
-  const start = (name: string, ns: string, cfg: string) => {
-    const file = join(dir, `${name}.cfg`);
-    const pidFile = join(dir, `${name}.pid`);
-    writeFileSync(file, haproxyConfig(cfg.split(' ')[0]!, cfg.split(' ')[1]!, pidFile));
-    const r = spawnSync('ip', ['netns', 'exec', ns, 'haproxy', '-D', '-f', file], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`haproxy (${name}) did not start: ${r.stderr}`);
-    return Number(readFileSync(pidFile, 'utf8').trim().split('\n')[0]);
-  };
-  const pids = [
-    start('outbound', clientNs, `127.0.0.1:${OUT_PORT} ${serverIp}:8080`),
-    start('inbound', serverNs, `0.0.0.0:${IN_PORT} 127.0.0.1:8080`),
-  ];
-  const uid = spawnSync('id', ['-u', 'haproxy'], { encoding: 'utf8' }).stdout.trim();
-  // The outbound capture exempts the sidecar itself (by uid), as sidecar meshes do.
-  const out = ['OUTPUT', '-p', 'tcp', '-d', `${serverIp}/32`, '--dport', '8080', '-m', 'owner', '!', '--uid-owner', uid, '-j', 'REDIRECT', '--to-ports', String(OUT_PORT)];
-  const inb = ['PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'REDIRECT', '--to-ports', String(IN_PORT)];
-  const ipt = (ns: string, op: '-A' | '-D', rule: string[]) => {
-    const r = spawnSync('ip', ['netns', 'exec', ns, 'iptables', '-t', 'nat', op, ...rule], { encoding: 'utf8' });
-    if (r.status !== 0 && op === '-A') throw new Error(`iptables in ${ns}: ${r.stderr}`);
-  };
-  return {
-    pids,
-    rulesOn: () => { ipt(clientNs, '-A', out); ipt(serverNs, '-A', inb); },
-    rulesOff: () => { ipt(clientNs, '-D', out); ipt(serverNs, '-D', inb); },
-  };
-}
+const resources = `${benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, http: 'keepalive_requests 1000000;' })}---
+${benchService('target', 'server')}---
+${routeThroughProxy('target')}`;
 
 export const proxy: Scenario = {
   name: 'proxy',
   describe: 'HTTP through the node proxy (HTTPRoute) vs no mesh vs the sidecar model (HAProxy + iptables REDIRECT), at 10,000 req/s and at saturation',
   async run(ctx: ScenarioContext) {
     const rate = ctx.quick ? 1000 : 10_000;
-    const durationS = ctx.quick ? 2 : 10;
+    const durationS = ctx.quick ? 1 : 10;
     const connections = 64;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-proxy-'));
     const configs = new Map<string, ConfigResult>();
@@ -111,20 +45,23 @@ export const proxy: Scenario = {
       configs.set(name, c);
     };
     const notes: string[] = [];
-    let sidecars: Sidecars | undefined;
+    let sidecars: SidecarModel | undefined;
     cli('down');
     try {
       ctx.progress('starting a mesh instance for the benchmark');
-      writeFileSync(join(dir, 'mesh.yaml'), resources(dir));
+      writeFileSync(join(dir, 'mesh.yaml'), resources);
       cli('up', '-f', join(dir, 'mesh.yaml'));
-      const status = JSON.parse(cli('status', '-o', 'json')) as { pid: number; proxy?: { pid?: number; stats?: { workers: number } } };
+      const status = meshStatus(cli);
       const proxyPid = status.proxy?.pid;
       if (!proxyPid) throw new Error('the node proxy is not running although the Service has an HTTPRoute');
-      const server = (JSON.parse(cli('get', 'wl', 'server', '-n', 'bench', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
-      const vip = (JSON.parse(cli('get', 'svc', 'target', '-n', 'bench', '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
-      const serverPid = (JSON.parse(cli('status', '-o', 'json')) as { workloads: Array<{ name: string; pid?: number }> }).workloads.find((w) => w.name === 'server')?.pid;
+      const server = workloadIp(cli, 'server');
+      const vip = serviceVip(cli, 'target');
+      const serverPid = status.workloads.find((w) => w.name === 'server')?.pid;
       const p = instancePaths(INSTANCE);
-      sidecars = startSidecars(dir, netnsName(p, 'bench', 'client'), netnsName(p, 'bench', 'server'), server);
+      sidecars = startSidecarModel(dir, [
+        { name: 'client', netns: netnsName(p, 'bench', 'client'), outbound: { dst: server, port: 8080, upstreams: [`${server}:8080`] } },
+        { name: 'server', netns: netnsName(p, 'bench', 'server'), inbound: { appPort: 8080 } },
+      ]);
       const inMesh = [EBMESH_CLI, '--instance', INSTANCE, 'exec', 'client', '--'];
       const load = (url: string, r: number) =>
         runLoadgen({ url, rate: r, durationS, connections, warmupS: ctx.quick ? 0.3 : 2, timeoutMs: 5000, connectEach: false, prefix: inMesh } satisfies LoadgenOptions);
@@ -159,7 +96,7 @@ export const proxy: Scenario = {
         setup: [
           `# mesh: ebmesh --instance ${INSTANCE} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute)`,
           `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,
-          `# sidecars: haproxy -D in each workload's netns (ip netns exec), nbthread 2, mode http, http-reuse always; iptables -t nat OUTPUT REDIRECT (client, owner != haproxy) and PREROUTING REDIRECT (server), added only for the sidecar runs`,
+          SIDECAR_MODEL_SETUP,
           `# footprints: "proxy" = the node proxy process tree (primary + workers) or both HAProxy sidecars; "server" = nginx. (The daemon is not sampled: its process tree includes the proxy.)`,
         ],
         notes: [
@@ -169,8 +106,8 @@ export const proxy: Scenario = {
         ],
       };
     } finally {
-      if (sidecars) for (const pid of sidecars.pids) { try { process.kill(pid, 'SIGTERM'); } catch { /* already gone */ } }
-      spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      sidecars?.stop();
+      instanceDown(INSTANCE);
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -11,8 +11,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EBMESH_CLI, instanceCli } from './mesh-lab.js';
-import type { ConfigResult, RunResult, Scenario, ScenarioContext } from '../scenario.js';
+import { EBMESH_CLI, meshConfigYaml, instanceCli } from './mesh-lab.js';
+import { emptyRun, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-sc';
 const SERVICE_CIDR = '10.98.4.0/24';
@@ -22,11 +22,7 @@ const IPERF_PORT = 5201;
 
 const cli = instanceCli(INSTANCE);
 
-const meshConfig = (on: boolean) => `apiVersion: ebmesh.io/v1alpha1
-kind: MeshConfig
-metadata: {name: mesh}
-spec: {serviceCIDR: ${SERVICE_CIDR}, podCIDR: ${POD_CIDR}, sameNodeShortcut: ${on}}
-`;
+const meshConfig = (on: boolean) => meshConfigYaml({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, shortcut: on });
 
 const workloads = `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
@@ -38,14 +34,6 @@ kind: Workload
 metadata: {name: client, namespace: bench, labels: {app: client}}
 spec: {command: [sleep, infinity]}
 `;
-
-function emptyRun(tool: string, command: string[]): RunResult {
-  return {
-    tool, command, rate: 0, targetRate: null, errors: 0, timeouts: 0, badStatus: 0,
-    latencyUs: { mean: null, p50: null, p90: null, p99: null, p999: null, max: null },
-    distribution: null, belowTarget: false, clientCpu: null, footprints: {},
-  };
-}
 
 /** sockperf ping-pong: round trips per second and round-trip times (sockperf reports half of each). */
 export function parseSockperf(out: string, command: string[]): RunResult {

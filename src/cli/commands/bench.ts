@@ -5,7 +5,7 @@ import type { Command } from '../command.js';
 export const bench: Command = {
   name: 'bench',
   summary: 'run benchmarks (all, or the named scenarios) and write a report',
-  usage: 'bench [SCENARIO…] [--quick] [--repeats N] [--out DIR] [-o json]   (also: bench convergence [--quick])',
+  usage: 'bench [SCENARIO…] [--quick] [--repeats N] [--out DIR] [-o json]   (bench convergence alone: its own text and convergence.json)',
   async run(ctx) {
     const { values, positionals } = parseArgs({
       args: ctx.args, allowPositionals: true,
@@ -16,12 +16,12 @@ export const bench: Command = {
         output: { type: 'string', short: 'o' },
       },
     });
-    if (positionals[0] === 'convergence') {
+    if (positionals.length === 1 && positionals[0] === 'convergence') {
       // Not a load scenario (no requests to count): its own runner and report.
-      const { runConvergence } = await import('../../bench/convergence.js');
+      const { runConvergence, CONVERGENCE_FULL, CONVERGENCE_QUICK } = await import('../../bench/convergence.js');
       const quick = values.quick ?? false;
-      await runConvergence({ quick, nodes: 3, services: quick ? 100 : 1000, endpoints: quick ? 1000 : 10000, changes: quick ? 5 : 30,
-        outDir: values.out ?? 'bench-results', json: values.output === 'json' }, (m) => ctx.err(`• ${m}`), ctx.out);
+      await runConvergence({ quick, ...(quick ? CONVERGENCE_QUICK : CONVERGENCE_FULL), outDir: values.out ?? 'bench-results', json: values.output === 'json' },
+        (m) => ctx.err(`• ${m}`), ctx.out);
       return 0;
     }
     const { scenarios } = await import('../../bench/scenarios/index.js');

@@ -1,0 +1,293 @@
+/**
+ * The proxy's own HTTP/1.x request parser: a strict head parser and the two
+ * body framings (Content-Length, chunked). Strict on purpose — CRLF line
+ * ends only, no obs-fold, no whitespace before the colon, upper-case token
+ * methods, a request-target without controls or spaces, exactly one Host
+ * (RFC 9112 3.2) — because a proxy that accepts what its backend might read
+ * differently is a request-smuggling proxy. Every refusal is a
+ * FramingProblem; the server answers 400 and closes.
+ *
+ * Why our own and not a library: Node's llhttp binding is internal to Node,
+ * undici's llhttp build is internal to undici (not exported), and the head
+ * grammar is small; owning it lets the desync rules (http1-guard.ts) run
+ * inside the one pass that splits the lines.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { headersFromRaw } from './h1-client.js';
+import { HOP_BY_HOP } from './upstream.js';
+import { checkFraming, checkHeader, newTally, BAD_VALUE, TOKEN, type FramingProblem } from './http1-guard.js';
+
+/** Largest request head (request line + headers) we read, as Node's default. */
+export const MAX_HEAD_BYTES = 16 * 1024;
+
+const REQUEST_LINE = /^([A-Z][A-Z-]*) ([^\x00-\x20\x7f]+) HTTP\/1\.([01])$/;
+const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
+/** A Connection header that names no other field to drop. */
+const ONLY_CONNECTION_OPTIONS = /^(?:[\t ,]*(?:close|keep-alive|upgrade)[\t ]*)(?:,[\t ]*(?:close|keep-alive|upgrade)?[\t ]*)*$/i;
+
+export type BodyFraming = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' };
+
+export interface H1Head {
+  method: string;
+  /** Request-target as received (origin-form path and query, normally). */
+  url: string;
+  /** HTTP/1.minor */
+  minor: 0 | 1;
+  /** [name, value, …]: names as received, values without OWS. */
+  rawHeaders: string[];
+  /** Lower-case names, duplicates merged as Node's IncomingMessage does; built on first use. */
+  readonly headers: IncomingHttpHeaders;
+  /** The few fields the proxy reads on every request, picked up while parsing (first occurrence). */
+  host: string | undefined;
+  contentType: string | undefined;
+  traceparent: string | undefined;
+  expect: string | undefined;
+  framing: BodyFraming;
+  /** The client lets the connection live after this exchange. */
+  keepAlive: boolean;
+  /** Connection: upgrade together with an Upgrade header. */
+  upgrade: boolean;
+  /**
+   * The end-to-end header lines as received, CRLF-terminated, ready to
+   * forward: hop-by-hop fields, Host and traceparent left out (the proxy
+   * writes its own), and whether they hold Content-Length. undefined when
+   * Connection names further fields to drop.
+   */
+  forward: { text: string; hasLength: boolean } | undefined;
+}
+
+export type HeadResult = { head: H1Head; end: number } | { problem: FramingProblem } | undefined;
+
+function trimOws(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
+  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
+function hasToken(list: string | undefined, token: string): boolean {
+  if (list === undefined) return false;
+  const s = list.toLowerCase();
+  if (s === token) return true;
+  for (const part of s.split(',')) if (part.trim() === token) return true;
+  return false;
+}
+
+/**
+ * Looks for a complete head in buf[from…]. undefined: not complete yet (the
+ * caller waits for more bytes); `end` is where the body or next request
+ * starts. Empty lines before the request line are skipped (RFC 9112 2.2).
+ */
+export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResult {
+  while (buf.length - from >= 2 && buf[from] === 13 && buf[from + 1] === 10) from += 2;
+  const stop = buf.indexOf(CRLFCRLF, Math.max(from, scanFrom));
+  if (stop < 0) {
+    if (buf.length - from > MAX_HEAD_BYTES) return { problem: { reason: 'HeadTooLarge', detail: `request head over ${MAX_HEAD_BYTES} bytes` } };
+    // A bare LF would end the head for a lenient reader but never for us: refuse it now instead of waiting.
+    for (let i = Math.max(from, scanFrom); i < buf.length; i++) if (buf[i] === 10 && (i === from || buf[i - 1] !== 13)) return { problem: { reason: 'BadHeader', detail: 'bare LF in the request head' } };
+    return undefined;
+  }
+  if (stop - from > MAX_HEAD_BYTES) return { problem: { reason: 'HeadTooLarge', detail: `request head over ${MAX_HEAD_BYTES} bytes` } };
+  const text = buf.toString('latin1', from, stop);
+  const lines = text.split('\r\n');
+  const m = REQUEST_LINE.exec(lines[0]!);
+  if (!m) return { problem: requestLineProblem(lines[0]!) };
+  const minor = m[3] === '0' ? 0 : 1;
+  const rawHeaders: string[] = [];
+  const tally = newTally();
+  let hosts = 0;
+  let forwardLines = '';
+  let host: string | undefined;
+  let conn: string | undefined;
+  let upgrade = false;
+  let contentType: string | undefined;
+  let traceparent: string | undefined;
+  let expect: string | undefined;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return { problem: { reason: 'BadHeader', detail: `header line ${JSON.stringify(line.slice(0, 40))} has no name` } };
+    const name = line.slice(0, colon);
+    const value = trimOws(line.slice(colon + 1));
+    const lower = name.toLowerCase();
+    const problem = checkHeader(name, lower, value, tally);
+    if (problem) return { problem };
+    switch (lower) {
+      case 'host':
+        if (++hosts > 1) return { problem: { reason: 'BadHost', detail: 'Host appears more than once' } };
+        host = value;
+        break;
+      case 'connection':
+        conn = conn === undefined ? value : `${conn}, ${value}`;
+        break;
+      case 'upgrade':
+        upgrade = true;
+        break;
+      case 'content-type':
+        contentType ??= value;
+        break;
+      case 'traceparent':
+        traceparent ??= value;
+        break;
+      case 'expect':
+        expect ??= value;
+        break;
+    }
+    rawHeaders.push(name, value);
+    if (!HOP_BY_HOP.has(lower) ? lower !== 'traceparent' : lower === 'te' && value === 'trailers') forwardLines += `${line}\r\n`;
+  }
+  const problem = checkFraming(tally, minor);
+  if (problem) return { problem };
+  if (minor === 1 && hosts === 0) return { problem: { reason: 'BadHost', detail: 'HTTP/1.1 request without Host' } };
+  const framing: BodyFraming = tally.teCount ? { kind: 'chunked' } : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : { kind: 'none' };
+  const head = new ParsedHead(m[1]!, m[2]!, minor, rawHeaders, framing);
+  head.host = host;
+  head.contentType = contentType;
+  head.traceparent = traceparent;
+  head.expect = expect;
+  head.keepAlive = minor === 1 ? !hasToken(conn, 'close') : hasToken(conn, 'keep-alive');
+  head.upgrade = upgrade && hasToken(conn, 'upgrade');
+  head.forward = conn === undefined || ONLY_CONNECTION_OPTIONS.test(conn) ? { text: forwardLines, hasLength: tally.clCount > 0 } : undefined;
+  return { head, end: stop + 4 };
+}
+
+/** A class, not an object literal with a getter: V8 builds those through a slow path, several µs each. */
+class ParsedHead implements H1Head {
+  host: string | undefined;
+  contentType: string | undefined;
+  traceparent: string | undefined;
+  expect: string | undefined;
+  keepAlive = true;
+  upgrade = false;
+  forward: H1Head['forward'];
+  private built: IncomingHttpHeaders | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly minor: 0 | 1,
+    readonly rawHeaders: string[],
+    readonly framing: BodyFraming,
+  ) {}
+
+  get headers(): IncomingHttpHeaders {
+    return (this.built ??= headersFromRaw(this.rawHeaders));
+  }
+}
+
+function requestLineProblem(line: string): FramingProblem {
+  const parts = line.split(' ');
+  const detail = JSON.stringify(line.slice(0, 80));
+  if (parts.length === 3 && !/^HTTP\/1\.[01]$/.test(parts[2]!)) return { reason: 'BadVersion', detail };
+  if (!/^[A-Z][A-Z-]*$/.test(parts[0] ?? '')) return { reason: 'BadMethod', detail };
+  return { reason: 'BadUri', detail };
+}
+
+const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})(?:[\t ]*;[^\x00-\x08\x0a-\x1f\x7f]*)?$/;
+/** Longest chunk-size line (with extensions) or trailer section we hold. */
+const MAX_LINE = 4096;
+
+export class FramingError extends Error {
+  constructor(readonly problem: FramingProblem) {
+    super(`${problem.reason}: ${problem.detail}`);
+  }
+}
+
+/**
+ * Reads one request body from successive socket chunks, handing out
+ * sub-arrays of them (no copy). feed() returns how many bytes of `chunk`
+ * belonged to the body; after `done` the rest is the next request.
+ */
+export interface BodyReader {
+  done: boolean;
+  feed(chunk: Buffer, onData: (b: Buffer) => void): number;
+}
+
+export class LengthReader implements BodyReader {
+  done: boolean;
+  constructor(private remaining: number) {
+    this.done = remaining === 0;
+  }
+  feed(chunk: Buffer, onData: (b: Buffer) => void): number {
+    const n = Math.min(this.remaining, chunk.length);
+    if (n > 0) onData(n === chunk.length ? chunk : chunk.subarray(0, n));
+    this.remaining -= n;
+    this.done = this.remaining === 0;
+    return n;
+  }
+}
+
+const enum Chunk {
+  Size,
+  Data,
+  DataCr,
+  DataLf,
+  Trailers,
+}
+
+/** chunked (RFC 9112 7.1), strictly: CRLF everywhere, hex sizes, trailers read and dropped. */
+export class ChunkedReader implements BodyReader {
+  done = false;
+  private state = Chunk.Size;
+  private line = '';
+  private remaining = 0;
+
+  feed(chunk: Buffer, onData: (b: Buffer) => void): number {
+    let i = 0;
+    while (i < chunk.length && !this.done) {
+      switch (this.state) {
+        case Chunk.Size:
+        case Chunk.Trailers: {
+          const nl = chunk.indexOf(10, i);
+          const end = nl < 0 ? chunk.length : nl + 1;
+          this.line += chunk.toString('latin1', i, end);
+          i = end;
+          if (this.line.length > MAX_LINE) throw new FramingError({ reason: 'BadChunk', detail: 'chunk size line or trailers too long' });
+          if (nl >= 0) this.endOfLine();
+          break;
+        }
+        case Chunk.Data: {
+          const n = Math.min(this.remaining, chunk.length - i);
+          onData(chunk.subarray(i, i + n));
+          i += n;
+          this.remaining -= n;
+          if (this.remaining === 0) this.state = Chunk.DataCr;
+          break;
+        }
+        case Chunk.DataCr:
+        case Chunk.DataLf: {
+          const want = this.state === Chunk.DataCr ? 13 : 10;
+          if (chunk[i] !== want) throw new FramingError({ reason: 'BadChunk', detail: 'chunk data not followed by CRLF' });
+          i++;
+          this.state = this.state === Chunk.DataCr ? Chunk.DataLf : Chunk.Size;
+          break;
+        }
+      }
+    }
+    return i;
+  }
+
+  private endOfLine(): void {
+    const line = this.line;
+    if (line.length < 2 || line.charCodeAt(line.length - 2) !== 13) throw new FramingError({ reason: 'BadChunk', detail: 'bare LF in chunked framing' });
+    if (this.state === Chunk.Size) {
+      this.line = '';
+      const m = CHUNK_SIZE.exec(line.slice(0, -2));
+      if (!m) throw new FramingError({ reason: 'BadChunk', detail: `chunk size ${JSON.stringify(line.slice(0, 40))}` });
+      this.remaining = parseInt(m[1]!, 16);
+      this.state = this.remaining === 0 ? Chunk.Trailers : Chunk.Data;
+      return;
+    }
+    // Trailers: the section ends with an empty line; each field must be a valid header.
+    if (line.endsWith('\r\n\r\n') || line === '\r\n') {
+      for (const f of line.split('\r\n')) {
+        if (!f) continue;
+        const colon = f.indexOf(':');
+        if (colon <= 0 || !TOKEN.test(f.slice(0, colon)) || BAD_VALUE.test(f.slice(colon + 1)))
+          throw new FramingError({ reason: 'BadChunk', detail: `trailer field ${JSON.stringify(f.slice(0, 40))}` });
+      }
+      this.done = true;
+    }
+  }
+}
