@@ -22,12 +22,13 @@ import { rejection, type RejectReason, type Rejection } from './responses.js';
 import type { RequestFacts } from './route-match.js';
 import { endpointKey, type ProxyRuntime } from './runtime.js';
 import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
-import type { Endpoint } from './types.js';
+import type { Endpoint, OriginalDestination } from './types.js';
 import { HOP_BY_HOP, UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ConnContext {
   id: number;
-  client: { identity: string; namespace: string };
+  /** With the caller's address: upstream connections are opened and pooled for it (dial.ts). */
+  client: OriginalDestination['client'];
   dst: Endpoint;
 }
 
