@@ -102,7 +102,7 @@ const pcap = join(tmpdir(), `ebmesh-mtlswire-${process.pid}.pcap`);
 before(() => {
   mesh.ok('up', '--nodes', '3', '-f', mesh.meshConfigFile(), '-f', mesh.file('mw.yaml', yaml), '--timeout', '90');
 });
-after(() => { mesh.down(); rmSync(pcap, { force: true }); });
+after(() => { mesh.down(); rmSync(pcap, { force: true }); rmSync(`${pcap}.l7`, { force: true }); });
 
 interface St { nodes: Array<{ name: string; podSubnet: string; tunnel?: { listening?: boolean } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
 const status = () => JSON.parse(mesh.ok('status', '-o', 'json')) as St;
