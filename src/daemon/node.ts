@@ -30,6 +30,8 @@ import { NodeProxyWiring } from '../agent/proxy/wiring.js';
 import { stopOwnedProxy } from '../agent/proxy/control.js';
 import { applyMtlsTables } from '../agent/mtls-maps.js';
 import { localWorkloadIps, mtlsTables, nodeIndexOfPodIp, tunnelDestinations } from '../tunnel/mode.js';
+import { ingressTablesFor } from '../tunnel/policy.js';
+import type { CompiledTables } from '../policy/tables.js';
 import { applyTunnelDestinations } from '../agent/mtls-maps.js';
 import type { TunnelPush } from '../agent/proxy/messages.js';
 import { nodeAddress } from '../lab/cluster.js';
@@ -83,6 +85,8 @@ export class NodeDaemon {
   readonly startedAt = new Date();
   /** The node proxy (issue 6): started once a Service has L7 rules. */
   readonly l7: NodeProxyWiring;
+  /** The policy tables the proxy's tunnel endpoint last got. */
+  private tunnelPolicy: CompiledTables | undefined;
 
   constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1', readonly options: NodeOptions = {}) {
     this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, options.nodeIndex ?? 0);
@@ -149,7 +153,7 @@ export class NodeDaemon {
       received: (f) => observer.recordTunnel({
         time: new Date(Date.now() - f.durationMs).toISOString(), observer: 'server', source: { ip: f.sourceIp ?? '', port: 0 }, destination: f.dst,
         bytesToDestination: f.bytesIn, bytesToSource: f.bytesOut, durationMs: f.durationMs, peerIdentity: f.peerId,
-        ...(f.sourceId ? { sourceIdentity: f.sourceId } : {}), ...(f.error ? { error: f.error } : {}),
+        ...(f.sourceId ? { sourceIdentity: f.sourceId } : {}), ...(f.error ? { error: f.error } : {}), ...(f.denied ? { denied: f.denied } : {}),
       }),
       sent: (f) => observer.recordTunnel({
         time: f.at, observer: 'client', source: { ip: f.clientIp, port: f.clientPort }, destination: hostPort(f.dst),
@@ -229,7 +233,14 @@ export class NodeDaemon {
       // Any node SVID of the trust domain is accepted there: the agent does not know its peers' names yet.
       if (!peers.has(i)) peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), '', nodeAddress(i)]);
     }
-    return { dsts, push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], localIps: localWorkloadIps(snap, local) } };
+    const localIps = localWorkloadIps(snap, local);
+    // The tables of this pass's policy reconcile when there are some yet (reconcile pushes again once they change).
+    const tables = this.policy.tables;
+    this.tunnelPolicy = tables;
+    return {
+      dsts,
+      push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], localIps, dsts, podCidr: snap.mesh.spec.podCIDR, ...(tables ? { policy: ingressTablesFor(tables, localIps) } : {}) },
+    };
   }
 
   private async reconcile(snap: Snapshot): Promise<void> {
@@ -283,6 +294,8 @@ export class NodeDaemon {
     // Cgroups the lab made in this pass got their endpoint entry before
     // their first process; this pass of the plan then keeps them.
     await this.reconcilePolicy(snap);
+    // The tunnel endpoint judges NetworkPolicy with the tables this pass compiled, not the last pass's.
+    if (xnode.push && this.policy.tables !== this.tunnelPolicy) await this.l7.reconcile(snap, this.datapath, this.tunnelPlan(snap).push);
     // After the policy pass: flows carry the identities it allocated.
     this.observer?.update(snap, frontends);
     this.last = { revision: snap.revision, at: new Date().toISOString(), lbOps: ops.length, policyOps };

@@ -70,6 +70,8 @@ export interface TunnelStream {
   /** The calling workload's SPIFFE ID. */
   sourceIdentity?: string;
   error?: string;
+  /** Refused by the receiving endpoint's NetworkPolicy judgement: recorded as a drop (reason policy-ingress). */
+  denied?: { policy?: { ref: number; rule: number; name: string } };
 }
 
 export class Observer {
@@ -184,10 +186,11 @@ export class Observer {
   recordTunnel(t: TunnelStream): void {
     const named = (e: { ip: string; port: number }) => ({ ...e, ...this.names.byIp.get(e.ip) });
     const service = this.names.byBackend.get(`${t.destination.ip}:${t.destination.port}`);
+    const drop = t.denied ? { type: 'drop' as const, verdict: 'DROPPED' as const, reason: 'policy-ingress', ...(t.denied.policy ? { policy: t.denied.policy } : {}) } : undefined;
     const flow = this.history.addFlow((seq) => ({
       seq, time: t.time, type: 'close', verdict: t.error ? 'ERROR' : 'FORWARDED', proto: 'TCP', observer: t.observer,
       source: named(t.source), destination: named(t.destination), ...(service ? { service } : {}), cookie: '0',
-      bytes: { toDestination: t.bytesToDestination, toSource: t.bytesToSource }, durationMs: t.durationMs,
+      bytes: { toDestination: t.bytesToDestination, toSource: t.bytesToSource }, durationMs: t.durationMs, ...drop,
       mtls: true, ...(t.peerIdentity ? { peerIdentity: t.peerIdentity } : {}), ...(t.sourceIdentity ? { sourceIdentity: t.sourceIdentity } : {}),
     }));
     this.metrics.record(flow);

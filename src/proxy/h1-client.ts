@@ -8,10 +8,10 @@
  * (with trailers), close-delimited, HEAD, 1xx, 204/304.
  */
 import { createRequire } from 'node:module';
-import net from 'node:net';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Endpoint } from './types.js';
+import { dialKey, plainDial, type Caller, type Dial, type UpstreamStream } from './dial.js';
 
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
@@ -57,7 +57,7 @@ export interface H1Exchange {
 
 /** One upstream connection with its parser; carries one exchange at a time. */
 class Conn {
-  readonly socket: net.Socket;
+  readonly socket: UpstreamStream;
   private readonly parser: LlhttpParser = new HTTPParser();
   ex: H1Exchange | undefined;
   connected = false;
@@ -74,9 +74,11 @@ class Conn {
     private readonly pool: H1Pool,
     readonly key: string,
     ep: Endpoint,
+    caller: Caller,
+    dial: Dial,
   ) {
-    this.socket = net.connect({ host: ep.ip, port: ep.port });
-    this.socket.setNoDelay(true);
+    this.socket = dial(ep, caller);
+    this.socket.setNoDelay?.(true);
     this.socket.once('connect', () => (this.connected = true));
     this.parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
     this.parser[HTTPParser.kOnHeaders] = (h: string[]) => {
@@ -136,7 +138,7 @@ class Conn {
   /** Writes the request; the socket stays ours until the response ends or fails. */
   send(ex: H1Exchange, method: string, head: string, body: Buffer | Readable | undefined, chunked: boolean): void {
     clearTimeout(this.idleTimer);
-    this.socket.ref();
+    this.socket.ref?.();
     this.ex = ex;
     this.responded = false;
     this.messageDone = false;
@@ -167,7 +169,7 @@ class Conn {
   }
 
   idle(timeoutMs: number): void {
-    this.socket.unref();
+    this.socket.unref?.();
     this.idleTimer = setTimeout(() => this.destroy(), timeoutMs);
     this.idleTimer.unref();
   }
@@ -202,6 +204,7 @@ export class H1Pool {
   constructor(
     private readonly maxIdlePerEndpoint = 256,
     private readonly idleTimeoutMs = 60_000,
+    private readonly dial: Dial = plainDial,
   ) {}
 
   /**
@@ -210,6 +213,7 @@ export class H1Pool {
    */
   request(
     ep: Endpoint,
+    caller: Caller,
     method: string,
     path: string,
     authority: string,
@@ -251,7 +255,7 @@ export class H1Pool {
       } else if (body ? true : !NO_BODY_BY_DEFAULT.has(method)) head += `content-length: ${body?.length ?? 0}\r\n`;
     }
     head += '\r\n';
-    const key = `${ep.ip}:${ep.port}`;
+    const key = dialKey(ep, caller);
     const idle = this.idleByKey.get(key);
     let conn: Conn | undefined;
     while (idle?.length) {
@@ -262,7 +266,7 @@ export class H1Pool {
       }
     }
     if (!conn) {
-      conn = new Conn(this, key, ep);
+      conn = new Conn(this, key, ep, caller, this.dial);
       this.all.add(conn);
     }
     conn.send(ex, method, head, body, chunked);

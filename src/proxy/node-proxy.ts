@@ -24,7 +24,7 @@ const connOf = new WeakMap<object, ConnContext>();
 
 export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   let version = 1;
-  const rt = new ProxyRuntime(compileConfig(config, version), config.tracing ? new OtlpExporter(config.tracing) : undefined);
+  const rt = new ProxyRuntime(compileConfig(config, version), config.tracing ? new OtlpExporter(config.tracing) : undefined, Math.random, config.dial);
   const sockets = new Set<net.Socket>();
   let nextId = 1;
 

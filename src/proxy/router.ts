@@ -22,12 +22,13 @@ import { rejection, type RejectReason, type Rejection } from './responses.js';
 import type { RequestFacts } from './route-match.js';
 import { endpointKey, type ProxyRuntime } from './runtime.js';
 import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
-import type { Endpoint } from './types.js';
+import type { Endpoint, OriginalDestination } from './types.js';
 import { HOP_BY_HOP, UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ConnContext {
   id: number;
-  client: { identity: string; namespace: string };
+  /** With the caller's address: upstream connections are opened and pooled for it (dial.ts). */
+  client: OriginalDestination['client'];
   dst: Endpoint;
 }
 
@@ -356,6 +357,7 @@ async function forward(
     try {
       resp = await rt.pool.request({
         endpoint,
+        caller: ds.conn.client,
         protocol,
         method: ds.method,
         path: plan.path,
@@ -395,7 +397,7 @@ function mirror(rt: ProxyRuntime, ds: Downstream, svc: CompiledService, path: st
   if (!endpoint) return;
   // Fire and forget: the mirror's answer and failures never reach the client.
   rt.pool
-    .request({ endpoint, protocol: chooseProtocol(ds, svc), method: ds.method, path, authority, headers: headers as OutgoingHttpHeaders, body, timeoutMs: 10_000, connectTimeoutMs: rt.config.limits.connectTimeoutMs })
+    .request({ endpoint, caller: ds.conn.client, protocol: chooseProtocol(ds, svc), method: ds.method, path, authority, headers: headers as OutgoingHttpHeaders, body, timeoutMs: 10_000, connectTimeoutMs: rt.config.limits.connectTimeoutMs })
     .then((r) => r.body.resume())
     .catch(() => rt.counters.count('mirror_failed'));
 }

@@ -13,6 +13,7 @@ import { Counters } from './responses.js';
 import type { OtlpExporter } from './tracing.js';
 import type { Endpoint } from './types.js';
 import { UpstreamPool } from './upstream.js';
+import { plainDial, type Dial } from './dial.js';
 
 export const endpointKey = (e: Endpoint): string => `${e.ip}:${e.port}`;
 
@@ -20,7 +21,7 @@ export class ProxyRuntime {
   readonly limiter = new RateLimiter();
   readonly breakers = new CircuitBreakers();
   readonly outliers = new OutlierDetector();
-  readonly pool = new UpstreamPool();
+  readonly pool: UpstreamPool;
   readonly counters = new Counters();
   readonly scheduler: FairScheduler;
   private readonly rr = new Map<string, number>();
@@ -32,7 +33,10 @@ export class ProxyRuntime {
     public config: CompiledConfig,
     readonly exporter: OtlpExporter | undefined,
     readonly random: () => number = Math.random,
+    /** How every upstream connection is opened (HTTP pools, pass-through, WebSocket). */
+    readonly dial: Dial = plainDial,
   ) {
+    this.pool = new UpstreamPool(dial);
     this.scheduler = new FairScheduler(config.limits);
   }
 

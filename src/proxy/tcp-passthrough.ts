@@ -17,8 +17,8 @@ export function passThroughTcp(rt: ProxyRuntime, client: net.Socket, firstBytes:
     return;
   }
   const t0 = performance.now();
-  const upstream = net.connect({ host: ep.ip, port: ep.port });
-  upstream.setNoDelay(true);
+  const upstream = rt.dial(ep, ctx.client);
+  upstream.setNoDelay?.(true);
   let bytesIn = firstBytes.length;
   let bytesOut = 0;
   client.on('data', (d: Buffer) => (bytesIn += d.length));

@@ -3,6 +3,7 @@
  * and what the socket-steering layer provides (ResolveOriginal).
  */
 import type { Socket } from 'node:net';
+import type { Dial } from './dial.js';
 import type { HTTPRouteResource, GRPCRouteResource } from '../resources/gateway.js';
 import type { TrafficPolicyResource, AuthorizationPolicyResource } from '../resources/traffic.js';
 
@@ -20,6 +21,8 @@ export interface OriginalDestination {
     /** spiffe-ish id (spiffe://td/ns/x/sa/y) or a workload name. */
     identity: string;
     namespace: string;
+    /** The caller's address (the accepted socket's peer); carried to the receiving node of a tunnel. */
+    ip?: string;
   };
 }
 
@@ -86,6 +89,8 @@ export interface ProxyConfig extends ProxyRoutingConfig {
   tracing?: TracingConfig;
   /** Takes a connection the kernel marked for the tunnel (with the bytes already read); without it, such connections go out as plain TCP. */
   forward?: (socket: Socket, head: Buffer, orig: OriginalDestination) => void;
+  /** Opens every upstream connection (default plain TCP); the agent's carries those to other nodes through the tunnel. */
+  dial?: Dial;
 }
 
 export interface ProxyStats {

@@ -9,6 +9,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BodyFeed, type ResponseBody } from './body-feed.js';
 import { H1Pool, type H1Exchange } from './h1-client.js';
 import type { Endpoint } from './types.js';
+import { dialKey, plainDial, type Caller, type Dial } from './dial.js';
 
 export class UpstreamError extends Error {
   constructor(
@@ -23,6 +24,8 @@ export class UpstreamError extends Error {
 
 export interface UpstreamRequest {
   endpoint: Endpoint;
+  /** Whom the request is made for (connections are opened and pooled per caller, see dial.ts). */
+  caller: Caller;
   protocol: 'http1' | 'http2';
   method: string;
   path: string;
@@ -54,7 +57,11 @@ export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection
 
 export class UpstreamPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
-  private readonly h1pool = new H1Pool(256, 60_000);
+  private readonly h1pool: H1Pool;
+
+  constructor(private readonly dial: Dial = plainDial) {
+    this.h1pool = new H1Pool(256, 60_000, dial);
+  }
 
   request(r: UpstreamRequest): Promise<UpstreamResponse> {
     return r.protocol === 'http2' ? this.h2(r) : this.h1(r);
@@ -114,7 +121,7 @@ export class UpstreamPool {
         },
       };
       try {
-        handle = this.h1pool.request(r.endpoint, r.method, r.path, r.authority, r.headers, r.lines, r.body, ex);
+        handle = this.h1pool.request(r.endpoint, r.caller, r.method, r.path, r.authority, r.headers, r.lines, r.body, ex);
       } catch (e) {
         reject(e);
         return;
@@ -126,12 +133,12 @@ export class UpstreamPool {
     });
   }
 
-  private session(ep: Endpoint, connectTimeoutMs: number): Promise<http2.ClientHttp2Session> {
-    const key = `${ep.ip}:${ep.port}`;
+  private session(ep: Endpoint, caller: Caller, connectTimeoutMs: number): Promise<http2.ClientHttp2Session> {
+    const key = dialKey(ep, caller);
     const existing = this.sessions.get(key);
     if (existing && !existing.closed && !existing.destroyed) return Promise.resolve(existing);
     return new Promise((resolve, reject) => {
-      const s = http2.connect(`http://${key}`);
+      const s = http2.connect(`http://${ep.ip}:${ep.port}`, { createConnection: () => this.dial(ep, caller) });
       const forget = (): void => {
         if (this.sessions.get(key) === s) this.sessions.delete(key);
       };
@@ -157,7 +164,7 @@ export class UpstreamPool {
 
   private async h2(r: UpstreamRequest): Promise<UpstreamResponse> {
     if (r.lines) throw new TypeError('ready header lines are for HTTP/1.1 upstreams only');
-    const s = await this.session(r.endpoint, r.connectTimeoutMs);
+    const s = await this.session(r.endpoint, r.caller, r.connectTimeoutMs);
     return new Promise((resolve, reject) => {
       let settled = false;
       const stream = s.request(

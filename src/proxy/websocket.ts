@@ -52,9 +52,11 @@ export function tunnelUpgrade(rt: ProxyRuntime, req: H1Head, client: net.Socket,
     lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
   }
   lines.push(`host: ${plan.authority}`, `traceparent: ${formatTraceparent(span.traceId, span.spanId, 1)}`, '', '');
-  const upstream = net.connect({ host: ep.ip, port: ep.port });
+  const upstream = rt.dial(ep, ctx.client);
+  let answered = false;
+  upstream.once('data', () => (answered = true));
   upstream.on('error', () => {
-    if (client.writable && upstream.bytesRead === 0) writeRawRejection(client, rejection('upstream_connect', { grpc: false, detail: `${ep.ip}:${ep.port}` }, rt.counters));
+    if (client.writable && !answered) writeRawRejection(client, rejection('upstream_connect', { grpc: false, detail: `${ep.ip}:${ep.port}` }, rt.counters));
     else client.destroy();
   });
   client.on('error', () => upstream.destroy());

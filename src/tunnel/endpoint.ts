@@ -20,7 +20,7 @@ export interface EndpointOptions {
   authorize?: (r: TunnelRequest) => Verdict;
   host?: string;
   port?: number;
-  /** Every stream that ended (observe records it as an mTLS flow). */
+  /** Every stream that ended, or was refused (`denied`): observe records it as an mTLS flow or a drop. */
   onFlow?: (f: TunnelFlow) => void;
 }
 
@@ -55,9 +55,19 @@ export class TunnelEndpoint {
       },
     });
     this.server = server;
-    server.on('flow', (f: TunnelFlow) => { this.recent.push(f); if (this.recent.length > 200) this.recent.shift(); this.o.onFlow?.(f); });
+    server.on('flow', (f: TunnelFlow) => this.record(f));
+    server.on('denied', (d: TunnelRequest & { reason: string; policy?: { ref: number; rule: number; name: string } }) => {
+      const { reason, policy, ...req } = d;
+      this.record({ ...req, bytesIn: 0, bytesOut: 0, durationMs: 0, error: reason, denied: policy ? { policy } : {} });
+    });
     await server.listen(this.o.port ?? TUNNEL_PORT, this.o.host ?? '0.0.0.0');
     this.lastError = undefined;
+  }
+
+  private record(f: TunnelFlow): void {
+    this.recent.push(f);
+    if (this.recent.length > 200) this.recent.shift();
+    this.o.onFlow?.(f);
   }
 
   status(): Record<string, unknown> {

@@ -23,7 +23,8 @@ export interface TunnelRequest {
   dst: Destination;
 }
 
-export type Verdict = { allow: true } | { allow: false; reason: string };
+/** A refusal may name the NetworkPolicy that decided it (observe records it on the drop). */
+export type Verdict = { allow: true } | { allow: false; reason: string; policy?: { ref: number; rule: number; name: string } };
 
 export interface TunnelServerOptions {
   credentials: CredentialStore;
@@ -39,6 +40,8 @@ export interface TunnelFlow extends TunnelRequest {
   bytesOut: number;
   durationMs: number;
   error?: string;
+  /** Refused before delivery (authorize said no): the reason is in `error`, the deciding NetworkPolicy here. */
+  denied?: { policy?: { ref: number; rule: number; name: string } };
 }
 
 /**
@@ -128,7 +131,7 @@ export class TunnelServer extends EventEmitter {
     if (stream.destroyed) return;
     if (!verdict.allow) {
       this.stats.streamsDenied++;
-      this.emit('denied', { ...req, reason: verdict.reason });
+      this.emit('denied', { ...req, reason: verdict.reason, ...(verdict.policy ? { policy: verdict.policy } : {}) });
       stream.respond({ ':status': 403, [H_REASON]: verdict.reason.slice(0, 200) }, { endStream: true });
       return;
     }

@@ -4,7 +4,11 @@
  * steered at connect() into node-2's proxy and from there through the mTLS
  * tunnel; the inter-node link carries none of the request in plaintext, the
  * receiving endpoints record the caller's identity, and a strict namespace
- * still refuses a plaintext client from outside the mesh.
+ * still refuses a plaintext client from outside the mesh. An L7-routed
+ * Service (HTTPRoute) with backends on other nodes: the proxy's own upstream
+ * connections go through the tunnel too, unless the backend's namespace says
+ * `ebmesh.io/mtls: disable`. The receiving endpoint judges the
+ * destination's NetworkPolicy ingress for the caller before delivering.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +17,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { TestCluster, NAME_SERVER } from '../helpers/cluster.js';
-import { nodeNetns, nodePaths } from '../../src/paths.js';
+import { PACKAGE_ROOT, nodeNetns, nodePaths } from '../../src/paths.js';
 import { fabricNetns } from '../../src/lab/cluster.js';
 import { call } from '../../src/cli/client.js';
 import { gatewayOf } from '../../src/lab/network.js';
@@ -21,9 +25,11 @@ import { mustParseCidr } from '../../src/net/ipam.js';
 
 const mesh = new TestCluster('mw');
 const indent = (s: string, n: number) => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
-const server = (name: string, node: string) => `apiVersion: ebmesh.io/v1alpha1
+// The L7 backends close after each answer, so every request is one tunnel stream that ends (and becomes a flow) at once.
+const CLOSING_SERVER = NAME_SERVER.replace("self.end_headers()", "self.send_header('connection', 'close'); self.close_connection = True; self.end_headers()");
+const server = (name: string, node: string, ns = 'sec', app = 'web', code = NAME_SERVER) => `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
-metadata: {name: ${name}, namespace: sec, labels: {app: web}}
+metadata: {name: ${name}, namespace: ${ns}, labels: {app: ${app}, pin: ${name}}}
 spec:
   node: ${node}
   serviceAccount: web
@@ -31,7 +37,7 @@ spec:
   ports: [{name: http, containerPort: 8080}]
   files:
     srv.py: |
-${indent(NAME_SERVER, 6)}
+${indent(code, 6)}
 ---
 `;
 const yaml = `apiVersion: v1
@@ -49,13 +55,54 @@ apiVersion: ebmesh.io/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: sec, labels: {app: client}}
 spec: {node: node-2, serviceAccount: client, command: [sleep, infinity]}
+---
+${server('api-1', 'node-1', 'sec', 'api', CLOSING_SERVER)}${server('api-3', 'node-3', 'sec', 'api', CLOSING_SERVER)}${l7Service('sec', 'api', 'api')}${l7Service('sec', 'api-one', 'api', 'api-1')}apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: api, namespace: sec}
+spec:
+  parentRefs: [{kind: Service, name: api}]
+  rules:
+    - matches: [{path: {type: PathPrefix, value: /one}}]
+      filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-route, value: one}]}}]
+      backendRefs: [{name: api-one, port: 80}]
+    - filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-route, value: any}]}}]
+      backendRefs: [{name: api, port: 80}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: open, annotations: {ebmesh.io/mtls: disable}}
+---
+${server('vault-1', 'node-1', 'sec', 'vault')}apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: vault-from-client, namespace: sec}
+spec:
+  podSelector: {matchLabels: {app: vault}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}]
+---
+${server('open-1', 'node-1', 'open', 'open', CLOSING_SERVER)}${l7Service('open', 'open', 'open')}apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: open, namespace: open}
+spec:
+  parentRefs: [{kind: Service, name: open}]
+  rules: [{filters: [{type: ResponseHeaderModifier, responseHeaderModifier: {add: [{name: x-route, value: open}]}}], backendRefs: [{name: open, port: 80}]}]
 `;
+
+function l7Service(ns: string, name: string, app: string, pin?: string): string {
+  return `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: ${ns}}
+spec:
+  selector: {app: ${app}${pin ? `, pin: ${pin}` : ''}}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+`;
+}
 
 const pcap = join(tmpdir(), `ebmesh-mtlswire-${process.pid}.pcap`);
 before(() => {
   mesh.ok('up', '--nodes', '3', '-f', mesh.meshConfigFile(), '-f', mesh.file('mw.yaml', yaml), '--timeout', '90');
 });
-after(() => { mesh.down(); rmSync(pcap, { force: true }); });
+after(() => { mesh.down(); rmSync(pcap, { force: true }); rmSync(`${pcap}.l7`, { force: true }); });
 
 interface St { nodes: Array<{ name: string; podSubnet: string; tunnel?: { listening?: boolean } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
 const status = () => JSON.parse(mesh.ok('status', '-o', 'json')) as St;
@@ -151,4 +198,96 @@ test('strict: a plaintext client outside the mesh is refused, mesh clients on ot
   const viaMesh = mesh.sh('sec/client', `curl -s --max-time 5 http://${ip}:8080/`);
   assert.equal(viaMesh.code, 0, viaMesh.stderr);
   assert.equal(viaMesh.stdout.trim(), 'web-1');
+});
+
+const proxyTunnel = async (node: string) =>
+  (await call<{ proxy?: { stats?: { tunnelSent?: { upstreams: number; streams: number } } } }>(nodePaths(mesh.instance, node), 'GET', '/v1/status')).proxy?.stats?.tunnelSent;
+
+test('L7: an HTTPRoute on a Service with backends on other nodes is applied by node-2\'s proxy, which reaches them through the tunnel (no plaintext on the link); a disable namespace stays plaintext', async () => {
+  await ready();
+  const marker = `ebmesh-l7-${process.pid}-${Date.now()}`;
+  const openMarker = `ebmesh-l7open-${process.pid}-${Date.now()}`;
+  const get = (url: string, m: string) => {
+    const r = mesh.sh('sec/client', `curl -si --max-time 5 -H 'X-Marker: ${m}' ${url}`);
+    assert.equal(r.code, 0, `${url}: ${r.stderr}`);
+    const [head, body] = r.stdout.split('\r\n\r\n');
+    return { status: head!.split(' ')[1], route: /^x-route: (.*)$/im.exec(head!)?.[1]?.trim(), name: body!.trim() };
+  };
+  const pcapL7 = `${pcap}.l7`;
+  const dump = spawn('ip', ['netns', 'exec', fabricNetns(mesh.instance), 'tcpdump', '-i', 'n1', '-U', '-s', '0', '-w', pcapL7, 'tcp'], { stdio: 'ignore' });
+  const before = await proxyTunnel('node-2');
+  let afterApi: typeof before;
+  const names = new Set<string>();
+  try {
+    await sleep(1000);
+    // The path match and the header modifier are the route's: only node-2's proxy could have applied them.
+    for (let i = 0; i < 6; i++) assert.deepEqual(get(`http://api.sec/one/${marker}`, marker), { status: '200', route: 'one', name: 'api-1' });
+    for (let i = 0; i < 8; i++) {
+      const r = get(`http://api.sec/${marker}`, marker);
+      assert.equal(r.route, 'any');
+      names.add(r.name);
+    }
+    await sleep(600); // workers report their counters every 250 ms
+    afterApi = await proxyTunnel('node-2');
+    // Same proxy, same route kind, a namespace that opted out: plaintext, as it says.
+    for (let i = 0; i < 3; i++) assert.deepEqual(get(`http://open.open/${openMarker}`, openMarker), { status: '200', route: 'open', name: 'open-1' });
+  } finally {
+    dump.kill('SIGINT');
+    await new Promise((r) => dump.once('close', r));
+  }
+  try {
+    assert.deepEqual([...names].sort(), ['api-1', 'api-3']);
+    // Every request was its own upstream connection (the backends close), each one a tunnel stream; none for the disable namespace.
+    assert.ok(before && afterApi, 'node-2 reports its tunnel counters');
+    assert.ok(afterApi.upstreams - before.upstreams >= 14, `upstream tunnel streams: ${before.upstreams} -> ${afterApi.upstreams}`);
+    await sleep(600);
+    assert.equal((await proxyTunnel('node-2'))!.upstreams, afterApi.upstreams, 'the disable namespace went through the tunnel');
+    const cap = readFileSync(pcapL7);
+    assert.ok(cap.includes(Buffer.from(openMarker)), 'the capture sees plaintext where there is some (the disable namespace)');
+    assert.equal(cap.includes(Buffer.from(marker)), false, 'L7 request in plaintext on the inter-node link');
+  } finally {
+    rmSync(pcapL7, { force: true });
+  }
+  // Both ends record the streams as mTLS with the caller's identity.
+  await sleep(800);
+  const isApi = (f: ObservedFlow) => f.type === 'close' && f.mtls === true && /^api-[13]$/.test(f.destination.workload ?? '');
+  const sent = observed('node-2', '-o', 'json').map((l) => JSON.parse(l) as ObservedFlow).filter(isApi);
+  assert.ok(sent.length >= 14, `node-2 mTLS flows to api: ${sent.length}`);
+  for (const f of sent) {
+    assert.equal(f.sourceIdentity, 'spiffe://cluster.local/ns/sec/sa/client');
+    assert.match(f.peerIdentity ?? '', /^spiffe:\/\/cluster\.local\/ns\/ebmesh-system\/sa\/node-node-[13]$/);
+  }
+  const got = observed('node-1', '-o', 'json').map((l) => JSON.parse(l) as ObservedFlow).filter(isApi);
+  assert.ok(got.some((f) => f.observer === 'server' && f.peerIdentity === 'spiffe://cluster.local/ns/ebmesh-system/sa/node-node-2' && f.sourceIdentity === 'spiffe://cluster.local/ns/sec/sa/client'), JSON.stringify(got.slice(-2)));
+});
+
+test('the receiving endpoint judges the destination\'s NetworkPolicy for the caller: a stream the policy denies is refused there, named, and recorded as a drop', async () => {
+  const st = await ready();
+  const ip = (name: string) => st.workloads.find((w) => w.name === name)!.ip;
+  // The ordinary path: the allowed client reaches vault-1 across nodes (both nodes judge, both allow).
+  const ok = mesh.sh('sec/client', `curl -s --max-time 5 http://${ip('vault-1')}:8080/`);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(ok.stdout.trim(), 'vault-1');
+  // node-2's own SVID, streams crafted to claim a caller: the sending kernel is not asked, only node-1's endpoint judges.
+  const crafted = (sourceIp: string) => {
+    const r = spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', process.execPath, join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs'),
+      join(nodePaths(mesh.instance, 'node-2').stateDir, 'node-svid'), '172.31.0.1', '15008', `${ip('vault-1')}:8080`, '0.3', 'x'],
+    { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TUNNEL_SOURCE_ID: 'spiffe://cluster.local/ns/sec/sa/web', TUNNEL_SOURCE_IP: sourceIp } });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { ok: number; fail: number; errors: string[] };
+  };
+  const denies = async () => ((await call<{ proxy?: { stats?: { tunnel?: { streamsDenied?: number } } } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/status')).proxy?.stats?.tunnel?.streamsDenied ?? 0);
+  // The control: the same crafted streams for the caller the policy admits are delivered.
+  const allowed = crafted(ip('client'));
+  assert.ok(allowed.ok >= 1 && allowed.fail === 0, JSON.stringify(allowed));
+  const before = await denies();
+  // web-3 is a mesh workload the policy does not admit: refused at node-1's endpoint, with the policy's name.
+  const refused = crafted(ip('web-3'));
+  assert.equal(refused.ok, 0, JSON.stringify(refused));
+  assert.match(refused.errors.join(' '), /403 \(NetworkPolicy sec\/vault-from-client denies ingress to sec\/vault-1/);
+  assert.ok((await denies()) > before, 'node-1 counted the refused streams');
+  await sleep(800);
+  const drops = observed('node-1', '-o', 'json').map((l) => JSON.parse(l) as ObservedFlow & { verdict?: string; policy?: { name?: string } })
+    .filter((f) => f.type === 'drop' && f.mtls === true && f.destination.workload === 'vault-1');
+  assert.ok(drops.some((f) => f.verdict === 'DROPPED' && f.policy?.name === 'sec/vault-from-client' && f.observer === 'server'), JSON.stringify(drops.slice(-2)));
 });

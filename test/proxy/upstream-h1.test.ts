@@ -7,7 +7,10 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import http2 from 'node:http2';
+import { Duplex } from 'node:stream';
 import { UpstreamPool } from '../../src/proxy/upstream.js';
+import type { Caller, Dial } from '../../src/proxy/dial.js';
 
 interface Raw { port: number; conns: number; close(): Promise<void> }
 
@@ -39,8 +42,9 @@ async function rawBackend(answer: (head: string) => string | { bytes: string; cl
   return b;
 }
 
-async function fetchVia(pool: UpstreamPool, port: number, method = 'GET', path = '/') {
-  const resp = await pool.request({ endpoint: { ip: '127.0.0.1', port }, protocol: 'http1', method, path, authority: 'web', headers: {}, body: undefined, timeoutMs: 5000, connectTimeoutMs: 1000 });
+const ALICE = { identity: 'spiffe://t/ns/a/sa/alice', namespace: 'a' };
+async function fetchVia(pool: UpstreamPool, port: number, method = 'GET', path = '/', caller = ALICE) {
+  const resp = await pool.request({ endpoint: { ip: '127.0.0.1', port }, caller, protocol: 'http1', method, path, authority: 'web', headers: {}, body: undefined, timeoutMs: 5000, connectTimeoutMs: 1000 });
   const chunks: Buffer[] = [];
   await new Promise<void>((resolve, reject) => {
     resp.body.on('error', reject);
@@ -93,7 +97,7 @@ describe('upstream HTTP/1.1 client', () => {
   });
 
   it('refuses to write a header value with CR/LF', async () => {
-    await assert.rejects(pool.request({ endpoint: { ip: '127.0.0.1', port: 9 }, protocol: 'http1', method: 'GET', path: '/', authority: 'web', headers: { 'x-a': 'b\r\nx-evil: 1' }, body: undefined, timeoutMs: 1000, connectTimeoutMs: 1000 }), /invalid character/);
+    await assert.rejects(pool.request({ endpoint: { ip: '127.0.0.1', port: 9 }, caller: ALICE, protocol: 'http1', method: 'GET', path: '/', authority: 'web', headers: { 'x-a': 'b\r\nx-evil: 1' }, body: undefined, timeoutMs: 1000, connectTimeoutMs: 1000 }), /invalid character/);
   });
 
   it('reports a refused connection as a connect error, safe to retry', async () => {
@@ -101,5 +105,86 @@ describe('upstream HTTP/1.1 client', () => {
     const port = b.port;
     await b.close();
     await assert.rejects(fetchVia(pool, port), (e: { kind?: string; safeToRetry?: boolean }) => e.kind === 'connect' && e.safeToRetry === true);
+  });
+});
+
+/**
+ * A stream that is not a socket, as the tunnel's CONNECT streams are: bytes go
+ * to a real TCP connection, and 'connect' is emitted only when it connected
+ * (the dial contract in src/proxy/dial.ts).
+ */
+function relayDial(log: Array<{ port: number; caller: string }>): Dial {
+  return (ep, caller: Caller) => {
+    log.push({ port: ep.port, caller: caller.identity });
+    const sock = net.connect({ host: ep.ip, port: ep.port });
+    const d: Duplex = new Duplex({
+      write: (c, _e, cb) => { sock.write(c, cb); },
+      final: (cb) => { sock.end(); cb(); },
+      read: () => { sock.resume(); },
+      destroy: (e, cb) => { sock.destroy(); cb(e); },
+    });
+    sock.on('data', (c) => { if (!d.push(c)) sock.pause(); });
+    sock.on('end', () => d.push(null));
+    sock.on('error', (e) => d.destroy(e));
+    sock.once('connect', () => d.emit('connect'));
+    return d;
+  };
+}
+
+describe('upstream dial', () => {
+  const BOB = { identity: 'spiffe://t/ns/b/sa/bob', namespace: 'b' };
+
+  it('opens HTTP/1.1 connections with the dial, pooled per caller: one caller reuses, another gets its own', async () => {
+    const log: Array<{ port: number; caller: string }> = [];
+    const pool = new UpstreamPool(relayDial(log));
+    const b = await rawBackend(() => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    try {
+      for (const c of [ALICE, ALICE, BOB, ALICE, BOB]) assert.equal((await fetchVia(pool, b.port, 'GET', '/', c)).body, 'ok');
+      assert.deepEqual(log, [{ port: b.port, caller: ALICE.identity }, { port: b.port, caller: BOB.identity }]);
+      assert.equal(b.conns, 2);
+    } finally {
+      pool.close();
+      await b.close();
+    }
+  });
+
+  it('runs HTTP/2 sessions over the dialled stream, one per caller', async () => {
+    const log: Array<{ port: number; caller: string }> = [];
+    const pool = new UpstreamPool(relayDial(log));
+    const server = http2.createServer((req, res) => res.end(`h2 ${req.url}`));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const get = async (caller: Caller, path: string) => {
+      const resp = await pool.request({ endpoint: { ip: '127.0.0.1', port }, caller, protocol: 'http2', method: 'GET', path, authority: 'web', headers: {}, body: undefined, timeoutMs: 5000, connectTimeoutMs: 1000 });
+      const chunks: Buffer[] = [];
+      await new Promise<void>((resolve, reject) => {
+        resp.body.on('error', reject);
+        resp.body.on('data', (c) => chunks.push(c));
+        resp.body.once('end', resolve);
+      });
+      return `${resp.status} ${Buffer.concat(chunks).toString()}`;
+    };
+    try {
+      assert.equal(await get(ALICE, '/a'), '200 h2 /a');
+      assert.equal(await get(ALICE, '/b'), '200 h2 /b');
+      assert.equal(await get(BOB, '/c'), '200 h2 /c');
+      assert.deepEqual(log.map((l) => l.caller), [ALICE.identity, BOB.identity]);
+    } finally {
+      pool.close();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('a dialled stream that fails before connect is a connect error, safe to retry', async () => {
+    const pool = new UpstreamPool((ep) => {
+      const d = new Duplex({ write: (_c, _e, cb) => cb(), read: () => undefined });
+      process.nextTick(() => d.destroy(Object.assign(new Error(`refused ${ep.port}`), { code: 'EMTLSNOPEER' })));
+      return d;
+    });
+    try {
+      await assert.rejects(fetchVia(pool, 9), (e: { kind?: string; safeToRetry?: boolean }) => e.kind === 'connect' && e.safeToRetry === true);
+    } finally {
+      pool.close();
+    }
   });
 });

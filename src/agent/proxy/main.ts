@@ -20,12 +20,13 @@ import os from 'node:os';
 import { renameSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ProxyStats } from '../../proxy/index.js';
-import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker } from './messages.js';
+import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker, type TunnelSentStats } from './messages.js';
 import { renderProxyMetrics } from './metrics.js';
 import { readMessages, writeMessage } from './control.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelEndpoint } from '../../tunnel/endpoint.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
+import { EndpointPolicy } from '../../tunnel/policy.js';
 
 const { values } = parseArgs({
   options: {
@@ -89,14 +90,19 @@ if (cluster.isWorker) {
       svidDir: t.svidDir,
       trustDomain: () => push?.tunnel?.trustDomain ?? t.trustDomain,
       localIps: () => localIps,
+      authorize: (r) => policy?.judge(r) ?? { allow: true },
       onFlow: (f) => { if (agent && received.length < TUNNEL_FLOWS_PER_FLUSH) received.push(f); },
     });
     endpoint.start();
   };
   let localIps: ReadonlySet<string> = new Set();
+  let policy: EndpointPolicy | undefined;
   let endpointChange = Promise.resolve();
 
-  const configure = (w: Worker) => { if (push && w.isConnected()) w.send({ type: 'config', push, workers: n } satisfies ToWorker); };
+  // The policy tables are the endpoint's (this process); workers never judge.
+  const configure = (w: Worker) => {
+    if (push && w.isConnected()) w.send({ type: 'config', push: push.tunnel?.policy ? { ...push, tunnel: { ...push.tunnel, policy: undefined } } : push, workers: n } satisfies ToWorker);
+  };
 
   const fork = () => {
     starts++;
@@ -150,12 +156,8 @@ if (cluster.isWorker) {
       configErrors += s.configErrors;
       unresolved += s.unresolved;
     }
-    const tunnelSent = { streams: 0, failed: 0, noPeer: 0 };
-    for (const { stats: s } of latest.values()) {
-      tunnelSent.streams += s.tunnelSent.streams;
-      tunnelSent.failed += s.tunnelSent.failed;
-      tunnelSent.noPeer += s.tunnelSent.noPeer;
-    }
+    const tunnelSent: TunnelSentStats = { streams: 0, failed: 0, noPeer: 0, upstreams: 0 };
+    for (const { stats: s } of latest.values()) for (const k of Object.keys(tunnelSent) as Array<keyof TunnelSentStats>) tunnelSent[k] += s.tunnelSent[k] ?? 0;
     return {
       ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed,
       ...(push?.tunnel ? { tunnelSent } : {}), ...(endpoint ? { tunnel: endpoint.status() } : {}),
@@ -175,6 +177,7 @@ if (cluster.isWorker) {
         if (from !== agent) return;
         push = m.push;
         localIps = new Set(push.tunnel?.localIps ?? []);
+        policy = push.tunnel?.policy ? new EndpointPolicy(push.tunnel.policy) : undefined;
         // One change at a time: two quick pushes must not start two endpoints.
         endpointChange = endpointChange.then(configureEndpoint).catch((e: Error) => { process.stderr.write(`node proxy: tunnel endpoint: ${e.message}\n`); });
         for (const w of Object.values(cluster.workers ?? {})) if (w) configure(w);

@@ -6,6 +6,7 @@
  */
 import type { ProxyRequestCounter } from './requests.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
+import type { IngressTables } from '../../tunnel/policy.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
 import { DEFAULT_LIMITS, type ProxyLimits, type ProxyRoutingConfig, type ProxyStats, type RequestDoneEvent } from '../../proxy/index.js';
 
@@ -26,6 +27,13 @@ export interface ProxyPush {
   tunnel?: TunnelPush;
 }
 
+export interface TunnelSentStats {
+  streams: number;
+  failed: number;
+  noPeer: number;
+  upstreams: number;
+}
+
 export interface TunnelPush {
   svidDir: string;
   trustDomain: string;
@@ -33,13 +41,19 @@ export interface TunnelPush {
   peers: Array<[string, string, string]>;
   /** This node's workload IPs: the only destinations the endpoint delivers to. */
   localIps: string[];
+  /** Other nodes' workload IPs reached through the tunnel (the kernel's ebm_xnode_dsts): where the proxy's own upstream connections go through it too. */
+  dsts: string[];
+  /** The mesh's pod CIDR: plain connections to other nodes' workloads leave from the node's pod gateway, which they can answer. */
+  podCidr: string;
+  /** NetworkPolicy for this node's workloads' ingress, judged by the endpoint for each stream's caller (absent: nothing to judge yet). */
+  policy?: IngressTables;
 }
 
 /**
  * Bumped whenever a message changes shape: an agent meeting a proxy of
  * another version replaces it (not hitless) rather than talk past it.
  */
-export const PROXY_PROTOCOL = 1;
+export const PROXY_PROTOCOL = 2;
 
 /** How a proxy was started; an agent adopts a running proxy only if it would start the same one. */
 export interface ProxyLaunch {
@@ -71,8 +85,8 @@ export interface ProxyProcessStats extends ProxyStats {
   attributed: { cgroup: number; ip: number; unknown: number };
   /** The node's tunnel endpoint (listening, SPIFFE ID, certificate expiry, sessions, streams), when it runs. */
   tunnel?: Record<string, unknown>;
-  /** Streams the workers opened into the tunnel: opened, refused by the peer, no peer for the destination. */
-  tunnelSent?: { streams: number; failed: number; noPeer: number };
+  /** Streams the workers opened into the tunnel: opened, refused by the peer, no peer for the destination; upstreams: those the proxy opened to an L7-routed backend. */
+  tunnelSent?: TunnelSentStats;
 }
 
 export type FromProxy =
@@ -91,7 +105,7 @@ export type FromWorker =
   | { type: 'listening' }
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[]; dropped: number }
   | { type: 'tunnelled'; flows: TunnelledFlow[] }
-  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: { streams: number; failed: number; noPeer: number } } };
+  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: TunnelSentStats } };
 
 /** Primary -> worker. */
 export type ToWorker = { type: 'config'; push: ProxyPush; workers: number };

@@ -50,7 +50,7 @@ export class OriginalResolver {
       this.attributed.unknown++;
     }
     return {
-      dst: { ip: orig.vip, port: orig.port }, client: { identity: caller.identity, namespace: caller.namespace },
+      dst: { ip: orig.vip, port: orig.port }, client: { identity: caller.identity, namespace: caller.namespace, ip },
       ...(orig.flags & L7_ORIG_F_TUNNEL ? { tunnel: true } : {}),
     };
   }

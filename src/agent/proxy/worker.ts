@@ -19,7 +19,7 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
   const resolver = new OriginalResolver(env.mapPins);
   // Cross-node mTLS: the streams this worker sent into the tunnel, a sample per flush like the requests (observe records them).
   let sent: TunnelledFlow[] = [];
-  const forwarder = new TunnelForwarder((f) => { if (sent.length < SAMPLE) sent.push(f); });
+  const forwarder = new TunnelForwarder((f) => { if (sent.length < SAMPLE) sent.push(f); }, env.host);
   let proxy: NodeProxy | undefined;
   let configVersion = 0;
   let configErrors = 0;
@@ -58,7 +58,7 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
     try { forwarder.configure(m.push.tunnel); } catch (e) { process.stderr.write(`node proxy worker ${process.pid}: tunnel: ${describeError(e)}\n`); }
     const routing = divideForWorkers(m.push.routing, m.workers);
     if (!proxy) {
-      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o) }).then(
+      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o), dial: (ep, caller) => forwarder.dial(ep, caller) }).then(
         (p) => { proxy = p; configVersion++; send({ type: 'listening' }); },
         (e) => { process.stderr.write(`node proxy worker ${process.pid}: ${describeError(e)}\n`); process.exit(1); },
       );

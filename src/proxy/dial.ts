@@ -1,0 +1,38 @@
+/**
+ * The one way the proxy opens a byte stream to a backend, whatever speaks
+ * over it (HTTP/1.1, HTTP/2, TCP pass-through, WebSocket). The agent swaps
+ * it to carry connections to other nodes through the mTLS tunnel; by
+ * default it is plain TCP.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { Endpoint } from './types.js';
+
+/** The caller a connection is opened for; the tunnel vouches for its identity to the receiving node. */
+export interface Caller {
+  identity: string;
+  namespace: string;
+  /** The calling workload's address, when known: the receiving node judges its NetworkPolicy against it. */
+  ip?: string;
+}
+
+/**
+ * A stream to the backend. It emits 'connect' once bytes reach the backend
+ * (a net.Socket does; a tunnel stream when the peer node accepted it): until
+ * then a failure means the request never left, so it is safe to retry.
+ * Bytes written before 'connect' are buffered.
+ */
+export type UpstreamStream = Duplex & { setNoDelay?(noDelay?: boolean): unknown; ref?(): unknown; unref?(): unknown };
+export type Dial = (ep: Endpoint, caller: Caller) => UpstreamStream;
+
+export const plainDial: Dial = (ep) => net.connect({ host: ep.ip, port: ep.port });
+
+/** Plain TCP from a chosen local address (the agent's proxy: its pod-subnet gateway, an address other nodes' workloads answer). */
+export const plainDialFrom = (localAddress: string): Dial => (ep) => net.connect({ host: ep.ip, port: ep.port, localAddress });
+
+/**
+ * Pooled upstream connections are keyed per backend *and* caller: a
+ * connection that went through the tunnel carries the identity (and
+ * address) of the caller it was opened for, so it must never carry another caller's request.
+ */
+export const dialKey = (ep: Endpoint, caller: Caller): string => `${ep.ip}:${ep.port}|${caller.identity}|${caller.ip ?? ''}`;
