@@ -23,7 +23,10 @@ export interface Caller {
  * Bytes written before 'connect' are buffered.
  */
 export type UpstreamStream = Duplex & { setNoDelay?(noDelay?: boolean): unknown; ref?(): unknown; unref?(): unknown };
-export type Dial = (ep: Endpoint, caller: Caller) => UpstreamStream;
+export type Dial = ((ep: Endpoint, caller: Caller) => UpstreamStream) & {
+  /** True when a connection to ep speaks for its caller (the tunnel); a plain TCP connection serves any caller. */
+  speaksForCaller?: (ep: Endpoint) => boolean;
+};
 
 export const plainDial: Dial = (ep) => net.connect({ host: ep.ip, port: ep.port });
 
@@ -31,8 +34,11 @@ export const plainDial: Dial = (ep) => net.connect({ host: ep.ip, port: ep.port 
 export const plainDialFrom = (localAddress: string): Dial => (ep) => net.connect({ host: ep.ip, port: ep.port, localAddress });
 
 /**
- * Pooled upstream connections are keyed per backend *and* caller: a
- * connection that went through the tunnel carries the identity (and
- * address) of the caller it was opened for, so it must never carry another caller's request.
+ * The pool key of an upstream connection: the backend, and the caller too
+ * when the connection speaks for it (through the tunnel it carries the
+ * identity and address of the caller it was opened for, so it must never
+ * carry another caller's request). Plain connections are shared by every
+ * caller, as before the tunnel.
  */
-export const dialKey = (ep: Endpoint, caller: Caller): string => `${ep.ip}:${ep.port}|${caller.identity}|${caller.ip ?? ''}`;
+export const dialKey = (dial: Dial, ep: Endpoint, caller: Caller): string =>
+  dial.speaksForCaller?.(ep) ? `${ep.ip}:${ep.port}|${caller.identity}|${caller.ip ?? ''}` : `${ep.ip}:${ep.port}`;

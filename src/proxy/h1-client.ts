@@ -255,7 +255,7 @@ export class H1Pool {
       } else if (body ? true : !NO_BODY_BY_DEFAULT.has(method)) head += `content-length: ${body?.length ?? 0}\r\n`;
     }
     head += '\r\n';
-    const key = dialKey(ep, caller);
+    const key = dialKey(this.dial, ep, caller);
     const idle = this.idleByKey.get(key);
     let conn: Conn | undefined;
     while (idle?.length) {

@@ -134,7 +134,7 @@ export class UpstreamPool {
   }
 
   private session(ep: Endpoint, caller: Caller, connectTimeoutMs: number): Promise<http2.ClientHttp2Session> {
-    const key = dialKey(ep, caller);
+    const key = dialKey(this.dial, ep, caller);
     const existing = this.sessions.get(key);
     if (existing && !existing.closed && !existing.destroyed) return Promise.resolve(existing);
     return new Promise((resolve, reject) => {

@@ -113,8 +113,8 @@ describe('upstream HTTP/1.1 client', () => {
  * to a real TCP connection, and 'connect' is emitted only when it connected
  * (the dial contract in src/proxy/dial.ts).
  */
-function relayDial(log: Array<{ port: number; caller: string }>): Dial {
-  return (ep, caller: Caller) => {
+function relayDial(log: Array<{ port: number; caller: string }>, speaksForCaller = true): Dial {
+  const dial: Dial = (ep, caller: Caller) => {
     log.push({ port: ep.port, caller: caller.identity });
     const sock = net.connect({ host: ep.ip, port: ep.port });
     const d: Duplex = new Duplex({
@@ -129,6 +129,7 @@ function relayDial(log: Array<{ port: number; caller: string }>): Dial {
     sock.once('connect', () => d.emit('connect'));
     return d;
   };
+  return Object.assign(dial, { speaksForCaller: () => speaksForCaller });
 }
 
 describe('upstream dial', () => {
@@ -142,6 +143,20 @@ describe('upstream dial', () => {
       for (const c of [ALICE, ALICE, BOB, ALICE, BOB]) assert.equal((await fetchVia(pool, b.port, 'GET', '/', c)).body, 'ok');
       assert.deepEqual(log, [{ port: b.port, caller: ALICE.identity }, { port: b.port, caller: BOB.identity }]);
       assert.equal(b.conns, 2);
+    } finally {
+      pool.close();
+      await b.close();
+    }
+  });
+
+  it('shares connections between callers when the dial does not speak for them (plain TCP)', async () => {
+    const log: Array<{ port: number; caller: string }> = [];
+    const pool = new UpstreamPool(relayDial(log, false));
+    const b = await rawBackend(() => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    try {
+      for (const c of [ALICE, BOB, ALICE, BOB]) assert.equal((await fetchVia(pool, b.port, 'GET', '/', c)).body, 'ok');
+      assert.deepEqual(log, [{ port: b.port, caller: ALICE.identity }]);
+      assert.equal(b.conns, 1);
     } finally {
       pool.close();
       await b.close();

@@ -102,8 +102,13 @@ export class TunnelForwarder {
    * tunnel with the caller's identity, anything else over plain TCP. Fails
    * closed like forward(): no peer, no connection.
    */
+  /** Whether a connection to ip goes through the tunnel (and so speaks for one caller). */
+  tunnels(ip: string): boolean {
+    return this.dsts.has(ip);
+  }
+
   dial(ep: Endpoint, caller: Caller): UpstreamStream {
-    if (!this.dsts.has(ep.ip)) {
+    if (!this.tunnels(ep.ip)) {
       // A workload of another node in plaintext (its namespace says disable) answers only pod-CIDR sources.
       return this.podCidr && containsAddress(this.podCidr, ep.ip) ? this.fromGateway(ep, caller) : plainDial(ep, caller);
     }
