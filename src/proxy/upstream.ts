@@ -21,6 +21,16 @@ export class UpstreamError extends Error {
   }
 }
 
+/**
+ * The downstream client's presence. The router sets `gone` when the client
+ * leaves; whoever is waiting for it on the client's behalf installs
+ * `onGone` to stop that work (a queued admission, an upstream request).
+ */
+export interface ClientPresence {
+  gone: boolean;
+  onGone: (() => void) | undefined;
+}
+
 export interface UpstreamRequest {
   endpoint: Endpoint;
   protocol: 'http1' | 'http2';
@@ -38,6 +48,21 @@ export interface UpstreamRequest {
   body: Buffer | Readable | undefined;
   timeoutMs: number;
   connectTimeoutMs: number;
+  /** Until the response head arrives, a client that leaves cancels the upstream request (its slot is freed at once). */
+  client?: ClientPresence;
+}
+
+const clientGone = (): UpstreamError => new UpstreamError('reset', 'the client went away before the answer', false);
+
+/** Cancels through `fail` when the client leaves before the head; returns false if it already left. */
+function watchClient(c: ClientPresence | undefined, fail: (e: UpstreamError) => void): boolean {
+  if (!c) return true;
+  if (c.gone) {
+    fail(clientGone());
+    return false;
+  }
+  c.onGone = () => fail(clientGone());
+  return true;
 }
 
 export interface UpstreamResponse {
@@ -70,6 +95,7 @@ export class UpstreamPool {
         clearTimeout(connectTimer);
         if (settled) return;
         settled = true;
+        if (r.client) r.client.onGone = undefined;
         handle?.abort();
         reject(e);
       };
@@ -83,6 +109,7 @@ export class UpstreamPool {
           clearTimeout(connectTimer);
           if (settled) return;
           settled = true;
+          if (r.client) r.client.onGone = undefined; // from here on the caller streams the body and watches the client
           const b = new BodyFeed(() => handle?.resume());
           body = b;
           const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (endTrailers = done));
@@ -119,6 +146,7 @@ export class UpstreamPool {
         reject(e);
         return;
       }
+      if (!watchClient(r.client, fail)) return;
       if (r.timeoutMs > 0) timer = setTimeout(() => fail(new UpstreamError('timeout', `no response from ${ep} in ${r.timeoutMs}ms`, false)), r.timeoutMs);
       // A reused keep-alive connection is already connected: no connect timer then.
       if (!handle.conn.connected) connectTimer = setTimeout(() => !handle?.conn.connected && fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
@@ -169,9 +197,11 @@ export class UpstreamPool {
         clearTimeout(timer);
         if (settled) return;
         settled = true;
+        if (r.client) r.client.onGone = undefined;
         stream.close(http2.constants.NGHTTP2_CANCEL);
         reject(e);
       };
+      if (!watchClient(r.client, fail)) return;
       stream.on('error', (e) => fail(new UpstreamError('reset', e.message, false)));
       stream.on('close', () => {
         // Closed before any response: REFUSED_STREAM means it was never processed.
@@ -185,6 +215,7 @@ export class UpstreamPool {
         clearTimeout(timer);
         if (settled) return;
         settled = true;
+        if (r.client) r.client.onGone = undefined;
         const status = Number(headers[':status'] ?? 502);
         const clean: IncomingHttpHeaders = {};
         for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) clean[k] = v as string | string[];
