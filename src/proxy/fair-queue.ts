@@ -45,12 +45,6 @@ export class FairScheduler {
     return this.active;
   }
 
-  get queued(): number {
-    let n = 0;
-    for (const q of this.queues.values()) n += q.length;
-    return n;
-  }
-
   /** A slot for `ns`, now or after a bounded wait; `client` leaving while queued drops the wait. */
   acquire(ns: string, client?: ClientPresence): Promise<() => void> {
     if (this.hasRoom(ns) && !this.queues.get(ns)?.length) return Promise.resolve(this.grantTo(ns));
