@@ -16,7 +16,7 @@ export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
   maxConcurrentRequests: 1024,
   maxConcurrentPerNamespace: 256,
   maxQueuedPerNamespace: 1024,
-  queueTimeoutMs: 5000,
+  queueTimeoutMs: 1000,
   maxBufferedBodyBytes: 1 << 20,
   connectTimeoutMs: 5000,
   sniffTimeoutMs: 300,

@@ -3,10 +3,14 @@
  * once and a namespace at most maxConcurrentPerNamespace; the rest wait in one
  * queue per namespace. A freed slot goes to the next namespace in round-robin
  * order that has work and room, so a tenant that floods only ever queues
- * behind itself. Full queues and long waits shed load with 503.
+ * behind itself. Full queues and long waits shed load with 503, and a
+ * waiter whose client left is dropped from its queue: under overload the
+ * proxy must not spend a slot on an answer nobody reads.
  */
+import type { ClientPresence } from './upstream.js';
+
 export class Shed extends Error {
-  constructor(readonly why: 'queue_full' | 'queue_timeout') {
+  constructor(readonly why: 'queue_full' | 'queue_timeout' | 'client_gone') {
     super(`overloaded: ${why}`);
   }
 }
@@ -41,19 +45,30 @@ export class FairScheduler {
     return this.active;
   }
 
-  acquire(ns: string): Promise<() => void> {
+  /** A slot for `ns`, now or after a bounded wait; `client` leaving while queued drops the wait. */
+  acquire(ns: string, client?: ClientPresence): Promise<() => void> {
     if (this.hasRoom(ns) && !this.queues.get(ns)?.length) return Promise.resolve(this.grantTo(ns));
     const q = this.queues.get(ns) ?? [];
     if (q.length >= this.limits.maxQueuedPerNamespace) return Promise.reject(new Shed('queue_full'));
     return new Promise((resolve, reject) => {
-      const w: Waiter = {
-        grant: () => resolve(this.grantTo(ns)),
-        timer: setTimeout(() => {
-          const i = q.indexOf(w);
-          if (i >= 0) q.splice(i, 1);
-          reject(new Shed('queue_timeout'));
-        }, this.limits.queueTimeoutMs),
+      const leave = (why: Shed['why']): void => {
+        if (client) client.onGone = undefined;
+        const i = q.indexOf(w);
+        if (i >= 0) q.splice(i, 1);
+        reject(new Shed(why));
       };
+      const w: Waiter = {
+        grant: () => {
+          if (client) client.onGone = undefined;
+          resolve(this.grantTo(ns));
+        },
+        timer: setTimeout(() => leave('queue_timeout'), this.limits.queueTimeoutMs),
+      };
+      if (client)
+        client.onGone = () => {
+          clearTimeout(w.timer);
+          leave('client_gone');
+        };
       q.push(w);
       this.queues.set(ns, q);
       if (!this.ring.includes(ns)) this.ring.push(ns);

@@ -23,7 +23,7 @@ import type { RequestFacts } from './route-match.js';
 import { endpointKey, type ProxyRuntime } from './runtime.js';
 import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
 import type { Endpoint, OriginalDestination } from './types.js';
-import { HOP_BY_HOP, UpstreamError, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import { HOP_BY_HOP, UpstreamError, type ClientPresence, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ConnContext {
   id: number;
@@ -141,11 +141,6 @@ function sendRejection(ds: Downstream, r: Rejection): void {
   ds.res.end(r.body);
 }
 
-interface ClientState {
-  gone: boolean;
-  onGone: (() => void) | undefined;
-}
-
 interface Outcome {
   route: string | undefined;
   backend: string | undefined;
@@ -166,7 +161,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
   // 'close' comes once: after the answer ended, or when the client went away first.
-  const client: ClientState = { gone: false, onGone: undefined };
+  const client: ClientPresence = { gone: false, onGone: undefined };
   ds.res.once('close', () => {
     client.gone = true;
     client.onGone?.();
@@ -212,7 +207,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
       reject('rate_limited', `rate limit of ${traffic.key}`);
       return;
     }
-    release = await rt.scheduler.acquire(ds.conn.client.namespace);
+    release = await rt.scheduler.acquire(ds.conn.client.namespace, client);
     if (fault && fault.delayMs > 0 && rt.random() * 100 < fault.delayPercent) await sleep(fault.delayMs);
 
     const rule = plan.rule;
@@ -233,13 +228,15 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
       if (m.target.service && !(body && !Buffer.isBuffer(body)) && rt.random() * 100 < m.percent) mirror(rt, ds, m.target.service, plan.path, plan.authority, headers, body as Buffer | undefined);
     }
 
-    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0);
+    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0, client);
     const respHeaders = stripHopByHop(resp.headers, false);
     applyHeaderModifier(respHeaders, rule?.responseHeaders);
     ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
     await streamBack(ds, resp, client);
     releaseBreaker();
   } catch (e) {
+    // Nobody is left to answer: the work was stopped on purpose, the request was already accounted at 'close'.
+    if (client.gone) return;
     if (e instanceof BreakerOpen) reject('circuit_open', e.message);
     else if (e instanceof Shed) reject('overload', e.message);
     else if (e instanceof NoEndpoint) reject('no_endpoint', e.message);
@@ -252,7 +249,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 }
 
 /** Streams the upstream body to the client, then its trailers (gRPC's grpc-status lives there). */
-function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientState): Promise<void> {
+function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientPresence): Promise<void> {
   // A hand-rolled pipe: Readable.pipe() adds and removes seven listeners per
   // response, which costs more than forwarding a small body.
   return new Promise((resolve) => {
@@ -325,6 +322,7 @@ async function forward(
   body: Buffer | Readable | undefined,
   out: Outcome,
   t0: number,
+  client: ClientPresence,
 ): Promise<{ resp: UpstreamResponse; release: () => void }> {
   const rule = plan.rule;
   const retry = rule?.retry;
@@ -367,6 +365,7 @@ async function forward(
         body,
         timeoutMs: Number.isFinite(perTry) ? Math.max(1, perTry) : 0,
         connectTimeoutMs: rt.config.limits.connectTimeoutMs,
+        client,
       });
     } catch (e) {
       release();
