@@ -23,7 +23,7 @@ import { ownedProxyPid, proxyFiles } from '../../agent/proxy/control.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
 import { EBMESH_CLI, clientYaml, instanceCli, meshConfigYaml, nginxWorkload } from './mesh-lab.js';
-import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+import { ConfigRuns, runFromLoad, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-mtls';
 const SERVICE_CIDR = '10.98.210.0/24';
@@ -82,12 +82,8 @@ export const mtls: Scenario = {
     const durationS = ctx.quick ? 1 : 10;
     const connections = 32;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-mtls-'));
-    const configs = new Map<string, ConfigResult>();
-    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
-      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
-      c.runs.push(r);
-      configs.set(name, c);
-    };
+    const configs = new ConfigRuns();
+    const add = configs.add.bind(configs);
     const notes: string[] = [];
     spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
     try {
@@ -124,7 +120,7 @@ export const mtls: Scenario = {
       }
       return {
         baseline: `plain, ${loads[0]![0]}`,
-        configs: [...configs.values()],
+        configs: configs.results(),
         setup: [
           `# lab: ebmesh --instance ${INSTANCE} up --nodes 2 -f mtls.yaml (namespaces plain [ebmesh.io/mtls: disable] and secure [permissive]; one nginx (1 worker) per namespace on node-2, Service target in each; client on node-1)`,
           `# load: loadgen in bench/client (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rates.join(' and ')} req/s, and closed loop (saturation)`,

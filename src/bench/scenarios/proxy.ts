@@ -18,7 +18,7 @@ import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint, type FootprintSampler } from '../footprint.js';
 import { EBMESH_CLI, benchMesh, benchService, instanceCli, instanceDown, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
-import { runFromLoad, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-proxy';
 const SERVICE_CIDR = '10.99.0.0/24';
@@ -38,12 +38,8 @@ export const proxy: Scenario = {
     const durationS = ctx.quick ? 1 : 10;
     const connections = 64;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-proxy-'));
-    const configs = new Map<string, ConfigResult>();
-    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
-      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
-      c.runs.push(r);
-      configs.set(name, c);
-    };
+    const configs = new ConfigRuns();
+    const add = configs.add.bind(configs);
     const notes: string[] = [];
     let sidecars: SidecarModel | undefined;
     cli('down');
@@ -92,7 +88,7 @@ export const proxy: Scenario = {
       }
       return {
         baseline: `no mesh, ${loads[0]![0]}`,
-        configs: [...configs.values()],
+        configs: configs.results(),
         setup: [
           `# mesh: ebmesh --instance ${INSTANCE} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute)`,
           `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,

@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EBMESH_CLI, meshConfigYaml, instanceCli } from './mesh-lab.js';
-import { emptyRun, type ConfigResult, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+import { ConfigRuns, emptyRun, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const INSTANCE = 'ebbench-sc';
 const SERVICE_CIDR = '10.98.4.0/24';
@@ -63,12 +63,8 @@ export const shortcut: Scenario = {
   async run(ctx: ScenarioContext) {
     const durationS = ctx.quick ? 1 : 5;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-sc-'));
-    const configs = new Map<string, ConfigResult>();
-    const add = (name: string, description: string, r: RunResult, baseline?: string) => {
-      const c = configs.get(name) ?? { name, description, runs: [], ...(baseline ? { baseline } : {}) };
-      c.runs.push(r);
-      configs.set(name, c);
-    };
+    const configs = new ConfigRuns();
+    const add = configs.add.bind(configs);
     const notes: string[] = [];
     const servers: ChildProcess[] = [];
     const exec = (wl: string, args: string[]) => [EBMESH_CLI, '--instance', INSTANCE, 'exec', wl, '--', ...args];
@@ -139,7 +135,7 @@ export const shortcut: Scenario = {
       notes.push('iperf3 rows carry MiB/s in the rate column; their latency columns are empty.');
       return {
         baseline: 'ping-pong, shortcut off',
-        configs: [...configs.values()],
+        configs: configs.results(),
         setup: [
           `# mesh: ebmesh --instance ${INSTANCE} up (two workloads on one node: server, client); MeshConfig.sameNodeShortcut toggled with ebmesh apply between runs`,
           `# servers: sockperf sr --tcp (server workload, and 127.0.0.1 in the client workload), iperf3 -s (server workload)`,
