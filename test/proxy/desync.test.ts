@@ -8,31 +8,11 @@
  * Expect: 100-continue behave.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { parse } from 'yaml';
+import { loadDesyncCases, type DesyncCase } from './desync-corpus.js';
 import { dial, startBackend, startProxy, svc, to, type Backend, type Started } from './harness.js';
 
-const CORPUS = '/work/shared/corpora/http-desync-guardian';
-
-interface Case {
-  name: string;
-  uri: string;
-  method: string;
-  version: string;
-  headers: { name: string; value: string | number }[] | null;
-  expected: { tier: string; reason: string };
-}
-
-function loadCases(): (Case & { file: string })[] {
-  const out: (Case & { file: string })[] = [];
-  for (const f of readdirSync(CORPUS).filter((n) => n.endsWith('.yaml')).sort()) {
-    for (const c of (parse(readFileSync(`${CORPUS}/${f}`, 'utf8')) as Case[]) ?? []) out.push({ ...c, file: f });
-  }
-  return out;
-}
-
-function rawRequest(c: Case): Buffer {
+function rawRequest(c: DesyncCase): Buffer {
   const line = `${c.method} ${c.uri} ${c.version}`.trimEnd();
   const headers = (c.headers ?? []).map((h) => `${h.name}:${h.value}\r\n`).join('');
   // latin1: the YAML's \xNN escapes are single bytes on the wire.
@@ -64,7 +44,7 @@ function exchange(p: Started, bytes: Buffer, onText?: (text: string, s: ReturnTy
 
 describe('HTTP/1 desync corpus (http-desync-guardian)', () => {
   let backend: Backend, p: Started;
-  const cases = loadCases();
+  const cases = loadDesyncCases();
   before(async () => {
     backend = await startBackend('web');
     p = await startProxy({ services: [svc('web', '10.96.0.10', 80, [backend])] });

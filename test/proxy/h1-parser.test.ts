@@ -5,21 +5,9 @@
  * grammar, and both body framings fed at every split point.
  */
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
+import { loadDesyncCases } from './desync-corpus.js';
 import { describe, it } from 'node:test';
-import { parse } from 'yaml';
 import { ChunkedReader, FramingError, LengthReader, MAX_HEAD_BYTES, parseHead, type H1Head, type HeadResult } from '../../src/proxy/h1-parser.js';
-
-const CORPUS = '/work/shared/corpora/http-desync-guardian';
-
-interface Case {
-  name: string;
-  uri: string;
-  method: string;
-  version: string;
-  headers: { name: string; value: string | number }[] | null;
-  expected: { tier: string; reason: string };
-}
 
 const raw = (s: string): Buffer => Buffer.from(s, 'latin1');
 const head = (r: HeadResult): H1Head => {
@@ -32,15 +20,11 @@ const refused = (r: HeadResult): string => {
 };
 
 describe('HTTP/1 request parser', () => {
-  const cases: (Case & { file: string; bytes: Buffer })[] = [];
-  for (const f of readdirSync(CORPUS).filter((n) => n.endsWith('.yaml')).sort()) {
-    for (const c of (parse(readFileSync(`${CORPUS}/${f}`, 'utf8')) as Case[]) ?? []) {
-      const hs = c.headers ?? [];
-      const host = hs.some((h) => h.name.toLowerCase() === 'host') ? '' : 'Host: web\r\n';
-      const bytes = raw(`${`${c.method} ${c.uri} ${c.version}`.trimEnd()}\r\n${host}${hs.map((h) => `${h.name}:${h.value}\r\n`).join('')}\r\n`);
-      cases.push({ ...c, file: f, bytes });
-    }
-  }
+  const cases = loadDesyncCases().map((c) => {
+    const hs = c.headers ?? [];
+    const host = hs.some((h) => h.name.toLowerCase() === 'host') ? '' : 'Host: web\r\n';
+    return { ...c, bytes: raw(`${`${c.method} ${c.uri} ${c.version}`.trimEnd()}\r\n${host}${hs.map((h) => `${h.name}:${h.value}\r\n`).join('')}\r\n`) };
+  });
 
   it('refuses every Severe case of the desync corpus', () => {
     const severe = cases.filter((c) => c.expected.tier === 'Severe');
