@@ -159,6 +159,12 @@ export class Datapath {
     this.objects[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip, port, pad: 0 });
   }
 
+  /** Where the kernel steers L7 connections now (pinned: it outlives agents); undefined before any proxy was set. */
+  l7Proxy(): { ip: string; port: number } | undefined {
+    const v = this.objects[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).get(0);
+    return v && v.port ? { ip: v.ip, port: v.port } : undefined;
+  }
+
   /** Closes our handles; pinned state stays in the kernel. */
   close(): void {
     for (const o of this.objects) o.close();

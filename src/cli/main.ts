@@ -12,8 +12,9 @@ import { observe, top } from './commands/observe.js';
 import { ui } from './commands/ui.js';
 import { controlplane, agent, labCmd } from './commands/cluster.js';
 import { policy } from './commands/policy.js';
+import { proxy } from './commands/proxy.js';
 
-export const commands: Command[] = [up, down, apply, del, get, status, exec, bench, observe, top, ui, policy, controlplane, agent, labCmd];
+export const commands: Command[] = [up, down, apply, del, get, status, exec, bench, observe, top, ui, policy, controlplane, agent, labCmd, proxy];
 
 function help(): string {
   const w = Math.max(...commands.map((c) => c.name.length));

@@ -119,6 +119,7 @@ export function computeProxyConfig(snap: Snapshot): ProxyRoutingConfig & { steer
       if (l7.get(key)?.(sp.port)) steered.push(`${key}:${sp.port}`);
     }
   }
-  const limits = snap.mesh.spec.proxy;
-  return { services, ...l7Resources(snap), ...(limits ? { limits: { ...limits } } : {}), steered };
+  // The drain timeout is the agent's business (handover), not the proxy core's.
+  const { drainTimeoutMs: _drain, ...limits } = snap.mesh.spec.proxy ?? {};
+  return { services, ...l7Resources(snap), ...(snap.mesh.spec.proxy ? { limits } : {}), steered };
 }

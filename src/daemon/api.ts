@@ -53,6 +53,8 @@ route('GET', '/v1/proxy', async ({ url }, node) => ({
   metrics: node.l7.requests.metrics(),
 }));
 
+route('POST', '/v1/proxy/restart', async (_r, node) => node.l7.restart());
+
 route('POST', '/v1/apply', async ({ body }, node) => {
   const { text, file } = body as { text: string; file?: string };
   const resources = parseResources(text, file);

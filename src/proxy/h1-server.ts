@@ -27,6 +27,12 @@ const IDLE_TIMEOUT_MS = 60_000;
 const HEAD_TIMEOUT_MS = 30_000;
 /** How often a connection checks the two timeouts: one timer per connection, not one per request. */
 const TICK_MS = 10_000;
+/**
+ * Draining: a keep-alive connection still idle this long after the drain
+ * began is closed. One that carries requests meanwhile is closed by the
+ * `connection: close` of its next answer instead, which no client can race.
+ */
+const DRAIN_IDLE_MS = 1000;
 /** Pipelined bytes we hold while a response is in flight before we stop reading. */
 const MAX_PIPELINED_BYTES = 4 * MAX_HEAD_BYTES;
 const BAD_OUT = /[\r\n\0]/;
@@ -265,6 +271,19 @@ class H1Connection {
     this.timer.unref();
     socket.on('data', this.onData);
     socket.on('close', this.onClose);
+    rt.http1.add(this);
+    if (rt.draining) this.drain();
+  }
+
+  /** The proxy hands over: the answer in flight says `connection: close`, an idle connection is closed soon. */
+  drain(): void {
+    if (this.res && !this.res.headersSent) this.res.closeAfter = true;
+    setTimeout(() => {
+      if (this.state !== 'head' || this.buf.length) return;
+      this.state = 'closed';
+      this.socket.end();
+      this.closeSoon();
+    }, DRAIN_IDLE_MS).unref();
   }
 
   start(first: Buffer): void {
@@ -320,6 +339,7 @@ class H1Connection {
     const wasOpen = this.state !== 'closed';
     this.state = 'closed';
     clearTimeout(this.timer);
+    this.rt.http1.delete(this);
     if (this.sink && this.body) this.sink.destroy(new Error('client closed the connection during the request body'));
     this.sink = undefined;
     this.body = undefined;
@@ -385,7 +405,7 @@ class H1Connection {
     }
     this.buf = rest;
     this.state = 'busy';
-    const res = new H1Response(this.socket, head.method === 'HEAD', head.minor, head.keepAlive, this.responded);
+    const res = new H1Response(this.socket, head.method === 'HEAD', head.minor, head.keepAlive && !this.rt.draining, this.responded);
     this.res = res;
     const ds = new H1Downstream(head, body, this.conn, res, this.socket);
     void handleRequest(this.rt, ds);
@@ -419,7 +439,8 @@ class H1Connection {
   private readonly responded = (res: H1Response): void => {
     if (this.res !== res) return;
     this.res = undefined;
-    if (res.closeAfter) {
+    // Draining, with the head already sent without `connection: close`: the FIN after a whole answer.
+    if (res.closeAfter || this.rt.draining) {
       this.state = 'closed';
       this.socket.end();
       this.closeSoon();
@@ -464,6 +485,8 @@ class H1Connection {
 
   private upgrade(head: H1Head, rest: Buffer): void {
     this.state = 'upgraded';
+    // A tunnel now (WebSocket, h2c): drained as such, not as HTTP/1.
+    this.rt.http1.delete(this);
     clearTimeout(this.timer);
     this.socket.off('data', this.onData);
     this.socket.pause();

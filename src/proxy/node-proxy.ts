@@ -18,6 +18,7 @@ import { sniff } from './sniff.js';
 import { withPrefix } from './prefixed-stream.js';
 import { passThroughTcp } from './tcp-passthrough.js';
 import { OtlpExporter } from './tracing.js';
+import { drainSession } from '../net/h2-drain.js';
 import type { NodeProxy, OriginalDestination, ProxyConfig, ProxyRoutingConfig, ProxyStats } from './types.js';
 
 const connOf = new WeakMap<object, ConnContext>();
@@ -26,12 +27,19 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   let version = 1;
   const rt = new ProxyRuntime(compileConfig(config, version), config.tracing ? new OtlpExporter(config.tracing) : undefined, Math.random, config.dial);
   const sockets = new Set<net.Socket>();
+  const h2Sessions = new Set<http2.ServerHttp2Session>();
+  /** Set by drain(): called when the last connection closed. */
+  let onEmpty: (() => void) | undefined;
   let nextId = 1;
 
   // --- HTTP/2 (prior knowledge, or after an h2c upgrade) ----------------------
   const h2 = http2.createServer({ maxSessionMemory: 64 });
   h2.on('session', (session: http2.ServerHttp2Session) => {
     session.on('error', () => {});
+    h2Sessions.add(session);
+    session.once('close', () => h2Sessions.delete(session));
+    // Sniffed or upgraded after the drain began: its first stream is answered, then GOAWAY.
+    if (rt.draining) session.once('stream', () => drainSession(session));
   });
   h2.on('sessionError', () => {});
   h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
@@ -76,7 +84,10 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   const server = net.createServer({ pauseOnConnect: false }, (socket) => {
     rt.connections++;
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      if (!sockets.size) onEmpty?.();
+    });
     socket.on('error', () => {}); // one peer's reset never takes the proxy down
     socket.setNoDelay(true);
     let buf: Buffer = Buffer.alloc(0);
@@ -158,6 +169,20 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
     },
     stats(): ProxyStats {
       return { responses: { ...rt.counters.byReason }, requests: rt.requests, connections: rt.connections, tcpPassthrough: rt.tcpPassthrough };
+    },
+    drain(): Promise<void> {
+      rt.draining = true;
+      server.close();
+      for (const c of rt.http1) c.drain();
+      for (const s of h2Sessions) drainSession(s);
+      // TCP pass-through, WebSocket and tunnelled streams are left to end by themselves (the caller's deadline cuts them).
+      return new Promise((resolve) => {
+        onEmpty = resolve;
+        if (!sockets.size) resolve();
+      });
+    },
+    get open(): number {
+      return sockets.size;
     },
     async close(): Promise<void> {
       await new Promise<void>((resolve) => {

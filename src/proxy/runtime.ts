@@ -28,6 +28,10 @@ export class ProxyRuntime {
   requests = 0;
   connections = 0;
   tcpPassthrough = 0;
+  /** Handing over to a newer proxy: HTTP/1 connections close after their current request (node-proxy.ts drain()). */
+  draining = false;
+  /** Live HTTP/1 connections, so that drain() can reach the idle ones. */
+  readonly http1 = new Set<{ drain(): void }>();
 
   constructor(
     public config: CompiledConfig,

@@ -105,5 +105,14 @@ export interface NodeProxy {
   readonly address: { host: string; port: number };
   update(config: ProxyRoutingConfig): void;
   stats(): ProxyStats;
+  /**
+   * Hand over to a newer proxy: stop accepting, answer the HTTP/1 requests in
+   * flight with `connection: close` and close idle keep-alive connections,
+   * GOAWAY every HTTP/2 session; TCP pass-through and WebSocket connections
+   * stay. Resolves when the last connection closed.
+   */
+  drain(): Promise<void>;
+  /** Client connections open now. */
+  readonly open: number;
   close(): Promise<void>;
 }

@@ -134,6 +134,8 @@ export const MeshConfig = z
             maxConcurrentPerNamespace: z.number().int().min(1).max(1_000_000).optional(),
             maxQueuedPerNamespace: z.number().int().min(0).max(1_000_000).optional(),
             queueTimeoutMs: z.number().int().min(1).max(600_000).optional(),
+            /** A replaced node proxy's time to let its long-lived connections end (handover); then they are cut. */
+            drainTimeoutMs: z.number().int().min(0).max(3_600_000).optional(),
           })
           .strict()
           .optional(),

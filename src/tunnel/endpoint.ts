@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { CredentialStore } from './credentials.js';
 import { TunnelServer, type TunnelFlow, type TunnelRequest, type Verdict } from './server.js';
 import { TUNNEL_PORT } from './protocol.js';
+import { reusePortListener } from '../net/reuseport.js';
 
 export interface EndpointOptions {
   svidDir: string;
@@ -22,13 +23,23 @@ export interface EndpointOptions {
   port?: number;
   /** Every stream that ended, or was refused (`denied`): observe records it as an mTLS flow or a drop. */
   onFlow?: (f: TunnelFlow) => void;
+  /**
+   * Listen with SO_REUSEPORT, so that the next proxy generation's endpoint
+   * listens beside this one during a handover and no peer is ever refused.
+   * (An endpoint without it, of an older proxy, holds the port alone: the
+   * next one binds as soon as it lets go, retrying every LISTEN_RETRY_MS.)
+   */
+  reusePort?: boolean;
 }
+
+const LISTEN_RETRY_MS = 50;
 
 export class TunnelEndpoint {
   server: TunnelServer | undefined;
   credentials: CredentialStore | undefined;
   readonly recent: TunnelFlow[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private released = false;
   lastError: string | undefined;
 
   constructor(private readonly o: EndpointOptions) {}
@@ -36,10 +47,17 @@ export class TunnelEndpoint {
   /** Starts as soon as the node SVID is there (the agent asks for it at start). */
   start(): void {
     const attempt = () => {
-      if (this.server || !existsSync(join(this.o.svidDir, 'cert.pem'))) return;
-      void this.listen().catch((e: Error) => { this.lastError = e.message; this.server = undefined; });
+      if (this.server || this.released || !existsSync(join(this.o.svidDir, 'cert.pem'))) return;
+      void this.listen().catch((e: Error) => {
+        // Retried: what this attempt made goes (its certificate watcher too).
+        this.lastError = e.message;
+        void this.server?.close(true).catch(() => undefined);
+        this.credentials?.close();
+        this.server = undefined;
+        this.credentials = undefined;
+      });
     };
-    this.timer = setInterval(attempt, 250);
+    this.timer = setInterval(attempt, LISTEN_RETRY_MS);
     this.timer.unref();
     attempt();
   }
@@ -60,8 +78,27 @@ export class TunnelEndpoint {
       const { reason, policy, ...req } = d;
       this.record({ ...req, bytesIn: 0, bytesOut: 0, durationMs: 0, error: reason, denied: policy ? { policy } : {} });
     });
-    await server.listen(this.o.port ?? TUNNEL_PORT, this.o.host ?? '0.0.0.0');
+    const host = this.o.host ?? '0.0.0.0';
+    const port = this.o.port ?? TUNNEL_PORT;
+    await server.listen(port, host, this.o.reusePort ? reusePortListener(host, port) : undefined);
     this.lastError = undefined;
+  }
+
+  /** Handover, first step: the new endpoint takes new sessions (it may already, beside us, with SO_REUSEPORT). */
+  release(): void {
+    this.released = true;
+    clearInterval(this.timer);
+    this.server?.stopListening();
+  }
+
+  /** Handover, second step: peers move their new streams to the new endpoint; ours finish. */
+  goaway(): void {
+    this.server?.goaway();
+  }
+
+  /** Sessions and streams still open here. */
+  get busy(): number {
+    return (this.server?.openSessions ?? 0) + (this.server?.stats.active ?? 0);
   }
 
   private record(f: TunnelFlow): void {

@@ -14,6 +14,7 @@ import type { CredentialStore } from './credentials.js';
 import { nodeOf, spiffeIdFromSan } from './ids.js';
 import { ALPN, H_REASON, H_SOURCE_ID, H_SOURCE_IP, SESSION_WINDOW, SETTINGS, MAX_SESSION_MEMORY_MB, parseAuthority, type Destination } from './protocol.js';
 import { pipeStream } from './pipe.js';
+import { drainSession } from '../net/h2-drain.js';
 
 export interface TunnelRequest {
   peerId: string;
@@ -75,15 +76,36 @@ export class TunnelServer extends EventEmitter {
     this.server.on('sessionError', () => undefined);
   }
 
-  listen(port: number, host: string): Promise<{ port: number }> {
+  /** `fd`: a listening socket made elsewhere (SO_REUSEPORT, ../net/reuseport.ts) instead of host:port. */
+  listen(port: number, host: string, fd?: number): Promise<{ port: number }> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => {
+      const onListening = () => {
         this.server.off('error', reject);
         this.server.on('error', (e) => this.emit('serverError', e));
         resolve({ port: (this.server.address() as net.AddressInfo).port });
-      });
+      };
+      if (fd === undefined) this.server.listen(port, host, onListening);
+      else this.server.listen({ fd }, onListening);
     });
+  }
+
+  /**
+   * Handing over to a newer endpoint: no new sessions here (sessions made
+   * keep working); `goaway()` later sends their peers to the new one.
+   */
+  stopListening(): void {
+    if (this.server.listening) this.server.close();
+  }
+
+  /** Peers open no new streams here (they make a new session) while the streams in flight finish. */
+  goaway(): void {
+    for (const s of this.sessions) drainSession(s);
+  }
+
+  /** Sessions still open (draining: the endpoint is done when none is). */
+  get openSessions(): number {
+    return this.sessions.size;
   }
 
   private peerOf(session: http2.Http2Session): { id: string; node: string } | { reason: string } {

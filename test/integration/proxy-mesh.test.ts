@@ -50,7 +50,7 @@ metadata: {name: mesh}
 spec:
   serviceCIDR: SVC
   podCIDR: POD
-  proxy: {maxConcurrentRequests: 64, maxConcurrentPerNamespace: 8, maxQueuedPerNamespace: 200, queueTimeoutMs: 2000}
+  proxy: {maxConcurrentRequests: 64, maxConcurrentPerNamespace: 8, maxQueuedPerNamespace: 200, queueTimeoutMs: 2000, drainTimeoutMs: 25000}
 ${server('web-v1', 'app: web, version: v1')}${server('web-v2', 'app: web, version: v2')}
 ${server('good', 'app: flaky')}${server('bad', 'app: flaky', ', MODE: fail')}
 ${client('shop')}${client('quiet')}${client('noisy')}
@@ -373,6 +373,79 @@ test('restarting the agent under L7 traffic: no request fails, the held keep-ali
   assert.equal(after.pid, before.pid, 'the proxy process outlived both agents');
   assert.equal(after.adopted, 1, 'the new agent adopted it');
   assert.equal(after.starts, 0, 'and started none');
+});
+
+/** One WebSocket held through web.shop's HTTPRoute: an echoed ping every 100 ms for SECS seconds; a reset ends it. */
+const WS_HOLD = `import socket, json, sys, time
+secs = float(sys.argv[1]); end = time.time() + secs
+t = {'ok': 0, 'fail': 0, 'errors': []}
+try:
+    s = socket.create_connection(("web.shop", 80), timeout=3)
+    s.sendall(b"GET /ws HTTP/1.1\\r\\nHost: web\\r\\nUpgrade: websocket\\r\\nConnection: Upgrade\\r\\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\\r\\nSec-WebSocket-Version: 13\\r\\n\\r\\n")
+    head = b""
+    while b"\\r\\n\\r\\n" not in head:
+        d = s.recv(4096)
+        if not d: raise Exception("closed during the upgrade")
+        head += d
+    rest = head.split(b"\\r\\n\\r\\n", 1)[1]
+    i = 0
+    while time.time() < end:
+        msg = ("ping-%06d" % i).encode(); i += 1
+        s.sendall(msg)
+        got = rest; rest = b""
+        while len(got) < len(msg):
+            d = s.recv(4096)
+            if not d: raise Exception("closed by the proxy")
+            got += d
+        if got != msg: raise Exception("echo mismatch %r" % got)
+        t['ok'] += 1
+        time.sleep(0.1)
+    s.close()
+except Exception as e:
+    t['fail'] += 1; t['errors'].append(repr(e))
+print(json.dumps(t))
+`;
+
+test('restarting the node proxy under L7 traffic (ebmesh proxy restart): no request fails, a held WebSocket carries on through the old proxy, which then exits', async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const before = (await proxyApi()).status as ProxyStatus & { listen: string };
+  const secs = 14;
+  // Bounded: a keep-alive request every 20 ms and a new connection every 50 ms, and one WebSocket, for 14 s, through web.shop's HTTPRoute.
+  const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} <<'EOF'\n${CLIENT_LOOP}EOF`);
+  const ws = mesh.shAsync('shop/client', `python3 - ${secs} <<'EOF'\n${WS_HOLD}EOF`);
+  await sleep(2000);
+  const t0 = Date.now();
+  // Waits for the old generation's drain: it ends when the WebSocket does.
+  const report = JSON.parse(mesh.ok('proxy', 'restart', '-o', 'json')) as { from: { pid: number; port: number }; to: { pid: number; port: number }; readyMs: number; drainedMs?: number; cut?: number };
+  const t = loopTally(await loop);
+  const w = JSON.parse((await ws).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; errors: string[] };
+  console.log(`# handover ${JSON.stringify(report)} client loop ${JSON.stringify(t)} websocket ${JSON.stringify(w)}`);
+  assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
+  assert.ok(t.keepalive_ok > 200 && t.new_ok > 100, JSON.stringify(t));
+  assert.equal(w.fail, 0, JSON.stringify(w));
+  // Pings went on after the switch (the old proxy drained only when the WebSocket ended).
+  assert.ok(w.ok > (Date.now() - t0) / 1000 * 5, JSON.stringify(w));
+  assert.equal(report.from.pid, before.pid);
+  assert.notEqual(report.to.pid, before.pid);
+  assert.notEqual(report.to.port, report.from.port, 'the new generation listens on the other slot');
+  assert.equal(report.cut, 0, `nothing cut at the drain deadline: ${JSON.stringify(report)}`);
+  assert.ok(report.drainedMs !== undefined, JSON.stringify(report));
+  for (let i = 0; i < 50 && readdirSync('/proc').includes(String(before.pid)); i++) await sleep(100);
+  assert.ok(!readdirSync('/proc').includes(String(before.pid)), 'the old proxy exited after draining');
+  const now = (await proxyApi()).status as ProxyStatus & { listen: string; draining: unknown[] };
+  assert.equal(now.pid, report.to.pid);
+  assert.equal(now.listen.split(':')[1], String(report.to.port), 'the kernel steers to the new generation');
+  assert.deepEqual(now.draining, []);
+  // And an agent restart after the handover adopts the new generation on its slot (read back from the kernel's map).
+  const agentPid = (JSON.parse(mesh.ok('status', '-o', 'json')) as { pid: number }).pid;
+  process.kill(agentPid, 'SIGTERM');
+  for (let i = 0; i < 200 && readdirSync('/proc').includes(String(agentPid)); i++) await sleep(50);
+  mesh.ok('up', '-f', worldFile);
+  const adopted = (await proxyApi()).status as ProxyStatus & { adopted: number; listen: string };
+  assert.equal(adopted.pid, report.to.pid);
+  assert.equal(adopted.adopted, 1);
+  assert.equal(adopted.listen, now.listen);
+  assert.equal(sh('shop', 'curl -s -m 5 -o /dev/null -w "%{http_code}" http://web.shop/'), '200');
 });
 
 test('a killed worker is replaced and the other keeps serving; a killed proxy is restarted while L4 traffic never notices', async () => {

@@ -7,8 +7,10 @@
  * The channel is one JSON message per line over a unix socket in the
  * instance's run directory; messages are in ./messages.ts.
  */
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import type { InstancePaths } from '../../paths.js';
 
@@ -18,8 +20,36 @@ export interface ProxyFiles {
   log: string;
 }
 
-export function proxyFiles(paths: Pick<InstancePaths, 'runDir' | 'stateDir'>): ProxyFiles {
-  return { socket: join(paths.runDir, 'proxy.sock'), pidFile: join(paths.runDir, 'proxy.pid'), log: join(paths.stateDir, 'proxy.log') };
+/**
+ * Each proxy generation slot (./messages.ts ProxySlot) has its own control
+ * socket and PID file; slot 0 keeps the names of proxies from before
+ * handovers existed, so an agent finds (and hands over from) one of those.
+ * Both generations write the one log.
+ */
+export function proxyFiles(paths: Pick<InstancePaths, 'runDir' | 'stateDir'>, slot: 0 | 1 = 0): ProxyFiles {
+  const sfx = slot ? `-${slot}` : '';
+  return { socket: join(paths.runDir, `proxy${sfx}.sock`), pidFile: join(paths.runDir, `proxy${sfx}.pid`), log: join(paths.stateDir, 'proxy.log') };
+}
+
+let build: string | undefined;
+/**
+ * Which code a proxy runs: a digest of the compiled tree it loads from
+ * (dist/src). The proxy takes it at its start, the agent at its own: an
+ * agent built from other code hands over to a proxy of its own build.
+ */
+export function proxyBuild(): string {
+  if (build) return build;
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const h = createHash('sha256');
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.name.endsWith('.js') && !e.name.endsWith('.test.js')) h.update(p.slice(root.length)).update(readFileSync(p));
+    }
+  };
+  walk(root);
+  return (build = h.digest('hex').slice(0, 16));
 }
 
 /** Lines are bounded: a peer that sends no newline cannot make us buffer forever. */
@@ -95,8 +125,10 @@ export async function stopProxyPid(pid: number, graceMs = 3000): Promise<void> {
   for (let i = 0; i < 250 && alive(pid); i++) await sleep(20);
 }
 
-/** Teardown: the instance's proxy, found by its PID file, is stopped (works with no agent at all). */
+/** Teardown: the instance's proxies (both slots: one may be draining), found by their PID files, are stopped (works with no agent at all). */
 export async function stopOwnedProxy(paths: Pick<InstancePaths, 'runDir' | 'stateDir'>): Promise<void> {
-  const pid = ownedProxyPid(proxyFiles(paths));
-  if (pid) await stopProxyPid(pid);
+  await Promise.all(([0, 1] as const).map(async (slot) => {
+    const pid = ownedProxyPid(proxyFiles(paths, slot));
+    if (pid) await stopProxyPid(pid);
+  }));
 }

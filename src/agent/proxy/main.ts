@@ -9,7 +9,9 @@
  * agent talks to it over a unix control socket (./control.ts), and the next
  * agent finds it there and carries on, so an agent restart touches no
  * connection the proxy carries. Without an agent it keeps its last config.
- * It exits on SIGTERM or a `shutdown` message (teardown).
+ * It exits on SIGTERM or a `shutdown` message (teardown), and after a
+ * `drain` (a newer generation took over, see ./supervisor.ts) once its last
+ * connection ended or the drain deadline passed.
  *
  * argv: --host H --port P --metrics-port M --pins DIR --control SOCK --pid-file F [--workers N].
  */
@@ -22,7 +24,7 @@ import { parseArgs } from 'node:util';
 import type { ProxyStats } from '../../proxy/index.js';
 import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker, type TunnelSentStats } from './messages.js';
 import { renderProxyMetrics } from './metrics.js';
-import { readMessages, writeMessage } from './control.js';
+import { proxyBuild, readMessages, writeMessage } from './control.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelEndpoint } from '../../tunnel/endpoint.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
@@ -53,6 +55,7 @@ if (cluster.isWorker) {
   const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0 };
   const n = Math.max(1, launch.workers || os.availableParallelism());
   const since = new Date().toISOString();
+  const build = proxyBuild();
   /** The agent connected now, if any: one at a time, the newest wins. */
   let agent: net.Socket | undefined;
   const toAgent = (m: FromProxy) => writeMessage(agent, m);
@@ -78,6 +81,7 @@ if (cluster.isWorker) {
   }, 250);
   tunnelFlush.unref();
   const configureEndpoint = async () => {
+    if (drainingSince) return;
     const t = push?.tunnel;
     if (endpoint && t?.svidDir === endpointDir) return;
     await endpoint?.stop();
@@ -92,6 +96,7 @@ if (cluster.isWorker) {
       localIps: () => localIps,
       authorize: (r) => policy?.judge(r) ?? { allow: true },
       onFlow: (f) => { if (agent && received.length < TUNNEL_FLOWS_PER_FLUSH) received.push(f); },
+      reusePort: true,
     });
     endpoint.start();
   };
@@ -137,7 +142,8 @@ if (cluster.isWorker) {
       const last = latest.get(w.id);
       if (last) addStats(cumulative, last.stats);
       latest.delete(w.id);
-      if (!stopping) setTimeout(fork, 100);
+      if (!stopping && !drainingSince) setTimeout(fork, 100);
+      if (drainingSince) drainCheck();
     });
   };
 
@@ -161,6 +167,7 @@ if (cluster.isWorker) {
     return {
       ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed,
       ...(push?.tunnel ? { tunnelSent } : {}), ...(endpoint ? { tunnel: endpoint.status() } : {}),
+      ...(drainingSince ? { draining: { since: new Date(drainingSince).toISOString(), open: openNow() } } : {}),
     };
   };
 
@@ -171,10 +178,11 @@ if (cluster.isWorker) {
         // A newer agent: the older connection (a dying agent) is let go.
         if (agent && agent !== from) agent.destroy();
         agent = from;
-        toAgent({ type: 'hello', protocol: PROXY_PROTOCOL, pid: process.pid, launch, ready, configured: !!push, since });
+        toAgent({ type: 'hello', protocol: PROXY_PROTOCOL, pid: process.pid, launch, ready, configured: !!push, since, build, draining: !!drainingSince });
         break;
       case 'config':
-        if (from !== agent) return;
+        // A draining proxy keeps the config it had: it only finishes what it carries.
+        if (from !== agent || drainingSince) return;
         push = m.push;
         localIps = new Set(push.tunnel?.localIps ?? []);
         policy = push.tunnel?.policy ? new EndpointPolicy(push.tunnel.policy) : undefined;
@@ -189,7 +197,53 @@ if (cluster.isWorker) {
       case 'shutdown':
         exit();
         break;
+      case 'drain':
+        drain(m.graceMs, m.deadlineMs);
+        break;
     }
+  };
+
+  // --- Handing over to a newer generation --------------------------------------
+  let drainingSince = 0;
+  let drainTimer: NodeJS.Timeout | undefined;
+  const openNow = () => [...latest.values()].reduce((n, { stats: s }) => n + s.open, 0);
+  const drain = (graceMs: number, deadlineMs: number) => {
+    if (drainingSince) return;
+    drainingSince = Date.now();
+    process.stderr.write(`node proxy ${process.pid}: draining (a newer proxy took over): accepting for ${graceMs} ms more, deadline ${deadlineMs} ms\n`);
+    // The metrics port and the tunnel port go to the new generation now (it binds beside us, or as soon as we let go).
+    metrics.close();
+    endpoint?.release();
+    setTimeout(() => {
+      // Connects the kernel sent here before the switch have been accepted by now.
+      for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send({ type: 'drain' } satisfies ToWorker);
+      endpoint?.goaway();
+      drainTimer = setInterval(drainCheck, 200);
+      drainCheck();
+    }, graceMs).unref();
+    setTimeout(() => {
+      const cut = openNow() + (endpoint?.busy ?? 0);
+      process.stderr.write(`node proxy ${process.pid}: drain deadline: cutting ${cut} connections and tunnel sessions\n`);
+      drained(cut);
+    }, deadlineMs).unref();
+  };
+  const drainCheck = () => {
+    if (!drainingSince || stopping) return;
+    if (Object.keys(cluster.workers ?? {}).length === 0 && !(endpoint?.busy)) drained(0);
+  };
+  let drainedOnce = false;
+  const drained = (cut: number) => {
+    if (drainedOnce) return;
+    drainedOnce = true;
+    clearInterval(drainTimer);
+    const ms = Date.now() - drainingSince;
+    process.stderr.write(`node proxy ${process.pid}: drained in ${ms} ms, ${cut} cut\n`);
+    toAgent({ type: 'drained', ms, cut });
+    // The agent reads the last words before the control socket closes.
+    const a = agent;
+    if (a && a.writableLength) a.once('drain', exit);
+    else exit();
+    setTimeout(exit, 1000).unref();
   };
 
   const control = net.createServer((s) => {
@@ -241,7 +295,12 @@ if (cluster.isWorker) {
       res.writeHead(404).end();
     }
   });
-  metrics.on('error', (e) => process.stderr.write(`node proxy: metrics listener: ${e.message}\n`));
+  // The port is shared with the other generation during a handover: it binds once that one let go.
+  let metricsTries = 0;
+  metrics.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EADDRINUSE' && !drainingSince && ++metricsTries < 600) setTimeout(() => metrics.listen(metricsPort, host), 100).unref();
+    else process.stderr.write(`node proxy: metrics listener: ${e.message}\n`);
+  });
   metrics.listen(metricsPort, host);
 }
 

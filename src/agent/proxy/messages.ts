@@ -53,7 +53,9 @@ export interface TunnelPush {
  * Bumped whenever a message changes shape: an agent meeting a proxy of
  * another version replaces it (not hitless) rather than talk past it.
  */
-export const PROXY_PROTOCOL = 2;
+export const PROXY_PROTOCOL = 3;
+/** The first protocol whose proxies understand `drain`: older ones are stopped after the drain deadline instead. */
+export const DRAIN_PROTOCOL = 3;
 
 /** How a proxy was started; an agent adopts a running proxy only if it would start the same one. */
 export interface ProxyLaunch {
@@ -70,7 +72,14 @@ export type ToProxy =
   | { type: 'config'; push: ProxyPush }
   | { type: 'stats?'; id: number }
   /** Teardown: the proxy exits (the agent also waits for its PID). */
-  | { type: 'shutdown' };
+  | { type: 'shutdown' }
+  /**
+   * A newer generation took over: keep accepting for graceMs (connects the
+   * kernel already sent here), then stop accepting and let every connection
+   * end; exit when the last one did or at deadlineMs (from now), cutting the
+   * rest. Sent again (a new agent), it changes nothing.
+   */
+  | { type: 'drain'; graceMs: number; deadlineMs: number };
 
 export interface ProxyProcessStats extends ProxyStats {
   workers: number;
@@ -85,13 +94,17 @@ export interface ProxyProcessStats extends ProxyStats {
   attributed: { cgroup: number; ip: number; unknown: number };
   /** The node's tunnel endpoint (listening, SPIFFE ID, certificate expiry, sessions, streams), when it runs. */
   tunnel?: Record<string, unknown>;
+  /** Handing over: client connections still open in the workers. */
+  draining?: { since: string; open: number };
   /** Streams the workers opened into the tunnel: opened, refused by the peer, no peer for the destination; upstreams: those the proxy opened to an L7-routed backend. */
   tunnelSent?: TunnelSentStats;
 }
 
 export type FromProxy =
   /** First line on every control connection: who answers, and whether its workers listen. */
-  | { type: 'hello'; protocol: number; pid: number; launch: ProxyLaunch; ready: boolean; configured: boolean; since: string }
+  | { type: 'hello'; protocol: number; pid: number; launch: ProxyLaunch; ready: boolean; configured: boolean; since: string; build?: string; draining?: boolean }
+  /** Last words of a drained proxy: how long the drain took, and how many connections the deadline cut. */
+  | { type: 'drained'; ms: number; cut: number }
   | { type: 'ready'; host: string; port: number; metricsPort: number; workers: number }
   /** Exact counts for every request since the last message, and a sample of the requests. */
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[] }
@@ -105,12 +118,27 @@ export type FromWorker =
   | { type: 'listening' }
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[]; dropped: number }
   | { type: 'tunnelled'; flows: TunnelledFlow[] }
-  | { type: 'stats'; stats: ProxyStats & { configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: TunnelSentStats } };
+  | { type: 'stats'; stats: ProxyStats & { open: number; configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: TunnelSentStats } };
 
 /** Primary -> worker. */
-export type ToWorker = { type: 'config'; push: ProxyPush; workers: number };
+export type ToWorker = { type: 'config'; push: ProxyPush; workers: number } | { type: 'drain' };
 
 export const PROXY_PORT = 15001;
+
+/**
+ * Two proxy generations may run at once during a handover, each on its own
+ * listener: slot 0 on the base port, slot 1 on the next one. The kernel's
+ * ebm_l7_proxy says which one is current; each handover takes the other slot.
+ */
+export type ProxySlot = 0 | 1;
+export const slotPort = (basePort: number, slot: ProxySlot): number => basePort + slot;
+export function slotOfPort(basePort: number, port: number | undefined): ProxySlot | undefined {
+  return port === basePort ? 0 : port === basePort + 1 ? 1 : undefined;
+}
+/** How long a replaced proxy keeps its long-lived connections (MeshConfig spec.proxy.drainTimeoutMs). */
+export const DEFAULT_DRAIN_MS = 30_000;
+/** How long a replaced proxy still accepts: connects the kernel sent it just before the switch sit in its accept queue. */
+export const DRAIN_ACCEPT_GRACE_MS = 1000;
 export const PROXY_METRICS_PORT = 15020;
 
 /**

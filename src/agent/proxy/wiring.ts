@@ -15,9 +15,10 @@ import type { Datapath } from '../datapath.js';
 import type { CallerEntry, ProxyProcessStats, ProxyPush, TunnelPush } from './messages.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
-import { PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
+import { DEFAULT_DRAIN_MS, PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
 import { ProxyRequestLog } from './requests.js';
-import { ProxySupervisor } from './supervisor.js';
+import { ProxySupervisor, type HandoverReport } from './supervisor.js';
+import { EbmeshError } from '../../errors.js';
 import { ownedProxyPid, proxyFiles } from './control.js';
 
 function cgroupId(path: string): string | undefined {
@@ -59,6 +60,7 @@ export class NodeProxyWiring {
   readonly tunnelSinks: TunnelSink[] = [];
   private supervisor: ProxySupervisor | undefined;
   private steered: string[] = [];
+  private drainMs = DEFAULT_DRAIN_MS;
   address: { host: string; port: number } | undefined;
 
   constructor(private readonly paths: InstancePaths, private readonly workers?: number, private readonly nodeIndex = 0) {}
@@ -72,16 +74,22 @@ export class NodeProxyWiring {
   async reconcile(snap: Snapshot, datapath: Datapath, tunnel?: TunnelPush): Promise<void> {
     const { steered, ...routing } = computeProxyConfig(snap);
     this.steered = steered;
-    const files = proxyFiles(this.paths);
-    // Nothing needs the proxy yet (no L7 rule, no tunnel) and no earlier agent left one running: no proxy at all.
-    if (!steered.length && !tunnel && !this.supervisor && !ownedProxyPid(files)) return;
+    this.drainMs = snap.mesh.spec.proxy?.drainTimeoutMs ?? DEFAULT_DRAIN_MS;
+    // Nothing needs the proxy yet (no L7 rule, no tunnel) and no earlier agent left one running (in either slot): no proxy at all.
+    if (!steered.length && !tunnel && !this.supervisor && !ownedProxyPid(proxyFiles(this.paths, 0)) && !ownedProxyPid(proxyFiles(this.paths, 1))) return;
     const subnet = nodePodSubnet(snap.mesh, this.nodeIndex);
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
       this.supervisor = new ProxySupervisor({
         launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0 },
-        files,
+        files: (slot) => proxyFiles(this.paths, slot),
+        steeredPort: () => datapath.l7Proxy()?.port,
+        steer: (port) => {
+          datapath.setL7Proxy(host, port);
+          this.address = { host, port };
+        },
+        drainMs: () => this.drainMs,
         onRequests: (counts, events) => this.requests.onProxyBatch(counts, events),
         onTunnel: (received, sent) => this.onTunnel(received, sent),
         onLog: (l) => process.stderr.write(`${l}\n`),
@@ -90,13 +98,20 @@ export class NodeProxyWiring {
     this.supervisor.configure({ routing, ...callerTables(snap), ...(tunnel ? { tunnel } : {}) });
     if (this.address?.host !== host) {
       // Fail closed from here on: steered connections reach the proxy or are refused.
-      datapath.setL7Proxy(host, PROXY_PORT);
-      this.address = { host, port: PROXY_PORT };
+      // The port is the current generation's (read back from this map by the supervisor, so an agent restart keeps it).
+      datapath.setL7Proxy(host, this.supervisor.port);
+      this.address = { host, port: this.supervisor.port };
     }
     // Wait for a starting proxy, but never hold the node's other updates
     // hostage: a proxy that does not come up leaves steered Services
     // refusing (fail closed) while everything else is reconciled.
     if (!(await this.supervisor.waitReady(10_000))) process.stderr.write('node proxy: not listening after 10 s; steered Services refuse connections until it does\n');
+  }
+
+  /** `ebmesh proxy restart`: a new proxy generation takes over; the old one drains. */
+  async restart(reason = 'requested'): Promise<HandoverReport> {
+    if (!this.supervisor) throw new EbmeshError('EBMESH_PROXY_NOT_RUNNING', 'no node proxy runs on this node (no Service is steered through it, and no tunnel)');
+    return this.supervisor.handover(reason);
   }
 
   private onTunnel(received: readonly TunnelFlow[], sent: readonly TunnelledFlow[]): void {
@@ -123,6 +138,10 @@ export class NodeProxyWiring {
       ready: this.supervisor.ready,
       starts: this.supervisor.starts,
       adopted: this.supervisor.adopted,
+      handovers: this.supervisor.handovers,
+      lastHandover: this.supervisor.lastHandover,
+      draining: this.supervisor.drainingNow(),
+      drainTimeoutMs: this.drainMs,
       lastExit: this.supervisor.lastExit,
       steered: this.steered,
       stats: await this.supervisor.stats(),

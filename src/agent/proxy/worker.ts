@@ -40,20 +40,27 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
     if (batch.length < SAMPLE) batch.push(e);
     else dropped++;
   });
-  const flush = setInterval(() => {
+  const flushNow = () => {
     if (counts.size || dropped) send({ type: 'requests', counts: [...counts.values()], events: batch, dropped });
     batch = [];
     counts = new Map();
     dropped = 0;
     if (sent.length) send({ type: 'tunnelled', flows: sent });
     sent = [];
-    if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), configVersion, configErrors, unresolved: resolver.unresolved, attributed: { ...resolver.attributed }, tunnelSent: { ...forwarder.stats } } });
-  }, 250);
+    if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), open: proxy.open, configVersion, configErrors, unresolved: resolver.unresolved, attributed: { ...resolver.attributed }, tunnelSent: { ...forwarder.stats } } });
+  };
+  const flush = setInterval(flushNow, 250);
   flush.unref();
 
   // The first config starts the proxy; later ones update it in place.
   process.on('message', (m: ToWorker) => {
-    if (m.type !== 'config') return;
+    if (m.type === 'drain') {
+      // A newer proxy took over: the last counts go out with our exit (the primary's deadline cuts what never ends).
+      const done = () => { flushNow(); setTimeout(() => process.exit(0), 50); };
+      if (proxy) void proxy.drain().then(done);
+      else done();
+      return;
+    }
     resolver.setCallers(m.push);
     try { forwarder.configure(m.push.tunnel); } catch (e) { process.stderr.write(`node proxy worker ${process.pid}: tunnel: ${describeError(e)}\n`); }
     const routing = divideForWorkers(m.push.routing, m.workers);

@@ -1,0 +1,48 @@
+/**
+ * `ebmesh proxy restart`: a hitless restart (or, after a rebuild, upgrade)
+ * of a node's proxy: the agent starts the next generation, switches the
+ * kernel's steering to it and drains the old one (src/agent/proxy/supervisor.ts).
+ */
+import { parseArgs } from 'node:util';
+import { EbmeshError } from '../../errors.js';
+import { nodePaths, validInstance } from '../../paths.js';
+import { call } from '../client.js';
+import type { Command } from '../command.js';
+import type { HandoverReport } from '../../agent/proxy/supervisor.js';
+
+interface ProxyStatus { lastHandover?: HandoverReport; draining: Array<{ pid: number }>; drainTimeoutMs: number }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export const proxy: Command = {
+  name: 'proxy',
+  summary: "restart a node's proxy without dropping a connection (the old one drains)",
+  usage: 'proxy restart [--node NAME] [--no-wait] [-o json]',
+  async run(ctx) {
+    const { values, positionals } = parseArgs({
+      args: ctx.args, allowPositionals: true,
+      options: { node: { type: 'string' }, 'no-wait': { type: 'boolean' }, output: { type: 'string', short: 'o' } },
+    });
+    if (positionals[0] !== 'restart' || positionals.length !== 1) throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
+    if (values.node !== undefined && !validInstance(values.node)) throw new EbmeshError('EBMESH_USAGE', `--node: invalid node name ${JSON.stringify(values.node)}`);
+    const paths = values.node ? nodePaths(ctx.paths.instance, values.node) : ctx.paths;
+    let r = await call<HandoverReport>(paths, 'POST', '/v1/proxy/restart', {});
+    if (!values['no-wait']) {
+      // The old generation reports its drain when its last connection ended, or at the deadline.
+      const { status } = await call<{ status: ProxyStatus }>(paths, 'GET', '/v1/proxy?limit=0');
+      const until = Date.now() + status.drainTimeoutMs + 5000;
+      let s = status;
+      while (s.lastHandover?.from.pid === r.from.pid && s.lastHandover.drainedMs === undefined && Date.now() < until) {
+        await sleep(200);
+        s = (await call<{ status: ProxyStatus }>(paths, 'GET', '/v1/proxy?limit=0')).status;
+      }
+      if (s.lastHandover?.from.pid === r.from.pid) r = s.lastHandover;
+    }
+    if (values.output === 'json') ctx.out(JSON.stringify(r, null, 2));
+    else {
+      ctx.out(`node proxy: pid ${r.to.pid} on port ${r.to.port} took over from pid ${r.from.pid} (port ${r.from.port}) after ${r.readyMs} ms`);
+      ctx.out(r.drainedMs === undefined ? `pid ${r.from.pid} is draining` : `pid ${r.from.pid} drained in ${r.drainedMs} ms, ${r.cut} connections cut at the deadline`);
+    }
+    return 0;
+  },
+};
