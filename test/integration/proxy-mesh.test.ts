@@ -448,6 +448,46 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart): no requ
   assert.equal(sh('shop', 'curl -s -m 5 -o /dev/null -w "%{http_code}" http://web.shop/'), '200');
 });
 
+test('an agent that would launch the proxy differently hands over to its own on start, hitlessly (there and back)', async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  type S = ProxyStatus & { handovers: number; lastHandover?: { from: { pid: number }; to: { pid: number }; drainedMs?: number; cut?: number } };
+  const restartAgent = async (workers: string | undefined) => {
+    const before = (await proxyApi()).status;
+    const agentPid = (JSON.parse(mesh.ok('status', '-o', 'json')) as { pid: number }).pid;
+    process.kill(agentPid, 'SIGTERM');
+    for (let i = 0; i < 200 && readdirSync('/proc').includes(String(agentPid)); i++) await sleep(50);
+    // The worker count is part of how a proxy is launched: the new agent finds the running one outdated.
+    if (workers === undefined) delete process.env.EBMESH_PROXY_WORKERS;
+    else process.env.EBMESH_PROXY_WORKERS = workers;
+    mesh.ok('up', '-f', worldFile);
+    let st = (await proxyApi()).status as S;
+    for (let i = 0; i < 100 && !(st.handovers === 1 && st.lastHandover?.drainedMs !== undefined); i++) {
+      await sleep(200);
+      st = (await proxyApi()).status as S;
+    }
+    assert.equal(st.handovers, 1, JSON.stringify(st.lastHandover));
+    assert.equal(st.lastHandover!.from.pid, before.pid);
+    assert.equal(st.lastHandover!.cut, 0, JSON.stringify(st.lastHandover));
+    assert.equal(st.pid, st.lastHandover!.to.pid);
+    return st;
+  };
+  const secs = 16;
+  const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} <<'EOF'\n${CLIENT_LOOP}EOF`);
+  await sleep(1000);
+  const saved = process.env.EBMESH_PROXY_WORKERS;
+  try {
+    const one = await restartAgent('1');
+    assert.equal(one.stats.workers, 1);
+    await restartAgent(saved);
+  } finally {
+    if (saved === undefined) delete process.env.EBMESH_PROXY_WORKERS;
+    else process.env.EBMESH_PROXY_WORKERS = saved;
+  }
+  const t = loopTally(await loop);
+  console.log(`# automatic handovers, client loop ${JSON.stringify(t)}`);
+  assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
+});
+
 test('a killed worker is replaced and the other keeps serving; a killed proxy is restarted while L4 traffic never notices', async () => {
   const { status } = await proxyApi();
   const workers = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
