@@ -26,6 +26,11 @@ export const proxy: Command = {
     if (positionals[0] !== 'restart' || positionals.length !== 1) throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
     if (values.node !== undefined && !validInstance(values.node)) throw new EbmeshError('EBMESH_USAGE', `--node: invalid node name ${JSON.stringify(values.node)}`);
     const paths = values.node ? nodePaths(ctx.paths.instance, values.node) : ctx.paths;
+    if (!values.node) {
+      // A multi-node mesh answers here with its control plane, which runs no proxy: each node has its own.
+      const st = await call<{ cluster?: boolean; nodes?: Array<{ name: string }> }>(paths, 'GET', '/v1/status');
+      if (st.cluster) throw new EbmeshError('EBMESH_USAGE', `mesh "${ctx.paths.instance}" has several nodes, each with its own proxy: name one with --node (${(st.nodes ?? []).map((n) => n.name).join(', ')})`);
+    }
     let r = await call<HandoverReport>(paths, 'POST', '/v1/proxy/restart', {});
     if (!values['no-wait']) {
       // The old generation reports its drain when its last connection ended, or at the deadline.
