@@ -448,6 +448,28 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart): no requ
   assert.equal(sh('shop', 'curl -s -m 5 -o /dev/null -w "%{http_code}" http://web.shop/'), '200');
 });
 
+test('the drain deadline (MeshConfig spec.proxy.drainTimeoutMs) cuts a connection still open, and the old proxy exits then', async () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const short = mesh.file('world-short-drain.yaml', readFileSync(worldFile, 'utf8').replace('drainTimeoutMs: 25000', 'drainTimeoutMs: 1500'));
+  mesh.ok('apply', '-f', short);
+  try {
+    const before = (await proxyApi()).status as ProxyStatus & { drainTimeoutMs: number };
+    assert.equal(before.drainTimeoutMs, 1500);
+    // Held for longer than the deadline (bounded: 20 s).
+    const ws = mesh.shAsync('shop/client', `python3 - 20 <<'EOF'\n${WS_HOLD}EOF`);
+    await sleep(1500);
+    const report = JSON.parse(mesh.ok('proxy', 'restart', '-o', 'json')) as { from: { pid: number }; cut?: number };
+    assert.equal(report.from.pid, before.pid);
+    assert.equal(report.cut, 1, JSON.stringify(report));
+    const w = JSON.parse((await ws).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; errors: string[] };
+    assert.equal(w.fail, 1, `the WebSocket was cut: ${JSON.stringify(w)}`);
+    for (let i = 0; i < 50 && readdirSync('/proc').includes(String(before.pid)); i++) await sleep(100);
+    assert.ok(!readdirSync('/proc').includes(String(before.pid)), 'the old proxy exited at its deadline');
+  } finally {
+    mesh.ok('apply', '-f', worldFile);
+  }
+});
+
 test('an agent that would launch the proxy differently hands over to its own on start, hitlessly (there and back)', async () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   type S = ProxyStatus & { handovers: number; lastHandover?: { from: { pid: number }; to: { pid: number }; drainedMs?: number; cut?: number } };
