@@ -29,6 +29,8 @@ interface Status {
   services: Array<{ name: string; namespace: string; clusterIP?: string; ports: string[]; endpoints: number }>;
   proxy?: {
     listen?: string; pid?: number; ready: boolean; starts: number; steered: string[];
+    handovers?: number; draining?: Array<{ pid: number; port: number; since: string }>;
+    lastHandover?: { from: { pid: number }; to: { pid: number }; at: string; readyMs: number; drainedMs?: number; cut?: number };
     stats?: { workers: number; connections: number; requests: number; responses: Record<string, number> };
     byRoute: Array<{ service: string; route: string; backend: string; code: string; requests: number; retries: number }>;
   };
@@ -100,6 +102,10 @@ export function renderStatus(st: Status): string {
     // The node proxy (issue 6): where it listens, what is steered to it, what it did.
     lines.push('', `node proxy: ${px.ready ? 'ready' : 'NOT READY'} on ${px.listen ?? '?'} (pid ${px.pid ?? '-'}, ${px.stats?.workers ?? 0} workers, started ${px.starts}×), ` +
       `${px.stats?.connections ?? 0} connections, ${px.stats?.requests ?? 0} requests; steered: ${px.steered.join(', ') || 'nothing'}`);
+    // Handovers (ebmesh proxy restart, or an agent of another build): the last one, and who still drains.
+    const h = px.lastHandover;
+    if (h) lines.push(`last handover ${h.at}: pid ${h.from.pid} -> ${h.to.pid} after ${h.readyMs} ms; ` + (h.drainedMs === undefined ? 'draining' : `drained in ${h.drainedMs} ms, ${h.cut} cut`));
+    for (const d of px.draining ?? []) lines.push(`draining since ${d.since}: pid ${d.pid} on port ${d.port}`);
     const answers = Object.entries(px.stats?.responses ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
     if (answers) lines.push(`proxy answers: ${answers}`);
     if (px.byRoute.length) {
