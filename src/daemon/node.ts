@@ -17,6 +17,7 @@ import { PolicyAgent, cgroupId } from '../agent/policy-agent.js';
 import type { EndpointRow } from '../agent/policy-plan.js';
 import { policyWorld } from '../controlplane/policy.js';
 import type { NodeRecord } from '../controlplane/nodes.js';
+import { connectionMapSizes } from '../agent/map-sizes.js';
 import { gatewayOf } from '../lab/network.js';
 import type { WorkloadResource } from '../resources/index.js';
 import { Lab } from '../lab/runtime.js';
@@ -108,7 +109,10 @@ export class NodeDaemon {
     this.mesh = snap.mesh;
     this.ensureHostRoutes(); // before anything could send to a VIP
     this.datapath = new Datapath(this.paths);
-    this.datapath.load({ maxEntries: shortcutMaxEntries() });
+    const kept = this.datapath.load({ maxEntries: { ...connectionMapSizes(snap.mesh), ...shortcutMaxEntries() } });
+    for (const k of kept) {
+      process.stderr.write(`datapath: map ${k.name} keeps its pinned size ${k.pinned.maxEntries} (flags ${k.pinned.flags}) instead of ${k.wanted.maxEntries} (flags ${k.wanted.flags}): its entries are live state; the new size applies once the maps are made again (ebmesh down, then up)\n`);
+    }
     this.policy = new PolicyAgent(this.datapath.policy, join(this.paths.stateDir, 'identities.json'));
     // Policy maps before the programs are (re)attached: a fresh node must
     // not run programs over empty tables while workloads already exist.
