@@ -25,6 +25,7 @@ struct {
 	__type(key, struct ebm_mtls_workload_key);
 	__type(value, __u32);
 	__uint(max_entries, EBM_MTLS_WORKLOADS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC); /* written by user space only */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_mtls_workloads SEC(".maps");
 

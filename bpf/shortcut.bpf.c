@@ -225,19 +225,20 @@ static __always_inline void sc_http(struct sk_msg_md *msg, __u64 cookie)
 	struct http_scratch *s;
 	struct ebm_http_seg g = {};
 	__u32 zero = 0;
+	__u32 n;
 
 	if (data + 12 > end)
 		return;
 	s = bpf_map_lookup_elem(&ebm_http_scratch, &zero);
 	if (!s)
 		return;
-	for (int i = 0; i < HTTP_PEEK; i++) {
-		__u8 *c = data + i;
-
-		if ((void *)(c + 1) > end)
-			break;
-		s->buf[i & 127] = *c;
-	}
+	/* One copy of the head, not a checked byte loop: this runs on every
+	 * redirected write. */
+	n = end - data;
+	if (n > HTTP_PEEK)
+		n = HTTP_PEEK;
+	if (bpf_probe_read_kernel(s->buf, n, data))
+		return;
 	g.saddr = msg->local_ip4;
 	g.daddr = msg->remote_ip4;
 	g.sport = bpf_htons((__u16)msg->local_port);

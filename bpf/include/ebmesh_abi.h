@@ -442,15 +442,18 @@ struct ebm_pol_udp_flow {
 EBM_ASSERT_SIZE(struct ebm_pol_udp_flow, 8);
 
 /* ---- map sizes (user space reads them from the object, not from here) -- */
+/* The per-connection maps (reverse NAT, L7 steering, UDP policy flows, HTTP
+ * exchanges) are resized by the agent from MeshConfig spec.datapath.connections
+ * when it first makes them (src/agent/map-sizes.ts); these are the defaults. */
 
 #define EBM_LB4_FRONTENDS_MAX 65536
 #define EBM_LB4_SLOTS_MAX     262144
 #define EBM_LB4_BACKENDS_MAX  65536
 #define EBM_LB4_AFFINITY_MAX  65536
-#define EBM_LB4_REVNAT_MAX    262144
+#define EBM_LB4_REVNAT_MAX    65536
 #define EBM_EVENTS_RING_BYTES (8u << 20) /* ~47k events of 176 bytes */
 #define EBM_HTTP_PENDING_MAX  65536
-#define EBM_L7_CONNS_MAX      262144
+#define EBM_L7_CONNS_MAX      65536
 
 /* ---- mTLS strict mode (bpf/mtls.bpf.c) -------------------------------- */
 
@@ -485,6 +488,6 @@ EBM_ASSERT_SIZE(struct ebm_mtls_src_key, 8);
 #define EBM_POL_ISOLATION_MAX 65536
 #define EBM_POL_ALLOW_MAX     1048576
 #define EBM_POL_CIDR_MAX      262144
-#define EBM_POL_UDP_FLOWS_MAX 262144
+#define EBM_POL_UDP_FLOWS_MAX 65536
 
 #endif /* EBMESH_ABI_H */

@@ -3,6 +3,12 @@
  * Map definitions shared by the programs. Each map is pinned by name
  * (LIBBPF_PIN_BY_NAME) so that every object of a node, and every agent
  * generation, sees the same instance: the data path outlives user space.
+ *
+ * Maps that only user space writes (services, policy tables) are not
+ * preallocated (BPF_F_NO_PREALLOC): they cost what they hold, not their
+ * max_entries. Maps the programs write on the connection path stay
+ * preallocated (no allocation in the hook, no failure under memory
+ * pressure); user space sizes them when it first makes them.
  */
 #ifndef EBMESH_MAPS_H
 #define EBMESH_MAPS_H
@@ -16,6 +22,7 @@ struct {
 	__type(key, struct ebm_lb4_frontend_key);
 	__type(value, struct ebm_lb4_frontend);
 	__uint(max_entries, EBM_LB4_FRONTENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_lb4_frontends SEC(".maps");
 
@@ -24,6 +31,7 @@ struct {
 	__type(key, struct ebm_lb4_slot_key);
 	__type(value, struct ebm_lb4_slot);
 	__uint(max_entries, EBM_LB4_SLOTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_lb4_slots SEC(".maps");
 
@@ -32,6 +40,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ebm_lb4_backend);
 	__uint(max_entries, EBM_LB4_BACKENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_lb4_backends SEC(".maps");
 
@@ -92,6 +101,7 @@ struct {
 	__type(key, struct ebm_pol_ipcache_key);
 	__type(value, struct ebm_pol_identity);
 	__uint(max_entries, EBM_POL_IPCACHE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_pol_ipcache SEC(".maps");
 
@@ -101,6 +111,7 @@ struct {
 	__type(key, __u64);
 	__type(value, struct ebm_pol_endpoint);
 	__uint(max_entries, EBM_POL_ENDPOINTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_pol_endpoints SEC(".maps");
 
@@ -109,6 +120,7 @@ struct {
 	__type(key, struct ebm_pol_isolation_key);
 	__type(value, struct ebm_pol_isolation);
 	__uint(max_entries, EBM_POL_ISOLATION_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_pol_isolation SEC(".maps");
 

@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BpfObjectSpec, attachCgroupPinned, attachMapPinned, detachPinned, ensureBpffs, type LoadedObject, TypedMap, KernelError, type RawMap,
+  BpfObjectSpec, attachCgroupPinned, attachMapPinned, detachPinned, ensureBpffs, type KeptPinnedMap, type LoadedObject, TypedMap, KernelError, type RawMap,
 } from '../kernel/index.js';
 import { COUNTER_MAX, Counter, L7Proxy, U32Key, U64Value, ScConfig } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
@@ -38,23 +38,35 @@ export class Datapath {
 
   constructor(private readonly paths: InstancePaths) {}
 
-  /** `maxEntries` sizes maps when they are first made (a pinned map keeps its size). */
-  load(opts: { maxEntries?: Record<string, number> } = {}): void {
+  /**
+   * `maxEntries` sizes maps when they are first made; a pinned map keeps its
+   * size and flags, and is returned (once) when they differ from what this
+   * load asked for.
+   */
+  load(opts: { maxEntries?: Record<string, number> } = {}): KeptPinnedMap[] {
     ensureBpffs();
     mkdirSync(this.paths.mapPins, { recursive: true });
+    const kept = new Map<string, KeptPinnedMap>();
+    const unsized = new Set(Object.keys(opts.maxEntries ?? {}));
     for (const file of CGROUP_OBJECTS) {
       const spec = BpfObjectSpec.open(join(BPF_BUILD, file));
       try {
-        this.objects.push(spec.load({ pinDir: this.paths.mapPins, maxEntries: opts.maxEntries }));
+        for (const m of spec.maps()) unsized.delete(m.name);
+        const obj = spec.load({ pinDir: this.paths.mapPins, maxEntries: opts.maxEntries });
+        this.objects.push(obj);
+        for (const k of obj.keptPinned) kept.set(k.name, k);
       } finally {
         spec.close();
       }
     }
+    // A size for a map no object has would be silently ignored: a renamed map must fail here.
+    if (unsized.size) throw new Error(`datapath: sizes given for maps no BPF object defines: ${[...unsized].join(', ')}`);
     this.attachToMaps();
     const lbObj = this.objects[0]!;
     this.lb = new LbMaps(lbObj);
     this.counters = lbObj.map('ebm_counters', U32Key, U64Value);
     this.policy = new PolicyMaps(lbObj);
+    return [...kept.values()];
   }
 
   /** sk_msg programs attach to the sockhash they redirect through, once per node. */

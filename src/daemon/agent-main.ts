@@ -70,7 +70,7 @@ route('GET', '/v1/identities', async () => ({ items: identity?.list() ?? [] }));
 
 try {
   await remote.start();
-  node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true });
+  node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true, nodes: () => remote.nodes });
   await node.start();
   identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
   identity.start();

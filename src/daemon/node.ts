@@ -16,6 +16,8 @@ import { planLb } from '../agent/lb-plan.js';
 import { PolicyAgent, cgroupId } from '../agent/policy-agent.js';
 import type { EndpointRow } from '../agent/policy-plan.js';
 import { policyWorld } from '../controlplane/policy.js';
+import type { NodeRecord } from '../controlplane/nodes.js';
+import { connectionMapSizes } from '../agent/map-sizes.js';
 import { gatewayOf } from '../lab/network.js';
 import type { WorkloadResource } from '../resources/index.js';
 import { Lab } from '../lab/runtime.js';
@@ -62,6 +64,8 @@ export interface NodeOptions {
   nodeIndex?: number;
   /** Workloads route the whole pod CIDR through the node (other nodes' pods are behind it). */
   routePodCIDR?: boolean;
+  /** Every node of the mesh (name, index), as the control plane last said: whose pods are where. */
+  nodes?: () => readonly NodeRecord[];
 }
 
 export class NodeDaemon {
@@ -105,7 +109,10 @@ export class NodeDaemon {
     this.mesh = snap.mesh;
     this.ensureHostRoutes(); // before anything could send to a VIP
     this.datapath = new Datapath(this.paths);
-    this.datapath.load({ maxEntries: shortcutMaxEntries() });
+    const kept = this.datapath.load({ maxEntries: { ...connectionMapSizes(snap.mesh), ...shortcutMaxEntries() } });
+    for (const k of kept) {
+      process.stderr.write(`datapath: map ${k.name} keeps its pinned size ${k.pinned.maxEntries} (flags ${k.pinned.flags}) instead of ${k.wanted.maxEntries} (flags ${k.wanted.flags}): its entries are live state; the new size applies once the maps are made again (ebmesh down, then up)\n`);
+    }
     this.policy = new PolicyAgent(this.datapath.policy, join(this.paths.stateDir, 'identities.json'));
     // Policy maps before the programs are (re)attached: a fresh node must
     // not run programs over empty tables while workloads already exist.
@@ -226,20 +233,24 @@ export class NodeDaemon {
     const pod = mustParseCidr(snap.mesh.spec.podCIDR);
     const local = nodePodSubnet(snap.mesh, this.options.nodeIndex);
     const dsts = tunnelDestinations(snap, pod, local);
+    // Names of the nodes by index: the sender expects the right node at each
+    // peer, and the receiver lets a peer speak only for its own pods.
+    const names = new Map((this.options.nodes?.() ?? []).map((n) => [n.index, n.name]));
     const peers = new Map<number, [string, string, string]>();
     for (const ip of dsts) {
       const i = nodeIndexOfPodIp(pod, ip)!;
       // The lab's node addresses (src/lab/cluster.ts); real nodes would publish theirs in their node record.
-      // Any node SVID of the trust domain is accepted there: the agent does not know its peers' names yet.
-      if (!peers.has(i)) peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), '', nodeAddress(i)]);
+      if (!peers.has(i)) peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), names.get(i) ?? '', nodeAddress(i)]);
     }
+    names.set(this.options.nodeIndex ?? 0, this.nodeName);
+    const nodes = [...names].map(([i, name]) => [name, formatCidr(nodePodSubnet(snap.mesh, i))] as [string, string]);
     const localIps = localWorkloadIps(snap, local);
     // The tables of this pass's policy reconcile when there are some yet (reconcile pushes again once they change).
     const tables = this.policy.tables;
     this.tunnelPolicy = tables;
     return {
       dsts,
-      push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], localIps, dsts, podCidr: snap.mesh.spec.podCIDR, ...(tables ? { policy: ingressTablesFor(tables, localIps) } : {}) },
+      push: { svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], nodes, localIps, dsts, podCidr: snap.mesh.spec.podCIDR, ...(tables ? { policy: ingressTablesFor(tables, localIps) } : {}) },
     };
   }
 

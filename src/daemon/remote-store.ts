@@ -53,6 +53,8 @@ export class RemoteStore implements Store {
   }
 
   get node(): NodeRecord | undefined { return this.desired?.node; }
+  /** Every node of the mesh, by name and index (where each one's pods are). */
+  get nodes(): readonly NodeRecord[] { return this.desired?.nodes ?? []; }
   get local(): string[] { return this.desired?.local ?? []; }
   get hasState(): boolean { return this.desired !== undefined; }
 

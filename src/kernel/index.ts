@@ -1,5 +1,5 @@
-export { BpfObjectSpec, LoadedObject, type ProgramInfo } from './object.js';
-export { RawMap, TypedMap, openPinnedMap, BPF_ANY, BPF_NOEXIST, BPF_EXIST, possibleCpus, type MapInfo } from './map.js';
+export { BpfObjectSpec, LoadedObject, type KeptPinnedMap, type ProgramInfo } from './object.js';
+export { RawMap, TypedMap, openPinnedMap, pinnedMapInfo, BPF_ANY, BPF_NOEXIST, BPF_EXIST, possibleCpus, type MapInfo, type PinnedMapInfo } from './map.js';
 export { attachCgroupPinned, attachMapPinned, detachPinned } from './link.js';
 export { BtfFile } from './btf.js';
 export { ensureBpffs, cgroup2Root, BPFFS } from './fs.js';

@@ -85,6 +85,8 @@ export const bpf = {
   bpf_map__value_size: lib.func('uint32 bpf_map__value_size(bpf_map *map)'),
   bpf_map__max_entries: lib.func('uint32 bpf_map__max_entries(bpf_map *map)'),
   bpf_map__set_max_entries: lib.func('int bpf_map__set_max_entries(bpf_map *map, uint32 max)'),
+  bpf_map__map_flags: lib.func('uint32 bpf_map__map_flags(bpf_map *map)'),
+  bpf_map__set_map_flags: lib.func('int bpf_map__set_map_flags(bpf_map *map, uint32 flags)'),
   bpf_map__set_pin_path: lib.func('int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
   bpf_map__initial_value: lib.func('void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *psize)'),
   bpf_map__set_initial_value: lib.func('int bpf_map__set_initial_value(bpf_map *map, void *data, size_t size)'),

@@ -137,11 +137,13 @@ export function possibleCpus(): number {
   return cpus;
 }
 
-/**
- * Opens a map pinned at `path` (bpf_obj_get) without loading any object:
- * how a process other than the agent (the node proxy) reads the data path.
- */
-export function openPinnedMap<K, V>(path: string, key: StructCodec<K>, value: StructCodec<V>): TypedMap<K, V> {
+/** What the kernel says of a map: its layout, and the flags it was made with. */
+export interface PinnedMapInfo extends MapInfo {
+  flags: number;
+}
+
+/** Opens the map pinned at `path` and reads its info; the caller owns the fd. */
+function openPinned(path: string): { fd: number; info: PinnedMapInfo } {
   const fd = bpf.bpf_obj_get(path) as number;
   if (fd < 0) throw new KernelError(`opening pinned map ${path}`, -fd || lastErrno(), { where: path });
   // struct bpf_map_info: type, id, key_size, value_size, max_entries, map_flags, name[16]…
@@ -152,10 +154,35 @@ export function openPinnedMap<K, V>(path: string, key: StructCodec<K>, value: St
     closeFd(fd);
     throw new KernelError(`reading info of pinned map ${path}`, -rc, { where: path });
   }
-  const name = info.toString('utf8', 24, 40).replace(/\0.*$/s, '');
-  const raw = new RawMap(fd, {
-    name, type: info.readUInt32LE(0), keySize: info.readUInt32LE(8), valueSize: info.readUInt32LE(12), maxEntries: info.readUInt32LE(16),
-  }, true);
+  return {
+    fd,
+    info: {
+      name: info.toString('utf8', 24, 40).replace(/\0.*$/s, ''), type: info.readUInt32LE(0), keySize: info.readUInt32LE(8),
+      valueSize: info.readUInt32LE(12), maxEntries: info.readUInt32LE(16), flags: info.readUInt32LE(20),
+    },
+  };
+}
+
+/** The info of the map pinned at `path`, or undefined when nothing is pinned there. */
+export function pinnedMapInfo(path: string): PinnedMapInfo | undefined {
+  let opened;
+  try {
+    opened = openPinned(path);
+  } catch (e) {
+    if (e instanceof KernelError && e.errno === ENOENT) return undefined;
+    throw e;
+  }
+  closeFd(opened.fd);
+  return opened.info;
+}
+
+/**
+ * Opens a map pinned at `path` (bpf_obj_get) without loading any object:
+ * how a process other than the agent (the node proxy) reads the data path.
+ */
+export function openPinnedMap<K, V>(path: string, key: StructCodec<K>, value: StructCodec<V>): TypedMap<K, V> {
+  const { fd, info } = openPinned(path);
+  const raw = new RawMap(fd, info, true);
   try {
     return new TypedMap(raw, key, value);
   } catch (e) {

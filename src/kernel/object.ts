@@ -6,7 +6,7 @@
 import { basename } from 'node:path';
 import { bpf, koffi, lastErrno } from './libbpf.js';
 import { KernelError, VerifierError, MissingFeatureError } from './errors.js';
-import { RawMap, TypedMap, type MapInfo } from './map.js';
+import { RawMap, TypedMap, pinnedMapInfo, type MapInfo } from './map.js';
 import type { StructCodec } from '../abi/struct.js';
 
 export interface ProgramInfo {
@@ -83,12 +83,24 @@ export class BpfObjectSpec {
       logs.set(cstr(bpf.bpf_program__name(p)), buf);
       bpf.bpf_program__set_log_buf(p, buf, buf.length);
     }
+    const kept: KeptPinnedMap[] = [];
     for (let m = bpf.bpf_object__next_map(this.handle, null); m; m = bpf.bpf_object__next_map(this.handle, m)) {
       const name = cstr(bpf.bpf_map__name(m));
       const max = opts.maxEntries?.[name];
       if (max !== undefined) bpf.bpf_map__set_max_entries(m, max);
       if (opts.pinDir && !name.startsWith('.')) {
-        bpf.bpf_map__set_pin_path(m, `${opts.pinDir}/${name}`);
+        const path = `${opts.pinDir}/${name}`;
+        bpf.bpf_map__set_pin_path(m, path);
+        // A pinned map is reused as it is (its entries are the data path's
+        // state); libbpf refuses one whose size or flags differ, so take
+        // them from the pin and report what waits for the map to be made again.
+        const pinned = pinnedMapInfo(path);
+        const want = { maxEntries: bpf.bpf_map__max_entries(m) as number, flags: bpf.bpf_map__map_flags(m) as number };
+        if (pinned && (pinned.maxEntries !== want.maxEntries || pinned.flags !== want.flags)) {
+          bpf.bpf_map__set_max_entries(m, pinned.maxEntries);
+          bpf.bpf_map__set_map_flags(m, pinned.flags);
+          kept.push({ name, pinned: { maxEntries: pinned.maxEntries, flags: pinned.flags }, wanted: want });
+        }
       }
     }
     const rc = bpf.bpf_object__load(this.handle) as number;
@@ -107,7 +119,7 @@ export class BpfObjectSpec {
       });
     }
     logs.clear();
-    const loaded = new LoadedObject(this.path, this.handle);
+    const loaded = new LoadedObject(this.path, this.handle, kept);
     this.handle = null; // ownership moves to the loaded object
     return loaded;
   }
@@ -118,8 +130,15 @@ export class BpfObjectSpec {
   }
 }
 
+/** A map reused from its pin with another size or flags than this load asked for. */
+export interface KeptPinnedMap {
+  name: string;
+  pinned: { maxEntries: number; flags: number };
+  wanted: { maxEntries: number; flags: number };
+}
+
 export class LoadedObject {
-  constructor(readonly path: string, private handle: unknown) {}
+  constructor(readonly path: string, private handle: unknown, readonly keptPinned: readonly KeptPinnedMap[] = []) {}
 
   program(name: string): { fd: number } & ProgramInfo {
     for (let p = bpf.bpf_object__next_program(this.handle, null); p; p = bpf.bpf_object__next_program(this.handle, p)) {

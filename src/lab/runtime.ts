@@ -161,12 +161,16 @@ export class Lab {
     r.watch.unref();
   }
 
-  /** Ready once the first TCP port accepts (from the node), or at once without one. */
+  /**
+   * Ready once the first TCP port accepts (from the node), or at once without
+   * one. Probed for as long as the process runs, as a readiness probe is: a
+   * slow start (a busy node) delays readiness, it never ends it.
+   */
   private async probeReady(w: WorkloadResource, r: Running): Promise<boolean> {
     const port = w.spec.ports.find((p) => p.protocol === 'TCP')?.containerPort;
     if (!port) return true;
-    const until = Date.now() + 15000;
-    while (Date.now() < until && this.running.get(r.key) === r) {
+    let pause = 25;
+    while (this.running.get(r.key) === r) {
       const ok = await new Promise<boolean>((resolve) => {
         const s = connect({ host: w.spec.ip!, port, timeout: 500 });
         s.once('connect', () => { s.destroy(); resolve(true); });
@@ -174,7 +178,8 @@ export class Lab {
         s.once('timeout', () => { s.destroy(); resolve(false); });
       });
       if (ok) return true;
-      await new Promise((res) => setTimeout(res, 25));
+      await new Promise((res) => setTimeout(res, pause));
+      pause = Math.min(pause * 2, 1000);
     }
     return false;
   }

@@ -69,3 +69,18 @@ test('a Workload must run a command or adopt a cgroup, with an ip when adopted',
   assert.match(problemsOf(`${base}  serviceAccount: x\n`)[0]!, /needs a command \(lab\) or adopt/);
   assert.match(problemsOf(`${base}  adopt: {cgroup: /x}\n`)[0]!, /spec.ip: an adopted Workload needs its ip/);
 });
+
+test('the node\'s connection capacity is a bounded integer, and sizes every per-connection map', async () => {
+  const mesh = (v: string) => `apiVersion: ebmesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec:\n  datapath: {connections: ${v}}\n`;
+  const [p] = problemsOf(mesh('100'));
+  assert.match(p ?? '', /^in\.yaml:5: MeshConfig mesh: spec\.datapath\.connections: .*1024/);
+  assert.match(problemsOf(mesh('1.5'))[0] ?? '', /spec\.datapath\.connections/);
+  const [m] = parseResources(mesh('200000'));
+  assert.equal(m?.kind, 'MeshConfig');
+  if (m?.kind !== 'MeshConfig') return;
+  const { connectionMapSizes, CONNECTION_MAPS } = await import('../agent/map-sizes.js');
+  assert.deepEqual(connectionMapSizes(m), Object.fromEntries(CONNECTION_MAPS.map((n) => [n, 200000])));
+  // Unset: the compiled defaults stand.
+  const [d] = parseResources(`apiVersion: ebmesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {}\n`);
+  assert.deepEqual(d?.kind === 'MeshConfig' ? connectionMapSizes(d) : undefined, {});
+});

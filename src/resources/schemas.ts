@@ -141,6 +141,14 @@ export const MeshConfig = z
           .optional(),
         /** Same-node socket shortcut (sockmap): on by default, per node. */
         sameNodeShortcut: z.boolean().default(true),
+        /** Kernel map sizes (src/agent/map-sizes.ts). */
+        datapath: z
+          .object({
+            /** Connections a node tracks at once (the preallocated per-connection maps); default 65,536. */
+            connections: z.number().int().min(1024).max(4_194_304).optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict(),
   })

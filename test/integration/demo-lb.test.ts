@@ -104,6 +104,21 @@ print(again, "${web4}" in fresh)
   assert.equal(r.stdout.trim(), `${web4} False`);
 });
 
+test('a workload that is slow to listen becomes ready when it does, however late (a busy node)', async () => {
+  // 16 s: past the 15 s after which the lab used to stop probing and leave it unready for good.
+  mesh.ok('apply', '-f', mesh.file('slow.yaml', `apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: slow, namespace: demo, labels: {app: slow}}
+spec: {command: [sh, -c, 'sleep 16; exec python3 -m http.server 8080'], ports: [{name: http, containerPort: 8080}]}
+`));
+  const ready = () => (JSON.parse(mesh.ok('status', '-o', 'json')) as { workloads: Array<{ name: string; ready: boolean }> }).workloads.find((w) => w.name === 'slow')?.ready;
+  assert.equal(ready(), false);
+  const until = Date.now() + 40_000;
+  while (Date.now() < until && !ready()) await new Promise((r) => setTimeout(r, 500));
+  assert.equal(ready(), true);
+  mesh.ok('delete', 'workload', 'slow', '-n', 'demo');
+});
+
 test('a Service with no endpoints refuses immediately', () => {
   mesh.ok('apply', '-f', mesh.file('empty.yaml', 'apiVersion: v1\nkind: Service\nmetadata: {name: empty, namespace: demo}\nspec:\n  ports: [{port: 80}]\n'));
   const r = mesh.sh('client', 'start=$(date +%s%N); curl -s -m 5 http://empty.demo/; code=$?; echo "$code $(( ($(date +%s%N) - start) / 1000000 ))"');

@@ -56,6 +56,11 @@ kind: Workload
 metadata: {name: client, namespace: sec, labels: {app: client}}
 spec: {node: node-2, serviceAccount: client, command: [sleep, infinity]}
 ---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: idle, namespace: sec, labels: {app: idle}}
+spec: {node: node-2, serviceAccount: idle, command: [sleep, infinity]}
+---
 ${server('api-1', 'node-1', 'sec', 'api', CLOSING_SERVER)}${server('api-3', 'node-3', 'sec', 'api', CLOSING_SERVER)}${l7Service('sec', 'api', 'api')}${l7Service('sec', 'api-one', 'api', 'api-1')}apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: api, namespace: sec}
@@ -261,7 +266,7 @@ test('L7: an HTTPRoute on a Service with backends on other nodes is applied by n
   assert.ok(got.some((f) => f.observer === 'server' && f.peerIdentity === 'spiffe://cluster.local/ns/ebmesh-system/sa/node-node-2' && f.sourceIdentity === 'spiffe://cluster.local/ns/sec/sa/client'), JSON.stringify(got.slice(-2)));
 });
 
-test('the receiving endpoint judges the destination\'s NetworkPolicy for the caller: a stream the policy denies is refused there, named, and recorded as a drop', async () => {
+test('the receiving endpoint judges the destination\'s NetworkPolicy for the caller its peer may vouch for: a stream the policy denies, or a claim for another node\'s pod or under another identity, is refused there, named, and recorded as a drop', async () => {
   const st = await ready();
   const ip = (name: string) => st.workloads.find((w) => w.name === name)!.ip;
   // The ordinary path: the allowed client reaches vault-1 across nodes (both nodes judge, both allow).
@@ -269,22 +274,30 @@ test('the receiving endpoint judges the destination\'s NetworkPolicy for the cal
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(ok.stdout.trim(), 'vault-1');
   // node-2's own SVID, streams crafted to claim a caller: the sending kernel is not asked, only node-1's endpoint judges.
-  const crafted = (sourceIp: string) => {
+  const craft = (sourceIp: string, sourceId: string) => {
     const r = spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', process.execPath, join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs'),
       join(nodePaths(mesh.instance, 'node-2').stateDir, 'node-svid'), '172.31.0.1', '15008', `${ip('vault-1')}:8080`, '0.3', 'x'],
-    { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TUNNEL_SOURCE_ID: 'spiffe://cluster.local/ns/sec/sa/web', TUNNEL_SOURCE_IP: sourceIp } });
+    { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TUNNEL_SOURCE_ID: sourceId, TUNNEL_SOURCE_IP: sourceIp } });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as { ok: number; fail: number; errors: string[] };
   };
   const denies = async () => ((await call<{ proxy?: { stats?: { tunnel?: { streamsDenied?: number } } } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/status')).proxy?.stats?.tunnel?.streamsDenied ?? 0);
-  // The control: the same crafted streams for the caller the policy admits are delivered.
-  const allowed = crafted(ip('client'));
+  // The control: the same crafted streams for the caller the policy admits, as itself, are delivered.
+  const allowed = craft(ip('client'), 'spiffe://cluster.local/ns/sec/sa/client');
   assert.ok(allowed.ok >= 1 && allowed.fail === 0, JSON.stringify(allowed));
   const before = await denies();
-  // web-3 is a mesh workload the policy does not admit: refused at node-1's endpoint, with the policy's name.
-  const refused = crafted(ip('web-3'));
+  // idle is a mesh workload of node-2 the policy does not admit: refused at node-1's endpoint, with the policy's name.
+  const refused = craft(ip('idle'), 'spiffe://cluster.local/ns/sec/sa/idle');
   assert.equal(refused.ok, 0, JSON.stringify(refused));
   assert.match(refused.errors.join(' '), /403 \(NetworkPolicy sec\/vault-from-client denies ingress to sec\/vault-1/);
+  // node-2 may speak only for its own pods, as what they are: a node-3 pod's address, or the admitted client
+  // under another identity, is refused before any policy is asked.
+  const stolen = craft(ip('web-3'), 'spiffe://cluster.local/ns/sec/sa/web');
+  assert.equal(stolen.ok, 0, JSON.stringify(stolen));
+  assert.match(stolen.errors.join(' '), new RegExp(`403 \\(node node-2 vouches for ${ip('web-3').replace(/\./g, '\\.')}, a pod address of node node-3`));
+  const masked = craft(ip('client'), 'spiffe://cluster.local/ns/sec/sa/web');
+  assert.equal(masked.ok, 0, JSON.stringify(masked));
+  assert.match(masked.errors.join(' '), /403 \(node node-2 claims spiffe:\/\/cluster\.local\/ns\/sec\/sa\/web for .*, which is spiffe:\/\/cluster\.local\/ns\/sec\/sa\/client/);
   assert.ok((await denies()) > before, 'node-1 counted the refused streams');
   await sleep(800);
   const drops = observed('node-1', '-o', 'json').map((l) => JSON.parse(l) as ObservedFlow & { verdict?: string; policy?: { name?: string } })

@@ -6,7 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { BpfObjectSpec, attachCgroupPinned, detachPinned, VerifierError, type LoadedObject } from '../../src/kernel/index.js';
+import { BpfObjectSpec, attachCgroupPinned, detachPinned, pinnedMapInfo, VerifierError, type LoadedObject } from '../../src/kernel/index.js';
+
+const BPF_F_NO_PREALLOC = 1;
 import { BPF_BUILD } from '../../src/paths.js';
 import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
@@ -135,6 +137,25 @@ test('maps are pinned: a second load reuses their contents, and links update in 
     }
     const seen = JSON.parse(sb.python(connectMany(5))) as Record<string, number>;
     assert.deepEqual(seen, { [`${B1}:8080`]: 5 });
+  } finally {
+    again.close();
+  }
+});
+
+test('a second load that asks for other map sizes or flags reuses the pinned maps as they are and says which', () => {
+  program(web([B1]));
+  const before = pinnedMapInfo(join(sb.pinDir, 'ebm_lb4_revnat'))!;
+  // The per-connection maps are preallocated; maps only user space writes are not.
+  assert.equal(before.flags & BPF_F_NO_PREALLOC, 0);
+  assert.equal(pinnedMapInfo(join(sb.pinDir, 'ebm_lb4_frontends'))!.flags & BPF_F_NO_PREALLOC, BPF_F_NO_PREALLOC);
+  assert.equal(pinnedMapInfo(join(sb.pinDir, 'ebm_nothing_here')), undefined);
+  const spec = BpfObjectSpec.open(join(BPF_BUILD, 'sock_lb.bpf.o'));
+  const again = spec.load({ pinDir: sb.pinDir, maxEntries: { ebm_lb4_revnat: before.maxEntries * 2 } });
+  spec.close();
+  try {
+    assert.deepEqual(again.keptPinned, [{ name: 'ebm_lb4_revnat', pinned: { maxEntries: before.maxEntries, flags: before.flags }, wanted: { maxEntries: before.maxEntries * 2, flags: before.flags } }]);
+    assert.equal(again.rawMap('ebm_lb4_revnat').info.maxEntries, before.maxEntries);
+    assert.equal(new LbMaps(again).read().frontends.length, 2);
   } finally {
     again.close();
   }

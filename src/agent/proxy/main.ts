@@ -29,6 +29,7 @@ import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelEndpoint } from '../../tunnel/endpoint.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
 import { EndpointPolicy } from '../../tunnel/policy.js';
+import { CallerVouching, judgeStream } from '../../tunnel/vouch.js';
 
 const { values } = parseArgs({
   options: {
@@ -94,7 +95,8 @@ if (cluster.isWorker) {
       svidDir: t.svidDir,
       trustDomain: () => push?.tunnel?.trustDomain ?? t.trustDomain,
       localIps: () => localIps,
-      authorize: (r) => policy?.judge(r) ?? { allow: true },
+      // No vouching tables yet (no config): nothing is delivered on a peer's word alone.
+      authorize: (r) => (vouching ? judgeStream(r, vouching, policy) : { allow: false, reason: 'the endpoint has no mesh configuration yet' }),
       onFlow: (f) => { if (agent && received.length < TUNNEL_FLOWS_PER_FLUSH) received.push(f); },
       reusePort: true,
     });
@@ -102,6 +104,7 @@ if (cluster.isWorker) {
   };
   let localIps: ReadonlySet<string> = new Set();
   let policy: EndpointPolicy | undefined;
+  let vouching: CallerVouching | undefined;
   let endpointChange = Promise.resolve();
 
   // The policy tables are the endpoint's (this process); workers never judge.
@@ -186,6 +189,7 @@ if (cluster.isWorker) {
         push = m.push;
         localIps = new Set(push.tunnel?.localIps ?? []);
         policy = push.tunnel?.policy ? new EndpointPolicy(push.tunnel.policy) : undefined;
+        vouching = push.tunnel ? new CallerVouching({ podCidr: push.tunnel.podCidr, nodes: push.tunnel.nodes, identities: push.byIp }) : undefined;
         // One change at a time: two quick pushes must not start two endpoints.
         endpointChange = endpointChange.then(configureEndpoint).catch((e: Error) => { process.stderr.write(`node proxy: tunnel endpoint: ${e.message}\n`); });
         for (const w of Object.values(cluster.workers ?? {})) if (w) configure(w);

@@ -39,6 +39,8 @@ export interface TunnelPush {
   trustDomain: string;
   /** [pod subnet CIDR, node name, tunnel endpoint host] */
   peers: Array<[string, string, string]>;
+  /** [node name, pod subnet CIDR] of every node this agent knows: a peer may vouch only for callers in its own subnet. */
+  nodes: Array<[string, string]>;
   /** This node's workload IPs: the only destinations the endpoint delivers to. */
   localIps: string[];
   /** Other nodes' workload IPs reached through the tunnel (the kernel's ebm_xnode_dsts): where the proxy's own upstream connections go through it too. */
@@ -51,11 +53,13 @@ export interface TunnelPush {
 
 /**
  * Bumped whenever a message changes shape: an agent meeting a proxy of
- * another version replaces it (not hitless) rather than talk past it.
+ * another version hands over from it (a new generation of its own takes the
+ * new connections) rather than talk past it. 3: the tunnel's vouching
+ * tables; 4: drain (handover).
  */
-export const PROXY_PROTOCOL = 3;
+export const PROXY_PROTOCOL = 4;
 /** The first protocol whose proxies understand `drain`: older ones are stopped after the drain deadline instead. */
-export const DRAIN_PROTOCOL = 3;
+export const DRAIN_PROTOCOL = 4;
 
 /** How a proxy was started; an agent adopts a running proxy only if it would start the same one. */
 export interface ProxyLaunch {
