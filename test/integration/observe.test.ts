@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
 import { runLoadgen } from '../../src/bench/loadgen.js';
 import type { Flow } from '../../src/observe/flow.js';
 
@@ -21,35 +22,11 @@ const resources = `apiVersion: v1
 kind: Namespace
 metadata: {name: obs}
 ---
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: web, namespace: obs, labels: {app: web}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
-      events { worker_connections 4096; }
-      http { access_log off; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096;
-          location /fail { return 503 "down\\n"; }
-          location /missing { return 404; }
-          location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: sink, namespace: obs, labels: {app: sink}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 2;
-      events { worker_connections 4096; }
-      http { access_log off; keepalive_requests 1000000; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
+${nginxWorkload('web', 'web', {
+  namespace: 'obs',
+  locations: 'location /fail { return 503 "down\\n"; } location /missing { return 404; } location / { return 200 "ok\\n"; }',
+})}---
+${nginxWorkload('sink', 'sink', { namespace: 'obs', workers: 2, http: 'keepalive_requests 1000000;' })}---
 apiVersion: ebmesh.io/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: obs, labels: {app: client}}

@@ -16,6 +16,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 const PROG = join(PACKAGE_ROOT, 'test/helpers/sockprog.py');
@@ -31,21 +32,10 @@ function resources(root: string): string {
 kind: Namespace
 metadata: {name: sc}
 ---
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: web, namespace: sc, labels: {app: web}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
-      events { worker_connections 4096; }
-      http { access_log off; sendfile on; keepalive_requests 1000000; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096;
-          location /ok { return 200 "ok\\n"; }
-          location / { root ${root}; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
+${nginxWorkload('web', 'web', {
+    namespace: 'sc', http: 'sendfile on; keepalive_requests 1000000;',
+    locations: `location /ok { return 200 "ok\\n"; } location / { root ${root}; }`,
+  })}---
 apiVersion: ebmesh.io/v1alpha1
 kind: Workload
 metadata: {name: sink, namespace: sc, labels: {app: sink}}

@@ -96,8 +96,17 @@ spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}${sc}}
 `;
 }
 
-/** An nginx Workload (namespace bench unless placed) answering "ok" on port http (8080). */
-export function nginxWorkload(name: string, app: string, o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement = {}): string {
+/** What an nginx workload serves: the locations of its one server (8080); "ok" at every path unless given. */
+export interface NginxSite {
+  locations?: string;
+}
+
+/**
+ * An nginx Workload (namespace bench unless placed) on port http (8080).
+ * The benches and the integration tests both run their servers from here,
+ * so a config fix (temp paths, backlog) reaches all of them.
+ */
+export function nginxWorkload(name: string, app: string, o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement & NginxSite = {}): string {
   return `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
 metadata: {name: ${name}, namespace: ${o.namespace ?? 'bench'}, labels: {app: ${app}}}
@@ -108,7 +117,7 @@ spec:${nodeLine(o.node)}
       daemon off; pid nginx.pid; error_log stderr warn; worker_processes ${o.workers ?? 1};
       events { worker_connections 4096; }
       http { access_log off; ${o.http ? `${o.http} ` : ''}client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
+        server { listen 8080 reuseport backlog=4096; ${o.locations ?? 'location / { return 200 "ok\\n"; }'} } }
   command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
 `;
 }
