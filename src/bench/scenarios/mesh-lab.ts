@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, instancePaths } from '../../paths.js';
+import { claimBenchInstance } from '../lab-instances.js';
 
 /** The package's CLI. */
 export const EBMESH_CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
@@ -26,6 +27,28 @@ export function instanceCli(instance: string): (...args: string[]) => string {
 /** `ebmesh down` that never throws: for finally blocks, where the instance may be half made. */
 export function instanceDown(instance: string): void {
   spawnSync(EBMESH_CLI, ['--instance', instance, 'down'], { stdio: 'ignore', timeout: 600_000 });
+}
+
+/** A scenario run's own mesh instance (see lab-instances.ts) and the CLI bound to it. */
+export interface BenchLab {
+  /** `ebbench-TAG-PID`. */
+  instance: string;
+  cli: (...args: string[]) => string;
+  /** The argv prefix that runs a command in one of the lab's workloads (`NS/NAME`, or NAME in namespace bench). */
+  exec(workload: string): string[];
+  /** `ebmesh down` that never throws (for finally blocks). */
+  down(): void;
+}
+
+/** Claims this run's lab for scenario TAG, after taking down what crashed runs of TAG left behind. */
+export function benchLab(tag: string): BenchLab {
+  const instance = claimBenchInstance(tag, instanceDown);
+  return {
+    instance,
+    cli: instanceCli(instance),
+    exec: (workload) => [EBMESH_CLI, '--instance', instance, 'exec', workload, '--'],
+    down: () => instanceDown(instance),
+  };
 }
 
 /** What `ebmesh status -o json` says that the scenarios use. */
