@@ -45,12 +45,15 @@ struct ebm_pkt {
 	__u8 first_frag;
 };
 
+/* -1 for what policy does not judge: IPv6 (no routes in the lab yet), and packets too short to parse. */
 static __always_inline int parse(struct __sk_buff *skb, struct ebm_pkt *p)
 {
 	struct iphdr iph;
 	__u8 l4[14];
 	__u32 off;
 
+	if (skb->protocol != bpf_htons(0x0800))
+		return -1;
 	if (bpf_skb_load_bytes(skb, 0, &iph, sizeof(iph)) < 0 || iph.version != 4)
 		return -1;
 	p->saddr = iph.saddr;
@@ -174,8 +177,6 @@ int ebm_policy_egress(struct __sk_buff *skb)
 	__u32 peer;
 	__u64 cgid;
 
-	if (skb->protocol != bpf_htons(0x0800))
-		return SKB_PASS; /* IPv4 only for now; IPv6 has no routes in the lab */
 	if (parse(skb, &p) < 0)
 		return SKB_PASS;
 	if (ebm_is_loopback(p.daddr) && ebm_is_loopback(p.saddr))
@@ -219,8 +220,6 @@ int ebm_policy_ingress(struct __sk_buff *skb)
 	__u32 peer;
 	__u64 cgid;
 
-	if (skb->protocol != bpf_htons(0x0800))
-		return SKB_PASS;
 	if (parse(skb, &p) < 0)
 		return SKB_PASS;
 	if (ebm_is_loopback(p.saddr))

@@ -15,8 +15,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
-import { TestMesh } from '../helpers/mesh.js';
-import { nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
+import { TestMesh, serviceWithoutEndpoints } from '../helpers/mesh.js';
+import { idleWorkload, nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 const PROG = join(PACKAGE_ROOT, 'test/helpers/sockprog.py');
@@ -36,16 +36,8 @@ ${nginxWorkload('web', 'web', {
     namespace: 'sc', http: 'sendfile on; keepalive_requests 1000000;',
     locations: `location /ok { return 200 "ok\\n"; } location / { root ${root}; }`,
   })}---
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: sink, namespace: sc, labels: {app: sink}}
-spec: {command: [sleep, infinity]}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: sc, labels: {app: client}}
-spec: {command: [sleep, infinity]}
----
+${idleWorkload('sink', { namespace: 'sc' })}---
+${idleWorkload('client', { namespace: 'sc' })}---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: sc}
@@ -266,18 +258,7 @@ test('a full sockhash: connections beyond it take the normal path, counted, all 
 });
 
 test('a Service without endpoints is still refused at connect (decided before the first byte)', () => {
-  mesh.ok('apply', '-f', mesh.file('lazy.yaml', `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: lazy, namespace: sc, labels: {app: lazy}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  command: [sleep, infinity]
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: sc}
-spec: {selector: {app: lazy}, ports: [{port: 80, targetPort: 8080}]}
-`));
+  mesh.ok('apply', '-f', mesh.file('lazy.yaml', serviceWithoutEndpoints('sc')));
   const r = mesh.sh('client', 'curl -s -m 2 http://empty.sc/; echo rc=$?');
   assert.match(r.stdout, /rc=7/);
   assert.equal(observe('--verdict', 'dropped').filter((f) => f.service === 'sc/empty').length, 1);

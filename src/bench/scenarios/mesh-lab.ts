@@ -145,14 +145,17 @@ spec:${nodeLine(o.node)}
 `;
 }
 
-/** An idle client workload (name client) to run the load generator in. */
-export function clientYaml(o: Placement = {}): string {
+/** An idle Workload (labelled app=NAME) that commands run in with `ebmesh exec`. */
+export function idleWorkload(name: string, o: Placement = {}): string {
   return `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
-metadata: {name: client, namespace: ${o.namespace ?? 'bench'}, labels: {app: client}}
+metadata: {name: ${name}, namespace: ${o.namespace ?? 'bench'}, labels: {app: ${name}}}
 spec: {${o.node ? `node: ${o.node}, ` : ''}command: [sleep, infinity]}
 `;
 }
+
+/** The idle client workload (name client) to run the load generator in. */
+export const clientYaml = (o: Placement = {}): string => idleWorkload('client', o);
 
 /** MeshConfig, the nginx server (bench/server, port http 8080) and the client (bench/client), as YAML. */
 export function benchMesh(o: BenchMeshOptions): string {

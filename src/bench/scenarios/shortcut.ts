@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { benchLab, meshConfigYaml } from './mesh-lab.js';
+import { benchLab, idleWorkload, meshConfigYaml } from './mesh-lab.js';
 import { ConfigRuns, emptyRun, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const SERVICE_CIDR = '10.98.4.0/24';
@@ -21,16 +21,7 @@ const IPERF_PORT = 5201;
 
 const meshConfig = (on: boolean) => meshConfigYaml({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, shortcut: on });
 
-const workloads = `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec: {command: [sleep, infinity]}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {command: [sleep, infinity]}
-`;
+const workloads = `${idleWorkload('server')}---\n${idleWorkload('client')}`;
 
 /** sockperf ping-pong: round trips per second and round-trip times (sockperf reports half of each). */
 export function parseSockperf(out: string, command: string[]): RunResult {
