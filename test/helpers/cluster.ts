@@ -4,6 +4,7 @@
  * what the multi-node tests do to it from outside the mesh (a node's own
  * network namespace, its API, the fabric link, the tunnel test client).
  */
+import assert from 'node:assert/strict';
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { join } from 'node:path';
 import { TestMesh } from './mesh.js';
@@ -92,6 +93,19 @@ export class TestCluster extends TestMesh {
     const subnet = st.nodes.find((n) => n.name === node)?.podSubnet;
     if (!subnet) throw new Error(`no node ${node} in status`);
     return this.inNode(node, ['curl', '-s', '--max-time', '2', '--interface', gatewayOf(mustParseCidr(subnet)), `http://${ip}:8080/`], { timeoutMs: 10_000 });
+  }
+
+  /**
+   * Asserts that plaintext from FROM's own namespace to IP, a strict
+   * workload on node TO, is refused by TO's strict table: the curl fails and
+   * TO counts the dropped SYNs (so it was refused, not lost for want of a route).
+   */
+  async assertStrictRefusesPlaintext(st: ClusterStatus, from: string, to: string, ip: string): Promise<void> {
+    const drops = async () => (await this.nodeCounters(to)).mtls_strict_drop ?? 0;
+    const before = await drops();
+    const plain = this.plainCurlFromNode(st, from, ip);
+    assert.notEqual(plain.status, 0, `plaintext reached a strict workload: ${plain.stdout}`);
+    assert.ok((await drops()) > before, `${to} counted the dropped plaintext SYNs`);
   }
 
   /**
