@@ -91,11 +91,16 @@ static __always_inline int ebm_pol_side(__u32 subject, __u8 dir, __u32 peer, __u
 	return 0;
 }
 
-/* The workload a cgroup belongs to: its own entry, else its deepest listed ancestor. */
-static __always_inline struct ebm_pol_endpoint *ebm_endpoint_of_current(__u64 *cgid)
+/*
+ * The workload a cgroup belongs to: its own entry, else its deepest listed
+ * ancestor. The cgroup is the socket's (`skb` given, per-packet hooks) or
+ * the current task's (`skb` NULL, socket hooks): callers pass a constant, so
+ * the inlined copy keeps only the helpers its program type may call.
+ */
+static __always_inline struct ebm_pol_endpoint *ebm_endpoint_of(struct __sk_buff *skb, __u64 *cgid)
 {
 	struct ebm_pol_endpoint *ep;
-	__u64 id = bpf_get_current_cgroup_id();
+	__u64 id = skb ? bpf_skb_cgroup_id(skb) : bpf_get_current_cgroup_id();
 	int level;
 
 	*cgid = id;
@@ -104,29 +109,7 @@ static __always_inline struct ebm_pol_endpoint *ebm_endpoint_of_current(__u64 *c
 		return ep;
 #pragma unroll
 	for (level = EBM_CGROUP_MAX_LEVEL; level > 0; level--) {
-		id = bpf_get_current_ancestor_cgroup_id(level);
-		if (!id)
-			continue;
-		ep = bpf_map_lookup_elem(&ebm_pol_endpoints, &id);
-		if (ep)
-			return ep;
-	}
-	return NULL;
-}
-
-static __always_inline struct ebm_pol_endpoint *ebm_endpoint_of_skb(struct __sk_buff *skb, __u64 *cgid)
-{
-	struct ebm_pol_endpoint *ep;
-	__u64 id = bpf_skb_cgroup_id(skb);
-	int level;
-
-	*cgid = id;
-	ep = bpf_map_lookup_elem(&ebm_pol_endpoints, &id);
-	if (ep)
-		return ep;
-#pragma unroll
-	for (level = EBM_CGROUP_MAX_LEVEL; level > 0; level--) {
-		id = bpf_skb_ancestor_cgroup_id(skb, level);
+		id = skb ? bpf_skb_ancestor_cgroup_id(skb, level) : bpf_get_current_ancestor_cgroup_id(level);
 		if (!id)
 			continue;
 		ep = bpf_map_lookup_elem(&ebm_pol_endpoints, &id);
@@ -210,7 +193,7 @@ static __always_inline int ebm_policy_connect4(struct bpf_sock_addr *ctx, __u32 
 
 	if (ctx->type != 1 /* SOCK_STREAM */ || ctx->protocol != IPPROTO_TCP)
 		return 1; /* UDP and raw: judged per packet in policy.bpf.c */
-	ep = ebm_endpoint_of_current(&cgid);
+	ep = ebm_endpoint_of(NULL, &cgid);
 	ev.cgroup_id = cgid;
 	ev.cookie = bpf_get_socket_cookie(ctx);
 	ev.daddr = daddr;

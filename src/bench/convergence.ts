@@ -19,20 +19,23 @@ import { bpf } from '../kernel/libbpf.js';
 import { RawMap } from '../kernel/index.js';
 import { Lb4Frontend, Lb4FrontendKey } from '../abi/structs.js';
 import { EbmeshError } from '../errors.js';
+import { claimBenchInstance } from './lab-instances.js';
 
-const INSTANCE = 'ebbench-conv';
 const CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
 const vip = (i: number) => `10.99.${(i + 1) >> 8}.${(i + 1) & 255}`;
 const epIp = (j: number) => `10.250.${j >> 8}.${j & 255}`;
 
-function cli(...args: string[]): string {
-  const r = spawnSync(CLI, ['--instance', INSTANCE, ...args], { encoding: 'utf8', timeout: 900_000, maxBuffer: 64 << 20 });
+/** The CLI on INSTANCE; applies of 10,000 resources take longer than the scenarios' usual CLI timeout. */
+const instanceCli = (instance: string) => (...args: string[]): string => {
+  const r = spawnSync(CLI, ['--instance', instance, ...args], { encoding: 'utf8', timeout: 900_000, maxBuffer: 64 << 20 });
   if (r.status !== 0) throw new EbmeshError('EBMESH_BENCH', `ebmesh ${args.slice(0, 3).join(' ')} failed: ${r.stderr || r.stdout}`);
   return r.stdout;
-}
+};
 
-function openFrontends(node: string): RawMap {
-  const fd = bpf.bpf_obj_get(join(nodePaths(INSTANCE, node).mapPins, 'ebm_lb4_frontends')) as number;
+const down = (instance: string) => { try { instanceCli(instance)('down'); } catch { /* reported by the next run's down */ } };
+
+function openFrontends(instance: string, node: string): RawMap {
+  const fd = bpf.bpf_obj_get(join(nodePaths(instance, node).mapPins, 'ebm_lb4_frontends')) as number;
   if (fd < 0) throw new EbmeshError('EBMESH_BENCH', `no frontend map pinned for ${node}`);
   return new RawMap(fd, { name: 'ebm_lb4_frontends', type: 1, keySize: Lb4FrontendKey.size, valueSize: Lb4Frontend.size, maxEntries: 0 }, true);
 }
@@ -73,6 +76,8 @@ export interface ConvergenceOptions extends ConvergenceSettings { quick: boolean
 
 export interface ConvergenceReport {
   scenario: 'convergence';
+  /** The lab's instance name (ebbench-conv-PID). */
+  instance: string;
   nodes: number;
   services: number;
   endpoints: number;
@@ -87,13 +92,14 @@ export async function measureConvergence(o: ConvergenceSettings, progress: (s: s
   const dir = mkdtempSync(join(tmpdir(), 'ebmesh-conv-'));
   const nodes = Array.from({ length: o.nodes }, (_, i) => `node-${i + 1}`);
   const maps = new Map<string, RawMap>();
+  const instance = claimBenchInstance('conv', down);
+  const cli = instanceCli(instance);
   try {
-    cli('down');
     const mesh = join(dir, 'mesh.yaml');
     writeFileSync(mesh, 'apiVersion: ebmesh.io/v1alpha1\nkind: MeshConfig\nmetadata: {name: mesh}\nspec: {serviceCIDR: 10.99.0.0/16, podCIDR: 10.247.0.0/16}\n');
     progress(`bringing up ${o.nodes} nodes with etcd`);
     cli('up', '--nodes', String(o.nodes), '-f', mesh);
-    for (const n of nodes) maps.set(n, openFrontends(n));
+    for (const n of nodes) maps.set(n, openFrontends(instance, n));
 
     const per = o.endpoints / o.services;
     let text = '';
@@ -124,7 +130,7 @@ export async function measureConvergence(o: ConvergenceSettings, progress: (s: s
     samples.sort((a, b) => a - b);
     bulk.sort((a, b) => a - b);
     return {
-      scenario: 'convergence', nodes: o.nodes, services: o.services, endpoints: o.endpoints, store: 'etcd',
+      scenario: 'convergence', instance, nodes: o.nodes, services: o.services, endpoints: o.endpoints, store: 'etcd',
       bulk: { applyMs: Math.round(applyMs), everyNodeMs: bulk.map(Math.round) },
       change: { samples: samples.length, p50Ms: +pct(samples, 50).toFixed(1), p99Ms: +pct(samples, 99).toFixed(1), maxMs: +samples.at(-1)!.toFixed(1),
         applyCommandP50Ms: +pct([...applyOne].sort((a, b) => a - b), 50).toFixed(1) },
@@ -132,7 +138,7 @@ export async function measureConvergence(o: ConvergenceSettings, progress: (s: s
     };
   } finally {
     for (const m of maps.values()) m.close();
-    try { cli('down'); } catch { /* reported by the next run's down */ }
+    down(instance);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,24 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { EmbeddedStore } from '../store/index.js';
+import { withStore } from '../../test/helpers/store.js';
 import { parseResources, ResourceError } from '../resources/index.js';
 import { applyResources, deleteResources } from './apply.js';
 import { computeFrontends } from './lb.js';
 import { readSnapshot, statusKey } from './state.js';
-
-function withStore(fn: (s: EmbeddedStore) => Promise<void>) {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ebmesh-store-'));
-    try {
-      await fn(new EmbeddedStore(join(dir, 'store.json')));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
 
 const wl = (name: string, labels: string, extra = '') =>
   `apiVersion: ebmesh.io/v1alpha1\nkind: Workload\nmetadata: {name: ${name}, namespace: d, labels: {${labels}}}\nspec:\n  command: [sleep, infinity]\n  ports: [{name: http, containerPort: 8080}]\n${extra}---\n`;

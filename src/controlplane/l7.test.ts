@@ -1,9 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { EmbeddedStore } from '../store/index.js';
+import { withStore } from '../../test/helpers/store.js';
 import { parseResources, ResourceError } from '../resources/index.js';
 import { applyResources, deleteResources } from './apply.js';
 import { computeFrontends } from './lb.js';
@@ -12,17 +9,6 @@ import { readSnapshot } from './state.js';
 import { planLb } from '../agent/lb-plan.js';
 import { FRONTEND_F_L7 } from '../abi/structs.js';
 import { divideForWorkers } from '../agent/proxy/messages.js';
-
-function withStore(fn: (s: EmbeddedStore) => Promise<void>) {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ebmesh-store-'));
-    try {
-      await fn(new EmbeddedStore(join(dir, 'store.json')));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
 
 const base = `apiVersion: ebmesh.io/v1alpha1
 kind: Workload

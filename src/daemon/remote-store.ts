@@ -14,7 +14,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EbmeshError } from '../errors.js';
-import type { Entry, Op, Store, WatchEvent } from '../store/index.js';
+import { deepFreeze, type Entry, type Op, type Store, type WatchEvent } from '../store/index.js';
 import type { NodeDesired, NodeRecord } from '../controlplane/index.js';
 import type { CpClient } from './cp-client.js';
 
@@ -212,12 +212,4 @@ export class RemoteStore implements Store {
     await this.flushing;
     this.watchers.clear();
   }
-}
-
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v as object)) deepFreeze(x);
-  }
-  return v;
 }

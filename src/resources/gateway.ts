@@ -102,16 +102,17 @@ const headerModifier = z
   })
   .strict();
 
+/** How a redirect or a rewrite changes the path (Gateway API HTTPPathModifier). */
+const pathModifier = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('ReplaceFullPath'), replaceFullPath: z.string().startsWith('/') }).strict(),
+  z.object({ type: z.literal('ReplacePrefixMatch'), replacePrefixMatch: z.string().startsWith('/') }).strict(),
+]);
+
 const requestRedirect = z
   .object({
     scheme: z.enum(['http', 'https']).optional(),
     hostname: z.string().optional(),
-    path: z
-      .discriminatedUnion('type', [
-        z.object({ type: z.literal('ReplaceFullPath'), replaceFullPath: z.string().startsWith('/') }).strict(),
-        z.object({ type: z.literal('ReplacePrefixMatch'), replacePrefixMatch: z.string().startsWith('/') }).strict(),
-      ])
-      .optional(),
+    path: pathModifier.optional(),
     port: portNumber.optional(),
     statusCode: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]).default(302),
   })
@@ -120,12 +121,7 @@ const requestRedirect = z
 const urlRewrite = z
   .object({
     hostname: z.string().optional(),
-    path: z
-      .discriminatedUnion('type', [
-        z.object({ type: z.literal('ReplaceFullPath'), replaceFullPath: z.string().startsWith('/') }).strict(),
-        z.object({ type: z.literal('ReplacePrefixMatch'), replacePrefixMatch: z.string().startsWith('/') }).strict(),
-      ])
-      .optional(),
+    path: pathModifier.optional(),
   })
   .strict();
 

@@ -1,20 +1,11 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EbmeshError } from '../errors.js';
-import type { Entry, Op, Store, WatchEvent } from './store.js';
+import { deepFreeze, type Entry, type Op, type Store, type WatchEvent } from './store.js';
 
 interface FileState {
   revision: number;
   entries: Record<string, { value: unknown; modRevision: number }>;
-}
-
-/** Values are frozen once, at commit, and then shared: readers never copy. */
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v as object)) deepFreeze(x);
-  }
-  return v;
 }
 
 /**

@@ -8,18 +8,10 @@
  * (compaction), the mirror lists again and tells its watchers with an empty
  * event, as the etcd store does.
  */
-import type { Entry, Op, Store, WatchEvent } from './store.js';
+import { deepFreeze, type Entry, type Op, type Store, type WatchEvent } from './store.js';
 
 export interface ListableStore extends Store {
   listAt<T>(prefix: string): Promise<{ revision: number; entries: Entry<T>[] }>;
-}
-
-function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
-    Object.freeze(v);
-    for (const x of Object.values(v as object)) deepFreeze(x);
-  }
-  return v;
 }
 
 export class MirrorStore implements Store {

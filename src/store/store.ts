@@ -29,3 +29,15 @@ export interface Store {
   watch(fn: (ev: WatchEvent) => void, fromRevision?: number): () => void;
   close(): Promise<void>;
 }
+
+/**
+ * Freezes a value and everything in it, once, when it enters a store: the
+ * value is then shared by every reader, none of which copies it.
+ */
+export function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v as object)) deepFreeze(x);
+  }
+  return v;
+}

@@ -105,3 +105,23 @@ export function hostRuleset(): string {
   // iptables-save stamps the time in comments; only the rules matter.
   return `${(ipt.stdout ?? '').replace(/^#.*$/gm, '')}\n${nft.stdout ?? ''}`;
 }
+
+/**
+ * Service `empty` in NAMESPACE selecting Workload `lazy`, which never gets
+ * ready (it listens on nothing): a Service without endpoints. Apply it after
+ * `up`, which waits for readiness.
+ */
+export function serviceWithoutEndpoints(namespace: string): string {
+  return `apiVersion: ebmesh.io/v1alpha1
+kind: Workload
+metadata: {name: lazy, namespace: ${namespace}, labels: {app: lazy}}
+spec:
+  ports: [{name: http, containerPort: 8080}]
+  command: [sleep, infinity]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: empty, namespace: ${namespace}}
+spec: {selector: {app: lazy}, ports: [{port: 80, targetPort: 8080}]}
+`;
+}

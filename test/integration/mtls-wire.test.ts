@@ -12,34 +12,16 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { TestCluster, NAME_SERVER } from '../helpers/cluster.js';
-import { PACKAGE_ROOT, nodeNetns, nodePaths } from '../../src/paths.js';
-import { fabricNetns } from '../../src/lab/cluster.js';
-import { call } from '../../src/cli/client.js';
-import { gatewayOf } from '../../src/lab/network.js';
-import { mustParseCidr } from '../../src/net/ipam.js';
+import { TestCluster, NAME_SERVER, nameServerWorkload } from '../helpers/cluster.js';
 
 const mesh = new TestCluster('mw');
-const indent = (s: string, n: number) => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
 // The L7 backends close after each answer, so every request is one tunnel stream that ends (and becomes a flow) at once.
 const CLOSING_SERVER = NAME_SERVER.replace("self.end_headers()", "self.send_header('connection', 'close'); self.close_connection = True; self.end_headers()");
-const server = (name: string, node: string, ns = 'sec', app = 'web', code = NAME_SERVER) => `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: ${name}, namespace: ${ns}, labels: {app: ${app}, pin: ${name}}}
-spec:
-  node: ${node}
-  serviceAccount: web
-  command: [python3, srv.py]
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    srv.py: |
-${indent(code, 6)}
----
-`;
+const server = (name: string, node: string, namespace = 'sec', app = 'web', code = NAME_SERVER) =>
+  nameServerWorkload({ name, namespace, node, labels: `app: ${app}, pin: ${name}`, serviceAccount: 'web', code });
 const yaml = `apiVersion: v1
 kind: Namespace
 metadata: {name: sec, annotations: {ebmesh.io/mtls: strict}}
@@ -109,29 +91,15 @@ before(() => {
 });
 after(() => { mesh.down(); rmSync(pcap, { force: true }); rmSync(`${pcap}.l7`, { force: true }); });
 
-interface St { nodes: Array<{ name: string; podSubnet: string; tunnel?: { listening?: boolean } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
-const status = () => JSON.parse(mesh.ok('status', '-o', 'json')) as St;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function ready(): Promise<St> {
-  const until = Date.now() + 30_000;
-  let st = status();
-  while (Date.now() < until && !(st.nodes.every((n) => n.tunnel?.listening) && st.workloads.every((w) => w.ready))) {
-    await sleep(200);
-    st = status();
-  }
-  return st;
-}
 interface Flow { src?: { id?: string }; dst?: string; peerId?: string; [k: string]: unknown }
-const tunnelFlows = async (node: string) =>
-  (await call<{ recent: Flow[] }>(nodePaths(mesh.instance, node), 'GET', '/v1/tunnel')).recent;
+const tunnelFlows = async (node: string) => (await mesh.nodeApi<{ recent: Flow[] }>(node, '/v1/tunnel')).recent;
 
 test('curl on node-2 to a VIP with backends on node-1 and node-3 goes through the tunnel, transparently, with no plaintext on the link', async () => {
-  await ready();
+  await mesh.waitTunnels();
   const marker = `ebmesh-wire-${process.pid}-${Date.now()}`;
-  const dump = spawn('ip', ['netns', 'exec', fabricNetns(mesh.instance), 'tcpdump', '-i', 'n1', '-U', '-s', '0', '-w', pcap, 'tcp'], { stdio: 'ignore' });
   const names = new Set<string>();
-  try {
-    await sleep(1000);
+  await mesh.captureFabric('n1', pcap, async () => {
     for (let i = 0; i < 20; i++) {
       const r = mesh.sh('sec/client', `curl -s --max-time 5 -w ' %{remote_ip}' -H 'X-Marker: ${marker}' http://web.sec/`);
       assert.equal(r.code, 0, `request ${i}: ${r.stderr}`);
@@ -140,10 +108,7 @@ test('curl on node-2 to a VIP with backends on node-1 and node-3 goes through th
       // getpeername() still shows the VIP, not the proxy.
       assert.ok(peer!.startsWith(mesh.serviceCIDR.split('.').slice(0, 3).join('.') + '.'), r.stdout);
     }
-  } finally {
-    dump.kill('SIGINT');
-    await new Promise((r) => dump.once('close', r));
-  }
+  });
   assert.deepEqual([...names].sort(), ['web-1', 'web-3']);
   assert.ok(existsSync(pcap));
   const cap = readFileSync(pcap);
@@ -161,7 +126,7 @@ const observed = (node: string, ...args: string[]) =>
   mesh.ok('observe', '--node', node, '--last', '500', ...args).trim().split('\n').filter(Boolean);
 
 test('observe shows both ends of a tunnelled flow as mTLS with the peer identity, in the table and in -o json', async () => {
-  await ready();
+  await mesh.waitTunnels();
   const r = mesh.sh('sec/client', 'for i in 1 2 3 4 5 6; do curl -s --max-time 5 http://web.sec/ >/dev/null || exit 1; done');
   assert.equal(r.code, 0, r.stderr);
   await sleep(800); // the proxy reports flows every 250 ms
@@ -189,27 +154,20 @@ test('observe shows both ends of a tunnelled flow as mTLS with the peer identity
 });
 
 test('strict: a plaintext client outside the mesh is refused, mesh clients on other nodes get through the tunnel', async () => {
-  const st = await ready();
-  const ip = st.workloads.find((w) => w.name === 'web-1')!.ip;
-  // node-2's own network namespace is outside the mesh: its connection is plain TCP to node-1, from node-2's
-  // pod gateway address (a pod-CIDR source that web-1 could answer, so only the strict table can refuse it).
-  const gw = gatewayOf(mustParseCidr(st.nodes.find((n) => n.name === 'node-2')!.podSubnet));
-  const drops = async () => (await call<{ datapath: { counters: Record<string, number> } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/status')).datapath.counters.mtls_strict_drop ?? 0;
-  const before = await drops();
-  const plain = spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', 'curl', '-s', '--max-time', '2', '--interface', gw, `http://${ip}:8080/`], { encoding: 'utf8', timeout: 10_000 });
-  assert.notEqual(plain.status, 0, `plaintext reached a strict workload: ${plain.stdout}`);
-  // Refused by the strict table in node-1's kernel (counted), not lost for want of a route.
-  assert.ok((await drops()) > before, 'node-1 counted the dropped plaintext SYNs');
+  const st = await mesh.waitTunnels();
+  const ip = mesh.ipOf(st, 'sec', 'web-1');
+  // node-2's own network namespace is outside the mesh: its connection is plain TCP to node-1.
+  await mesh.assertStrictRefusesPlaintext(st, 'node-2', 'node-1', ip);
   const viaMesh = mesh.sh('sec/client', `curl -s --max-time 5 http://${ip}:8080/`);
   assert.equal(viaMesh.code, 0, viaMesh.stderr);
   assert.equal(viaMesh.stdout.trim(), 'web-1');
 });
 
 const proxyTunnel = async (node: string) =>
-  (await call<{ proxy?: { stats?: { tunnelSent?: { upstreams: number; streams: number } } } }>(nodePaths(mesh.instance, node), 'GET', '/v1/status')).proxy?.stats?.tunnelSent;
+  (await mesh.nodeApi<{ proxy?: { stats?: { tunnelSent?: { upstreams: number; streams: number } } } }>(node, '/v1/status')).proxy?.stats?.tunnelSent;
 
 test('L7: an HTTPRoute on a Service with backends on other nodes is applied by node-2\'s proxy, which reaches them through the tunnel (no plaintext on the link); a disable namespace stays plaintext', async () => {
-  await ready();
+  await mesh.waitTunnels();
   const marker = `ebmesh-l7-${process.pid}-${Date.now()}`;
   const openMarker = `ebmesh-l7open-${process.pid}-${Date.now()}`;
   const get = (url: string, m: string) => {
@@ -219,12 +177,10 @@ test('L7: an HTTPRoute on a Service with backends on other nodes is applied by n
     return { status: head!.split(' ')[1], route: /^x-route: (.*)$/im.exec(head!)?.[1]?.trim(), name: body!.trim() };
   };
   const pcapL7 = `${pcap}.l7`;
-  const dump = spawn('ip', ['netns', 'exec', fabricNetns(mesh.instance), 'tcpdump', '-i', 'n1', '-U', '-s', '0', '-w', pcapL7, 'tcp'], { stdio: 'ignore' });
   const before = await proxyTunnel('node-2');
   let afterApi: typeof before;
   const names = new Set<string>();
-  try {
-    await sleep(1000);
+  await mesh.captureFabric('n1', pcapL7, async () => {
     // The path match and the header modifier are the route's: only node-2's proxy could have applied them.
     for (let i = 0; i < 6; i++) assert.deepEqual(get(`http://api.sec/one/${marker}`, marker), { status: '200', route: 'one', name: 'api-1' });
     for (let i = 0; i < 8; i++) {
@@ -236,10 +192,7 @@ test('L7: an HTTPRoute on a Service with backends on other nodes is applied by n
     afterApi = await proxyTunnel('node-2');
     // Same proxy, same route kind, a namespace that opted out: plaintext, as it says.
     for (let i = 0; i < 3; i++) assert.deepEqual(get(`http://open.open/${openMarker}`, openMarker), { status: '200', route: 'open', name: 'open-1' });
-  } finally {
-    dump.kill('SIGINT');
-    await new Promise((r) => dump.once('close', r));
-  }
+  });
   try {
     assert.deepEqual([...names].sort(), ['api-1', 'api-3']);
     // Every request was its own upstream connection (the backends close), each one a tunnel stream; none for the disable namespace.
@@ -267,7 +220,7 @@ test('L7: an HTTPRoute on a Service with backends on other nodes is applied by n
 });
 
 test('the receiving endpoint judges the destination\'s NetworkPolicy for the caller its peer may vouch for: a stream the policy denies, or a claim for another node\'s pod or under another identity, is refused there, named, and recorded as a drop', async () => {
-  const st = await ready();
+  const st = await mesh.waitTunnels();
   const ip = (name: string) => st.workloads.find((w) => w.name === name)!.ip;
   // The ordinary path: the allowed client reaches vault-1 across nodes (both nodes judge, both allow).
   const ok = mesh.sh('sec/client', `curl -s --max-time 5 http://${ip('vault-1')}:8080/`);
@@ -275,13 +228,11 @@ test('the receiving endpoint judges the destination\'s NetworkPolicy for the cal
   assert.equal(ok.stdout.trim(), 'vault-1');
   // node-2's own SVID, streams crafted to claim a caller: the sending kernel is not asked, only node-1's endpoint judges.
   const craft = (sourceIp: string, sourceId: string) => {
-    const r = spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', process.execPath, join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs'),
-      join(nodePaths(mesh.instance, 'node-2').stateDir, 'node-svid'), '172.31.0.1', '15008', `${ip('vault-1')}:8080`, '0.3', 'x'],
-    { encoding: 'utf8', timeout: 30_000, env: { ...process.env, TUNNEL_SOURCE_ID: sourceId, TUNNEL_SOURCE_IP: sourceIp } });
+    const r = mesh.tunnelClient('node-2', mesh.svidDir('node-2'), `${ip('vault-1')}:8080`, '0.3', 'x', { TUNNEL_SOURCE_ID: sourceId, TUNNEL_SOURCE_IP: sourceIp });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as { ok: number; fail: number; errors: string[] };
   };
-  const denies = async () => ((await call<{ proxy?: { stats?: { tunnel?: { streamsDenied?: number } } } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/status')).proxy?.stats?.tunnel?.streamsDenied ?? 0);
+  const denies = async () => ((await mesh.nodeApi<{ proxy?: { stats?: { tunnel?: { streamsDenied?: number } } } }>('node-1', '/v1/status')).proxy?.stats?.tunnel?.streamsDenied ?? 0);
   // The control: the same crafted streams for the caller the policy admits, as itself, are delivered.
   const allowed = craft(ip('client'), 'spiffe://cluster.local/ns/sec/sa/client');
   assert.ok(allowed.ok >= 1 && allowed.fail === 0, JSON.stringify(allowed));

@@ -8,33 +8,18 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { TestCluster, NAME_SERVER } from '../helpers/cluster.js';
-import { PACKAGE_ROOT, nodeNetns, nodePaths } from '../../src/paths.js';
-import { fabricNetns } from '../../src/lab/cluster.js';
-import { gatewayOf } from '../../src/lab/network.js';
-import { mustParseCidr } from '../../src/net/ipam.js';
-import { call } from '../../src/cli/client.js';
+import { TestCluster, nameServerWorkload } from '../helpers/cluster.js';
+import { nodePaths } from '../../src/paths.js';
+import { nodeAddress } from '../../src/lab/cluster.js';
+import { TUNNEL_PORT } from '../../src/tunnel/protocol.js';
 
 const mesh = new TestCluster('mt');
-const indent = (s: string, n: number) => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
-const server = (name: string, ns: string, node: string) => `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: ${name}, namespace: ${ns}, labels: {app: ${name}}}
-spec:
-  node: ${node}
-  serviceAccount: ${name}
-  command: [python3, srv.py]
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    srv.py: |
-${indent(NAME_SERVER, 6)}
----
-`;
+const server = (name: string, namespace: string, node: string) =>
+  nameServerWorkload({ name, namespace, node, labels: `app: ${name}`, serviceAccount: name });
 const yaml = `apiVersion: v1
 kind: Namespace
 metadata: {name: sec, annotations: {ebmesh.io/mtls: strict}}
@@ -60,80 +45,52 @@ before(() => {
 });
 after(() => { mesh.down(); rmSync(pcap, { force: true }); });
 
-interface St { nodes: Array<{ name: string; podSubnet: string; earliestCertExpiry?: string; tunnel?: { listening?: boolean; spiffeId?: string; certExpiry?: string; sessions?: number; streams?: number; streamsDenied?: number } }>; workloads: Array<{ name: string; namespace: string; ip: string; ready: boolean }> }
-const status = () => JSON.parse(mesh.ok('status', '-o', 'json')) as St;
-const ipOf = (st: St, ns: string, name: string) => st.workloads.find((w) => w.namespace === ns && w.name === name)!.ip;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const inNode = (node: string, argv: string[], timeoutMs = 30_000) =>
-  spawnSync('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, node)}`, '--', ...argv], { encoding: 'utf8', timeout: timeoutMs });
-const podGateway = (st: St, node: string) => gatewayOf(mustParseCidr(st.nodes.find((n) => n.name === node)!.podSubnet));
-const nodeCounters = async (node: string) =>
-  (await call<{ datapath: { counters: Record<string, number> } }>(nodePaths(mesh.instance, node), 'GET', '/v1/status')).datapath.counters;
-const svidDir = (node: string) => join(nodePaths(mesh.instance, node).stateDir, 'node-svid');
-
-async function waitTunnels(): Promise<St> {
-  const until = Date.now() + 30_000;
-  let st = status();
-  while (Date.now() < until && !(st.nodes.every((n) => n.tunnel?.listening) && st.workloads.every((w) => w.ready))) {
-    await sleep(200);
-    st = status();
-  }
-  return st;
-}
 
 test('every node has a node SVID, its tunnel endpoint listens with it, and status shows its expiry', async () => {
-  const st = await waitTunnels();
+  const st = await mesh.waitTunnels();
   for (const n of st.nodes) {
     assert.ok(n.tunnel?.listening, `${n.name} tunnel listening`);
     assert.equal(n.tunnel?.spiffeId, `spiffe://cluster.local/ns/ebmesh-system/sa/node-${n.name}`);
     assert.ok(n.tunnel?.certExpiry && n.earliestCertExpiry);
-    const cert = new X509Certificate(readFileSync(join(svidDir(n.name), 'cert.pem')));
+    const cert = new X509Certificate(readFileSync(join(mesh.svidDir(n.name), 'cert.pem')));
     assert.equal(cert.subjectAltName, `URI:spiffe://cluster.local/ns/ebmesh-system/sa/node-${n.name}`);
   }
   assert.match(mesh.ok('status'), /node-1/);
 });
 
 test('strict: plaintext from another node is refused in the kernel; permissive lets it in; same-node mesh traffic passes', async () => {
-  const st = await waitTunnels();
-  // A plain connection from node-2's own namespace (outside the mesh, so not steered into the tunnel), straight to the pod's IP,
-  // from node-2's pod gateway address: a pod-CIDR source, which node-1's workloads can answer (they route nothing else).
-  const curl = (ip: string) => { const r = inNode('node-2', ['curl', '-s', '--max-time', '2', '--interface', podGateway(st, 'node-2'), `http://${ip}:8080/`]); return { code: r.status, stdout: r.stdout, stderr: r.stderr }; };
-  const drops = () => nodeCounters('node-1').then((c) => c.mtls_strict_drop ?? 0);
-  const dropsBefore = await drops();
-  const strict = curl(ipOf(st, 'sec', 'web'));
-  assert.notEqual(strict.code, 0, `plaintext reached a strict workload: ${strict.stdout}`);
-  // Refused by the strict table (its SYNs dropped and counted), not by a missing route: the same client reaches a permissive workload.
-  assert.ok((await drops()) > dropsBefore, 'node-1 counted the dropped plaintext SYNs');
-  const open = curl(ipOf(st, 'open', 'pub'));
-  assert.equal(open.code, 0, open.stderr);
+  const st = await mesh.waitTunnels();
+  // A plain connection from node-2's own namespace (outside the mesh, so not steered into the tunnel), straight to the pod's IP.
+  await mesh.assertStrictRefusesPlaintext(st, 'node-2', 'node-1', mesh.ipOf(st, 'sec', 'web'));
+  // The same client reaches a permissive workload on the same node.
+  const open = mesh.plainCurlFromNode(st, 'node-2', mesh.ipOf(st, 'open', 'pub'));
+  assert.equal(open.status, 0, open.stderr);
   assert.equal(open.stdout.trim(), 'pub');
   // A mesh workload on node-2 reaches the strict one too: its connection is steered into the tunnel.
-  const mesh2 = mesh.sh('open/remote', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
+  const mesh2 = mesh.sh('open/remote', `curl -s --max-time 3 http://${mesh.ipOf(st, 'sec', 'web')}:8080/`);
   assert.equal(mesh2.code, 0, mesh2.stderr);
   assert.equal(mesh2.stdout.trim(), 'web');
-  const same = mesh.sh('sec/client', `curl -s --max-time 3 http://${ipOf(st, 'sec', 'web')}:8080/`);
+  const same = mesh.sh('sec/client', `curl -s --max-time 3 http://${mesh.ipOf(st, 'sec', 'web')}:8080/`);
   assert.equal(same.code, 0, same.stderr);
   assert.equal(same.stdout.trim(), 'web');
 });
 
 test('through the tunnel: node-2 reaches the strict workload on node-1 across certificate rotations, and the link carries no plaintext', async () => {
-  const st = await waitTunnels();
+  const st = await mesh.waitTunnels();
   const marker = `ebmesh-marker-${process.pid}-${Date.now()}`;
-  const serialBefore = new X509Certificate(readFileSync(join(svidDir('node-1'), 'cert.pem'))).serialNumber;
+  const serialBefore = new X509Certificate(readFileSync(join(mesh.svidDir('node-1'), 'cert.pem'))).serialNumber;
   // Capture node-1's link to the fabric (the inter-node wire) for the whole run.
-  const dump = spawn('ip', ['netns', 'exec', fabricNetns(mesh.instance), 'tcpdump', '-i', 'n0', '-U', '-B', '32768', '-s', '0', '-w', pcap, 'tcp'], { stdio: 'ignore' });
-  try {
-    await sleep(1000);
+  await mesh.captureFabric('n0', pcap, async () => {
     // The control, first (before the tunnel's burst, which can leave a late
     // packet unread in the capture's buffer): plaintext over this very link
     // (node-2 to node-1's fabric address), shows what a leak would look like
     // in the capture, so the assertion below cannot pass on a blind capture.
     const plainMarker = `${marker}-plain`;
-    const plain = inNode('node-2', ['python3', '-c',
-      `import socket\ns = socket.create_connection(("172.31.0.1", 15008), timeout=3)\ns.sendall(b"${plainMarker}\\r\\n")\ns.close()`]);
+    const plain = mesh.inNode('node-2', ['python3', '-c',
+      `import socket\ns = socket.create_connection(("${nodeAddress(0)}", ${TUNNEL_PORT}), timeout=3)\ns.sendall(b"${plainMarker}\\r\\n")\ns.close()`]);
     assert.equal(plain.status, 0, plain.stderr);
-    const script = join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs');
-    const r = inNode('node-2', [process.execPath, script, svidDir('node-2'), '172.31.0.1', '15008', `${ipOf(st, 'sec', 'web')}:8080`, '9', marker], 60_000);
+    const r = mesh.tunnelClient('node-2', mesh.svidDir('node-2'), `${mesh.ipOf(st, 'sec', 'web')}:8080`, '9', marker, {}, 60_000);
     assert.equal(r.status, 0, r.stderr);
     const tally = JSON.parse(r.stdout) as { ok: number; fail: number; longOk: number; longFail: number; errors: string[]; bodies: string[]; sessionsOpened: number; rotations: number };
     assert.equal(tally.fail, 0, JSON.stringify(tally.errors));
@@ -143,12 +100,9 @@ test('through the tunnel: node-2 reaches the strict workload on node-1 across ce
     // TTL 6 s, renewed at half life: both nodes rotated during the 9 s; new sessions took the new certificates.
     assert.ok(tally.rotations >= 1, `client rotations ${tally.rotations}`);
     assert.ok(tally.sessionsOpened >= 2, `sessions ${tally.sessionsOpened}`);
-    assert.notEqual(new X509Certificate(readFileSync(join(svidDir('node-1'), 'cert.pem'))).serialNumber, serialBefore);
+    assert.notEqual(new X509Certificate(readFileSync(join(mesh.svidDir('node-1'), 'cert.pem'))).serialNumber, serialBefore);
     await sleep(500);
-  } finally {
-    dump.kill('SIGINT');
-    await new Promise((r) => dump.once('close', r));
-  }
+  });
   assert.ok(existsSync(pcap));
   const cap = readFileSync(pcap);
   assert.ok(cap.length > 10_000, `capture has ${cap.length} bytes`);
@@ -186,15 +140,15 @@ test("restarting node-1's proxy hands its tunnel endpoint over: no stream is ref
 });
 
 test('the endpoint delivers only to its own workloads, and refuses a peer that is not a node', async () => {
-  const st = await waitTunnels();
+  const st = await mesh.waitTunnels();
   // node-2 asks node-1 for a workload of node-3: refused (no open relay).
-  const r = inNode('node-2', [process.execPath, join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs'), svidDir('node-2'), '172.31.0.1', '15008', `${ipOf(st, 'open', 'far')}:8080`, '0.2', 'x']);
+  const r = mesh.tunnelClient('node-2', mesh.svidDir('node-2'), `${mesh.ipOf(st, 'open', 'far')}:8080`, '0.2', 'x');
   const tally = JSON.parse(r.stdout) as { ok: number; fail: number; errors: string[] };
   assert.equal(tally.ok, 0);
   assert.match(tally.errors.join(' '), /403.*no workload of this node/);
   // A workload's own SVID does not open a tunnel session.
   const wl = join(nodePaths(mesh.instance, 'node-1').stateDir, 'svid', 'sec.web');
-  const w = inNode('node-2', [process.execPath, join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs'), wl, '172.31.0.1', '15008', `${ipOf(st, 'sec', 'web')}:8080`, '0.2', 'x']);
+  const w = mesh.tunnelClient('node-2', wl, `${mesh.ipOf(st, 'sec', 'web')}:8080`, '0.2', 'x');
   const wt = JSON.parse(w.stdout) as { ok: number; fail: number };
   assert.equal(wt.ok, 0);
   assert.ok(wt.fail >= 1);

@@ -10,24 +10,11 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { request } from 'node:http';
-import { TestCluster, NAME_SERVER, CLIENT_LOOP, loopTally as tally } from '../helpers/cluster.js';
+import { TestCluster, CLIENT_LOOP, indent, loopTally as tally, nameServerWorkload } from '../helpers/cluster.js';
 import { instancePaths, nodePaths } from '../../src/paths.js';
 
 const mesh = new TestCluster('mn');
-const indent = (s: string, n: number) => s.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
-const web = (i: number) => `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: web-${i}, namespace: demo, labels: {app: web}}
-spec:
-  node: node-${i}
-  serviceAccount: web
-  command: [python3, srv.py]
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    srv.py: |
-${indent(NAME_SERVER, 6)}
----
-`;
+const web = (i: number) => nameServerWorkload({ name: `web-${i}`, namespace: 'demo', node: `node-${i}`, labels: 'app: web', serviceAccount: 'web' });
 const yaml = `${[1, 2, 3].map(web).join('')}apiVersion: ebmesh.io/v1alpha1
 kind: Workload
 metadata: {name: client, namespace: demo, labels: {app: client}}
@@ -52,12 +39,7 @@ before(() => {
 });
 after(() => mesh.down());
 
-// status exits 1 while a node is unhealthy (for scripts); the JSON is printed either way.
-const status = () => JSON.parse(mesh.cli('status', '-o', 'json').stdout) as {
-  nodes: Array<{ name: string; healthy: boolean; appliedRevision?: number; certs: number; earliestCertExpiry?: string }>;
-  revision: number;
-  workloads: Array<{ name: string; node: string; ip: string; ready: boolean; identity: string }>;
-};
+const status = () => mesh.status();
 const workdir = (node: string, ns: string, name: string) => join(nodePaths(mesh.instance, node).stateDir, 'svid', `${ns}.${name}`);
 
 test('status lists every node with a healthy agent, its applied revision and certificate expiry', async () => {

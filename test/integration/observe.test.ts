@@ -10,7 +10,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
-import { TestMesh } from '../helpers/mesh.js';
+import { TestMesh, serviceWithoutEndpoints } from '../helpers/mesh.js';
+import { idleWorkload, nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
 import { runLoadgen } from '../../src/bench/loadgen.js';
 import type { Flow } from '../../src/observe/flow.js';
 
@@ -21,40 +22,12 @@ const resources = `apiVersion: v1
 kind: Namespace
 metadata: {name: obs}
 ---
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: web, namespace: obs, labels: {app: web}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
-      events { worker_connections 4096; }
-      http { access_log off; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096;
-          location /fail { return 503 "down\\n"; }
-          location /missing { return 404; }
-          location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: sink, namespace: obs, labels: {app: sink}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 2;
-      events { worker_connections 4096; }
-      http { access_log off; keepalive_requests 1000000; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: obs, labels: {app: client}}
-spec: {command: [sleep, infinity]}
----
+${nginxWorkload('web', 'web', {
+  namespace: 'obs',
+  locations: 'location /fail { return 503 "down\\n"; } location /missing { return 404; } location / { return 200 "ok\\n"; }',
+})}---
+${nginxWorkload('sink', 'sink', { namespace: 'obs', workers: 2, http: 'keepalive_requests 1000000;' })}---
+${idleWorkload('client', { namespace: 'obs' })}---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: obs}
@@ -92,21 +65,6 @@ function sum(samples: ReturnType<typeof scrape>, name: string, where: Record<str
   return samples.filter((s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
 }
 
-// Never ready (it listens on nothing), so its Service has no endpoints;
-// applied after `up`, which waits for readiness.
-const neverReady = `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: lazy, namespace: obs, labels: {app: lazy}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  command: [sleep, infinity]
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: obs}
-spec: {selector: {app: lazy}, ports: [{port: 80, targetPort: 8080}]}
-`;
-
 function workloadIp(name: string): string {
   const w = JSON.parse(mesh.ok('get', 'workloads', name, '-n', 'obs', '-o', 'json')) as { spec: { ip: string } } | Array<{ spec: { ip: string } }>;
   return (Array.isArray(w) ? w[0]! : w).spec.ip;
@@ -117,7 +75,7 @@ before(() => {
   process.env.EBMESH_METRICS_ADDR = '127.0.0.1:0';
   mesh = new TestMesh('obs');
   mesh.ok('up', '-f', mesh.meshConfigFile(), '-f', mesh.file('obs.yaml', resources));
-  mesh.ok('apply', '-f', mesh.file('lazy.yaml', neverReady));
+  mesh.ok('apply', '-f', mesh.file('lazy.yaml', serviceWithoutEndpoints('obs')));
 });
 
 after(() => mesh?.down());

@@ -15,7 +15,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
-import { TestMesh } from '../helpers/mesh.js';
+import { TestMesh, serviceWithoutEndpoints } from '../helpers/mesh.js';
+import { idleWorkload, nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 const PROG = join(PACKAGE_ROOT, 'test/helpers/sockprog.py');
@@ -31,31 +32,12 @@ function resources(root: string): string {
 kind: Namespace
 metadata: {name: sc}
 ---
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: web, namespace: sc, labels: {app: web}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  files:
-    nginx.conf: |
-      daemon off; pid nginx.pid; error_log stderr warn; worker_processes 1;
-      events { worker_connections 4096; }
-      http { access_log off; sendfile on; keepalive_requests 1000000; client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096;
-          location /ok { return 200 "ok\\n"; }
-          location / { root ${root}; } } }
-  command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: sink, namespace: sc, labels: {app: sink}}
-spec: {command: [sleep, infinity]}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: sc, labels: {app: client}}
-spec: {command: [sleep, infinity]}
----
+${nginxWorkload('web', 'web', {
+    namespace: 'sc', http: 'sendfile on; keepalive_requests 1000000;',
+    locations: `location /ok { return 200 "ok\\n"; } location / { root ${root}; }`,
+  })}---
+${idleWorkload('sink', { namespace: 'sc' })}---
+${idleWorkload('client', { namespace: 'sc' })}---
 apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: sc}
@@ -276,18 +258,7 @@ test('a full sockhash: connections beyond it take the normal path, counted, all 
 });
 
 test('a Service without endpoints is still refused at connect (decided before the first byte)', () => {
-  mesh.ok('apply', '-f', mesh.file('lazy.yaml', `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: lazy, namespace: sc, labels: {app: lazy}}
-spec:
-  ports: [{name: http, containerPort: 8080}]
-  command: [sleep, infinity]
----
-apiVersion: v1
-kind: Service
-metadata: {name: empty, namespace: sc}
-spec: {selector: {app: lazy}, ports: [{port: 80, targetPort: 8080}]}
-`));
+  mesh.ok('apply', '-f', mesh.file('lazy.yaml', serviceWithoutEndpoints('sc')));
   const r = mesh.sh('client', 'curl -s -m 2 http://empty.sc/; echo rc=$?');
   assert.match(r.stdout, /rc=7/);
   assert.equal(observe('--verdict', 'dropped').filter((f) => f.service === 'sc/empty').length, 1);

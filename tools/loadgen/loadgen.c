@@ -268,6 +268,15 @@ static void kick(int c)
 	}
 }
 
+/* The request of connection c is over, whatever its outcome: the
+ * connection is free for the next request of its schedule. */
+static void next_request(int c)
+{
+	conns[c].state = C_IDLE;
+	conns[c].next_seq++;
+	kick(c);
+}
+
 static void close_conn(struct conn *k)
 {
 	if (k->fd < 0)
@@ -325,9 +334,7 @@ static void abandon(int c)
 {
 	struct conn *k = &conns[c];
 	close_conn(k);
-	k->state = C_IDLE;
-	k->next_seq++;
-	kick(c);
+	next_request(c);
 }
 
 static void do_write(int c)
@@ -441,9 +448,7 @@ static void complete(int c, int64_t now)
 	}
 	if (opt.connect_each || k->resp.server_closes)
 		close_conn(k);
-	k->state = C_IDLE;
-	k->next_seq++;
-	kick(c);
+	next_request(c);
 }
 
 static void do_read(int c)

@@ -17,7 +17,7 @@ export const convergence: Scenario = {
       baseline: '',
       configs: [],
       setup: [
-        `# lab: ebmesh --instance ebbench-conv up --nodes ${s.nodes} (etcd, control plane, one agent per node)`,
+        `# lab: ebmesh --instance ${r.instance} up --nodes ${s.nodes} (etcd, control plane, one agent per node)`,
         `# bulk: one ebmesh apply of ${s.services} Services and ${s.endpoints} external endpoint Workloads; then ${s.changes} applies of one endpoint each`,
         '# measured by polling each node\'s pinned ebm_lb4_frontends map for the changed Service\'s backend count',
       ],

@@ -27,15 +27,13 @@ import { summarize, type Summary } from '../stats.js';
 import type { Bar } from '../svg.js';
 import { ConfigRuns, emptyRun, runFromLoad, type RunResult, type Scenario, type ScenarioContext, type ScenarioTable } from '../scenario.js';
 import {
-  EBMESH_CLI, attachMesh, benchService, detachMesh, instanceCli, instanceDown, nginxWorkload, routeThroughProxy, serviceVip, waitAllReady, type MeshStatus,
+  attachMesh, benchLab, benchService, detachMesh, nginxWorkload, routeThroughProxy, serviceVip, waitAllReady, type MeshStatus,
 } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 
-const INSTANCE = 'ebbench-fp';
 const SERVICE_CIDR = '10.97.16.0/24';
 const POD_CIDR = '10.245.16.0/24';
 const SAMPLE_MS = 1000; // max PSS needs few samples, CPU comes from tick counters; reading /proc for 300 processes is not free
-const cli = instanceCli(INSTANCE);
 
 const KEEPALIVE = 'keepalive_requests 10000000; keepalive_timeout 120s;';
 
@@ -70,18 +68,19 @@ export const footprint: Scenario = {
   name: 'footprint',
   describe: 'memory and CPU of the mesh on a node with 10, 50 and 100 workloads, idle and under load, vs one HAProxy sidecar per workload',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('fp');
+    const cli = lab.cli;
     const counts = ctx.quick ? [3] : [10, 50, 100];
     const rate = ctx.quick ? 200 : 1000;
     const durationS = ctx.quick ? 1 : 5;
     const idleS = ctx.quick ? 1 : 5;
     const { repeats } = ctx;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-fp-'));
-    const p = instancePaths(INSTANCE);
     const configs = new ConfigRuns();
     const notes: string[] = [];
     const bpfByCount = new Map<number, BpfFootprint>();
     let sidecars: SidecarModel | undefined;
-    instanceDown(INSTANCE);
+    const p = instancePaths(lab.instance);
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'base.yaml'), base);
@@ -105,7 +104,7 @@ export const footprint: Scenario = {
         const serverIps = st.workloads.filter((w) => /^w\d+$/.test(w.name) && w.ip).map((w) => w.ip!);
         const load = () => runLoadgen({
           url: `http://${vip}:80/`, rate, durationS, connections: n, warmupS: ctx.quick ? 0.2 : 1, timeoutMs: 5000,
-          prefix: [EBMESH_CLI, '--instance', INSTANCE, 'exec', 'client', '--'],
+          prefix: lab.exec('client'),
         });
 
         /** Samples the given processes idle, then under load; `repeats` times each. */
@@ -138,7 +137,7 @@ export const footprint: Scenario = {
           { name: 'client', netns: netnsName(p, 'bench', 'client'), outbound: { dst: vip, port: 80, upstreams: serverIps.map((ip) => `${ip}:8080`), routeVip: true } },
           ...st.workloads.filter((w) => /^w\d+$/.test(w.name)).map((w) => ({ name: w.name, netns: netnsName(p, 'bench', w.name), inbound: { appPort: 8080 } })),
         ]);
-        await detachMesh(INSTANCE);
+        await detachMesh(lab.instance);
         sidecars.rulesOn();
         const pids = sidecars.pids;
         await measure('sidecars', () => {
@@ -147,7 +146,7 @@ export const footprint: Scenario = {
         });
         sidecars.stop();
         sidecars = undefined;
-        await attachMesh(INSTANCE);
+        await attachMesh(lab.instance);
 
         ctx.progress(`${n} workloads: HTTPRoute on the Service, through the node proxy`);
         cli('apply', '-f', route);
@@ -165,7 +164,7 @@ export const footprint: Scenario = {
         tables: tables.tables,
         bars: tables.bars,
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (MeshConfig defaults, so the same-node shortcut is on; a client workload, nginx server w0, Service fleet), then apply of more nginx servers (1 worker each) up to N - 1 servers, N in ${counts.join(', ')}`,
+          `# mesh: ebmesh --instance ${lab.instance} up -f base.yaml (MeshConfig defaults, so the same-node shortcut is on; a client workload, nginx server w0, Service fleet), then apply of more nginx servers (1 worker each) up to N - 1 servers, N in ${counts.join(', ')}`,
           `# load: loadgen in the client (ebmesh exec), open loop ${rate} req/s to the fleet VIP:80 over N keep-alive connections, ${durationS} s; idle: ${idleS} s with nothing sent`,
           `# ebmesh: daemon process tree without the workloads and the node proxy (PSS from /proc/PID/smaps_rollup, CPU from /proc/PID/stat, every ${SAMPLE_MS} ms), plus bpftool bytes_memlock of the programs attached under ${p.linkPins} and of every map they use`,
           '# ebmesh + node proxy: the same, plus the node proxy process tree (primary + workers), with an HTTPRoute on fleet so every request goes through it',
@@ -182,7 +181,7 @@ export const footprint: Scenario = {
       };
     } finally {
       sidecars?.stop();
-      instanceDown(INSTANCE);
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -13,15 +13,12 @@ import { join } from 'node:path';
 import { instancePaths, vethName } from '../../paths.js';
 import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { EBMESH_CLI as CLI, instanceCli, benchMesh } from './mesh-lab.js';
+import { benchLab, benchMesh } from './mesh-lab.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
-const INSTANCE = 'ebbench-lb';
 const SERVICE_CIDR = '10.98.0.0/16';
 const POD_CIDR = '10.246.0.0/24';
-const PLAIN_NS = 'ebbench-lb-plain';
 const PLAIN_IP = '10.246.0.250';
-const cli = instanceCli(INSTANCE);
 
 const base = (dir: string) => `${benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR })}---
 apiVersion: v1
@@ -55,15 +52,23 @@ function kubeProxyRules(vips: string[], backend: string): string {
   return lines.join('\n');
 }
 
-function setupPlainNetns(): void {
-  const p = instancePaths(INSTANCE);
-  const veth = vethName(INSTANCE, 'bench-plain');
-  spawnSync('ip', ['netns', 'del', PLAIN_NS], { stdio: 'ignore' });
-  execFileSync('ip', ['netns', 'add', PLAIN_NS]);
+/**
+ * The plain client's namespace, named and wired like a workload's of the
+ * instance (netns prefix, veth name): `ebmesh down` removes it with the lab,
+ * also after a crash.
+ */
+const plainNetns = (instance: string) => `${instancePaths(instance).netnsPrefix}plain`;
+
+function setupPlainNetns(instance: string): void {
+  const p = instancePaths(instance);
+  const ns = plainNetns(instance);
+  const veth = vethName(instance, 'plain');
+  spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  execFileSync('ip', ['netns', 'add', ns]);
   execFileSync('ip', ['link', 'add', veth, 'type', 'veth', 'peer', 'name', `${veth}p`]);
-  execFileSync('ip', ['link', 'set', `${veth}p`, 'netns', PLAIN_NS]);
+  execFileSync('ip', ['link', 'set', `${veth}p`, 'netns', ns]);
   execFileSync('ip', ['link', 'set', veth, 'master', p.bridge, 'up']);
-  const inNs = (...a: string[]) => execFileSync('ip', ['-n', PLAIN_NS, ...a]);
+  const inNs = (...a: string[]) => execFileSync('ip', ['-n', ns, ...a]);
   inNs('link', 'set', `${veth}p`, 'name', 'eth0');
   inNs('addr', 'add', `${PLAIN_IP}/24`, 'dev', 'eth0');
   inNs('link', 'set', 'lo', 'up');
@@ -73,14 +78,16 @@ function setupPlainNetns(): void {
   inNs('route', 'add', SERVICE_CIDR, 'via', '10.246.0.1');
 }
 
-function teardownPlainNetns(): void {
-  spawnSync('ip', ['netns', 'del', PLAIN_NS], { stdio: 'ignore' });
+function teardownPlainNetns(instance: string): void {
+  spawnSync('ip', ['netns', 'del', plainNetns(instance)], { stdio: 'ignore' });
 }
 
 export const lb: Scenario = {
   name: 'lb',
   describe: 'connect + request latency: VIP at the socket vs backend IP vs iptables DNAT, with 1, 1,000 and 10,000 services',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('lb');
+    const cli = lab.cli;
     const counts = ctx.quick ? [1, 100] : [1, 1000, 10000];
     const rate = ctx.quick ? 200 : 1000;
     const durationS = ctx.quick ? 1 : 5;
@@ -88,18 +95,17 @@ export const lb: Scenario = {
     const configs = new ConfigRuns();
     const add = configs.add.bind(configs);
     const notes: string[] = [];
-    cli('down');
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'base.yaml'), base(dir));
       cli('up', '-f', join(dir, 'base.yaml'));
       const status = JSON.parse(cli('status', '-o', 'json')) as { pid: number };
       const server = (JSON.parse(cli('get', 'wl', 'server', '-n', 'bench', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
-      setupPlainNetns();
+      setupPlainNetns(lab.instance);
       const lg = (url: string, prefix: string[]) => (o: Partial<LoadgenOptions> = {}) =>
         runLoadgen({ url, rate, durationS, connections: 16, warmupS: ctx.quick ? 0.2 : 1, timeoutMs: 2000, connectEach: true, prefix, ...o });
-      const inMesh = [CLI, '--instance', INSTANCE, 'exec', 'client', '--'];
-      const plain = ['ip', 'netns', 'exec', PLAIN_NS];
+      const inMesh = lab.exec('client');
+      const plain = ['ip', 'netns', 'exec', plainNetns(lab.instance)];
       let installed = 1;
       for (const n of counts) {
         if (n > installed) {
@@ -115,7 +121,7 @@ export const lb: Scenario = {
         const vips = svcs.filter((s) => s.metadata.name !== 'target').map((s) => s.spec.clusterIP);
         // The target sits in the middle of the chain: kube-proxy's rule order is arbitrary, so half the chain is the average walk.
         vips.splice(Math.floor(vips.length / 2), 0, target);
-        const ipt = spawnSync('ip', ['netns', 'exec', PLAIN_NS, 'iptables-restore'], { input: kubeProxyRules(vips, `${server}:8080`), encoding: 'utf8' });
+        const ipt = spawnSync('ip', ['netns', 'exec', plainNetns(lab.instance), 'iptables-restore'], { input: kubeProxyRules(vips, `${server}:8080`), encoding: 'utf8' });
         const haveIptables = ipt.status === 0;
         if (!haveIptables && n === counts[0]) notes.push(`iptables DNAT was not measured: iptables-restore failed (${(ipt.stderr ?? '').trim()}).`);
         for (let rep = 0; rep < ctx.repeats; rep++) {
@@ -135,7 +141,7 @@ export const lb: Scenario = {
         baseline: 'direct (mesh client)',
         configs: configs.results(),
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (one nginx backend, one worker; a client workload)`,
+          `# mesh: ebmesh --instance ${lab.instance} up -f base.yaml (one nginx backend, one worker; a client workload)`,
           `# load: loadgen --connect-each, ${rate} req/s open loop, ${durationS} s per run, 16 concurrent, run inside the client (ebmesh exec) or the plain namespace (ip netns exec)`,
           `# iptables: iptables-restore in the plain namespace, KUBE-SERVICES chain with one -d VIP --dport 80 rule per service, target in the middle`,
         ],
@@ -146,8 +152,8 @@ export const lb: Scenario = {
         ],
       };
     } finally {
-      teardownPlainNetns();
-      spawnSync(CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      teardownPlainNetns(lab.instance);
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

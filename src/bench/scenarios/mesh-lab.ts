@@ -10,6 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, instancePaths } from '../../paths.js';
+import { claimBenchInstance } from '../lab-instances.js';
 
 /** The package's CLI. */
 export const EBMESH_CLI = join(PACKAGE_ROOT, 'bin/ebmesh');
@@ -26,6 +27,28 @@ export function instanceCli(instance: string): (...args: string[]) => string {
 /** `ebmesh down` that never throws: for finally blocks, where the instance may be half made. */
 export function instanceDown(instance: string): void {
   spawnSync(EBMESH_CLI, ['--instance', instance, 'down'], { stdio: 'ignore', timeout: 600_000 });
+}
+
+/** A scenario run's own mesh instance (see lab-instances.ts) and the CLI bound to it. */
+export interface BenchLab {
+  /** `ebbench-TAG-PID`. */
+  instance: string;
+  cli: (...args: string[]) => string;
+  /** The argv prefix that runs a command in one of the lab's workloads (`NS/NAME`, or NAME in namespace bench). */
+  exec(workload: string): string[];
+  /** `ebmesh down` that never throws (for finally blocks). */
+  down(): void;
+}
+
+/** Claims this run's lab for scenario TAG, after taking down what crashed runs of TAG left behind. */
+export function benchLab(tag: string): BenchLab {
+  const instance = claimBenchInstance(tag, instanceDown);
+  return {
+    instance,
+    cli: instanceCli(instance),
+    exec: (workload) => [EBMESH_CLI, '--instance', instance, 'exec', workload, '--'],
+    down: () => instanceDown(instance),
+  };
 }
 
 /** What `ebmesh status -o json` says that the scenarios use. */
@@ -96,8 +119,17 @@ spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}${sc}}
 `;
 }
 
-/** An nginx Workload (namespace bench unless placed) answering "ok" on port http (8080). */
-export function nginxWorkload(name: string, app: string, o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement = {}): string {
+/** What an nginx workload serves: the locations of its one server (8080); "ok" at every path unless given. */
+export interface NginxSite {
+  locations?: string;
+}
+
+/**
+ * An nginx Workload (namespace bench unless placed) on port http (8080).
+ * The benches and the integration tests both run their servers from here,
+ * so a config fix (temp paths, backlog) reaches all of them.
+ */
+export function nginxWorkload(name: string, app: string, o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement & NginxSite = {}): string {
   return `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
 metadata: {name: ${name}, namespace: ${o.namespace ?? 'bench'}, labels: {app: ${app}}}
@@ -108,19 +140,22 @@ spec:${nodeLine(o.node)}
       daemon off; pid nginx.pid; error_log stderr warn; worker_processes ${o.workers ?? 1};
       events { worker_connections 4096; }
       http { access_log off; ${o.http ? `${o.http} ` : ''}client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; location / { return 200 "ok\\n"; } } }
+        server { listen 8080 reuseport backlog=4096; ${o.locations ?? 'location / { return 200 "ok\\n"; }'} } }
   command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
 `;
 }
 
-/** An idle client workload (name client) to run the load generator in. */
-export function clientYaml(o: Placement = {}): string {
+/** An idle Workload (labelled app=NAME) that commands run in with `ebmesh exec`. */
+export function idleWorkload(name: string, o: Placement = {}): string {
   return `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
-metadata: {name: client, namespace: ${o.namespace ?? 'bench'}, labels: {app: client}}
+metadata: {name: ${name}, namespace: ${o.namespace ?? 'bench'}, labels: {app: ${name}}}
 spec: {${o.node ? `node: ${o.node}, ` : ''}command: [sleep, infinity]}
 `;
 }
+
+/** The idle client workload (name client) to run the load generator in. */
+export const clientYaml = (o: Placement = {}): string => idleWorkload('client', o);
 
 /** MeshConfig, the nginx server (bench/server, port http 8080) and the client (bench/client), as YAML. */
 export function benchMesh(o: BenchMeshOptions): string {

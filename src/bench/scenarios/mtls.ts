@@ -22,16 +22,13 @@ import { call } from '../../cli/client.js';
 import { ownedProxyPid, proxyFiles } from '../../agent/proxy/control.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { EBMESH_CLI, clientYaml, instanceCli, meshConfigYaml, nginxWorkload } from './mesh-lab.js';
+import { EBMESH_CLI, benchLab, clientYaml, meshConfigYaml, nginxWorkload, type BenchLab } from './mesh-lab.js';
 import { ConfigRuns, runFromLoad, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
-const INSTANCE = 'ebbench-mtls';
 const SERVICE_CIDR = '10.98.210.0/24';
 /** A /22: one /24 per node. */
 const POD_CIDR = '10.248.0.0/22';
 const NODES = ['node-1', 'node-2'];
-
-const cli = instanceCli(INSTANCE);
 
 const KEEP = 'keepalive_requests 10000000; keepalive_timeout 120s;';
 const namespace = (name: string, mode?: string) =>
@@ -57,18 +54,19 @@ interface LabStatus {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function waitLab(): Promise<void> {
+async function waitLab(lab: BenchLab): Promise<void> {
   const until = Date.now() + 60_000;
   for (;;) {
-    const st = JSON.parse(spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'status', '-o', 'json'], { encoding: 'utf8' }).stdout || '{}') as Partial<LabStatus>;
+    // Not lab.cli: status exits 1 while a node is unhealthy, and prints the JSON either way.
+    const st = JSON.parse(spawnSync(EBMESH_CLI, ['--instance', lab.instance, 'status', '-o', 'json'], { encoding: 'utf8' }).stdout || '{}') as Partial<LabStatus>;
     if (st.nodes?.every((n) => n.healthy && n.tunnel?.listening) && st.workloads?.length && st.workloads.every((w) => w.ready)) return;
     if (Date.now() > until) throw new Error(`the lab was not ready in 60 s: ${JSON.stringify(st)}`);
     await sleep(250);
   }
 }
 
-async function tunnelledOnNode1(): Promise<number> {
-  const st = await call<{ datapath: { counters: Record<string, number> } }>(nodePaths(INSTANCE, 'node-1'), 'GET', '/v1/status');
+async function tunnelledOnNode1(lab: BenchLab): Promise<number> {
+  const st = await call<{ datapath: { counters: Record<string, number> } }>(nodePaths(lab.instance, 'node-1'), 'GET', '/v1/status');
   const n = st.datapath.counters.mtls_tunnelled;
   if (n === undefined) throw new Error('node-1 reports no mtls_tunnelled counter');
   return n;
@@ -78,6 +76,8 @@ export const mtls: Scenario = {
   name: 'mtls',
   describe: 'cross-node HTTP on a two-node lab, plain (ebmesh.io/mtls: disable) vs through the mTLS tunnel, at 1,000 and 10,000 req/s and at saturation',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('mtls');
+    const cli = lab.cli;
     const rates = ctx.quick ? [1000] : [1000, 10_000];
     const durationS = ctx.quick ? 1 : 10;
     const connections = 32;
@@ -85,22 +85,21 @@ export const mtls: Scenario = {
     const configs = new ConfigRuns();
     const add = configs.add.bind(configs);
     const notes: string[] = [];
-    spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
     try {
       ctx.progress('starting a two-node lab for the benchmark');
       writeFileSync(join(dir, 'mtls.yaml'), resources());
       cli('up', '--nodes', String(NODES.length), '-f', join(dir, 'mtls.yaml'), '--timeout', '120');
-      await waitLab();
+      await waitLab(lab);
       const vip = (ns: string) => (JSON.parse(cli('get', 'svc', 'target', '-n', ns, '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
       const urls = { plain: `http://${vip('plain')}:80/`, mtls: `http://${vip('secure')}:80/` };
-      const proxies = NODES.map((n) => ownedProxyPid(proxyFiles(nodePaths(INSTANCE, n))));
+      const proxies = NODES.map((n) => ownedProxyPid(proxyFiles(nodePaths(lab.instance, n))));
       if (proxies.some((p) => !p)) throw new Error(`a node proxy is not running (pids ${proxies.join(', ')}): the mTLS path needs one on each node`);
-      const inMesh = [EBMESH_CLI, '--instance', INSTANCE, 'exec', 'bench/client', '--'];
+      const inMesh = lab.exec('bench/client');
       const measure = async (url: string, rate: number): Promise<{ run: RunResult; tunnelled: number }> => {
         const fp = Object.fromEntries(NODES.map((n, i) => [`proxy ${n}`, sampleFootprint([proxies[i]!], 250)]));
-        const before = await tunnelledOnNode1();
+        const before = await tunnelledOnNode1(lab);
         const res = await runLoadgen({ url, rate, durationS, connections, warmupS: ctx.quick ? 0.3 : 2, timeoutMs: 5000, connectEach: false, prefix: inMesh });
-        const tunnelled = (await tunnelledOnNode1()) - before;
+        const tunnelled = (await tunnelledOnNode1(lab)) - before;
         return { run: runFromLoad(res, Object.fromEntries(Object.entries(fp).map(([k, s]) => [k, s.stop()]))), tunnelled };
       };
       const loads: Array<[string, number]> = [...rates.map((r): [string, number] => [`${r / 1000}k req/s`, r]), ['saturation', 0]];
@@ -122,7 +121,7 @@ export const mtls: Scenario = {
         baseline: `plain, ${loads[0]![0]}`,
         configs: configs.results(),
         setup: [
-          `# lab: ebmesh --instance ${INSTANCE} up --nodes 2 -f mtls.yaml (namespaces plain [ebmesh.io/mtls: disable] and secure [permissive]; one nginx (1 worker) per namespace on node-2, Service target in each; client on node-1)`,
+          `# lab: ebmesh --instance ${lab.instance} up --nodes 2 -f mtls.yaml (namespaces plain [ebmesh.io/mtls: disable] and secure [permissive]; one nginx (1 worker) per namespace on node-2, Service target in each; client on node-1)`,
           `# load: loadgen in bench/client (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rates.join(' and ')} req/s, and closed loop (saturation)`,
           '# path check: the kernel counter mtls_tunnelled on node-1 must not move during plain runs and must count every connection of mTLS runs',
           '# footprints: "proxy node-N" = that node\'s proxy process tree: the primary (which also runs the tunnel endpoint) and its workers',
@@ -134,7 +133,7 @@ export const mtls: Scenario = {
         ],
       };
     } finally {
-      spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -14,11 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { EBMESH_CLI as CLI, attachMesh, benchMesh, detachMesh, instanceCli, instanceDown, meshConfigYaml } from './mesh-lab.js';
+import { attachMesh, benchLab, benchMesh, detachMesh, meshConfigYaml } from './mesh-lab.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
-
-const INSTANCE = 'ebbench-obs';
-const cli = instanceCli(INSTANCE);
 
 const CIDRS = { serviceCIDR: '10.98.8.0/24', podCIDR: '10.246.8.0/24' };
 // The shortcut off: the visibility's own cost, on the same TCP path as no mesh (with it on, HTTP is parsed in sk_msg
@@ -29,6 +26,8 @@ export const observe: Scenario = {
   name: 'observe',
   describe: 'fixed-rate keep-alive HTTP between two workloads: no mesh vs ebmesh with flow and HTTP visibility (same-node shortcut off, then on)',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('obs');
+    const cli = lab.cli;
     const rate = ctx.quick ? 1000 : 10_000;
     const durationS = ctx.quick ? 1 : 10;
     const connections = 32;
@@ -36,7 +35,6 @@ export const observe: Scenario = {
     const configs = new ConfigRuns();
     const add = configs.add.bind(configs);
     const notes: string[] = [];
-    instanceDown(INSTANCE);
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'bench.yaml'), resources);
@@ -45,7 +43,7 @@ export const observe: Scenario = {
       const server = (JSON.parse(cli('get', 'wl', 'server', '-n', 'bench', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
       const run = () => runLoadgen({
         url: `http://${server}:8080/`, rate, durationS, connections, warmupS: ctx.quick ? 0.2 : 1, timeoutMs: 2000,
-        prefix: [CLI, '--instance', INSTANCE, 'exec', 'client', '--'],
+        prefix: lab.exec('client'),
       });
       const seen = () => {
         const m = JSON.parse(cli('status', '-o', 'json')) as { datapath: { counters: Record<string, number> } };
@@ -69,9 +67,9 @@ export const observe: Scenario = {
       };
       for (let rep = 0; rep < ctx.repeats; rep++) {
         ctx.progress(`no mesh, repeat ${rep + 1}/${ctx.repeats}`);
-        await detachMesh(INSTANCE);
+        await detachMesh(lab.instance);
         add('no mesh', 'the same two workloads with every ebmesh program detached', runFromLoad(await run()));
-        await attachMesh(INSTANCE);
+        await attachMesh(lab.instance);
         ctx.progress(`ebmesh, flows + HTTP, repeat ${rep + 1}/${ctx.repeats}`);
         await meshRun('ebmesh observe', 'sockops flows + cgroup_skb HTTP parsing on both workloads, agent reading the ring buffer; same-node shortcut off');
         ctx.progress(`ebmesh, flows + HTTP + shortcut, repeat ${rep + 1}/${ctx.repeats}`);
@@ -83,7 +81,7 @@ export const observe: Scenario = {
         baseline: 'no mesh',
         configs: configs.results(),
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up -f bench.yaml (nginx server, 2 workers, keep-alive; a client workload; MeshConfig sameNodeShortcut: false)`,
+          `# mesh: ebmesh --instance ${lab.instance} up -f bench.yaml (nginx server, 2 workers, keep-alive; a client workload; MeshConfig sameNodeShortcut: false)`,
           '# + shortcut: MeshConfig sameNodeShortcut: true applied before that run, false after',
           `# load: loadgen open loop ${rate} req/s, ${connections} keep-alive connections, ${durationS} s, latency from each request's scheduled send time`,
           '# no mesh: every pinned link under the mesh cgroup root detached; re-attached through the agent Datapath before the mesh run',
@@ -91,7 +89,7 @@ export const observe: Scenario = {
         notes,
       };
     } finally {
-      instanceDown(INSTANCE);
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -15,13 +15,11 @@ import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../paths.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { EBMESH_CLI as CLI, benchMesh, fillerAddress, instanceCli, instanceDown, serverPolicy } from './mesh-lab.js';
+import { benchLab, benchMesh, fillerAddress, serverPolicy, type BenchLab } from './mesh-lab.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
-const INSTANCE = 'ebbench-pol';
 const SERVICE_CIDR = '10.98.200.0/24';
 const POD_CIDR = '10.246.7.0/24';
-const cli = instanceCli(INSTANCE);
 
 const base = benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR });
 
@@ -37,8 +35,9 @@ function iptablesRules(n: number, client: string): string {
 }
 
 /** Milliseconds from the start of `change()` to the first connect the client gets refused (or timed out). */
-async function applyToEnforcement(server: string, change: () => void): Promise<number | null> {
-  const probe = spawn(CLI, ['--instance', INSTANCE, 'exec', 'client', '--', 'python3', '-c', `
+async function applyToEnforcement(lab: BenchLab, server: string, change: () => void): Promise<number | null> {
+  const [cmd, ...args] = lab.exec('client');
+  const probe = spawn(cmd!, [...args, 'python3', '-c', `
 import socket, time
 end = time.time() + 20
 while time.time() < end:
@@ -64,6 +63,8 @@ export const policyBench: Scenario = {
   name: 'policy',
   describe: 'new-connection latency with 0, 1,000 and 10,000 policy rules selecting the target (ebmesh maps vs iptables), and apply-to-enforcement time',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('pol');
+    const cli = lab.cli;
     const counts = ctx.quick ? [0, 100] : [0, 1000, 10000];
     const rate = ctx.quick ? 200 : 1000;
     const durationS = ctx.quick ? 1 : 5;
@@ -71,9 +72,8 @@ export const policyBench: Scenario = {
     const configs = new ConfigRuns();
     const add = configs.add.bind(configs);
     const notes: string[] = [];
-    const serverNs = netnsName(instancePaths(INSTANCE), 'bench', 'server');
+    const serverNs = netnsName(instancePaths(lab.instance), 'bench', 'server');
     const ipt = (rules: string) => spawnSync('ip', ['netns', 'exec', serverNs, 'iptables-restore'], { input: rules, encoding: 'utf8' });
-    cli('down');
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'base.yaml'), base);
@@ -84,7 +84,7 @@ export const policyBench: Scenario = {
       const client = ipOf('client');
       const load = () => runLoadgen({
         url: `http://${server}:8080/`, rate, durationS, connections: 16, warmupS: ctx.quick ? 0.2 : 1, timeoutMs: 2000, connectEach: true,
-        prefix: [CLI, '--instance', INSTANCE, 'exec', 'client', '--'],
+        prefix: lab.exec('client'),
       });
       for (const n of counts) {
         const file = join(dir, `policy-${n}.yaml`);
@@ -108,7 +108,7 @@ export const policyBench: Scenario = {
           ctx.progress(`apply-to-enforcement with ${n} rules`);
           const changed = join(dir, `policy-${n}-deny.yaml`);
           writeFileSync(changed, serverPolicy(n, false));
-          const ms = await applyToEnforcement(server, () => cli('apply', '-f', changed));
+          const ms = await applyToEnforcement(lab, server, () => cli('apply', '-f', changed));
           notes.push(`apply-to-enforcement with ${n} rules: ${ms === null ? 'not observed within 20 s' : `${ms.toFixed(0)} ms`} from the start of \`ebmesh apply\` (CLI start included) to the first refused connect.`);
           cli('delete', 'networkpolicy', 'server-in', '-n', 'bench');
           const r = ipt(iptablesRules(n, client));
@@ -124,7 +124,7 @@ export const policyBench: Scenario = {
         baseline: 'no policy',
         configs: configs.results(),
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up -f base.yaml (one nginx server, one worker; a client workload)`,
+          `# mesh: ebmesh --instance ${lab.instance} up -f base.yaml (one nginx server, one worker; a client workload)`,
           `# load: loadgen --connect-each, ${rate} req/s open loop, ${durationS} s per run, 16 concurrent, inside the client (ebmesh exec)`,
           '# policy: one NetworkPolicy selecting the server; n - 1 ipBlock /32 rules that never match, then the client\'s rule',
           '# iptables: the same rules in the server namespace\'s INPUT chain, after a conntrack ESTABLISHED accept, then DROP',
@@ -135,7 +135,7 @@ export const policyBench: Scenario = {
         ],
       };
     } finally {
-      instanceDown(INSTANCE);
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -16,14 +16,12 @@ import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../paths.js';
 import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint, type FootprintSampler } from '../footprint.js';
-import { EBMESH_CLI, benchMesh, benchService, instanceCli, instanceDown, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
+import { benchLab, benchMesh, benchService, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
-const INSTANCE = 'ebbench-proxy';
 const SERVICE_CIDR = '10.99.0.0/24';
 const POD_CIDR = '10.247.0.0/24';
-const cli = instanceCli(INSTANCE);
 
 // The shared server and client, nginx keeping connections for the whole run, plus the routed Service.
 const resources = `${benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, http: 'keepalive_requests 1000000;' })}---
@@ -34,6 +32,8 @@ export const proxy: Scenario = {
   name: 'proxy',
   describe: 'HTTP through the node proxy (HTTPRoute) vs no mesh vs the sidecar model (HAProxy + iptables REDIRECT), at 10,000 req/s and at saturation',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('proxy');
+    const cli = lab.cli;
     const rate = ctx.quick ? 1000 : 10_000;
     const durationS = ctx.quick ? 1 : 10;
     const connections = 64;
@@ -42,7 +42,6 @@ export const proxy: Scenario = {
     const add = configs.add.bind(configs);
     const notes: string[] = [];
     let sidecars: SidecarModel | undefined;
-    cli('down');
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'mesh.yaml'), resources);
@@ -53,12 +52,12 @@ export const proxy: Scenario = {
       const server = workloadIp(cli, 'server');
       const vip = serviceVip(cli, 'target');
       const serverPid = status.workloads.find((w) => w.name === 'server')?.pid;
-      const p = instancePaths(INSTANCE);
+      const p = instancePaths(lab.instance);
       sidecars = startSidecarModel(dir, [
         { name: 'client', netns: netnsName(p, 'bench', 'client'), outbound: { dst: server, port: 8080, upstreams: [`${server}:8080`] } },
         { name: 'server', netns: netnsName(p, 'bench', 'server'), inbound: { appPort: 8080 } },
       ]);
-      const inMesh = [EBMESH_CLI, '--instance', INSTANCE, 'exec', 'client', '--'];
+      const inMesh = lab.exec('client');
       const load = (url: string, r: number) =>
         runLoadgen({ url, rate: r, durationS, connections, warmupS: ctx.quick ? 0.3 : 2, timeoutMs: 5000, connectEach: false, prefix: inMesh } satisfies LoadgenOptions);
       const sample = (pids: Array<number | undefined>): FootprintSampler => sampleFootprint(pids.filter((x): x is number => !!x), 250);
@@ -90,7 +89,7 @@ export const proxy: Scenario = {
         baseline: `no mesh, ${loads[0]![0]}`,
         configs: configs.results(),
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute)`,
+          `# mesh: ebmesh --instance ${lab.instance} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute)`,
           `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,
           SIDECAR_MODEL_SETUP,
           `# footprints: "proxy" = the node proxy process tree (primary + workers) or both HAProxy sidecars; "server" = nginx. (The daemon is not sampled: its process tree includes the proxy.)`,
@@ -103,7 +102,7 @@ export const proxy: Scenario = {
       };
     } finally {
       sidecars?.stop();
-      instanceDown(INSTANCE);
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -11,29 +11,17 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EBMESH_CLI, meshConfigYaml, instanceCli } from './mesh-lab.js';
+import { benchLab, idleWorkload, meshConfigYaml } from './mesh-lab.js';
 import { ConfigRuns, emptyRun, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
-const INSTANCE = 'ebbench-sc';
 const SERVICE_CIDR = '10.98.4.0/24';
 const POD_CIDR = '10.246.4.0/24';
 const SOCKPERF_PORT = 11111;
 const IPERF_PORT = 5201;
 
-const cli = instanceCli(INSTANCE);
-
 const meshConfig = (on: boolean) => meshConfigYaml({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, shortcut: on });
 
-const workloads = `apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: server, namespace: bench, labels: {app: server}}
-spec: {command: [sleep, infinity]}
----
-apiVersion: ebmesh.io/v1alpha1
-kind: Workload
-metadata: {name: client, namespace: bench, labels: {app: client}}
-spec: {command: [sleep, infinity]}
-`;
+const workloads = `${idleWorkload('server')}---\n${idleWorkload('client')}`;
 
 /** sockperf ping-pong: round trips per second and round-trip times (sockperf reports half of each). */
 export function parseSockperf(out: string, command: string[]): RunResult {
@@ -61,13 +49,15 @@ export const shortcut: Scenario = {
   name: 'shortcut',
   describe: 'same-node shortcut off vs on: ping-pong round trips (sockperf, one core) and bulk throughput (iperf3) between two workloads; loopback TCP for reference',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('sc');
+    const cli = lab.cli;
     const durationS = ctx.quick ? 1 : 5;
     const dir = mkdtempSync(join(tmpdir(), 'ebmesh-bench-sc-'));
     const configs = new ConfigRuns();
     const add = configs.add.bind(configs);
     const notes: string[] = [];
     const servers: ChildProcess[] = [];
-    const exec = (wl: string, args: string[]) => [EBMESH_CLI, '--instance', INSTANCE, 'exec', wl, '--', ...args];
+    const exec = (wl: string, args: string[]) => [...lab.exec(wl), ...args];
     const run = (argv: string[]) => {
       const r = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8', timeout: (durationS + 60) * 1000, maxBuffer: 16 << 20 });
       if (r.status !== 0) throw new Error(`${argv.slice(6).join(' ')} failed: ${r.stderr || r.stdout}`);
@@ -90,7 +80,6 @@ export const shortcut: Scenario = {
       throw new Error('the node did not reconcile the MeshConfig change');
     };
     const redirected = () => (JSON.parse(cli('status', '-o', 'json')) as { datapath: { counters: Record<string, number> } }).datapath.counters;
-    cli('down');
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'mesh.yaml'), meshConfig(true));
@@ -137,14 +126,14 @@ export const shortcut: Scenario = {
         baseline: 'ping-pong, shortcut off',
         configs: configs.results(),
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up (two workloads on one node: server, client); MeshConfig.sameNodeShortcut toggled with ebmesh apply between runs`,
+          `# mesh: ebmesh --instance ${lab.instance} up (two workloads on one node: server, client); MeshConfig.sameNodeShortcut toggled with ebmesh apply between runs`,
           `# servers: sockperf sr --tcp (server workload, and 127.0.0.1 in the client workload), iperf3 -s (server workload)`,
         ],
         notes,
       };
     } finally {
       for (const p of servers) if (p.exitCode === null) p.kill();
-      spawnSync(EBMESH_CLI, ['--instance', INSTANCE, 'down'], { stdio: 'ignore' });
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

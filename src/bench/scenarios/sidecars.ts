@@ -27,13 +27,9 @@ import { sampleFootprint, waitQuiet, type Footprint } from '../footprint.js';
 import { runLoadgen } from '../loadgen.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 import {
-  EBMESH_CLI, HTTP_VISIBILITY_PROGRAMS, attachMesh, benchMesh, meshConfigYaml, benchService, detachMesh, instanceCli, instanceDown, routeThroughProxy,
-  serverPolicy, serviceVip, waitAllReady, workloadIp,
+  HTTP_VISIBILITY_PROGRAMS, attachMesh, benchLab, benchMesh, benchService, detachMesh, meshConfigYaml, routeThroughProxy, serverPolicy, serviceVip, waitAllReady, workloadIp,
 } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
-
-const INSTANCE = 'ebbench-gs';
-const cli = instanceCli(INSTANCE);
 
 const PLAN = { serviceCIDR: '10.97.24.0/24', podCIDR: '10.245.24.0/24' };
 const resources = `${benchMesh({ ...PLAN, shortcut: false, workers: 2, http: 'keepalive_requests 10000000; keepalive_timeout 120s;' })}---
@@ -48,6 +44,8 @@ export const sidecars: Scenario = {
   name: 'sidecars',
   describe: '"Goodbye Sidecars": fixed-rate keep-alive HTTP between two workloads through no mesh, ebmesh L4, ebmesh + HTTP visibility, the ebmesh node proxy and HAProxy sidecars (and ebmesh with the same-node shortcut)',
   async run(ctx: ScenarioContext) {
+    const lab = benchLab('gs');
+    const cli = lab.cli;
     const rate = ctx.quick ? 1000 : 10_000;
     const durationS = ctx.quick ? 1 : 10;
     const connections = 32;
@@ -55,7 +53,6 @@ export const sidecars: Scenario = {
     const configs = new ConfigRuns();
     const notes: string[] = [];
     let model: SidecarModel | undefined;
-    instanceDown(INSTANCE);
     try {
       ctx.progress('starting a mesh instance for the benchmark');
       writeFileSync(join(dir, 'bench.yaml'), resources);
@@ -67,7 +64,7 @@ export const sidecars: Scenario = {
       const server = workloadIp(cli, 'server');
       const plain = serviceVip(cli, 'plain');
       const routed = serviceVip(cli, 'routed');
-      const p = instancePaths(INSTANCE);
+      const p = instancePaths(lab.instance);
       const sm = startSidecarModel(dir, [
         { name: 'client', netns: netnsName(p, 'bench', 'client'), outbound: { dst: server, port: 8080, upstreams: [`${server}:8080`] } },
         { name: 'server', netns: netnsName(p, 'bench', 'server'), inbound: { appPort: 8080 } },
@@ -81,7 +78,7 @@ export const sidecars: Scenario = {
         const samplers = Object.entries(sample).map(([k, f]) => [k, f()] as const);
         const r = await runLoadgen({
           url, rate, durationS, connections, warmupS: ctx.quick ? 0.2 : 1, timeoutMs: 5000,
-          prefix: [EBMESH_CLI, '--instance', INSTANCE, 'exec', 'client', '--'],
+          prefix: lab.exec('client'),
         });
         configs.add(name, description, runFromLoad(r, Object.fromEntries(samplers.map(([k, s]) => [k, s.stop()]))), name === 'no mesh' ? undefined : 'no mesh');
         if (r.belowTarget) notes.push(`${name}: a run reached ${Math.round(r.achievedRate).toLocaleString('en-US')} of ${rate.toLocaleString('en-US')} req/s (below target).`);
@@ -93,16 +90,16 @@ export const sidecars: Scenario = {
         cli('apply', '-f', f);
       };
       const mesh = async (http: boolean) => {
-        await attachMesh(INSTANCE);
-        if (!http) await detachMesh(INSTANCE, HTTP_VISIBILITY_PROGRAMS);
+        await attachMesh(lab.instance);
+        if (!http) await detachMesh(lab.instance, HTTP_VISIBILITY_PROGRAMS);
       };
       const direct = `http://${server}:8080/`;
       const steps: Array<{ name: string; description: string; url: string; sample: Record<string, () => { stop(): Footprint }>; before(): Promise<void> | void; after?(): void }> = [
-        { name: 'no mesh', description: 'client → server IP:8080, every ebmesh program detached', url: direct, sample: {}, before: () => detachMesh(INSTANCE) },
+        { name: 'no mesh', description: 'client → server IP:8080, every ebmesh program detached', url: direct, sample: {}, before: () => detachMesh(lab.instance) },
         {
           name: 'sidecars', description: 'client → server IP:8080 captured by iptables REDIRECT into an HAProxy sidecar in each workload, no ebmesh program', url: direct,
           sample: { proxy: () => sampleFootprint(sidecarPids, SAMPLE_MS) },
-          before: async () => { await detachMesh(INSTANCE); sm.rulesOn(); }, after: () => sm.rulesOff(),
+          before: async () => { await detachMesh(lab.instance); sm.rulesOn(); }, after: () => sm.rulesOff(),
         },
         {
           name: 'ebmesh L4', description: 'client → Service VIP:80 balanced at connect(), NetworkPolicy admitting the client, flow reports; no HTTP parsing',
@@ -140,7 +137,7 @@ export const sidecars: Scenario = {
         baseline: 'no mesh',
         configs: configs.results(),
         setup: [
-          `# mesh: ebmesh --instance ${INSTANCE} up -f bench.yaml (nginx server with 2 workers, a client; Services plain and routed (with an HTTPRoute); NetworkPolicy server-in admitting app=client on 8080)`,
+          `# mesh: ebmesh --instance ${lab.instance} up -f bench.yaml (nginx server with 2 workers, a client; Services plain and routed (with an HTTPRoute); NetworkPolicy server-in admitting app=client on 8080)`,
           `# load: loadgen in the client (ebmesh exec), open loop ${rate} req/s over ${connections} keep-alive connections, ${durationS} s per run, latency from each request's scheduled send time`,
           '# no mesh and sidecars: every link under the mesh cgroup root detached; ebmesh L4: all attached except ebm_http_egress/ebm_http_ingress; the rest: all attached (the agent\'s own Datapath code)',
           '# MeshConfig sameNodeShortcut: false, except for "ebmesh + HTTP visibility + shortcut" (ebmesh apply of the MeshConfig before and after it)',
@@ -155,7 +152,7 @@ export const sidecars: Scenario = {
       };
     } finally {
       model?.stop();
-      instanceDown(INSTANCE);
+      lab.down();
       rmSync(dir, { recursive: true, force: true });
     }
   },

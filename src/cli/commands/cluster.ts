@@ -13,27 +13,29 @@ import { nodePaths } from '../../paths.js';
 
 const lab = () => import('../../lab/cluster.js');
 
-export const controlplane: Command = {
-  name: 'controlplane',
-  summary: 'run the control plane of a multi-node mesh (store, API, CA, desired state per node)',
-  usage: 'controlplane [--store etcd://HOST:PORT[/PREFIX] | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS]',
-  async run(ctx) {
-    process.argv.splice(2, process.argv.length, '--instance', ctx.paths.instance, ...ctx.args);
-    await import('../../daemon/cp-main.js');
-    return -1;
-  },
-};
+/**
+ * A command that becomes a long-running process: MAIN reads its options
+ * from process.argv (as when started alone), and -1 tells the dispatcher
+ * not to exit.
+ */
+function processCommand(name: string, summary: string, usage: string, main: () => Promise<unknown>): Command {
+  return {
+    name, summary, usage,
+    async run(ctx) {
+      process.argv.splice(2, process.argv.length, '--instance', ctx.paths.instance, ...ctx.args);
+      await main();
+      return -1;
+    },
+  };
+}
 
-export const agent: Command = {
-  name: 'agent',
-  summary: 'run the agent of one node of a multi-node mesh',
-  usage: 'agent --node NAME --controlplane ADDR [--token-file FILE]',
-  async run(ctx) {
-    process.argv.splice(2, process.argv.length, '--instance', ctx.paths.instance, ...ctx.args);
-    await import('../../daemon/agent-main.js');
-    return -1;
-  },
-};
+export const controlplane = processCommand('controlplane',
+  'run the control plane of a multi-node mesh (store, API, CA, desired state per node)',
+  'controlplane [--store etcd://HOST:PORT[/PREFIX] | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS]',
+  () => import('../../daemon/cp-main.js'));
+
+export const agent = processCommand('agent', 'run the agent of one node of a multi-node mesh',
+  'agent --node NAME --controlplane ADDR [--token-file FILE]', () => import('../../daemon/agent-main.js'));
 
 export interface ClusterStatus {
   instance: string;
