@@ -114,8 +114,22 @@ export class TestCluster extends TestMesh {
    * streams to TARGET (ip:port) for SECONDS; env sets what it claims.
    */
   tunnelClient(from: string, svid: string, target: string, seconds: string, marker: string, env: NodeJS.ProcessEnv = {}, timeoutMs = 30_000): SpawnSyncReturns<string> {
-    const script = join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs');
-    return this.inNode(from, [process.execPath, script, svid, nodeAddress(0), String(TUNNEL_PORT), target, seconds, marker], { timeoutMs, env: { ...process.env, ...env } });
+    return this.inNode(from, this.tunnelClientArgv(svid, target, seconds, marker), { timeoutMs, env: { ...process.env, ...env } });
+  }
+
+  /** tunnelClient in the background, for a test that acts on the mesh while it runs (killed after timeoutMs). */
+  tunnelClientAsync(from: string, svid: string, target: string, seconds: string, marker: string, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    const child = spawn('nsenter', [`--net=/var/run/netns/${nodeNetns(this.instance, from)}`, '--', ...this.tunnelClientArgv(svid, target, seconds, marker)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    return new Promise((resolve) => child.once('close', (code) => { clearTimeout(killer); resolve({ code, stdout, stderr }); }));
+  }
+
+  private tunnelClientArgv(svid: string, target: string, seconds: string, marker: string): string[] {
+    return [process.execPath, join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs'), svid, nodeAddress(0), String(TUNNEL_PORT), target, seconds, marker];
   }
 
   /**

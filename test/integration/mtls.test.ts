@@ -111,29 +111,23 @@ test('through the tunnel: node-2 reaches the strict workload on node-1 across ce
 });
 
 test("restarting node-1's proxy hands its tunnel endpoint over: no stream is refused, the held stream carries on, peers move to the new endpoint", async () => {
-  const st = await waitTunnels();
-  const script = join(PACKAGE_ROOT, 'test/integration/fixtures/tunnel-client.mjs');
-  const before = (await call<{ status: { pid: number } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/proxy?limit=0')).status;
+  const st = await mesh.waitTunnels();
+  type ProxyView = { status: { pid: number; stats: { tunnel?: { listening?: boolean; sessions?: number } } } };
+  const before = (await mesh.nodeApi<ProxyView>('node-1', '/v1/proxy?limit=0')).status;
   // Bounded: 10 s of new streams every 50 ms and one held stream, from node-2 to node-1's endpoint.
-  const child = spawn('nsenter', [`--net=/var/run/netns/${nodeNetns(mesh.instance, 'node-2')}`, '--', process.execPath, script, svidDir('node-2'), '172.31.0.1', '15008', `${ipOf(st, 'sec', 'web')}:8080`, '10', 'handover'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const exited = new Promise<number | null>((r) => child.once('close', r));
-  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const client = mesh.tunnelClientAsync('node-2', mesh.svidDir('node-2'), `${mesh.ipOf(st, 'sec', 'web')}:8080`, '10', 'handover');
   await sleep(2000);
   const report = JSON.parse(mesh.ok('proxy', 'restart', '--node', 'node-1', '-o', 'json')) as { from: { pid: number }; to: { pid: number }; readyMs: number; drainedMs?: number; cut?: number };
-  assert.equal(await exited, 0, err);
-  clearTimeout(killer);
-  const tally = JSON.parse(out) as { ok: number; fail: number; longOk: number; longFail: number; errors: string[]; sessionsOpened: number };
+  const r = await client;
+  assert.equal(r.code, 0, r.stderr);
+  const tally = JSON.parse(r.stdout) as { ok: number; fail: number; longOk: number; longFail: number; errors: string[]; sessionsOpened: number };
   console.log(`# tunnel handover ${JSON.stringify(report)} client ${JSON.stringify(tally)}`);
   assert.equal(tally.fail, 0, JSON.stringify(tally.errors));
   assert.equal(tally.longFail, 0, JSON.stringify(tally.errors));
   assert.ok(tally.ok > 50 && tally.longOk > 30, JSON.stringify(tally));
   assert.equal(report.from.pid, before.pid);
   assert.equal(report.cut, 0, JSON.stringify(report));
-  const after = (await call<{ status: { pid: number; stats: { tunnel?: { listening?: boolean; sessions?: number } } } }>(nodePaths(mesh.instance, 'node-1'), 'GET', '/v1/proxy?limit=0')).status;
+  const after = (await mesh.nodeApi<ProxyView>('node-1', '/v1/proxy?limit=0')).status;
   assert.equal(after.pid, report.to.pid);
   assert.ok(after.stats.tunnel?.listening, 'the new generation holds the tunnel port');
   assert.ok((after.stats.tunnel?.sessions ?? 0) >= 1, 'the peer opened a session to the new endpoint');
