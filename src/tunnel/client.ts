@@ -37,6 +37,10 @@ interface Entry {
   session: http2.ClientHttp2Session;
   ready: Promise<void>;
   peerId?: string;
+  /** Streams opened on it and not yet closed. */
+  active: number;
+  /** Out of the pool: close once its last stream ends. */
+  retiring?: boolean;
 }
 
 export class TunnelError extends Error {
@@ -97,6 +101,7 @@ export class TunnelClient extends EventEmitter {
     this.stats.sessionsOpened++;
     const entry: Entry = {
       session,
+      active: 0,
       ready: new Promise((resolve, reject) => {
         const t = setTimeout(() => { session.destroy(new Error(`tunnel to ${k}: no TLS session within ${this.opts.connectTimeoutMs ?? 5000} ms`)); }, this.opts.connectTimeoutMs ?? 5000);
         session.once('connect', () => {
@@ -134,6 +139,11 @@ export class TunnelClient extends EventEmitter {
     if (o.sourceIp) headers[H_SOURCE_IP] = o.sourceIp;
     this.stats.streams++;
     const stream = entry.session.request(headers, { endStream: false });
+    entry.active++;
+    stream.once('close', () => {
+      entry.active--;
+      if (entry.retiring && entry.active === 0) entry.session.close();
+    });
     const response = new Promise<{ peerId: string | undefined }>((resolve, reject) => {
       const fail = (e: Error) => { this.stats.streamsFailed++; reject(e); };
       stream.once('response', (h) => {
@@ -150,11 +160,17 @@ export class TunnelClient extends EventEmitter {
     return { stream, response };
   }
 
-  /** Sessions made with the previous certificate take no new streams; they close when their streams end. */
+  /**
+   * Sessions made with the previous certificate take no new streams; they
+   * close when their streams end. Not close() at once: its GOAWAY would go
+   * out ahead of a stream still queued to open, which nghttp2 then refuses
+   * locally (REFUSED_STREAM) and its connection fails.
+   */
   drain(): void {
     for (const [k, e] of this.pool) {
       this.pool.delete(k);
-      e.session.close();
+      e.retiring = true;
+      if (e.active === 0) e.session.close();
     }
   }
 

@@ -198,6 +198,24 @@ test('rotation mid-stream: the open stream goes on; new streams use a new sessio
   assert.equal(serials[1]!.toUpperCase(), newClient.toUpperCase());
 });
 
+test('rotation right after a stream was opened, before it went out: the stream is answered, not refused', async () => {
+  const up = await echoServer();
+  const { port } = await tunnelServer();
+  const { client, credentials } = await tunnelClient();
+  const next = await svid(nodeSpiffeId(TD, 'a'));
+  // Both on a session still connecting and on an established one, the stream's HEADERS are still queued when the rotation comes.
+  for (let round = 0; round < 2; round++) {
+    const { stream, response } = client.open({ host: '127.0.0.1', port }, { ip: '127.0.0.1', port: up.port });
+    const got = collect(stream);
+    credentials.update(next);
+    stream.end('x');
+    await response;
+    assert.equal((await got).toString(), 'xbye 1');
+    // Keep one session up for the second round.
+    if (round === 0) await client.open({ host: '127.0.0.1', port }, { ip: '127.0.0.1', port: up.port }).response;
+  }
+});
+
 test('a lost session is made again on the next stream', async () => {
   const up = await echoServer();
   const { srv, port } = await tunnelServer();
