@@ -47,8 +47,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface H1Exchange {
-  /** Called once with the final (non-1xx) response head. */
-  onHead(status: number, headers: IncomingHttpHeaders): void;
+  /** Called once with the final (non-1xx) response head: header names and values alternating, as received. */
+  onHead(status: number, raw: string[]): void;
   onBody(chunk: Buffer): boolean;
   onEnd(trailers: IncomingHttpHeaders | undefined): void;
   /** The connection failed before the response ended; `connected` says whether it ever connected, `responded` whether a head arrived. */
@@ -98,7 +98,7 @@ class Conn {
       }
       this.responded = true;
       this.keepAlive = keepAlive;
-      this.ex?.onHead(status, headersFromRaw(raw));
+      this.ex?.onHead(status, raw);
       return this.skipBody ? 1 : 0;
     };
     this.parser[HTTPParser.kOnBody] = (b: Buffer) => {
