@@ -50,7 +50,7 @@ if (cluster.isWorker) {
     process.exit(2);
   }
   const metricsPort = Number(values['metrics-port'] ?? 15020);
-  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0 };
+  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' ') };
   const n = Math.max(1, launch.workers || os.availableParallelism());
   const since = new Date().toISOString();
   /** The agent connected now, if any: one at a time, the newest wins. */
