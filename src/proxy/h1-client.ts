@@ -161,7 +161,6 @@ class Conn {
 
   /** Writes the request; the socket stays ours until the response ends or fails. */
   send(ex: H1Exchange, method: string, head: string, body: Buffer | Readable | undefined, chunked: boolean): void {
-    clearTimeout(this.idleTimer);
     this.socket.ref?.();
     this.ex = ex;
     this.responded = false;
@@ -195,8 +194,12 @@ class Conn {
 
   idle(timeoutMs: number): void {
     this.socket.unref?.();
-    this.idleTimer = setTimeout(() => this.destroy(), timeoutMs);
-    this.idleTimer.unref();
+    // One timer per connection, re-armed each time it goes idle (not a new one per request); it does nothing while busy.
+    if (this.idleTimer) this.idleTimer.refresh();
+    else {
+      this.idleTimer = setTimeout(() => this.ex === undefined && this.destroy(), timeoutMs);
+      this.idleTimer.unref();
+    }
   }
 
   private fail(e: NodeJS.ErrnoException): void {
