@@ -93,7 +93,7 @@ export class NodeDaemon {
   private tunnelPolicy: CompiledTables | undefined;
 
   constructor(readonly paths: InstancePaths, readonly nodeName = 'node-1', readonly options: NodeOptions = {}) {
-    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, options.nodeIndex ?? 0);
+    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, options.nodeIndex ?? 0, process.env.EBMESH_PROXY_NODE_FLAGS ?? '');
   }
 
   private routeCheck: NodeJS.Timeout | undefined;

@@ -45,6 +45,11 @@ export class FairScheduler {
     return this.active;
   }
 
+  /** A slot for `ns` if one is free now and nobody of `ns` waits, else undefined (then acquire()): no promise on the common path. */
+  tryAcquire(ns: string): (() => void) | undefined {
+    return this.hasRoom(ns) && !this.queues.get(ns)?.length ? this.grantTo(ns) : undefined;
+  }
+
   /** A slot for `ns`, now or after a bounded wait; `client` leaving while queued drops the wait. */
   acquire(ns: string, client?: ClientPresence): Promise<() => void> {
     if (this.hasRoom(ns) && !this.queues.get(ns)?.length) return Promise.resolve(this.grantTo(ns));

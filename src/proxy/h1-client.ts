@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, type Caller, type Dial, type UpstreamStream } from './dial.js';
+import { parseSimpleResponse } from './h1-response.js';
 
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
@@ -47,8 +48,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface H1Exchange {
-  /** Called once with the final (non-1xx) response head. */
-  onHead(status: number, headers: IncomingHttpHeaders): void;
+  /** Called once with the final (non-1xx) response head: header names and values alternating, as received. */
+  onHead(status: number, raw: string[]): void;
   onBody(chunk: Buffer): boolean;
   onEnd(trailers: IncomingHttpHeaders | undefined): void;
   /** The connection failed before the response ended; `connected` says whether it ever connected, `responded` whether a head arrived. */
@@ -67,6 +68,8 @@ class Conn {
   private keepAlive = false;
   private requestSent = false;
   private messageDone = false;
+  /** No byte of the current response went to llhttp yet: a whole simple response may skip it. */
+  private atStart = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private dead = false;
 
@@ -96,29 +99,30 @@ class Conn {
         this.fail(Object.assign(new Error('upstream switched protocols'), { code: 'EPROTO' }));
         return 2;
       }
-      this.responded = true;
-      this.keepAlive = keepAlive;
-      this.ex?.onHead(status, headersFromRaw(raw));
+      this.onHead(status, raw, keepAlive);
       return this.skipBody ? 1 : 0;
     };
-    this.parser[HTTPParser.kOnBody] = (b: Buffer) => {
-      if (this.ex && !this.ex.onBody(b)) this.socket.pause();
-    };
+    this.parser[HTTPParser.kOnBody] = (b: Buffer) => this.onBody(b);
     this.parser[HTTPParser.kOnMessageComplete] = () => {
       if (!this.responded) return; // end of a 1xx
       const trailers = this.head.length ? headersFromRaw(this.head) : undefined;
       this.head = [];
-      this.messageDone = true;
-      const ex = this.ex;
-      this.ex = undefined;
-      if (this.keepAlive && this.requestSent) this.pool.release(this);
-      else this.destroy();
-      ex?.onEnd(trailers);
+      this.onComplete(trailers);
     };
     this.socket.on('data', (d: Buffer) => {
       if (!this.ex) {
         this.destroy(); // bytes nobody asked for: the connection cannot be trusted
         return;
+      }
+      if (this.atStart) {
+        this.atStart = false;
+        const simple = this.skipBody ? undefined : parseSimpleResponse(d);
+        if (simple) {
+          this.onHead(simple.status, simple.raw, simple.keepAlive);
+          if (simple.body.length) this.onBody(simple.body);
+          if (this.ex) this.onComplete(undefined);
+          return;
+        }
       }
       const r = this.parser.execute(d);
       if (r instanceof Error) this.fail(Object.assign(r, { code: (r as NodeJS.ErrnoException).code ?? 'HPE_INVALID' }));
@@ -135,15 +139,35 @@ class Conn {
     this.socket.on('close', () => this.fail(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })));
   }
 
+  // What a response does, whether llhttp or parseSimpleResponse read it.
+  private onHead(status: number, raw: string[], keepAlive: boolean): void {
+    this.responded = true;
+    this.keepAlive = keepAlive;
+    this.ex?.onHead(status, raw);
+  }
+
+  private onBody(b: Buffer): void {
+    if (this.ex && !this.ex.onBody(b)) this.socket.pause();
+  }
+
+  private onComplete(trailers: IncomingHttpHeaders | undefined): void {
+    this.messageDone = true;
+    const ex = this.ex;
+    this.ex = undefined;
+    if (this.keepAlive && this.requestSent) this.pool.release(this);
+    else this.destroy();
+    ex?.onEnd(trailers);
+  }
+
   /** Writes the request; the socket stays ours until the response ends or fails. */
   send(ex: H1Exchange, method: string, head: string, body: Buffer | Readable | undefined, chunked: boolean): void {
-    clearTimeout(this.idleTimer);
     this.socket.ref?.();
     this.ex = ex;
     this.responded = false;
     this.messageDone = false;
     this.skipBody = method === 'HEAD';
     this.requestSent = false;
+    this.atStart = true;
     if (!(body instanceof Readable)) {
       this.socket.write(body && body.length ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : head, 'latin1');
       this.requestSent = true;
@@ -170,8 +194,12 @@ class Conn {
 
   idle(timeoutMs: number): void {
     this.socket.unref?.();
-    this.idleTimer = setTimeout(() => this.destroy(), timeoutMs);
-    this.idleTimer.unref();
+    // One timer per connection, re-armed each time it goes idle (not a new one per request); it does nothing while busy.
+    if (this.idleTimer) this.idleTimer.refresh();
+    else {
+      this.idleTimer = setTimeout(() => this.ex === undefined && this.destroy(), timeoutMs);
+      this.idleTimer.unref();
+    }
   }
 
   private fail(e: NodeJS.ErrnoException): void {

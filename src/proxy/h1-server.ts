@@ -18,6 +18,7 @@ import type { FramingProblem } from './http1-guard.js';
 import { rejection } from './responses.js';
 import { handleRequest, type ConnContext, type Downstream, type ResponseSink } from './router.js';
 import type { ProxyRuntime } from './runtime.js';
+import { HOP_BY_HOP } from './upstream.js';
 import { tunnelUpgrade, writeRawRejection } from './websocket.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -38,6 +39,13 @@ const MAX_PIPELINED_BYTES = 4 * MAX_HEAD_BYTES;
 const BAD_OUT = /[\r\n\0]/;
 /** Bodies up to this size are copied behind the head into one buffer. */
 const SMALL_BODY = 8192;
+
+const statusLine = (status: number): string => `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+
+function headerLine(k: string, v: string): string {
+  if (BAD_OUT.test(v)) throw new TypeError(`invalid character in response header ${k}`);
+  return `${k}: ${v}\r\n`;
+}
 
 let dateAt = 0;
 let dateText = '';
@@ -82,7 +90,7 @@ export class H1Response implements ResponseSink {
 
   writeHead(status: number, headers: OutgoingHttpHeaders = {}): this {
     if (this.headersSent) return this;
-    let h = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+    let h = statusLine(status);
     let hasLength = false;
     let hasDate = false;
     for (const k in headers) {
@@ -96,17 +104,43 @@ export class H1Response implements ResponseSink {
       if (k === 'transfer-encoding') continue;
       if (k === 'content-length') hasLength = true;
       else if (k === 'date') hasDate = true;
-      if (Array.isArray(v)) {
-        for (const x of v) {
-          if (BAD_OUT.test(x)) throw new TypeError(`invalid character in response header ${k}`);
-          h += `${k}: ${x}\r\n`;
-        }
-      } else {
-        const s = typeof v === 'string' ? v : String(v);
-        if (BAD_OUT.test(s)) throw new TypeError(`invalid character in response header ${k}`);
-        h += `${k}: ${s}\r\n`;
+      if (Array.isArray(v)) for (const x of v) h += headerLine(k, x);
+      else h += headerLine(k, typeof v === 'string' ? v : String(v));
+    }
+    return this.endHead(status, h, hasLength, hasDate);
+  }
+
+  /**
+   * writeHead from an upstream HTTP/1 head as received (names and values
+   * alternating), without building a header object: names lower-cased as
+   * writeHead writes them, hop-by-hop fields and those its Connection field
+   * names left out, as stripHopByHop does.
+   */
+  writeHeadRaw(status: number, raw: readonly string[]): this {
+    if (this.headersSent) return this;
+    let named: Set<string> | undefined;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const k = raw[i]!;
+      if (k.length !== 10 || k.toLowerCase() !== 'connection') continue;
+      for (const t of raw[i + 1]!.toLowerCase().split(',')) {
+        const name = t.trim();
+        if (name) (named ??= new Set()).add(name);
       }
     }
+    let h = statusLine(status);
+    let hasLength = false;
+    let hasDate = false;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      const k = raw[i]!.toLowerCase();
+      if (HOP_BY_HOP.has(k) || named?.has(k)) continue;
+      if (k === 'content-length') hasLength = true;
+      else if (k === 'date') hasDate = true;
+      h += headerLine(k, raw[i + 1]!);
+    }
+    return this.endHead(status, h, hasLength, hasDate);
+  }
+
+  private endHead(status: number, h: string, hasLength: boolean, hasDate: boolean): this {
     if (status < 200 || status === 204 || status === 304) this.noBody = true;
     if (!hasLength && !this.noBody) {
       if (this.minor === 1) {

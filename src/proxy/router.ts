@@ -37,6 +37,8 @@ export interface ResponseSink {
   headersSent: boolean;
   statusCode: number;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
+  /** HTTP/1 only: writeHead from an upstream HTTP/1 head as received (UpstreamResponse.rawHeaders). */
+  writeHeadRaw?(status: number, raw: readonly string[]): unknown;
   /** false: wait for 'drain' before writing more. */
   write(chunk: Buffer): boolean;
   end(chunk?: string | Buffer): unknown;
@@ -207,7 +209,8 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
       reject('rate_limited', `rate limit of ${traffic.key}`);
       return;
     }
-    release = await rt.scheduler.acquire(ds.conn.client.namespace, client);
+    const ns = ds.conn.client.namespace;
+    release = rt.scheduler.tryAcquire(ns) ?? (await rt.scheduler.acquire(ns, client));
     if (fault && fault.delayMs > 0 && rt.random() * 100 < fault.delayPercent) await sleep(fault.delayMs);
 
     const rule = plan.rule;
@@ -229,9 +232,13 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
     }
 
     const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0, client);
-    const respHeaders = stripHopByHop(resp.headers, false);
-    applyHeaderModifier(respHeaders, rule?.responseHeaders);
-    ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
+    // HTTP/1 both ways and no response header rule: the upstream's head is copied as received, no header object.
+    if (resp.rawHeaders !== undefined && !rule?.responseHeaders && ds.res.writeHeadRaw) ds.res.writeHeadRaw(resp.status, resp.rawHeaders);
+    else {
+      const respHeaders = stripHopByHop(resp.headers, false);
+      applyHeaderModifier(respHeaders, rule?.responseHeaders);
+      ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
+    }
     await streamBack(ds, resp, client);
     releaseBreaker();
   } catch (e) {
@@ -331,7 +338,7 @@ async function forward(
   const backend = plan.backend;
   out.backend = backend?.key ?? `${plan.direct?.ip}:${plan.direct?.port}`;
   const outlier = backend?.traffic?.outlier;
-  const peers = backend ? backend.endpoints.map(endpointKey) : [];
+  const peers = outlier && backend ? backend.endpoints.map(endpointKey) : [];
   const tried = new Set<string>();
   const protocol = chooseProtocol(ds, backend);
   for (let attempt = 0; ; attempt++) {

@@ -56,12 +56,22 @@ export class ProxyRuntime {
    */
   pickEndpoint(svc: CompiledService, tried: ReadonlySet<string>): Endpoint | undefined {
     const eps = svc.endpoints;
-    if (eps.length === 0) return undefined;
+    const n = eps.length;
+    if (n === 0) return undefined;
     const start = this.rr.get(svc.key) ?? 0;
-    this.rr.set(svc.key, (start + 1) % eps.length);
-    const order = eps.map((_, i) => eps[(start + i) % eps.length]!);
-    const healthy = order.filter((e) => !this.outliers.isEjected(endpointKey(e)));
-    const pool = healthy.length > 0 ? healthy : order;
-    return pool.find((e) => !tried.has(endpointKey(e))) ?? pool[0];
+    this.rr.set(svc.key, (start + 1) % n);
+    // One pass, no arrays: this runs for every request.
+    let healthy: Endpoint | undefined;
+    let untried: Endpoint | undefined;
+    for (let i = 0; i < n; i++) {
+      const e = eps[(start + i) % n]!;
+      const key = endpointKey(e);
+      const fresh = tried.size === 0 || !tried.has(key);
+      if (!this.outliers.isEjected(key)) {
+        if (fresh) return e;
+        healthy ??= e;
+      } else if (fresh) untried ??= e;
+    }
+    return healthy ?? untried ?? eps[start % n];
   }
 }

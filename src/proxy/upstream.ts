@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BodyFeed, type ResponseBody } from './body-feed.js';
-import { H1Pool, type H1Exchange } from './h1-client.js';
+import { H1Pool, headersFromRaw, type H1Exchange } from './h1-client.js';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, type Caller, type Dial } from './dial.js';
 
@@ -55,6 +55,22 @@ export interface UpstreamRequest {
   client?: ClientPresence;
 }
 
+/** An HTTP/1.1 answer: its header object is built only if someone reads it (an HTTP/1 client without header rules never does). */
+class H1UpstreamResponse implements UpstreamResponse {
+  private built: IncomingHttpHeaders | undefined;
+  constructor(
+    readonly status: number,
+    readonly rawHeaders: readonly string[],
+    readonly body: BodyFeed,
+    readonly trailers: Promise<IncomingHttpHeaders | undefined>,
+    readonly abort: () => void,
+  ) {}
+
+  get headers(): IncomingHttpHeaders {
+    return (this.built ??= headersFromRaw(this.rawHeaders));
+  }
+}
+
 const clientGone = (): UpstreamError => new UpstreamError('reset', 'the client went away before the answer', false);
 
 /**
@@ -78,7 +94,10 @@ function watchClient(c: ClientPresence | undefined, leave: () => void): boolean 
 
 export interface UpstreamResponse {
   status: number;
-  headers: IncomingHttpHeaders;
+  /** Lower-case, as IncomingMessage has them. */
+  readonly headers: IncomingHttpHeaders;
+  /** HTTP/1.1 upstreams: the head as received (names and values alternating), for a downstream that can copy it. */
+  readonly rawHeaders?: readonly string[];
   body: ResponseBody;
   /** Resolves when the body ends: the trailers, if any. */
   trailers: Promise<IncomingHttpHeaders | undefined>;
@@ -127,7 +146,7 @@ export class UpstreamPool {
       let body: BodyFeed | undefined;
       let endTrailers: (t: IncomingHttpHeaders | undefined) => void = () => {};
       const ex: H1Exchange = {
-        onHead: (status, headers) => {
+        onHead: (status, raw) => {
           clearTimeout(timer);
           clearTimeout(connectTimer);
           if (settled) return;
@@ -136,17 +155,13 @@ export class UpstreamPool {
           const b = new BodyFeed(() => handle?.resume());
           body = b;
           const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (endTrailers = done));
-          resolve({
-            status,
-            headers,
-            body: b,
-            trailers,
-            abort: () => {
+          resolve(
+            new H1UpstreamResponse(status, raw, b, trailers, () => {
               handle?.abort();
               b.destroy();
               endTrailers(undefined);
-            },
-          });
+            }),
+          );
         },
         onBody: (chunk) => body?.push(chunk) ?? true,
         onEnd: (t) => {

@@ -138,3 +138,31 @@ describe('HTTP/1 desync corpus (http-desync-guardian)', () => {
     assert.equal(JSON.parse(cont.text.slice(cont.text.indexOf('{'))).body, 'hello');
   });
 });
+
+describe('HTTP/1 response heads copied from the upstream', () => {
+  let backend: Backend, p: Started;
+  before(async () => {
+    backend = await startBackend('web', (_req, res) => {
+      res.writeHead(200, ['X-Kept', ' v ', 'Connection', 'keep-alive, X-Private', 'X-Private', 'secret', 'Keep-Alive', 'timeout=5', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'Content-Length', '2']);
+      res.end('ok');
+    });
+    p = await startProxy({ services: [svc('web', '10.96.0.10', 80, [backend])] });
+  });
+  after(async () => {
+    await p.proxy.close();
+    await backend.close();
+  });
+
+  it('keeps end-to-end fields (repeated ones too) and drops hop-by-hop ones and those the upstream Connection names', async () => {
+    const r = await exchange(p, Buffer.from('GET /raw HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n'));
+    const head = r.text.slice(0, r.text.indexOf('\r\n\r\n') + 2);
+    assert.match(head, /^HTTP\/1\.1 200 OK\r\n/);
+    assert.match(head, /\r\nx-kept: v\r\n/);
+    assert.deepEqual(head.match(/\r\nset-cookie: [^\r]*/g), ['\r\nset-cookie: a=1', '\r\nset-cookie: b=2']);
+    assert.match(head, /\r\ncontent-length: 2\r\n/);
+    assert.doesNotMatch(head, /x-private|keep-alive/i);
+    // The connection header is the proxy's own, for the client's connection.
+    assert.deepEqual(head.match(/\r\nconnection: [^\r]*/gi), ['\r\nconnection: close']);
+    assert.ok(r.text.endsWith('\r\n\r\nok'));
+  });
+});

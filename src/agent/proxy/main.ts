@@ -53,7 +53,7 @@ if (cluster.isWorker) {
     process.exit(2);
   }
   const metricsPort = Number(values['metrics-port'] ?? 15020);
-  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0 };
+  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' ') };
   const n = Math.max(1, launch.workers || os.availableParallelism());
   const since = new Date().toISOString();
   const build = proxyBuild();

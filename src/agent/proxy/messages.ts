@@ -67,8 +67,10 @@ export interface ProxyLaunch {
   port: number;
   metricsPort: number;
   mapPins: string;
-  /** 0: one per core. */
+  /** 0: the default rule (workersFor() in main.ts). */
   workers: number;
+  /** Extra node flags for the proxy processes (EBMESH_PROXY_NODE_FLAGS, e.g. --cpu-prof), space-separated; '' for none. */
+  nodeFlags?: string;
 }
 
 export type ToProxy =

@@ -90,8 +90,10 @@ const SPAWN_WAIT_MS = 10_000;
 const TUNNEL_LISTEN_WAIT_MS = 2000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const flagList = (f: string | undefined): string[] => (f ?? '').split(/\s+/).filter(Boolean);
+
 function sameLaunch(a: ProxyLaunch, b: ProxyLaunch): boolean {
-  return a.host === b.host && a.metricsPort === b.metricsPort && a.mapPins === b.mapPins && a.workers === b.workers;
+  return a.host === b.host && a.metricsPort === b.metricsPort && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ');
 }
 
 export class ProxySupervisor {
@@ -245,7 +247,8 @@ export class ProxySupervisor {
     ];
     const log = openSync(files.log, 'a');
     // Detached: its own session and process group, so nothing that stops the agent stops it.
-    const child = spawn(process.execPath, [join(PACKAGE_ROOT, 'dist/src/agent/proxy/main.js'), ...args], { detached: true, stdio: ['ignore', log, log] });
+    // node:cluster workers inherit the primary's flags: one setting profiles or tunes them all.
+    const child = spawn(process.execPath, [...flagList(launch.nodeFlags), join(PACKAGE_ROOT, 'dist/src/agent/proxy/main.js'), ...args], { detached: true, stdio: ['ignore', log, log] });
     closeSync(log);
     child.on('error', (e) => this.opts.onLog?.(`node proxy: ${e.message}`));
     child.unref();

@@ -63,7 +63,13 @@ export class NodeProxyWiring {
   private drainMs = DEFAULT_DRAIN_MS;
   address: { host: string; port: number } | undefined;
 
-  constructor(private readonly paths: InstancePaths, private readonly workers?: number, private readonly nodeIndex = 0) {}
+  constructor(
+    private readonly paths: InstancePaths,
+    private readonly workers?: number,
+    private readonly nodeIndex = 0,
+    /** Extra node flags for the proxy processes (profiling, GC tuning): see docs/proxy.md. */
+    private readonly nodeFlags = '',
+  ) {}
 
   /**
    * Called at the start of every reconcile; returns once a needed proxy
@@ -82,7 +88,7 @@ export class NodeProxyWiring {
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
       this.supervisor = new ProxySupervisor({
-        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0 },
+        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: this.nodeFlags },
         files: (slot) => proxyFiles(this.paths, slot),
         steeredPort: () => datapath.l7Proxy()?.port,
         steer: (port) => {

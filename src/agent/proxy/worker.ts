@@ -81,6 +81,8 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
     }
   });
   process.on('disconnect', () => process.exit(0));
+  // The primary stops workers with SIGTERM: exit normally so that exit-time work runs (--cpu-prof writes its profile then).
+  process.on('SIGTERM', () => process.exit(0));
   send({ type: 'hello' });
   process.on('uncaughtException', (e) => {
     // One bad connection must not take the worker down; log and carry on.
