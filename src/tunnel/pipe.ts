@@ -23,8 +23,6 @@ export function pipeStream(a: Duplex, b: Duplex, done: (r: PipeResult) => void):
     a.destroy();
     b.destroy();
   };
-  a.on('data', (d: Buffer) => { r.aToB += d.length; });
-  b.on('data', (d: Buffer) => { r.bToA += d.length; });
   a.on('error', fail('a'));
   b.on('error', fail('b'));
   // A side that closes before both directions ended (a reset, not a half-close) takes the other with it.
@@ -34,6 +32,27 @@ export function pipeStream(a: Duplex, b: Duplex, done: (r: PipeResult) => void):
   };
   a.once('close', onClose(a, b));
   b.once('close', onClose(b, a));
-  a.pipe(b);
-  b.pipe(a);
+  relay(a, b, (n) => { r.aToB += n; });
+  relay(b, a, (n) => { r.bToA += n; });
+}
+
+/**
+ * What Readable#pipe does for us, in one 'data' listener that also counts:
+ * pipe plus a counting listener made two listeners per chunk, and Node's
+ * emit copies the listener array for every event once there are two. A
+ * stream the caller paused is resumed here, as pipe would.
+ */
+function relay(from: Duplex, to: Duplex, count: (n: number) => void): void {
+  let waiting = false;
+  const resume = () => { waiting = false; from.resume(); };
+  from.on('data', (d: Buffer) => {
+    count(d.length);
+    if (!to.write(d) && !waiting) {
+      waiting = true;
+      from.pause();
+      to.once('drain', resume);
+    }
+  });
+  from.once('end', () => to.end());
+  from.resume();
 }
