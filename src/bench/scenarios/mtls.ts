@@ -19,7 +19,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodePaths } from '../../paths.js';
 import { call } from '../../cli/client.js';
-import { ownedProxyPid, proxyFiles } from '../../agent/proxy/control.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
 import { EBMESH_CLI, benchLab, clientYaml, meshConfigYaml, nginxWorkload, type BenchLab } from './mesh-lab.js';
@@ -65,9 +64,11 @@ async function waitLab(lab: BenchLab): Promise<void> {
   }
 }
 
+type NodeStatus = { datapath: { counters: Record<string, number> }; proxy?: { pid?: number } };
+const nodeStatus = (lab: BenchLab, node: string) => call<NodeStatus>(nodePaths(lab.instance, node), 'GET', '/v1/status');
+
 async function tunnelledOnNode1(lab: BenchLab): Promise<number> {
-  const st = await call<{ datapath: { counters: Record<string, number> } }>(nodePaths(lab.instance, 'node-1'), 'GET', '/v1/status');
-  const n = st.datapath.counters.mtls_tunnelled;
+  const n = (await nodeStatus(lab, 'node-1')).datapath.counters.mtls_tunnelled;
   if (n === undefined) throw new Error('node-1 reports no mtls_tunnelled counter');
   return n;
 }
@@ -92,7 +93,8 @@ export const mtls: Scenario = {
       await waitLab(lab);
       const vip = (ns: string) => (JSON.parse(cli('get', 'svc', 'target', '-n', ns, '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
       const urls = { plain: `http://${vip('plain')}:80/`, mtls: `http://${vip('secure')}:80/` };
-      const proxies = NODES.map((n) => ownedProxyPid(proxyFiles(nodePaths(lab.instance, n))));
+      // The agent's view: the proxy generation it steers to, whichever slot that is.
+      const proxies = await Promise.all(NODES.map(async (n) => (await nodeStatus(lab, n)).proxy?.pid));
       if (proxies.some((p) => !p)) throw new Error(`a node proxy is not running (pids ${proxies.join(', ')}): the mTLS path needs one on each node`);
       const inMesh = lab.exec('bench/client');
       const measure = async (url: string, rate: number): Promise<{ run: RunResult; tunnelled: number }> => {
