@@ -52,7 +52,8 @@ export class FairScheduler {
 
   /** A slot for `ns`, now or after a bounded wait; `client` leaving while queued drops the wait. */
   acquire(ns: string, client?: ClientPresence): Promise<() => void> {
-    if (this.hasRoom(ns) && !this.queues.get(ns)?.length) return Promise.resolve(this.grantTo(ns));
+    const now = this.tryAcquire(ns);
+    if (now) return Promise.resolve(now);
     const q = this.queues.get(ns) ?? [];
     if (q.length >= this.limits.maxQueuedPerNamespace) return Promise.reject(new Shed('queue_full'));
     return new Promise((resolve, reject) => {
