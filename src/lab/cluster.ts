@@ -23,6 +23,9 @@ import { run } from './run.js';
 import { nodePodSubnet } from '../controlplane/apply.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { EbmeshError } from '../errors.js';
+import { pidAlive, stopPid as stopProcess } from '../pids.js';
+
+export { pidAlive };
 
 export interface ClusterState {
   nodes: string[];
@@ -46,17 +49,6 @@ export function readCluster(p: InstancePaths): ClusterState | undefined {
 export function writeCluster(p: InstancePaths, s: ClusterState): void {
   mkdirSync(p.stateDir, { recursive: true });
   writeFileSync(clusterFile(p), JSON.stringify(s, null, 2));
-}
-
-export function pidAlive(pid: number | undefined): boolean {
-  if (!pid) return false;
-  try { process.kill(pid, 0); return true; } catch { return false; }
-}
-
-async function waitGone(pid: number | undefined, ms = 15_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (pidAlive(pid) && Date.now() < until) await sleep(20);
-  if (pidAlive(pid)) try { process.kill(pid!, 'SIGKILL'); } catch { /* gone */ }
 }
 
 function cli(args: string[], logFile: string, netns?: string): number {
@@ -91,9 +83,7 @@ export async function startControlPlane(p: InstancePaths, st: ClusterState, read
 }
 
 export async function stopPid(pid: number | undefined): Promise<void> {
-  if (!pidAlive(pid)) return;
-  try { process.kill(pid!, 'SIGTERM'); } catch { /* gone */ }
-  await waitGone(pid);
+  await stopProcess(pid, 15_000);
 }
 
 /** The node's namespace, its link to the fabric, its routes. Idempotent. */

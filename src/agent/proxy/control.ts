@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import type { InstancePaths } from '../../paths.js';
+import { stopPid } from '../../pids.js';
 
 export interface ProxyFiles {
   socket: string;
@@ -104,25 +105,9 @@ export function ownedProxyPid(files: ProxyFiles): number | undefined {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Stops a proxy by its PID: SIGTERM, then SIGKILL after graceMs. Resolves once it is gone. */
-export async function stopProxyPid(pid: number, graceMs = 3000): Promise<void> {
-  try { process.kill(pid, 'SIGTERM'); } catch { return; }
-  const until = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < until) await sleep(20);
-  if (!alive(pid)) return;
-  try { process.kill(pid, 'SIGKILL'); } catch { return; }
-  for (let i = 0; i < 250 && alive(pid); i++) await sleep(20);
+export function stopProxyPid(pid: number, graceMs = 3000): Promise<void> {
+  return stopPid(pid, graceMs);
 }
 
 /** Teardown: the instance's proxies (both slots: one may be draining), found by their PID files, are stopped (works with no agent at all). */

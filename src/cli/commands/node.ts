@@ -14,6 +14,7 @@ const teardownInstance = async (...a: Parameters<typeof import('../../daemon/nod
   (await import('../../daemon/node.js')).teardownInstance(...a);
 import type { Command, CommandContext } from '../command.js';
 import { downCluster, nodesOption, renderClusterStatus, upCluster, type ClusterStatus } from './cluster.js';
+import { pidAlive } from '../../pids.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -172,14 +173,6 @@ export const down: Command = {
   },
 };
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export const status: Command = {
   name: 'status',
