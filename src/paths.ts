@@ -31,6 +31,12 @@ export interface InstancePaths {
   mapPins: string;
   linkPins: string;
   cgroupName: string; // below the cgroup v2 root
+  /**
+   * The node proxy's cgroup, beside the mesh's and never inside it (the mesh
+   * cgroup's programs would load-balance and judge the proxy's own sockets).
+   * "_" keeps it apart from every node's name (DNS labels never hold it).
+   */
+  proxyCgroupName: string;
   bridge: string;
   netnsPrefix: string;
 }
@@ -51,6 +57,7 @@ export function instancePaths(instance: string): InstancePaths {
     mapPins: join(bpfRoot, 'maps'),
     linkPins: join(bpfRoot, 'links'),
     cgroupName: `ebmesh.${instance}`,
+    proxyCgroupName: `ebmesh.${instance}_proxy`,
     bridge: instance === 'ebmesh' ? 'ebmesh0' : `eb${short(instance, 8)}br`,
     netnsPrefix: `ebm-${instance}-`,
   };
@@ -88,6 +95,7 @@ export function nodePaths(instance: string, node: string): InstancePaths {
     mapPins: join(bpfRoot, 'maps'),
     linkPins: join(bpfRoot, 'links'),
     cgroupName: `ebmesh.${instance}.${node}`,
+    proxyCgroupName: `ebmesh.${instance}.${node}_proxy`,
     bridge: `eb${short(id, 8)}nb`,
     netnsPrefix: `ebm-${id}-`,
   };

@@ -17,6 +17,18 @@ import { PolicyMaps } from './policy-maps.js';
 /** Objects whose programs attach to the mesh's cgroups. */
 const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'policy.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o', 'shortcut.bpf.o'];
 
+/**
+ * The only programs on the node proxy's own cgroup: its connections to and
+ * from this node's workloads join the same-node shortcut (sockmap), so a
+ * proxied request crosses no TCP/IP stack, veth or bridge. Nothing else
+ * applies to the proxy: it is not a workload to balance, judge or observe at
+ * the socket (its peers' programs already did at connect, and it reports its
+ * own requests).
+ */
+const PROXY_CGROUP_PROGRAMS = ['ebm_shortcut_sockops'];
+/** Link pins of the proxy cgroup's attachments. */
+export const PROXY_LINK_TAG = 'proxy';
+
 /** Program types that attach to a map, not to a cgroup. */
 const BPF_PROG_TYPE_SK_MSG = 16;
 /** Link pins of map attachments (per node, not per cgroup). */
@@ -94,13 +106,21 @@ export class Datapath {
   }
 
   /** Attaches every cgroup program to `cgroupPath`; `tag` names the link pins. */
-  attach(cgroupPath: string, tag: string): void {
+  attach(cgroupPath: string, tag: string, only?: readonly string[]): void {
+    const missing = new Set(only);
     for (const obj of this.objects) {
       for (const p of obj.programs()) {
-        if (p.type === BPF_PROG_TYPE_SK_MSG) continue;
+        if (p.type === BPF_PROG_TYPE_SK_MSG || (only && !only.includes(p.name))) continue;
         attachCgroupPinned(p.fd, cgroupPath, p.attachType, join(this.paths.linkPins, tag, p.name));
+        missing.delete(p.name);
       }
     }
+    if (missing.size) throw new Error(`datapath: no loaded object has the program(s) ${[...missing].join(', ')} to attach to ${cgroupPath}`);
+  }
+
+  /** The node proxy's cgroup gets the shortcut's sockops only (see PROXY_CGROUP_PROGRAMS). */
+  attachProxy(cgroupPath: string): void {
+    this.attach(cgroupPath, PROXY_LINK_TAG, PROXY_CGROUP_PROGRAMS);
   }
 
   detach(tag: string): void {

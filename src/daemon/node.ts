@@ -397,10 +397,16 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
     } catch { /* a broken store: fall back to the defaults */ }
   }
   let meshCg: string | undefined;
-  try { meshCg = join(cgroup2Root(), paths.cgroupName); } catch { /* no cgroup v2: nothing there */ }
+  let proxyCg: string | undefined;
+  try {
+    const root = cgroup2Root();
+    meshCg = join(root, paths.cgroupName);
+    proxyCg = join(root, paths.proxyCgroupName);
+  } catch { /* no cgroup v2: nothing there */ }
   if (meshCg) await killCgroup(meshCg);
-  // The node proxy lives outside the mesh cgroup (it outlives agents): stopped by its PID.
+  // The node proxy lives outside the mesh cgroup (it outlives agents): stopped by its PID, then anything left in its own cgroup.
   await stopOwnedProxy(paths);
+  if (proxyCg) await killCgroup(proxyCg);
   removeDatapath(paths);
   for (const ns of listNetns(paths.netnsPrefix)) {
     const rest = ns.slice(paths.netnsPrefix.length);
@@ -414,6 +420,7 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
     removeUnreachable(cfg.spec.podCIDR);
   }
   if (meshCg) removeCgroupTree(meshCg);
+  if (proxyCg) removeCgroupTree(proxyCg);
   rmSync(paths.stateDir, { recursive: true, force: true });
   rmSync(paths.runDir, { recursive: true, force: true });
 }

@@ -2,6 +2,26 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+/**
+ * The argv that runs `argv` inside the cgroup at `path` (a directory under
+ * the cgroup v2 root): a shell joins the cgroup first and then execs, so the
+ * command is in it from its first syscall (and keeps its PID), and nothing it
+ * forks or any socket it makes escapes it.
+ */
+export function inCgroup(path: string, argv: readonly string[]): [string, string[]] {
+  return ['/bin/sh', ['-c', 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"', 'sh', path, ...argv]];
+}
+
+/** The cgroup v2 a process is in, as a path under the cgroup v2 root ("/a/b"); undefined when it cannot be read. */
+export function cgroupOfProcess(pid: number | 'self' = 'self'): string | undefined {
+  try {
+    const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
+    return line?.slice(3);
+  } catch {
+    return undefined;
+  }
+}
+
 export function ensureCgroup(path: string): void {
   mkdirSync(path, { recursive: true });
 }

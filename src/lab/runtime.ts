@@ -15,7 +15,7 @@ import { wlKey } from '../controlplane/index.js';
 import type { Cidr } from '../net/ipam.js';
 import { netnsName, vethName, type InstancePaths } from '../paths.js';
 import { createWorkloadNet, deleteWorkloadNet, writeHostsFile } from './network.js';
-import { cgroupPopulated, ensureCgroup, killCgroup, removeCgroupTree } from './cgroup.js';
+import { cgroupPopulated, ensureCgroup, inCgroup, killCgroup, removeCgroupTree } from './cgroup.js';
 
 interface Running {
   key: string;
@@ -125,12 +125,7 @@ export class Lab {
     };
     const argv = w.spec.command!.map((a) => expandVars(a, env));
     const log = openSync(join(dir, 'output.log'), 'a');
-    // The shell joins the cgroup first, so nothing the command forks escapes it.
-    const child = spawn(
-      '/bin/sh',
-      ['-c', 'cg=$1 ns=$2; shift 2; echo $$ > "$cg/cgroup.procs" && exec ip netns exec "$ns" "$@"', 'sh', cgroup, netns, ...argv],
-      { cwd: dir, env, detached: true, stdio: ['ignore', log, log] },
-    );
+    const child = spawn(...inCgroup(cgroup, ['ip', 'netns', 'exec', netns, ...argv]), { cwd: dir, env, detached: true, stdio: ['ignore', log, log] });
     closeSync(log);
     child.unref();
     const pid = child.pid ?? 0;

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { availableParallelism } from 'node:os';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
+import { cgroup2Root } from '../../src/kernel/index.js';
 import { call } from '../../src/cli/client.js';
 import { TestMesh } from '../helpers/mesh.js';
 import { CLIENT_LOOP, loopTally } from '../helpers/cluster.js';
@@ -289,6 +290,23 @@ test('a Service without L7 rules never touches the proxy', async () => {
   const after = await proxyStats();
   assert.equal(after.connections, before.connections, 'the proxy accepted no connection');
   assert.equal(kernelCounters().l7_redirected, k0.l7_redirected);
+});
+
+test('the node proxy runs in its own cgroup, outside the mesh one, and its connections to this node\'s workloads ride the same-node shortcut', async () => {
+  const { status } = await proxyApi();
+  const proxyCg = join(cgroup2Root(), instancePaths(mesh.instance).proxyCgroupName);
+  const inCg = readFileSync(join(proxyCg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  assert.ok(inCg.includes(status.pid), `proxy ${status.pid} not in ${proxyCg}: ${inCg.join(' ')}`);
+  assert.ok(inCg.length >= 1 + status.stats.workers, `primary and ${status.stats.workers} workers in the proxy cgroup: ${inCg.join(' ')}`);
+  const k0 = kernelCounters();
+  const n = 20;
+  const out = sh('shop', `for i in $(seq ${n}); do curl -s -m 5 -w " %{http_code}\\n" http://web.shop/; done`);
+  assert.equal(out.trim().split('\n').filter((l) => / 200$/.test(l)).length, n, out);
+  const k1 = kernelCounters();
+  // Four writes per request (client → proxy → backend → proxy → client); a
+  // write racing a fresh connection's handshake takes the normal path, so ask
+  // for half. A proxy outside the sockhash gets none of its connections redirected.
+  assert.ok(k1.sc_redirected! - k0.sc_redirected! >= 2 * n, `redirected ${k1.sc_redirected! - k0.sc_redirected!} writes for ${n} proxied requests`);
 });
 
 test('noisy neighbour: a flooding tenant is shed with 503 while a quiet one keeps its latency', async () => {

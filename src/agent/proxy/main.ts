@@ -29,6 +29,7 @@ import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelEndpoint } from '../../tunnel/endpoint.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
 import { EndpointPolicy } from '../../tunnel/policy.js';
+import { cgroupOfProcess } from '../../lab/cgroup.js';
 import { CallerVouching, judgeStream } from '../../tunnel/vouch.js';
 
 const { values } = parseArgs({
@@ -53,7 +54,7 @@ if (cluster.isWorker) {
     process.exit(2);
   }
   const metricsPort = Number(values['metrics-port'] ?? 15020);
-  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' ') };
+  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' '), cgroup: cgroupOfProcess() };
   const n = Math.max(1, launch.workers || os.availableParallelism());
   const since = new Date().toISOString();
   const build = proxyBuild();

@@ -71,6 +71,12 @@ export interface ProxyLaunch {
   workers: number;
   /** Extra node flags for the proxy processes (EBMESH_PROXY_NODE_FLAGS, e.g. --cpu-prof), space-separated; '' for none. */
   nodeFlags?: string;
+  /**
+   * The cgroup the proxy runs in, as /proc/PID/cgroup names it (a path under
+   * the cgroup v2 root). The agent starts it there; the proxy reports where
+   * it really is. Undefined in the agent's launch: wherever it was started.
+   */
+  cgroup?: string;
 }
 
 export type ToProxy =

@@ -33,6 +33,8 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { PACKAGE_ROOT } from '../../paths.js';
+import { cgroup2Root } from '../../kernel/index.js';
+import { inCgroup } from '../../lab/cgroup.js';
 import { EbmeshError } from '../../errors.js';
 import type { RequestDoneEvent } from '../../proxy/index.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
@@ -93,7 +95,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const flagList = (f: string | undefined): string[] => (f ?? '').split(/\s+/).filter(Boolean);
 
 function sameLaunch(a: ProxyLaunch, b: ProxyLaunch): boolean {
-  return a.host === b.host && a.metricsPort === b.metricsPort && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ');
+  return a.host === b.host && a.metricsPort === b.metricsPort && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ') && (!b.cgroup || a.cgroup === b.cgroup);
 }
 
 export class ProxySupervisor {
@@ -248,7 +250,9 @@ export class ProxySupervisor {
     const log = openSync(files.log, 'a');
     // Detached: its own session and process group, so nothing that stops the agent stops it.
     // node:cluster workers inherit the primary's flags: one setting profiles or tunes them all.
-    const child = spawn(process.execPath, [...flagList(launch.nodeFlags), join(PACKAGE_ROOT, 'dist/src/agent/proxy/main.js'), ...args], { detached: true, stdio: ['ignore', log, log] });
+    const argv = [process.execPath, ...flagList(launch.nodeFlags), join(PACKAGE_ROOT, 'dist/src/agent/proxy/main.js'), ...args];
+    const [file, fileArgs] = launch.cgroup ? inCgroup(join(cgroup2Root(), launch.cgroup), argv) : [argv[0]!, argv.slice(1)];
+    const child = spawn(file, fileArgs, { detached: true, stdio: ['ignore', log, log] });
     closeSync(log);
     child.on('error', (e) => this.opts.onLog?.(`node proxy: ${e.message}`));
     child.unref();

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { clientIdentities, computeProxyConfig, nodePodSubnet, type Snapshot } from '../../controlplane/index.js';
 import { cgroup2Root } from '../../kernel/index.js';
 import { ensureBridge, gatewayOf } from '../../lab/network.js';
+import { ensureCgroup } from '../../lab/cgroup.js';
 import type { InstancePaths } from '../../paths.js';
 import type { Datapath } from '../datapath.js';
 import type { CallerEntry, ProxyProcessStats, ProxyPush, TunnelPush } from './messages.js';
@@ -87,8 +88,11 @@ export class NodeProxyWiring {
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
+      // Before any generation starts: its listener, and so every socket it accepts, must be made inside.
+      ensureCgroup(join(cgroup2Root(), this.paths.proxyCgroupName));
+      datapath.attachProxy(join(cgroup2Root(), this.paths.proxyCgroupName));
       this.supervisor = new ProxySupervisor({
-        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: this.nodeFlags },
+        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: this.nodeFlags, cgroup: `/${this.paths.proxyCgroupName}` },
         files: (slot) => proxyFiles(this.paths, slot),
         steeredPort: () => datapath.l7Proxy()?.port,
         steer: (port) => {

@@ -15,6 +15,7 @@ const teardownInstance = async (...a: Parameters<typeof import('../../daemon/nod
 import type { Command, CommandContext } from '../command.js';
 import { downCluster, nodesOption, renderClusterStatus, upCluster, type ClusterStatus } from './cluster.js';
 import { pidAlive } from '../../pids.js';
+import { inCgroup } from '../../lab/cgroup.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -216,7 +217,7 @@ export const exec: Command = {
     const enter = netns
       ? (netns.startsWith('/') ? ['nsenter', `--net=${netns}`, '--'] : ['ip', 'netns', 'exec', netns])
       : [];
-    const r = spawnSync('/bin/sh', ['-c', 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"', 'sh', cgroup, ...enter, ...argv], { stdio: 'inherit' });
+    const r = spawnSync(...inCgroup(cgroup, [...enter, ...argv]), { stdio: 'inherit' });
     if (r.error) throw r.error;
     return r.status ?? (r.signal ? 128 + 1 : 1);
   },
