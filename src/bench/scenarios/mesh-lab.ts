@@ -7,7 +7,7 @@
  * instance's ranges.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, instancePaths } from '../../paths.js';
 import { claimBenchInstance } from '../lab-instances.js';
@@ -117,6 +117,18 @@ kind: MeshConfig
 metadata: {name: mesh}
 spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}${sc}}
 `;
+}
+
+/**
+ * Turns the same-node shortcut on or off by applying the scenario's
+ * MeshConfig again (in `dir`), then lets the agent reconcile. New
+ * connections follow it; established ones keep their path.
+ */
+export async function applyShortcut(cli: (...args: string[]) => string, dir: string, plan: Pick<BenchMeshOptions, 'serviceCIDR' | 'podCIDR'>, on: boolean): Promise<void> {
+  const f = join(dir, `shortcut-${on}.yaml`);
+  writeFileSync(f, meshConfigYaml({ ...plan, shortcut: on }));
+  cli('apply', '-f', f);
+  await new Promise((r) => setTimeout(r, 1000));
 }
 
 /** What an nginx workload serves: the locations of its one server (8080); "ok" at every path unless given. */

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
-import { attachMesh, benchLab, benchMesh, detachMesh, meshConfigYaml } from './mesh-lab.js';
+import { applyShortcut, attachMesh, benchLab, benchMesh, detachMesh } from './mesh-lab.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const CIDRS = { serviceCIDR: '10.98.8.0/24', podCIDR: '10.246.8.0/24' };
@@ -49,12 +49,7 @@ export const observe: Scenario = {
         const m = JSON.parse(cli('status', '-o', 'json')) as { datapath: { counters: Record<string, number> } };
         return { sent: m.datapath.counters.events_sent ?? 0, lost: m.datapath.counters.events_lost ?? 0 };
       };
-      const shortcut = async (on: boolean) => {
-        const f = join(dir, `shortcut-${on}.yaml`);
-        writeFileSync(f, meshConfigYaml({ ...CIDRS, shortcut: on }));
-        cli('apply', '-f', f);
-        await new Promise((r) => setTimeout(r, 1000)); // the agent attaches or detaches the shortcut's programs
-      };
+      const shortcut = (on: boolean) => applyShortcut(cli, dir, CIDRS, on);
       const meshRun = async (name: string, description: string) => {
         const before = seen();
         // The daemon alone: the lab's workloads (nginx here) are its children.

@@ -16,15 +16,14 @@ import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../paths.js';
 import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint, type FootprintSampler } from '../footprint.js';
-import { benchLab, benchMesh, benchService, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
+import { applyShortcut, benchLab, benchMesh, benchService, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
-const SERVICE_CIDR = '10.99.0.0/24';
-const POD_CIDR = '10.247.0.0/24';
+const PLAN = { serviceCIDR: '10.99.0.0/24', podCIDR: '10.247.0.0/24' };
 
 // The shared server and client, nginx keeping connections for the whole run, plus the routed Service.
-const resources = `${benchMesh({ serviceCIDR: SERVICE_CIDR, podCIDR: POD_CIDR, http: 'keepalive_requests 1000000;' })}---
+const resources = `${benchMesh({ ...PLAN, http: 'keepalive_requests 1000000;' })}---
 ${benchService('target', 'server')}---
 ${routeThroughProxy('target')}`;
 
@@ -47,8 +46,18 @@ export const proxy: Scenario = {
       writeFileSync(join(dir, 'mesh.yaml'), resources);
       cli('up', '-f', join(dir, 'mesh.yaml'));
       const status = meshStatus(cli);
-      const proxyPid = status.proxy?.pid;
-      if (!proxyPid) throw new Error('the node proxy is not running although the Service has an HTTPRoute');
+      // Read again before each run: a handover (below) replaces the process.
+      const proxyPid = (): number => {
+        const pid = meshStatus(cli).proxy?.pid;
+        if (!pid) throw new Error('the node proxy is not running although the Service has an HTTPRoute');
+        return pid;
+      };
+      proxyPid();
+      // The proxy's pooled connections to nginx keep the path they were made on: a new generation (handover) makes new ones.
+      const shortcut = async (on: boolean) => {
+        await applyShortcut(cli, dir, PLAN, on);
+        cli('proxy', 'restart');
+      };
       const server = workloadIp(cli, 'server');
       const vip = serviceVip(cli, 'target');
       const serverPid = status.workloads.find((w) => w.name === 'server')?.pid;
@@ -73,8 +82,16 @@ export const proxy: Scenario = {
           ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: no mesh`);
           add(base, `client → server IP:8080 directly, ${connections} keep-alive connections`, await measure(base, `http://${server}:8080/`, r, {}));
           ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: node proxy`);
-          add(`node proxy, ${loadName}`, `client → VIP:80 with an HTTPRoute: steered at connect() to the ebmesh node proxy (${status.proxy?.stats?.workers ?? '?'} workers), which routes to the server`,
-            await measure('node proxy', `http://${vip}:80/`, r, { proxy: [proxyPid] }), base);
+          add(`node proxy, ${loadName}`, `client → VIP:80 with an HTTPRoute: steered at connect() to the ebmesh node proxy (${status.proxy?.stats?.workers ?? '?'} workers), which routes to the server; every hop socket to socket (same-node shortcut, the default)`,
+            await measure('node proxy', `http://${vip}:80/`, r, { proxy: [proxyPid()] }), base);
+          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: node proxy, shortcut off`);
+          await shortcut(false);
+          try {
+            add(`node proxy without the shortcut, ${loadName}`, 'the same with MeshConfig sameNodeShortcut: false (and a proxy handover for fresh upstream connections): every hop through TCP/IP, veth and bridge',
+              await measure('node proxy without the shortcut', `http://${vip}:80/`, r, { proxy: [proxyPid()] }), base);
+          } finally {
+            await shortcut(true);
+          }
           ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: sidecars`);
           sidecars.rulesOn();
           try {
@@ -89,7 +106,8 @@ export const proxy: Scenario = {
         baseline: `no mesh, ${loads[0]![0]}`,
         configs: configs.results(),
         setup: [
-          `# mesh: ebmesh --instance ${lab.instance} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute)`,
+          `# mesh: ebmesh --instance ${lab.instance} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute; same-node shortcut on, the default: the proxy's connections go socket to socket)`,
+          '# "without the shortcut": ebmesh apply of the MeshConfig with sameNodeShortcut: false, then ebmesh proxy restart (new upstream connections); on again after the run',
           `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,
           SIDECAR_MODEL_SETUP,
           `# footprints: "proxy" = the node proxy process tree (primary + workers) or both HAProxy sidecars; "server" = nginx. (The daemon is not sampled: its process tree includes the proxy.)`,

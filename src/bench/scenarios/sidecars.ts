@@ -27,7 +27,7 @@ import { sampleFootprint, waitQuiet, type Footprint } from '../footprint.js';
 import { runLoadgen } from '../loadgen.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 import {
-  HTTP_VISIBILITY_PROGRAMS, attachMesh, benchLab, benchMesh, benchService, detachMesh, meshConfigYaml, routeThroughProxy, serverPolicy, serviceVip, waitAllReady, workloadIp,
+  HTTP_VISIBILITY_PROGRAMS, attachMesh, benchLab, benchMesh, benchService, applyShortcut, detachMesh, routeThroughProxy, serverPolicy, serviceVip, waitAllReady, workloadIp,
 } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 
@@ -84,17 +84,13 @@ export const sidecars: Scenario = {
         if (r.belowTarget) notes.push(`${name}: a run reached ${Math.round(r.achievedRate).toLocaleString('en-US')} of ${rate.toLocaleString('en-US')} req/s (below target).`);
       };
 
-      const shortcut = (on: boolean) => {
-        const f = join(dir, `shortcut-${on}.yaml`);
-        writeFileSync(f, meshConfigYaml({ ...PLAN, shortcut: on }));
-        cli('apply', '-f', f);
-      };
+      const shortcut = (on: boolean) => applyShortcut(cli, dir, PLAN, on);
       const mesh = async (http: boolean) => {
         await attachMesh(lab.instance);
         if (!http) await detachMesh(lab.instance, HTTP_VISIBILITY_PROGRAMS);
       };
       const direct = `http://${server}:8080/`;
-      const steps: Array<{ name: string; description: string; url: string; sample: Record<string, () => { stop(): Footprint }>; before(): Promise<void> | void; after?(): void }> = [
+      const steps: Array<{ name: string; description: string; url: string; sample: Record<string, () => { stop(): Footprint }>; before(): Promise<void> | void; after?(): Promise<void> | void }> = [
         { name: 'no mesh', description: 'client → server IP:8080, every ebmesh program detached', url: direct, sample: {}, before: () => detachMesh(lab.instance) },
         {
           name: 'sidecars', description: 'client → server IP:8080 captured by iptables REDIRECT into an HAProxy sidecar in each workload, no ebmesh program', url: direct,
@@ -115,7 +111,7 @@ export const sidecars: Scenario = {
         },
         {
           name: 'ebmesh + HTTP visibility + shortcut', description: 'ebmesh + HTTP visibility with the same-node shortcut on (the default): writes go socket to socket (sk_msg), HTTP parsed there',
-          url: `http://${plain}:80/`, sample: { agent }, before: async () => { await mesh(true); shortcut(true); }, after: () => shortcut(false),
+          url: `http://${plain}:80/`, sample: { agent }, before: async () => { await mesh(true); await shortcut(true); }, after: () => shortcut(false),
         },
       ];
       for (let rep = 0; rep < ctx.repeats; rep++) {
@@ -126,7 +122,7 @@ export const sidecars: Scenario = {
           try {
             await run(s.name, s.description, s.url, s.sample);
           } finally {
-            s.after?.();
+            await s.after?.();
           }
           // A proxy that fell behind keeps working off its backlog after the load stops.
           if (!(await waitQuiet([proxyPid, ...sidecarPids]))) notes.push(`repeat ${rep + 1}, after ${s.name}: the proxies were still busy 10 s later.`);
