@@ -59,6 +59,8 @@ export interface SupervisorOptions {
   onRequests: (counts: ProxyRequestCounter[], events: RequestDoneEvent[]) => void;
   onTunnel: (received: TunnelFlow[], sent: TunnelledFlow[]) => void;
   onLog?: (line: string) => void;
+  /** Runs before every start of a generation: the agent (re)makes the cgroup the launch names and its programs. */
+  beforeSpawn?: () => void;
 }
 
 type Hello = FromProxy & { type: 'hello' };
@@ -239,6 +241,7 @@ export class ProxySupervisor {
 
   private spawnProxy(slot: ProxySlot): void {
     const { launch } = this.opts;
+    this.opts.beforeSpawn?.();
     const files = this.opts.files(slot);
     mkdirSync(dirname(files.socket), { recursive: true });
     mkdirSync(dirname(files.log), { recursive: true });

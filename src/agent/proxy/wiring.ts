@@ -88,9 +88,14 @@ export class NodeProxyWiring {
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
-      // Before any generation starts: its listener, and so every socket it accepts, must be made inside.
-      ensureCgroup(join(cgroup2Root(), this.paths.proxyCgroupName));
-      datapath.attachProxy(join(cgroup2Root(), this.paths.proxyCgroupName));
+      // Before a generation starts its listener (so every socket it accepts is made
+      // inside), and on every agent start (a new build's program goes into the pinned link).
+      const cgroup = join(cgroup2Root(), this.paths.proxyCgroupName);
+      const prepareCgroup = (): void => {
+        ensureCgroup(cgroup);
+        datapath.attachProxy(cgroup);
+      };
+      prepareCgroup();
       this.supervisor = new ProxySupervisor({
         launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: this.nodeFlags, cgroup: `/${this.paths.proxyCgroupName}` },
         files: (slot) => proxyFiles(this.paths, slot),
@@ -103,6 +108,7 @@ export class NodeProxyWiring {
         onRequests: (counts, events) => this.requests.onProxyBatch(counts, events),
         onTunnel: (received, sent) => this.onTunnel(received, sent),
         onLog: (l) => process.stderr.write(`${l}\n`),
+        beforeSpawn: prepareCgroup,
       });
     }
     this.supervisor.configure({ routing, ...callerTables(snap), ...(tunnel ? { tunnel } : {}) });
