@@ -424,13 +424,15 @@ except Exception as e:
 print(json.dumps(t))
 `;
 
-test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the agent while the old one drains: no request fails, a held WebSocket carries on through the old proxy, which then exits', async () => {
+test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the agent while the old one drains: no request fails, a held WebSocket carries on through the old proxy, an HTTP/2 client moves to the new one on GOAWAY, and the old proxy then exits', async () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const before = (await proxyApi()).status as ProxyStatus & { listen: string };
   const secs = 14;
   // Bounded: a keep-alive request every 20 ms and a new connection every 50 ms, and one WebSocket, for 14 s, through web.shop's HTTPRoute.
   const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} <<'EOF'\n${CLIENT_LOOP}EOF`);
   const ws = mesh.shAsync('shop/client', `python3 - ${secs} <<'EOF'\n${WS_HOLD}EOF`);
+  // And one HTTP/2 session (prior knowledge) with a request every 20 ms: the old proxy GOAWAYs it.
+  const h2 = mesh.shAsync('shop/client', `node ${join(FIX, 'h2-hold.mjs')} http://web.shop ${secs} 20`);
   await sleep(2000);
   const t0 = Date.now();
   const report = JSON.parse(mesh.ok('proxy', 'restart', '--no-wait', '-o', 'json')) as { from: { pid: number; port: number }; to: { pid: number; port: number }; readyMs: number };
@@ -446,13 +448,17 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   assert.deepEqual(mid.draining.map((d) => d.pid), [before.pid], 'and found the old one draining');
   const t = loopTally(await loop);
   const w = JSON.parse((await ws).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; errors: string[] };
+  const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; goaway: number; sessions: number; errors: string[] };
   for (let i = 0; i < 100 && readdirSync('/proc').includes(String(before.pid)); i++) await sleep(100);
   assert.ok(!readdirSync('/proc').includes(String(before.pid)), 'the old proxy exited after draining');
   const drained = new RegExp(`node proxy ${before.pid}: drained in (\\d+) ms, (\\d+) cut`).exec(readFileSync(join(instancePaths(mesh.instance).stateDir, 'proxy.log'), 'utf8'));
-  console.log(`# handover ${JSON.stringify(report)} drained ${drained?.[1]} ms, ${drained?.[2]} cut; client loop ${JSON.stringify(t)} websocket ${JSON.stringify(w)}`);
+  console.log(`# handover ${JSON.stringify(report)} drained ${drained?.[1]} ms, ${drained?.[2]} cut; client loop ${JSON.stringify(t)} websocket ${JSON.stringify(w)} http2 ${JSON.stringify(h)}`);
   assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
   assert.ok(t.keepalive_ok > 200 && t.new_ok > 100, JSON.stringify(t));
   assert.equal(w.fail, 0, JSON.stringify(w));
+  assert.equal(h.fail, 0, JSON.stringify(h));
+  assert.ok(h.goaway >= 1 && h.sessions >= 2, `the HTTP/2 client was sent away from the old proxy and opened a new session: ${JSON.stringify(h)}`);
+  assert.ok(h.ok > secs * 10, JSON.stringify(h));
   // Pings went on after the switch (the old proxy drained only when the WebSocket ended).
   assert.ok(w.ok > (Date.now() - t0) / 1000 * 5, JSON.stringify(w));
   assert.equal(report.from.pid, before.pid);
