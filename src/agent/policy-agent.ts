@@ -7,7 +7,7 @@
  * The agent decides nothing about policy itself: the compiler does, and the
  * tables it keeps are what explain and the drop events are read against.
  */
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
 import {
   IdentityIndex, allocateIdentities, compilePolicies, emptyIdentityTable, type CompiledTables, type IdentityTable, type PolicyWorld,
@@ -19,14 +19,6 @@ import {
 } from './policy-plan.js';
 
 /** A cgroup's id is its directory's inode number (cgroup v2); undefined if it does not exist. */
-export function cgroupId(path: string): bigint | undefined {
-  try {
-    return statSync(path, { bigint: true }).ino;
-  } catch {
-    return undefined;
-  }
-}
-
 export class PolicyAgent {
   identities: IdentityTable;
   tables: CompiledTables | undefined;

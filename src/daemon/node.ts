@@ -13,7 +13,7 @@ import {
 import { cgroup2Root, ensureBpffs, requireFeatures } from '../kernel/index.js';
 import { Datapath, removeDatapath } from '../agent/datapath.js';
 import { planLb } from '../agent/lb-plan.js';
-import { PolicyAgent, cgroupId } from '../agent/policy-agent.js';
+import { PolicyAgent } from '../agent/policy-agent.js';
 import type { EndpointRow } from '../agent/policy-plan.js';
 import { policyWorld } from '../controlplane/policy.js';
 import type { NodeRecord } from '../controlplane/nodes.js';
@@ -22,7 +22,7 @@ import { gatewayOf } from '../lab/network.js';
 import type { WorkloadResource } from '../resources/index.js';
 import { Lab } from '../lab/runtime.js';
 import { ensureBridge, ensureUnreachable, listNetns, deleteWorkloadNet, removeBridge, removeUnreachable } from '../lab/network.js';
-import { ensureCgroup, killCgroup, removeCgroupTree } from '../lab/cgroup.js';
+import { cgroupId, ensureCgroup, killCgroup, removeCgroupTree } from '../lab/cgroup.js';
 import { vethName, type InstancePaths } from '../paths.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { describeError } from '../errors.js';

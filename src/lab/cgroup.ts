@@ -1,6 +1,7 @@
 /** cgroup v2 directories for the mesh and its workloads. */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { cgroup2Root } from '../kernel/fs.js';
 
 /**
  * The argv that runs `argv` inside the cgroup at `path` (a directory under
@@ -17,6 +18,15 @@ export function cgroupOfProcess(pid: number | 'self' = 'self'): string | undefin
   try {
     const line = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').find((l) => l.startsWith('0::'));
     return line?.slice(3);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A cgroup's id (on cgroup v2, its directory's inode number); a relative path is under the cgroup v2 root. undefined: no such cgroup. */
+export function cgroupId(path: string): bigint | undefined {
+  try {
+    return statSync(path.startsWith('/') ? path : join(cgroup2Root(), path), { bigint: true }).ino;
   } catch {
     return undefined;
   }

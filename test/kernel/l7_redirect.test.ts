@@ -15,7 +15,7 @@ import { planLb } from '../../src/agent/lb-plan.js';
 import { Counter, L7ConnKey, L7Orig, L7Proxy, U32Key, U64Value } from '../../src/abi/structs.js';
 import { Sandbox, backendServerCode, sleep } from '../helpers/sandbox.js';
 import { PolicyMaps } from '../../src/agent/policy-maps.js';
-import { cgroupId } from '../../src/agent/policy-agent.js';
+import { cgroupId } from '../../src/lab/cgroup.js';
 import { encodeEndpoint } from '../../src/agent/policy-plan.js';
 
 const VIP = '10.251.1.1';

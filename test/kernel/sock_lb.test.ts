@@ -13,7 +13,7 @@ import { BPF_BUILD } from '../../src/paths.js';
 import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
 import { PolicyMaps } from '../../src/agent/policy-maps.js';
-import { cgroupId } from '../../src/agent/policy-agent.js';
+import { cgroupId } from '../../src/lab/cgroup.js';
 import { encodeEndpoint } from '../../src/agent/policy-plan.js';
 import type { DesiredFrontend } from '../../src/controlplane/index.js';
 import { Sandbox, backendServerCode, sleep } from '../helpers/sandbox.js';

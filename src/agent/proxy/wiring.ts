@@ -5,12 +5,11 @@
  * every reconcile. Runs before the LB maps are written, so a frontend is
  * never flagged L7 before a proxy answers on the address the kernel uses.
  */
-import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { clientIdentities, computeProxyConfig, nodePodSubnet, type Snapshot } from '../../controlplane/index.js';
 import { cgroup2Root } from '../../kernel/index.js';
 import { ensureBridge, gatewayOf } from '../../lab/network.js';
-import { ensureCgroup } from '../../lab/cgroup.js';
+import { cgroupId, ensureCgroup } from '../../lab/cgroup.js';
 import type { InstancePaths } from '../../paths.js';
 import type { Datapath } from '../datapath.js';
 import type { CallerEntry, ProxyProcessStats, ProxyPush, TunnelPush } from './messages.js';
@@ -22,21 +21,12 @@ import { ProxySupervisor, type HandoverReport } from './supervisor.js';
 import { EbmeshError } from '../../errors.js';
 import { ownedProxyPid, proxyFiles } from './control.js';
 
-function cgroupId(path: string): string | undefined {
-  try {
-    // On cgroup v2 a cgroup's id is its directory's inode number.
-    return statSync(path.startsWith('/') ? path : join(cgroup2Root(), path), { bigint: true }).ino.toString();
-  } catch {
-    return undefined;
-  }
-}
-
 export function callerTables(snap: Snapshot): Pick<ProxyPush, 'byCgroup' | 'byIp'> {
   const byCgroup: Array<[string, CallerEntry]> = [];
   const byIp: Array<[string, CallerEntry]> = [];
   for (const c of clientIdentities(snap)) {
     const entry: CallerEntry = { identity: c.identity, namespace: c.namespace, workload: `${c.namespace}/${c.name}` };
-    const id = c.cgroup && cgroupId(c.cgroup);
+    const id = c.cgroup && cgroupId(c.cgroup)?.toString();
     if (id) byCgroup.push([id, entry]);
     if (c.ip) byIp.push([c.ip, entry]);
   }
