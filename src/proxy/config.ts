@@ -9,6 +9,7 @@ import { EbmeshError } from '../errors.js';
 import { GRPCRoute, HTTPRoute, durationMs, type HeaderModifier } from '../resources/gateway.js';
 import { AuthorizationPolicy, TrafficPolicy, type TrafficPolicyResource } from '../resources/traffic.js';
 import { compileAuthzPolicy, type CompiledAuthzPolicy } from './authz.js';
+import { endpointKey } from './dial.js';
 import { compareRank, compileGrpcMatch, compileHttpMatch, hostMatches, type CompiledMatch, type RequestFacts } from './route-match.js';
 import type { Endpoint, ProxyLimits, ProxyRoutingConfig, ServiceProtocol } from './types.js';
 
@@ -172,7 +173,7 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
       vip: s.vip,
       port: s.port,
       protocol: s.protocol ?? 'auto',
-      endpoints: Object.freeze(s.endpoints.map((e) => Object.freeze({ ip: e.ip, port: e.port }))),
+      endpoints: Object.freeze(s.endpoints.map((e) => Object.freeze({ ip: e.ip, port: e.port, key: endpointKey({ ip: e.ip, port: e.port }) }))),
       matches: [],
       traffic: trafficByTarget.get(`Service/${key}`),
       authz: authzByTarget.get(`Service/${key}`) ?? [],

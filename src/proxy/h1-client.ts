@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, type Caller, type Dial, type UpstreamStream } from './dial.js';
-import { parseSimpleResponse } from './h1-response.js';
+import { parseSimpleResponse, type SimpleResponse } from './h1-response.js';
 
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
@@ -48,8 +48,12 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface H1Exchange {
-  /** Called once with the final (non-1xx) response head: header names and values alternating, as received. */
-  onHead(status: number, raw: string[]): void;
+  /**
+   * Called once with the final (non-1xx) response head: header names and
+   * values alternating, as received (from llhttp); or a whole response read
+   * in one go, whose `body` is all of it: onBody is not called for it.
+   */
+  onHead(status: number, head: string[] | SimpleResponse): void;
   onBody(chunk: Buffer): boolean;
   onEnd(trailers: IncomingHttpHeaders | undefined): void;
   /** The connection failed before the response ended; `connected` says whether it ever connected, `responded` whether a head arrived. */
@@ -118,8 +122,7 @@ class Conn {
         this.atStart = false;
         const simple = this.skipBody ? undefined : parseSimpleResponse(d);
         if (simple) {
-          this.onHead(simple.status, simple.raw, simple.keepAlive);
-          if (simple.body.length) this.onBody(simple.body);
+          this.onHead(simple.status, simple, simple.keepAlive);
           if (this.ex) this.onComplete(undefined);
           return;
         }
@@ -140,10 +143,10 @@ class Conn {
   }
 
   // What a response does, whether llhttp or parseSimpleResponse read it.
-  private onHead(status: number, raw: string[], keepAlive: boolean): void {
+  private onHead(status: number, head: string[] | SimpleResponse, keepAlive: boolean): void {
     this.responded = true;
     this.keepAlive = keepAlive;
-    this.ex?.onHead(status, raw);
+    this.ex?.onHead(status, head);
   }
 
   private onBody(b: Buffer): void {

@@ -14,7 +14,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { headersFromRaw } from './h1-client.js';
-import { HOP_BY_HOP } from './upstream.js';
+import { HOP_BY_HOP } from './hop-by-hop.js';
 import { checkFraming, checkHeader, newTally, BAD_VALUE, TOKEN, type FramingProblem } from './http1-guard.js';
 
 /** Largest request head (request line + headers) we read, as Node's default. */

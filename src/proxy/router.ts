@@ -20,10 +20,13 @@ import { Shed } from './fair-queue.js';
 import { applyHeaderModifier, decide, type Plan } from './plan.js';
 import { rejection, type RejectReason, type Rejection } from './responses.js';
 import type { RequestFacts } from './route-match.js';
-import { endpointKey, type ProxyRuntime } from './runtime.js';
+import { endpointKey } from './dial.js';
+import type { ProxyRuntime } from './runtime.js';
 import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
 import type { Endpoint, OriginalDestination } from './types.js';
-import { HOP_BY_HOP, UpstreamError, type ClientPresence, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import type { HeadBytes } from './h1-response.js';
+import { dropsField, namedInConnection } from './hop-by-hop.js';
+import { UpstreamError, type ClientPresence, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ConnContext {
   id: number;
@@ -37,8 +40,8 @@ export interface ResponseSink {
   headersSent: boolean;
   statusCode: number;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
-  /** HTTP/1 only: writeHead from an upstream HTTP/1 head as received (UpstreamResponse.rawHeaders). */
-  writeHeadRaw?(status: number, raw: readonly string[]): unknown;
+  /** HTTP/1 only: writeHead from an upstream HTTP/1 head as received (UpstreamResponse.rawHead). */
+  writeHeadRaw?(status: number, raw: readonly string[] | HeadBytes): unknown;
   /** false: wait for 'drain' before writing more. */
   write(chunk: Buffer): boolean;
   end(chunk?: string | Buffer): unknown;
@@ -99,27 +102,14 @@ class NoEndpoint extends Error {}
 class BodyTooLarge extends Error {}
 
 function stripHopByHop(h: IncomingHttpHeaders, keepTeTrailers: boolean): Record<string, string | string[] | undefined> {
-  // Most requests name nothing in Connection but keep-alive/close: skip the parse then.
-  const conn = h['connection'];
-  const named = conn === undefined || conn === 'keep-alive' || conn === 'close' ? undefined : namedInConnection(conn);
+  const named = namedInConnection(h['connection']);
   const out: Record<string, string | string[] | undefined> = {};
   for (const k in h) {
-    if (HOP_BY_HOP.has(k)) {
-      if (!(k === 'te' && keepTeTrailers && h[k] === 'trailers')) continue;
-    } else if (k.charCodeAt(0) === 58 /* ':' */ || named?.has(k)) continue;
+    if (k.charCodeAt(0) === 58 /* ':' */) continue;
+    if (dropsField(k, named) && !(k === 'te' && keepTeTrailers && h[k] === 'trailers')) continue;
     out[k] = h[k];
   }
   return out;
-}
-
-function namedInConnection(v: string | string[]): Set<string> {
-  return new Set(
-    String(v)
-      .toLowerCase()
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
 }
 
 async function readBody(body: Readable, max: number): Promise<Buffer> {
@@ -233,13 +223,14 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 
     const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0, client);
     // HTTP/1 both ways and no response header rule: the upstream's head is copied as received, no header object.
-    if (resp.rawHeaders !== undefined && !rule?.responseHeaders && ds.res.writeHeadRaw) ds.res.writeHeadRaw(resp.status, resp.rawHeaders);
+    if (resp.rawHead !== undefined && !rule?.responseHeaders && ds.res.writeHeadRaw) ds.res.writeHeadRaw(resp.status, resp.rawHead);
     else {
       const respHeaders = stripHopByHop(resp.headers, false);
       applyHeaderModifier(respHeaders, rule?.responseHeaders);
       ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
     }
-    await streamBack(ds, resp, client);
+    const streaming = streamBack(ds, resp, client);
+    if (streaming) await streaming;
     releaseBreaker();
   } catch (e) {
     // Nobody is left to answer: the work was stopped on purpose, the request was already accounted at 'close'.
@@ -255,8 +246,16 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   }
 }
 
-/** Streams the upstream body to the client, then its trailers (gRPC's grpc-status lives there). */
-function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientPresence): Promise<void> {
+/**
+ * Streams the upstream body to the client, then its trailers (gRPC's
+ * grpc-status lives there). A body that came whole with the head is sent at
+ * once: no promise to wait for then.
+ */
+function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientPresence): Promise<void> | undefined {
+  if (resp.whole !== undefined) {
+    if (!client.gone) ds.res.end(resp.whole);
+    return undefined;
+  }
   // A hand-rolled pipe: Readable.pipe() adds and removes seven listeners per
   // response, which costs more than forwarding a small body.
   return new Promise((resolve) => {

@@ -8,6 +8,7 @@ import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BodyFeed, type ResponseBody } from './body-feed.js';
 import { H1Pool, headersFromRaw, type H1Exchange } from './h1-client.js';
+import type { HeadBytes, SimpleResponse } from './h1-response.js';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, type Caller, type Dial } from './dial.js';
 
@@ -60,15 +61,51 @@ class H1UpstreamResponse implements UpstreamResponse {
   private built: IncomingHttpHeaders | undefined;
   constructor(
     readonly status: number,
-    readonly rawHeaders: readonly string[],
+    readonly rawHead: readonly string[],
     readonly body: BodyFeed,
     readonly trailers: Promise<IncomingHttpHeaders | undefined>,
     readonly abort: () => void,
   ) {}
 
   get headers(): IncomingHttpHeaders {
-    return (this.built ??= headersFromRaw(this.rawHeaders));
+    return (this.built ??= headersFromRaw(this.rawHead));
   }
+}
+
+const NO_TRAILERS: Promise<undefined> = Promise.resolve(undefined);
+
+/**
+ * An HTTP/1.1 answer that came whole in one read (h1-response.ts): already
+ * complete, its connection already back in the pool, so there is nothing to
+ * stream, wait for or abort. A body feed is made only for a reader that
+ * wants one (a mirror's or a retried answer being discarded).
+ */
+class WholeH1Response implements UpstreamResponse {
+  private built: IncomingHttpHeaders | undefined;
+  private feed: BodyFeed | undefined;
+  readonly trailers = NO_TRAILERS;
+  readonly whole: Buffer;
+  constructor(
+    readonly status: number,
+    readonly rawHead: SimpleResponse,
+  ) {
+    this.whole = rawHead.body;
+  }
+
+  get headers(): IncomingHttpHeaders {
+    return (this.built ??= headersFromRaw(this.rawHead.raw));
+  }
+
+  get body(): BodyFeed {
+    if (!this.feed) {
+      this.feed = new BodyFeed(() => {});
+      if (this.whole.length) this.feed.push(this.whole);
+      this.feed.end();
+    }
+    return this.feed;
+  }
+
+  abort(): void {}
 }
 
 const clientGone = (): UpstreamError => new UpstreamError('reset', 'the client went away before the answer', false);
@@ -96,16 +133,19 @@ export interface UpstreamResponse {
   status: number;
   /** Lower-case, as IncomingMessage has them. */
   readonly headers: IncomingHttpHeaders;
-  /** HTTP/1.1 upstreams: the head as received (names and values alternating), for a downstream that can copy it. */
-  readonly rawHeaders?: readonly string[];
+  /**
+   * HTTP/1.1 upstreams: the head as received, for a downstream that can
+   * copy it: names and values alternating (from llhttp), or the header
+   * lines to forward as bytes.
+   */
+  readonly rawHead?: readonly string[] | HeadBytes;
+  /** The whole body when it came with the head: a downstream may send it at once instead of reading `body`. */
+  readonly whole?: Buffer;
   body: ResponseBody;
   /** Resolves when the body ends: the trailers, if any. */
   trailers: Promise<IncomingHttpHeaders | undefined>;
   abort(): void;
 }
-
-/** Connection-specific headers (RFC 9110 7.6.1): never forwarded. */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
 
 export class UpstreamPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
@@ -146,12 +186,17 @@ export class UpstreamPool {
       let body: BodyFeed | undefined;
       let endTrailers: (t: IncomingHttpHeaders | undefined) => void = () => {};
       const ex: H1Exchange = {
-        onHead: (status, raw) => {
+        onHead: (status, head) => {
           clearTimeout(timer);
           clearTimeout(connectTimer);
           if (settled) return;
           settled = true;
           if (r.client) r.client.onGone = undefined; // from here on the caller streams the body and watches the client
+          if (!Array.isArray(head)) {
+            resolve(new WholeH1Response(status, head));
+            return;
+          }
+          const raw = head;
           const b = new BodyFeed(() => handle?.resume());
           body = b;
           const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (endTrailers = done));
