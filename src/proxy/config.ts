@@ -159,7 +159,8 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
   }
 
   const services: CompiledService[] = [];
-  const byVip = new Map<string, CompiledService>();
+  // By address, then port: a request's address string is its connection's (its hash computed once), where an "ip:port" key would be a new string to hash per request.
+  const byVip = new Map<string, Map<number, CompiledService>>();
   const byName = new Map<string, CompiledService[]>();
   input.services.forEach((s, i) => {
     const where = `services[${i}] (${s.namespace}/${s.name})`;
@@ -178,8 +179,10 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
       traffic: trafficByTarget.get(`Service/${key}`),
       authz: authzByTarget.get(`Service/${key}`) ?? [],
     };
-    if (byVip.has(`${s.vip}:${s.port}`)) throw invalid(`${s.vip}:${s.port} is listed twice`, where);
-    byVip.set(`${s.vip}:${s.port}`, svc);
+    let ports = byVip.get(s.vip);
+    if (!ports) byVip.set(s.vip, (ports = new Map()));
+    if (ports.has(s.port)) throw invalid(`${s.vip}:${s.port} is listed twice`, where);
+    ports.set(s.port, svc);
     byName.set(key, [...(byName.get(key) ?? []), svc]);
     services.push(svc);
   });
@@ -257,7 +260,7 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
     version,
     limits,
     services: Object.freeze(services),
-    serviceAt: (ip: string, port: number) => byVip.get(`${ip}:${port}`),
+    serviceAt: (ip: string, port: number) => byVip.get(ip)?.get(port),
   });
 }
 

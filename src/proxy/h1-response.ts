@@ -18,6 +18,7 @@
  * never more.
  */
 import { dropsField, HOP_BY_HOP, namedInConnection } from './hop-by-hop.js';
+import { TCHAR, VCHAR } from './http1-guard.js';
 
 /**
  * An upstream head to forward, kept as bytes: its header lines, hop-by-hop
@@ -37,15 +38,6 @@ export interface HeadBytes {
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const HTTP1 = Buffer.from('HTTP/1.', 'latin1');
 
-/** tchar (RFC 9110 5.6.2). */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
-for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 32] = 1;
-/** A field value or reason phrase byte: HTAB, visible ASCII, SP, obs-text; no other control, no DEL. */
-const VCHAR = new Uint8Array(256);
-VCHAR[9] = 1;
-for (let c = 0x20; c <= 0xff; c++) if (c !== 0x7f) VCHAR[c] = 1;
 
 /** Name lengths worth a string to compare: hop-by-hop fields and those framing reads. */
 const WATCHED = new Set([...HOP_BY_HOP, 'content-length', 'date'].map((n) => n.length));
