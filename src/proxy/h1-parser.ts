@@ -15,7 +15,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { headersFromRaw } from './h1-client.js';
 import { HOP_BY_HOP } from './hop-by-hop.js';
-import { checkFraming, checkHeader, newTally, BAD_VALUE, TCHAR, TOKEN, VCHAR, type FramingProblem } from './http1-guard.js';
+import { checkFraming, checkHeader, nameIn, nameTable, newTally, BAD_VALUE, TCHAR, TOKEN, VCHAR, type FramingProblem } from './http1-guard.js';
 
 /** Largest request head (request line + headers) we read, as Node's default. */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -69,28 +69,11 @@ function hasToken(list: string | undefined, token: string): boolean {
 const CRLF = Buffer.from('\r\n', 'latin1');
 
 /**
- * The field names the parser acts on, by length: a name is compared as
- * bytes against these and never made into a string. Hop-by-hop ones are
- * not forwarded, the rest feed the head's framing and its picked-up fields.
+ * The field names the parser acts on: a name is compared as bytes against
+ * these and never made into a string. Hop-by-hop ones are not forwarded,
+ * the rest feed the head's framing and its picked-up fields.
  */
-const WATCHED = new Map<number, string[]>();
-for (const n of [...HOP_BY_HOP, 'content-length', 'content-type', 'traceparent', 'expect']) {
-  const list = WATCHED.get(n.length) ?? [];
-  list.push(n);
-  WATCHED.set(n.length, list);
-}
-
-/** The watched name (an interned lower-case string) that buf[start, end) spells in any case, if any; the bytes are tchars already. */
-function watchedName(buf: Buffer, start: number, end: number): string | undefined {
-  const list = WATCHED.get(end - start);
-  if (list === undefined) return undefined;
-  next: for (const name of list) {
-    // Over tchars, | 0x20 folds exactly A-Z onto a-z and leaves '-' and digits as they are.
-    for (let k = 0; k < name.length; k++) if ((buf[start + k]! | 0x20) !== name.charCodeAt(k)) continue next;
-    return name;
-  }
-  return undefined;
-}
+const WATCHED = nameTable([...HOP_BY_HOP, 'content-length', 'transfer-encoding', 'content-type', 'traceparent', 'expect']);
 
 /** Why a header line was refused, found again on its text (the error path only). */
 function lineProblem(line: string): FramingProblem {
@@ -162,7 +145,7 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
     while (b > a && isOws(buf[b - 1])) b--;
     lines.push(start, colon, a, b);
     i = p;
-    const lower = watchedName(buf, start, colon);
+    const lower = nameIn(WATCHED, buf, start, colon);
     let forward = true;
     if (lower !== undefined) {
       const value = buf.toString('latin1', a, b);

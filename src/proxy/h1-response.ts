@@ -18,7 +18,7 @@
  * never more.
  */
 import { dropsField, HOP_BY_HOP, namedInConnection } from './hop-by-hop.js';
-import { TCHAR, VCHAR } from './http1-guard.js';
+import { nameIn, nameTable, TCHAR, VCHAR } from './http1-guard.js';
 
 /**
  * An upstream head to forward, kept as bytes: its header lines, hop-by-hop
@@ -39,8 +39,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const HTTP1 = Buffer.from('HTTP/1.', 'latin1');
 
 
-/** Name lengths worth a string to compare: hop-by-hop fields and those framing reads. */
-const WATCHED = new Set([...HOP_BY_HOP, 'content-length', 'date'].map((n) => n.length));
+/** The names acted on (compared as bytes, never made into strings): hop-by-hop fields and those framing reads. */
+const WATCHED = nameTable([...HOP_BY_HOP, 'content-length', 'date']);
 
 const isOws = (c: number | undefined): boolean => c === 32 || c === 9;
 
@@ -60,16 +60,16 @@ export class SimpleResponse implements HeadBytes {
     private readonly src: Buffer,
     /** Per header line: start, colon, value start, value end (OWS excluded)… */
     private readonly lines: number[],
-    /** …and its lower-case name when it was WATCHED. */
+    /** …and its name when it is one of WATCHED. */
     lower: (string | undefined)[],
     /** Where the head's CRLFCRLF is. */
     headEnd: number,
     named: ReadonlySet<string> | undefined,
   ) {
     this.body = src.subarray(headEnd + 4);
-    // Lengths of the names Connection lists that the scan did not make strings for (none for "keep-alive" or "close").
+    // Lengths of the names Connection lists that the scan did not look for (none for "keep-alive" or "close").
     let unwatched: number[] | undefined;
-    if (named) for (const n of named) if (!WATCHED.has(n.length)) (unwatched ??= []).push(n.length);
+    if (named) for (const n of named) if (!WATCHED.get(n.length)?.includes(n)) (unwatched ??= []).push(n.length);
     for (let k = 0, j = 0; j < lines.length; k++, j += 4) {
       const start = lines[j]!;
       const colon = lines[j + 1]!;
@@ -158,9 +158,8 @@ export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
     while (a < b && isOws(chunk[a])) a++;
     while (b > a && isOws(chunk[b - 1])) b--;
     lines.push(start, colon, a, b);
-    let l: string | undefined;
-    if (WATCHED.has(colon - start)) {
-      l = chunk.toString('latin1', start, colon).toLowerCase();
+    const l = nameIn(WATCHED, chunk, start, colon);
+    if (l !== undefined) {
       if (l === 'content-length') {
         if (length >= 0 || b - a > 15 || a === b) return undefined;
         length = 0;

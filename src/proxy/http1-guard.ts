@@ -21,6 +21,35 @@ for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 32] = 1;
 export const VCHAR = new Uint8Array(256);
 VCHAR[9] = 1;
 for (let c = 0x20; c <= 0xff; c++) if (c !== 0x7f) VCHAR[c] = 1;
+
+/** Lower-case field names grouped by length, for nameIn(). */
+export type NameTable = ReadonlyMap<number, readonly string[]>;
+
+export function nameTable(names: Iterable<string>): NameTable {
+  const t = new Map<number, string[]>();
+  for (const n of names) {
+    const list = t.get(n.length) ?? [];
+    if (!list.includes(n)) list.push(n);
+    t.set(n.length, list);
+  }
+  return t;
+}
+
+/**
+ * The name of `table` that buf[start, end) spells in any case, as the
+ * table's own string (so no string is made per field), or undefined. The
+ * bytes must already be tchars: over those, `| 0x20` folds exactly A-Z onto
+ * a-z and leaves '-' and digits as they are.
+ */
+export function nameIn(table: NameTable, buf: Buffer, start: number, end: number): string | undefined {
+  const list = table.get(end - start);
+  if (list === undefined) return undefined;
+  next: for (const name of list) {
+    for (let k = 0; k < name.length; k++) if ((buf[start + k]! | 0x20) !== name.charCodeAt(k)) continue next;
+    return name;
+  }
+  return undefined;
+}
 const OBS_TEXT = /[\x80-\xff]/;
 const DECIMAL = /^[0-9]{1,15}$/;
 

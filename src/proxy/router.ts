@@ -14,7 +14,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerOpen } from './circuit-breaker.js';
-import type { CompiledService } from './config.js';
+import type { CompiledRule, CompiledService } from './config.js';
 import { channels, type RequestDoneEvent } from './events.js';
 import { Shed } from './fair-queue.js';
 import { applyHeaderModifier, decide, type Plan } from './plan.js';
@@ -337,26 +337,21 @@ async function forward(
   const backend = plan.backend;
   out.backend = backend?.key ?? `${plan.direct?.ip}:${plan.direct?.port}`;
   const outlier = backend?.traffic?.outlier;
-  const peers = outlier && backend ? backend.endpoints.map(endpointKey) : [];
-  const tried = new Set<string>();
+  const peers = outlier && backend ? backend.endpoints.map(endpointKey) : NO_PEERS;
+  // The endpoints of earlier attempts: a set is made only when a retry happens.
+  let tried: Set<string> | undefined;
   const protocol = chooseProtocol(ds, backend);
   for (let attempt = 0; ; attempt++) {
-    const remaining = deadline - performance.now();
+    const remaining = deadline === Infinity ? Infinity : deadline - performance.now();
     if (remaining <= 0) throw new UpstreamError('timeout', `request timeout ${rule?.requestTimeoutMs}ms`, false);
-    const endpoint = plan.direct ?? (backend ? rt.pickEndpoint(backend, tried) : undefined);
+    const endpoint = plan.direct ?? (backend ? rt.pickEndpoint(backend, tried ?? NONE_TRIED) : undefined);
     if (!endpoint) throw new NoEndpoint(`service ${backend?.key} has no endpoints`);
     const key = endpointKey(endpoint);
-    tried.add(key);
     out.endpoint = key;
     const breaker = backend?.traffic?.breaker;
-    const release = breaker ? await rt.breakers.acquire(backend.key, breaker, protocol === 'http1') : () => {};
+    const release = breaker ? await rt.breakers.acquire(backend.key, breaker, protocol === 'http1') : NO_RELEASE;
     const perTry = Math.min(rule?.backendTimeoutMs || Infinity, remaining);
-    const canRetry = (): boolean => replayable && retry !== undefined && attempt < retry.attempts;
-    const backoff = async (): Promise<void> => {
-      out.retries++;
-      const wait = retry ? Math.min(retry.backoffMs * 2 ** attempt, Math.max(0, deadline - performance.now() - 1)) : 0;
-      if (wait > 0) await sleep(wait);
-    };
+    const canRetry = replayable && retry !== undefined && attempt < retry.attempts;
     let resp: UpstreamResponse;
     try {
       resp = await rt.pool.request({
@@ -379,22 +374,35 @@ async function forward(
       if (outlier && backend && e.kind !== 'reset') rt.outliers.record(backend.key, key, false, outlier, peers);
       const retriableKind = e.kind === 'connect' || (e.kind === 'timeout' && retry?.codes.has(504)) || (e.kind === 'reset' && retry?.codes.has(502));
       const freeConnectRetry = e.safeToRetry && replayable && attempt === 0 && !plan.direct && (backend?.endpoints.length ?? 0) > 1;
-      if ((retriableKind && canRetry()) || freeConnectRetry) {
-        await backoff();
+      if ((retriableKind && canRetry) || freeConnectRetry) {
+        (tried ??= new Set()).add(key);
+        await backoff(out, retry, attempt, deadline);
         continue;
       }
       throw e;
     }
     if (outlier && backend) rt.outliers.record(backend.key, key, resp.status < 500, outlier, peers);
-    if (retry?.codes.has(resp.status) && canRetry()) {
+    if (retry?.codes.has(resp.status) && canRetry) {
       resp.body.resume();
       resp.abort();
       release();
-      await backoff();
+      (tried ??= new Set()).add(key);
+      await backoff(out, retry, attempt, deadline);
       continue;
     }
     return { resp, release };
   }
+}
+
+const NO_PEERS: readonly string[] = [];
+const NONE_TRIED: ReadonlySet<string> = new Set();
+const NO_RELEASE = (): void => {};
+
+/** Before another attempt: the rule's backoff, doubling per attempt, never past the request's deadline. */
+async function backoff(out: Outcome, retry: CompiledRule['retry'], attempt: number, deadline: number): Promise<void> {
+  out.retries++;
+  const wait = retry ? Math.min(retry.backoffMs * 2 ** attempt, Math.max(0, deadline - performance.now() - 1)) : 0;
+  if (wait > 0) await sleep(wait);
 }
 
 function mirror(rt: ProxyRuntime, ds: Downstream, svc: CompiledService, path: string, authority: string, headers: Record<string, string | string[] | undefined>, body: Buffer | undefined): void {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { loadDesyncCases } from './desync-corpus.js';
 import { describe, it } from 'node:test';
 import { ChunkedReader, FramingError, LengthReader, MAX_HEAD_BYTES, parseHead, type H1Head, type HeadResult } from '../../src/proxy/h1-parser.js';
-import { BAD_VALUE, TCHAR, TOKEN, VCHAR } from '../../src/proxy/http1-guard.js';
+import { BAD_VALUE, nameIn, nameTable, TCHAR, TOKEN, VCHAR } from '../../src/proxy/http1-guard.js';
 
 const raw = (s: string): Buffer => Buffer.from(s, 'latin1');
 const head = (r: HeadResult): H1Head => {
@@ -136,6 +136,20 @@ describe('HTTP/1 request parser', () => {
       assert.equal(TCHAR[c] === 1, TOKEN.test(ch), `tchar ${c}`);
       assert.equal(VCHAR[c] === 1, !BAD_VALUE.test(ch), `value byte ${c}`);
     }
+  });
+
+  it('matches field names as bytes exactly as lower-casing their text would', () => {
+    const table = nameTable(['te', 'x-2', 'content-length']);
+    const tchars = [...Array(256).keys()].filter((c) => TCHAR[c]);
+    for (const a of tchars)
+      for (const b of tchars) {
+        const text = String.fromCharCode(a, b);
+        assert.equal(nameIn(table, raw(`.${text}.`), 1, 3), text.toLowerCase() === 'te' ? 'te' : undefined, text);
+        const three = raw(`x${text}`);
+        assert.equal(nameIn(table, three, 0, 3), `x${text}`.toLowerCase() === 'x-2' ? 'x-2' : undefined, `x${text}`);
+      }
+    assert.equal(nameIn(table, raw('Content-LENGTH'), 0, 14), 'content-length');
+    assert.equal(nameIn(table, raw('Content-Lengths'), 0, 15), undefined);
   });
 
   it('forwards the end-to-end lines as received, in runs, without hop-by-hop fields, Host or traceparent', () => {
