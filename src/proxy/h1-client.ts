@@ -60,8 +60,17 @@ export interface H1Exchange {
   onError(e: NodeJS.ErrnoException, connected: boolean, responded: boolean): void;
 }
 
-/** One upstream connection with its parser; carries one exchange at a time. */
-class Conn {
+/** What the caller holds of the connection carrying its request. */
+export interface H1Handle {
+  /** Ends the exchange: the connection is closed. */
+  abort(): void;
+  /** The reader wants the body again after onBody said stop. */
+  resume(): void;
+  readonly connected: boolean;
+}
+
+/** One upstream connection with its parser; carries one exchange at a time (and is that exchange's handle). */
+class Conn implements H1Handle {
   readonly socket: UpstreamStream;
   private readonly parser: LlhttpParser = new HTTPParser();
   ex: H1Exchange | undefined;
@@ -195,6 +204,14 @@ class Conn {
     body.once('error', () => this.destroy());
   }
 
+  abort(): void {
+    this.destroy();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
   idle(timeoutMs: number): void {
     this.socket.unref?.();
     // One timer per connection, re-armed each time it goes idle (not a new one per request); it does nothing while busy.
@@ -253,7 +270,7 @@ export class H1Pool {
     lines: { text: string; hasLength: boolean } | undefined,
     body: Buffer | Readable | undefined,
     ex: H1Exchange,
-  ): { abort(): void; resume(): void; conn: { readonly connected: boolean } } {
+  ): H1Handle {
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\n`;
     if (BAD_VALUE.test(path) || BAD_VALUE.test(authority)) throw new TypeError('invalid character in request line or host');
     let hasLength = false;
@@ -301,8 +318,7 @@ export class H1Pool {
       this.all.add(conn);
     }
     conn.send(ex, method, head, body, chunked);
-    const c = conn;
-    return { abort: () => c.destroy(), resume: () => c.socket.resume(), conn: c };
+    return conn;
   }
 
   release(c: Conn): void {

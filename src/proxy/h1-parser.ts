@@ -26,6 +26,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const ONLY_CONNECTION_OPTIONS = /^(?:[\t ,]*(?:close|keep-alive|upgrade)[\t ]*)(?:,[\t ]*(?:close|keep-alive|upgrade)?[\t ]*)*$/i;
 
 export type BodyFraming = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' };
+const NO_BODY: BodyFraming = Object.freeze({ kind: 'none' });
+const CHUNKED: BodyFraming = Object.freeze({ kind: 'chunked' });
 
 export interface H1Head {
   method: string;
@@ -187,7 +189,7 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
   const problem = checkFraming(tally, minor);
   if (problem) return { problem };
   if (minor === 1 && hosts === 0) return { problem: { reason: 'BadHost', detail: 'HTTP/1.1 request without Host' } };
-  const framing: BodyFraming = tally.teCount ? { kind: 'chunked' } : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : { kind: 'none' };
+  const framing: BodyFraming = tally.teCount ? CHUNKED : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : NO_BODY;
   const head = new ParsedHead(m[1]!, m[2]!, minor, buf, lines, framing);
   head.host = host;
   head.contentType = contentType;
