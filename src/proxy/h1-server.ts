@@ -70,8 +70,8 @@ export class H1Response implements ResponseSink {
   headersSent = false;
   /** Close the connection after this response. */
   closeAfter: boolean;
-  /** The head, until it goes out with the first body bytes (or at end). */
-  private head: string | Buffer | undefined;
+  /** The head, until it goes out with the first body bytes (or at end): our text, or an upstream's lines (written straight into the out buffer). */
+  private head: string | BytesHead | undefined;
   private chunked = false;
   private noBody: boolean;
   private trailers: OutgoingHttpHeaders | undefined;
@@ -145,12 +145,23 @@ export class H1Response implements ResponseSink {
 
   private writeHeadBytes(status: number, hb: HeadBytes): this {
     const line = statusLine(status);
-    const tail = this.endHead(status, hb.hasLength, hb.hasDate);
-    const b = Buffer.allocUnsafe(line.length + hb.size + tail.length);
-    const at = hb.writeLines(b, b.write(line, 0, 'latin1'));
-    b.write(tail, at, 'latin1');
-    this.head = b;
+    this.head = new BytesHead(line, hb, this.endHead(status, hb.hasLength, hb.hasDate));
     return this;
+  }
+
+  /** The pending head in a new buffer with `room` bytes left after it. */
+  private takeHead(room: number): Buffer {
+    const h = this.head!;
+    this.head = undefined;
+    if (typeof h === 'string') {
+      const b = Buffer.allocUnsafe(h.length + room);
+      b.write(h, 0, 'latin1');
+      return b;
+    }
+    const b = Buffer.allocUnsafe(h.size + room);
+    const at = h.lines.writeLines(b, b.write(h.line, 0, 'latin1'));
+    b.write(h.tail, at, 'latin1');
+    return b;
   }
 
   /** Settles the framing of this response; returns the head's last lines (ours) and its blank line. */
@@ -179,19 +190,12 @@ export class H1Response implements ResponseSink {
     if (this.noBody || len === 0) return !s.writableNeedDrain;
     if (this.head !== undefined && !this.chunked && typeof chunk !== 'string' && len <= SMALL_BODY) {
       // The common small answer: head and body in one buffer, one plain write (cheaper than a writev of two).
-      const h = this.head;
-      this.head = undefined;
-      const b = Buffer.allocUnsafe(h.length + len);
-      if (typeof h === 'string') b.write(h, 0, 'latin1');
-      else h.copy(b, 0);
-      chunk.copy(b, h.length);
+      const b = this.takeHead(len);
+      chunk.copy(b, b.length - len);
       return s.write(b);
     }
     s.cork();
-    if (this.head !== undefined) {
-      s.write(this.head, 'latin1');
-      this.head = undefined;
-    }
+    if (this.head !== undefined) s.write(this.takeHead(0));
     if (this.chunked) s.write(`${len.toString(16)}\r\n`, 'latin1');
     s.write(chunk);
     if (this.chunked) s.write('\r\n', 'latin1');
@@ -207,12 +211,11 @@ export class H1Response implements ResponseSink {
     if (this.ended) return this;
     if (!this.headersSent) this.writeHead(this.statusCode, { 'content-length': chunk === undefined ? 0 : Buffer.byteLength(chunk) });
     const s = this.socket;
-    s.cork();
+    // The commonest answer (a whole small body, fixed length) is one write already: no cork then.
+    const one = this.head !== undefined && !this.chunked && Buffer.isBuffer(chunk) && chunk.length > 0 && chunk.length <= SMALL_BODY;
+    if (!one) s.cork();
     if (chunk !== undefined) this.write(chunk);
-    if (this.head !== undefined) {
-      s.write(this.head, 'latin1');
-      this.head = undefined;
-    }
+    if (this.head !== undefined) s.write(this.takeHead(0));
     if (this.chunked) {
       let t = '0\r\n';
       for (const k in this.trailers) {
@@ -222,7 +225,7 @@ export class H1Response implements ResponseSink {
       }
       s.write(`${t}\r\n`, 'latin1');
     }
-    s.uncork();
+    if (!one) s.uncork();
     this.ended = true;
     this.emit('finish');
     this.emit('close');
@@ -249,6 +252,18 @@ export class H1Response implements ResponseSink {
     if (ev === 'close') this.onClose = [];
     else this.onFinish = [];
     for (const fn of fns) fn();
+  }
+}
+
+/** A head made of our status line, an upstream's lines (as bytes) and our own last lines. */
+class BytesHead {
+  readonly size: number;
+  constructor(
+    readonly line: string,
+    readonly lines: HeadBytes,
+    readonly tail: string,
+  ) {
+    this.size = line.length + lines.size + tail.length;
   }
 }
 
