@@ -58,6 +58,9 @@ describe('parseSimpleResponse', () => {
       'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc', // body split over reads
       'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 200 OK\r\n', // bytes after the body
       'HTTP/1.1 200 OK\r\nContent-Len', // head split over reads
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n', // head split before its empty line
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r', // head split inside its empty line
+      'HTTP/1.1 200 OK\r\n\r\n', // no Content-Length at all
       'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx', // repeated framing
       'HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx',
       'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-Fold: a\r\n b\r\n\r\nx', // obs-fold

@@ -35,7 +35,6 @@ export interface HeadBytes {
   writeLines(out: Buffer, at: number): number;
 }
 
-const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const HTTP1 = Buffer.from('HTTP/1.', 'latin1');
 
 
@@ -62,7 +61,7 @@ export class SimpleResponse implements HeadBytes {
     private readonly lines: number[],
     /** …and its name when it is one of WATCHED. */
     lower: (string | undefined)[],
-    /** Where the head's CRLFCRLF is. */
+    /** Where the head's closing CRLFCRLF starts. */
     headEnd: number,
     named: ReadonlySet<string> | undefined,
   ) {
@@ -121,8 +120,9 @@ const isDigit = (c: number | undefined): boolean => c !== undefined && c >= 0x30
 export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
   // The shortest head ("HTTP/1.1 200 \r\n\r\n") and not a continuation of something else.
   if (chunk.length < 16 || chunk[0] !== 0x48 /* H */) return undefined;
-  const headEnd = chunk.indexOf(CRLFCRLF);
-  if (headEnd < 0) return undefined;
+  // No search for the head's end first: the line scan finds it, and a scan
+  // that runs off the chunk (an index past the end reads undefined, which
+  // no table accepts) means the head is not all here.
   // Status line: HTTP/1.[01] [2-5]dd[ reason]
   for (let k = 0; k < 7; k++) if (chunk[k] !== HTTP1[k]) return undefined;
   const minorByte = chunk[7];
@@ -134,16 +134,17 @@ export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
   let i = 12;
   if (chunk[i] === 0x20) {
     i++;
-    while (i < headEnd && VCHAR[chunk[i]!]) i++;
+    while (VCHAR[chunk[i]!]) i++;
   }
-  if (i !== headEnd && (chunk[i] !== 13 || chunk[i + 1] !== 10)) return undefined;
+  if (chunk[i] !== 13 || chunk[i + 1] !== 10) return undefined;
   const lines: number[] = [];
   const lower: (string | undefined)[] = [];
   let length = -1;
   let connection: string | undefined;
-  // i is at the CR ending the previous line; headEnd is the CR ending the last.
-  while (i < headEnd) {
+  // i is at the CR ending the previous line; the head ends where an empty line follows it.
+  for (;;) {
     const start = i + 2;
+    if (chunk[start] === 13 && chunk[start + 1] === 10) break;
     let p = start;
     while (TCHAR[chunk[p]!]) p++;
     // No name (also a line starting with whitespace: obs-fold), or a name not ended by a colon.
@@ -176,6 +177,7 @@ export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
     lower.push(l);
     i = p;
   }
+  const headEnd = i;
   if (length < 0 || chunk.length - headEnd - 4 !== length) return undefined;
   const named = namedInConnection(connection);
   const keepAlive = minorByte === 0x31 ? !named?.has('close') : named !== undefined && named.has('keep-alive');
