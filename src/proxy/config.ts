@@ -266,5 +266,7 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
 
 /** The first rule whose match accepts the request, or undefined (then the service's own endpoints serve it). */
 export function matchRoute(svc: CompiledService, r: RequestFacts): RouteEntry | undefined {
-  return svc.matches.find((e) => hostMatches(e.hostnames, r.host) && e.match.test(r));
+  // A loop, not find() with a closure: this runs for every request.
+  for (const e of svc.matches) if (hostMatches(e.hostnames, r.host) && e.match.test(r)) return e;
+  return undefined;
 }
