@@ -149,7 +149,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const pathOnly = q >= 0 ? ds.url.slice(0, q) : ds.url;
   const query = q >= 0 ? ds.url.slice(q) : '';
   const facts = new Facts(ds, pathOnly, query);
-  const span = startRequestSpan(ds.traceparent, ds.method, pathOnly);
+  const span = startRequestSpan(ds.traceparent, ds.method, pathOnly, t0);
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
   // 'close' comes once: after the answer ended, or when the client went away first.
@@ -417,8 +417,9 @@ function mirror(rt: ProxyRuntime, ds: Downstream, svc: CompiledService, path: st
 
 function finish(rt: ProxyRuntime, ds: Downstream, facts: RequestFacts, span: Span, out: Outcome, plan: Plan | undefined, t0: number): void {
   const status = ds.res.statusCode;
-  const durationMs = performance.now() - t0;
-  span.finish();
+  const now = performance.now();
+  const durationMs = now - t0;
+  span.finish(now);
   if (rt.exporter && span.sampled) {
     span.error = status >= 500;
     Object.assign(span.attributes, {

@@ -54,10 +54,8 @@ export type AttrValue = string | number | boolean;
 
 export class Span {
   private spanName: string | undefined;
-  /** performance.now() at start and end: converted to Unix nanoseconds only when exported. */
-  readonly startMs = performance.now();
   endMs: number | undefined;
-  readonly attributes: Record<string, AttrValue> = {};
+  private attrs: Record<string, AttrValue> | undefined;
   error = false;
   constructor(
     readonly traceId: string,
@@ -67,8 +65,14 @@ export class Span {
     readonly sampled: boolean,
     private readonly method = '',
     private readonly path = '',
+    /** performance.now() at start (and endMs at the end): converted to Unix nanoseconds only when exported. */
+    readonly startMs = performance.now(),
   ) {
     this.spanName = name;
+  }
+  /** Made on first use: only an exported span gets attributes. */
+  get attributes(): Record<string, AttrValue> {
+    return (this.attrs ??= {});
   }
   /** "METHOD /path" unless named: built only for exported spans. */
   get name(): string {
@@ -77,18 +81,18 @@ export class Span {
   set name(v: string) {
     this.spanName = v;
   }
-  finish(): void {
-    this.endMs ??= performance.now();
+  finish(at = performance.now()): void {
+    this.endMs ??= at;
   }
 }
 
 /** Starts the proxy's span for a request from the incoming traceparent (if valid). */
-export function startRequestSpan(traceparent: string | undefined, method: string, path: string): Span {
+export function startRequestSpan(traceparent: string | undefined, method: string, path: string, startMs = performance.now()): Span {
   const parent = parseTraceparent(traceparent);
-  if (parent) return new Span(parent.traceId, newSpanId(), parent.spanId, undefined, (parent.flags & 1) === 1, method, path);
+  if (parent) return new Span(parent.traceId, newSpanId(), parent.spanId, undefined, (parent.flags & 1) === 1, method, path, startMs);
   // Starting the trace: both ids from one hex conversion.
   const ids = randomHex(24);
-  return new Span(ids.slice(0, 32), ids.slice(32), undefined, undefined, true, method, path);
+  return new Span(ids.slice(0, 32), ids.slice(32), undefined, undefined, true, method, path, startMs);
 }
 
 function attr(key: string, v: AttrValue): Record<string, unknown> {
