@@ -42,8 +42,11 @@ function randomHex(bytes: number): string {
 export const newTraceId = (): string => randomHex(16);
 export const newSpanId = (): string => randomHex(8);
 
+/** The flags byte as two hex digits, made once (a traceparent is formatted per request). */
+const FLAGS_HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 export function formatTraceparent(traceId: string, spanId: string, flags: number): string {
-  return `00-${traceId}-${spanId}-${(flags & 0xff).toString(16).padStart(2, '0')}`;
+  return `00-${traceId}-${spanId}-${FLAGS_HEX[flags & 0xff]!}`;
 }
 
 function toNanos(ms: number): bigint {
