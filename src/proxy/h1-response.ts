@@ -121,8 +121,11 @@ export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
   // The shortest head ("HTTP/1.1 200 \r\n\r\n") and not a continuation of something else.
   if (chunk.length < 16 || chunk[0] !== 0x48 /* H */) return undefined;
   // No search for the head's end first: the line scan finds it, and a scan
-  // that runs off the chunk (an index past the end reads undefined, which
-  // no table accepts) means the head is not all here.
+  // that reaches the chunk's end means the head is not all here. Every read
+  // is bounded, so the table lookups only ever see byte keys (a read past
+  // the end gives undefined, a key the optimised loads would then have to
+  // handle too); no slowdown after cut heads was measurable either way.
+  const last = chunk.length - 1;
   // Status line: HTTP/1.[01] [2-5]dd[ reason]
   for (let k = 0; k < 7; k++) if (chunk[k] !== HTTP1[k]) return undefined;
   const minorByte = chunk[7];
@@ -134,9 +137,9 @@ export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
   let i = 12;
   if (chunk[i] === 0x20) {
     i++;
-    while (VCHAR[chunk[i]!]) i++;
+    while (i < last && VCHAR[chunk[i]!]) i++;
   }
-  if (chunk[i] !== 13 || chunk[i + 1] !== 10) return undefined;
+  if (i >= last || chunk[i] !== 13 || chunk[i + 1] !== 10) return undefined;
   const lines: number[] = [];
   const lower: (string | undefined)[] = [];
   let length = -1;
@@ -144,16 +147,17 @@ export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
   // i is at the CR ending the previous line; the head ends where an empty line follows it.
   for (;;) {
     const start = i + 2;
+    if (start >= last) return undefined;
     if (chunk[start] === 13 && chunk[start + 1] === 10) break;
     let p = start;
-    while (TCHAR[chunk[p]!]) p++;
+    while (p < last && TCHAR[chunk[p]!]) p++;
     // No name (also a line starting with whitespace: obs-fold), or a name not ended by a colon.
     if (p === start || chunk[p] !== 0x3a /* : */) return undefined;
     const colon = p;
     p++;
-    while (VCHAR[chunk[p]!]) p++;
+    while (p < last && VCHAR[chunk[p]!]) p++;
     // The value stops at the line's CRLF, or at a byte that has no place in a head (bare CR, LF, control).
-    if (chunk[p] !== 13 || chunk[p + 1] !== 10) return undefined;
+    if (p >= last || chunk[p] !== 13 || chunk[p + 1] !== 10) return undefined;
     let a = colon + 1;
     let b = p;
     while (a < b && isOws(chunk[a])) a++;
