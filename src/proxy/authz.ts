@@ -59,14 +59,21 @@ export function compileAuthzPolicy(p: AuthorizationPolicyResource): CompiledAuth
   return { key: `${p.metadata.namespace}/${p.metadata.name}`, action: p.spec.action, rules: p.spec.rules.map(compileRule) };
 }
 
+const ALLOWED: AuthzVerdict = Object.freeze({ allowed: true });
+
 export function authorize(policies: readonly CompiledAuthzPolicy[], s: AuthzSubject, r: RequestFacts): AuthzVerdict {
   for (const p of policies) {
     if (p.action !== 'DENY') continue;
     const hit = p.rules.find((rule) => rule.test(s, r));
     if (hit) return { allowed: false, policy: p.key, rule: hit.name };
   }
-  const allows = policies.filter((p) => p.action === 'ALLOW');
-  if (allows.length === 0) return { allowed: true };
-  if (allows.some((p) => p.rules.some((rule) => rule.test(s, r)))) return { allowed: true };
-  return { allowed: false, policy: allows[0]!.key, rule: 'default-deny' };
+  // No array and no verdict object built per request (this runs for every one, nearly always with no ALLOW policy).
+  let firstAllow: CompiledAuthzPolicy | undefined;
+  for (const p of policies) {
+    if (p.action !== 'ALLOW') continue;
+    firstAllow ??= p;
+    if (p.rules.some((rule) => rule.test(s, r))) return ALLOWED;
+  }
+  if (firstAllow === undefined) return ALLOWED;
+  return { allowed: false, policy: firstAllow.key, rule: 'default-deny' };
 }

@@ -9,6 +9,7 @@ import { EbmeshError } from '../errors.js';
 import { GRPCRoute, HTTPRoute, durationMs, type HeaderModifier } from '../resources/gateway.js';
 import { AuthorizationPolicy, TrafficPolicy, type TrafficPolicyResource } from '../resources/traffic.js';
 import { compileAuthzPolicy, type CompiledAuthzPolicy } from './authz.js';
+import { endpointKey } from './dial.js';
 import { compareRank, compileGrpcMatch, compileHttpMatch, hostMatches, type CompiledMatch, type RequestFacts } from './route-match.js';
 import type { Endpoint, ProxyLimits, ProxyRoutingConfig, ServiceProtocol } from './types.js';
 
@@ -158,7 +159,8 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
   }
 
   const services: CompiledService[] = [];
-  const byVip = new Map<string, CompiledService>();
+  // By address, then port: a request's address string is its connection's (its hash computed once), where an "ip:port" key would be a new string to hash per request.
+  const byVip = new Map<string, Map<number, CompiledService>>();
   const byName = new Map<string, CompiledService[]>();
   input.services.forEach((s, i) => {
     const where = `services[${i}] (${s.namespace}/${s.name})`;
@@ -172,13 +174,15 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
       vip: s.vip,
       port: s.port,
       protocol: s.protocol ?? 'auto',
-      endpoints: Object.freeze(s.endpoints.map((e) => Object.freeze({ ip: e.ip, port: e.port }))),
+      endpoints: Object.freeze(s.endpoints.map((e) => Object.freeze({ ip: e.ip, port: e.port, key: endpointKey({ ip: e.ip, port: e.port }) }))),
       matches: [],
       traffic: trafficByTarget.get(`Service/${key}`),
       authz: authzByTarget.get(`Service/${key}`) ?? [],
     };
-    if (byVip.has(`${s.vip}:${s.port}`)) throw invalid(`${s.vip}:${s.port} is listed twice`, where);
-    byVip.set(`${s.vip}:${s.port}`, svc);
+    let ports = byVip.get(s.vip);
+    if (!ports) byVip.set(s.vip, (ports = new Map()));
+    if (ports.has(s.port)) throw invalid(`${s.vip}:${s.port} is listed twice`, where);
+    ports.set(s.port, svc);
     byName.set(key, [...(byName.get(key) ?? []), svc]);
     services.push(svc);
   });
@@ -256,11 +260,13 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
     version,
     limits,
     services: Object.freeze(services),
-    serviceAt: (ip: string, port: number) => byVip.get(`${ip}:${port}`),
+    serviceAt: (ip: string, port: number) => byVip.get(ip)?.get(port),
   });
 }
 
 /** The first rule whose match accepts the request, or undefined (then the service's own endpoints serve it). */
 export function matchRoute(svc: CompiledService, r: RequestFacts): RouteEntry | undefined {
-  return svc.matches.find((e) => hostMatches(e.hostnames, r.host) && e.match.test(r));
+  // A loop, not find() with a closure: this runs for every request.
+  for (const e of svc.matches) if (hostMatches(e.hostnames, r.host) && e.match.test(r)) return e;
+  return undefined;
 }

@@ -33,6 +33,9 @@ export const plainDial: Dial = (ep) => net.connect({ host: ep.ip, port: ep.port 
 /** Plain TCP from a chosen local address (the agent's proxy: its pod-subnet gateway, an address other nodes' workloads answer). */
 export const plainDialFrom = (localAddress: string): Dial => (ep) => net.connect({ host: ep.ip, port: ep.port, localAddress });
 
+/** An endpoint's "ip:port": kept on compiled endpoints, built for others (an original destination). */
+export const endpointKey = (e: Endpoint): string => e.key ?? `${e.ip}:${e.port}`;
+
 /**
  * The pool key of an upstream connection: the backend, and the caller too
  * when the connection speaks for it (through the tunnel it carries the
@@ -41,4 +44,4 @@ export const plainDialFrom = (localAddress: string): Dial => (ep) => net.connect
  * caller, as before the tunnel.
  */
 export const dialKey = (dial: Dial, ep: Endpoint, caller: Caller): string =>
-  dial.speaksForCaller?.(ep) ? `${ep.ip}:${ep.port}|${caller.identity}|${caller.ip ?? ''}` : `${ep.ip}:${ep.port}`;
+  dial.speaksForCaller?.(ep) ? `${endpointKey(ep)}|${caller.identity}|${caller.ip ?? ''}` : endpointKey(ep);

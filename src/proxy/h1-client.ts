@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, type Caller, type Dial, type UpstreamStream } from './dial.js';
-import { parseSimpleResponse } from './h1-response.js';
+import { parseSimpleResponse, type SimpleResponse } from './h1-response.js';
 
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
@@ -48,16 +48,29 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface H1Exchange {
-  /** Called once with the final (non-1xx) response head: header names and values alternating, as received. */
-  onHead(status: number, raw: string[]): void;
+  /**
+   * Called once with the final (non-1xx) response head: header names and
+   * values alternating, as received (from llhttp); or a whole response read
+   * in one go, whose `body` is all of it: onBody is not called for it.
+   */
+  onHead(status: number, head: string[] | SimpleResponse): void;
   onBody(chunk: Buffer): boolean;
   onEnd(trailers: IncomingHttpHeaders | undefined): void;
   /** The connection failed before the response ended; `connected` says whether it ever connected, `responded` whether a head arrived. */
   onError(e: NodeJS.ErrnoException, connected: boolean, responded: boolean): void;
 }
 
-/** One upstream connection with its parser; carries one exchange at a time. */
-class Conn {
+/** What the caller holds of the connection carrying its request. */
+export interface H1Handle {
+  /** Ends the exchange: the connection is closed. */
+  abort(): void;
+  /** The reader wants the body again after onBody said stop. */
+  resume(): void;
+  readonly connected: boolean;
+}
+
+/** One upstream connection with its parser; carries one exchange at a time (and is that exchange's handle). */
+class Conn implements H1Handle {
   readonly socket: UpstreamStream;
   private readonly parser: LlhttpParser = new HTTPParser();
   ex: H1Exchange | undefined;
@@ -118,8 +131,7 @@ class Conn {
         this.atStart = false;
         const simple = this.skipBody ? undefined : parseSimpleResponse(d);
         if (simple) {
-          this.onHead(simple.status, simple.raw, simple.keepAlive);
-          if (simple.body.length) this.onBody(simple.body);
+          this.onHead(simple.status, simple, simple.keepAlive);
           if (this.ex) this.onComplete(undefined);
           return;
         }
@@ -140,10 +152,10 @@ class Conn {
   }
 
   // What a response does, whether llhttp or parseSimpleResponse read it.
-  private onHead(status: number, raw: string[], keepAlive: boolean): void {
+  private onHead(status: number, head: string[] | SimpleResponse, keepAlive: boolean): void {
     this.responded = true;
     this.keepAlive = keepAlive;
-    this.ex?.onHead(status, raw);
+    this.ex?.onHead(status, head);
   }
 
   private onBody(b: Buffer): void {
@@ -190,6 +202,14 @@ class Conn {
       if (this.messageDone && !this.ex) this.destroy();
     });
     body.once('error', () => this.destroy());
+  }
+
+  abort(): void {
+    this.destroy();
+  }
+
+  resume(): void {
+    this.socket.resume();
   }
 
   idle(timeoutMs: number): void {
@@ -250,7 +270,7 @@ export class H1Pool {
     lines: { text: string; hasLength: boolean } | undefined,
     body: Buffer | Readable | undefined,
     ex: H1Exchange,
-  ): { abort(): void; resume(): void; conn: { readonly connected: boolean } } {
+  ): H1Handle {
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\n`;
     if (BAD_VALUE.test(path) || BAD_VALUE.test(authority)) throw new TypeError('invalid character in request line or host');
     let hasLength = false;
@@ -298,8 +318,7 @@ export class H1Pool {
       this.all.add(conn);
     }
     conn.send(ex, method, head, body, chunked);
-    const c = conn;
-    return { abort: () => c.destroy(), resume: () => c.socket.resume(), conn: c };
+    return conn;
   }
 
   release(c: Conn): void {

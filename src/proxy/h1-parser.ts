@@ -14,8 +14,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { headersFromRaw } from './h1-client.js';
-import { HOP_BY_HOP } from './upstream.js';
-import { checkFraming, checkHeader, newTally, BAD_VALUE, TOKEN, type FramingProblem } from './http1-guard.js';
+import { HOP_BY_HOP } from './hop-by-hop.js';
+import { checkFraming, checkHeader, nameIn, nameTable, newTally, BAD_VALUE, TCHAR, TOKEN, VCHAR, type FramingProblem } from './http1-guard.js';
 
 /** Largest request head (request line + headers) we read, as Node's default. */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -26,6 +26,8 @@ const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
 const ONLY_CONNECTION_OPTIONS = /^(?:[\t ,]*(?:close|keep-alive|upgrade)[\t ]*)(?:,[\t ]*(?:close|keep-alive|upgrade)?[\t ]*)*$/i;
 
 export type BodyFraming = { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' };
+const NO_BODY: BodyFraming = Object.freeze({ kind: 'none' });
+const CHUNKED: BodyFraming = Object.freeze({ kind: 'chunked' });
 
 export interface H1Head {
   method: string;
@@ -34,7 +36,7 @@ export interface H1Head {
   /** HTTP/1.minor */
   minor: 0 | 1;
   /** [name, value, …]: names as received, values without OWS. */
-  rawHeaders: string[];
+  readonly rawHeaders: string[];
   /** Lower-case names, duplicates merged as Node's IncomingMessage does; built on first use. */
   readonly headers: IncomingHttpHeaders;
   /** The few fields the proxy reads on every request, picked up while parsing (first occurrence). */
@@ -58,14 +60,6 @@ export interface H1Head {
 
 export type HeadResult = { head: H1Head; end: number } | { problem: FramingProblem } | undefined;
 
-function trimOws(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
-  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
-  return a === 0 && b === s.length ? s : s.slice(a, b);
-}
-
 function hasToken(list: string | undefined, token: string): boolean {
   if (list === undefined) return false;
   const s = list.toLowerCase();
@@ -74,10 +68,35 @@ function hasToken(list: string | undefined, token: string): boolean {
   return false;
 }
 
+const CRLF = Buffer.from('\r\n', 'latin1');
+
+/**
+ * The field names the parser acts on: a name is compared as bytes against
+ * these and never made into a string. Hop-by-hop ones are not forwarded,
+ * the rest feed the head's framing and its picked-up fields.
+ */
+const WATCHED = nameTable([...HOP_BY_HOP, 'content-length', 'transfer-encoding', 'content-type', 'traceparent', 'expect']);
+
+/** Why a header line was refused, found again on its text (the error path only). */
+function lineProblem(line: string): FramingProblem {
+  const colon = line.indexOf(':');
+  if (colon <= 0) return { reason: 'BadHeader', detail: `header line ${JSON.stringify(line.slice(0, 40))} has no name` };
+  const name = line.slice(0, colon);
+  if (!TOKEN.test(name)) return { reason: 'BadHeader', detail: `header name ${JSON.stringify(name)} is not a token` };
+  return { reason: 'BadHeader', detail: `header ${name} has a control character in its value` };
+}
+
+const isOws = (c: number | undefined): boolean => c === 32 || c === 9;
+
 /**
  * Looks for a complete head in buf[from…]. undefined: not complete yet (the
  * caller waits for more bytes); `end` is where the body or next request
  * starts. Empty lines before the request line are skipped (RFC 9112 2.2).
+ *
+ * The header lines are read on the bytes: one pass checks each byte against
+ * tables (token names, values without controls, CRLF line ends), compares
+ * only the names the proxy acts on, and makes strings only for their
+ * values; the lines to forward are sliced out in runs, as received.
  */
 export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResult {
   while (buf.length - from >= 2 && buf[from] === 13 && buf[from + 1] === 10) from += 2;
@@ -89,59 +108,89 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
     return undefined;
   }
   if (stop - from > MAX_HEAD_BYTES) return { problem: { reason: 'HeadTooLarge', detail: `request head over ${MAX_HEAD_BYTES} bytes` } };
-  const text = buf.toString('latin1', from, stop);
-  const lines = text.split('\r\n');
-  const m = REQUEST_LINE.exec(lines[0]!);
-  if (!m) return { problem: requestLineProblem(lines[0]!) };
+  // The request line ends at the first CRLF (stop at the latest).
+  const eol = buf.indexOf(CRLF, from);
+  const requestLine = buf.toString('latin1', from, eol);
+  const m = REQUEST_LINE.exec(requestLine);
+  if (!m) return { problem: requestLineProblem(requestLine) };
   const minor = m[3] === '0' ? 0 : 1;
-  const rawHeaders: string[] = [];
+  const lines: number[] = [];
   const tally = newTally();
   let hosts = 0;
   let forwardLines = '';
+  let runStart = -1;
+  let runEnd = -1;
   let host: string | undefined;
   let conn: string | undefined;
   let upgrade = false;
   let contentType: string | undefined;
   let traceparent: string | undefined;
   let expect: string | undefined;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return { problem: { reason: 'BadHeader', detail: `header line ${JSON.stringify(line.slice(0, 40))} has no name` } };
-    const name = line.slice(0, colon);
-    const value = trimOws(line.slice(colon + 1));
-    const lower = name.toLowerCase();
-    const problem = checkHeader(name, lower, value, tally);
-    if (problem) return { problem };
-    switch (lower) {
-      case 'host':
-        if (++hosts > 1) return { problem: { reason: 'BadHost', detail: 'Host appears more than once' } };
-        host = value;
-        break;
-      case 'connection':
-        conn = conn === undefined ? value : `${conn}, ${value}`;
-        break;
-      case 'upgrade':
-        upgrade = true;
-        break;
-      case 'content-type':
-        contentType ??= value;
-        break;
-      case 'traceparent':
-        traceparent ??= value;
-        break;
-      case 'expect':
-        expect ??= value;
-        break;
+  // i is at the CR ending the previous line; stop is the CR ending the last.
+  let i = eol;
+  while (i < stop) {
+    const start = i + 2;
+    let p = start;
+    while (TCHAR[buf[p]!]) p++;
+    const colon = p;
+    let ok = colon > start && buf[colon] === 0x3a; /* : */
+    if (ok) {
+      p++;
+      while (VCHAR[buf[p]!]) p++;
+      ok = buf[p] === 13 && buf[p + 1] === 10;
     }
-    rawHeaders.push(name, value);
-    if (!HOP_BY_HOP.has(lower) ? lower !== 'traceparent' : lower === 'te' && value === 'trailers') forwardLines += `${line}\r\n`;
+    // No name (a line starting with whitespace: obs-fold), a name not ended by a colon, or a byte with no place in a head (bare CR or LF, a control).
+    if (!ok) return { problem: lineProblem(buf.toString('latin1', start, buf.indexOf(CRLF, start))) };
+    let a = colon + 1;
+    let b = p;
+    while (a < b && isOws(buf[a])) a++;
+    while (b > a && isOws(buf[b - 1])) b--;
+    lines.push(start, colon, a, b);
+    i = p;
+    const lower = nameIn(WATCHED, buf, start, colon);
+    let forward = true;
+    if (lower !== undefined) {
+      const value = buf.toString('latin1', a, b);
+      const problem = checkHeader(lower, value, tally);
+      if (problem) return { problem };
+      switch (lower) {
+        case 'host':
+          if (++hosts > 1) return { problem: { reason: 'BadHost', detail: 'Host appears more than once' } };
+          host = value;
+          break;
+        case 'connection':
+          conn = conn === undefined ? value : `${conn}, ${value}`;
+          break;
+        case 'upgrade':
+          upgrade = true;
+          break;
+        case 'content-type':
+          contentType ??= value;
+          break;
+        case 'traceparent':
+          traceparent ??= value;
+          break;
+        case 'expect':
+          expect ??= value;
+          break;
+      }
+      // Hop-by-hop fields stay here (TE: trailers excepted: the backend may send trailers); traceparent is the proxy's to write.
+      forward = !HOP_BY_HOP.has(lower) ? lower !== 'traceparent' : lower === 'te' && value === 'trailers';
+    }
+    if (forward) {
+      if (start !== runEnd) {
+        if (runStart >= 0) forwardLines += buf.toString('latin1', runStart, runEnd);
+        runStart = start;
+      }
+      runEnd = p + 2;
+    }
   }
+  if (runStart >= 0) forwardLines += buf.toString('latin1', runStart, runEnd);
   const problem = checkFraming(tally, minor);
   if (problem) return { problem };
   if (minor === 1 && hosts === 0) return { problem: { reason: 'BadHost', detail: 'HTTP/1.1 request without Host' } };
-  const framing: BodyFraming = tally.teCount ? { kind: 'chunked' } : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : { kind: 'none' };
-  const head = new ParsedHead(m[1]!, m[2]!, minor, rawHeaders, framing);
+  const framing: BodyFraming = tally.teCount ? CHUNKED : tally.contentLength > 0 ? { kind: 'length', length: tally.contentLength } : NO_BODY;
+  const head = new ParsedHead(m[1]!, m[2]!, minor, buf, lines, framing);
   head.host = host;
   head.contentType = contentType;
   head.traceparent = traceparent;
@@ -162,14 +211,26 @@ class ParsedHead implements H1Head {
   upgrade = false;
   forward: H1Head['forward'];
   private built: IncomingHttpHeaders | undefined;
+  private raw: string[] | undefined;
 
   constructor(
     readonly method: string,
     readonly url: string,
     readonly minor: 0 | 1,
-    readonly rawHeaders: string[],
+    private readonly buf: Buffer,
+    /** Per header line: name start, colon, value start and end (OWS excluded). */
+    private readonly lines: number[],
     readonly framing: BodyFraming,
   ) {}
+
+  /** Made on first read: an HTTP/1 request forwarded as is never needs them. */
+  get rawHeaders(): string[] {
+    if (this.raw) return this.raw;
+    const out: string[] = [];
+    const l = this.lines;
+    for (let j = 0; j < l.length; j += 4) out.push(this.buf.toString('latin1', l[j], l[j + 1]), this.buf.toString('latin1', l[j + 2], l[j + 3]));
+    return (this.raw = out);
+  }
 
   get headers(): IncomingHttpHeaders {
     return (this.built ??= headersFromRaw(this.rawHeaders));

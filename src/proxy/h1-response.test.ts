@@ -58,6 +58,9 @@ describe('parseSimpleResponse', () => {
       'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc', // body split over reads
       'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 200 OK\r\n', // bytes after the body
       'HTTP/1.1 200 OK\r\nContent-Len', // head split over reads
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n', // head split before its empty line
+      'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r', // head split inside its empty line
+      'HTTP/1.1 200 OK\r\n\r\n', // no Content-Length at all
       'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx', // repeated framing
       'HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx',
       'HTTP/1.1 200 OK\r\nContent-Length: 1\r\nX-Fold: a\r\n b\r\n\r\nx', // obs-fold
@@ -73,5 +76,69 @@ describe('parseSimpleResponse', () => {
       'xHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
     ];
     for (const s of refused) assert.equal(parseSimpleResponse(res(s)), undefined, JSON.stringify(s));
+  });
+});
+
+/** The lines a HeadBytes writes, as text. */
+function lines(s: string): string {
+  const r = parseSimpleResponse(res(s));
+  assert.ok(r, s);
+  const out = Buffer.alloc(r.size + 8, 0x2a);
+  const end = r.writeLines(out, 4);
+  assert.equal(end, 4 + r.size, 'writeLines writes exactly size bytes');
+  assert.equal(out.toString('latin1', 0, 4) + out.toString('latin1', end), '********', 'and nothing around them');
+  return out.toString('latin1', 4, end);
+}
+
+describe('SimpleResponse.writeLines (the head forwarded as bytes)', () => {
+  it('writes the end-to-end lines as writeHead does: lower-case names, values without OWS, obs-text kept', () => {
+    assert.equal(lines('HTTP/1.1 200 OK\r\nServer: nginx\r\nX-Pad: \t a b \t\r\nX-Empty:\r\nX-Obs: caf\xe9\r\nContent-Length: 2\r\n\r\nhi'), 'server: nginx\r\nx-pad: a b\r\nx-empty: \r\nx-obs: caf\xe9\r\ncontent-length: 2\r\n');
+    const long = 'v'.repeat(300);
+    assert.equal(lines(`HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: ${long}\r\nContent-Length: 0\r\n\r\n`), `set-cookie: a=1\r\nset-cookie: ${long}\r\ncontent-length: 0\r\n`);
+  });
+
+  it('leaves out hop-by-hop fields whatever their case', () => {
+    const r = 'HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKEEP-ALIVE: timeout=5\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nTE: trailers\r\nTrailer: x\r\nHTTP2-Settings: y\r\nHost: z\r\nX-Ok: 1\r\nContent-Length: 0\r\n\r\n';
+    assert.equal(lines(r), 'x-ok: 1\r\ncontent-length: 0\r\n');
+    const s = parseSimpleResponse(res(r))!;
+    assert.equal(s.keepAlive, true);
+    assert.deepEqual(s.raw.filter((_, i) => i % 2 === 0), ['Connection', 'KEEP-ALIVE', 'Proxy-Connection', 'Upgrade', 'TE', 'Trailer', 'HTTP2-Settings', 'Host', 'X-Ok', 'Content-Length'], 'raw still has every field');
+  });
+
+  it('leaves out the fields Connection names, in any of its fields, before or after them', () => {
+    const s = 'HTTP/1.1 200 OK\r\nX-Private: secret\r\nConnection: keep-alive, X-PRIVATE\r\nX-Kept: 1\r\nx-later: 2\r\nConnection: x-later\r\nDate: d\r\nContent-Length: 1\r\n\r\nx';
+    assert.equal(lines(s), 'x-kept: 1\r\ndate: d\r\ncontent-length: 1\r\n');
+    const r = parseSimpleResponse(res(s))!;
+    assert.equal(r.hasDate, true);
+    assert.equal(r.hasLength, true);
+    // Connection naming a framing field: it goes, and the writer must then frame the body itself.
+    const cl = parseSimpleResponse(res('HTTP/1.1 200 OK\r\nConnection: Content-Length, Date\r\nDate: d\r\nContent-Length: 1\r\n\r\nx'))!;
+    assert.deepEqual([cl.hasLength, cl.hasDate, lines('HTTP/1.1 200 OK\r\nConnection: Content-Length, Date\r\nDate: d\r\nContent-Length: 1\r\n\r\nx')], [false, false, '']);
+    // "close" is an option and the name of the reserved field Close.
+    assert.equal(lines('HTTP/1.1 200 OK\r\nClose: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'), 'content-length: 0\r\n');
+    assert.equal(parseSimpleResponse(res('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'))!.keepAlive, false);
+  });
+
+  it('refuses (to llhttp) every head with a byte that has no place in it', () => {
+    for (const bad of ['\x00', '\x01', '\x08', '\x0b', '\x0c', '\x1f', '\x7f', '\n', '\r']) {
+      const s = `HTTP/1.1 200 OK\r\nX-A: a${bad}b\r\nContent-Length: 0\r\n\r\n`;
+      assert.equal(parseSimpleResponse(res(s)), undefined, JSON.stringify(s));
+      assert.equal(parseSimpleResponse(res(`HTTP/1.1 200 O${bad}K\r\nContent-Length: 0\r\n\r\n`)), undefined, `reason with ${JSON.stringify(bad)}`);
+    }
+    for (const name of ['X A', 'X\tA', 'X"A', 'X(A', 'X/A', 'X@A', 'X\xe9A', '', ' X-A', '\tX-A', 'X-A ']) {
+      const s = `HTTP/1.1 200 OK\r\n${name}: 1\r\nContent-Length: 0\r\n\r\n`;
+      assert.equal(parseSimpleResponse(res(s)), undefined, JSON.stringify(s));
+    }
+    // Folded (obs-fold) continuation lines, with a space or a tab.
+    for (const fold of [' b', '\tb']) assert.equal(parseSimpleResponse(res(`HTTP/1.1 200 OK\r\nX-A: a\r\n${fold}\r\nContent-Length: 0\r\n\r\n`)), undefined);
+    // Content-Length that is not plain digits, or too long, or empty.
+    for (const v of ['', '1a', '-1', '1 1', '0x1', '1'.repeat(16), '1,1']) assert.equal(parseSimpleResponse(res(`HTTP/1.1 200 OK\r\nContent-Length: ${v}\r\n\r\n`)), undefined, v);
+  });
+
+  it('takes HTTP/1.0 keep-alive only when Connection says so', () => {
+    assert.equal(parseSimpleResponse(res('HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n'))!.keepAlive, false);
+    assert.equal(parseSimpleResponse(res('HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n'))!.keepAlive, true);
+    assert.equal(parseSimpleResponse(res('HTTP/1.0 200 OK\r\nConnection: x-a, keep-alive\r\nContent-Length: 0\r\n\r\n'))!.keepAlive, true);
+    assert.equal(parseSimpleResponse(res('HTTP/1.0 200 OK\r\nConnection: , ,\r\nContent-Length: 0\r\n\r\n'))!.keepAlive, false);
   });
 });

@@ -18,7 +18,8 @@ import type { FramingProblem } from './http1-guard.js';
 import { rejection } from './responses.js';
 import { handleRequest, type ConnContext, type Downstream, type ResponseSink } from './router.js';
 import type { ProxyRuntime } from './runtime.js';
-import { HOP_BY_HOP } from './upstream.js';
+import { dropsField, namedInConnection } from './hop-by-hop.js';
+import type { HeadBytes } from './h1-response.js';
 import { tunnelUpgrade, writeRawRejection } from './websocket.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -69,7 +70,8 @@ export class H1Response implements ResponseSink {
   headersSent = false;
   /** Close the connection after this response. */
   closeAfter: boolean;
-  private head: string | undefined;
+  /** The head, until it goes out with the first body bytes (or at end): our text, or an upstream's lines (written straight into the out buffer). */
+  private head: string | BytesHead | undefined;
   private chunked = false;
   private noBody: boolean;
   private trailers: OutgoingHttpHeaders | undefined;
@@ -107,41 +109,65 @@ export class H1Response implements ResponseSink {
       if (Array.isArray(v)) for (const x of v) h += headerLine(k, x);
       else h += headerLine(k, typeof v === 'string' ? v : String(v));
     }
-    return this.endHead(status, h, hasLength, hasDate);
+    this.head = h + this.endHead(status, hasLength, hasDate);
+    return this;
   }
 
   /**
-   * writeHead from an upstream HTTP/1 head as received (names and values
-   * alternating), without building a header object: names lower-cased as
-   * writeHead writes them, hop-by-hop fields and those its Connection field
-   * names left out, as stripHopByHop does.
+   * writeHead from an upstream HTTP/1 head as received, without building a
+   * header object, hop-by-hop fields and those its Connection field names
+   * left out (hop-by-hop.ts). From llhttp, names and values alternating:
+   * names lower-cased as writeHead writes them. As bytes (h1-response.ts,
+   * already checked and filtered): the lines copied as they came.
    */
-  writeHeadRaw(status: number, raw: readonly string[]): this {
+  writeHeadRaw(status: number, raw: readonly string[] | HeadBytes): this {
     if (this.headersSent) return this;
-    let named: Set<string> | undefined;
+    if (!Array.isArray(raw)) return this.writeHeadBytes(status, raw as HeadBytes);
+    let conn: string | undefined;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const k = raw[i]!;
-      if (k.length !== 10 || k.toLowerCase() !== 'connection') continue;
-      for (const t of raw[i + 1]!.toLowerCase().split(',')) {
-        const name = t.trim();
-        if (name) (named ??= new Set()).add(name);
-      }
+      if (k.length === 10 && k.toLowerCase() === 'connection') conn = conn === undefined ? raw[i + 1]! : `${conn}, ${raw[i + 1]!}`;
     }
+    const named = namedInConnection(conn);
     let h = statusLine(status);
     let hasLength = false;
     let hasDate = false;
     for (let i = 0; i + 1 < raw.length; i += 2) {
       const k = raw[i]!.toLowerCase();
-      if (HOP_BY_HOP.has(k) || named?.has(k)) continue;
+      if (dropsField(k, named)) continue;
       if (k === 'content-length') hasLength = true;
       else if (k === 'date') hasDate = true;
       h += headerLine(k, raw[i + 1]!);
     }
-    return this.endHead(status, h, hasLength, hasDate);
+    this.head = h + this.endHead(status, hasLength, hasDate);
+    return this;
   }
 
-  private endHead(status: number, h: string, hasLength: boolean, hasDate: boolean): this {
+  private writeHeadBytes(status: number, hb: HeadBytes): this {
+    const line = statusLine(status);
+    this.head = new BytesHead(line, hb, this.endHead(status, hb.hasLength, hb.hasDate));
+    return this;
+  }
+
+  /** The pending head in a new buffer with `room` bytes left after it. */
+  private takeHead(room: number): Buffer {
+    const h = this.head!;
+    this.head = undefined;
+    if (typeof h === 'string') {
+      const b = Buffer.allocUnsafe(h.length + room);
+      b.write(h, 0, 'latin1');
+      return b;
+    }
+    const b = Buffer.allocUnsafe(h.size + room);
+    const at = h.lines.writeLines(b, b.write(h.line, 0, 'latin1'));
+    b.write(h.tail, at, 'latin1');
+    return b;
+  }
+
+  /** Settles the framing of this response; returns the head's last lines (ours) and its blank line. */
+  private endHead(status: number, hasLength: boolean, hasDate: boolean): string {
     if (status < 200 || status === 204 || status === 304) this.noBody = true;
+    let h = '';
     if (!hasLength && !this.noBody) {
       if (this.minor === 1) {
         this.chunked = true;
@@ -153,8 +179,7 @@ export class H1Response implements ResponseSink {
     else if (this.minor === 0) h += 'connection: keep-alive\r\n';
     this.statusCode = status;
     this.headersSent = true;
-    this.head = `${h}\r\n`;
-    return this;
+    return `${h}\r\n`;
   }
 
   write(chunk: Buffer | string): boolean {
@@ -165,18 +190,12 @@ export class H1Response implements ResponseSink {
     if (this.noBody || len === 0) return !s.writableNeedDrain;
     if (this.head !== undefined && !this.chunked && typeof chunk !== 'string' && len <= SMALL_BODY) {
       // The common small answer: head and body in one buffer, one plain write (cheaper than a writev of two).
-      const h = this.head;
-      this.head = undefined;
-      const b = Buffer.allocUnsafe(h.length + len);
-      b.write(h, 0, 'latin1');
-      chunk.copy(b, h.length);
+      const b = this.takeHead(len);
+      chunk.copy(b, b.length - len);
       return s.write(b);
     }
     s.cork();
-    if (this.head !== undefined) {
-      s.write(this.head, 'latin1');
-      this.head = undefined;
-    }
+    if (this.head !== undefined) s.write(this.takeHead(0));
     if (this.chunked) s.write(`${len.toString(16)}\r\n`, 'latin1');
     s.write(chunk);
     if (this.chunked) s.write('\r\n', 'latin1');
@@ -192,12 +211,11 @@ export class H1Response implements ResponseSink {
     if (this.ended) return this;
     if (!this.headersSent) this.writeHead(this.statusCode, { 'content-length': chunk === undefined ? 0 : Buffer.byteLength(chunk) });
     const s = this.socket;
-    s.cork();
+    // The commonest answer (a whole small body, fixed length) is one write already: no cork then.
+    const one = this.head !== undefined && !this.chunked && Buffer.isBuffer(chunk) && chunk.length > 0 && chunk.length <= SMALL_BODY;
+    if (!one) s.cork();
     if (chunk !== undefined) this.write(chunk);
-    if (this.head !== undefined) {
-      s.write(this.head, 'latin1');
-      this.head = undefined;
-    }
+    if (this.head !== undefined) s.write(this.takeHead(0));
     if (this.chunked) {
       let t = '0\r\n';
       for (const k in this.trailers) {
@@ -207,7 +225,7 @@ export class H1Response implements ResponseSink {
       }
       s.write(`${t}\r\n`, 'latin1');
     }
-    s.uncork();
+    if (!one) s.uncork();
     this.ended = true;
     this.emit('finish');
     this.emit('close');
@@ -234,6 +252,18 @@ export class H1Response implements ResponseSink {
     if (ev === 'close') this.onClose = [];
     else this.onFinish = [];
     for (const fn of fns) fn();
+  }
+}
+
+/** A head made of our status line, an upstream's lines (as bytes) and our own last lines. */
+class BytesHead {
+  readonly size: number;
+  constructor(
+    readonly line: string,
+    readonly lines: HeadBytes,
+    readonly tail: string,
+  ) {
+    this.size = line.length + lines.size + tail.length;
   }
 }
 

@@ -77,7 +77,7 @@ export function decide(cfg: CompiledConfig, dst: Endpoint, subject: AuthzSubject
   const rule = entry?.rule;
   if (svc.matches.length > 0 && !entry) return { kind: 'reject', reason: 'no_route', detail: `no route of ${svc.key} matches ${r.method} ${r.path}`, service: svc, rule: undefined };
 
-  const verdict = authorize([...svc.authz, ...(rule?.authz ?? [])], subject, r);
+  const verdict = authorize(rule?.authz.length ? [...svc.authz, ...rule.authz] : svc.authz, subject, r);
   if (!verdict.allowed) {
     return {
       kind: 'reject',

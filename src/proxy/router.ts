@@ -14,16 +14,19 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { BreakerOpen } from './circuit-breaker.js';
-import type { CompiledService } from './config.js';
+import type { CompiledRule, CompiledService } from './config.js';
 import { channels, type RequestDoneEvent } from './events.js';
 import { Shed } from './fair-queue.js';
 import { applyHeaderModifier, decide, type Plan } from './plan.js';
 import { rejection, type RejectReason, type Rejection } from './responses.js';
 import type { RequestFacts } from './route-match.js';
-import { endpointKey, type ProxyRuntime } from './runtime.js';
+import { endpointKey } from './dial.js';
+import type { ProxyRuntime } from './runtime.js';
 import { formatTraceparent, startRequestSpan, type Span } from './tracing.js';
 import type { Endpoint, OriginalDestination } from './types.js';
-import { HOP_BY_HOP, UpstreamError, type ClientPresence, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import type { HeadBytes } from './h1-response.js';
+import { dropsField, namedInConnection } from './hop-by-hop.js';
+import { UpstreamError, type ClientPresence, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
 
 export interface ConnContext {
   id: number;
@@ -37,8 +40,8 @@ export interface ResponseSink {
   headersSent: boolean;
   statusCode: number;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
-  /** HTTP/1 only: writeHead from an upstream HTTP/1 head as received (UpstreamResponse.rawHeaders). */
-  writeHeadRaw?(status: number, raw: readonly string[]): unknown;
+  /** HTTP/1 only: writeHead from an upstream HTTP/1 head as received (UpstreamResponse.rawHead). */
+  writeHeadRaw?(status: number, raw: readonly string[] | HeadBytes): unknown;
   /** false: wait for 'drain' before writing more. */
   write(chunk: Buffer): boolean;
   end(chunk?: string | Buffer): unknown;
@@ -99,27 +102,14 @@ class NoEndpoint extends Error {}
 class BodyTooLarge extends Error {}
 
 function stripHopByHop(h: IncomingHttpHeaders, keepTeTrailers: boolean): Record<string, string | string[] | undefined> {
-  // Most requests name nothing in Connection but keep-alive/close: skip the parse then.
-  const conn = h['connection'];
-  const named = conn === undefined || conn === 'keep-alive' || conn === 'close' ? undefined : namedInConnection(conn);
+  const named = namedInConnection(h['connection']);
   const out: Record<string, string | string[] | undefined> = {};
   for (const k in h) {
-    if (HOP_BY_HOP.has(k)) {
-      if (!(k === 'te' && keepTeTrailers && h[k] === 'trailers')) continue;
-    } else if (k.charCodeAt(0) === 58 /* ':' */ || named?.has(k)) continue;
+    if (k.charCodeAt(0) === 58 /* ':' */) continue;
+    if (dropsField(k, named) && !(k === 'te' && keepTeTrailers && h[k] === 'trailers')) continue;
     out[k] = h[k];
   }
   return out;
-}
-
-function namedInConnection(v: string | string[]): Set<string> {
-  return new Set(
-    String(v)
-      .toLowerCase()
-      .split(',')
-      .map((s) => s.trim())
-      .filter(Boolean),
-  );
 }
 
 async function readBody(body: Readable, max: number): Promise<Buffer> {
@@ -159,7 +149,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   const pathOnly = q >= 0 ? ds.url.slice(0, q) : ds.url;
   const query = q >= 0 ? ds.url.slice(q) : '';
   const facts = new Facts(ds, pathOnly, query);
-  const span = startRequestSpan(ds.traceparent, ds.method, pathOnly);
+  const span = startRequestSpan(ds.traceparent, ds.method, pathOnly, t0);
   const out: Outcome = { route: undefined, backend: undefined, endpoint: undefined, retries: 0, reason: undefined };
   let plan: Plan | undefined;
   // 'close' comes once: after the answer ended, or when the client went away first.
@@ -233,13 +223,14 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 
     const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0, client);
     // HTTP/1 both ways and no response header rule: the upstream's head is copied as received, no header object.
-    if (resp.rawHeaders !== undefined && !rule?.responseHeaders && ds.res.writeHeadRaw) ds.res.writeHeadRaw(resp.status, resp.rawHeaders);
+    if (resp.rawHead !== undefined && !rule?.responseHeaders && ds.res.writeHeadRaw) ds.res.writeHeadRaw(resp.status, resp.rawHead);
     else {
       const respHeaders = stripHopByHop(resp.headers, false);
       applyHeaderModifier(respHeaders, rule?.responseHeaders);
       ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
     }
-    await streamBack(ds, resp, client);
+    const streaming = streamBack(ds, resp, client);
+    if (streaming) await streaming;
     releaseBreaker();
   } catch (e) {
     // Nobody is left to answer: the work was stopped on purpose, the request was already accounted at 'close'.
@@ -255,8 +246,16 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
   }
 }
 
-/** Streams the upstream body to the client, then its trailers (gRPC's grpc-status lives there). */
-function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientPresence): Promise<void> {
+/**
+ * Streams the upstream body to the client, then its trailers (gRPC's
+ * grpc-status lives there). A body that came whole with the head is sent at
+ * once: no promise to wait for then.
+ */
+function streamBack(ds: Downstream, resp: UpstreamResponse, client: ClientPresence): Promise<void> | undefined {
+  if (resp.whole !== undefined) {
+    if (!client.gone) ds.res.end(resp.whole);
+    return undefined;
+  }
   // A hand-rolled pipe: Readable.pipe() adds and removes seven listeners per
   // response, which costs more than forwarding a small body.
   return new Promise((resolve) => {
@@ -338,26 +337,21 @@ async function forward(
   const backend = plan.backend;
   out.backend = backend?.key ?? `${plan.direct?.ip}:${plan.direct?.port}`;
   const outlier = backend?.traffic?.outlier;
-  const peers = outlier && backend ? backend.endpoints.map(endpointKey) : [];
-  const tried = new Set<string>();
+  const peers = outlier && backend ? backend.endpoints.map(endpointKey) : NO_PEERS;
+  // The endpoints of earlier attempts: a set is made only when a retry happens.
+  let tried: Set<string> | undefined;
   const protocol = chooseProtocol(ds, backend);
   for (let attempt = 0; ; attempt++) {
-    const remaining = deadline - performance.now();
+    const remaining = deadline === Infinity ? Infinity : deadline - performance.now();
     if (remaining <= 0) throw new UpstreamError('timeout', `request timeout ${rule?.requestTimeoutMs}ms`, false);
-    const endpoint = plan.direct ?? (backend ? rt.pickEndpoint(backend, tried) : undefined);
+    const endpoint = plan.direct ?? (backend ? rt.pickEndpoint(backend, tried ?? NONE_TRIED) : undefined);
     if (!endpoint) throw new NoEndpoint(`service ${backend?.key} has no endpoints`);
     const key = endpointKey(endpoint);
-    tried.add(key);
     out.endpoint = key;
     const breaker = backend?.traffic?.breaker;
-    const release = breaker ? await rt.breakers.acquire(backend.key, breaker, protocol === 'http1') : () => {};
+    const release = breaker ? await rt.breakers.acquire(backend.key, breaker, protocol === 'http1') : NO_RELEASE;
     const perTry = Math.min(rule?.backendTimeoutMs || Infinity, remaining);
-    const canRetry = (): boolean => replayable && retry !== undefined && attempt < retry.attempts;
-    const backoff = async (): Promise<void> => {
-      out.retries++;
-      const wait = retry ? Math.min(retry.backoffMs * 2 ** attempt, Math.max(0, deadline - performance.now() - 1)) : 0;
-      if (wait > 0) await sleep(wait);
-    };
+    const canRetry = replayable && retry !== undefined && attempt < retry.attempts;
     let resp: UpstreamResponse;
     try {
       resp = await rt.pool.request({
@@ -380,22 +374,35 @@ async function forward(
       if (outlier && backend && e.kind !== 'reset') rt.outliers.record(backend.key, key, false, outlier, peers);
       const retriableKind = e.kind === 'connect' || (e.kind === 'timeout' && retry?.codes.has(504)) || (e.kind === 'reset' && retry?.codes.has(502));
       const freeConnectRetry = e.safeToRetry && replayable && attempt === 0 && !plan.direct && (backend?.endpoints.length ?? 0) > 1;
-      if ((retriableKind && canRetry()) || freeConnectRetry) {
-        await backoff();
+      if ((retriableKind && canRetry) || freeConnectRetry) {
+        (tried ??= new Set()).add(key);
+        await backoff(out, retry, attempt, deadline);
         continue;
       }
       throw e;
     }
     if (outlier && backend) rt.outliers.record(backend.key, key, resp.status < 500, outlier, peers);
-    if (retry?.codes.has(resp.status) && canRetry()) {
+    if (retry?.codes.has(resp.status) && canRetry) {
       resp.body.resume();
       resp.abort();
       release();
-      await backoff();
+      (tried ??= new Set()).add(key);
+      await backoff(out, retry, attempt, deadline);
       continue;
     }
     return { resp, release };
   }
+}
+
+const NO_PEERS: readonly string[] = [];
+const NONE_TRIED: ReadonlySet<string> = new Set();
+const NO_RELEASE = (): void => {};
+
+/** Before another attempt: the rule's backoff, doubling per attempt, never past the request's deadline. */
+async function backoff(out: Outcome, retry: CompiledRule['retry'], attempt: number, deadline: number): Promise<void> {
+  out.retries++;
+  const wait = retry ? Math.min(retry.backoffMs * 2 ** attempt, Math.max(0, deadline - performance.now() - 1)) : 0;
+  if (wait > 0) await sleep(wait);
 }
 
 function mirror(rt: ProxyRuntime, ds: Downstream, svc: CompiledService, path: string, authority: string, headers: Record<string, string | string[] | undefined>, body: Buffer | undefined): void {
@@ -410,8 +417,9 @@ function mirror(rt: ProxyRuntime, ds: Downstream, svc: CompiledService, path: st
 
 function finish(rt: ProxyRuntime, ds: Downstream, facts: RequestFacts, span: Span, out: Outcome, plan: Plan | undefined, t0: number): void {
   const status = ds.res.statusCode;
-  const durationMs = performance.now() - t0;
-  span.finish();
+  const now = performance.now();
+  const durationMs = now - t0;
+  span.finish(now);
   if (rt.exporter && span.sampled) {
     span.error = status >= 500;
     Object.assign(span.attributes, {

@@ -13,9 +13,8 @@ import { Counters } from './responses.js';
 import type { OtlpExporter } from './tracing.js';
 import type { Endpoint } from './types.js';
 import { UpstreamPool } from './upstream.js';
-import { plainDial, type Dial } from './dial.js';
+import { endpointKey, plainDial, type Dial } from './dial.js';
 
-export const endpointKey = (e: Endpoint): string => `${e.ip}:${e.port}`;
 
 export class ProxyRuntime {
   readonly limiter = new RateLimiter();

@@ -5,7 +5,8 @@
 import net from 'node:net';
 import { channels } from './events.js';
 import type { ConnContext } from './router.js';
-import { endpointKey, type ProxyRuntime } from './runtime.js';
+import { endpointKey } from './dial.js';
+import type { ProxyRuntime } from './runtime.js';
 
 export function passThroughTcp(rt: ProxyRuntime, client: net.Socket, firstBytes: Buffer, ctx: ConnContext): void {
   rt.tcpPassthrough++;

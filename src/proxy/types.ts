@@ -10,6 +10,8 @@ import type { TrafficPolicyResource, AuthorizationPolicyResource } from '../reso
 export interface Endpoint {
   ip: string;
   port: number;
+  /** "ip:port", set where a service's endpoints are compiled (config.ts): the pools and outlier history key on it per request. */
+  readonly key?: string;
 }
 
 /** Who is calling and where it meant to go, as the kernel recorded it at connect(). */

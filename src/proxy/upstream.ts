@@ -7,9 +7,10 @@ import http2 from 'node:http2';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BodyFeed, type ResponseBody } from './body-feed.js';
-import { H1Pool, headersFromRaw, type H1Exchange } from './h1-client.js';
+import { H1Pool, headersFromRaw, type H1Exchange, type H1Handle } from './h1-client.js';
+import type { HeadBytes, SimpleResponse } from './h1-response.js';
 import type { Endpoint } from './types.js';
-import { dialKey, plainDial, type Caller, type Dial } from './dial.js';
+import { dialKey, endpointKey, plainDial, type Caller, type Dial } from './dial.js';
 
 export class UpstreamError extends Error {
   constructor(
@@ -60,15 +61,51 @@ class H1UpstreamResponse implements UpstreamResponse {
   private built: IncomingHttpHeaders | undefined;
   constructor(
     readonly status: number,
-    readonly rawHeaders: readonly string[],
+    readonly rawHead: readonly string[],
     readonly body: BodyFeed,
     readonly trailers: Promise<IncomingHttpHeaders | undefined>,
     readonly abort: () => void,
   ) {}
 
   get headers(): IncomingHttpHeaders {
-    return (this.built ??= headersFromRaw(this.rawHeaders));
+    return (this.built ??= headersFromRaw(this.rawHead));
   }
+}
+
+const NO_TRAILERS: Promise<undefined> = Promise.resolve(undefined);
+
+/**
+ * An HTTP/1.1 answer that came whole in one read (h1-response.ts): already
+ * complete, its connection already back in the pool, so there is nothing to
+ * stream, wait for or abort. A body feed is made only for a reader that
+ * wants one (a mirror's or a retried answer being discarded).
+ */
+class WholeH1Response implements UpstreamResponse {
+  private built: IncomingHttpHeaders | undefined;
+  private feed: BodyFeed | undefined;
+  readonly trailers = NO_TRAILERS;
+  readonly whole: Buffer;
+  constructor(
+    readonly status: number,
+    readonly rawHead: SimpleResponse,
+  ) {
+    this.whole = rawHead.body;
+  }
+
+  get headers(): IncomingHttpHeaders {
+    return (this.built ??= headersFromRaw(this.rawHead.raw));
+  }
+
+  get body(): BodyFeed {
+    if (!this.feed) {
+      this.feed = new BodyFeed(() => {});
+      if (this.whole.length) this.feed.push(this.whole);
+      this.feed.end();
+    }
+    return this.feed;
+  }
+
+  abort(): void {}
 }
 
 const clientGone = (): UpstreamError => new UpstreamError('reset', 'the client went away before the answer', false);
@@ -96,16 +133,117 @@ export interface UpstreamResponse {
   status: number;
   /** Lower-case, as IncomingMessage has them. */
   readonly headers: IncomingHttpHeaders;
-  /** HTTP/1.1 upstreams: the head as received (names and values alternating), for a downstream that can copy it. */
-  readonly rawHeaders?: readonly string[];
+  /**
+   * HTTP/1.1 upstreams: the head as received, for a downstream that can
+   * copy it: names and values alternating (from llhttp), or the header
+   * lines to forward as bytes.
+   */
+  readonly rawHead?: readonly string[] | HeadBytes;
+  /** The whole body when it came with the head: a downstream may send it at once instead of reading `body`. */
+  readonly whole?: Buffer;
   body: ResponseBody;
   /** Resolves when the body ends: the trailers, if any. */
   trailers: Promise<IncomingHttpHeaders | undefined>;
   abort(): void;
 }
 
-/** Connection-specific headers (RFC 9110 7.6.1): never forwarded. */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
+/**
+ * One HTTP/1.1 request in flight, as one object rather than a closure per
+ * callback: the exchange the pooled connection reports to, its timers, and
+ * the settling of the caller's promise.
+ */
+class H1Call implements H1Exchange {
+  private settled = false;
+  private handle: H1Handle | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private grace: NodeJS.Timeout | undefined;
+  private body: BodyFeed | undefined;
+  private endTrailers: ((t: IncomingHttpHeaders | undefined) => void) | undefined;
+
+  constructor(
+    private readonly r: UpstreamRequest,
+    private readonly resolve: (resp: UpstreamResponse) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {}
+
+  start(pool: H1Pool): void {
+    const r = this.r;
+    let handle: H1Handle;
+    try {
+      handle = this.handle = pool.request(r.endpoint, r.caller, r.method, r.path, r.authority, r.headers, r.lines, r.body, this);
+    } catch (e) {
+      this.reject(e);
+      return;
+    }
+    if (!watchClient(r.client, this.left)) return;
+    if (r.timeoutMs > 0) this.timer = setTimeout(() => this.fail(new UpstreamError('timeout', `no response from ${endpointKey(r.endpoint)} in ${r.timeoutMs}ms`, false)), r.timeoutMs);
+    // A reused keep-alive connection is already connected: no connect timer then.
+    if (!handle.connected) this.connectTimer = setTimeout(() => !handle.connected && this.fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
+    if (r.body instanceof Readable) r.body.on('error', () => handle.abort());
+  }
+
+  private fail(e: UpstreamError, cut = true): void {
+    clearTimeout(this.timer);
+    clearTimeout(this.connectTimer);
+    if (this.settled) return;
+    this.settled = true;
+    if (this.r.client) this.r.client.onGone = undefined;
+    if (cut) this.handle?.abort();
+    this.reject(e);
+  }
+
+  // The caller (and the admission slot) let go now; the exchange runs on, unread, for at most the grace.
+  private readonly left = (): void => {
+    if (this.settled) return;
+    this.fail(clientGone(), false);
+    this.grace = setTimeout(() => this.handle?.abort(), ABANDON_GRACE_MS);
+    this.grace.unref();
+  };
+
+  onHead(status: number, head: string[] | SimpleResponse): void {
+    clearTimeout(this.timer);
+    clearTimeout(this.connectTimer);
+    if (this.settled) return;
+    this.settled = true;
+    if (this.r.client) this.r.client.onGone = undefined; // from here on the caller streams the body and watches the client
+    if (!Array.isArray(head)) {
+      this.resolve(new WholeH1Response(status, head));
+      return;
+    }
+    const handle = this.handle;
+    const b = (this.body = new BodyFeed(() => handle?.resume()));
+    const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (this.endTrailers = done));
+    this.resolve(
+      new H1UpstreamResponse(status, head, b, trailers, () => {
+        handle?.abort();
+        b.destroy();
+        this.endTrailers?.(undefined);
+      }),
+    );
+  }
+
+  onBody(chunk: Buffer): boolean {
+    return this.body?.push(chunk) ?? true;
+  }
+
+  onEnd(t: IncomingHttpHeaders | undefined): void {
+    clearTimeout(this.grace);
+    this.endTrailers?.(t && Object.keys(t).length ? t : undefined);
+    this.body?.end();
+  }
+
+  onError(e: NodeJS.ErrnoException, connected: boolean, responded: boolean): void {
+    clearTimeout(this.grace);
+    if (responded) {
+      this.body?.destroy(e);
+      this.endTrailers?.(undefined);
+      return;
+    }
+    const refused = !connected || e.code === 'ECONNREFUSED';
+    this.fail(new UpstreamError(refused ? 'connect' : 'reset', `${e.code ?? ''} ${e.message}`.trim(), refused));
+  }
+}
 
 export class UpstreamPool {
   private readonly sessions = new Map<string, http2.ClientHttp2Session>();
@@ -120,78 +258,7 @@ export class UpstreamPool {
   }
 
   private h1(r: UpstreamRequest): Promise<UpstreamResponse> {
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      let handle: ReturnType<H1Pool['request']> | undefined;
-      const ep = `${r.endpoint.ip}:${r.endpoint.port}`;
-      const fail = (e: UpstreamError, cut = true): void => {
-        clearTimeout(timer);
-        clearTimeout(connectTimer);
-        if (settled) return;
-        settled = true;
-        if (r.client) r.client.onGone = undefined;
-        if (cut) handle?.abort();
-        reject(e);
-      };
-      let grace: NodeJS.Timeout | undefined;
-      // The caller (and the admission slot) let go now; the exchange runs on, unread, for at most the grace.
-      const left = (): void => {
-        if (settled) return;
-        fail(clientGone(), false);
-        grace = setTimeout(() => handle?.abort(), ABANDON_GRACE_MS);
-        grace.unref();
-      };
-      let timer: NodeJS.Timeout | undefined;
-      let connectTimer: NodeJS.Timeout | undefined;
-      let body: BodyFeed | undefined;
-      let endTrailers: (t: IncomingHttpHeaders | undefined) => void = () => {};
-      const ex: H1Exchange = {
-        onHead: (status, raw) => {
-          clearTimeout(timer);
-          clearTimeout(connectTimer);
-          if (settled) return;
-          settled = true;
-          if (r.client) r.client.onGone = undefined; // from here on the caller streams the body and watches the client
-          const b = new BodyFeed(() => handle?.resume());
-          body = b;
-          const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (endTrailers = done));
-          resolve(
-            new H1UpstreamResponse(status, raw, b, trailers, () => {
-              handle?.abort();
-              b.destroy();
-              endTrailers(undefined);
-            }),
-          );
-        },
-        onBody: (chunk) => body?.push(chunk) ?? true,
-        onEnd: (t) => {
-          clearTimeout(grace);
-          endTrailers(t && Object.keys(t).length ? t : undefined);
-          body?.end();
-        },
-        onError: (e, connected, responded) => {
-          clearTimeout(grace);
-          if (responded) {
-            body?.destroy(e);
-            endTrailers(undefined);
-            return;
-          }
-          const refused = !connected || e.code === 'ECONNREFUSED';
-          fail(new UpstreamError(refused ? 'connect' : 'reset', `${e.code ?? ''} ${e.message}`.trim(), refused));
-        },
-      };
-      try {
-        handle = this.h1pool.request(r.endpoint, r.caller, r.method, r.path, r.authority, r.headers, r.lines, r.body, ex);
-      } catch (e) {
-        reject(e);
-        return;
-      }
-      if (!watchClient(r.client, left)) return;
-      if (r.timeoutMs > 0) timer = setTimeout(() => fail(new UpstreamError('timeout', `no response from ${ep} in ${r.timeoutMs}ms`, false)), r.timeoutMs);
-      // A reused keep-alive connection is already connected: no connect timer then.
-      if (!handle.conn.connected) connectTimer = setTimeout(() => !handle?.conn.connected && fail(new UpstreamError('connect', 'connect timeout', true)), r.connectTimeoutMs);
-      if (r.body instanceof Readable) r.body.on('error', () => handle?.abort());
-    });
+    return new Promise((resolve, reject) => new H1Call(r, resolve, reject).start(this.h1pool));
   }
 
   private session(ep: Endpoint, caller: Caller, connectTimeoutMs: number): Promise<http2.ClientHttp2Session> {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { loadDesyncCases } from './desync-corpus.js';
 import { describe, it } from 'node:test';
 import { ChunkedReader, FramingError, LengthReader, MAX_HEAD_BYTES, parseHead, type H1Head, type HeadResult } from '../../src/proxy/h1-parser.js';
+import { BAD_VALUE, nameIn, nameTable, TCHAR, TOKEN, VCHAR } from '../../src/proxy/http1-guard.js';
 
 const raw = (s: string): Buffer => Buffer.from(s, 'latin1');
 const head = (r: HeadResult): H1Head => {
@@ -127,5 +128,58 @@ describe('HTTP/1 request parser', () => {
     assert.equal(r.feed(raw('defgGET'), (b) => out.push(b)), 4);
     assert.ok(r.done);
     assert.equal(Buffer.concat(out).toString(), 'abcdefg');
+  });
+
+  it('checks bytes with tables that say exactly what TOKEN and BAD_VALUE say', () => {
+    for (let c = 0; c < 256; c++) {
+      const ch = String.fromCharCode(c);
+      assert.equal(TCHAR[c] === 1, TOKEN.test(ch), `tchar ${c}`);
+      assert.equal(VCHAR[c] === 1, !BAD_VALUE.test(ch), `value byte ${c}`);
+    }
+  });
+
+  it('matches field names as bytes exactly as lower-casing their text would', () => {
+    const table = nameTable(['te', 'x-2', 'content-length']);
+    const tchars = [...Array(256).keys()].filter((c) => TCHAR[c]);
+    for (const a of tchars)
+      for (const b of tchars) {
+        const text = String.fromCharCode(a, b);
+        assert.equal(nameIn(table, raw(`.${text}.`), 1, 3), text.toLowerCase() === 'te' ? 'te' : undefined, text);
+        const three = raw(`x${text}`);
+        assert.equal(nameIn(table, three, 0, 3), `x${text}`.toLowerCase() === 'x-2' ? 'x-2' : undefined, `x${text}`);
+      }
+    assert.equal(nameIn(table, raw('Content-LENGTH'), 0, 14), 'content-length');
+    assert.equal(nameIn(table, raw('Content-Lengths'), 0, 15), undefined);
+  });
+
+  it('forwards the end-to-end lines as received, in runs, without hop-by-hop fields, Host or traceparent', () => {
+    const wire = 'GET / HTTP/1.1\r\nX-First:  a \r\nHOST: web\r\nUser-Agent: t\r\nconnection: Keep-Alive\r\nKeep-Alive: 5\r\nTE: trailers\r\nTraceParent: 00-x\r\nProxy-Connection: x\r\nX-Last: caf\xe9\r\n\r\n';
+    const h = head(parseHead(raw(wire), 0));
+    assert.deepEqual(h.forward, { text: 'X-First:  a \r\nUser-Agent: t\r\nTE: trailers\r\nX-Last: caf\xe9\r\n', hasLength: false });
+    assert.equal(h.traceparent, '00-x');
+    assert.equal(h.host, 'web');
+    assert.deepEqual(h.rawHeaders.filter((_, i) => i % 2 === 0), ['X-First', 'HOST', 'User-Agent', 'connection', 'Keep-Alive', 'TE', 'TraceParent', 'Proxy-Connection', 'X-Last']);
+    assert.equal(h.headers['x-first'], 'a');
+    // TE other than "trailers" is hop-by-hop like the rest; Content-Length is forwarded and noted.
+    const p = head(parseHead(raw('POST / HTTP/1.1\r\nHost: a\r\nTE: gzip\r\nContent-LENGTH: 3\r\n\r\nabc'), 0));
+    assert.deepEqual(p.forward, { text: 'Content-LENGTH: 3\r\n', hasLength: true });
+    // Connection naming another field: the caller must build the header object and drop it.
+    assert.equal(head(parseHead(raw('GET / HTTP/1.1\r\nHost: a\r\nConnection: x-a\r\nX-A: 1\r\n\r\n'), 0)).forward, undefined);
+  });
+
+  it('names the line and the reason when a header line is refused', () => {
+    const detail = (text: string): string => {
+      const r = parseHead(raw(text), 0);
+      assert.ok(r && 'problem' in r, text);
+      return `${r.problem.reason}: ${r.problem.detail}`;
+    };
+    assert.equal(detail('GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n'), 'BadHeader: header line " folded" has no name');
+    assert.equal(detail('GET / HTTP/1.1\r\nHost: a\r\nX A: 1\r\n\r\n'), 'BadHeader: header name "X A" is not a token');
+    assert.equal(detail('GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\x7f\r\n\r\n'), 'BadHeader: header X-A has a control character in its value');
+    assert.equal(detail('GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r2\r\n\r\n'), 'BadHeader: header X-A has a control character in its value');
+    assert.equal(detail('GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\n2\r\n\r\n'), 'BadHeader: header X-A has a control character in its value');
+    assert.equal(detail('GET / HTTP/1.1\r\nHost: a\r\nX-A\r\n\r\n'), 'BadHeader: header line "X-A" has no name');
+    // In order: the first bad line decides, framing included.
+    assert.equal(detail('GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\ncontent-length: 1\r\nX A: 1\r\n\r\n'), 'MultipleContentLength: Content-Length appears more than once');
   });
 });
