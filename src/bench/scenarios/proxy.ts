@@ -21,6 +21,8 @@ import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sid
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const PLAN = { serviceCIDR: '10.99.0.0/24', podCIDR: '10.247.0.0/24' };
+/** Unmeasured load given to each new proxy generation before it is measured (see warmProxy). */
+const WARM_S = 5;
 
 // The shared server and client, nginx keeping connections for the whole run, plus the routed Service.
 const resources = `${benchMesh({ ...PLAN, http: 'keepalive_requests 1000000;' })}---
@@ -53,20 +55,28 @@ export const proxy: Scenario = {
         return pid;
       };
       proxyPid();
+      const server = workloadIp(cli, 'server');
+      const vip = serviceVip(cli, 'target');
+      const inMesh = lab.exec('client');
+      // A proxy generation that just started runs its JavaScript cold (the JIT
+      // has not compiled the hot path yet): its first seconds are slower, and an
+      // open-loop run that starts there builds a queue it works off for the rest
+      // of the run. Like the load generator's own warm-up, but longer and
+      // unmeasured: every new generation gets WARM_S of load before it is measured.
+      const warmProxy = () => runLoadgen({ url: `http://${vip}:80/`, rate: 0, durationS: ctx.quick ? 0.5 : WARM_S, connections, warmupS: 0, timeoutMs: 5000, prefix: inMesh });
+      await warmProxy();
       // The proxy's pooled connections to nginx keep the path they were made on: a new generation (handover) makes new ones.
       const shortcut = async (on: boolean) => {
         await applyShortcut(cli, dir, PLAN, on);
         cli('proxy', 'restart');
+        await warmProxy();
       };
-      const server = workloadIp(cli, 'server');
-      const vip = serviceVip(cli, 'target');
       const serverPid = status.workloads.find((w) => w.name === 'server')?.pid;
       const p = instancePaths(lab.instance);
       sidecars = startSidecarModel(dir, [
         { name: 'client', netns: netnsName(p, 'bench', 'client'), outbound: { dst: server, port: 8080, upstreams: [`${server}:8080`] } },
         { name: 'server', netns: netnsName(p, 'bench', 'server'), inbound: { appPort: 8080 } },
       ]);
-      const inMesh = lab.exec('client');
       const load = (url: string, r: number) =>
         runLoadgen({ url, rate: r, durationS, connections, warmupS: ctx.quick ? 0.3 : 2, timeoutMs: 5000, connectEach: false, prefix: inMesh } satisfies LoadgenOptions);
       const sample = (pids: Array<number | undefined>): FootprintSampler => sampleFootprint(pids.filter((x): x is number => !!x), 250);
@@ -108,6 +118,7 @@ export const proxy: Scenario = {
         setup: [
           `# mesh: ebmesh --instance ${lab.instance} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute; same-node shortcut on, the default: the proxy's connections go socket to socket)`,
           '# "without the shortcut": ebmesh apply of the MeshConfig with sameNodeShortcut: false, then ebmesh proxy restart (new upstream connections); on again after the run',
+          `# warm-up: each new proxy generation (after up, and after each restart) gets ${WARM_S} s of unmeasured saturation load through the VIP before it is measured (JIT); each run also has the load generator's own warm-up`,
           `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,
           SIDECAR_MODEL_SETUP,
           `# footprints: "proxy" = the node proxy process tree (primary + workers) or both HAProxy sidecars; "server" = nginx. (The daemon is not sampled: its process tree includes the proxy.)`,
