@@ -15,7 +15,7 @@ import type { Datapath } from '../datapath.js';
 import type { CallerEntry, ProxyProcessStats, ProxyPush, TunnelPush } from './messages.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
-import { DEFAULT_DRAIN_MS, PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
+import { DEFAULT_DRAIN_MS, PROXY_DEFAULT_NODE_FLAGS, PROXY_METRICS_PORT, PROXY_PORT } from './messages.js';
 import { ProxyRequestLog } from './requests.js';
 import { ProxySupervisor, type HandoverReport } from './supervisor.js';
 import { EbmeshError } from '../../errors.js';
@@ -87,7 +87,7 @@ export class NodeProxyWiring {
       };
       prepareCgroup();
       this.supervisor = new ProxySupervisor({
-        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: this.nodeFlags, cgroup: `/${this.paths.proxyCgroupName}` },
+        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: `${PROXY_DEFAULT_NODE_FLAGS} ${this.nodeFlags}`.trim(), cgroup: `/${this.paths.proxyCgroupName}` },
         files: (slot) => proxyFiles(this.paths, slot),
         steeredPort: () => datapath.l7Proxy()?.port,
         steer: (port) => {
