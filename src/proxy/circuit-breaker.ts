@@ -4,7 +4,9 @@
  * one connection), at most maxPendingRequests waiting; beyond that, 503 at
  * once instead of piling work on a struggling backend.
  */
-export class BreakerOpen extends Error {
+import { ExpectedError } from './expected-error.js';
+
+export class BreakerOpen extends ExpectedError {
   constructor(readonly service: string) {
     super(`circuit breaker open for ${service}`);
   }

@@ -8,8 +8,9 @@
  * proxy must not spend a slot on an answer nobody reads.
  */
 import type { ClientPresence } from './upstream.js';
+import { ExpectedError } from './expected-error.js';
 
-export class Shed extends Error {
+export class Shed extends ExpectedError {
   constructor(readonly why: 'queue_full' | 'queue_timeout' | 'client_gone') {
     super(`overloaded: ${why}`);
   }

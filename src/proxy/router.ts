@@ -27,6 +27,7 @@ import type { Endpoint, OriginalDestination } from './types.js';
 import type { HeadBytes } from './h1-response.js';
 import { dropsField, namedInConnection } from './hop-by-hop.js';
 import { UpstreamError, type ClientPresence, type UpstreamRequest, type UpstreamResponse } from './upstream.js';
+import { ExpectedError } from './expected-error.js';
 
 export interface ConnContext {
   id: number;
@@ -98,8 +99,8 @@ class Facts implements RequestFacts {
   }
 }
 
-class NoEndpoint extends Error {}
-class BodyTooLarge extends Error {}
+class NoEndpoint extends ExpectedError {}
+class BodyTooLarge extends ExpectedError {}
 
 function stripHopByHop(h: IncomingHttpHeaders, keepTeTrailers: boolean): Record<string, string | string[] | undefined> {
   const named = namedInConnection(h['connection']);

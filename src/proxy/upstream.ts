@@ -11,8 +11,9 @@ import { H1Pool, headersFromRaw, type H1Exchange, type H1Handle } from './h1-cli
 import type { HeadBytes, SimpleResponse } from './h1-response.js';
 import type { Endpoint } from './types.js';
 import { dialKey, endpointKey, plainDial, type Caller, type Dial } from './dial.js';
+import { ExpectedError } from './expected-error.js';
 
-export class UpstreamError extends Error {
+export class UpstreamError extends ExpectedError {
   constructor(
     readonly kind: 'connect' | 'timeout' | 'reset',
     message: string,
