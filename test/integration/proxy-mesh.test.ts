@@ -448,7 +448,7 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   assert.deepEqual(mid.draining.map((d) => d.pid), [before.pid], 'and found the old one draining');
   const t = loopTally(await loop);
   const w = JSON.parse((await ws).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; errors: string[] };
-  const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; goaway: number; sessions: number; errors: string[] };
+  const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; refused: number; goaway: number; sessions: number; errors: string[] };
   for (let i = 0; i < 100 && readdirSync('/proc').includes(String(before.pid)); i++) await sleep(100);
   assert.ok(!readdirSync('/proc').includes(String(before.pid)), 'the old proxy exited after draining');
   const drained = new RegExp(`node proxy ${before.pid}: drained in (\\d+) ms, (\\d+) cut`).exec(readFileSync(join(instancePaths(mesh.instance).stateDir, 'proxy.log'), 'utf8'));
