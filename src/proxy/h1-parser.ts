@@ -15,7 +15,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { headersFromRaw } from './h1-client.js';
 import { HOP_BY_HOP } from './hop-by-hop.js';
-import { checkFraming, checkHeader, nameIn, nameTable, newTally, BAD_VALUE, TCHAR, TOKEN, VCHAR, type FramingProblem } from './http1-guard.js';
+import { checkFraming, checkHeader, nameIn, nameTable, newTally, pushField, rawFields, BAD_VALUE, TCHAR, TOKEN, VCHAR, type FramingProblem } from './http1-guard.js';
 
 /** Largest request head (request line + headers) we read, as Node's default. */
 export const MAX_HEAD_BYTES = 16 * 1024;
@@ -86,8 +86,6 @@ function lineProblem(line: string): FramingProblem {
   return { reason: 'BadHeader', detail: `header ${name} has a control character in its value` };
 }
 
-const isOws = (c: number | undefined): boolean => c === 32 || c === 9;
-
 /**
  * Looks for a complete head in buf[from…]. undefined: not complete yet (the
  * caller waits for more bytes); `end` is where the body or next request
@@ -141,11 +139,9 @@ export function parseHead(buf: Buffer, from: number, scanFrom = from): HeadResul
     }
     // No name (a line starting with whitespace: obs-fold), a name not ended by a colon, or a byte with no place in a head (bare CR or LF, a control).
     if (!ok) return { problem: lineProblem(buf.toString('latin1', start, buf.indexOf(CRLF, start))) };
-    let a = colon + 1;
-    let b = p;
-    while (a < b && isOws(buf[a])) a++;
-    while (b > a && isOws(buf[b - 1])) b--;
-    lines.push(start, colon, a, b);
+    const f = pushField(lines, buf, start, colon, p);
+    const a = lines[f + 2]!;
+    const b = lines[f + 3]!;
     i = p;
     const lower = nameIn(WATCHED, buf, start, colon);
     let forward = true;
@@ -225,11 +221,7 @@ class ParsedHead implements H1Head {
 
   /** Made on first read: an HTTP/1 request forwarded as is never needs them. */
   get rawHeaders(): string[] {
-    if (this.raw) return this.raw;
-    const out: string[] = [];
-    const l = this.lines;
-    for (let j = 0; j < l.length; j += 4) out.push(this.buf.toString('latin1', l[j], l[j + 1]), this.buf.toString('latin1', l[j + 2], l[j + 3]));
-    return (this.raw = out);
+    return (this.raw ??= rawFields(this.buf, this.lines));
   }
 
   get headers(): IncomingHttpHeaders {

@@ -18,7 +18,7 @@
  * never more.
  */
 import { dropsField, HOP_BY_HOP, namedInConnection } from './hop-by-hop.js';
-import { nameIn, nameTable, TCHAR, VCHAR } from './http1-guard.js';
+import { nameIn, nameTable, pushField, rawFields, TCHAR, VCHAR } from './http1-guard.js';
 
 /**
  * An upstream head to forward, kept as bytes: its header lines, hop-by-hop
@@ -37,11 +37,8 @@ export interface HeadBytes {
 
 const HTTP1 = Buffer.from('HTTP/1.', 'latin1');
 
-
 /** The names acted on (compared as bytes, never made into strings): hop-by-hop fields and those framing reads. */
 const WATCHED = nameTable([...HOP_BY_HOP, 'content-length', 'date']);
-
-const isOws = (c: number | undefined): boolean => c === 32 || c === 9;
 
 export class SimpleResponse implements HeadBytes {
   /** Offsets into `lines` of the lines to forward. */
@@ -107,11 +104,7 @@ export class SimpleResponse implements HeadBytes {
 
   /** Names as received and values without surrounding whitespace, alternating (as llhttp gives them). */
   get raw(): string[] {
-    if (this.names) return this.names;
-    const out: string[] = [];
-    const l = this.lines;
-    for (let j = 0; j < l.length; j += 4) out.push(this.src.toString('latin1', l[j], l[j + 1]), this.src.toString('latin1', l[j + 2], l[j + 3]));
-    return (this.names = out);
+    return (this.names ??= rawFields(this.src, this.lines));
   }
 }
 
@@ -158,11 +151,9 @@ export function parseSimpleResponse(chunk: Buffer): SimpleResponse | undefined {
     while (p < last && VCHAR[chunk[p]!]) p++;
     // The value stops at the line's CRLF, or at a byte that has no place in a head (bare CR, LF, control).
     if (p >= last || chunk[p] !== 13 || chunk[p + 1] !== 10) return undefined;
-    let a = colon + 1;
-    let b = p;
-    while (a < b && isOws(chunk[a])) a++;
-    while (b > a && isOws(chunk[b - 1])) b--;
-    lines.push(start, colon, a, b);
+    const f = pushField(lines, chunk, start, colon, p);
+    const a = lines[f + 2]!;
+    const b = lines[f + 3]!;
     const l = nameIn(WATCHED, chunk, start, colon);
     if (l !== undefined) {
       if (l === 'content-length') {

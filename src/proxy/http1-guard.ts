@@ -22,6 +22,29 @@ export const VCHAR = new Uint8Array(256);
 VCHAR[9] = 1;
 for (let c = 0x20; c <= 0xff; c++) if (c !== 0x7f) VCHAR[c] = 1;
 
+const isOws = (c: number | undefined): boolean => c === 32 || c === 9;
+
+/**
+ * Both head readers keep a head as offsets into its bytes, four per field:
+ * name start, colon, value start and end (surrounding OWS left out). Adds
+ * the field whose line runs from `start` to `end` (its CR); returns where
+ * its four offsets start.
+ */
+export function pushField(fields: number[], buf: Buffer, start: number, colon: number, end: number): number {
+  let a = colon + 1;
+  let b = end;
+  while (a < b && isOws(buf[a])) a++;
+  while (b > a && isOws(buf[b - 1])) b--;
+  return fields.push(start, colon, a, b) - 4;
+}
+
+/** Such fields as strings: names as received and values, alternating (as llhttp gives them). */
+export function rawFields(buf: Buffer, fields: readonly number[]): string[] {
+  const out: string[] = [];
+  for (let j = 0; j < fields.length; j += 4) out.push(buf.toString('latin1', fields[j], fields[j + 1]), buf.toString('latin1', fields[j + 2], fields[j + 3]));
+  return out;
+}
+
 /** Lower-case field names grouped by length, for nameIn(). */
 export type NameTable = ReadonlyMap<number, readonly string[]>;
 
