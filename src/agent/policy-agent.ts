@@ -18,7 +18,6 @@ import {
   applyToContents, encodeEndpoint, encodePolicy, planPolicy, type EndpointRow, type PolicyMapContents,
 } from './policy-plan.js';
 
-/** A cgroup's id is its directory's inode number (cgroup v2); undefined if it does not exist. */
 export class PolicyAgent {
   identities: IdentityTable;
   tables: CompiledTables | undefined;

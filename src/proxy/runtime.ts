@@ -15,7 +15,6 @@ import type { Endpoint } from './types.js';
 import { UpstreamPool } from './upstream.js';
 import { endpointKey, plainDial, type Dial } from './dial.js';
 
-
 export class ProxyRuntime {
   readonly limiter = new RateLimiter();
   readonly breakers = new CircuitBreakers();

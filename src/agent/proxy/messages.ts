@@ -71,7 +71,7 @@ export const DRAIN_PROTOCOL = 4;
  * running, and every request on that worker waits with it. Its young
  * generation is small (16 MiB), so scavenging it on the main thread costs
  * little. Measured on 2 cores under saturation: 25–29k against 20–23k
- * req/s, with a lower p99 (docs/proxy.md).
+ * req/s, with a lower p99 (docs/node-proxy-in-the-mesh.md).
  */
 export const PROXY_DEFAULT_NODE_FLAGS = '--no-parallel-scavenge';
 
@@ -81,7 +81,7 @@ export interface ProxyLaunch {
   port: number;
   metricsPort: number;
   mapPins: string;
-  /** 0: the default rule (workersFor() in main.ts). */
+  /** 0: one per core (os.availableParallelism(), in main.ts). */
   workers: number;
   /** Extra node flags for the proxy processes (EBMESH_PROXY_NODE_FLAGS, e.g. --cpu-prof), space-separated; '' for none. */
   nodeFlags?: string;
