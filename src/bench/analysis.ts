@@ -137,3 +137,21 @@ export function analyzeScenario(scenario: string, result: ScenarioResult): Confi
     return { ...p, ratios: { rate: ratio(p.rate, b.rate), latency, footprintCpu } };
   });
 }
+
+/**
+ * Two configurations measured back to back in each repeat, compared repeat
+ * by repeat: on a noisy machine a tail percentile moves more between repeats
+ * than between configurations, and medians of separate runs can hide that.
+ * Returns one line for the report's notes, or undefined when the two do not
+ * have the same number of runs.
+ */
+export function pairedComparison(configs: readonly ConfigResult[], a: string, b: string, key: LatencyKey): string | undefined {
+  const ra = configs.find((c) => c.name === a)?.runs;
+  const rb = configs.find((c) => c.name === b)?.runs;
+  if (!ra || !rb || ra.length !== rb.length || ra.length === 0) return undefined;
+  const pairs = ra.map((r, i) => [r.latencyUs[key], rb[i]!.latencyUs[key]] as const);
+  if (pairs.some(([x, y]) => x === null || y === null)) return undefined;
+  const ms = (us: number | null): string => (us! / 1000).toFixed(us! < 10_000 ? 2 : 1);
+  const lower = pairs.filter(([x, y]) => x! < y!).length;
+  return `${key}, "${a}" vs "${b}", repeat by repeat (measured back to back): ${pairs.map(([x, y]) => `${ms(x)} vs ${ms(y)} ms`).join('; ')}: "${a}" lower in ${lower} of ${pairs.length}.`;
+}

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { analyzeScenario } from './analysis.js';
+import { analyzeScenario, pairedComparison } from './analysis.js';
 import { describeMachine } from './machine.js';
 import { writeReport, type BenchReport } from './report.js';
 import type { RunResult, ScenarioResult } from './scenario.js';
@@ -115,3 +115,17 @@ test('writeReport writes Markdown, SVG and JSON that hold together', async () =>
   }
 });
 
+
+test('pairedComparison compares two configurations repeat by repeat', () => {
+  const configs = [
+    { name: 'a', description: '', runs: [run(100, 50, 2000), run(100, 50, 9000), run(100, 50, 12_500)] },
+    { name: 'b', description: '', runs: [run(100, 60, 3000), run(100, 60, 4000), run(100, 60, 13_000)] },
+    { name: 'short', description: '', runs: [run(100, 60, 3000)] },
+  ];
+  assert.equal(
+    pairedComparison(configs, 'a', 'b', 'p99'),
+    'p99, "a" vs "b", repeat by repeat (measured back to back): 2.00 vs 3.00 ms; 9.00 vs 4.00 ms; 12.5 vs 13.0 ms: "a" lower in 2 of 3.',
+  );
+  assert.equal(pairedComparison(configs, 'a', 'short', 'p99'), undefined);
+  assert.equal(pairedComparison(configs, 'a', 'missing', 'p99'), undefined);
+});

@@ -19,6 +19,7 @@ import { sampleFootprint, type FootprintSampler } from '../footprint.js';
 import { applyShortcut, benchLab, benchMesh, benchService, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
+import { pairedComparison } from '../analysis.js';
 
 const PLAN = { serviceCIDR: '10.99.0.0/24', podCIDR: '10.247.0.0/24' };
 /** Unmeasured load given to each new proxy generation before it is measured (see warmProxy). */
@@ -111,6 +112,11 @@ export const proxy: Scenario = {
             sidecars.rulesOff();
           }
         }
+      }
+      // The issue's target is on p99: say how the two models compare in each repeat, not only in medians.
+      for (const [loadName] of loads) {
+        const line = pairedComparison(configs.results(), `node proxy, ${loadName}`, `sidecars, ${loadName}`, 'p99');
+        if (line) notes.push(line);
       }
       return {
         baseline: `no mesh, ${loads[0]![0]}`,
