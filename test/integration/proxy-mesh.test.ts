@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { availableParallelism } from 'node:os';
@@ -15,6 +15,7 @@ import { cgroup2Root } from '../../src/kernel/index.js';
 import { call } from '../../src/cli/client.js';
 import { TestMesh } from '../helpers/mesh.js';
 import { CLIENT_LOOP, loopTally } from '../helpers/cluster.js';
+import { autogroupNiceFor, autogroupNiceOf, cpuWeightFor } from '../../src/agent/proxy/cpu-share.js';
 
 const FIX = join(PACKAGE_ROOT, 'test/integration/fixtures');
 const SERVER = join(FIX, 'l7-server.mjs');
@@ -307,6 +308,21 @@ test('the node proxy runs in its own cgroup, outside the mesh one, and its conne
   // write racing a fresh connection's handshake takes the normal path, so ask
   // for half. A proxy outside the sockhash gets none of its connections redirected.
   assert.ok(k1.sc_redirected! - k0.sc_redirected! >= 2 * n, `redirected ${k1.sc_redirected! - k0.sc_redirected!} writes for ${n} proxied requests`);
+});
+
+test('the node proxy and its workers get one scheduler group\'s CPU share per worker', async (t) => {
+  const { status } = await proxyApi();
+  const workers = status.stats.workers;
+  const proxyCg = join(cgroup2Root(), instancePaths(mesh.instance).proxyCgroupName);
+  const pids = readFileSync(join(proxyCg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  const weight = join(proxyCg, 'cpu.weight');
+  if (existsSync(weight)) assert.equal(Number(readFileSync(weight, 'utf8')), cpuWeightFor(workers));
+  if (!existsSync(`/proc/${status.pid}/autogroup`)) {
+    if (!existsSync(weight)) t.skip('this kernel has neither autogroup nor the cgroup v2 cpu controller');
+    return;
+  }
+  // The workers are in the primary's session, so in its autogroup.
+  for (const pid of pids) assert.equal(autogroupNiceOf(pid), autogroupNiceFor(workers), `autogroup of ${pid} (${pid === status.pid ? 'primary' : 'worker'}), ${workers} workers`);
 });
 
 test('noisy neighbour: a flooding tenant is shed with 503 while a quiet one keeps its latency', async () => {
