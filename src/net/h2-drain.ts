@@ -5,6 +5,13 @@
  * GOAWAY (session.close(): the streams in flight finish, then the session
  * closes) follows one round trip later. A single GOAWAY would refuse the
  * streams the peer sent before it saw ours.
+ *
+ * What it cannot do with Node's API: nghttp2 ignores any stream that arrives
+ * after a GOAWAY went out (Node's goaway() is not nghttp2's shutdown notice),
+ * and the real GOAWAY then tells the peer those streams were never processed:
+ * REFUSED_STREAM, which HTTP/2 clients retry (RFC 9113, 8.7). The window is
+ * the time between our first GOAWAY leaving and the peer reading it; it grows
+ * when this process's event loop is held up (h2-drain.test.ts shows it).
  */
 import http2 from 'node:http2';
 
