@@ -37,6 +37,9 @@ const paths = nodePaths(instance, nodeName);
 const token = readFileSync(values['token-file'] ?? join(paths.stateDir, 'token'), 'utf8').trim();
 const cp = new CpClient(parseCpAddress(values.controlplane), token);
 
+/** How long a starting agent waits for its first certificate pass before it starts on the data path anyway. */
+const FIRST_RENEWAL_WAIT_MS = 5000;
+
 let node: NodeDaemon | undefined;
 let identity: IdentityManager | undefined;
 /** The tunnel endpoint's status as the node proxy (which runs it) last reported it; the heartbeat reads it. */
@@ -70,12 +73,20 @@ route('GET', '/v1/identities', async () => ({ items: identity?.list() ?? [] }));
 
 try {
   await remote.start();
+  // Certificates before the data path. The node proxy, which outlives
+  // agents, serves the node SVID in the tunnel, and only an agent renews it:
+  // a restarted agent that loaded its programs and reconciled first (seconds
+  // on a busy node) left a due certificate to expire, and every tunnel
+  // session a peer opened meanwhile failed its handshake (docs/multinode.md,
+  // "Agent restarts and certificates"). Bounded: a control plane that does
+  // not answer must not hold the node's start.
+  identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
+  await Promise.race([identity.start(), new Promise((r) => setTimeout(r, FIRST_RENEWAL_WAIT_MS).unref())]);
   node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true, nodes: () => remote.nodes });
   await node.start();
-  identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
-  identity.start();
   // mTLS: the node proxy runs this node's tunnel endpoint (it outlives
-  // agents); it needs the node SVID, which arrives after the first reconcile.
+  // agents); it needs the node SVID. When the first pass above did not get
+  // one (a new node whose control plane is slow or down), reconcile once it arrives.
   const nodeCert = join(paths.stateDir, 'node-svid', 'cert.pem');
   const svidWait = setInterval(() => {
     if (!existsSync(nodeCert)) return;

@@ -41,11 +41,12 @@ export class IdentityManager {
     return `${SYSTEM_NAMESPACE}/node-${this.nodeName}`;
   }
 
-  start(checkMs = 500): void {
+  /** Checks every checkMs from now on; the promise settles with the first pass (it never rejects: errors go to lastError). */
+  start(checkMs = 500): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.timer = setInterval(() => void this.sync(), checkMs);
     this.timer.unref();
-    void this.sync();
+    return this.sync();
   }
 
   stop(): void {

@@ -12,6 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import { request } from 'node:http';
 import { TestCluster, CLIENT_LOOP, indent, loopTally as tally, nameServerWorkload } from '../helpers/cluster.js';
 import { instancePaths, nodePaths } from '../../src/paths.js';
+import { renewAt } from '../../src/ca/index.js';
 
 const mesh = new TestCluster('mn');
 const web = (i: number) => nameServerWorkload({ name: `web-${i}`, namespace: 'demo', node: `node-${i}`, labels: 'app: web', serviceAccount: 'web' });
@@ -137,6 +138,25 @@ test('restarting every agent under traffic fails no request, old or new connecti
   const t = tally(await loop);
   assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
   assert.ok(t.keepalive_ok > 50 && t.new_ok > 20, JSON.stringify(t));
+});
+
+test('a restarted agent renews a due node certificate before it starts on its data path', async () => {
+  // The node proxy outlives the agent and serves this certificate in the
+  // tunnel; only an agent renews it. An agent that loaded programs and
+  // reconciled first let it expire on a busy box, and peers' new tunnel
+  // sessions failed their handshake: new connections were closed unanswered.
+  const file = join(mesh.svidDir('node-2'), 'svid.json');
+  const read = () => JSON.parse(readFileSync(file, 'utf8')) as { notBefore: string; notAfter: string; renewals: number };
+  mesh.ok('lab', 'stop', 'node-2');
+  const stale = read();
+  // Stopped until the certificate is due: the next agent must renew it first.
+  while (Date.now() < renewAt(stale.notBefore, stale.notAfter)) await new Promise((r) => setTimeout(r, 100));
+  mesh.ok('lab', 'start', 'node-2');
+  const fresh = read();
+  assert.equal(fresh.renewals, stale.renewals + 1, 'the restarted agent renewed the certificate the stopped one left due');
+  const { startedAt } = await mesh.nodeApi<{ startedAt: string }>('node-2', '/v1/status');
+  const written = Math.floor(statSync(file).mtimeMs); // startedAt has whole milliseconds
+  assert.ok(written <= Date.parse(startedAt), `renewed (${new Date(written).toISOString()}) before the data path started (${startedAt})`);
 });
 
 test('with the control plane and etcd down, the data plane keeps its state and new connections work', async () => {
