@@ -37,8 +37,11 @@ const paths = nodePaths(instance, nodeName);
 const token = readFileSync(values['token-file'] ?? join(paths.stateDir, 'token'), 'utf8').trim();
 const cp = new CpClient(parseCpAddress(values.controlplane), token);
 
-/** How long a starting agent waits for its first certificate pass before it starts on the data path anyway. */
-const FIRST_RENEWAL_WAIT_MS = 5000;
+/**
+ * How long a starting agent waits for its first certificate pass before it
+ * starts on the data path anyway, and a stopping one for the node SVID's renewal.
+ */
+const CERT_PASS_WAIT_MS = 5000;
 
 let node: NodeDaemon | undefined;
 let identity: IdentityManager | undefined;
@@ -57,7 +60,8 @@ let stopping = false;
 async function shutdown(code = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
-  identity?.stop();
+  // The next agent starts from a fresh node SVID (IdentityManager.handOver); bounded like the first pass at start.
+  await Promise.race([identity?.handOver(), new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
   try {
     await node?.stop(false);
   } catch (e) {
@@ -81,7 +85,7 @@ try {
   // "Agent restarts and certificates"). Bounded: a control plane that does
   // not answer must not hold the node's start.
   identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
-  await Promise.race([identity.start(), new Promise((r) => setTimeout(r, FIRST_RENEWAL_WAIT_MS).unref())]);
+  await Promise.race([identity.start(), new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
   node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true, nodes: () => remote.nodes });
   await node.start();
   // mTLS: the node proxy runs this node's tunnel endpoint (it outlives

@@ -140,20 +140,26 @@ test('restarting every agent under traffic fails no request, old or new connecti
   assert.ok(t.keepalive_ok > 50 && t.new_ok > 20, JSON.stringify(t));
 });
 
-test('a restarted agent renews a due node certificate before it starts on its data path', async () => {
+test('an agent restart leaves the node certificate fresh: renewed at the stop, and when due, before the data path starts', async () => {
   // The node proxy outlives the agent and serves this certificate in the
-  // tunnel; only an agent renews it. An agent that loaded programs and
-  // reconciled first let it expire on a busy box, and peers' new tunnel
-  // sessions failed their handshake: new connections were closed unanswered.
+  // tunnel; only an agent renews it. Renewed after the next agent's whole
+  // start, it expired on a busy box, and peers' new tunnel sessions failed
+  // their handshake: new connections were closed unanswered.
   const file = join(mesh.svidDir('node-2'), 'svid.json');
   const read = () => JSON.parse(readFileSync(file, 'utf8')) as { notBefore: string; notAfter: string; renewals: number };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  // Just after a regular renewal: the next one is half a lifetime away, so a renewal at the stop is the stop's.
+  const r0 = read().renewals;
+  while (read().renewals === r0) await sleep(50);
+  const renewed = read().renewals;
   mesh.ok('lab', 'stop', 'node-2');
   const stale = read();
+  assert.ok(stale.renewals > renewed, 'the stopping agent renewed the node certificate for the next one');
   // Stopped until the certificate is due: the next agent must renew it first.
-  while (Date.now() < renewAt(stale.notBefore, stale.notAfter)) await new Promise((r) => setTimeout(r, 100));
+  while (Date.now() < renewAt(stale.notBefore, stale.notAfter)) await sleep(100);
   mesh.ok('lab', 'start', 'node-2');
   const fresh = read();
-  assert.equal(fresh.renewals, stale.renewals + 1, 'the restarted agent renewed the certificate the stopped one left due');
+  assert.equal(fresh.renewals, stale.renewals + 1, 'the restarted agent renewed the certificate it found due');
   const { startedAt } = await mesh.nodeApi<{ startedAt: string }>('node-2', '/v1/status');
   const written = Math.floor(statSync(file).mtimeMs); // startedAt has whole milliseconds
   assert.ok(written <= Date.parse(startedAt), `renewed (${new Date(written).toISOString()}) before the data path started (${startedAt})`);
