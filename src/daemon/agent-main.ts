@@ -42,6 +42,8 @@ const cp = new CpClient(parseCpAddress(values.controlplane), token);
  * starts on the data path anyway, and a stopping one for the node SVID's renewal.
  */
 const CERT_PASS_WAIT_MS = 5000;
+/** P, or nothing once CERT_PASS_WAIT_MS passed: a control plane that does not answer holds up neither start nor stop. */
+const certPass = (p: Promise<void> | undefined): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
 
 let node: NodeDaemon | undefined;
 let identity: IdentityManager | undefined;
@@ -60,8 +62,8 @@ let stopping = false;
 async function shutdown(code = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
-  // The next agent starts from a fresh node SVID (IdentityManager.handOver); bounded like the first pass at start.
-  await Promise.race([identity?.handOver(), new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
+  // The next agent starts from a fresh node SVID (IdentityManager.handOver).
+  await certPass(identity?.handOver());
   try {
     await node?.stop(false);
   } catch (e) {
@@ -82,10 +84,9 @@ try {
   // a restarted agent that loaded its programs and reconciled first (seconds
   // on a busy node) left a due certificate to expire, and every tunnel
   // session a peer opened meanwhile failed its handshake (docs/multinode.md,
-  // "Agent restarts and certificates"). Bounded: a control plane that does
-  // not answer must not hold the node's start.
+  // "Agent restarts and certificates").
   identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
-  await Promise.race([identity.start(), new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
+  await certPass(identity.start());
   node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true, nodes: () => remote.nodes });
   await node.start();
   // mTLS: the node proxy runs this node's tunnel endpoint (it outlives
