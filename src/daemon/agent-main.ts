@@ -37,6 +37,14 @@ const paths = nodePaths(instance, nodeName);
 const token = readFileSync(values['token-file'] ?? join(paths.stateDir, 'token'), 'utf8').trim();
 const cp = new CpClient(parseCpAddress(values.controlplane), token);
 
+/**
+ * How long a starting agent waits for its first certificate pass before it
+ * starts on the data path anyway, and a stopping one for the node SVID's renewal.
+ */
+const CERT_PASS_WAIT_MS = 5000;
+/** P, or nothing once CERT_PASS_WAIT_MS passed: a control plane that does not answer holds up neither start nor stop. */
+const certPass = (p: Promise<void> | undefined): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
+
 let node: NodeDaemon | undefined;
 let identity: IdentityManager | undefined;
 /** The tunnel endpoint's status as the node proxy (which runs it) last reported it; the heartbeat reads it. */
@@ -54,7 +62,8 @@ let stopping = false;
 async function shutdown(code = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
-  identity?.stop();
+  // The next agent starts from a fresh node SVID (IdentityManager.handOver).
+  await certPass(identity?.handOver());
   try {
     await node?.stop(false);
   } catch (e) {
@@ -70,12 +79,19 @@ route('GET', '/v1/identities', async () => ({ items: identity?.list() ?? [] }));
 
 try {
   await remote.start();
+  // Certificates before the data path. The node proxy, which outlives
+  // agents, serves the node SVID in the tunnel, and only an agent renews it:
+  // a restarted agent that loaded its programs and reconciled first (seconds
+  // on a busy node) left a due certificate to expire, and every tunnel
+  // session a peer opened meanwhile failed its handshake (docs/multinode.md,
+  // "Agent restarts and certificates").
+  identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
+  await certPass(identity.start());
   node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true, nodes: () => remote.nodes });
   await node.start();
-  identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
-  identity.start();
   // mTLS: the node proxy runs this node's tunnel endpoint (it outlives
-  // agents); it needs the node SVID, which arrives after the first reconcile.
+  // agents); it needs the node SVID. When the first pass above did not get
+  // one (a new node whose control plane is slow or down), reconcile once it arrives.
   const nodeCert = join(paths.stateDir, 'node-svid', 'cert.pem');
   const svidWait = setInterval(() => {
     if (!existsSync(nodeCert)) return;

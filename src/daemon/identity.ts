@@ -24,7 +24,8 @@ export interface SvidInfo {
 
 export class IdentityManager {
   private timer: NodeJS.Timeout | undefined;
-  private busy = false;
+  /** The pass running now, if any. */
+  private pass: Promise<void> | undefined;
   lastError: string | undefined;
 
   constructor(
@@ -41,11 +42,12 @@ export class IdentityManager {
     return `${SYSTEM_NAMESPACE}/node-${this.nodeName}`;
   }
 
-  start(checkMs = 500): void {
+  /** Checks every checkMs from now on; the promise settles with the first pass (it never rejects: errors go to lastError). */
+  start(checkMs = 500): Promise<void> {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.timer = setInterval(() => void this.sync(), checkMs);
     this.timer.unref();
-    void this.sync();
+    return this.sync();
   }
 
   stop(): void {
@@ -71,10 +73,32 @@ export class IdentityManager {
     return this.nodeDir ? [this.nodeEntry, ...this.local()] : this.local();
   }
 
-  /** Issues what is missing or due, removes what no longer runs here. */
-  async sync(): Promise<void> {
-    if (this.busy) return;
-    this.busy = true;
+  /** Issues what is missing or due, removes what no longer runs here; a call during a pass joins it. */
+  sync(): Promise<void> {
+    this.pass ??= this.syncPass().finally(() => { this.pass = undefined; });
+    return this.pass;
+  }
+
+  /**
+   * A planned stop: no more checks, and the node SVID is renewed now,
+   * whatever its age. It is what the node proxy serves in the tunnel while
+   * no agent runs, and the next agent may take seconds to start on a busy
+   * node: it gets a whole lifetime to do it in, not what is left of half of
+   * one. Never rejects (an error goes to lastError).
+   */
+  async handOver(): Promise<void> {
+    this.stop();
+    await this.pass;
+    if (!this.nodeDir) return;
+    const cur = this.info(this.nodeEntry);
+    try {
+      await this.issue(this.nodeEntry, cur?.renewals === undefined ? 0 : cur.renewals + 1);
+    } catch (e) {
+      this.lastError = describeError(e);
+    }
+  }
+
+  private async syncPass(): Promise<void> {
     try {
       const want = new Set(this.wanted());
       for (const w of want) {
@@ -91,8 +115,6 @@ export class IdentityManager {
     } catch (e) {
       // The control plane may be down: the current certificates stay valid until they expire, try again soon.
       this.lastError = describeError(e);
-    } finally {
-      this.busy = false;
     }
   }
 

@@ -12,6 +12,7 @@ import { X509Certificate } from 'node:crypto';
 import { request } from 'node:http';
 import { TestCluster, CLIENT_LOOP, indent, loopTally as tally, nameServerWorkload } from '../helpers/cluster.js';
 import { instancePaths, nodePaths } from '../../src/paths.js';
+import { renewAt } from '../../src/ca/index.js';
 
 const mesh = new TestCluster('mn');
 const web = (i: number) => nameServerWorkload({ name: `web-${i}`, namespace: 'demo', node: `node-${i}`, labels: 'app: web', serviceAccount: 'web' });
@@ -137,6 +138,31 @@ test('restarting every agent under traffic fails no request, old or new connecti
   const t = tally(await loop);
   assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
   assert.ok(t.keepalive_ok > 50 && t.new_ok > 20, JSON.stringify(t));
+});
+
+test('an agent restart leaves the node certificate fresh: renewed at the stop, and when due, before the data path starts', async () => {
+  // The node proxy outlives the agent and serves this certificate in the
+  // tunnel; only an agent renews it. Renewed after the next agent's whole
+  // start, it expired on a busy box, and peers' new tunnel sessions failed
+  // their handshake: new connections were closed unanswered.
+  const file = join(mesh.svidDir('node-2'), 'svid.json');
+  const read = () => JSON.parse(readFileSync(file, 'utf8')) as { notBefore: string; notAfter: string; renewals: number };
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  // Just after a regular renewal: the next one is half a lifetime away, so a renewal at the stop is the stop's.
+  const r0 = read().renewals;
+  while (read().renewals === r0) await sleep(50);
+  const renewed = read().renewals;
+  mesh.ok('lab', 'stop', 'node-2');
+  const stale = read();
+  assert.ok(stale.renewals > renewed, 'the stopping agent renewed the node certificate for the next one');
+  // Stopped until the certificate is due: the next agent must renew it first.
+  while (Date.now() < renewAt(stale.notBefore, stale.notAfter)) await sleep(100);
+  mesh.ok('lab', 'start', 'node-2');
+  const fresh = read();
+  assert.equal(fresh.renewals, stale.renewals + 1, 'the restarted agent renewed the certificate it found due');
+  const { startedAt } = await mesh.nodeApi<{ startedAt: string }>('node-2', '/v1/status');
+  const written = Math.floor(statSync(file).mtimeMs); // startedAt has whole milliseconds
+  assert.ok(written <= Date.parse(startedAt), `renewed (${new Date(written).toISOString()}) before the data path started (${startedAt})`);
 });
 
 test('with the control plane and etcd down, the data plane keeps its state and new connections work', async () => {
