@@ -185,8 +185,11 @@ class Conn implements H1Handle {
     this.messageDone = true;
     const ex = this.ex;
     this.ex = undefined;
-    if (this.keepAlive && this.requestSent) this.pool.release(this);
-    else this.destroy();
+    if (this.keepAlive && this.requestSent) {
+      // The reader may have paused us on the answer's last chunk: a pooled connection reads (for its next answer, or a stray byte or FIN).
+      if (this.socket.isPaused()) this.socket.resume();
+      this.pool.release(this);
+    } else this.destroy();
     ex?.onEnd(trailers);
   }
 
