@@ -23,15 +23,39 @@ export interface Caller {
  * Bytes written before 'connect' are buffered.
  */
 export type UpstreamStream = Duplex & { setNoDelay?(noDelay?: boolean): unknown; ref?(): unknown; unref?(): unknown };
-export type Dial = ((ep: Endpoint, caller: Caller) => UpstreamStream) & {
+/**
+ * Where the caller wants a TCP connection's bytes: net's `onread` (each read
+ * lands in one reused buffer and goes to a callback, without a Readable's
+ * 'data' event and a new buffer per read). A dial that opens a net.Socket
+ * passes it on; one whose stream is no socket (the tunnel) cannot, and the
+ * caller then reads 'data': `readsInto` tells which happened.
+ */
+export type ReadInto = net.OnReadOpts;
+
+export type Dial = ((ep: Endpoint, caller: Caller, into?: ReadInto) => UpstreamStream) & {
   /** True when a connection to ep speaks for its caller (the tunnel); a plain TCP connection serves any caller. */
   speaksForCaller?: (ep: Endpoint) => boolean;
 };
 
-export const plainDial: Dial = (ep) => net.connect({ host: ep.ip, port: ep.port });
+const readingInto = new WeakSet<object>();
+
+/** True when `stream` was opened with a ReadInto: its bytes go to that callback, never to 'data'. */
+export const readsInto = (stream: object): boolean => readingInto.has(stream);
+
+function connect(opts: net.TcpNetConnectOpts, into: ReadInto | undefined): net.Socket {
+  if (!into) return net.connect(opts);
+  const s = net.connect({ ...opts, onread: into });
+  readingInto.add(s);
+  return s;
+}
+
+export const plainDial: Dial = (ep, _caller, into) => connect({ host: ep.ip, port: ep.port }, into);
 
 /** Plain TCP from a chosen local address (the agent's proxy: its pod-subnet gateway, an address other nodes' workloads answer). */
-export const plainDialFrom = (localAddress: string): Dial => (ep) => net.connect({ host: ep.ip, port: ep.port, localAddress });
+export const plainDialFrom =
+  (localAddress: string): Dial =>
+  (ep, _caller, into) =>
+    connect({ host: ep.ip, port: ep.port, localAddress }, into);
 
 /** An endpoint's "ip:port": kept on compiled endpoints, built for others (an original destination). */
 export const endpointKey = (e: Endpoint): string => e.key ?? `${e.ip}:${e.port}`;

@@ -11,8 +11,9 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Endpoint } from './types.js';
-import { dialKey, plainDial, type Caller, type Dial, type UpstreamStream } from './dial.js';
+import { dialKey, plainDial, readsInto, type Caller, type Dial, type UpstreamStream } from './dial.js';
 import { parseSimpleResponse, type SimpleResponse } from './h1-response.js';
+import { owned, READ_BUFFER } from './read-into.js';
 
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
@@ -93,7 +94,7 @@ class Conn implements H1Handle {
     caller: Caller,
     dial: Dial,
   ) {
-    this.socket = dial(ep, caller);
+    this.socket = dial(ep, caller, { buffer: READ_BUFFER, callback: this.onRead });
     this.socket.setNoDelay?.(true);
     this.socket.once('connect', () => (this.connected = true));
     this.parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
@@ -122,23 +123,8 @@ class Conn implements H1Handle {
       this.head = [];
       this.onComplete(trailers);
     };
-    this.socket.on('data', (d: Buffer) => {
-      if (!this.ex) {
-        this.destroy(); // bytes nobody asked for: the connection cannot be trusted
-        return;
-      }
-      if (this.atStart) {
-        this.atStart = false;
-        const simple = this.skipBody ? undefined : parseSimpleResponse(d);
-        if (simple) {
-          this.onHead(simple.status, simple, simple.keepAlive);
-          if (this.ex) this.onComplete(undefined);
-          return;
-        }
-      }
-      const r = this.parser.execute(d);
-      if (r instanceof Error) this.fail(Object.assign(r, { code: (r as NodeJS.ErrnoException).code ?? 'HPE_INVALID' }));
-    });
+    // A stream that is no TCP socket (the tunnel) could not take the read buffer: its chunks are its own.
+    if (!readsInto(this.socket)) this.socket.on('data', (d: Buffer) => this.onBytes(d, true));
     this.socket.on('end', () => {
       // A close-delimited body ends here.
       if (this.ex) {
@@ -149,6 +135,39 @@ class Conn implements H1Handle {
     });
     this.socket.on('error', (e: NodeJS.ErrnoException) => this.fail(e));
     this.socket.on('close', () => this.fail(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })));
+  }
+
+  private readonly onRead = (n: number, buf: Uint8Array): boolean => {
+    this.onBytes((buf as Buffer).subarray(0, n), false);
+    return true; // pausing is pause()'s business (onBody)
+  };
+
+  /**
+   * `own`: the chunk is ours to keep; otherwise it is READ_BUFFER's, reused
+   * by the next read. llhttp copies what it keeps (body chunks, the strings
+   * of a head split over reads); a whole simple response is made of the
+   * read itself, so it is made from a copy.
+   */
+  private onBytes(d: Buffer, own: boolean): void {
+    if (!this.ex) {
+      this.destroy(); // bytes nobody asked for: the connection cannot be trusted
+      return;
+    }
+    if (this.atStart) {
+      this.atStart = false;
+      if (!this.skipBody) {
+        // A whole response keeps its bytes (its body goes downstream later, maybe held by a slow socket): parse a copy.
+        const c = own ? d : owned(d);
+        const simple = parseSimpleResponse(c);
+        if (simple) {
+          this.onHead(simple.status, simple, simple.keepAlive);
+          if (this.ex) this.onComplete(undefined);
+          return;
+        }
+      }
+    }
+    const r = this.parser.execute(d);
+    if (r instanceof Error) this.fail(Object.assign(r, { code: (r as NodeJS.ErrnoException).code ?? 'HPE_INVALID' }));
   }
 
   // What a response does, whether llhttp or parseSimpleResponse read it.
@@ -166,8 +185,11 @@ class Conn implements H1Handle {
     this.messageDone = true;
     const ex = this.ex;
     this.ex = undefined;
-    if (this.keepAlive && this.requestSent) this.pool.release(this);
-    else this.destroy();
+    if (this.keepAlive && this.requestSent) {
+      // The reader may have paused us on the answer's last chunk: a pooled connection reads (for its next answer, or a stray byte or FIN).
+      if (this.socket.isPaused()) this.socket.resume();
+      this.pool.release(this);
+    } else this.destroy();
     ex?.onEnd(trailers);
   }
 

@@ -21,6 +21,7 @@ import type { ProxyRuntime } from './runtime.js';
 import { dropsField, namedInConnection } from './hop-by-hop.js';
 import type { HeadBytes } from './h1-response.js';
 import { tunnelUpgrade, writeRawRejection } from './websocket.js';
+import { owned, readAsData, readInto } from './read-into.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Keep-alive connections idle this long are closed (as Node's keepAliveTimeout). */
@@ -333,7 +334,9 @@ class H1Connection {
   ) {
     this.timer = setTimeout(this.tick, TICK_MS);
     this.timer.unref();
+    // Bytes the sniffer left queued in the Readable still come as 'data'; later reads come to onRead.
     socket.on('data', this.onData);
+    readInto(socket, this.onRead);
     socket.on('close', this.onClose);
     rt.http1.add(this);
     if (rt.draining) this.drain();
@@ -377,6 +380,12 @@ class H1Connection {
 
   private readonly pushBody = (b: Buffer): void => {
     if (this.sink && !this.sink.push(b)) this.socket.pause();
+  };
+
+  // The read is READ_BUFFER's: heads, bodies and pipelined bytes all outlive it, so they come from a copy.
+  private readonly onRead = (d: Buffer): boolean => {
+    this.onData(owned(d));
+    return true; // backpressure is pause()'s business (pushBody)
   };
 
   private readonly onData = (d: Buffer): void => {
@@ -554,6 +563,7 @@ class H1Connection {
     clearTimeout(this.timer);
     this.socket.off('data', this.onData);
     this.socket.pause();
+    readAsData(this.socket);
     const proto = String(head.headers['upgrade']).toLowerCase();
     if (proto !== 'h2c') {
       tunnelUpgrade(this.rt, head, this.socket, rest, this.conn);

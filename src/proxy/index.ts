@@ -2,7 +2,7 @@
 export { startNodeProxy } from './node-proxy.js';
 export { compileConfig, DEFAULT_LIMITS } from './config.js';
 export { channels as proxyChannels, type RequestDoneEvent } from './events.js';
-export { plainDial, plainDialFrom, type Caller, type Dial, type UpstreamStream } from './dial.js';
+export { plainDial, plainDialFrom, type Caller, type Dial, type ReadInto, type UpstreamStream } from './dial.js';
 export type {
   Endpoint, NodeProxy, OriginalDestination, ProxyConfig, ProxyLimits, ProxyRoutingConfig, ProxyStats, ResolveOriginal, ServiceEntry, ServiceProtocol, TracingConfig,
 } from './types.js';

@@ -96,6 +96,40 @@ describe('upstream HTTP/1.1 client', () => {
     }
   });
 
+  it('reads the next answer on a connection whose answer ended while its reader was paused', async () => {
+    // The head first, then the body's one chunk and its end in one write:
+    // the reader pauses on that chunk, and the answer completes in the same
+    // read, so the connection goes back to the pool while paused.
+    const server = net.createServer((s) => {
+      s.on('data', () => {
+        s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');
+        setTimeout(() => s.write('5\r\nfirst\r\n0\r\n\r\n'), 50);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const own = new UpstreamPool();
+    try {
+      for (let i = 0; i < 2; i++) {
+        const resp = await own.request({ endpoint: { ip: '127.0.0.1', port }, caller: ALICE, protocol: 'http1', method: 'GET', path: '/', authority: 'web', headers: {}, body: undefined, timeoutMs: 2000, connectTimeoutMs: 1000 });
+        const got = await new Promise<string>((resolve, reject) => {
+          let text = '';
+          resp.body.on('error', reject);
+          resp.body.on('data', (c) => {
+            text += c.toString();
+            resp.body.pause();
+            setTimeout(() => resp.body.resume(), 20);
+          });
+          resp.body.once('end', () => resolve(text));
+        });
+        assert.equal(got, 'first', `answer ${i + 1}`);
+      }
+    } finally {
+      own.close();
+      server.close();
+    }
+  });
+
   it('refuses to write a header value with CR/LF', async () => {
     await assert.rejects(pool.request({ endpoint: { ip: '127.0.0.1', port: 9 }, caller: ALICE, protocol: 'http1', method: 'GET', path: '/', authority: 'web', headers: { 'x-a': 'b\r\nx-evil: 1' }, body: undefined, timeoutMs: 1000, connectTimeoutMs: 1000 }), /invalid character/);
   });

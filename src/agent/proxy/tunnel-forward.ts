@@ -15,7 +15,7 @@ import { CredentialStore, TunnelClient } from '../../tunnel/index.js';
 import { TUNNEL_PORT } from '../../tunnel/protocol.js';
 import { pipeStream } from '../../tunnel/pipe.js';
 import { containsAddress, mustParseCidr, type Cidr } from '../../net/ipam.js';
-import { plainDial, plainDialFrom, type Caller, type Dial, type Endpoint, type OriginalDestination, type UpstreamStream } from '../../proxy/index.js';
+import { plainDial, plainDialFrom, type Caller, type Dial, type Endpoint, type OriginalDestination, type ReadInto, type UpstreamStream } from '../../proxy/index.js';
 import type { TunnelPush } from './messages.js';
 
 export interface TunnelledFlow {
@@ -107,10 +107,10 @@ export class TunnelForwarder {
     return this.dsts.has(ip);
   }
 
-  dial(ep: Endpoint, caller: Caller): UpstreamStream {
+  dial(ep: Endpoint, caller: Caller, into?: ReadInto): UpstreamStream {
     if (!this.tunnels(ep.ip)) {
       // A workload of another node in plaintext (its namespace says disable) answers only pod-CIDR sources.
-      return this.podCidr && containsAddress(this.podCidr, ep.ip) ? this.fromGateway(ep, caller) : plainDial(ep, caller);
+      return this.podCidr && containsAddress(this.podCidr, ep.ip) ? this.fromGateway(ep, caller, into) : plainDial(ep, caller, into);
     }
     const peer = this.peerOf(ep.ip);
     if (!this.client || !peer) {

@@ -4,7 +4,7 @@
  * reporting finished requests and counters to the primary in batches.
  */
 import { subscribe } from 'node:diagnostics_channel';
-import { proxyChannels, startNodeProxy, type Caller, type Endpoint, type NodeProxy, type RequestDoneEvent } from '../../proxy/index.js';
+import { proxyChannels, startNodeProxy, type Caller, type Endpoint, type NodeProxy, type ReadInto, type RequestDoneEvent } from '../../proxy/index.js';
 import { describeError } from '../../errors.js';
 import { divideForWorkers, type FromWorker, type ToWorker } from './messages.js';
 import { countKey, type ProxyRequestCounter } from './requests.js';
@@ -65,7 +65,7 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
     try { forwarder.configure(m.push.tunnel); } catch (e) { process.stderr.write(`node proxy worker ${process.pid}: tunnel: ${describeError(e)}\n`); }
     const routing = divideForWorkers(m.push.routing, m.workers);
     if (!proxy) {
-      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o), dial: Object.assign((ep: Endpoint, caller: Caller) => forwarder.dial(ep, caller), { speaksForCaller: (ep: Endpoint) => forwarder.tunnels(ep.ip) }) }).then(
+      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o), dial: Object.assign((ep: Endpoint, caller: Caller, into?: ReadInto) => forwarder.dial(ep, caller, into), { speaksForCaller: (ep: Endpoint) => forwarder.tunnels(ep.ip) }) }).then(
         (p) => { proxy = p; configVersion++; send({ type: 'listening' }); },
         (e) => { process.stderr.write(`node proxy worker ${process.pid}: ${describeError(e)}\n`); process.exit(1); },
       );
