@@ -138,7 +138,9 @@ export class TestCluster extends TestMesh {
    * before this returns or throws.
    */
   async captureFabric<T>(iface: string, file: string, body: () => Promise<T>): Promise<T> {
-    const dump = spawn('ip', ['netns', 'exec', fabricNetns(this.instance), 'tcpdump', '-i', iface, '-U', '-B', '32768', '-s', '0', '-w', file, 'tcp'], { stdio: 'ignore' });
+    // --immediate-mode: without it libpcap hands packets over a ring block at a time (up to 1 s late), and
+    // the packets of the block still open when tcpdump is stopped are lost: the body's last requests.
+    const dump = spawn('ip', ['netns', 'exec', fabricNetns(this.instance), 'tcpdump', '--immediate-mode', '-i', iface, '-U', '-B', '32768', '-s', '0', '-w', file, 'tcp'], { stdio: 'ignore' });
     const closed = new Promise((r) => dump.once('close', r));
     try {
       await sleep(1000); // tcpdump needs a moment before it captures
