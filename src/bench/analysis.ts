@@ -149,9 +149,14 @@ export function pairedComparison(configs: readonly ConfigResult[], a: string, b:
   const ra = configs.find((c) => c.name === a)?.runs;
   const rb = configs.find((c) => c.name === b)?.runs;
   if (!ra || !rb || ra.length !== rb.length || ra.length === 0) return undefined;
-  const pairs = ra.map((r, i) => [r.latencyUs[key], rb[i]!.latencyUs[key]] as const);
-  if (pairs.some(([x, y]) => x === null || y === null)) return undefined;
-  const ms = (us: number | null): string => (us! / 1000).toFixed(us! < 10_000 ? 2 : 1);
-  const lower = pairs.filter(([x, y]) => x! < y!).length;
+  const pairs: Array<[number, number]> = [];
+  for (let i = 0; i < ra.length; i++) {
+    const x = ra[i]!.latencyUs[key];
+    const y = rb[i]!.latencyUs[key];
+    if (x === null || y === null) return undefined;
+    pairs.push([x, y]);
+  }
+  const ms = (us: number): string => (us / 1000).toFixed(us < 10_000 ? 2 : 1);
+  const lower = pairs.filter(([x, y]) => x < y).length;
   return `${key}, "${a}" vs "${b}", repeat by repeat (measured back to back): ${pairs.map(([x, y]) => `${ms(x)} vs ${ms(y)} ms`).join('; ')}: "${a}" lower in ${lower} of ${pairs.length}.`;
 }

@@ -293,11 +293,14 @@ test('a Service without L7 rules never touches the proxy', async () => {
   assert.equal(kernelCounters().l7_redirected, k0.l7_redirected);
 });
 
+const proxyCg = () => join(cgroup2Root(), instancePaths(mesh.instance).proxyCgroupName);
+/** The processes in the proxy's cgroup; throws if it is not there. */
+const proxyCgPids = () => readFileSync(join(proxyCg(), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+
 test('the node proxy runs in its own cgroup, outside the mesh one, and its connections to this node\'s workloads ride the same-node shortcut', async () => {
   const { status } = await proxyApi();
-  const proxyCg = join(cgroup2Root(), instancePaths(mesh.instance).proxyCgroupName);
-  const inCg = readFileSync(join(proxyCg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-  assert.ok(inCg.includes(status.pid), `proxy ${status.pid} not in ${proxyCg}: ${inCg.join(' ')}`);
+  const inCg = proxyCgPids();
+  assert.ok(inCg.includes(status.pid), `proxy ${status.pid} not in ${proxyCg()}: ${inCg.join(' ')}`);
   assert.ok(inCg.length >= 1 + status.stats.workers, `primary and ${status.stats.workers} workers in the proxy cgroup: ${inCg.join(' ')}`);
   const k0 = kernelCounters();
   const n = 20;
@@ -313,9 +316,8 @@ test('the node proxy runs in its own cgroup, outside the mesh one, and its conne
 test('the node proxy and its workers get one scheduler group\'s CPU share per worker', async (t) => {
   const { status } = await proxyApi();
   const workers = status.stats.workers;
-  const proxyCg = join(cgroup2Root(), instancePaths(mesh.instance).proxyCgroupName);
-  const pids = readFileSync(join(proxyCg, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-  const weight = join(proxyCg, 'cpu.weight');
+  const pids = proxyCgPids();
+  const weight = join(proxyCg(), 'cpu.weight');
   if (existsSync(weight)) assert.equal(Number(readFileSync(weight, 'utf8')), cpuWeightFor(workers));
   if (!existsSync(`/proc/${status.pid}/autogroup`)) {
     if (!existsSync(weight)) t.skip('this kernel has neither autogroup nor the cgroup v2 cpu controller');

@@ -16,7 +16,6 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroup2Root } from '../../kernel/fs.js';
-import { cgroupOfProcess } from '../../lab/cgroup.js';
 
 /** cgroup v2's cpu.weight of a group that asks for nothing (the kernel's default). */
 const DEFAULT_CPU_WEIGHT = 100;
@@ -24,16 +23,19 @@ const MAX_CPU_WEIGHT = 10_000;
 /** Each nice level is a weight ratio of about 1.25 (the kernel's sched_prio_to_weight table). */
 const NICE_STEP = 1.25;
 
+function groups(workers: number): number {
+  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be a positive integer, got ${workers}`);
+  return workers;
+}
+
 /** The autogroup nice whose weight is nearest `workers` times nice 0's, within -20..0. */
 export function autogroupNiceFor(workers: number): number {
-  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be a positive integer, got ${workers}`);
-  return 0 - Math.min(20, Math.round(Math.log(workers) / Math.log(NICE_STEP))); // 0 - x: never a "-0" written to the kernel
+  return 0 - Math.min(20, Math.round(Math.log(groups(workers)) / Math.log(NICE_STEP))); // 0 - x: never a "-0" written to the kernel
 }
 
 /** cgroup v2 cpu.weight for `workers` groups' worth, within the kernel's 1..10000. */
 export function cpuWeightFor(workers: number): number {
-  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be a positive integer, got ${workers}`);
-  return Math.min(MAX_CPU_WEIGHT, DEFAULT_CPU_WEIGHT * workers);
+  return Math.min(MAX_CPU_WEIGHT, DEFAULT_CPU_WEIGHT * groups(workers));
 }
 
 export interface CpuShare {
@@ -44,12 +46,13 @@ export interface CpuShare {
 }
 
 /**
- * Claims `workers` groups' share for this process's session and its cgroup.
- * Both where both apply: the autogroup counts only while the process sits in
- * a cgroup without the cpu controller. Never throws: a proxy without its share
- * is slower under contention, not broken.
+ * Claims `workers` groups' share for this process's session and for its
+ * cgroup (`cgroupDir`, from cgroupDirOf). Both where both apply: the
+ * autogroup counts only while the process sits in a cgroup without the cpu
+ * controller. Never throws: a proxy without its share is slower under
+ * contention, not broken.
  */
-export function claimCpuShare(workers: number, files: { autogroup?: string; cgroupDir?: string | undefined } = {}): CpuShare {
+export function claimCpuShare(workers: number, files: { autogroup?: string; cgroupDir: string | undefined }): CpuShare {
   const out: CpuShare = { set: [], failed: [] };
   const autogroup = files.autogroup ?? '/proc/self/autogroup';
   if (existsSync(autogroup)) {
@@ -61,7 +64,7 @@ export function claimCpuShare(workers: number, files: { autogroup?: string; cgro
       out.failed.push(`autogroup nice ${nice}: ${(e as Error).message}`);
     }
   }
-  const dir = files.cgroupDir ?? ownCgroupDir();
+  const dir = files.cgroupDir;
   const weightFile = dir && join(dir, 'cpu.weight');
   if (weightFile && existsSync(weightFile)) {
     const weight = cpuWeightFor(workers);
@@ -75,9 +78,8 @@ export function claimCpuShare(workers: number, files: { autogroup?: string; cgro
   return out;
 }
 
-/** This process's cgroup v2 directory, unless it is the root (whose weight is not ours to change). */
-function ownCgroupDir(): string | undefined {
-  const rel = cgroupOfProcess();
+/** The directory of a cgroup v2 path ("/a/b", as cgroupOfProcess gives it), unless it is the root (whose weight is not ours to change). */
+export function cgroupDirOf(rel: string | undefined): string | undefined {
   if (!rel || rel === '/') return undefined;
   try {
     return join(cgroup2Root(), rel);

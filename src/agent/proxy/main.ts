@@ -30,7 +30,7 @@ import type { TunnelEndpoint } from '../../tunnel/endpoint.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
 import { EndpointPolicy } from '../../tunnel/policy.js';
 import { cgroupOfProcess } from '../../lab/cgroup.js';
-import { claimCpuShare } from './cpu-share.js';
+import { cgroupDirOf, claimCpuShare } from './cpu-share.js';
 import { CallerVouching, judgeStream } from '../../tunnel/vouch.js';
 
 const { values } = parseArgs({
@@ -58,7 +58,7 @@ if (cluster.isWorker) {
   const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' '), cgroup: cgroupOfProcess() };
   const n = Math.max(1, launch.workers || os.availableParallelism());
   // Before the workers exist: they inherit the session and the cgroup, and with them the share.
-  const share = claimCpuShare(n);
+  const share = claimCpuShare(n, { cgroupDir: cgroupDirOf(launch.cgroup) });
   if (share.set.length) process.stderr.write(`node proxy ${process.pid}: CPU share of ${n} groups: ${share.set.join(', ')}\n`);
   for (const f of share.failed) process.stderr.write(`node proxy ${process.pid}: could not claim its CPU share: ${f}\n`);
   const since = new Date().toISOString();
