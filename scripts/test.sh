@@ -10,4 +10,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 # One file at a time: integration tests share the host's kernel hooks and
 # would only measure each other's noise if run together.
-exec node --test --test-concurrency=1 dist/src dist/test "$@"
+exec node --test --test-concurrency=1 dist/src dist/bench dist/test "$@"

@@ -12,7 +12,7 @@ import {
 import { COUNTER_MAX, Counter, L7Proxy, U32Key, U64Value, ScConfig } from '../abi/structs.js';
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
-import { PolicyMaps } from './policy-maps.js';
+import { PolicyMaps } from '../policy/policy-maps.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
 const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'policy.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o', 'shortcut.bpf.o'];

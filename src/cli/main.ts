@@ -43,7 +43,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (name === 'daemon') {
     process.argv.splice(2, process.argv.length, '--instance', instance);
-    await import('../daemon/main.js');
+    await import('../node/main.js');
     return -1; // the daemon keeps the process alive
   }
   const cmd = commands.find((c) => c.name === name);

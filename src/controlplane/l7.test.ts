@@ -8,7 +8,7 @@ import { computeProxyConfig } from './l7.js';
 import { readSnapshot } from './state.js';
 import { planLb } from '../agent/lb-plan.js';
 import { FRONTEND_F_L7 } from '../abi/structs.js';
-import { divideForWorkers } from '../agent/proxy/messages.js';
+import { divideForWorkers } from '../proxy/messages.js';
 
 const base = `apiVersion: ebmesh.io/v1alpha1
 kind: Workload

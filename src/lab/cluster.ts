@@ -18,12 +18,12 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import { join } from 'node:path';
 import { PACKAGE_ROOT, instancePaths, nodeNetns, nodePaths, type InstancePaths } from '../paths.js';
 import { startEtcd, stopEtcd, healthy } from '../store/etcd-server.js';
-import { ensureUnreachable, linkExists, netnsExists, removeUnreachable } from './network.js';
+import { ensureUnreachable, linkExists, netnsExists, removeUnreachable } from '../host/network.js';
 import { run } from './run.js';
 import { nodePodSubnet } from '../controlplane/apply.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { EbmeshError } from '../errors.js';
-import { pidAlive, stopPid as stopProcess } from '../pids.js';
+import { pidAlive, stopPid as stopProcess } from '../host/pids.js';
 
 export { pidAlive };
 

@@ -14,8 +14,8 @@ import type { WorkloadStatus } from '../controlplane/index.js';
 import { wlKey } from '../controlplane/index.js';
 import type { Cidr } from '../net/ipam.js';
 import { netnsName, vethName, type InstancePaths } from '../paths.js';
-import { createWorkloadNet, deleteWorkloadNet, writeHostsFile } from './network.js';
-import { cgroupPopulated, ensureCgroup, inCgroup, killCgroup, removeCgroupTree } from './cgroup.js';
+import { createWorkloadNet, deleteWorkloadNet, writeHostsFile } from '../host/network.js';
+import { cgroupPopulated, ensureCgroup, inCgroup, killCgroup, removeCgroupTree } from '../host/cgroup.js';
 
 interface Running {
   key: string;

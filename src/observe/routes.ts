@@ -1,6 +1,6 @@
 /** The observe endpoints of the node API. */
-import { route, streamRoute } from '../daemon/api.js';
-import type { NodeDaemon } from '../daemon/node.js';
+import { route, streamRoute } from '../api/server.js';
+import type { NodeDaemon } from '../agent/node-agent.js';
 import { EbmeshError } from '../errors.js';
 import { filterFromQuery } from './flow.js';
 import type { Observer } from './observer.js';

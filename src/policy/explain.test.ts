@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Namespace, Workload } from '../resources/schemas.js';
 import { NetworkPolicy } from '../resources/networkpolicy.js';
 import { ResourceError } from '../resources/parse.js';
-import { caseWorld, podIp } from './cases.js';
+import { caseWorld, podIp } from '../../test/fixtures/policy-cases.js';
 import { explain, type ExplainState } from './explain.js';
 import { checkNamedPorts, parseNetworkPolicy } from './validate.js';
 

@@ -1,4 +1,4 @@
-/** Identity-based network policy, the pure half: model, compiler, verdict, explain, cases. */
+/** Identity-based network policy, the pure half: model, compiler, verdict, explain. */
 export {
   NetworkPolicy, type NetworkPolicyInput, type NetworkPolicyResource, type NetworkPolicyPeer, type NetworkPolicyPort, type IPBlock, type PolicyType,
 } from '../resources/networkpolicy.js';
@@ -17,7 +17,3 @@ export { evaluateSpec, type SpecSide, type SpecVerdict } from './semantics.js';
 export { explain, toEndpoint, type Decider, type ExplainOptions, type ExplainState, type Explanation, type ServiceResolver, type SideExplanation } from './explain.js';
 export { checkNamedPorts, parseNetworkPolicy } from './validate.js';
 export { NAMESPACE_NAME_LABEL, namespaceLabelsOf, type Endpoint, type Flow, type PolicyWorld } from './world.js';
-export {
-  NAMESPACES, PODS, POD_NAMES, PROBES, SERVED_PORTS, caseWorld, namespaceCidr, podIp, policyCases,
-  type CaseStep, type Grid, type Pod, type PolicyCase, type Probe,
-} from './cases.js';

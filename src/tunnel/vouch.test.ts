@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CallerVouching, judgeStream } from './vouch.js';
 import type { TunnelRequest } from './server.js';
-import type { EndpointPolicy } from './policy.js';
+import type { EndpointPolicy } from '../policy/tunnel-ingress.js';
 
 const tables = {
   podCidr: '10.240.0.0/16',

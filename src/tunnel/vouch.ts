@@ -11,7 +11,7 @@
  */
 import { containsAddress, mustParseCidr, type Cidr } from '../net/ipam.js';
 import type { TunnelRequest, Verdict } from './server.js';
-import type { EndpointPolicy } from './policy.js';
+import type { EndpointPolicy } from '../policy/tunnel-ingress.js';
 
 export interface VouchTables {
   /** The mesh's pod CIDR. */

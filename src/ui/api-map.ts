@@ -9,8 +9,8 @@
  */
 import { EbmeshError } from '../errors.js';
 import { isReady, readSnapshot, workloadIp, type Snapshot } from '../controlplane/index.js';
-import { route, routeHandler } from '../daemon/api.js';
-import type { NodeDaemon } from '../daemon/node.js';
+import { route, routeHandler } from '../api/server.js';
+import type { NodeDaemon } from '../agent/node-agent.js';
 import { flowsOf, type Flow } from './flow.js';
 import { buildServiceMap, edgeFlows, type MapInput } from './servicemap.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { TestMesh } from './mesh.js';
 import { PACKAGE_ROOT, nodeNetns, nodePaths } from '../../src/paths.js';
 import { fabricNetns, nodeAddress } from '../../src/lab/cluster.js';
-import { gatewayOf } from '../../src/lab/network.js';
+import { gatewayOf } from '../../src/host/network.js';
 import { mustParseCidr } from '../../src/net/ipam.js';
 import { TUNNEL_PORT } from '../../src/tunnel/protocol.js';
 import { call } from '../../src/cli/client.js';

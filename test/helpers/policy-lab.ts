@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { PACKAGE_ROOT, instancePaths, netnsName } from '../../src/paths.js';
 import { cgroup2Root } from '../../src/kernel/fs.js';
-import { PODS, caseWorld, podIp, type CaseStep, type Pod } from '../../src/policy/cases.js';
+import { PODS, caseWorld, podIp, type CaseStep, type Pod } from '../fixtures/policy-cases.js';
 import type { TestMesh } from './mesh.js';
 
 export const LAB_SCRIPT = join(PACKAGE_ROOT, 'test/helpers/policylab.py');

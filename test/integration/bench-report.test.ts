@@ -12,12 +12,12 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { runBench, loopbackScenario, type BenchReport } from '../../src/bench/index.js';
-import { findNginx } from '../../src/bench/nginx.js';
-import { checkMarkdownTables, checkWellFormedXml } from '../../src/bench/wellformed.js';
-import { checkReportJson } from '../../src/bench/report-schema.js';
-import { scenarios } from '../../src/bench/scenarios/index.js';
-import { benchInstanceName, findBenchInstances } from '../../src/bench/lab-instances.js';
+import { runBench, loopbackScenario, type BenchReport } from '../../bench/index.js';
+import { findNginx } from '../../bench/nginx.js';
+import { checkMarkdownTables, checkWellFormedXml } from '../../bench/wellformed.js';
+import { checkReportJson } from '../../bench/report-schema.js';
+import { scenarios } from '../../bench/scenarios/index.js';
+import { benchInstanceName, findBenchInstances } from '../../bench/lab-instances.js';
 import { spawnSync } from 'node:child_process';
 
 test('runBench --quick on loopback writes a well-formed report', { skip: findNginx() ? false : 'nginx is not installed (apt-get install -y nginx-light)', timeout: 120_000 }, async () => {

@@ -11,8 +11,8 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { TestMesh, serviceWithoutEndpoints } from '../helpers/mesh.js';
-import { idleWorkload, nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
-import { runLoadgen } from '../../src/bench/loadgen.js';
+import { idleWorkload, nginxWorkload } from '../../bench/scenarios/mesh-lab.js';
+import { runLoadgen } from '../../bench/loadgen.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 let mesh: TestMesh;

@@ -9,7 +9,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { PODS, PROBES, caseWorld, policyCases, type Grid, type Pod, type Probe } from '../../src/policy/cases.js';
+import { PODS, PROBES, caseWorld, policyCases, type Grid, type Pod, type Probe } from '../fixtures/policy-cases.js';
 import { checkNamedPorts } from '../../src/policy/index.js';
 import { NetworkPolicy } from '../../src/resources/networkpolicy.js';
 import { Namespace, Workload } from '../../src/resources/schemas.js';

@@ -15,7 +15,7 @@ import { cgroup2Root } from '../../src/kernel/index.js';
 import { call } from '../../src/cli/client.js';
 import { TestMesh } from '../helpers/mesh.js';
 import { CLIENT_LOOP, loopTally } from '../helpers/cluster.js';
-import { autogroupNiceFor, autogroupNiceOf, cpuWeightFor } from '../../src/agent/proxy/cpu-share.js';
+import { autogroupNiceFor, autogroupNiceOf, cpuWeightFor } from '../../src/proxy/cpu-share.js';
 
 const FIX = join(PACKAGE_ROOT, 'test/integration/fixtures');
 const SERVER = join(FIX, 'l7-server.mjs');

@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { TestMesh, serviceWithoutEndpoints } from '../helpers/mesh.js';
-import { idleWorkload, nginxWorkload } from '../../src/bench/scenarios/mesh-lab.js';
+import { idleWorkload, nginxWorkload } from '../../bench/scenarios/mesh-lab.js';
 import type { Flow } from '../../src/observe/flow.js';
 
 const PROG = join(PACKAGE_ROOT, 'test/helpers/sockprog.py');

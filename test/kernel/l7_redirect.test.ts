@@ -14,9 +14,9 @@ import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
 import { Counter, L7ConnKey, L7Orig, L7Proxy, U32Key, U64Value } from '../../src/abi/structs.js';
 import { Sandbox, backendServerCode, sleep } from '../helpers/sandbox.js';
-import { PolicyMaps } from '../../src/agent/policy-maps.js';
-import { cgroupId } from '../../src/lab/cgroup.js';
-import { encodeEndpoint } from '../../src/agent/policy-plan.js';
+import { PolicyMaps } from '../../src/policy/policy-maps.js';
+import { cgroupId } from '../../src/host/cgroup.js';
+import { encodeEndpoint } from '../../src/policy/policy-plan.js';
 
 const VIP = '10.251.1.1';
 const B1 = '10.250.3.2';

@@ -12,9 +12,9 @@ const BPF_F_NO_PREALLOC = 1;
 import { BPF_BUILD } from '../../src/paths.js';
 import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
-import { PolicyMaps } from '../../src/agent/policy-maps.js';
-import { cgroupId } from '../../src/lab/cgroup.js';
-import { encodeEndpoint } from '../../src/agent/policy-plan.js';
+import { PolicyMaps } from '../../src/policy/policy-maps.js';
+import { cgroupId } from '../../src/host/cgroup.js';
+import { encodeEndpoint } from '../../src/policy/policy-plan.js';
 import type { DesiredFrontend } from '../../src/controlplane/index.js';
 import { Sandbox, backendServerCode, sleep } from '../helpers/sandbox.js';
 

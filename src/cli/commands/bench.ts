@@ -18,14 +18,14 @@ export const bench: Command = {
     });
     if (positionals.length === 1 && positionals[0] === 'convergence') {
       // Not a load scenario (no requests to count): its own runner and report.
-      const { runConvergence, CONVERGENCE_FULL, CONVERGENCE_QUICK } = await import('../../bench/convergence.js');
+      const { runConvergence, CONVERGENCE_FULL, CONVERGENCE_QUICK } = await import('../../../bench/convergence.js');
       const quick = values.quick ?? false;
       await runConvergence({ quick, ...(quick ? CONVERGENCE_QUICK : CONVERGENCE_FULL), outDir: values.out ?? 'bench-results', json: values.output === 'json' },
         (m) => ctx.err(`• ${m}`), ctx.out);
       return 0;
     }
-    const { scenarios } = await import('../../bench/scenarios/index.js');
-    const { runBench } = await import('../../bench/runner.js');
+    const { scenarios } = await import('../../../bench/scenarios/index.js');
+    const { runBench } = await import('../../../bench/runner.js');
     const unknown = positionals.filter((p) => !scenarios.some((s) => s.name === p));
     if (unknown.length) {
       throw new EbmeshError('EBMESH_USAGE', `unknown scenario ${unknown.join(', ')}`, { hint: `known: ${scenarios.map((s) => s.name).join(', ')}` });

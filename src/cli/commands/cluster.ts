@@ -32,10 +32,10 @@ function processCommand(name: string, summary: string, usage: string, main: () =
 export const controlplane = processCommand('controlplane',
   'run the control plane of a multi-node mesh (store, API, CA, desired state per node)',
   'controlplane [--store etcd://HOST:PORT[/PREFIX] | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS]',
-  () => import('../../daemon/cp-main.js'));
+  () => import('../../controlplane/main.js'));
 
 export const agent = processCommand('agent', 'run the agent of one node of a multi-node mesh',
-  'agent --node NAME --controlplane ADDR [--token-file FILE]', () => import('../../daemon/agent-main.js'));
+  'agent --node NAME --controlplane ADDR [--token-file FILE]', () => import('../../agent/main.js'));
 
 export interface ClusterStatus {
   instance: string;
@@ -113,7 +113,7 @@ async function waitAgent(instance: string, node: string, pid: number, alive: (pi
 export async function downCluster(ctx: CommandContext): Promise<boolean> {
   const L = await lab();
   if (!L.readCluster(ctx.paths)) return false;
-  const { teardownInstance } = await import('../../daemon/node.js');
+  const { teardownInstance } = await import('../../agent/node-agent.js');
   await L.teardownCluster(ctx.paths, (np) => teardownInstance(np));
   await teardownInstance(ctx.paths);
   return true;

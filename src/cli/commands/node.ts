@@ -10,12 +10,12 @@ import { PACKAGE_ROOT } from '../../paths.js';
 // The kernel bindings and the daemon load only for the commands that use
 // them, so that every other command starts fast.
 const requireFeatures = async () => (await import('../../kernel/features.js')).requireFeatures();
-const teardownInstance = async (...a: Parameters<typeof import('../../daemon/node.js').teardownInstance>) =>
-  (await import('../../daemon/node.js')).teardownInstance(...a);
+const teardownInstance = async (...a: Parameters<typeof import('../../agent/node-agent.js').teardownInstance>) =>
+  (await import('../../agent/node-agent.js')).teardownInstance(...a);
 import type { Command, CommandContext } from '../command.js';
 import { downCluster, nodesOption, renderClusterStatus, upCluster, type ClusterStatus } from './cluster.js';
-import { pidAlive } from '../../pids.js';
-import { inCgroup } from '../../lab/cgroup.js';
+import { pidAlive } from '../../host/pids.js';
+import { inCgroup } from '../../host/cgroup.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -46,7 +46,7 @@ async function startDaemon(ctx: CommandContext): Promise<void> {
   const { paths } = ctx;
   mkdirSync(paths.stateDir, { recursive: true });
   const log = openSync(paths.logFile, 'a');
-  const child = spawn(process.execPath, ['--expose-gc', join(PACKAGE_ROOT, 'dist/src/daemon/main.js'), '--instance', paths.instance], {
+  const child = spawn(process.execPath, ['--expose-gc', join(PACKAGE_ROOT, 'dist/src/node/main.js'), '--instance', paths.instance], {
     detached: true,
     stdio: ['ignore', log, log],
     env: { ...process.env, EBMESH_INSTANCE: paths.instance },

@@ -8,7 +8,7 @@ import { EbmeshError } from '../../errors.js';
 import { nodePaths, validInstance } from '../../paths.js';
 import { call } from '../client.js';
 import type { Command } from '../command.js';
-import type { HandoverReport } from '../../agent/proxy/supervisor.js';
+import type { HandoverReport } from '../../agent/node-proxy/supervisor.js';
 
 interface ProxyStatus { lastHandover?: HandoverReport; draining: Array<{ pid: number }>; drainTimeoutMs: number }
 

@@ -1,0 +1,104 @@
+/**
+ * Policy endpoints of the node API: explain a flow against the tables the
+ * kernel holds, and list recent drops (from observe's flow history) with the
+ * policy that decided them.
+ */
+import { EbmeshError } from '../errors.js';
+import { readSnapshot, resolveTargetPort, selectedWorkloads, wlKey, type Snapshot } from '../controlplane/index.js';
+import { policyWorld } from '../controlplane/policy.js';
+import { explain, type Explanation, type Proto } from './index.js';
+import { Reason, RULE_NONE } from '../abi/structs.js';
+import { POLICY_DROP_REASONS } from './policy-maps.js';
+import { reasonName, type Flow } from '../observe/flow.js';
+import type { ServiceResource, WorkloadResource } from '../resources/index.js';
+import { route } from '../api/server.js';
+import type { NodeDaemon } from '../agent/node-agent.js';
+
+function byRef<T extends { metadata: { namespace: string; name: string } }>(items: T[], ref: string): T[] {
+  const [a, b] = ref.split('/');
+  return items.filter((x) => (b === undefined ? x.metadata.name === a : x.metadata.namespace === a && x.metadata.name === b));
+}
+
+function one<T extends { metadata: { namespace: string; name: string } }>(items: T[], what: string, ref: string): T {
+  if (items.length > 1) {
+    throw new EbmeshError('EBMESH_AMBIGUOUS', `${what} ${ref} is in several namespaces`, { hint: `say NAMESPACE/NAME: ${items.map(wlKey).join(', ')}` });
+  }
+  return items[0]!;
+}
+
+/** "TARGET[:PORT[/PROTO]]" -> parts; PROTO defaults to TCP. */
+export function parseTarget(text: string): { ref: string; port?: number; proto: Proto } {
+  const m = /^([^:]+)(?::(\d+)(?:\/(tcp|udp))?)?$/i.exec(text);
+  if (!m) throw new EbmeshError('EBMESH_USAGE', `bad target "${text}"`, { hint: 'WORKLOAD|SERVICE[:PORT/PROTO], e.g. web:80/TCP' });
+  const port = m[2] === undefined ? undefined : Number(m[2]);
+  if (port !== undefined && (port < 1 || port > 65535)) throw new EbmeshError('EBMESH_USAGE', `bad port ${m[2]}`);
+  return { ref: m[1]!, ...(port !== undefined ? { port } : {}), proto: (m[3]?.toUpperCase() ?? 'TCP') as Proto };
+}
+
+export function explainFlow(node: NodeDaemon, snap: Snapshot, fromRef: string, toText: string): { explanations: Explanation[] } {
+  const from = one(byRef(snap.workloads, fromRef), 'workload', fromRef);
+  if (!from) throw new EbmeshError('EBMESH_NOT_FOUND', `workload ${fromRef} not found`);
+  const target = parseTarget(toText);
+  const state = { ...policyWorld(snap), identities: node.policy.identities, ...(node.policy.tables ? { tables: node.policy.tables } : {}) };
+  const wl = byRef(snap.workloads, target.ref);
+  if (wl.length) {
+    const to = one(wl, 'workload', target.ref);
+    const port = target.port ?? to.spec.ports.find((p) => p.protocol === target.proto)?.containerPort;
+    if (port === undefined) throw new EbmeshError('EBMESH_USAGE', `say which port: ${wlKey(to)} declares no ${target.proto} port`);
+    return { explanations: [explain(state, wlKey(from), wlKey(to), port, target.proto)] };
+  }
+  const svcs = byRef(snap.services, target.ref);
+  if (!svcs.length) throw new EbmeshError('EBMESH_NOT_FOUND', `no workload or service ${target.ref}`);
+  const svc: ServiceResource = one(svcs, 'service', target.ref);
+  const sp = target.port === undefined
+    ? svc.spec.ports.find((p) => p.protocol === target.proto)
+    : svc.spec.ports.find((p) => p.port === target.port && p.protocol === target.proto);
+  if (!sp || !svc.spec.clusterIP) throw new EbmeshError('EBMESH_NOT_FOUND', `service ${wlKey(svc)} has no port ${target.port ?? ''}/${target.proto}`);
+  const backends = selectedWorkloads(svc, snap.workloads);
+  if (!backends.length) throw new EbmeshError('EBMESH_NOT_FOUND', `service ${wlKey(svc)} selects no workload: a connect is refused (no backend)`);
+  // The socket LB picks the backend before policy sees the connect: each backend is judged on its own.
+  return {
+    explanations: backends.flatMap((b: WorkloadResource) => {
+      const port = resolveTargetPort(sp, b);
+      if (port === undefined) return [];
+      return [explain(state, wlKey(from), svc.spec.clusterIP!, sp.port, sp.protocol, {
+        resolveService: () => ({ to: { workload: wlKey(b) }, port, service: wlKey(svc) }),
+      })];
+    }),
+  };
+}
+
+route('GET', '/v1/policy/explain', async ({ url }, node) => {
+  const from = url.searchParams.get('from');
+  const to = url.searchParams.get('to');
+  if (!from || !to) throw new EbmeshError('EBMESH_USAGE', 'explain needs from and to');
+  await node.reconcileNow(); // so the answer is about what the kernel holds now
+  return explainFlow(node, await readSnapshot(node.store), from, to);
+});
+
+/** How many recent drops `policy drops` lists: the newest of observe's flow history. */
+const DROPS_LIMIT = 1000;
+const DROP_REASONS = POLICY_DROP_REASONS.map((r) => reasonName(Reason[r])).join(',');
+const HOOKS: Record<NonNullable<Flow['hook']>, string> = { socket: 'connect4', 'skb-egress': 'skb-egress', 'skb-ingress': 'skb-ingress' };
+
+/** A policy drop as `policy drops` lists it, from the flow observe recorded. */
+export function dropRow(f: Flow): Record<string, unknown> {
+  return {
+    time: f.time,
+    hook: f.hook ? HOOKS[f.hook] : undefined,
+    reason: f.reason,
+    // The judged side: the reason says it for policy; a spoofed or unknown sender is judged where the packet was.
+    direction: f.reason === 'policy-ingress' || (f.reason !== 'policy-egress' && f.hook === 'skb-ingress') ? 'ingress' : 'egress',
+    proto: f.proto,
+    src: `${f.source.ip}:${f.source.port}`, dst: `${f.destination.ip}:${f.destination.port}`,
+    srcIdentity: f.source.identity, dstIdentity: f.destination.identity,
+    policy: f.policy?.name,
+    rule: f.policy === undefined || f.policy.rule === RULE_NONE ? undefined : f.policy.rule,
+  };
+}
+
+// The events are observe's: its reader is the only one of the ring buffer, and its history holds the drops.
+route('GET', '/v1/policy/drops', async (_r, node) => ({
+  counts: node.datapath.policy.dropCounts(),
+  events: (node.observer?.flows({ verdict: 'DROPPED', type: 'drop', reason: DROP_REASONS }, DROPS_LIMIT) ?? []).map(dropRow),
+}));

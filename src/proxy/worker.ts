@@ -1,0 +1,91 @@
+/**
+ * One node proxy worker (a node:cluster worker): the proxy core on the
+ * shared listener, attributing connections through the pinned BPF map, and
+ * reporting finished requests and counters to the primary in batches.
+ */
+import { subscribe } from 'node:diagnostics_channel';
+import { proxyChannels, startNodeProxy, type Caller, type Endpoint, type NodeProxy, type ReadInto, type RequestDoneEvent } from './index.js';
+import { describeError } from '../errors.js';
+import { divideForWorkers, type FromWorker, type ToWorker } from './messages.js';
+import { countKey, type ProxyRequestCounter } from './requests.js';
+import { OriginalResolver } from './resolve.js';
+import { TunnelForwarder, type TunnelledFlow } from './tunnel-forward.js';
+
+/** Requests sent individually per flush; every request is counted either way. */
+const SAMPLE = 200;
+
+export async function runWorker(env: { host: string; port: number; mapPins: string }): Promise<void> {
+  const send = (m: FromWorker) => { if (process.connected) process.send!(m); };
+  const resolver = new OriginalResolver(env.mapPins);
+  // Cross-node mTLS: the streams this worker sent into the tunnel, a sample per flush like the requests (observe records them).
+  let sent: TunnelledFlow[] = [];
+  const forwarder = new TunnelForwarder((f) => { if (sent.length < SAMPLE) sent.push(f); }, env.host);
+  let proxy: NodeProxy | undefined;
+  let configVersion = 0;
+  let configErrors = 0;
+
+  // Counted here, sent every 250 ms with a sample of the events: one IPC
+  // message (or one serialised event) per request costs more than the request.
+  let batch: RequestDoneEvent[] = [];
+  let counts = new Map<string, ProxyRequestCounter>();
+  let dropped = 0;
+  subscribe(proxyChannels.request.name, (m) => {
+    const e = m as RequestDoneEvent;
+    const id = `${e.service}|${e.route}|${e.backend}|${e.status}`;
+    let c = counts.get(id);
+    if (!c) counts.set(id, (c = { ...countKey(e), requests: 0, retries: 0, durationMsSum: 0 }));
+    c.requests++;
+    c.retries += e.retries;
+    c.durationMsSum += e.durationMs;
+    if (batch.length < SAMPLE) batch.push(e);
+    else dropped++;
+  });
+  const flushNow = () => {
+    if (counts.size || dropped) send({ type: 'requests', counts: [...counts.values()], events: batch, dropped });
+    batch = [];
+    counts = new Map();
+    dropped = 0;
+    if (sent.length) send({ type: 'tunnelled', flows: sent });
+    sent = [];
+    if (proxy) send({ type: 'stats', stats: { ...proxy.stats(), open: proxy.open, configVersion, configErrors, unresolved: resolver.unresolved, attributed: { ...resolver.attributed }, tunnelSent: { ...forwarder.stats } } });
+  };
+  const flush = setInterval(flushNow, 250);
+  flush.unref();
+
+  // The first config starts the proxy; later ones update it in place.
+  process.on('message', (m: ToWorker) => {
+    if (m.type === 'drain') {
+      // A newer proxy took over: the last counts go out with our exit (the primary's deadline cuts what never ends).
+      const done = () => { flushNow(); setTimeout(() => process.exit(0), 50); };
+      if (proxy) void proxy.drain().then(done);
+      else done();
+      return;
+    }
+    resolver.setCallers(m.push);
+    try { forwarder.configure(m.push.tunnel); } catch (e) { process.stderr.write(`node proxy worker ${process.pid}: tunnel: ${describeError(e)}\n`); }
+    const routing = divideForWorkers(m.push.routing, m.workers);
+    if (!proxy) {
+      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o), dial: Object.assign((ep: Endpoint, caller: Caller, into?: ReadInto) => forwarder.dial(ep, caller, into), { speaksForCaller: (ep: Endpoint) => forwarder.tunnels(ep.ip) }) }).then(
+        (p) => { proxy = p; configVersion++; send({ type: 'listening' }); },
+        (e) => { process.stderr.write(`node proxy worker ${process.pid}: ${describeError(e)}\n`); process.exit(1); },
+      );
+      return;
+    }
+    try {
+      proxy.update(routing);
+      configVersion++;
+    } catch (e) {
+      // The old config stays: a bad push never takes the proxy down.
+      configErrors++;
+      process.stderr.write(`node proxy worker ${process.pid}: config rejected: ${describeError(e)}\n`);
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+  // The primary stops workers with SIGTERM: exit normally so that exit-time work runs (--cpu-prof writes its profile then).
+  process.on('SIGTERM', () => process.exit(0));
+  send({ type: 'hello' });
+  process.on('uncaughtException', (e) => {
+    // One bad connection must not take the worker down; log and carry on.
+    process.stderr.write(`node proxy worker ${process.pid}: uncaught: ${describeError(e)}\n`);
+  });
+}
