@@ -18,7 +18,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { nodePaths } from '../../src/paths.js';
-import { call } from '../../src/cli/client.js';
+import { instanceClient } from '../../src/cli/client.js';
+import { nodeApi } from '../../src/api/node.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
 import { EBMESH_CLI, benchLab, clientYaml, meshConfigYaml, nginxWorkload, type BenchLab } from './mesh-lab.js';
@@ -64,8 +65,7 @@ async function waitLab(lab: BenchLab): Promise<void> {
   }
 }
 
-type NodeStatus = { datapath: { counters: Record<string, number> }; proxy?: { pid?: number } };
-const nodeStatus = (lab: BenchLab, node: string) => call<NodeStatus>(nodePaths(lab.instance, node), 'GET', '/v1/status');
+const nodeStatus = (lab: BenchLab, node: string) => instanceClient(nodePaths(lab.instance, node)).call(nodeApi.status, {});
 
 async function tunnelledOnNode1(lab: BenchLab): Promise<number> {
   const n = (await nodeStatus(lab, 'node-1')).datapath.counters.mtls_tunnelled;

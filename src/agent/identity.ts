@@ -10,7 +10,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { newKeyAndCsr, renewAt } from '../ca/index.js';
-import type { CpClient } from './cp-client.js';
+import type { ApiClient } from '../api/client.js';
+import { agentApi } from '../api/controlplane.js';
 import { describeError } from '../errors.js';
 import { SYSTEM_NAMESPACE } from '../tunnel/ids.js';
 
@@ -31,7 +32,7 @@ export class IdentityManager {
   constructor(
     private readonly dir: string,
     private readonly nodeName: string,
-    private readonly cp: CpClient,
+    private readonly cp: ApiClient,
     private readonly local: () => string[],
     /** mTLS tunnel: where the node's own SVID goes (spiffe://TD/ns/ebmesh-system/sa/node-NAME), if anywhere. */
     private readonly nodeDir?: string,
@@ -121,8 +122,7 @@ export class IdentityManager {
   private async issue(workload: string, renewals: number): Promise<void> {
     const { keyPem, csrPem } = await newKeyAndCsr(`workload:${workload}`);
     const isNode = !!this.nodeDir && workload === this.nodeEntry;
-    const r = await this.cp.call<{ certPem: string; bundlePem: string; spiffeId: string; notBefore: string; notAfter: string }>(
-      'POST', `/v1/nodes/${this.nodeName}/svid`, isNode ? { node: true, csrPem } : { workload, csrPem });
+    const r = await this.cp.call(agentApi.svid, isNode ? { node: this.nodeName, forNode: true, csrPem } : { node: this.nodeName, workload, csrPem });
     const dir = this.pathOf(workload);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const put = (name: string, text: string) => {

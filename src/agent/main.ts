@@ -1,22 +1,26 @@
 /**
  * `ebmesh agent --node NAME --controlplane ADDR [--token-file F]`: the agent
- * of one node of a multi-node mesh. It is a NodeDaemon (data path, lab,
- * hosts files) running on a mirror of its node's desired state, plus the
- * node's workload identities. Like the single-node daemon, SIGTERM leaves
- * the data path and workloads in place for the next agent to adopt.
+ * of one node of a multi-node mesh. Its desired state is a mirror of its
+ * node's view that the control plane keeps (remote-store.ts); it holds its
+ * workloads' identities. Like the single-node daemon, SIGTERM leaves the data
+ * path and workloads in place for the next agent to adopt.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { nodePaths, validInstance } from '../paths.js';
 import { validNodeName } from '../controlplane/index.js';
-import { NodeDaemon } from './node-agent.js';
-import { route, startApi } from '../api/server.js';
+import { NodeAgent } from './node-agent.js';
+import { nodeHandlers } from './routes.js';
 import { RemoteStore } from './remote-store.js';
-import { CpClient, parseCpAddress } from './cp-client.js';
+import { StoreSource } from './store-source.js';
 import { IdentityManager } from './identity.js';
-import { describeError } from '../errors.js';
-import '../observe/routes.js'; // /v1/flows, /v1/top: `ebmesh observe --node NAME`
+import { ApiClient } from '../api/client.js';
+import { nodeTransport, parseAddress } from '../api/node-transport.js';
+import { serve, startServer } from '../api/server.js';
+import { nodeApi } from '../api/node.js';
+import { describeError, EbmeshError } from '../errors.js';
+import { nodeAddress } from '../lab/cluster.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -35,7 +39,11 @@ if (!validInstance(instance) || !validNodeName(nodeName) || !values.controlplane
 }
 const paths = nodePaths(instance, nodeName);
 const token = readFileSync(values['token-file'] ?? join(paths.stateDir, 'token'), 'utf8').trim();
-const cp = new CpClient(parseCpAddress(values.controlplane), token);
+const cp = new ApiClient(nodeTransport(parseAddress(values.controlplane), {
+  peer: `the control plane at ${values.controlplane}`,
+  unreachable: (code) => new EbmeshError('EBMESH_CP_UNAVAILABLE', `the control plane is unreachable: ${code ?? 'no answer'}`),
+  headers: { authorization: `Bearer ${token}` },
+}), 30_000);
 
 /**
  * How long a starting agent waits for its first certificate pass before it
@@ -45,17 +53,16 @@ const CERT_PASS_WAIT_MS = 5000;
 /** P, or nothing once CERT_PASS_WAIT_MS passed: a control plane that does not answer holds up neither start nor stop. */
 const certPass = (p: Promise<void> | undefined): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
 
-let node: NodeDaemon | undefined;
+let agent: NodeAgent | undefined;
 let identity: IdentityManager | undefined;
 /** The tunnel endpoint's status as the node proxy (which runs it) last reported it; the heartbeat reads it. */
 let tunnel: Record<string, unknown> | undefined;
 const remote = new RemoteStore(cp, nodeName, paths.storeFile, () => ({
   pid: process.pid,
-  appliedRevision: node?.last?.revision,
-  lastReconcile: node?.last,
-  certs: identity?.list(),
-  identityError: identity?.lastError,
-  tunnel,
+  ...(agent?.last ? { appliedRevision: agent.last.revision, lastReconcile: agent.last } : {}),
+  ...(identity ? { certs: identity.list() } : {}),
+  ...(identity?.lastError ? { identityError: identity.lastError } : {}),
+  ...(tunnel ? { tunnel } : {}),
 }));
 
 let stopping = false;
@@ -65,7 +72,7 @@ async function shutdown(code = 0): Promise<void> {
   // The next agent starts from a fresh node SVID (IdentityManager.handOver).
   await certPass(identity?.handOver());
   try {
-    await node?.stop(false);
+    await agent?.stop(false);
   } catch (e) {
     process.stderr.write(`stopping: ${describeError(e)}\n`);
     code = 1;
@@ -73,9 +80,6 @@ async function shutdown(code = 0): Promise<void> {
   rmSync(paths.pidFile, { force: true });
   process.exit(code);
 }
-route('POST', '/v1/shutdown', async () => { setImmediate(() => void shutdown()); return { stopping: true }; });
-route('GET', '/v1/tunnel', async () => ({ status: (await node?.l7.stats())?.tunnel, recent: node?.l7.recentTunnel ?? [] }));
-route('GET', '/v1/identities', async () => ({ items: identity?.list() ?? [] }));
 
 try {
   await remote.start();
@@ -87,8 +91,9 @@ try {
   // "Agent restarts and certificates").
   identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
   await certPass(identity.start());
-  node = new NodeDaemon(paths, nodeName, { store: remote, nodeIndex: remote.node!.index, routePodCIDR: true, nodes: () => remote.nodes });
-  await node.start();
+  const source = new StoreSource(remote, `control plane at ${values.controlplane}`, nodeName, () => remote.nodes);
+  agent = new NodeAgent(paths, source, { nodeName, nodeIndex: remote.node!.index, routePodCIDR: true, nodeAddress });
+  await agent.start();
   // mTLS: the node proxy runs this node's tunnel endpoint (it outlives
   // agents); it needs the node SVID. When the first pass above did not get
   // one (a new node whose control plane is slow or down), reconcile once it arrives.
@@ -96,13 +101,16 @@ try {
   const svidWait = setInterval(() => {
     if (!existsSync(nodeCert)) return;
     clearInterval(svidWait);
-    node?.schedule();
+    agent?.schedule();
   }, 250);
   svidWait.unref();
-  const tunnelPoll = setInterval(() => void node?.l7.stats().then((s) => { tunnel = s?.tunnel; }), 1000);
+  const tunnelPoll = setInterval(() => void agent?.l7.stats().then((s) => { tunnel = s?.tunnel; }), 1000);
   tunnelPoll.unref();
-  mkdirSync(paths.runDir, { recursive: true });
-  await startApi(node, paths.apiSocket);
+  mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
+  const ids = identity;
+  await startServer({ socketPath: paths.apiSocket }, [
+    serve(nodeApi, nodeHandlers(agent, { shutdown: () => void shutdown(), identities: () => ids.list() })),
+  ]);
   writeFileSync(paths.pidFile, String(process.pid));
   process.stderr.write(`ebmesh agent ${instance}/${nodeName} ready (pid ${process.pid})\n`);
 } catch (e) {

@@ -7,7 +7,7 @@ import type { LoadedObject } from '../kernel/index.js';
 import { MTLS_MODE, MtlsSrcKey, MtlsWorkloadKey, U32Key } from '../abi/structs.js';
 import { mustParseCidr } from '../net/ipam.js';
 import { formatIPv4 } from '../resources/ipv4.js';
-import type { MtlsTables } from '../tunnel/mode.js';
+import type { MtlsTables } from '../controlplane/mtls-mode.js';
 
 export function applyMtlsTables(obj: LoadedObject, t: MtlsTables): number {
   const workloads = obj.map('ebm_mtls_workloads', MtlsWorkloadKey, U32Key);

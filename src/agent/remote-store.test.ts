@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RemoteStore } from './remote-store.js';
-import type { CpClient } from './cp-client.js';
+import { ApiClient, type Transport } from '../api/client.js';
 import type { NodeDesired } from '../controlplane/index.js';
 
 const node = { name: 'node-1', index: 0 };
@@ -23,14 +23,17 @@ test('the agent store applies deltas on top of its view, asks for a full one on 
   ];
   const afters: number[] = [];
   let served = 0;
-  const cp = {
-    call: async (method: string, path: string) => {
-      if (method === 'POST') return { revision: 0 };
+  const transport: Transport = {
+    peer: 'a scripted control plane',
+    request: async (method: string, path: string) => {
+      if (method === 'POST') return { status: 200, text: JSON.stringify({ revision: 0 }) };
       afters.push(Number(/after=(\d+)/.exec(path)![1]));
       const a = answers[served++];
-      return a ?? new Promise(() => undefined); // then the poll waits for good
+      return a ? { status: 200, text: JSON.stringify(a) } : new Promise(() => undefined); // then the poll waits for good
     },
-  } as unknown as CpClient;
+    stream: async () => undefined,
+  };
+  const cp = new ApiClient(transport);
   const file = join(dir, 'desired.json');
   const store = new RemoteStore(cp, 'node-1', file, () => ({}));
   try {

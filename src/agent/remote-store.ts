@@ -16,7 +16,9 @@ import { dirname } from 'node:path';
 import { EbmeshError } from '../errors.js';
 import { deepFreeze, type Entry, type Op, type Store, type WatchEvent } from '../store/index.js';
 import type { NodeDesired, NodeRecord } from '../controlplane/index.js';
-import type { CpClient } from './cp-client.js';
+import type { Heartbeat } from '../controlplane/server.js';
+import type { ApiClient } from '../api/client.js';
+import { agentApi } from '../api/controlplane.js';
 
 interface Saved {
   desired: NodeDesired;
@@ -40,10 +42,10 @@ export class RemoteStore implements Store {
   lastError: string | undefined;
 
   constructor(
-    private readonly cp: CpClient,
+    private readonly cp: ApiClient,
     private readonly nodeName: string,
     private readonly cacheFile: string,
-    private readonly heartbeat: () => Record<string, unknown>,
+    private readonly heartbeat: () => Omit<Heartbeat, 'at'>,
   ) {
     if (existsSync(cacheFile)) {
       try {
@@ -75,7 +77,7 @@ export class RemoteStore implements Store {
     while (!this.stopped) {
       try {
         const after = this.wantFull ? 0 : this.desired?.revision ?? 0;
-        const d = await this.cp.call<NodeDesired | { unchanged: true }>('GET', `/v1/nodes/${this.nodeName}/desired?after=${after}&wait=20`, undefined, 30_000);
+        const d = await this.cp.call(agentApi.desired, { node: this.nodeName, after, wait: 20 }, { timeoutMs: 30_000 });
         this.lastContact = new Date();
         this.lastError = undefined;
         delay = 100;
@@ -189,7 +191,7 @@ export class RemoteStore implements Store {
       const ops = [...this.pending.values()];
       this.pending.clear();
       try {
-        const r = await this.cp.call<{ revision: number }>('POST', `/v1/nodes/${this.nodeName}/status`, { ops, heartbeat: this.heartbeat() }, 10_000);
+        const r = await this.cp.call(agentApi.report, { node: this.nodeName, ops, heartbeat: this.heartbeat() }, { timeoutMs: 10_000 });
         for (const op of ops) this.inflight.set(op.key, { op, rev: r.revision });
       } catch (e) {
         // Keep them (unless newer ones replaced them) for the next try.

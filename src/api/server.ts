@@ -1,115 +1,58 @@
 /**
- * The node's API: HTTP/1.1 with JSON over a unix socket that only root can
- * reach. The CLI and the UI use it and nothing else, so neither holds logic
- * the API lacks.
+ * One HTTP server for every API of ebmesh: it serves the route tables it is
+ * given, and nothing else. A process composes its own: the node agent serves
+ * the node routes, the control plane its admin and agent routes; nobody
+ * registers a route by being imported.
+ *
+ * For each request: find the route by method and path, read and validate the
+ * input against the route's schema (a bad field is a 400 that names it), run
+ * the handler, answer JSON (or NDJSON for a stream). Errors become an
+ * `{ error: { code, message, hint, where } }` body with the status the error
+ * catalogue gives the code.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { EbmeshError } from '../errors.js';
-import { ResourceError, parseResources, kindAliases, kinds, namespaced, type AnyResource } from '../resources/index.js';
-import { applyResources, deleteResources, readSnapshot, wlKey, RESOURCES } from '../controlplane/index.js';
-import type { NodeDaemon } from '../agent/node-agent.js';
+import { EbmeshError, httpStatusOf } from '../errors.js';
+import { ResourceError } from '../resources/index.js';
+import { matchPath, parseInput, type OutputOf, type ParsedInputOf, type RouteSpec, type RouteTable } from './route.js';
 
-export type Handler = (req: { url: URL; body: unknown }, node: NodeDaemon) => Promise<unknown>;
-
-const routes = new Map<string, Handler>();
-
-/** Later parts (observe, policy…) add their endpoints here. */
-export function route(method: string, path: string, h: Handler): void {
-  routes.set(`${method} ${path}`, h);
+/** What a handler learns about the caller beyond the input. */
+export interface CallContext {
+  /** The verified client certificate's SPIFFE ID, on a TLS listener that asks for one. */
+  peer?: string;
+  /** The request's Authorization header, for the routes that take a bearer token. */
+  authorization?: string;
 }
 
-/**
- * Endpoints that answer with a stream (NDJSON) rather than one JSON body.
- * A stream handler returns false to leave the request to the JSON routes.
- */
-export type StreamHandler = (req: { url: URL }, res: ServerResponse, node: NodeDaemon) => boolean;
-const streams = new Map<string, StreamHandler>();
-export function streamRoute(method: string, path: string, h: StreamHandler): void {
-  streams.set(`${method} ${path}`, h);
+export type Handler<R extends RouteSpec> = R extends { stream: true }
+  ? (input: ParsedInputOf<R>, res: ServerResponse, call: CallContext) => void
+  : (input: ParsedInputOf<R>, call: CallContext) => Promise<OutputOf<R>>;
+
+export type Handlers<T extends RouteTable> = { [K in keyof T]: Handler<T[K]> };
+
+/** A route table with its handlers: one part of what a server serves. */
+export interface Served {
+  routes: RouteTable;
+  handlers: Record<string, (...a: never[]) => unknown>;
 }
 
-/** The handler of an endpoint, so that one endpoint can build on another in-process (the service map reads /v1/flows). */
-export function routeHandler(method: string, path: string): Handler | undefined {
-  return routes.get(`${method} ${path}`);
+export function serve<T extends RouteTable>(routes: T, handlers: Handlers<T>): Served {
+  return { routes, handlers: handlers as unknown as Served['handlers'] };
 }
 
-function notFound(what: string): EbmeshError {
-  return new EbmeshError('EBMESH_NOT_FOUND', `${what} not found`);
-}
+export type Listen =
+  | { socketPath: string }
+  | { host: string; port: number; tls?: TlsServerOptions };
 
-export function resolveKind(text: string): string {
-  const k = kindAliases[text.toLowerCase()] ?? (text in kinds ? text : undefined);
-  if (!k) throw new EbmeshError('EBMESH_UNKNOWN_KIND', `unknown kind "${text}"`, { hint: `known: ${Object.keys(kinds).join(', ')}` });
-  return k;
-}
+/** Request bodies beyond this are refused: the API carries resources and reports, not bulk data. */
+const MAX_BODY = 32 << 20;
 
-route('GET', '/v1/status', async (_r, node) => node.status());
-// The node proxy's requests (issue 6): counters, recent events, Prometheus text.
-route('GET', '/v1/proxy', async ({ url }, node) => ({
-  status: await node.l7.status(),
-  recent: node.l7.requests.recentEvents(Number(url.searchParams.get('limit') ?? 100)),
-  metrics: node.l7.requests.metrics(),
-}));
-
-route('POST', '/v1/proxy/restart', async (_r, node) => node.l7.restart());
-
-route('POST', '/v1/apply', async ({ body }, node) => {
-  const { text, file } = body as { text: string; file?: string };
-  const resources = parseResources(text, file);
-  const results = await applyResources(node.store, resources, file);
-  await node.reconcileNow();
-  return { results };
-});
-
-route('POST', '/v1/delete', async ({ body }, node) => {
-  const { text, file } = body as { text?: string; file?: string; refs?: Array<{ kind: string; namespace?: string; name: string }> };
-  let resources: AnyResource[];
-  if (text !== undefined) {
-    resources = parseResources(text, file);
-  } else {
-    const refs = (body as { refs: Array<{ kind: string; namespace?: string; name: string }> }).refs;
-    resources = refs.map((r) => ({ kind: resolveKind(r.kind), metadata: { name: r.name, namespace: r.namespace ?? 'default' } }) as AnyResource);
-  }
-  const results = await deleteResources(node.store, resources);
-  await node.reconcileNow();
-  return { results };
-});
-
-route('GET', '/v1/resources', async ({ url }, node) => {
-  const kind = url.searchParams.get('kind');
-  const ns = url.searchParams.get('namespace');
-  const name = url.searchParams.get('name');
-  const k = kind ? resolveKind(kind) : undefined;
-  const snap = await readSnapshot(node.store);
-  const entries = await node.store.list<AnyResource>(RESOURCES + (k ? `${k}/` : ''));
-  const items = entries
-    .map((e) => e.value)
-    .filter((r) => (!ns || !namespaced.has(r.kind) || (r.metadata as { namespace?: string }).namespace === ns) && (!name || r.metadata.name === name))
-    .map((r) => (r.kind === 'Workload' ? { ...r, status: snap.workloadStatus.get(wlKey(r)) } : r));
-  if (name && items.length === 0) throw notFound(`${k ?? 'resource'} ${ns ? `${ns}/` : ''}${name}`);
-  return { items };
-});
-
-route('GET', '/v1/workload', async ({ url }, node) => {
-  const ref = url.searchParams.get('ref') ?? '';
-  const snap = await readSnapshot(node.store);
-  const [a, b] = ref.split('/');
-  const matches = snap.workloads.filter((w) => (b === undefined ? w.metadata.name === a : w.metadata.namespace === a && w.metadata.name === b));
-  if (matches.length === 0) throw notFound(`workload ${ref}`);
-  if (matches.length > 1) {
-    throw new EbmeshError('EBMESH_AMBIGUOUS', `workload name ${ref} is in several namespaces`, { hint: `say NAMESPACE/NAME: ${matches.map(wlKey).join(', ')}` });
-  }
-  const w = matches[0]!;
-  return { workload: w, status: snap.workloadStatus.get(wlKey(w)) };
-});
-
-async function readBody(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  if (!chunks.length) return undefined;
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+export function errorBody(e: unknown): { error: Record<string, unknown> } {
+  if (e instanceof ResourceError) return { error: { ...e.toJSON(), problems: e.problems } };
+  if (e instanceof EbmeshError) return { error: e.toJSON() };
+  return { error: { code: 'EBMESH_INTERNAL', message: (e as Error)?.message ?? String(e) } };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -118,39 +61,109 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-export function errorBody(e: unknown): { error: Record<string, unknown> } {
-  if (e instanceof ResourceError) return { error: { ...e.toJSON(), problems: e.problems } };
-  if (e instanceof EbmeshError) return { error: e.toJSON() };
-  return { error: { code: 'EBMESH_INTERNAL', message: (e as Error).message ?? String(e) } };
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > MAX_BODY) throw new EbmeshError('EBMESH_USAGE', `request body over ${MAX_BODY} bytes`);
+    chunks.push(c as Buffer);
+  }
+  if (!chunks.length) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (e) {
+    throw new EbmeshError('EBMESH_USAGE', `request body is not JSON: ${(e as Error).message}`);
+  }
 }
 
-export function startApi(node: NodeDaemon, socketPath: string, extra?: (req: IncomingMessage, res: ServerResponse) => boolean): Promise<Server> {
-  mkdirSync(dirname(socketPath), { recursive: true });
-  rmSync(socketPath, { force: true });
-  const server = createServer(async (req, res) => {
+interface Found {
+  route: RouteSpec;
+  handler: (...a: never[]) => unknown;
+  params: Record<string, string>;
+}
+
+/** Every route that serves this method and path, in table order. */
+function candidates(parts: readonly Served[], method: string, pathname: string): Found[] {
+  const found: Found[] = [];
+  for (const p of parts) {
+    for (const [name, route] of Object.entries(p.routes)) {
+      if (route.method !== method) continue;
+      const params = matchPath(route.path, pathname);
+      const handler = p.handlers[name];
+      if (params && handler) found.push({ route, handler, params });
+    }
+  }
+  return found;
+}
+
+/** The peer's SPIFFE ID from a verified TLS client certificate. */
+function peerOf(req: IncomingMessage): string | undefined {
+  const sock = req.socket as { authorized?: boolean; getPeerCertificate?: () => { subjectaltname?: string } };
+  if (!sock.authorized || !sock.getPeerCertificate) return undefined;
+  const san = sock.getPeerCertificate().subjectaltname ?? '';
+  return /URI:(spiffe:\/\/[^,\s]+)/.exec(san)?.[1];
+}
+
+async function dispatch(parts: readonly Served[], req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://ebmesh');
+  const found = candidates(parts, req.method ?? 'GET', url.pathname);
+  if (!found.length) return send(res, 404, errorBody(new EbmeshError('EBMESH_NOT_FOUND', `${req.method} ${url.pathname} not found`)));
+  const peer = peerOf(req);
+  const authorization = req.headers.authorization;
+  const call: CallContext = { ...(peer ? { peer } : {}), ...(authorization ? { authorization } : {}) };
+  try {
+    const raw = req.method === 'GET' ? Object.fromEntries(url.searchParams) : await readJson(req);
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new EbmeshError('EBMESH_USAGE', 'request body must be a JSON object');
+    // Routes may share a path (the flow list and its stream): the first whose input fits serves; the last one's error is reported.
+    let chosen: { found: Found; input: unknown } | undefined;
+    let lastError: unknown;
+    for (const f of found) {
+      try {
+        chosen = { found: f, input: parseInput(f.route, { ...raw, ...f.params }) };
+        break;
+      } catch (e) {
+        lastError = e;
+      }
+    }
+    if (!chosen) throw lastError;
+    const { found: { route, handler }, input } = chosen;
+    if (route.stream) {
+      (handler as (i: unknown, r: ServerResponse, c: CallContext) => void)(input, res, call);
+      return;
+    }
+    const out = await (handler as (i: unknown, c: CallContext) => Promise<unknown>)(input, call);
+    send(res, 200, out);
+  } catch (e) {
+    if (res.headersSent) return void res.destroy();
+    send(res, httpStatusOf(e), errorBody(e));
+  }
+}
+
+/** Starts a server for `parts` on a unix socket (0600, only root) or on TCP (TLS when given). */
+export function startServer(listen: Listen, parts: readonly Served[]): Promise<Server> {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     req.on('error', () => undefined);
     res.on('error', () => undefined);
-    if (extra?.(req, res)) return;
-    const url = new URL(req.url ?? '/', 'http://ebmesh');
-    try {
-      if (streams.get(`${req.method} ${url.pathname}`)?.({ url }, res, node)) return;
-    } catch (e) {
-      return send(res, e instanceof EbmeshError ? 400 : 500, errorBody(e));
-    }
-    const h = routes.get(`${req.method} ${url.pathname}`);
-    if (!h) return send(res, 404, errorBody(notFound(`${req.method} ${url.pathname}`)));
-    try {
-      const body = await readBody(req);
-      send(res, 200, await h({ url, body }, node));
-    } catch (e) {
-      send(res, e instanceof EbmeshError ? (e.code === 'EBMESH_NOT_FOUND' ? 404 : 400) : 500, errorBody(e));
-    }
-  });
+    void dispatch(parts, req, res);
+  };
+  const server = 'tls' in listen && listen.tls ? createHttpsServer(listen.tls, onRequest) : createHttpServer(onRequest);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(socketPath, () => {
-      chmodSync(socketPath, 0o600);
-      resolve(server);
-    });
+    const ready = () => { server.off('error', reject); resolve(server); };
+    if ('socketPath' in listen) {
+      mkdirSync(dirname(listen.socketPath), { recursive: true, mode: 0o700 });
+      rmSync(listen.socketPath, { force: true });
+      server.listen(listen.socketPath, () => { chmodSync(listen.socketPath, 0o600); ready(); });
+    } else {
+      server.listen(listen.port, listen.host, ready);
+    }
   });
+}
+
+/** Stops accepting and ends the open connections (long polls and streams included). */
+export function stopServer(server: Server | undefined): void {
+  if (!server) return;
+  server.close();
+  server.closeAllConnections();
 }

@@ -14,7 +14,9 @@ import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, sub
 import { storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
 import { WorkloadIndex } from './frontend-index.js';
 import { validators } from './validators.js';
-import { NODES, nodeIndex, workloadNode, type NodeRecord } from './nodes.js';
+import { NODES, nodeIndex, nodePodSubnet, workloadNode, type NodeRecord } from './nodes.js';
+
+export { nodePodSubnet };
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
@@ -31,11 +33,6 @@ function rank(kind: string): number {
 }
 
 /** The node's slice of the pod CIDR: one /24 per node, the first for node 0. */
-export function nodePodSubnet(mesh: MeshConfigResource, nodeIndex = 0) {
-  const pod = mustParseCidr(mesh.spec.podCIDR);
-  return subnet(pod, Math.max(pod.len, 24), nodeIndex);
-}
-
 export async function applyResources(store: Store, input: AnyResource[], file = '<input>'): Promise<ApplyResult[]> {
   const stored = new Map<string, AnyResource>((await store.list<AnyResource>(RESOURCES)).map((e) => [e.key, e.value]));
   let hasServicesOrWorkloads = false;

@@ -5,6 +5,3 @@ export { readSnapshot, storeKey, statusKey, wlKey, defaultMesh, RESOURCES, STATU
 export { validators, type CrossCheck, type FieldProblem } from './validators.js';
 export { NODES, DEFAULT_NODE, nodeKey, validNodeName, workloadNode, nodeIndex, nodeSubnet, desiredFor, deltaFor, remoteView, type NodeRecord, type NodeDesired, type DesiredEntry } from './nodes.js';
 export { l7Ports, l7Resources, computeProxyConfig, clientIdentities, type ClientIdentity, type L7Resources } from './l7.js';
-// mTLS: the Namespace annotation's check registers itself.
-import '../tunnel/mode.js';
-export { policiesOf, policyWorld } from './policy.js';

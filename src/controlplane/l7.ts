@@ -9,7 +9,7 @@ import type {
 } from '../resources/index.js';
 import type { ProxyRoutingConfig, ServiceProtocol } from '../proxy/index.js';
 import { wlKey, type Snapshot } from './state.js';
-import { isReady, resolveTargetPort, selectedWorkloads, workloadIp } from './lb.js';
+import { isReady, resolveTargetPort, selectedWorkloads, workloadIp } from './endpoints.js';
 
 const svcKey = (ns: string, name: string) => `${ns}/${name}`;
 

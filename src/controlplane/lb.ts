@@ -2,9 +2,12 @@
  * What the socket load balancer must hold, computed purely from a snapshot:
  * every (VIP, port, protocol) of every Service with its ready backends.
  */
-import { matchesLabels, type ServiceResource, type WorkloadResource } from '../resources/index.js';
+import type { ServiceResource, WorkloadResource } from '../resources/index.js';
 import { wlKey, type Snapshot } from './state.js';
 import { l7Ports } from './l7.js';
+import { isReady, resolveTargetPort, selectedWorkloads, workloadIp } from './endpoints.js';
+
+export { isReady, resolveTargetPort, selectedWorkloads, workloadIp };
 
 export interface DesiredBackend {
   ip: string;
@@ -22,30 +25,6 @@ export interface DesiredFrontend {
   backends: DesiredBackend[];
   /** Has routes or L7 policy: connections go to the node proxy (issue 6). */
   l7?: boolean;
-}
-
-export function selectedWorkloads(svc: ServiceResource, workloads: WorkloadResource[]): WorkloadResource[] {
-  return workloads.filter((w) => w.metadata.namespace === svc.metadata.namespace && matchesLabels(svc.spec.selector, w.metadata.labels));
-}
-
-/** targetPort resolved on one workload: a number, a name, or the port itself. */
-export function resolveTargetPort(
-  sp: ServiceResource['spec']['ports'][number],
-  w: WorkloadResource,
-): number | undefined {
-  const tp = sp.targetPort ?? sp.port;
-  if (typeof tp === 'number') return tp;
-  return w.spec.ports.find((p) => p.name === tp && p.protocol === sp.protocol)?.containerPort;
-}
-
-export function isReady(snap: Snapshot, w: WorkloadResource): boolean {
-  if (w.spec.adopt || w.spec.external) return true; // an adopted process group or an external endpoint is ready once declared
-  const st = snap.workloadStatus.get(wlKey(w));
-  return st?.phase === 'Running' && st.ready === true;
-}
-
-export function workloadIp(snap: Snapshot, w: WorkloadResource): string | undefined {
-  return w.spec.ip ?? snap.workloadStatus.get(wlKey(w))?.ip;
 }
 
 export function computeFrontends(snap: Snapshot): DesiredFrontend[] {

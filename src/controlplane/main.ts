@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { instancePaths, validInstance } from '../paths.js';
 import { EmbeddedStore, EtcdStore, MirrorStore, parseEtcdUrl, type Store } from '../store/index.js';
-import { ControlPlane, registerControlPlaneRoutes } from './server.js';
+import { ControlPlane } from './server.js';
 import { describeError } from '../errors.js';
 
 const { values } = parseArgs({
@@ -49,13 +49,14 @@ if (!Number.isInteger(ttl) || ttl < 2) {
   process.stderr.write('--svid-ttl: a whole number of seconds, at least 2\n');
   process.exit(2);
 }
+const cpPid = join(paths.runDir, 'controlplane.pid');
+let stopping = false;
 const cp = new ControlPlane({
   paths, store, storeDescription, svidTtlSeconds: ttl,
   caCertFile: values['ca-cert'], caKeyFile: values['ca-key'],
   agentListen: values.listen ?? join(paths.runDir, 'agents.sock'),
+  shutdown: () => void shutdown(),
 });
-const cpPid = join(paths.runDir, 'controlplane.pid');
-let stopping = false;
 async function shutdown(): Promise<void> {
   if (stopping) return;
   stopping = true;
@@ -63,9 +64,8 @@ async function shutdown(): Promise<void> {
   rmSync(cpPid, { force: true });
   process.exit(0);
 }
-registerControlPlaneRoutes(cp, () => void shutdown());
 try {
-  mkdirSync(paths.runDir, { recursive: true });
+  mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
   if (store instanceof MirrorStore) await store.start();
   await cp.start();
   writeFileSync(cpPid, String(process.pid));

@@ -6,8 +6,14 @@
  * workloads. Without registered nodes the mesh is the single embedded node.
  */
 import type { AnyResource, MeshConfigResource, WorkloadResource } from '../resources/index.js';
-import { nodePodSubnet } from './apply.js';
+import { mustParseCidr, subnet } from '../net/ipam.js';
 import { RESOURCES, STATUS, storeKey, wlKey, type Snapshot, type WorkloadStatus } from './state.js';
+
+/** A node's share of the pod CIDR: the index-th /24 (or the whole CIDR when it is smaller). */
+export function nodePodSubnet(mesh: MeshConfigResource, nodeIndex = 0) {
+  const pod = mustParseCidr(mesh.spec.podCIDR);
+  return subnet(pod, Math.max(pod.len, 24), nodeIndex);
+}
 
 export const NODES = '/nodes/';
 export const DEFAULT_NODE = 'node-1';

@@ -9,21 +9,25 @@
  */
 import { formatCidr } from '../net/ipam.js';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import type { Server } from 'node:http';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Store } from '../store/index.js';
 import { EbmeshError, describeError } from '../errors.js';
 import {
   NODES, deltaFor, desiredFor, isReady, nodeKey, nodePodSubnet, readSnapshot, selectedWorkloads, statusKey, validNodeName, wlKey, workloadIp, workloadNode,
-  type NodeRecord, type Snapshot,
+  type NodeDesired, type NodeRecord, type Snapshot,
 } from './index.js';
-import { CertificateAuthority, createRoot, spiffeId, type RootMaterial } from '../ca/index.js';
+import { CertificateAuthority, createRoot, spiffeId, type IssuedSvid, type RootMaterial } from '../ca/index.js';
 import { nodeSpiffeId, SYSTEM_NAMESPACE } from '../tunnel/ids.js';
 import type { InstancePaths } from '../paths.js';
-import { errorBody, route, startApi } from '../api/server.js';
-import type { NodeDaemon } from '../agent/node-agent.js';
+import { serve, startServer, stopServer, type Handlers } from '../api/server.js';
+import { meshApi } from '../api/mesh.js';
+import { agentApi, clusterAdminApi } from '../api/controlplane.js';
+import { parseAddress } from '../api/node-transport.js';
+import type { ClusterStatus } from '../api/status.js';
+import { meshHandlers } from './mesh-handlers.js';
 
 export interface ControlPlaneOptions {
   paths: InstancePaths;
@@ -35,6 +39,8 @@ export interface ControlPlaneOptions {
   svidTtlSeconds: number;
   /** Where agents reach us: a unix socket path, or HOST:PORT. */
   agentListen: string;
+  /** `POST /v1/shutdown`: how the process stops. */
+  shutdown: () => void;
 }
 
 export interface Heartbeat {
@@ -88,8 +94,19 @@ export class ControlPlane {
       this.snap = undefined;
       this.changed.emit('rev');
     });
-    this.adminServer = await startApi(this as unknown as NodeDaemon, this.options.paths.apiSocket);
-    this.agentServer = await this.listenAgents(this.options.agentListen);
+    this.adminServer = await startServer({ socketPath: this.options.paths.apiSocket }, [
+      serve(meshApi, meshHandlers(this.store, {
+        // The agents converge on their own: a write is done once it is stored.
+        afterWrite: async () => undefined,
+        status: () => this.status(),
+        shutdown: () => this.options.shutdown(),
+      })),
+      serve(clusterAdminApi, {
+        addNode: ({ name }) => this.addNode(name),
+        nodes: async () => ({ items: await this.nodes() }),
+      }),
+    ]);
+    this.agentServer = await startServer(parseAddress(this.options.agentListen), [serve(agentApi, this.agentHandlers())]);
   }
 
   private async loadRoot(dir: string): Promise<RootMaterial> {
@@ -145,8 +162,8 @@ export class ControlPlane {
     return createHmac('sha256', this.secret).update(`node:${node}`).digest('hex');
   }
 
-  private authorize(req: IncomingMessage, node: string): void {
-    const got = Buffer.from((req.headers.authorization ?? '').replace(/^Bearer /, ''));
+  private authorize(authorization: string | undefined, node: string): void {
+    const got = Buffer.from((authorization ?? '').replace(/^Bearer /, ''));
     const want = Buffer.from(this.nodeToken(node));
     if (got.length !== want.length || !timingSafeEqual(got, want)) {
       throw new EbmeshError('EBMESH_FORBIDDEN', `not authorized as node ${node}`, { hint: 'an agent may only act for the node whose token it holds' });
@@ -168,7 +185,7 @@ export class ControlPlane {
   }
 
   async addNode(name: string): Promise<NodeRecord & { token: string }> {
-    if (!validNodeName(name)) throw new EbmeshError('EBMESH_INVALID', `invalid node name "${name}" (lower-case letters, digits and "-")`);
+    if (!validNodeName(name)) throw new EbmeshError('EBMESH_USAGE', `invalid node name "${name}" (lower-case letters, digits and "-")`);
     const nodes = await this.nodes();
     let rec = nodes.find((n) => n.name === name);
     if (!rec) {
@@ -188,7 +205,7 @@ export class ControlPlane {
   }
 
   /** Waits (up to waitS) for a revision after `after`, then answers with the node's desired state. */
-  async desired(name: string, after: number, waitS: number): Promise<unknown> {
+  async desired(name: string, after: number, waitS: number): Promise<NodeDesired | { unchanged: true }> {
     const node = await this.node(name);
     if (this.revision <= after) {
       await new Promise<void>((resolve) => {
@@ -205,7 +222,7 @@ export class ControlPlane {
     return changed ? deltaFor(snap, node, nodes, after, changed) : desiredFor(snap, node, nodes);
   }
 
-  async reportStatus(name: string, body: { ops?: Array<{ type: 'put' | 'delete'; key: string; value?: unknown }>; heartbeat?: Heartbeat }): Promise<{ revision: number }> {
+  async reportStatus(name: string, body: { ops?: Array<{ type: 'put' | 'delete'; key: string; value?: unknown }>; heartbeat?: Omit<Heartbeat, 'at'> }): Promise<{ revision: number }> {
     const nodes = await this.nodes();
     await this.node(name);
     if (body.heartbeat) this.heartbeats.set(name, { ...body.heartbeat, at: new Date().toISOString() });
@@ -225,7 +242,7 @@ export class ControlPlane {
     return { revision };
   }
 
-  async issueSvid(name: string, body: { workload?: string; node?: boolean; csrPem: string }): Promise<unknown> {
+  async issueSvid(name: string, body: { workload?: string; node?: boolean; csrPem: string }): Promise<IssuedSvid & { bundlePem: string }> {
     const nodes = await this.nodes();
     await this.node(name);
     const snap = await this.snapshot();
@@ -247,16 +264,13 @@ export class ControlPlane {
     return { ...svid, bundlePem: this.ca.bundlePem };
   }
 
-  /** For the CLI's /v1/apply: the agents converge on their own. */
-  async reconcileNow(): Promise<void> {}
-
-  async status(): Promise<Record<string, unknown>> {
+  async status(): Promise<ClusterStatus> {
     const snap = await this.snapshot();
     const nodes = await this.nodes();
     const now = Date.now();
     return {
+      role: 'controlplane',
       instance: this.options.paths.instance,
-      cluster: true,
       pid: process.pid,
       startedAt: this.startedAt.toISOString(),
       store: this.options.storeDescription,
@@ -292,50 +306,28 @@ export class ControlPlane {
     };
   }
 
-  private listenAgents(addr: string): Promise<Server> {
-    const server = createServer(async (req, res) => {
-      req.on('error', () => undefined);
-      res.on('error', () => undefined);
-      const url = new URL(req.url ?? '/', 'http://ebmesh');
-      const m = /^\/v1\/nodes\/([^/]+)\/(desired|status|svid)$/.exec(url.pathname);
-      try {
-        if (!m) throw new EbmeshError('EBMESH_NOT_FOUND', `${req.method} ${url.pathname} not found`);
-        const name = decodeURIComponent(m[1]!);
-        this.authorize(req, name);
-        const body = await readJson(req);
-        let out: unknown;
-        if (m[2] === 'desired' && req.method === 'GET') {
-          out = await this.desired(name, Number(url.searchParams.get('after') ?? 0), Math.min(Number(url.searchParams.get('wait') ?? 0), 60));
-        } else if (m[2] === 'status' && req.method === 'POST') {
-          out = await this.reportStatus(name, body as Parameters<ControlPlane['reportStatus']>[1]);
-        } else if (m[2] === 'svid' && req.method === 'POST') {
-          out = await this.issueSvid(name, body as { workload?: string; node?: boolean; csrPem: string });
-        } else throw new EbmeshError('EBMESH_NOT_FOUND', `${req.method} ${url.pathname} not found`);
-        send(res, 200, out);
-      } catch (e) {
-        const code = (e as { code?: string }).code;
-        send(res, code === 'EBMESH_FORBIDDEN' ? 403 : code === 'EBMESH_NOT_FOUND' ? 404 : e instanceof EbmeshError ? 400 : 500, errorBody(e));
-      }
-    });
-    return new Promise((resolve, reject) => {
-      server.once('error', reject);
-      if (addr.startsWith('/')) {
-        mkdirSync(dirname(addr), { recursive: true });
-        rmSync(addr, { force: true });
-        server.listen(addr, () => { chmodSync(addr, 0o600); resolve(server); });
-      } else {
-        const u = new URL(`http://${addr}`);
-        server.listen(Number(u.port), u.hostname, () => resolve(server));
-      }
-    });
+  /** The agents' routes: each call proves which node it is for with that node's token. */
+  private agentHandlers(): Handlers<typeof agentApi> {
+    return {
+      desired: async ({ node, after, wait }, call) => {
+        this.authorize(call.authorization, node);
+        return this.desired(node, after, wait);
+      },
+      report: async ({ node, ops, heartbeat }, call) => {
+        this.authorize(call.authorization, node);
+        return this.reportStatus(node, { ...(ops ? { ops } : {}), ...(heartbeat ? { heartbeat } : {}) });
+      },
+      svid: async ({ node, workload, forNode, csrPem }, call) => {
+        this.authorize(call.authorization, node);
+        return this.issueSvid(node, { ...(workload !== undefined ? { workload } : {}), ...(forNode ? { node: true } : {}), csrPem });
+      },
+    };
   }
 
   async stop(): Promise<void> {
     this.unwatch?.();
-    this.adminServer?.close();
-    this.agentServer?.close();
-    this.adminServer?.closeAllConnections();
-    this.agentServer?.closeAllConnections();
+    stopServer(this.adminServer);
+    stopServer(this.agentServer);
     await this.store.close();
   }
 }
@@ -344,24 +336,3 @@ function loadOrMake(file: string, make: () => string): Buffer {
   if (!existsSync(file)) writeFileSync(file, make(), { mode: 0o600 });
   return Buffer.from(readFileSync(file, 'utf8').trim());
 }
-
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  return chunks.length ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
-}
-
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** Admin routes only the control plane has (the CLI's `lab` uses them). */
-export function registerControlPlaneRoutes(cp: ControlPlane, shutdown: () => void): void {
-  route('POST', '/v1/nodes', async ({ body }) => cp.addNode(String((body as { name?: string })?.name ?? '')));
-  route('GET', '/v1/nodes', async () => ({ items: await cp.nodes() }));
-  route('POST', '/v1/shutdown', async () => { setImmediate(shutdown); return { stopping: true }; });
-}
-
-export { describeError };

@@ -1,9 +1,12 @@
 /**
- * Cross-resource checks that later kinds register (NetworkPolicy needs the
- * workloads to check named ports, a route needs its parent Service…).
+ * Cross-resource checks per kind (NetworkPolicy needs the workloads to
+ * check named ports, a route needs its parent Service…), in one table.
  * Each returns problems; apply reports them all and changes nothing.
  */
-import type { AnyResource } from '../resources/index.js';
+import type { AnyResource, NamespaceResource, WorkloadResource } from '../resources/index.js';
+import type { NetworkPolicy } from '../resources/networkpolicy.js';
+import { checkNamedPorts } from '../policy/index.js';
+import { checkMtlsAnnotation } from './mtls-mode.js';
 
 export interface FieldProblem {
   field?: string;
@@ -12,10 +15,7 @@ export interface FieldProblem {
 
 export type CrossCheck = (r: AnyResource, all: AnyResource[]) => FieldProblem[];
 
-export const validators = new Map<string, CrossCheck>();
-
-// ---- L7 kinds (issue 6): a route's parent and backends, a policy's target, must exist ----
-
+// A route's parent and backends, a policy's target, must exist.
 import type { HTTPRouteResource, GRPCRouteResource, TrafficPolicyResource, AuthorizationPolicyResource } from '../resources/index.js';
 
 function serviceExists(all: AnyResource[], namespace: string, name: string): boolean {
@@ -56,7 +56,17 @@ function checkPolicyTarget(r: TrafficPolicyResource | AuthorizationPolicyResourc
   return found ? [] : [{ field: 'spec.targetRef.name', message: `${t.kind} ${ns}/${t.name} does not exist` }];
 }
 
-validators.set('HTTPRoute', (r, all) => checkRoute(r as HTTPRouteResource, all));
-validators.set('GRPCRoute', (r, all) => checkRoute(r as GRPCRouteResource, all));
-validators.set('TrafficPolicy', (r, all) => checkPolicyTarget(r as TrafficPolicyResource, all));
-validators.set('AuthorizationPolicy', (r, all) => checkPolicyTarget(r as AuthorizationPolicyResource, all));
+function checkNetworkPolicy(r: NetworkPolicy, all: AnyResource[]): FieldProblem[] {
+  const workloads = all.filter((x): x is WorkloadResource => x.kind === 'Workload');
+  const namespaces = all.filter((x): x is NamespaceResource => x.kind === 'Namespace');
+  return checkNamedPorts([r], workloads, namespaces).map((p) => ({ field: p.field, message: p.message }));
+}
+
+export const validators: ReadonlyMap<string, CrossCheck> = new Map<string, CrossCheck>([
+  ['HTTPRoute', (r, all) => checkRoute(r as HTTPRouteResource, all)],
+  ['GRPCRoute', (r, all) => checkRoute(r as GRPCRouteResource, all)],
+  ['TrafficPolicy', (r, all) => checkPolicyTarget(r as TrafficPolicyResource, all)],
+  ['AuthorizationPolicy', (r, all) => checkPolicyTarget(r as AuthorizationPolicyResource, all)],
+  ['NetworkPolicy', (r, all) => checkNetworkPolicy(r as NetworkPolicy, all)],
+  ['Namespace', (r) => checkMtlsAnnotation(r)],
+]);

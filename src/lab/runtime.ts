@@ -42,6 +42,11 @@ export function expandVars(arg: string, env: Record<string, string>): string {
   );
 }
 
+/** The cgroup a lab workload runs in: one per workload under the mesh cgroup. */
+export function labCgroupOf(meshCgroup: string, w: { metadata: { namespace: string; name: string } }): string {
+  return join(meshCgroup, 'workloads', `${w.metadata.namespace}.${w.metadata.name}`);
+}
+
 export class Lab {
   private running = new Map<string, Running>();
   /** Called once a workload's cgroup exists and before any process joins it. */
@@ -58,7 +63,7 @@ export class Lab {
 
   /** The cgroup a lab workload runs in. */
   cgroupOf(w: { metadata: { namespace: string; name: string } }): string {
-    return join(this.meshCgroup, 'workloads', `${w.metadata.namespace}.${w.metadata.name}`);
+    return labCgroupOf(this.meshCgroup, w);
   }
 
   workloadDir(w: { metadata: { namespace: string; name: string } }): string {
@@ -186,7 +191,9 @@ export class Lab {
     if (r.watch) clearInterval(r.watch);
     this.running.delete(key);
     await killCgroup(r.cgroup);
-    removeCgroupTree(r.cgroup);
+    // A workload started again keeps its cgroup, so its id (and the policy
+    // endpoint keyed by it) stays valid across the restart.
+    if (forget) removeCgroupTree(r.cgroup);
     if (forget) {
       deleteWorkloadNet(r.netns, r.veth);
       const [ns = '', name = ''] = key.split('/');

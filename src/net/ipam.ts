@@ -11,7 +11,7 @@ export { formatCidr };
 /** For CIDRs the schemas have already checked. */
 export function mustParseCidr(text: string): Cidr {
   const c = parseCidr(text);
-  if (!c) throw new EbmeshError('EBMESH_CIDR', `not an IPv4 CIDR: ${text}`);
+  if (!c) throw new EbmeshError('EBMESH_BAD_ADDRESS', `not an IPv4 CIDR: ${text}`);
   return c;
 }
 

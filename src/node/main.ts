@@ -1,18 +1,24 @@
 /**
- * The node daemon process (started by `ebmesh up`, or by a supervisor).
- * SIGTERM stops it and leaves the data path in place: programs, maps and
- * workloads keep running, and the next daemon adopts them.
+ * The node daemon of the embedded default (`ebmesh up`): one host, one
+ * process. It holds the desired state in the embedded store and serves the
+ * mesh API over it, and runs the node agent on that store. SIGTERM stops it
+ * and leaves the data path in place: programs, maps and workloads keep
+ * running, and the next daemon adopts them.
  */
-import { writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { instancePaths, validInstance } from '../paths.js';
-import { NodeDaemon } from '../agent/node-agent.js';
-import { route, startApi } from '../api/server.js';
-import '../policy/explain-flow.js';
+import { NodeAgent } from '../agent/node-agent.js';
+import { StoreSource } from '../agent/store-source.js';
+import { nodeHandlers } from '../agent/routes.js';
+import { EmbeddedStore } from '../store/index.js';
+import { meshHandlers } from '../controlplane/mesh-handlers.js';
+import { serve, startServer } from '../api/server.js';
+import { meshApi } from '../api/mesh.js';
+import { nodeApi } from '../api/node.js';
 import { describeError } from '../errors.js';
-// Parts that add endpoints register them on import.
-import '../observe/routes.js'; // /v1/flows, /v1/top
-import '../ui/api-map.js'; // /v1/servicemap
+
+const NODE_NAME = 'node-1';
 
 const { values } = parseArgs({ options: { instance: { type: 'string', default: process.env.EBMESH_INSTANCE ?? 'ebmesh' } } });
 const instance = values.instance!;
@@ -21,14 +27,20 @@ if (!validInstance(instance)) {
   process.exit(2);
 }
 const paths = instancePaths(instance);
-const node = new NodeDaemon(paths);
+mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
+const store = new EmbeddedStore(paths.storeFile);
+const agent = new NodeAgent(paths, new StoreSource(store, `embedded store ${paths.storeFile}`, NODE_NAME), {
+  nodeName: NODE_NAME, nodeIndex: 0, routePodCIDR: false,
+  // One node: no peer to tunnel to.
+  nodeAddress: () => '',
+});
 
 let stopping = false;
 async function shutdown(teardown: boolean, code = 0): Promise<void> {
   if (stopping) return;
   stopping = true;
   try {
-    await node.stop(teardown);
+    await agent.stop(teardown);
   } catch (e) {
     process.stderr.write(`stopping: ${describeError(e)}\n`);
     code = 1;
@@ -37,16 +49,19 @@ async function shutdown(teardown: boolean, code = 0): Promise<void> {
   process.exit(code);
 }
 
-route('POST', '/v1/shutdown', async ({ body }) => {
-  const teardown = (body as { teardown?: boolean } | undefined)?.teardown === true;
-  setImmediate(() => void shutdown(teardown));
-  return { stopping: true, teardown };
-});
-
 try {
-  await node.start();
-  mkdirSync(paths.runDir, { recursive: true });
-  await startApi(node, paths.apiSocket);
+  await agent.start();
+  mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
+  // The mesh API's status is this node's; its other routes are the store's. The node's own routes beside them.
+  const { status: _nodeStatus, shutdown: _nodeShutdown, ...nodeOnly } = nodeApi;
+  await startServer({ socketPath: paths.apiSocket }, [
+    serve(meshApi, meshHandlers(store, {
+      afterWrite: () => agent.reconcileNow(),
+      status: () => agent.status(),
+      shutdown: (teardown) => void shutdown(teardown),
+    })),
+    serve(nodeOnly, nodeHandlers(agent, { shutdown: (teardown) => void shutdown(teardown) })),
+  ]);
   writeFileSync(paths.pidFile, String(process.pid));
   process.stderr.write(`ebmesh node ${instance} ready (pid ${process.pid})\n`);
 } catch (e) {

@@ -1,18 +1,17 @@
 /**
- * Policy endpoints of the node API: explain a flow against the tables the
- * kernel holds, and list recent drops (from observe's flow history) with the
- * policy that decided them.
+ * What the node API answers about policy: a flow explained against the
+ * tables the kernel holds, and recent drops (from observe's flow history)
+ * with the policy that decided them.
  */
 import { EbmeshError } from '../errors.js';
-import { readSnapshot, resolveTargetPort, selectedWorkloads, wlKey, type Snapshot } from '../controlplane/index.js';
-import { policyWorld } from '../controlplane/policy.js';
-import { explain, type Explanation, type Proto } from './index.js';
+import { resolveTargetPort, selectedWorkloads } from '../controlplane/endpoints.js';
+import { wlKey, type Snapshot } from '../controlplane/state.js';
+import { explain, policyWorldOf, type CompiledTables, type Explanation, type IdentityTable, type Proto } from './index.js';
 import { Reason, RULE_NONE } from '../abi/structs.js';
 import { POLICY_DROP_REASONS } from './policy-maps.js';
-import { reasonName, type Flow } from '../observe/flow.js';
+import { reasonName, type Flow, type FlowFilter } from '../observe/flow.js';
 import type { ServiceResource, WorkloadResource } from '../resources/index.js';
-import { route } from '../api/server.js';
-import type { NodeDaemon } from '../agent/node-agent.js';
+import type { DropRowOut } from '../api/node.js';
 
 function byRef<T extends { metadata: { namespace: string; name: string } }>(items: T[], ref: string): T[] {
   const [a, b] = ref.split('/');
@@ -35,11 +34,17 @@ export function parseTarget(text: string): { ref: string; port?: number; proto: 
   return { ref: m[1]!, ...(port !== undefined ? { port } : {}), proto: (m[3]?.toUpperCase() ?? 'TCP') as Proto };
 }
 
-export function explainFlow(node: NodeDaemon, snap: Snapshot, fromRef: string, toText: string): { explanations: Explanation[] } {
+/** The node's policy state explain reads: identities and the tables the kernel holds. */
+export interface HeldPolicy {
+  identities: IdentityTable;
+  tables: CompiledTables | undefined;
+}
+
+export function explainFlow(held: HeldPolicy, snap: Snapshot, fromRef: string, toText: string): { explanations: Explanation[] } {
   const from = one(byRef(snap.workloads, fromRef), 'workload', fromRef);
   if (!from) throw new EbmeshError('EBMESH_NOT_FOUND', `workload ${fromRef} not found`);
   const target = parseTarget(toText);
-  const state = { ...policyWorld(snap), identities: node.policy.identities, ...(node.policy.tables ? { tables: node.policy.tables } : {}) };
+  const state = { ...policyWorldOf(snap), identities: held.identities, ...(held.tables ? { tables: held.tables } : {}) };
   const wl = byRef(snap.workloads, target.ref);
   if (wl.length) {
     const to = one(wl, 'workload', target.ref);
@@ -68,21 +73,13 @@ export function explainFlow(node: NodeDaemon, snap: Snapshot, fromRef: string, t
   };
 }
 
-route('GET', '/v1/policy/explain', async ({ url }, node) => {
-  const from = url.searchParams.get('from');
-  const to = url.searchParams.get('to');
-  if (!from || !to) throw new EbmeshError('EBMESH_USAGE', 'explain needs from and to');
-  await node.reconcileNow(); // so the answer is about what the kernel holds now
-  return explainFlow(node, await readSnapshot(node.store), from, to);
-});
-
 /** How many recent drops `policy drops` lists: the newest of observe's flow history. */
-const DROPS_LIMIT = 1000;
+export const DROPS_LIMIT = 1000;
 const DROP_REASONS = POLICY_DROP_REASONS.map((r) => reasonName(Reason[r])).join(',');
 const HOOKS: Record<NonNullable<Flow['hook']>, string> = { socket: 'connect4', 'skb-egress': 'skb-egress', 'skb-ingress': 'skb-ingress' };
 
 /** A policy drop as `policy drops` lists it, from the flow observe recorded. */
-export function dropRow(f: Flow): Record<string, unknown> {
+export function dropRow(f: Flow): DropRowOut {
   return {
     time: f.time,
     hook: f.hook ? HOOKS[f.hook] : undefined,
@@ -97,8 +94,5 @@ export function dropRow(f: Flow): Record<string, unknown> {
   };
 }
 
-// The events are observe's: its reader is the only one of the ring buffer, and its history holds the drops.
-route('GET', '/v1/policy/drops', async (_r, node) => ({
-  counts: node.datapath.policy.dropCounts(),
-  events: (node.observer?.flows({ verdict: 'DROPPED', type: 'drop', reason: DROP_REASONS }, DROPS_LIMIT) ?? []).map(dropRow),
-}));
+/** The filter of observe's history that selects policy drops. */
+export const DROPS_FILTER: FlowFilter = { verdict: 'DROPPED', type: 'drop', reason: DROP_REASONS };

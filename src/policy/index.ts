@@ -16,4 +16,4 @@ export { PolicyTables, type ResolvedEndpoint, type SideReason, type SideVerdict,
 export { evaluateSpec, type SpecSide, type SpecVerdict } from './semantics.js';
 export { explain, toEndpoint, type Decider, type ExplainOptions, type ExplainState, type Explanation, type ServiceResolver, type SideExplanation } from './explain.js';
 export { checkNamedPorts, parseNetworkPolicy } from './validate.js';
-export { NAMESPACE_NAME_LABEL, namespaceLabelsOf, type Endpoint, type Flow, type PolicyWorld } from './world.js';
+export { NAMESPACE_NAME_LABEL, namespaceLabelsOf, policyWorldOf, type Endpoint, type Flow, type PolicyWorld } from './world.js';

@@ -1,30 +1,42 @@
 /**
- * The agent's half of network policy: from a snapshot, the identities
- * (allocated by the pure allocator, persisted so that ids survive restarts),
- * the compiled tables, and this node's endpoints (workload cgroups); then
- * the diff to the kernel maps, applied in order (policy-plan.ts).
+ * The node's half of network policy, the acting part: a planned policy
+ * (identities, compiled tables, this node's endpoint cgroups; see
+ * src/agent/plan.ts) written to the kernel maps as an ordered diff
+ * (policy-plan.ts), and the identity table persisted so that ids survive
+ * restarts.
  *
- * The agent decides nothing about policy itself: the compiler does, and the
- * tables it keeps are what explain and the drop events are read against.
+ * Nothing here decides policy: the compiler does, and the tables kept here
+ * are what explain and the drop events are read against.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import {
-  IdentityIndex, allocateIdentities, compilePolicies, emptyIdentityTable, type CompiledTables, type IdentityTable, type PolicyWorld,
-} from './index.js';
+import { IdentityIndex, emptyIdentityTable, type CompiledTables, type IdentityTable, type PolicyWorld } from './index.js';
 import type { WorkloadResource } from '../resources/index.js';
 import type { PolicyMaps } from './policy-maps.js';
-import {
-  applyToContents, encodeEndpoint, encodePolicy, planPolicy, type EndpointRow, type PolicyMapContents,
-} from './policy-plan.js';
+import { applyToContents, encodePolicy, planPolicy, type EndpointRow, type PolicyMapContents } from './policy-plan.js';
+
+/** A workload cgroup of this node with the identity its traffic is judged as. */
+export interface PlannedEndpoint {
+  workload: string;
+  cgroup: string;
+  identity: number;
+  ip?: string;
+}
+
+/** What a node's policy maps must hold, as decided from one snapshot. */
+export interface PolicyPlan {
+  world: PolicyWorld;
+  identities: IdentityTable;
+  tables: CompiledTables;
+  endpoints: PlannedEndpoint[];
+  hostIps: string[];
+}
 
 export class PolicyAgent {
   identities: IdentityTable;
   tables: CompiledTables | undefined;
   /** What the maps hold, as of our last write; read back from the kernel when unknown. */
   private mirror: PolicyMapContents | undefined;
-  /** The input the current tables were compiled from: a reconcile that changes no policy input compiles nothing. */
-  private compiledFrom = '';
 
   constructor(private readonly maps: PolicyMaps, private readonly identityFile: string) {
     this.identities = emptyIdentityTable();
@@ -39,21 +51,27 @@ export class PolicyAgent {
     return new IdentityIndex(this.identities).of(w.metadata.namespace, w.metadata.labels);
   }
 
-  private allocate(workloads: readonly WorkloadResource[]): void {
-    const next = allocateIdentities(this.identities, workloads);
+  private persist(next: IdentityTable): void {
     if (isDeepStrictEqual(next, this.identities)) return;
     this.identities = next;
     const tmp = `${this.identityFile}.tmp`;
-    writeFileSync(tmp, JSON.stringify(next));
+    writeFileSync(tmp, JSON.stringify(next), { mode: 0o600 });
     renameSync(tmp, this.identityFile);
   }
 
-  /** Brings the policy maps in line with `world`; returns the number of map writes. */
-  reconcile(world: PolicyWorld, endpoints: (identityOf: (w: WorkloadResource) => number | undefined) => EndpointRow[], hostIps: string[]): number {
-    this.allocate(world.workloads);
-    const input = JSON.stringify([world.policies, world.namespaces, world.workloads.map((w) => [w.metadata, w.spec.ip, w.spec.ports]), this.identities.entries, hostIps]);
-    const tables = input === this.compiledFrom && this.tables ? this.tables : compilePolicies({ ...world, identities: this.identities, hostIps });
-    const desired = encodePolicy(tables, endpoints((w) => this.identityOf(w)));
+  /**
+   * Brings the policy maps in line with the plan; `cgroupIdOf` resolves each
+   * endpoint's cgroup (one that does not exist has no entry). Returns the
+   * number of map writes.
+   */
+  apply(plan: PolicyPlan, cgroupIdOf: (path: string) => bigint | undefined): number {
+    this.persist(plan.identities);
+    const rows: EndpointRow[] = [];
+    for (const e of plan.endpoints) {
+      const cgroupId = cgroupIdOf(e.cgroup);
+      if (cgroupId !== undefined) rows.push({ cgroupId, identity: e.identity, ...(e.ip ? { ip: e.ip } : {}) });
+    }
+    const desired = encodePolicy(plan.tables, rows);
     this.mirror ??= this.maps.read();
     const ops = planPolicy(this.mirror, desired);
     try {
@@ -63,19 +81,7 @@ export class PolicyAgent {
       throw e;
     }
     applyToContents(this.mirror, ops);
-    this.tables = tables;
-    this.compiledFrom = input;
+    this.tables = plan.tables;
     return ops.length;
-  }
-
-  /**
-   * Records a workload's cgroup before its first process runs in it, so
-   * that nothing it does is ever judged without an identity.
-   */
-  putEndpoint(row: EndpointRow): void {
-    const { key, value } = encodeEndpoint(row);
-    const op = { map: 'endpoints' as const, op: 'put' as const, key, value };
-    this.maps.apply([op]);
-    if (this.mirror) applyToContents(this.mirror, [op]);
   }
 }

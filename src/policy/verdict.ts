@@ -80,7 +80,7 @@ export class PolicyTables {
       if (!w) throw new EbmeshError('EBMESH_POLICY_UNKNOWN_WORKLOAD', `no workload ${ep.workload}`);
       return { identity: w.identity, ...(w.ip ? { ip: w.ip } : {}), workload: ep.workload };
     }
-    if (parseIPv4(ep.ip) === undefined) throw new EbmeshError('EBMESH_POLICY_BAD_ADDRESS', `${ep.ip} is not an IPv4 address`);
+    if (parseIPv4(ep.ip) === undefined) throw new EbmeshError('EBMESH_BAD_ADDRESS', `${ep.ip} is not an IPv4 address`);
     const workload = this.byIp.get(ep.ip);
     return { identity: this.ipcache.get(ep.ip) ?? IDENTITY_WORLD, ip: ep.ip, ...(workload ? { workload } : {}) };
   }

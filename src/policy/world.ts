@@ -12,6 +12,15 @@ export interface PolicyWorld {
   workloads: readonly WorkloadResource[];
 }
 
+/** The policy world of a desired-state snapshot (whatever its source): its NetworkPolicies, namespaces and workloads. */
+export function policyWorldOf(snap: {
+  others: ReadonlyMap<string, readonly unknown[]>;
+  namespaces: readonly NamespaceResource[];
+  workloads: readonly WorkloadResource[];
+}): PolicyWorld {
+  return { policies: (snap.others.get('NetworkPolicy') ?? []) as NetworkPolicy[], namespaces: snap.namespaces, workloads: snap.workloads };
+}
+
 /** Kubernetes gives every namespace this label (immutable), so selectors may rely on it. */
 export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
 

@@ -18,8 +18,8 @@ export interface Problem {
 
 export class ResourceError extends EbmeshError {
   readonly problems: Problem[];
-  constructor(problems: Problem[], code = 'EBMESH_RESOURCE_INVALID') {
-    super(code, problems.map(formatProblem).join('\n'), { hint: 'nothing was applied' });
+  constructor(problems: Problem[]) {
+    super('EBMESH_RESOURCE_INVALID', problems.map(formatProblem).join('\n'), { hint: 'nothing was applied' });
     this.problems = problems;
   }
 }

@@ -13,7 +13,9 @@ import { fabricNetns, nodeAddress } from '../../src/lab/cluster.js';
 import { gatewayOf } from '../../src/host/network.js';
 import { mustParseCidr } from '../../src/net/ipam.js';
 import { TUNNEL_PORT } from '../../src/tunnel/protocol.js';
-import { call } from '../../src/cli/client.js';
+import { instanceClient } from '../../src/cli/client.js';
+import { nodeApi as nodeRoutes } from '../../src/api/node.js';
+import type { InputOf, OutputOf, RouteSpec } from '../../src/api/route.js';
 
 /** What `ebmesh status -o json` says of a multi-node lab, as far as the tests read it. */
 export interface ClusterStatus {
@@ -70,13 +72,13 @@ export class TestCluster extends TestMesh {
     });
   }
 
-  /** GET on a node agent's API. */
-  async nodeApi<T>(node: string, path: string): Promise<T> {
-    return await call<T>(nodePaths(this.instance, node), 'GET', path);
+  /** A call of a node agent's API. */
+  async nodeApi<R extends RouteSpec>(node: string, route: R, input: InputOf<R>): Promise<OutputOf<R>> {
+    return await instanceClient(nodePaths(this.instance, node)).call(route, input);
   }
 
   async nodeCounters(node: string): Promise<Record<string, number>> {
-    return (await this.nodeApi<{ datapath: { counters: Record<string, number> } }>(node, '/v1/status')).datapath.counters;
+    return (await this.nodeApi(node, nodeRoutes.status, {})).datapath.counters;
   }
 
   /** Where a node keeps its node SVID (cert.pem, key.pem). */

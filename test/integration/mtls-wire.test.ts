@@ -16,6 +16,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { TestCluster, NAME_SERVER, nameServerWorkload } from '../helpers/cluster.js';
+import { nodeApi } from '../../src/api/node.js';
 
 const mesh = new TestCluster('mw');
 // The L7 backends close after each answer, so every request is one tunnel stream that ends (and becomes a flow) at once.
@@ -92,8 +93,7 @@ before(() => {
 after(() => { mesh.down(); rmSync(pcap, { force: true }); rmSync(`${pcap}.l7`, { force: true }); });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-interface Flow { src?: { id?: string }; dst?: string; peerId?: string; [k: string]: unknown }
-const tunnelFlows = async (node: string) => (await mesh.nodeApi<{ recent: Flow[] }>(node, '/v1/tunnel')).recent;
+const tunnelFlows = async (node: string) => (await mesh.nodeApi(node, nodeApi.tunnel, {})).recent;
 
 test('curl on node-2 to a VIP with backends on node-1 and node-3 goes through the tunnel, transparently, with no plaintext on the link', async () => {
   await mesh.waitTunnels();
@@ -164,7 +164,7 @@ test('strict: a plaintext client outside the mesh is refused, mesh clients on ot
 });
 
 const proxyTunnel = async (node: string) =>
-  (await mesh.nodeApi<{ proxy?: { stats?: { tunnelSent?: { upstreams: number; streams: number } } } }>(node, '/v1/status')).proxy?.stats?.tunnelSent;
+  (await mesh.nodeApi(node, nodeApi.status, {})).proxy?.stats?.tunnelSent;
 
 test('L7: an HTTPRoute on a Service with backends on other nodes is applied by node-2\'s proxy, which reaches them through the tunnel (no plaintext on the link); a disable namespace stays plaintext', async () => {
   await mesh.waitTunnels();
@@ -232,7 +232,7 @@ test('the receiving endpoint judges the destination\'s NetworkPolicy for the cal
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as { ok: number; fail: number; errors: string[] };
   };
-  const denies = async () => ((await mesh.nodeApi<{ proxy?: { stats?: { tunnel?: { streamsDenied?: number } } } }>('node-1', '/v1/status')).proxy?.stats?.tunnel?.streamsDenied ?? 0);
+  const denies = async () => Number((await mesh.nodeApi('node-1', nodeApi.status, {})).proxy?.stats?.tunnel?.streamsDenied ?? 0);
   // The control: the same crafted streams for the caller the policy admits, as itself, are delivered.
   const allowed = craft(ip('client'), 'spiffe://cluster.local/ns/sec/sa/client');
   assert.ok(allowed.ok >= 1 && allowed.fail === 0, JSON.stringify(allowed));

@@ -13,6 +13,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { TestCluster, nameServerWorkload } from '../helpers/cluster.js';
+import { nodeApi } from '../../src/api/node.js';
 import { nodePaths } from '../../src/paths.js';
 import { nodeAddress } from '../../src/lab/cluster.js';
 import { TUNNEL_PORT } from '../../src/tunnel/protocol.js';
@@ -112,8 +113,7 @@ test('through the tunnel: node-2 reaches the strict workload on node-1 across ce
 
 test("restarting node-1's proxy hands its tunnel endpoint over: no stream is refused, the held stream carries on, peers move to the new endpoint", async () => {
   const st = await mesh.waitTunnels();
-  type ProxyView = { status: { pid: number; stats: { tunnel?: { listening?: boolean; sessions?: number } } } };
-  const before = (await mesh.nodeApi<ProxyView>('node-1', '/v1/proxy?limit=0')).status;
+  const before = (await mesh.nodeApi('node-1', nodeApi.proxy, { limit: 0 })).status!;
   // Bounded: 10 s of new streams every 50 ms and one held stream, from node-2 to node-1's endpoint.
   const client = mesh.tunnelClientAsync('node-2', mesh.svidDir('node-2'), `${mesh.ipOf(st, 'sec', 'web')}:8080`, '10', 'handover');
   await sleep(2000);
@@ -127,10 +127,11 @@ test("restarting node-1's proxy hands its tunnel endpoint over: no stream is ref
   assert.ok(tally.ok > 50 && tally.longOk > 30, JSON.stringify(tally));
   assert.equal(report.from.pid, before.pid);
   assert.equal(report.cut, 0, JSON.stringify(report));
-  const after = (await mesh.nodeApi<ProxyView>('node-1', '/v1/proxy?limit=0')).status;
+  const after = (await mesh.nodeApi('node-1', nodeApi.proxy, { limit: 0 })).status!;
   assert.equal(after.pid, report.to.pid);
-  assert.ok(after.stats.tunnel?.listening, 'the new generation holds the tunnel port');
-  assert.ok((after.stats.tunnel?.sessions ?? 0) >= 1, 'the peer opened a session to the new endpoint');
+  const tunnel = after.stats?.tunnel as { listening?: boolean; sessions?: number } | undefined;
+  assert.ok(tunnel?.listening, 'the new generation holds the tunnel port');
+  assert.ok((tunnel?.sessions ?? 0) >= 1, 'the peer opened a session to the new endpoint');
 });
 
 test('the endpoint delivers only to its own workloads, and refuses a peer that is not a node', async () => {

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { request } from 'node:http';
 import { TestCluster, CLIENT_LOOP, indent, loopTally as tally, nameServerWorkload } from '../helpers/cluster.js';
+import { nodeApi } from '../../src/api/node.js';
 import { instancePaths, nodePaths } from '../../src/paths.js';
 import { renewAt } from '../../src/ca/index.js';
 
@@ -162,7 +163,7 @@ test('an agent restart leaves the node certificate fresh: renewed at the stop, a
   mesh.ok('lab', 'start', 'node-2');
   const fresh = read();
   assert.equal(fresh.renewals, stale.renewals + 1, 'the restarted agent renewed the certificate it found due');
-  const { startedAt } = await mesh.nodeApi<{ startedAt: string }>('node-2', '/v1/status');
+  const { startedAt } = await mesh.nodeApi('node-2', nodeApi.status, {});
   const written = Math.floor(statSync(file).mtimeMs); // startedAt has whole milliseconds
   assert.ok(written <= Date.parse(startedAt), `renewed (${new Date(written).toISOString()}) before the data path started (${startedAt})`);
 });

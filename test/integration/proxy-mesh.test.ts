@@ -12,7 +12,8 @@ import { parse } from 'yaml';
 import { availableParallelism } from 'node:os';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
 import { cgroup2Root } from '../../src/kernel/index.js';
-import { call } from '../../src/cli/client.js';
+import { instanceClient } from '../../src/cli/client.js';
+import { nodeApi } from '../../src/api/node.js';
 import { TestMesh } from '../helpers/mesh.js';
 import { CLIENT_LOOP, loopTally } from '../helpers/cluster.js';
 import { autogroupNiceFor, autogroupNiceOf, cpuWeightFor } from '../../src/proxy/cpu-share.js';
@@ -124,16 +125,14 @@ spec:
       backendRefs: [{name: temp, port: 80}]
 `;
 
-interface ProxyStatus {
-  pid: number; ready: boolean; starts: number; steered: string[];
-  stats: { connections: number; requests: number; workers: number; workerStarts: number; responses: Record<string, number>; attributed: { cgroup: number; ip: number; unknown: number } };
-  byRoute: Array<{ service: string; route: string; backend: string; code: string; requests: number; retries: number }>;
+/** GET /v1/proxy, with the proxy running and reporting its counters (every test here needs both). */
+async function proxyApi() {
+  const r = await instanceClient(instancePaths(mesh.instance)).call(nodeApi.proxy, { limit: 1000 });
+  const { status } = r;
+  assert.ok(status?.stats && status.pid !== undefined, 'the node proxy runs and reports its counters');
+  return { ...r, status: { ...status, pid: status.pid, stats: status.stats } };
 }
-
-async function proxyApi(): Promise<{ status: ProxyStatus; recent: Array<{ route?: string; backend?: string; status: number; retries: number; client: { identity: string; namespace: string } }> }> {
-  return call(instancePaths(mesh.instance), 'GET', '/v1/proxy?limit=1000');
-}
-async function proxyStats(): Promise<ProxyStatus['stats']> {
+async function proxyStats() {
   await new Promise((r) => setTimeout(r, 700)); // workers report every 250 ms
   return (await proxyApi()).status.stats;
 }
@@ -405,7 +404,7 @@ test('restarting the agent under L7 traffic: no request fails, the held keep-ali
   const t = loopTally(await loop);
   assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
   assert.ok(t.keepalive_ok > 200 && t.new_ok > 100, JSON.stringify(t));
-  const after = (await proxyApi()).status as ProxyStatus & { adopted: number };
+  const after = (await proxyApi()).status;
   assert.equal(after.pid, before.pid, 'the proxy process outlived both agents');
   assert.equal(after.adopted, 1, 'the new agent adopted it');
   assert.equal(after.starts, 0, 'and started none');
@@ -444,7 +443,7 @@ print(json.dumps(t))
 
 test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the agent while the old one drains: no request fails, a held WebSocket carries on through the old proxy, an HTTP/2 client moves to the new one on GOAWAY, and the old proxy then exits', async () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  const before = (await proxyApi()).status as ProxyStatus & { listen: string };
+  const before = (await proxyApi()).status;
   const secs = 14;
   // Bounded: a keep-alive request every 20 ms and a new connection every 50 ms, and one WebSocket, for 14 s, through web.shop's HTTPRoute.
   const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} <<'EOF'\n${CLIENT_LOOP}EOF`);
@@ -461,7 +460,7 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   process.kill(agentPid0, 'SIGTERM');
   for (let i = 0; i < 200 && readdirSync('/proc').includes(String(agentPid0)); i++) await sleep(50);
   mesh.ok('up', '-f', worldFile);
-  const mid = (await proxyApi()).status as ProxyStatus & { draining: Array<{ pid: number }> };
+  const mid = (await proxyApi()).status;
   assert.equal(mid.pid, report.to.pid, 'the restarted agent adopted the new generation');
   assert.deepEqual(mid.draining.map((d) => d.pid), [before.pid], 'and found the old one draining');
   const t = loopTally(await loop);
@@ -484,16 +483,16 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   assert.notEqual(report.to.port, report.from.port, 'the new generation listens on the other slot');
   assert.ok(drained, 'the old proxy logged its drain');
   assert.equal(drained[2], '0', 'nothing cut at the drain deadline');
-  const now = (await proxyApi()).status as ProxyStatus & { listen: string; draining: unknown[] };
+  const now = (await proxyApi()).status;
   assert.equal(now.pid, report.to.pid);
-  assert.equal(now.listen.split(':')[1], String(report.to.port), 'the kernel steers to the new generation');
+  assert.equal(now.listen?.split(':')[1], String(report.to.port), 'the kernel steers to the new generation');
   assert.deepEqual(now.draining, []);
   // And an agent restart after the handover adopts the new generation on its slot (read back from the kernel's map).
   const agentPid = (JSON.parse(mesh.ok('status', '-o', 'json')) as { pid: number }).pid;
   process.kill(agentPid, 'SIGTERM');
   for (let i = 0; i < 200 && readdirSync('/proc').includes(String(agentPid)); i++) await sleep(50);
   mesh.ok('up', '-f', worldFile);
-  const adopted = (await proxyApi()).status as ProxyStatus & { adopted: number; listen: string };
+  const adopted = (await proxyApi()).status;
   assert.equal(adopted.pid, report.to.pid);
   assert.equal(adopted.adopted, 1);
   assert.equal(adopted.listen, now.listen);
@@ -505,7 +504,7 @@ test('the drain deadline (MeshConfig spec.proxy.drainTimeoutMs) cuts a connectio
   const short = mesh.file('world-short-drain.yaml', readFileSync(worldFile, 'utf8').replace('drainTimeoutMs: 25000', 'drainTimeoutMs: 1500'));
   mesh.ok('apply', '-f', short);
   try {
-    const before = (await proxyApi()).status as ProxyStatus & { drainTimeoutMs: number };
+    const before = (await proxyApi()).status;
     assert.equal(before.drainTimeoutMs, 1500);
     // Held for longer than the deadline (bounded: 20 s).
     const ws = mesh.shAsync('shop/client', `python3 - 20 <<'EOF'\n${WS_HOLD}EOF`);
@@ -524,7 +523,6 @@ test('the drain deadline (MeshConfig spec.proxy.drainTimeoutMs) cuts a connectio
 
 test('an agent that would launch the proxy differently hands over to its own on start, hitlessly (there and back)', async () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  type S = ProxyStatus & { handovers: number; lastHandover?: { from: { pid: number }; to: { pid: number }; drainedMs?: number; cut?: number } };
   const restartAgent = async (workers: string | undefined) => {
     const before = (await proxyApi()).status;
     const agentPid = (JSON.parse(mesh.ok('status', '-o', 'json')) as { pid: number }).pid;
@@ -534,10 +532,10 @@ test('an agent that would launch the proxy differently hands over to its own on 
     if (workers === undefined) delete process.env.EBMESH_PROXY_WORKERS;
     else process.env.EBMESH_PROXY_WORKERS = workers;
     mesh.ok('up', '-f', worldFile);
-    let st = (await proxyApi()).status as S;
+    let st = (await proxyApi()).status;
     for (let i = 0; i < 100 && !(st.handovers === 1 && st.lastHandover?.drainedMs !== undefined); i++) {
       await sleep(200);
-      st = (await proxyApi()).status as S;
+      st = (await proxyApi()).status;
     }
     assert.equal(st.handovers, 1, JSON.stringify(st.lastHandover));
     assert.equal(st.lastHandover!.from.pid, before.pid);

@@ -15,8 +15,8 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { startUiServer } from '../../src/ui/server.js';
-import { flowsOf } from '../../src/ui/flow.js';
-import { buildServiceMap, edgeFlows, type MapInput } from '../../src/ui/servicemap.js';
+import { flowsOf } from '../../src/observe/servicemap-flow.js';
+import { buildServiceMap, edgeFlows, type MapInput } from '../../src/observe/servicemap.js';
 import { launchChromium, type Browser } from '../helpers/browser.js';
 
 const recorded = readFileSync(join(PACKAGE_ROOT, 'test/fixtures/flows/demo.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -53,7 +53,13 @@ function standIn(): Server {
     const json = (v: unknown, status = 200) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(v)); };
     switch (u.pathname) {
       case '/v1/status':
-        return json({ instance: 'standin', node: 'node-1', revision: 7, workloads: input.workloads, services: input.services });
+        return json({
+          role: 'node', instance: 'standin', node: 'node-1', source: 'a stand-in', pid: process.pid, startedAt: new Date().toISOString(), revision: 7,
+          memory: { rss: 0, heapUsed: 0, heapTotal: 0, external: 0 }, mesh: {},
+          datapath: { attached: [], counters: {}, drops: {}, maps: [] },
+          workloads: input.workloads.map((w) => ({ name: w.name, namespace: w.namespace, phase: w.phase, ready: w.ready })),
+          services: input.services.map((v) => ({ name: v.name, namespace: v.namespace, ports: v.ports, endpoints: 1 })),
+        });
       case '/v1/resources':
         return json({ items: u.searchParams.get('kind') === 'Service'
           ? [{ kind: 'Service', metadata: { namespace: 'demo', name: 'web' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } }]
@@ -67,7 +73,7 @@ function standIn(): Server {
         // The stand-in filters by verdict only: enough to see the page show what the node sends.
         const v = u.searchParams.get('verdict');
         const list = recorded.filter((f) => !v || String(f.verdict).toUpperCase() === v.toUpperCase());
-        if (u.searchParams.get('follow') !== '1') return json({ flows: list.slice(0, 20) });
+        if (u.searchParams.get('follow') !== '1') return json({ flows: list.slice(0, 20), stats: {} });
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (const f of list.slice(20, 40)) res.write(JSON.stringify(f) + '\n');
         return undefined; // stays open, as a follow does

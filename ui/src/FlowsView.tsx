@@ -1,6 +1,7 @@
 import { useEffect, useState } from 'preact/hooks';
-import { get, stream, type Status } from './api.js';
-import { normalizeFlow, type Flow, type FlowEndpoint } from '../../src/ui/flow.js';
+import { api, meshApi, nodeApi } from './api.js';
+import type { Status } from '../../src/api/status.js';
+import { normalizeFlow, type Flow, type FlowEndpoint } from '../../src/observe/servicemap-flow.js';
 import { ms, time } from './format.js';
 
 /** The filters of `ebmesh observe` (namespace, from, to, verdict, protocol, status), passed to GET /v1/flows as they are: the node filters, not the page. */
@@ -8,11 +9,11 @@ export interface FlowFilter { namespace: string; from: string; to: string; verdi
 const EMPTY: FlowFilter = { namespace: '', from: '', to: '', verdict: '', protocol: '', status: '' };
 const KEEP = 500;
 
-export function flowQuery(f: FlowFilter, extra: Record<string, string>): string {
-  const q = new URLSearchParams();
-  for (const [k, v] of Object.entries(f)) if (v) q.set(k, v);
-  for (const [k, v] of Object.entries(extra)) q.set(k, v);
-  return q.toString();
+/** The filters that are set, as the flow routes take them. */
+export function flowInput(f: FlowFilter): Partial<FlowFilter> {
+  const out: Partial<FlowFilter> = {};
+  for (const [k, v] of Object.entries(f) as Array<[keyof FlowFilter, string]>) if (v) out[k] = v;
+  return out;
 }
 
 const who = (e: FlowEndpoint) => (e.workload ? `${e.namespace ? `${e.namespace}/` : ''}${e.workload}` : e.ip ?? '?');
@@ -47,7 +48,7 @@ export function FlowsView() {
   // and commits on change (Enter or leaving the box), not on every key.
   const [statusDraft, setStatusDraft] = useState('');
 
-  useEffect(() => { get<Status>('/v1/status').then(setStatus).catch(() => undefined); }, []);
+  useEffect(() => { api().call(meshApi.status, {}).then(setStatus).catch(() => undefined); }, []);
 
   useEffect(() => {
     const ctl = new AbortController();
@@ -74,11 +75,11 @@ export function FlowsView() {
     };
     (async () => {
       try {
-        const recent = await get<unknown>(`/v1/flows?${flowQuery(filter, { last: '200' })}`, ctl.signal);
-        const list = Array.isArray(recent) ? recent : ((recent as { flows?: unknown[] }).flows ?? (recent as { items?: unknown[] }).items ?? []);
-        [...list].sort((a, b) => String((a as { time?: string }).time).localeCompare(String((b as { time?: string }).time))).forEach(take);
+        const client = api(ctl.signal);
+        const recent = await client.call(nodeApi.flows, { ...flowInput(filter), last: 200 });
+        [...recent.flows].sort((a, b) => a.time.localeCompare(b.time)).forEach(take);
         setState('live');
-        await stream(`/v1/flows?${flowQuery(filter, { follow: '1' })}`, take, ctl.signal);
+        await client.follow(nodeApi.followFlows, { ...flowInput(filter), follow: '1', last: 0 }, take, ctl.signal);
         setState('ended');
       } catch (e) {
         if ((e as Error).name === 'AbortError') return;

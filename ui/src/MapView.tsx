@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { get } from './api.js';
-import type { MapEdge, MapNode, ServiceMap } from '../../src/ui/servicemap.js';
-import { normalizeFlow, type Flow } from '../../src/ui/flow.js';
+import { api, nodeApi } from './api.js';
+import type { MapEdge, MapNode, ServiceMap } from '../../src/observe/servicemap.js';
+import { normalizeFlow, type Flow } from '../../src/observe/servicemap-flow.js';
 import { edgePath, layout, NODE_H, NODE_W } from './layout.js';
 import { edgeColour, edgeWidth, ms, pct, rate, time } from './format.js';
 import { FlowRows } from './FlowsView.js';
@@ -35,7 +35,7 @@ export function MapView() {
     const ctl = new AbortController();
     const tick = async () => {
       try {
-        const m = await get<ServiceMap>(`/v1/servicemap?window=${win}`, ctl.signal);
+        const m = await api(ctl.signal).call(nodeApi.servicemap, { window: win });
         if (!stop) { setMap(m); setError(undefined); }
       } catch (e) {
         if (!stop) setError((e as Error).message);
@@ -197,7 +197,7 @@ function EdgeDetail({ edge: e, id, win, byId }: { edge: MapEdge | undefined; id:
   const [error, setError] = useState<string>();
   useEffect(() => {
     const ctl = new AbortController();
-    get<{ flows: unknown[] }>(`/v1/servicemap/edge?id=${encodeURIComponent(id)}&window=${win}&limit=50`, ctl.signal)
+    api(ctl.signal).call(nodeApi.servicemapEdge, { id, window: win, limit: 50 })
       .then((r) => { setFlows(r.flows.map(normalizeFlow).filter((f): f is Flow => !!f)); setError(undefined); })
       .catch((err: Error) => err.name !== 'AbortError' && setError(err.message));
     return () => ctl.abort();

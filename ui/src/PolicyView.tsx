@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
-import { get, type Resource } from './api.js';
+import { api, meshApi, nodeApi } from './api.js';
 
-interface Side { direction: string; subject?: string; verdict: 'allow' | 'deny'; decidedBy: string; policy?: string; rule?: number; via?: string; isolatedBy: string[]; text: string }
-interface Explanation { verdict: 'allow' | 'deny'; flow?: { to?: { workload?: string } }; service?: { ip: string; port: number; name?: string }; egress: Side; ingress: Side; warnings: string[] }
+import type { Explanation, SideExplanation as Side } from '../../src/policy/explain.js';
+
 /** GET /v1/policy/explain: one explanation, or one per backend when the destination is a Service (the LB picks before policy judges). */
 interface Answer { explanations: Explanation[] }
 
@@ -20,18 +20,18 @@ export function PolicyView() {
   const [error, setError] = useState<string>();
 
   useEffect(() => {
-    Promise.all([get<{ items: Resource[] }>('/v1/resources?kind=Workload'), get<{ items: Resource[] }>('/v1/resources?kind=Service')])
+    Promise.all([api().call(meshApi.resources, { kind: 'Workload' }), api().call(meshApi.resources, { kind: 'Service' })])
       .then(([w, s]) => {
-        const wl = w.items.map((r) => ({
+        const wl = w.items.flatMap((r) => (r.kind === 'Workload' ? [{
           value: `${r.metadata.namespace}/${r.metadata.name}`,
           label: `workload ${r.metadata.namespace}/${r.metadata.name}`,
-          port: (r.spec?.ports as Array<{ containerPort: number }> | undefined)?.[0]?.containerPort,
-        }));
-        const svc = s.items.map((r) => ({
+          port: r.spec.ports?.[0]?.containerPort,
+        }] : []));
+        const svc = s.items.flatMap((r) => (r.kind === 'Service' ? [{
           value: `${r.metadata.namespace}/${r.metadata.name}`,
-          label: `service ${r.metadata.namespace}/${r.metadata.name}${r.spec?.clusterIP ? ` (${String(r.spec.clusterIP)})` : ''}`,
-          port: (r.spec?.ports as Array<{ port: number }> | undefined)?.[0]?.port,
-        }));
+          label: `service ${r.metadata.namespace}/${r.metadata.name}${r.spec.clusterIP ? ` (${r.spec.clusterIP})` : ''}`,
+          port: r.spec.ports?.[0]?.port,
+        }] : []));
         setSources(wl);
         setTargets([...svc, ...wl]);
       })
@@ -48,9 +48,8 @@ export function PolicyView() {
     e.preventDefault();
     setAnswer(undefined);
     setError(undefined);
-    const q = new URLSearchParams({ from, to: port ? `${to}:${port}/${proto}` : to });
     try {
-      setAnswer(await get<Answer>(`/v1/policy/explain?${q}`));
+      setAnswer(await api().call(nodeApi.policyExplain, { from, to: port ? `${to}:${port}/${proto}` : to }));
     } catch (err) {
       const m = (err as Error).message;
       setError(/not found/.test(m) && /explain/.test(m) ? `${m}: this agent has no policy explain endpoint yet` : m);
@@ -79,7 +78,7 @@ export function PolicyView() {
             <p class={`verdict-big ${overall}`}>{overall === 'allow' ? 'allowed' : overall === 'deny' ? 'denied' : 'allowed to some backends only'}</p>
             {answer.explanations.map((x) => (
               <div class="backend">
-                {x.service && <h4>service {x.service.name ?? x.service.ip}:{x.service.port} → backend {x.flow?.to?.workload ?? ''}: {x.verdict}</h4>}
+                {x.service && <h4>service {x.service.name ?? x.service.ip}:{x.service.port} → backend {'workload' in x.flow.to ? x.flow.to.workload : x.flow.to.ip}: {x.verdict}</h4>}
                 {[x.egress, x.ingress].map((s) => (
                   <div class={`side ${s.verdict}`} data-direction={s.direction}>
                     <strong>{s.direction} of {s.subject ?? 'the other side'}: {s.verdict}</strong>

@@ -1,4 +1,4 @@
-import type { EdgeState, Golden } from '../../src/ui/servicemap.js';
+import type { EdgeState, Golden } from '../../src/observe/servicemap.js';
 
 export const pct = (x: number | null | undefined) => (x === null || x === undefined ? '–' : `${(x * 100).toFixed(x >= 0.9995 || x === 0 ? 0 : 1)}%`);
 export const ms = (x: number | null | undefined) => (x === null || x === undefined ? '–' : x < 10 ? `${x.toFixed(2)} ms` : `${x.toFixed(0)} ms`);

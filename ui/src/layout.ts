@@ -6,7 +6,7 @@
  * columns read left to right the way traffic goes: workloads no Service
  * selects (the clients), Services, then the workloads behind them.
  */
-import type { MapEdge, MapNode } from '../../src/ui/servicemap.js';
+import type { MapEdge, MapNode } from '../../src/observe/servicemap.js';
 
 export const NODE_W = 168;
 export const NODE_H = 46;

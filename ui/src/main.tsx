@@ -1,6 +1,7 @@
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { get, type Status } from './api.js';
+import { api, meshApi } from './api.js';
+import type { NodeStatus } from '../../src/api/status.js';
 import { MapView } from './MapView.js';
 import { FlowsView } from './FlowsView.js';
 import { PolicyView } from './PolicyView.js';
@@ -16,7 +17,7 @@ const tabOf = (): Tab => {
 
 function App() {
   const [tab, setTab] = useState<Tab>(tabOf());
-  const [status, setStatus] = useState<Status>();
+  const [status, setStatus] = useState<NodeStatus>();
   const [down, setDown] = useState<string>();
   useEffect(() => {
     const on = () => setTab(tabOf());
@@ -24,7 +25,13 @@ function App() {
     return () => removeEventListener('hashchange', on);
   }, []);
   useEffect(() => {
-    const poll = () => get<Status>('/v1/status').then((s) => { setStatus(s); setDown(undefined); }).catch((e: Error) => setDown(e.message));
+    const poll = () => api().call(meshApi.status, {})
+      .then((s) => {
+        if (s.role !== 'node') throw new Error(`this is a ${s.role}, not a node: run ebmesh ui --node NAME`);
+        setStatus(s);
+        setDown(undefined);
+      })
+      .catch((e: Error) => setDown(e.message));
     poll();
     const t = setInterval(poll, 5000);
     return () => clearInterval(t);

@@ -1,32 +1,37 @@
 /**
- * Puts the node proxy in the mesh on one node: decides from the snapshot
- * whether the proxy is needed, adopts the running one or starts it on the
- * node's bridge address, tells the kernel where it listens, and pushes its config on
- * every reconcile. Runs before the LB maps are written, so a frontend is
- * never flagged L7 before a proxy answers on the address the kernel uses.
+ * Puts the node proxy in the mesh on one node: with the plan's proxy part,
+ * adopts the running proxy or starts it on the node's bridge address when
+ * something needs it, tells the kernel where it listens, and pushes its
+ * config on every pass. Applied before the LB maps are written, so a
+ * frontend is never flagged L7 before a proxy answers on the address the
+ * kernel uses.
  */
 import { join } from 'node:path';
-import { clientIdentities, computeProxyConfig, nodePodSubnet, type Snapshot } from '../../controlplane/index.js';
+import type { ClientIdentity } from '../../controlplane/index.js';
+import type { Cidr } from '../../net/ipam.js';
+import type { ProxyPlan } from '../plan.js';
 import { cgroup2Root } from '../../kernel/index.js';
 import { ensureBridge, gatewayOf } from '../../host/network.js';
 import { cgroupId, ensureCgroup } from '../../host/cgroup.js';
 import type { InstancePaths } from '../../paths.js';
 import type { Datapath } from '../datapath.js';
-import type { CallerEntry, ProxyProcessStats, ProxyPush, TunnelPush } from '../../proxy/messages.js';
+import type { CallerEntry, ProxyProcessStats, ProxyPush } from '../../proxy/messages.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelledFlow } from '../../proxy/tunnel-forward.js';
 import { DEFAULT_DRAIN_MS, PROXY_DEFAULT_NODE_FLAGS, PROXY_METRICS_PORT, PROXY_PORT } from '../../proxy/messages.js';
-import { ProxyRequestLog } from '../../proxy/requests.js';
+import { ProxyRequestLog, type ProxyRequestCounter } from '../../proxy/requests.js';
 import { ProxySupervisor, type HandoverReport } from './supervisor.js';
 import { EbmeshError } from '../../errors.js';
 import { ownedProxyPid, proxyFiles } from '../../proxy/control.js';
 
-export function callerTables(snap: Snapshot): Pick<ProxyPush, 'byCgroup' | 'byIp'> {
+/** The callers the proxy can name, by the cgroup id (resolved now) and the address of their sockets. */
+export function callerTables(callers: readonly ClientIdentity[]): Pick<ProxyPush, 'byCgroup' | 'byIp'> {
   const byCgroup: Array<[string, CallerEntry]> = [];
   const byIp: Array<[string, CallerEntry]> = [];
-  for (const c of clientIdentities(snap)) {
+  for (const c of callers) {
     const entry: CallerEntry = { identity: c.identity, namespace: c.namespace, workload: `${c.namespace}/${c.name}` };
-    const id = c.cgroup && cgroupId(c.cgroup)?.toString();
+    const cg = c.cgroup && (c.cgroup.startsWith('/') ? c.cgroup : join(cgroup2Root(), c.cgroup));
+    const id = cg && cgroupId(cg)?.toString();
     if (id) byCgroup.push([id, entry]);
     if (c.ip) byIp.push([c.ip, entry]);
   }
@@ -43,6 +48,26 @@ export interface TunnelSink {
 
 const RECENT_TUNNEL_FLOWS = 200;
 
+/** The node proxy as the agent sees it (GET /v1/status, GET /v1/proxy). */
+export interface ProxyStatus {
+  listen: string | undefined;
+  metrics: string | undefined;
+  pid: number | undefined;
+  since: string | undefined;
+  ready: boolean;
+  starts: number;
+  adopted: number;
+  handovers: number;
+  lastHandover: HandoverReport | undefined;
+  draining: Array<{ pid: number; port: number; since: string }>;
+  drainTimeoutMs: number;
+  lastExit: string | undefined;
+  steered: string[];
+  stats: ProxyProcessStats | undefined;
+  requests: number;
+  byRoute: ProxyRequestCounter[];
+}
+
 export class NodeProxyWiring {
   readonly requests = new ProxyRequestLog();
   /** The endpoint's most recent received streams (GET /v1/tunnel). */
@@ -57,24 +82,22 @@ export class NodeProxyWiring {
   constructor(
     private readonly paths: InstancePaths,
     private readonly workers?: number,
-    private readonly nodeIndex = 0,
     /** Extra node flags for the proxy processes (profiling, GC tuning): see docs/proxy.md. */
     private readonly nodeFlags = '',
   ) {}
 
   /**
-   * Called at the start of every reconcile; returns once a needed proxy
-   * listens. `tunnel` (cross-node mTLS): the proxy is needed as soon as some
+   * Applied first in every pass; returns once a needed proxy listens.
+   * `tunnel` (cross-node mTLS): the proxy is needed as soon as some
    * destination of another node is tunnelled, and it must listen before the
    * kernel is told to steer those (the caller writes ebm_xnode_dsts after).
    */
-  async reconcile(snap: Snapshot, datapath: Datapath, tunnel?: TunnelPush): Promise<void> {
-    const { steered, ...routing } = computeProxyConfig(snap);
+  async apply(plan: ProxyPlan, subnet: Cidr, datapath: Datapath): Promise<void> {
+    const { steered, routing, tunnel } = plan;
     this.steered = steered;
-    this.drainMs = snap.mesh.spec.proxy?.drainTimeoutMs ?? DEFAULT_DRAIN_MS;
+    this.drainMs = plan.drainMs;
     // Nothing needs the proxy yet (no L7 rule, no tunnel) and no earlier agent left one running (in either slot): no proxy at all.
     if (!steered.length && !tunnel && !this.supervisor && !ownedProxyPid(proxyFiles(this.paths, 0)) && !ownedProxyPid(proxyFiles(this.paths, 1))) return;
-    const subnet = nodePodSubnet(snap.mesh, this.nodeIndex);
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
       ensureBridge(this.paths.bridge, subnet);
@@ -101,7 +124,7 @@ export class NodeProxyWiring {
         beforeSpawn: prepareCgroup,
       });
     }
-    this.supervisor.configure({ routing, ...callerTables(snap), ...(tunnel ? { tunnel } : {}) });
+    this.supervisor.configure({ routing, ...callerTables(plan.callers), ...(tunnel ? { tunnel } : {}) });
     if (this.address?.host !== host) {
       // Fail closed from here on: steered connections reach the proxy or are refused.
       // The port is the current generation's (read back from this map by the supervisor, so an agent restart keeps it).
@@ -134,7 +157,7 @@ export class NodeProxyWiring {
     return this.supervisor?.stats() ?? Promise.resolve(undefined);
   }
 
-  async status(): Promise<Record<string, unknown> | undefined> {
+  async status(): Promise<ProxyStatus | undefined> {
     if (!this.supervisor) return undefined;
     return {
       listen: this.address && `${this.address.host}:${this.address.port}`,

@@ -6,7 +6,10 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command, CommandContext } from '../command.js';
-import { call, isRunning } from '../client.js';
+import { instanceClient, isRunning } from '../client.js';
+import { meshApi } from '../../api/mesh.js';
+import { clusterAdminApi } from '../../api/controlplane.js';
+import type { ClusterStatus } from '../../api/status.js';
 import { table } from '../table.js';
 import { EbmeshError } from '../../errors.js';
 import { nodePaths } from '../../paths.js';
@@ -36,17 +39,6 @@ export const controlplane = processCommand('controlplane',
 
 export const agent = processCommand('agent', 'run the agent of one node of a multi-node mesh',
   'agent --node NAME --controlplane ADDR [--token-file FILE]', () => import('../../agent/main.js'));
-
-export interface ClusterStatus {
-  instance: string;
-  store: string;
-  revision: number;
-  ca: { notAfter: string; svidTtlSeconds: number };
-  nodes: Array<{ name: string; index: number; podSubnet: string; healthy: boolean; lastHeartbeat?: string; heartbeatAgeSeconds?: number;
-    appliedRevision?: number; lastReconcileError?: string; identityError?: string; certs: number; earliestCertExpiry?: string; workloads: number }>;
-  workloads: Array<{ name: string; namespace: string; node: string; ip?: string; phase: string; ready: boolean; message?: string; identity: string }>;
-  services: Array<{ name: string; namespace: string; clusterIP?: string; ports: string[]; endpoints: number }>;
-}
 
 export function renderClusterStatus(st: ClusterStatus): string {
   const lines = [`mesh ${st.instance}: store ${st.store}, revision ${st.revision}; CA valid until ${st.ca.notAfter}, workload certificates live ${st.ca.svidTtlSeconds}s`, ''];
@@ -82,12 +74,13 @@ export async function upCluster(ctx: CommandContext, n: number, files: string[],
     L.writeCluster(p, st);
   }
   for (const name of nodes) {
-    const r = await call<{ token: string }>(p, 'POST', '/v1/nodes', { name });
+    const r = await instanceClient(p).call(clusterAdminApi.addNode, { name });
     L.writeToken(p.instance, name, r.token);
   }
   ctx.err(`• applying ${files.join(', ')}`);
   for (const r of await applyFiles(ctx, files)) ctx.err(`  ${r.resource} ${r.action}`);
-  const mesh = (await call<{ items: Array<{ spec: { serviceCIDR: string; podCIDR: string } }> }>(p, 'GET', '/v1/resources?kind=MeshConfig')).items[0]?.spec
+  const meshItem = (await instanceClient(p).call(meshApi.resources, { kind: 'MeshConfig' })).items[0];
+  const mesh = (meshItem?.kind === 'MeshConfig' ? meshItem.spec : undefined)
     ?? { serviceCIDR: '10.96.0.0/16', podCIDR: '10.244.0.0/16' };
   st.mesh = mesh;
   L.writeCluster(p, st);

@@ -2,7 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { call, isRunning } from '../client.js';
+import { instanceClient, isRunning } from '../client.js';
+import { meshApi } from '../../api/mesh.js';
+import type { NodeStatus, Status } from '../../api/status.js';
 import { table } from '../table.js';
 import { applyFiles } from './resources.js';
 import { EbmeshError } from '../../errors.js';
@@ -13,30 +15,11 @@ const requireFeatures = async () => (await import('../../kernel/features.js')).r
 const teardownInstance = async (...a: Parameters<typeof import('../../agent/node-agent.js').teardownInstance>) =>
   (await import('../../agent/node-agent.js')).teardownInstance(...a);
 import type { Command, CommandContext } from '../command.js';
-import { downCluster, nodesOption, renderClusterStatus, upCluster, type ClusterStatus } from './cluster.js';
+import { downCluster, nodesOption, renderClusterStatus, upCluster } from './cluster.js';
 import { pidAlive } from '../../host/pids.js';
 import { inCgroup } from '../../host/cgroup.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface Status {
-  instance: string;
-  node: string;
-  pid: number;
-  revision: number;
-  lastReconcile?: { revision: number; at: string; lbOps: number; error?: string };
-  datapath: { attached: string[]; counters: Record<string, number>; maps: Array<{ map: string; entries: number; max: number }> };
-  mesh?: { sameNodeShortcut?: boolean };
-  workloads: Array<{ name: string; namespace: string; ip?: string; phase: string; ready: boolean; pid?: number; message?: string }>;
-  services: Array<{ name: string; namespace: string; clusterIP?: string; ports: string[]; endpoints: number }>;
-  proxy?: {
-    listen?: string; pid?: number; ready: boolean; starts: number; steered: string[];
-    handovers?: number; draining?: Array<{ pid: number; port: number; since: string }>;
-    lastHandover?: { from: { pid: number }; to: { pid: number }; at: string; readyMs: number; drainedMs?: number; cut?: number };
-    stats?: { workers: number; connections: number; requests: number; responses: Record<string, number> };
-    byRoute: Array<{ service: string; route: string; backend: string; code: string; requests: number; retries: number }>;
-  };
-}
 
 function progress(ctx: CommandContext, msg: string): void {
   ctx.err(`• ${msg}`);
@@ -70,7 +53,7 @@ async function startDaemon(ctx: CommandContext): Promise<void> {
 async function waitReady(ctx: CommandContext, timeoutMs: number): Promise<Status> {
   const until = Date.now() + timeoutMs;
   for (;;) {
-    const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
+    const st = await instanceClient(ctx.paths).call(meshApi.status, {});
     const waiting = st.workloads.filter((w) => !w.ready && w.phase !== 'Failed' && w.phase !== 'Succeeded');
     if (!waiting.length) return st;
     if (Date.now() > until) {
@@ -80,7 +63,7 @@ async function waitReady(ctx: CommandContext, timeoutMs: number): Promise<Status
   }
 }
 
-export function renderStatus(st: Status): string {
+export function renderStatus(st: NodeStatus): string {
   const lines = [
     `node ${st.node} (instance ${st.instance}, daemon pid ${st.pid}), store revision ${st.revision}` +
       (st.lastReconcile ? `, reconciled at revision ${st.lastReconcile.revision}` : ''),
@@ -118,6 +101,10 @@ export function renderStatus(st: Status): string {
   return lines.join('\n');
 }
 
+function renderAnyStatus(st: Status): string {
+  return st.role === 'controlplane' ? renderClusterStatus(st) : renderStatus(st);
+}
+
 export const up: Command = {
   name: 'up',
   summary: 'start the mesh node on this host and apply FILE (default: examples/demo.yaml)',
@@ -130,8 +117,7 @@ export const up: Command = {
     if (multi.nodes !== undefined) {
       await upCluster(ctx, multi.nodes, files, applyFiles, multi.svidTtl);
       progress(ctx, 'waiting for workloads to be ready');
-      await waitReady(ctx, Number(values.timeout) * 1000);
-      ctx.out(renderClusterStatus(await call<ClusterStatus>(ctx.paths, 'GET', '/v1/status')));
+      ctx.out(renderAnyStatus(await waitReady(ctx, Number(values.timeout) * 1000)));
       return 0;
     }
     if (await isRunning(ctx.paths)) {
@@ -144,8 +130,7 @@ export const up: Command = {
     const results = await applyFiles(ctx, files);
     for (const r of results) ctx.err(`  ${r.resource} ${r.action}`);
     progress(ctx, 'waiting for workloads to be ready');
-    const st = await waitReady(ctx, Number(values.timeout) * 1000);
-    ctx.out(renderStatus(st));
+    ctx.out(renderAnyStatus(await waitReady(ctx, Number(values.timeout) * 1000)));
     ctx.out(`\nthe mesh is up. try: ebmesh exec client -- curl -s http://web.demo/`);
     return 0;
   },
@@ -161,8 +146,9 @@ export const down: Command = {
       return 0;
     }
     if (await isRunning(ctx.paths)) {
-      const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
-      await call(ctx.paths, 'POST', '/v1/shutdown', { teardown: true });
+      const client = instanceClient(ctx.paths);
+      const st = await client.call(meshApi.status, {});
+      await client.call(meshApi.shutdown, { teardown: true });
       const until = Date.now() + 30_000;
       while (Date.now() < until && pidAlive(st.pid)) await sleep(50);
       if (pidAlive(st.pid)) throw new EbmeshError('EBMESH_STOP', `the node daemon (pid ${st.pid}) did not stop`);
@@ -181,13 +167,9 @@ export const status: Command = {
   usage: 'status [-o json]',
   async run(ctx) {
     const { values } = parseArgs({ args: ctx.args, options: { output: { type: 'string', short: 'o' } } });
-    const st = await call<Status>(ctx.paths, 'GET', '/v1/status');
-    if ((st as unknown as { cluster?: boolean }).cluster) {
-      const cs = st as unknown as ClusterStatus;
-      ctx.out(values.output === 'json' ? JSON.stringify(cs, null, 2) : renderClusterStatus(cs));
-      return cs.nodes.every((n) => n.healthy && !n.lastReconcileError) ? 0 : 1;
-    }
-    ctx.out(values.output === 'json' ? JSON.stringify(st, null, 2) : renderStatus(st));
+    const st = await instanceClient(ctx.paths).call(meshApi.status, {});
+    ctx.out(values.output === 'json' ? JSON.stringify(st, null, 2) : renderAnyStatus(st));
+    if (st.role === 'controlplane') return st.nodes.every((n) => n.healthy && !n.lastReconcileError) ? 0 : 1;
     return st.lastReconcile?.error ? 1 : 0;
   },
 };
@@ -201,8 +183,7 @@ export const exec: Command = {
     const ref = ctx.args[0];
     const argv = dash >= 0 ? ctx.args.slice(dash + 1) : ctx.args.slice(1);
     if (!ref || ref === '--' || argv.length === 0) throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
-    const { workload, status: st } = await call<{ workload: any; status?: { netns?: string; cgroup?: string; phase?: string } }>(
-      ctx.paths, 'GET', `/v1/workload?ref=${encodeURIComponent(ref)}`);
+    const { workload, status: st } = await instanceClient(ctx.paths).call(meshApi.workload, { ref });
     let netns = st?.netns;
     let cgroup = st?.cgroup;
     if (workload.spec.adopt) {

@@ -1,7 +1,7 @@
 /** `ebmesh observe` and `ebmesh top`: the node's flows and golden metrics. */
-import { request } from 'node:http';
 import { parseArgs } from 'node:util';
-import { call } from '../client.js';
+import { instanceClient } from '../client.js';
+import { nodeApi } from '../../api/node.js';
 import { table } from '../table.js';
 import { EbmeshError } from '../../errors.js';
 import { FILTER_KEYS, flowLine, type Flow } from '../../observe/flow.js';
@@ -24,46 +24,6 @@ function target(ctx: CommandContext, node: string | undefined): InstancePaths {
 
 const filterOptions = Object.fromEntries(FILTER_KEYS.map((k) => [k, { type: 'string' as const }]));
 
-/** Reads an NDJSON stream until the server ends it or the user interrupts. */
-function stream(paths: InstancePaths, path: string, onLine: (obj: any) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = request({ socketPath: paths.apiSocket, method: 'GET', path }, (res) => {
-      if (res.statusCode !== 200) {
-        let text = '';
-        res.on('data', (c: Buffer) => (text += c.toString()));
-        res.on('end', () => {
-          try {
-            const e = JSON.parse(text).error ?? {};
-            reject(new EbmeshError(e.code ?? 'EBMESH_API', e.message ?? text, { hint: e.hint }));
-          } catch { reject(new EbmeshError('EBMESH_API', text.slice(0, 200))); }
-        });
-        return;
-      }
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        buf += c;
-        let i;
-        while ((i = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          if (line) onLine(JSON.parse(line));
-        }
-      });
-      res.on('end', () => resolve());
-    });
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') {
-        reject(new EbmeshError('EBMESH_NOT_RUNNING', `the mesh node "${paths.instance}" is not running`, { hint: 'start it with: ebmesh up' }));
-      } else reject(e);
-    });
-    const stop = () => { req.destroy(); resolve(); };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
-    req.end();
-  });
-}
-
 export const observe: Command = {
   name: 'observe',
   summary: 'show connections, drops and HTTP requests on this node, as the kernel sees them',
@@ -77,12 +37,12 @@ export const observe: Command = {
       },
     });
     if (values.output && values.output !== 'json') throw new EbmeshError('EBMESH_USAGE', `-o ${values.output}: only json is known`);
-    const q = new URLSearchParams();
+    const filter: Partial<Record<(typeof FILTER_KEYS)[number], string>> = {};
     for (const k of FILTER_KEYS) {
       const v = (values as Record<string, unknown>)[k];
-      if (typeof v === 'string') q.set(k, v);
+      if (typeof v === 'string') filter[k] = v;
     }
-    const paths = target(ctx, values.node);
+    const client = instanceClient(target(ctx, values.node));
     const json = values.output === 'json';
     const print = (f: Flow | { lost: number }) => {
       if (json) ctx.out(JSON.stringify(f));
@@ -90,13 +50,15 @@ export const observe: Command = {
       else ctx.out(flowLine(f));
     };
     if (values.follow) {
-      q.set('follow', '1');
-      q.set('last', values.last ?? '0');
-      await stream(paths, `/v1/flows?${q}`, print);
+      // Until the node ends the stream or the user interrupts.
+      const ctl = new AbortController();
+      const stop = () => ctl.abort();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      await client.follow(nodeApi.followFlows, { ...filter, follow: '1', last: Number(values.last ?? 0) }, print, ctl.signal);
       return 0;
     }
-    q.set('last', values.last ?? '20');
-    const r = await call<{ flows: Flow[] }>(paths, 'GET', `/v1/flows?${q}`);
+    const r = await client.call(nodeApi.flows, { ...filter, last: Number(values.last ?? 20) });
     for (const f of r.flows) print(f);
     return 0;
   },
@@ -114,7 +76,7 @@ export const top: Command = {
   async run(ctx) {
     const { values } = parseArgs({ args: ctx.args, options: { window: { type: 'string', default: '10' }, once: { type: 'boolean' }, output: { type: 'string', short: 'o' } } });
     const w = Number(values.window);
-    const get = () => call<{ window: number; services: GoldenRow[] }>(ctx.paths, 'GET', `/v1/top?window=${w}`);
+    const get = () => instanceClient(ctx.paths).call(nodeApi.top, { window: w });
     if (values.once || values.output === 'json' || !process.stdout.isTTY) {
       const r = await get();
       ctx.out(values.output === 'json' ? JSON.stringify(r, null, 2) : renderTop(r.services, w));

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
-import { call } from '../client.js';
+import { instanceClient } from '../client.js';
+import { nodeApi } from '../../api/node.js';
 import { table } from '../table.js';
 import { EbmeshError } from '../../errors.js';
 import type { Explanation } from '../../policy/index.js';
@@ -29,16 +30,15 @@ export const policy: Command = {
     const json = values.output === 'json';
     if (sub === 'explain') {
       if (!values.from || !values.to) throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${USAGE}`);
-      const q = new URLSearchParams({ from: values.from, to: values.to });
-      const r = await call<{ explanations: Explanation[] }>(ctx.paths, 'GET', `/v1/policy/explain?${q}`);
+      const r = await instanceClient(ctx.paths).call(nodeApi.policyExplain, { from: values.from, to: values.to });
       ctx.out(json ? JSON.stringify(r.explanations, null, 2) : r.explanations.map(show).join('\n'));
       return r.explanations.every((e) => e.verdict === 'allow') ? 0 : 3;
     }
     if (sub === 'drops') {
-      const r = await call<{ counts: Record<string, number>; events: Array<Record<string, unknown>> }>(ctx.paths, 'GET', '/v1/policy/drops');
+      const r = await instanceClient(ctx.paths).call(nodeApi.policyDrops, {});
       if (json) { ctx.out(JSON.stringify(r, null, 2)); return 0; }
       ctx.out(Object.entries(r.counts).map(([k, v]) => `${k}: ${v}`).join('  '));
-      const cols = ['hook', 'reason', 'proto', 'src', 'dst', 'policy', 'rule'];
+      const cols = ['hook', 'reason', 'proto', 'src', 'dst', 'policy', 'rule'] as const;
       ctx.out(table(cols.map((c) => c.toUpperCase()), r.events.slice(-50).map((e) => cols.map((c) => (e[c] === undefined ? undefined : String(e[c]))))));
       return 0;
     }

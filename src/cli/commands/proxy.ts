@@ -1,16 +1,15 @@
 /**
  * `ebmesh proxy restart`: a hitless restart (or, after a rebuild, upgrade)
  * of a node's proxy: the agent starts the next generation, switches the
- * kernel's steering to it and drains the old one (src/agent/proxy/supervisor.ts).
+ * kernel's steering to it and drains the old one (src/agent/node-proxy/supervisor.ts).
  */
 import { parseArgs } from 'node:util';
 import { EbmeshError } from '../../errors.js';
 import { nodePaths, validInstance } from '../../paths.js';
-import { call } from '../client.js';
+import { instanceClient } from '../client.js';
 import type { Command } from '../command.js';
-import type { HandoverReport } from '../../agent/node-proxy/supervisor.js';
-
-interface ProxyStatus { lastHandover?: HandoverReport; draining: Array<{ pid: number }>; drainTimeoutMs: number }
+import { meshApi } from '../../api/mesh.js';
+import { nodeApi } from '../../api/node.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -28,20 +27,20 @@ export const proxy: Command = {
     const paths = values.node ? nodePaths(ctx.paths.instance, values.node) : ctx.paths;
     if (!values.node) {
       // A multi-node mesh answers here with its control plane, which runs no proxy: each node has its own.
-      const st = await call<{ cluster?: boolean; nodes?: Array<{ name: string }> }>(paths, 'GET', '/v1/status');
-      if (st.cluster) throw new EbmeshError('EBMESH_USAGE', `mesh "${ctx.paths.instance}" has several nodes, each with its own proxy: name one with --node (${(st.nodes ?? []).map((n) => n.name).join(', ')})`);
+      const st = await instanceClient(paths).call(meshApi.status, {});
+      if (st.role === 'controlplane') throw new EbmeshError('EBMESH_USAGE', `mesh "${ctx.paths.instance}" has several nodes, each with its own proxy: name one with --node (${st.nodes.map((n) => n.name).join(', ')})`);
     }
-    let r = await call<HandoverReport>(paths, 'POST', '/v1/proxy/restart', {});
+    const client = instanceClient(paths);
+    let r = await client.call(nodeApi.proxyRestart, {});
     if (!values['no-wait']) {
       // The old generation reports its drain when its last connection ended, or at the deadline.
-      const { status } = await call<{ status: ProxyStatus }>(paths, 'GET', '/v1/proxy?limit=0');
-      const until = Date.now() + status.drainTimeoutMs + 5000;
-      let s = status;
-      while (s.lastHandover?.from.pid === r.from.pid && s.lastHandover.drainedMs === undefined && Date.now() < until) {
+      let s = (await client.call(nodeApi.proxy, { limit: 0 })).status;
+      const until = Date.now() + (s?.drainTimeoutMs ?? 0) + 5000;
+      while (s?.lastHandover?.from.pid === r.from.pid && s.lastHandover.drainedMs === undefined && Date.now() < until) {
         await sleep(200);
-        s = (await call<{ status: ProxyStatus }>(paths, 'GET', '/v1/proxy?limit=0')).status;
+        s = (await client.call(nodeApi.proxy, { limit: 0 })).status;
       }
-      if (s.lastHandover?.from.pid === r.from.pid) r = s.lastHandover;
+      if (s?.lastHandover?.from.pid === r.from.pid) r = s.lastHandover;
     }
     if (values.output === 'json') ctx.out(JSON.stringify(r, null, 2));
     else {

@@ -1,9 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { call } from '../client.js';
+import { instanceClient } from '../client.js';
+import { meshApi } from '../../api/mesh.js';
 import { table } from '../table.js';
 import { EbmeshError } from '../../errors.js';
-import type { ApplyResult } from '../../controlplane/index.js';
+import type { ApplyResult, WorkloadStatus } from '../../controlplane/index.js';
+import type { AnyResource } from '../../resources/index.js';
 import type { Command, CommandContext } from '../command.js';
 
 function readInput(file: string): { text: string; file: string } {
@@ -17,8 +19,8 @@ function readInput(file: string): { text: string; file: string } {
 export async function applyFiles(ctx: CommandContext, files: string[]): Promise<ApplyResult[]> {
   const all: ApplyResult[] = [];
   for (const f of files) {
-    const { results } = await call<{ results: ApplyResult[] }>(ctx.paths, 'POST', '/v1/apply', readInput(f));
-    all.push(...results);
+    const { results } = await instanceClient(ctx.paths).call(meshApi.apply, readInput(f));
+    all.push(...(results as ApplyResult[]));
   }
   return all;
 }
@@ -47,30 +49,39 @@ export const del: Command = {
     });
     const results: ApplyResult[] = [];
     if (values.file?.length) {
-      for (const f of values.file) results.push(...(await call<{ results: ApplyResult[] }>(ctx.paths, 'POST', '/v1/delete', readInput(f))).results);
+      for (const f of values.file) results.push(...(await instanceClient(ctx.paths).call(meshApi.delete, readInput(f))).results as ApplyResult[]);
     } else if (positionals.length === 2) {
       const [kind = '', name = ''] = positionals;
-      results.push(...(await call<{ results: ApplyResult[] }>(ctx.paths, 'POST', '/v1/delete', { refs: [{ kind, name, namespace: values.namespace }] })).results);
+      const ref = { kind, name, ...(values.namespace ? { namespace: values.namespace } : {}) };
+      results.push(...(await instanceClient(ctx.paths).call(meshApi.delete, { refs: [ref] })).results as ApplyResult[]);
     } else throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
     ctx.out(results.map((r) => `${r.resource} ${r.action}`).join('\n'));
     return results.some((r) => r.action === 'not found') ? 1 : 0;
   },
 };
 
-type Item = Record<string, any>;
+type Item = AnyResource & { status?: WorkloadStatus };
+type Row = Array<string | number | undefined>;
 
-const columns: Record<string, { headers: string[]; row: (i: Item) => Array<string | number | undefined> }> = {
-  Service: {
-    headers: ['NAMESPACE', 'NAME', 'CLUSTER-IP', 'PORTS', 'SELECTOR', 'AFFINITY'],
-    row: (i) => [i.metadata.namespace, i.metadata.name, i.spec.clusterIP,
-      i.spec.ports.map((p: Item) => `${p.port}${p.targetPort !== undefined && p.targetPort !== p.port ? `:${p.targetPort}` : ''}/${p.protocol}`).join(','),
-      Object.entries(i.spec.selector ?? {}).map(([k, v]) => `${k}=${v}`).join(','), i.spec.sessionAffinity],
-  },
-  Workload: {
-    headers: ['NAMESPACE', 'NAME', 'IP', 'PHASE', 'READY', 'LABELS'],
-    row: (i) => [i.metadata.namespace, i.metadata.name, i.spec.ip ?? i.status?.ip, i.spec.adopt ? 'Adopted' : i.status?.phase ?? 'Pending',
-      i.spec.adopt ? 'yes' : i.status?.ready ? 'yes' : 'no', Object.entries(i.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',')],
-  },
+const labels = (l: Record<string, string> | undefined) => Object.entries(l ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+
+/** A row per kind that has columns of its own; every other kind shows its kind, namespace and name. */
+function rowOf(i: Item): Row | undefined {
+  if (i.kind === 'Service') {
+    return [i.metadata.namespace, i.metadata.name, i.spec.clusterIP,
+      i.spec.ports.map((p) => `${p.port}${p.targetPort !== undefined && p.targetPort !== p.port ? `:${p.targetPort}` : ''}/${p.protocol}`).join(','),
+      labels(i.spec.selector), i.spec.sessionAffinity];
+  }
+  if (i.kind === 'Workload') {
+    return [i.metadata.namespace, i.metadata.name, i.spec.ip ?? i.status?.ip, i.spec.adopt ? 'Adopted' : i.status?.phase ?? 'Pending',
+      i.spec.adopt ? 'yes' : i.status?.ready ? 'yes' : 'no', labels(i.metadata.labels)];
+  }
+  return undefined;
+}
+
+const HEADERS: Record<string, string[]> = {
+  Service: ['NAMESPACE', 'NAME', 'CLUSTER-IP', 'PORTS', 'SELECTOR', 'AFFINITY'],
+  Workload: ['NAMESPACE', 'NAME', 'IP', 'PHASE', 'READY', 'LABELS'],
 };
 
 export const get: Command = {
@@ -84,10 +95,7 @@ export const get: Command = {
     });
     const [kind, name] = positionals;
     if (!kind) throw new EbmeshError('EBMESH_USAGE', `usage: ebmesh ${this.usage}`);
-    const q = new URLSearchParams({ kind });
-    if (name) q.set('name', name);
-    if (values.namespace) q.set('namespace', values.namespace);
-    const { items } = await call<{ items: Item[] }>(ctx.paths, 'GET', `/v1/resources?${q}`);
+    const { items } = await instanceClient(ctx.paths).call(meshApi.resources, { kind, ...(name ? { name } : {}), ...(values.namespace ? { namespace: values.namespace } : {}) });
     if (values.output === 'json') ctx.out(JSON.stringify(name ? items[0] : items, null, 2));
     else if (values.output === 'yaml') {
       // Loaded here only: the yaml package takes 0.1 to 0.4 s to load, on every command (apply included) otherwise.
@@ -95,9 +103,10 @@ export const get: Command = {
       ctx.out(items.map((i) => stringify(i)).join('---\n'));
     }
     else {
-      const k = items[0]?.kind as string | undefined;
-      const c = (k && columns[k]) || { headers: ['KIND', 'NAMESPACE', 'NAME'], row: (i: Item) => [i.kind, i.metadata.namespace, i.metadata.name] };
-      ctx.out(items.length ? table(c.headers, items.map(c.row)) : `no ${kind} found`);
+      const k = items[0]?.kind;
+      const headers = (k && HEADERS[k]) || ['KIND', 'NAMESPACE', 'NAME'];
+      const rows = items.map((i) => rowOf(i) ?? [i.kind, (i.metadata as { namespace?: string }).namespace, i.metadata.name]);
+      ctx.out(items.length ? table(headers, rows) : `no ${kind} found`);
     }
     return 0;
   },

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../paths.js';
-import { flowsOf, normalizeFlow } from './flow.js';
+import { flowsOf, normalizeFlow } from './servicemap-flow.js';
 import { buildServiceMap, edgeFlows, percentile, type MapInput } from './servicemap.js';
 
 // A recorded minute of the demo (see test/fixtures/flows/demo.ndjson): client -> Service web -> web-1..3,

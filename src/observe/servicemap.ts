@@ -20,7 +20,7 @@
  * (a connection's lifetime is not a latency).
  */
 import { matchesLabels, matchesSelector } from '../resources/selector.js';
-import { flowFailed, type Flow } from './flow.js';
+import { flowFailed, type Flow } from './servicemap-flow.js';
 
 export interface MapWorkload {
   namespace: string;

@@ -12,9 +12,8 @@
  * own pod subnet (its workloads, and its gateway address, from which the
  * node's tunnel endpoint connects) and loopback.
  */
-import type { Snapshot } from '../controlplane/state.js';
-import { workloadIp } from '../controlplane/lb.js';
-import { validators } from '../controlplane/validators.js';
+import type { Snapshot } from './state.js';
+import { workloadIp } from './lb.js';
 import { containsAddress, formatCidr, type Cidr } from '../net/ipam.js';
 import { parseIPv4 } from '../resources/ipv4.js';
 import type { AnyResource } from '../resources/index.js';
@@ -79,7 +78,8 @@ export function nodeIndexOfPodIp(podCidr: Cidr, ip: string): number | undefined 
   return Math.floor((n - podCidr.addr) / 256);
 }
 
-validators.set('Namespace', (r: AnyResource) => {
+/** A Namespace's mTLS annotation, checked at apply. */
+export function checkMtlsAnnotation(r: AnyResource): Array<{ field: string; message: string }> {
   const v = (r.metadata as { annotations?: Record<string, string> }).annotations?.[MTLS_ANNOTATION];
   return v === undefined || MODES.includes(v) ? [] : [{ field: `metadata.annotations["${MTLS_ANNOTATION}"]`, message: `must be strict, permissive or disable, not "${v}"` }];
-});
+}

@@ -1,0 +1,108 @@
+/**
+ * Act: one node's plan (plan.ts) carried out, in the one order that keeps
+ * every step safe for traffic already flowing:
+ *
+ *  1. the host's safety routes: nothing for the service or pod CIDRs leaves
+ *     the host untranslated;
+ *  2. the lab workloads' cgroups, empty, so that step 3 knows their ids;
+ *  3. the policy maps (identities, tables, endpoints): every cgroup has its
+ *     identity before a process runs in it (step 8);
+ *  4. the node proxy (started or adopted, then configured, its tunnel
+ *     endpoint judging with step 3's tables): it listens before anything is
+ *     steered to it;
+ *  5. the kernel's cross-node tunnel steering, once the proxy listens;
+ *  6. the load balancer's maps (an ordered diff: backends, slots, counts);
+ *  7. the same-node shortcut's settings;
+ *  8. the lab: its bridge, then its processes started and stopped;
+ *  9. adopted cgroups attached (and those no longer adopted detached);
+ * 10. strict mTLS tables, the lab's hosts files, observe's name tables.
+ */
+import { cgroupId, ensureCgroup } from '../host/cgroup.js';
+import { ensureBridge, ensureUnreachable, removeUnreachable } from '../host/network.js';
+import { applyMtlsTables, applyTunnelDestinations } from './mtls-maps.js';
+import { planLb } from './lb-plan.js';
+import type { Datapath } from './datapath.js';
+import type { PolicyAgent } from '../policy/policy-agent.js';
+import type { NodeProxyWiring } from './node-proxy/wiring.js';
+import type { Lab } from '../lab/runtime.js';
+import type { Observer } from '../observe/observer.js';
+import type { NodePlan } from './plan.js';
+import { formatCidr, type Cidr } from '../net/ipam.js';
+
+/** The node's parts the plan acts on. */
+export interface NodeParts {
+  datapath: Datapath;
+  policy: PolicyAgent;
+  proxy: NodeProxyWiring;
+  lab: Lab;
+  observer: Observer | undefined;
+  bridge: LabBridge;
+  routes: HostRoutes;
+}
+
+/**
+ * The unreachable routes this node keeps on the host. A pass only acts when
+ * the CIDRs change (each route is a host command); `recheck` puts them back
+ * whatever happened, for the periodic check (anyone may remove them).
+ */
+export class HostRoutes {
+  private current: string[] = [];
+
+  ensure(want: readonly string[]): void {
+    if (want.length === this.current.length && want.every((c, i) => c === this.current[i])) return;
+    for (const old of this.current) if (!want.includes(old)) removeUnreachable(old);
+    for (const c of want) ensureUnreachable(c);
+    this.current = [...want];
+  }
+
+  recheck(): void {
+    for (const c of this.current) ensureUnreachable(c);
+  }
+}
+
+/** The lab's bridge, made once per subnet rather than checked on every pass. */
+export class LabBridge {
+  private made: string | undefined;
+
+  constructor(readonly name: string) {}
+
+  ensure(subnet: Cidr): void {
+    const key = formatCidr(subnet);
+    if (this.made === key) return;
+    ensureBridge(this.name, subnet);
+    this.made = key;
+  }
+}
+
+export interface ApplyReport {
+  lbOps: number;
+  policyOps: number;
+}
+
+export async function applyPlan(plan: NodePlan, n: NodeParts): Promise<ApplyReport> {
+  n.routes.ensure(plan.hostRoutes);
+  for (const w of plan.lab) ensureCgroup(n.lab.cgroupOf(w));
+  const policyOps = n.policy.apply(plan.policy, cgroupId);
+  await n.proxy.apply(plan.proxy, plan.podSubnet, n.datapath);
+  const xnode = n.datapath.objectWith('ebm_xnode_dsts');
+  if (xnode) applyTunnelDestinations(xnode, n.proxy.address ? plan.tunnelDsts : []);
+  const lbOps = planLb(n.datapath.lb.current(), plan.frontends);
+  n.datapath.lb.apply(lbOps);
+  n.datapath.configureShortcut(plan.shortcut);
+  if (plan.bridge) n.bridge.ensure(plan.podSubnet);
+  await n.lab.sync(plan.lab);
+  const adopted = new Set<string>();
+  for (const a of plan.adopt) {
+    adopted.add(a.tag);
+    n.datapath.attach(a.cgroup, a.tag);
+  }
+  for (const tag of n.datapath.attachedTags()) {
+    if (tag.startsWith('adopt_') && !adopted.has(tag)) n.datapath.detach(tag);
+  }
+  const mtls = n.datapath.objectWith('ebm_mtls_workloads');
+  if (mtls) applyMtlsTables(mtls, plan.mtls);
+  n.lab.writeHosts(plan.hosts.workloads, plan.hosts.services, plan.hosts.domain);
+  // After the policy step: flows carry the identities it allocated.
+  n.observer?.update(plan.snapshot, plan.frontends);
+  return { lbOps: lbOps.length, policyOps };
+}

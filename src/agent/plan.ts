@@ -1,0 +1,195 @@
+/**
+ * Decide: everything one node must hold, computed from a snapshot of the
+ * desired state as a pure function (no kernel, no files, no processes).
+ * `apply.ts` then carries the plan out in one order. The only inputs beside
+ * the snapshot are the node's context (names and places, fixed for the
+ * agent's life) and a few observed facts (the identity table as allocated so
+ * far, whether the node has its certificate).
+ */
+import { join } from 'node:path';
+import {
+  computeFrontends, computeProxyConfig, clientIdentities, nodePodSubnet, workloadIp,
+  type ClientIdentity, type DesiredFrontend, type FrontendIndex, type NodeRecord, type Snapshot,
+} from '../controlplane/index.js';
+import { localWorkloadIps, mtlsTables, nodeIndexOfPodIp, tunnelDestinations, type MtlsTables } from '../controlplane/mtls-mode.js';
+import {
+  allocateIdentities, compilePolicies, IdentityIndex, policyWorldOf,
+  type CompiledTables, type IdentityTable,
+} from '../policy/index.js';
+import { ingressTablesFor } from '../policy/tunnel-ingress.js';
+import type { PlannedEndpoint, PolicyPlan } from '../policy/policy-agent.js';
+import type { MeshConfigResource, ServiceResource, WorkloadResource } from '../resources/index.js';
+import { formatCidr, mustParseCidr, type Cidr } from '../net/ipam.js';
+import type { ProxyRoutingConfig } from '../proxy/index.js';
+import { DEFAULT_DRAIN_MS, type TunnelPush } from '../proxy/messages.js';
+import { gatewayOf } from '../host/network.js';
+import { labCgroupOf } from '../lab/runtime.js';
+
+/** Unread bytes a shortcut peer may hold before writes take the normal path (or its SO_RCVBUF, if larger). */
+export const SHORTCUT_MIN_QUEUE = 1 << 20;
+
+/** What the agent knows about its node that no snapshot says. */
+export interface NodeContext {
+  nodeName: string;
+  /** The node's /24 of the pod CIDR. */
+  nodeIndex: number;
+  /** Lab workloads route the whole pod CIDR through the node (other nodes' pods are behind it). */
+  routePodCIDR: boolean;
+  /** Every node of the mesh, as the desired state's source last said. */
+  nodes: readonly NodeRecord[];
+  /** A peer node's tunnel endpoint address, by its index. */
+  nodeAddress: (index: number) => string;
+  /** The cgroup v2 root, and the mesh cgroup the lab's workloads live under. */
+  cgroupRoot: string;
+  meshCgroup: string;
+  /** Where the node's SVID (the tunnel's certificate) is kept. */
+  svidDir: string;
+}
+
+/** Facts read from the node before planning. */
+export interface Observed {
+  /** The node has its SVID: cross-node mTLS can run. */
+  nodeSvid: boolean;
+  /** Security identities as allocated so far (persisted; ids survive restarts). */
+  identities: IdentityTable;
+}
+
+/** Caches that give the same answers as the pure functions, faster (they hold no decision of their own). */
+export interface PlanMemo {
+  /** computeFrontends, per changed Service. */
+  frontends?: FrontendIndex;
+  /** The last policy compile: reused while its input is the same. */
+  policy?: { input: string; tables: CompiledTables };
+}
+
+export interface ProxyPlan {
+  routing: ProxyRoutingConfig;
+  /** namespace/name:port of every Service port whose connections go to the proxy. */
+  steered: string[];
+  callers: ClientIdentity[];
+  drainMs: number;
+  /** Cross-node mTLS, once the node has its SVID. */
+  tunnel?: TunnelPush;
+}
+
+export interface NodePlan {
+  /** The snapshot planned from: observe names flows from it. */
+  snapshot: Snapshot;
+  revision: number;
+  mesh: MeshConfigResource;
+  /** Unreachable routes on the host: nothing for these CIDRs may leave it untranslated. */
+  hostRoutes: string[];
+  podSubnet: Cidr;
+  /** The lab's bridge is needed (lab workloads run here). */
+  bridge: boolean;
+  policy: PolicyPlan;
+  proxy: ProxyPlan;
+  /** Other nodes' pod IPs whose connections the kernel steers into the tunnel. */
+  tunnelDsts: string[];
+  frontends: DesiredFrontend[];
+  shortcut: { enabled: boolean; subnet: string; minQueue: number };
+  /** Lab workloads (with a command) this node runs. */
+  lab: WorkloadResource[];
+  /** Adopted cgroups, by the tag their links are pinned under. */
+  adopt: Array<{ tag: string; cgroup: string }>;
+  mtls: MtlsTables;
+  hosts: { workloads: WorkloadResource[]; services: ServiceResource[]; domain: string };
+}
+
+/** An adopted workload's cgroup, relative paths taken below the cgroup v2 root. */
+export function adoptedCgroup(ctx: Pick<NodeContext, 'cgroupRoot'>, w: WorkloadResource): string | undefined {
+  const cg = w.spec.adopt?.cgroup;
+  if (cg === undefined) return undefined;
+  return cg.startsWith('/') ? cg : join(ctx.cgroupRoot, cg);
+}
+
+/** The cgroup a workload of this node lives in: adopted, or the lab's. */
+export function workloadCgroup(ctx: Pick<NodeContext, 'cgroupRoot' | 'meshCgroup'>, w: WorkloadResource): string | undefined {
+  if (w.spec.adopt) return adoptedCgroup(ctx, w);
+  return w.spec.command ? labCgroupOf(ctx.meshCgroup, w) : undefined;
+}
+
+function planPolicy(snap: Snapshot, ctx: NodeContext, observed: Observed, podSubnet: Cidr, memo: PlanMemo): PolicyPlan {
+  const world = policyWorldOf(snap);
+  const identities = allocateIdentities(observed.identities, world.workloads);
+  const hostIps = [gatewayOf(podSubnet)];
+  const input = JSON.stringify([world.policies, world.namespaces, world.workloads.map((w) => [w.metadata, w.spec.ip, w.spec.ports]), identities.entries, hostIps]);
+  const tables = memo.policy?.input === input ? memo.policy.tables : compilePolicies({ ...world, identities, hostIps });
+  memo.policy = { input, tables };
+  const index = new IdentityIndex(identities);
+  const endpoints: PlannedEndpoint[] = [];
+  for (const w of snap.workloads) {
+    const cgroup = workloadCgroup(ctx, w);
+    const identity = index.of(w.metadata.namespace, w.metadata.labels);
+    if (cgroup === undefined || identity === undefined) continue;
+    const ip = workloadIp(snap, w);
+    endpoints.push({ workload: `${w.metadata.namespace}/${w.metadata.name}`, cgroup, identity, ...(ip ? { ip } : {}) });
+  }
+  return { world, identities, tables, endpoints, hostIps };
+}
+
+/**
+ * Cross-node mTLS, once the node has its SVID: which remote pod IPs go
+ * through the tunnel, and what the proxy needs to send into it and to run
+ * the node's receiving endpoint (with this plan's policy tables).
+ */
+function planTunnel(snap: Snapshot, ctx: NodeContext, observed: Observed, local: Cidr, tables: CompiledTables): { dsts: string[]; push?: TunnelPush } {
+  if (!observed.nodeSvid) return { dsts: [] };
+  const pod = mustParseCidr(snap.mesh.spec.podCIDR);
+  const dsts = tunnelDestinations(snap, pod, local);
+  // Names of the nodes by index: the sender expects the right node at each
+  // peer, and the receiver lets a peer speak only for its own pods.
+  const names = new Map(ctx.nodes.map((n) => [n.index, n.name]));
+  const peers = new Map<number, [string, string, string]>();
+  for (const ip of dsts) {
+    const i = nodeIndexOfPodIp(pod, ip);
+    if (i === undefined || peers.has(i)) continue;
+    peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), names.get(i) ?? '', ctx.nodeAddress(i)]);
+  }
+  names.set(ctx.nodeIndex, ctx.nodeName);
+  const nodes = [...names].map(([i, name]) => [name, formatCidr(nodePodSubnet(snap.mesh, i))] as [string, string]);
+  const localIps = localWorkloadIps(snap, local);
+  return {
+    dsts,
+    push: {
+      svidDir: ctx.svidDir, trustDomain: snap.mesh.spec.trustDomain, peers: [...peers.values()], nodes, localIps, dsts,
+      podCidr: snap.mesh.spec.podCIDR, policy: ingressTablesFor(tables, localIps),
+    },
+  };
+}
+
+export function planNode(snap: Snapshot, ctx: NodeContext, observed: Observed, memo: PlanMemo = {}): NodePlan {
+  const mesh = snap.mesh;
+  const podSubnet = nodePodSubnet(mesh, ctx.nodeIndex);
+  const policy = planPolicy(snap, ctx, observed, podSubnet, memo);
+  const tunnel = planTunnel(snap, ctx, observed, podSubnet, policy.tables);
+  const { steered, ...routing } = computeProxyConfig(snap);
+  const lab = snap.workloads.filter((w) => w.spec.command);
+  const adopt: NodePlan['adopt'] = [];
+  for (const w of snap.workloads) {
+    const cgroup = adoptedCgroup(ctx, w);
+    // bpffs refuses names with dots; DNS labels never hold "_".
+    if (cgroup !== undefined) adopt.push({ tag: `adopt_${w.metadata.namespace}_${w.metadata.name}`, cgroup });
+  }
+  return {
+    snapshot: snap,
+    revision: snap.revision,
+    mesh,
+    hostRoutes: [mesh.spec.serviceCIDR, mesh.spec.podCIDR],
+    podSubnet,
+    bridge: lab.length > 0,
+    policy,
+    proxy: {
+      routing, steered, callers: clientIdentities(snap),
+      drainMs: mesh.spec.proxy?.drainTimeoutMs ?? DEFAULT_DRAIN_MS,
+      ...(tunnel.push ? { tunnel: tunnel.push } : {}),
+    },
+    tunnelDsts: tunnel.dsts,
+    frontends: memo.frontends ? memo.frontends.compute(snap) : computeFrontends(snap),
+    shortcut: { enabled: mesh.spec.sameNodeShortcut, subnet: formatCidr(podSubnet), minQueue: SHORTCUT_MIN_QUEUE },
+    lab,
+    adopt,
+    mtls: mtlsTables(snap, podSubnet),
+    hosts: { workloads: lab, services: snap.services, domain: mesh.spec.trustDomain },
+  };
+}
