@@ -8,7 +8,7 @@
  * only when the client is not a mesh workload here).
  */
 import type { Flow, FlowType } from './flow.js';
-import { Counter, Gauge, Histogram, Registry, type HistogramSeries, type Labels } from './prom.js';
+import { Counter, Gauge, Histogram, Registry, type HistogramSeries, type Labels } from '../net/prom.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 

@@ -18,7 +18,7 @@ import { emptyNames, matches, methodName, type Flow, type FlowFilter, type NameT
 import { EVENT_OFFSET as OFF, EVENT_SIZE, FlowHistory } from './history.js';
 import { ObserveMetrics, type Health, type HttpSeries } from './metrics.js';
 import { GoldenWindow, type GoldenRow } from './golden.js';
-import { CONTENT_TYPE } from './prom.js';
+import { CONTENT_TYPE } from '../net/prom.js';
 import { RingReader } from './ringbuf.js';
 
 export const DEFAULT_HISTORY = 65536;

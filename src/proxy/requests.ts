@@ -6,6 +6,7 @@
  * /metrics of the observe work land, it appends there too.
  */
 import type { RequestDoneEvent } from './index.js';
+import { Counter, Registry } from '../net/prom.js';
 
 export interface ProxyRequestKey {
   service: string;
@@ -73,19 +74,18 @@ export class ProxyRequestLog {
     return this.recent.slice(-limit);
   }
 
-  /** Prometheus text, labelled like the kernel-observed request metrics will be. */
+  /** Prometheus text, labelled like the kernel-observed request metrics. */
   metrics(): string {
-    const esc = (s: string) => s.replace(/\\/g, '\\\\').replace(/"/g, '\\"');
-    const out = [
-      '# HELP ebmesh_l7_requests_total Requests through the node proxy.',
-      '# TYPE ebmesh_l7_requests_total counter',
-    ];
-    const lbl = (c: ProxyRequestCounter) => `service="${esc(c.service)}",route="${esc(c.route)}",backend="${esc(c.backend)}",code="${c.code}"`;
-    for (const c of this.counterList()) out.push(`ebmesh_l7_requests_total{${lbl(c)}} ${c.requests}`);
-    out.push('# HELP ebmesh_l7_retries_total Retries the node proxy made.', '# TYPE ebmesh_l7_retries_total counter');
-    for (const c of this.counterList()) out.push(`ebmesh_l7_retries_total{${lbl(c)}} ${c.retries}`);
-    out.push('# HELP ebmesh_l7_request_duration_ms_sum Sum of request durations.', '# TYPE ebmesh_l7_request_duration_ms_sum counter');
-    for (const c of this.counterList()) out.push(`ebmesh_l7_request_duration_ms_sum{${lbl(c)}} ${c.durationMsSum.toFixed(3)}`);
-    return out.join('\n') + '\n';
+    const r = new Registry();
+    const requests = r.register(new Counter('ebmesh_l7_requests_total', 'Requests through the node proxy.'));
+    const retries = r.register(new Counter('ebmesh_l7_retries_total', 'Retries the node proxy made.'));
+    const duration = r.register(new Counter('ebmesh_l7_request_duration_ms_total', 'Time spent in requests, in milliseconds (divide by requests for the mean).'));
+    for (const c of this.counterList()) {
+      const labels = { service: c.service, route: c.route, backend: c.backend, code: c.code };
+      requests.set(labels, c.requests);
+      retries.set(labels, c.retries);
+      duration.set(labels, Number(c.durationMsSum.toFixed(3)));
+    }
+    return r.expose();
   }
 }

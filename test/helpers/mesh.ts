@@ -101,9 +101,10 @@ export class TestMesh {
 
 export function hostRuleset(): string {
   const ipt = spawnSync('iptables-save', [], { encoding: 'utf8' });
-  const nft = spawnSync('nft', ['list', 'ruleset'], { encoding: 'utf8' });
-  // iptables-save stamps the time in comments; only the rules matter.
-  return `${(ipt.stdout ?? '').replace(/^#.*$/gm, '')}\n${nft.stdout ?? ''}`;
+  // -s: the rules without their counters, which any traffic on the host moves.
+  const nft = spawnSync('nft', ['-s', 'list', 'ruleset'], { encoding: 'utf8' });
+  // iptables-save stamps the time in comments and counts packets per chain; only the rules matter.
+  return `${(ipt.stdout ?? '').replace(/^#.*$/gm, '').replace(/ \[\d+:\d+\]$/gm, '')}\n${nft.stdout ?? ''}`;
 }
 
 /**

@@ -79,7 +79,7 @@ export function FlowsView() {
         const recent = await client.call(nodeApi.flows, { ...flowInput(filter), last: 200 });
         [...recent.flows].sort((a, b) => a.time.localeCompare(b.time)).forEach(take);
         setState('live');
-        await client.follow(nodeApi.followFlows, { ...flowInput(filter), follow: '1', last: 0 }, take, ctl.signal);
+        await client.follow(nodeApi.followFlows, { ...flowInput(filter), follow: '1' }, take, ctl.signal);
         setState('ended');
       } catch (e) {
         if ((e as Error).name === 'AbortError') return;
