@@ -23,6 +23,8 @@ export interface PacketSpec {
   dport?: number;
   /** TCP flags; default ACK|PSH, a segment of an established connection. */
   tcpFlags?: number;
+  /** TCP options (padded to 4 bytes with end-of-options): real stacks send timestamps on every segment. */
+  tcpOptions?: Buffer;
   payload?: Buffer | string;
   /** Fragment offset in 8-byte units: a non-zero offset is a later fragment (no L4 header). */
   fragOffset?: number;
@@ -50,12 +52,14 @@ function checksum(...bufs: Buffer[]): number {
 function l4Header(p: PacketSpec, payload: Buffer): Buffer {
   if (p.proto === IPPROTO_TCP) {
     const flags = p.tcpFlags ?? TCP.ACK | TCP.PSH;
-    const h = Buffer.alloc(20);
+    const opts = p.tcpOptions ?? Buffer.alloc(0);
+    const h = Buffer.alloc(20 + Math.ceil(opts.length / 4) * 4);
+    opts.copy(h, 20);
     h.writeUInt16BE(p.sport ?? 0, 0);
     h.writeUInt16BE(p.dport ?? 0, 2);
     h.writeUInt32BE(1000, 4); // seq
     h.writeUInt32BE(flags & TCP.ACK ? 2000 : 0, 8); // ack
-    h.writeUInt8(5 << 4, 12); // data offset: 5 words, no options
+    h.writeUInt8((h.length / 4) << 4, 12); // data offset, in 4-byte words
     h.writeUInt8(flags, 13);
     h.writeUInt16BE(65535, 14); // window
     return h;

@@ -38,18 +38,23 @@ export class SkbWorld {
     this.home = join(cgroup2Root(), cgroupOfProcess('self') ?? '/');
     mkdirSync(this.pinDir, { recursive: true });
     mkdirSync(this.cgroupRoot, { recursive: true });
-    for (const file of files) {
-      const spec = BpfObjectSpec.open(join(BPF_BUILD, file));
-      try {
-        this.objects.push(spec.load({ pinDir: this.pinDir }));
-      } finally {
-        spec.close();
+    try {
+      for (const file of files) {
+        const spec = BpfObjectSpec.open(join(BPF_BUILD, file));
+        try {
+          this.objects.push(spec.load({ pinDir: this.pinDir }));
+        } finally {
+          spec.close();
+        }
       }
+      const events = this.rawMap('ebm_events');
+      this.ring = new RingReader(events.fd, events.info.maxEntries, (mem, off) => {
+        this.pending.push(FlowEvent.decode(mem, off));
+      });
+    } catch (e) {
+      this.cleanup(); // the caller never gets the world to clean up
+      throw e;
     }
-    const events = this.rawMap('ebm_events');
-    this.ring = new RingReader(events.fd, events.info.maxEntries, (mem, off) => {
-      this.pending.push(FlowEvent.decode(mem, off));
-    });
   }
 
   /** Makes `rel` (below this world's cgroup root) and moves this process into it; returns its cgroup id. */
