@@ -287,6 +287,7 @@ static __always_inline void http_skb(struct __sk_buff *skb, int egress)
 	g.sport = th.source;
 	g.dport = th.dest;
 	g.egress = egress;
+	g.len = n;
 	status = http_status(s->buf);
 	if (status) {
 		ebm_http_response(&g, status);

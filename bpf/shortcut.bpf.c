@@ -246,6 +246,7 @@ static __always_inline void sc_http(struct sk_msg_md *msg, __u64 cookie)
 	g.cookie = cookie;
 	g.egress = 1;
 	g.flags = EBM_EV_F_SHORTCUT;
+	g.len = n;
 	ebm_http_parse(&g, s);
 }
 

@@ -85,6 +85,7 @@ struct ebm_http_seg {
 	__u64 cgroup_id;
 	int egress;             /* observed at the writer's socket */
 	__u8 flags;             /* extra EBM_EV_F_* for the report */
+	__u32 len;              /* bytes of this write in the scratch buffer (at most HTTP_PEEK) */
 };
 
 static __always_inline void ebm_http_request(const struct ebm_http_seg *g, struct http_scratch *s,
@@ -111,7 +112,9 @@ static __always_inline void ebm_http_request(const struct ebm_http_seg *g, struc
 	for (int i = 0; i < EBM_HTTP_PATH_MAX; i++) {
 		__u8 c = s->buf[(off + i) & 127];
 
-		if (off + i >= HTTP_PEEK || c == ' ' || c == '\r' || c == '\n' || c == 0)
+		/* Past `len` the scratch buffer holds an earlier write's bytes:
+		 * a request line cut by its segment ends its path there. */
+		if (off + i >= g->len || c == ' ' || c == '\r' || c == '\n' || c == 0)
 			break;
 		p->path[i] = c;
 		n++;
@@ -171,7 +174,7 @@ static __always_inline void ebm_http_response(const struct ebm_http_seg *g, __u1
 	bpf_map_delete_elem(&ebm_http_pending, &k);
 }
 
-/* s->buf holds the first min(n, HTTP_PEEK) bytes of the write (n >= 12). */
+/* s->buf holds the first g->len bytes of the write (12 <= g->len <= HTTP_PEEK). */
 static __always_inline void ebm_http_parse(const struct ebm_http_seg *g, struct http_scratch *s)
 {
 	__u8 method = 0;

@@ -6,3 +6,4 @@ export { ensureBpffs, cgroup2Root, BPFFS } from './fs.js';
 export { KernelError, VerifierError, MissingFeatureError, MissingCapabilityError, errnoName } from './errors.js';
 export { openDirFd, closeFd, withFd } from './fd.js';
 export { probeFeatures, requireFeatures, type FeatureCheck } from './features.js';
+export { testRunPacket, type TestRunResult } from './test-run.js';
