@@ -4,7 +4,8 @@
  * python3-grpcio (gRPC's C core), curl with a v4-mapped URL, the JDK's
  * HttpClient — each through a plain Service, a route that steers it to the
  * node proxy, a NetworkPolicy (a stranger denied, a friend allowed) and the
- * same-node shortcut, and seen by observe.
+ * same-node shortcut, and seen by observe; UDP through a Service and per-packet
+ * policy from AF_INET6 sockets too.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,6 +19,7 @@ const FIX = join(PACKAGE_ROOT, 'test/integration/fixtures');
 const SERVER = join(FIX, 'l7-server.mjs');
 const GRPC_CALL = join(FIX, 'grpc-call.py');
 const SOCKPROG = join(PACKAGE_ROOT, 'test/helpers/sockprog.py');
+const POLICYLAB = join(PACKAGE_ROOT, 'test/helpers/policylab.py');
 /** Debian's python, which has python3-grpcio (the one first on PATH may not). */
 const DEBIAN_PYTHON = '/usr/bin/python3';
 
@@ -59,6 +61,13 @@ spec:
 ---
 apiVersion: ebmesh.io/v1alpha1
 kind: Workload
+metadata: {name: udp, namespace: vm, labels: {app: udp, tier: backend}}
+spec:
+  ports: [{name: main, containerPort: 81}]
+  command: [python3, ${POLICYLAB}, serve, "81"]
+---
+apiVersion: ebmesh.io/v1alpha1
+kind: Workload
 metadata: {name: client, namespace: vm, labels: {role: friend}}
 spec: {command: [sleep, infinity]}
 ---
@@ -67,6 +76,11 @@ kind: Workload
 metadata: {name: stranger, namespace: vm, labels: {role: stranger}}
 spec: {command: [sleep, infinity]}
 ${svc('web', 'app: web', 80, 8080, 'http')}${svc('routed', 'app: web', 80, 8080, 'http')}${svc('grpc', 'app: web', 50051, 8081, 'grpc')}${svc('grpc-routed', 'app: web', 50051, 8081, 'grpc')}${svc('echo', 'app: echo', 9000, 9000, 'tcp')}---
+apiVersion: v1
+kind: Service
+metadata: {name: udp, namespace: vm}
+spec: {selector: {app: udp}, ports: [{port: 53, targetPort: 81, protocol: UDP}]}
+---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: routed, namespace: vm}
@@ -137,11 +151,11 @@ before(async () => {
   mesh.ok('up', '-f', mesh.file('world.yaml', world(mesh)));
   for (const until = Date.now() + 30_000; ;) {
     const st = JSON.parse(mesh.ok('status', '-o', 'json')) as { workloads: Array<{ ready: boolean }> };
-    if (st.workloads.length === 5 && st.workloads.every((w) => w.ready)) break;
+    if (st.workloads.length === 6 && st.workloads.every((w) => w.ready)) break;
     assert.ok(Date.now() < until, `workloads not ready: ${JSON.stringify(st.workloads)}`);
     await new Promise((r) => setTimeout(r, 200));
   }
-  for (const name of ['web', 'routed', 'grpc', 'grpc-routed', 'echo']) {
+  for (const name of ['web', 'routed', 'grpc', 'grpc-routed', 'echo', 'udp']) {
     vip[name] = (JSON.parse(mesh.ok('get', 'svc', name, '-n', 'vm', '-o', 'json')) as { spec: { clusterIP: string } }).spec.clusterIP;
   }
 });
@@ -268,4 +282,23 @@ print(s.getsockname()[1], len(data)); s.close()`);
   assert.equal(http.length, 1, JSON.stringify(http));
   assert.equal(http[0]!.http!.status, 200);
   assert.equal(http[0]!.service, 'vm/web');
+});
+
+test('UDP from AF_INET6 sockets through ::ffff:VIP: the friend is answered from the VIP, the stranger\'s datagram is dropped by per-packet policy', async () => {
+  const udp = (workload: string) => pyDial(workload, `
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(1)
+s.sendto(b"hi", ("::ffff:${vip.udp}", 53))
+try:
+    data, addr = s.recvfrom(64); print(data.decode(), f"[{addr[0]}]:{addr[1]}")
+except socket.timeout:
+    print("timeout")`);
+  assert.equal(udp('client'), `ok [::ffff:${vip.udp}]:53`);
+  assert.equal(udp('stranger'), 'timeout');
+  let drop: Flow | undefined;
+  for (const until = Date.now() + 10_000; !drop && Date.now() < until; await new Promise((r) => setTimeout(r, 200))) {
+    drop = observe('--type', 'drop', '--from', 'vm/stranger', '--to', 'vm/udp').find((f) => f.proto === 'UDP');
+  }
+  assert.ok(drop, 'the drop is reported');
+  assert.equal(drop.hook, 'skb-ingress');
+  assert.equal(drop.reason, 'policy-ingress');
 });
