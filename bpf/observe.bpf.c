@@ -23,10 +23,7 @@
 #include "ebmesh_maps.h"
 #include "ebmesh_events.h"
 #include "ebmesh_http.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
+#include "v4mapped.h"
 
 /* TCP states (include/net/tcp_states.h, not a UAPI header). */
 #define EBM_TCP_ESTABLISHED 1
@@ -231,7 +228,9 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 SEC("sockops")
 int ebm_sockops(struct bpf_sock_ops *skops)
 {
-	if (skops->family != AF_INET)
+	/* IPv4 connections, also of AF_INET6 sockets with v4-mapped
+	 * addresses: their local_ip4/remote_ip4 are set as for AF_INET. */
+	if (!ebm_skops_is_ipv4(skops))
 		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:

@@ -40,13 +40,7 @@
 #include "ebmesh_maps.h"
 #include "ebmesh_events.h"
 #include "ebmesh_http.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
+#include "v4mapped.h"
 #define EBM_TCP_CLOSE 7
 
 struct {
@@ -164,10 +158,11 @@ static __always_inline void sc_closed(struct bpf_sock_ops *skops)
 SEC("sockops")
 int ebm_shortcut_sockops(struct bpf_sock_ops *skops)
 {
-	/* A dual-stack listener (iperf3, many servers) accepts IPv4 peers as
-	 * v4-mapped AF_INET6 sockets: their IPv4 addresses are in *_ip4 all
-	 * the same, and anything else fails the pod subnet check. */
-	if (skops->family != AF_INET && skops->family != AF_INET6)
+	/* IPv4 connections, whichever family the socket: a dual-stack listener
+	 * (iperf3, many servers) accepts IPv4 peers as v4-mapped AF_INET6
+	 * sockets, and gRPC's C core and the JVM dial IPv4 from them; their
+	 * IPv4 addresses are in *_ip4 as for AF_INET. */
+	if (!ebm_skops_is_ipv4(skops))
 		return 1;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:

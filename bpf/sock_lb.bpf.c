@@ -6,233 +6,69 @@
  * first packet exists, so nothing downstream ever sees the VIP: no per-packet
  * NAT, no conntrack, no iptables. getpeername() and recvmsg() are translated
  * back so that applications still see the address they dialled.
+ *
+ * The logic is in sock_lb.h, once. The AF_INET6 hooks run it for a
+ * v4-mapped address (::ffff:a.b.c.d: how gRPC's C core and the JVM dial
+ * IPv4 from their AF_INET6 sockets) and leave native IPv6 untouched.
+ *
+ * There is no sendmsg6 program: the kernel hands a UDP sendmsg() to a
+ * v4-mapped address from an AF_INET6 socket to the IPv4 path, whose hook is
+ * sendmsg4 (udpv6_sendmsg() calls udp_sendmsg() before the sendmsg6 hook;
+ * a sendmsg6 program never sees a v4-mapped address).
  */
 #include <linux/bpf.h>
-#include <linux/in.h>
-#include <linux/errno.h>
 #include <bpf/bpf_helpers.h>
-#include "ebmesh_abi.h"
-#include "ebmesh_maps.h"
-#include "ebmesh_events.h"
-#include "l7_redirect.h"
-#include "policy.h"
-
-#define SOCK_ADDR_ALLOW  1
-#define SOCK_ADDR_REJECT 0
-
-/* Refuse like a closed port: an immediate ECONNREFUSED, never a timeout.
- * The refusal is a drop event, so observe shows who was refused and why. */
-static __always_inline int refuse(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend *fe,
-				  enum ebm_counter why, enum ebm_reason reason)
-{
-	struct ebm_flow_event *e;
-
-	ebm_count(why);
-	e = ebm_event_reserve(EBM_EV_DROP);
-	if (e) {
-		e->cookie = bpf_get_socket_cookie(ctx);
-		e->cgroup_id = bpf_get_current_cgroup_id();
-		e->daddr = ctx->user_ip4;
-		e->dport = (__u16)ctx->user_port;
-		e->orig_daddr = ctx->user_ip4;
-		e->orig_dport = (__u16)ctx->user_port;
-		e->proto = (__u8)ctx->protocol;
-		e->verdict = EBM_VERDICT_DROPPED;
-		e->reason = reason;
-		e->frontend_id = fe->id;
-		ebm_event_submit(e);
-	}
-	bpf_set_retval(-ECONNREFUSED);
-	return SOCK_ADDR_REJECT;
-}
-
-static __always_inline struct ebm_lb4_backend *
-affinity_backend(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend *fe,
-		 struct ebm_lb4_affinity_key *akey, __u64 now)
-{
-	struct ebm_lb4_affinity *a;
-	struct ebm_lb4_backend *b;
-
-	a = bpf_map_lookup_elem(&ebm_lb4_affinity, akey);
-	if (!a)
-		return NULL;
-	if (now - a->last_used_ns > (__u64)fe->affinity_timeout * 1000000000ull)
-		return NULL;
-	/* The backend may have left the service since: then choose anew. */
-	b = bpf_map_lookup_elem(&ebm_lb4_backends, &a->backend_id);
-	if (!b)
-		return NULL;
-	a->last_used_ns = now;
-	ebm_count(EBM_CNT_LB_AFFINITY_HIT);
-	return b;
-}
-
-/* `fe_id` gets the frontend's id when the connect was given a backend. */
-/* Where policy judges a connect: the address it ends up at, or for one
- * steered to the node proxy, the Service's backend in slot 0. */
-struct judge_target {
-	__u32 ip;
-	__u16 port;
-};
-
-static __always_inline int lb4_translate(struct bpf_sock_addr *ctx, __u32 *fe_id, struct judge_target *judge)
-{
-	struct ebm_lb4_frontend_key fk = {
-		.vip = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
-		.proto = (__u8)ctx->protocol,
-	};
-	struct ebm_lb4_affinity_key akey = {};
-	struct ebm_lb4_frontend *fe;
-	struct ebm_lb4_backend *b = NULL;
-	struct ebm_lb4_slot_key sk;
-	struct ebm_lb4_slot *slot;
-	__u32 backend_id = 0;
-	__u64 now = 0;
-
-	fe = bpf_map_lookup_elem(&ebm_lb4_frontends, &fk);
-	if (!fe) {
-		/* --- cross-node mTLS: a pod IP of another node dialled directly. */
-		ebm_xnode_tunnel(ctx, fk.vip, fk.port, fk.vip, fk.port);
-		return SOCK_ADDR_ALLOW;         /* not a service: untouched */
-	}
-
-	/* --- L7 (issue 6): a frontend with routes/L7 policy goes to the node
-	 * proxy, which picks the backend; see l7_redirect.h. Before the
-	 * backend count check: with no ready backend the proxy answers 503. */
-	if (fe->flags & EBM_FRONTEND_F_L7) {
-		if (ebm_l7_redirect(ctx, &fk) > 0) {
-			/* The proxy picks the backend later; policy judges the
-			 * connect now, on the Service's first backend (a
-			 * Service's backends share their labels in practice),
-			 * so a steered connect is denied exactly when a plain
-			 * one would be. */
-			struct ebm_lb4_slot_key sk0 = { .frontend_id = fe->id, .slot = 0 };
-			struct ebm_lb4_slot *s0 = bpf_map_lookup_elem(&ebm_lb4_slots, &sk0);
-			struct ebm_lb4_backend *b0 = s0 ? bpf_map_lookup_elem(&ebm_lb4_backends, &s0->backend_id) : NULL;
-
-			if (b0 && fe->count > 0) {
-				judge->ip = b0->ip;
-				judge->port = b0->port;
-			}
-			*fe_id = fe->id;
-			return SOCK_ADDR_ALLOW;
-		}
-	}
-	/* --- end L7 */
-
-	if (fe->count == 0)
-		return refuse(ctx, fe, EBM_CNT_LB_NO_BACKEND, EBM_REASON_NO_BACKEND);
-
-	if (fe->flags & EBM_FRONTEND_F_AFFINITY) {
-		akey.netns_cookie = bpf_get_netns_cookie(ctx);
-		akey.frontend_id = fe->id;
-		now = bpf_ktime_get_ns();
-		b = affinity_backend(ctx, fe, &akey, now);
-	}
-
-	if (!b) {
-		sk.frontend_id = fe->id;
-		sk.slot = bpf_get_prandom_u32() % fe->count;
-		slot = bpf_map_lookup_elem(&ebm_lb4_slots, &sk);
-		if (!slot)
-			return refuse(ctx, fe, EBM_CNT_LB_SLOT_MISS, EBM_REASON_LB_SLOT_MISS);
-		backend_id = slot->backend_id;
-		b = bpf_map_lookup_elem(&ebm_lb4_backends, &backend_id);
-		if (!b)
-			return refuse(ctx, fe, EBM_CNT_LB_SLOT_MISS, EBM_REASON_LB_SLOT_MISS);
-		if (fe->flags & EBM_FRONTEND_F_AFFINITY) {
-			struct ebm_lb4_affinity a = {
-				.backend_id = backend_id,
-				.last_used_ns = now,
-			};
-			bpf_map_update_elem(&ebm_lb4_affinity, &akey, &a, BPF_ANY);
-		}
-	}
-
-	/* --- cross-node mTLS: the chosen backend is on another node, so the
-	 * connection goes through the node proxy into the tunnel. */
-	if (ebm_xnode_tunnel(ctx, b->ip, b->port, fk.vip, fk.port) > 0)
-		return SOCK_ADDR_ALLOW;
-
-	struct ebm_lb4_revnat_key rk = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.ip = b->ip,
-		.port = b->port,
-	};
-	struct ebm_lb4_revnat rv = { .vip = fk.vip, .port = fk.port };
-
-	bpf_map_update_elem(&ebm_lb4_revnat, &rk, &rv, BPF_ANY);
-	ctx->user_ip4 = b->ip;
-	ctx->user_port = (__u32)b->port;
-	*fe_id = fe->id;
-	ebm_count(EBM_CNT_LB_TRANSLATED);
-	return SOCK_ADDR_ALLOW;
-}
-
-static __always_inline void lb4_reverse(struct bpf_sock_addr *ctx)
-{
-	struct ebm_lb4_revnat_key rk = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.ip = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
-	};
-	struct ebm_lb4_revnat *rv = bpf_map_lookup_elem(&ebm_lb4_revnat, &rk);
-
-	if (!rv)
-		return;
-	ctx->user_ip4 = rv->vip;
-	ctx->user_port = (__u32)rv->port;
-}
+#include "sock_lb.h"
 
 SEC("cgroup/connect4")
 int ebm_connect4(struct bpf_sock_addr *ctx)
 {
-	struct ebm_lb4_frontend_key dialled = {
-		.vip = ctx->user_ip4,
-		.port = (__u16)ctx->user_port,
-		.proto = (__u8)ctx->protocol,
-	};
-	struct judge_target judge = {};
-	__u32 fe_id = 0;
+	return ebm_lb4_connect(ctx, EBM_SA_INET);
+}
 
-	if (lb4_translate(ctx, &fe_id, &judge) == SOCK_ADDR_REJECT)
-		return SOCK_ADDR_REJECT;
-	if (!judge.ip) {
-		judge.ip = ctx->user_ip4;
-		judge.port = (__u16)ctx->user_port;
-	}
-	/* After the translation: a Service is judged on the backend it got,
-	 * exactly as a connect to that backend's address would be. EPERM, not
-	 * ECONNREFUSED, so a policy denial is told apart from "no backend". */
-	if (!ebm_policy_connect4(ctx, judge.ip, judge.port, ctx->user_ip4 != dialled.vip ? &dialled : NULL, fe_id)) {
-		bpf_set_retval(-EPERM);
-		return SOCK_ADDR_REJECT;
-	}
-	return SOCK_ADDR_ALLOW;
+SEC("cgroup/connect6")
+int ebm_connect6(struct bpf_sock_addr *ctx)
+{
+	if (!ebm_sa_is_v4mapped(ctx))
+		return SOCK_ADDR_ALLOW; /* native IPv6: not served yet */
+	return ebm_lb4_connect(ctx, EBM_SA_V4MAPPED);
 }
 
 SEC("cgroup/sendmsg4")
 int ebm_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	struct judge_target judge = {};
+	struct ebm_lb4_judge judge = {};
 	__u32 fe_id;
 
-	return lb4_translate(ctx, &fe_id, &judge);
+	return ebm_lb4_translate(ctx, EBM_SA_INET, &fe_id, &judge);
 }
 
 SEC("cgroup/recvmsg4")
 int ebm_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	lb4_reverse(ctx);
-	return SOCK_ADDR_ALLOW;
+	return ebm_lb4_reverse(ctx, EBM_SA_INET);
+}
+
+SEC("cgroup/recvmsg6")
+int ebm_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	if (!ebm_sa_is_v4mapped(ctx))
+		return SOCK_ADDR_ALLOW;
+	return ebm_lb4_reverse(ctx, EBM_SA_V4MAPPED);
 }
 
 SEC("cgroup/getpeername4")
 int ebm_getpeername4(struct bpf_sock_addr *ctx)
 {
-	lb4_reverse(ctx);
-	return SOCK_ADDR_ALLOW;
+	return ebm_lb4_reverse(ctx, EBM_SA_INET);
+}
+
+SEC("cgroup/getpeername6")
+int ebm_getpeername6(struct bpf_sock_addr *ctx)
+{
+	if (!ebm_sa_is_v4mapped(ctx))
+		return SOCK_ADDR_ALLOW;
+	return ebm_lb4_reverse(ctx, EBM_SA_V4MAPPED);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -11,6 +11,7 @@ PKGS=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make gcc iproute2 uti
       etcd-server etcd-client tcpdump
       python3-prometheus-client
       sockperf  # bench shortcut: ping-pong round trips
+      python3-grpcio default-jdk-headless  # clients that dial IPv4 Services over AF_INET6 sockets (v4-mapped)
       chromium)  # the web UI's browser tests (driven by playwright-core, which downloads no browser)
 missing=()
 for p in "${PKGS[@]}"; do

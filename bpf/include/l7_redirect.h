@@ -17,6 +17,7 @@
 #include <bpf/bpf_helpers.h>
 #include "ebmesh_abi.h"
 #include "ebmesh_maps.h"
+#include "v4mapped.h"
 
 #ifndef SOCK_STREAM
 #define SOCK_STREAM 1
@@ -26,8 +27,9 @@
  * Returns 1 (allow, destination rewritten) when the connection was sent to
  * the proxy, or -1 when the caller should balance it as usual: not TCP, or
  * no proxy configured on this node (the agent has not started it yet).
+ * `view` says how the hook shows the address (v4mapped.h).
  */
-static __always_inline int ebm_l7_steer(struct bpf_sock_addr *ctx, __u32 dst_ip, __u16 dst_port,
+static __always_inline int ebm_l7_steer(struct bpf_sock_addr *ctx, int view, __u32 dst_ip, __u16 dst_port,
 					__u32 shown_ip, __u16 shown_port, __u16 flags)
 {
 	__u32 zero = 0;
@@ -56,14 +58,13 @@ static __always_inline int ebm_l7_steer(struct bpf_sock_addr *ctx, __u32 dst_ip,
 	struct ebm_lb4_revnat rv = { .vip = shown_ip, .port = shown_port };
 	bpf_map_update_elem(&ebm_lb4_revnat, &rk, &rv, BPF_ANY);
 
-	ctx->user_ip4 = px->ip;
-	ctx->user_port = (__u32)px->port;
+	ebm_sa_set4(ctx, view, px->ip, px->port);
 	return 1;
 }
 
-static __always_inline int ebm_l7_redirect(struct bpf_sock_addr *ctx, const struct ebm_lb4_frontend_key *fk)
+static __always_inline int ebm_l7_redirect(struct bpf_sock_addr *ctx, int view, const struct ebm_lb4_frontend_key *fk)
 {
-	if (ebm_l7_steer(ctx, fk->vip, fk->port, fk->vip, fk->port, 0) < 0)
+	if (ebm_l7_steer(ctx, view, fk->vip, fk->port, fk->vip, fk->port, 0) < 0)
 		return -1;
 	ebm_count(EBM_CNT_L7_REDIRECTED);
 	return 1;
@@ -77,7 +78,7 @@ static __always_inline int ebm_l7_redirect(struct bpf_sock_addr *ctx, const stru
  * tunnel to that node, no L7 parsing. Same record, same sockops publish.
  * Without a proxy on this node it goes out in plaintext, as before.
  */
-static __always_inline int ebm_xnode_tunnel(struct bpf_sock_addr *ctx, __u32 dst_ip, __u16 dst_port,
+static __always_inline int ebm_xnode_tunnel(struct bpf_sock_addr *ctx, int view, __u32 dst_ip, __u16 dst_port,
 					    __u32 shown_ip, __u16 shown_port)
 {
 	struct ebm_mtls_src_key k = { .prefixlen = 32, .ip = dst_ip };
@@ -85,7 +86,7 @@ static __always_inline int ebm_xnode_tunnel(struct bpf_sock_addr *ctx, __u32 dst
 
 	if (!on || *on != 1)
 		return -1;
-	if (ebm_l7_steer(ctx, dst_ip, dst_port, shown_ip, shown_port, EBM_L7_ORIG_F_TUNNEL) < 0)
+	if (ebm_l7_steer(ctx, view, dst_ip, dst_port, shown_ip, shown_port, EBM_L7_ORIG_F_TUNNEL) < 0)
 		return -1;
 	ebm_count(EBM_CNT_MTLS_TUNNELLED);
 	return 1;

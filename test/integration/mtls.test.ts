@@ -72,6 +72,10 @@ test('strict: plaintext from another node is refused in the kernel; permissive l
   const mesh2 = mesh.sh('open/remote', `curl -s --max-time 3 http://${mesh.ipOf(st, 'sec', 'web')}:8080/`);
   assert.equal(mesh2.code, 0, mesh2.stderr);
   assert.equal(mesh2.stdout.trim(), 'web');
+  // The same from an AF_INET6 socket dialling the v4-mapped address: steered into the tunnel alike.
+  const mapped = mesh.sh('open/remote', `curl -sg --max-time 3 http://[::ffff:${mesh.ipOf(st, 'sec', 'web')}]:8080/`);
+  assert.equal(mapped.code, 0, mapped.stderr);
+  assert.equal(mapped.stdout.trim(), 'web');
   const same = mesh.sh('sec/client', `curl -s --max-time 3 http://${mesh.ipOf(st, 'sec', 'web')}:8080/`);
   assert.equal(same.code, 0, same.stderr);
   assert.equal(same.stdout.trim(), 'web');
