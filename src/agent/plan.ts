@@ -12,12 +12,9 @@ import {
   type ClientIdentity, type DesiredFrontend, type FrontendIndex, type NodeRecord, type Snapshot,
 } from '../controlplane/index.js';
 import { localWorkloadIps, mtlsTables, nodeIndexOfPodIp, tunnelDestinations, type MtlsTables } from '../controlplane/mtls-mode.js';
-import {
-  allocateIdentities, compilePolicies, IdentityIndex, policyWorldOf,
-  type CompiledTables, type IdentityTable,
-} from '../policy/index.js';
+import { policyWorldOf, type CompiledTables, type IdentityTable } from '../policy/index.js';
 import { ingressTablesFor } from '../policy/tunnel-ingress.js';
-import type { PlannedEndpoint, PolicyPlan } from '../policy/policy-agent.js';
+import { decidePolicy, type CompileMemo, type PlannedEndpoint, type PolicyPlan } from '../policy/node-policy.js';
 import type { MeshConfigResource, ServiceResource, WorkloadResource } from '../resources/index.js';
 import { formatCidr, mustParseCidr, type Cidr } from '../net/ipam.js';
 import type { ProxyRoutingConfig } from '../proxy/index.js';
@@ -59,7 +56,7 @@ export interface PlanMemo {
   /** computeFrontends, per changed Service. */
   frontends?: FrontendIndex;
   /** The last policy compile: reused while its input is the same. */
-  policy?: { input: string; tables: CompiledTables };
+  policy?: CompileMemo;
 }
 
 export interface ProxyPlan {
@@ -110,22 +107,22 @@ export function workloadCgroup(ctx: Pick<NodeContext, 'cgroupRoot' | 'meshCgroup
 }
 
 function planPolicy(snap: Snapshot, ctx: NodeContext, observed: Observed, podSubnet: Cidr, memo: PlanMemo): PolicyPlan {
-  const world = policyWorldOf(snap);
-  const identities = allocateIdentities(observed.identities, world.workloads);
-  const hostIps = [gatewayOf(podSubnet)];
-  const input = JSON.stringify([world.policies, world.namespaces, world.workloads.map((w) => [w.metadata, w.spec.ip, w.spec.ports]), identities.entries, hostIps]);
-  const tables = memo.policy?.input === input ? memo.policy.tables : compilePolicies({ ...world, identities, hostIps });
-  memo.policy = { input, tables };
-  const index = new IdentityIndex(identities);
-  const endpoints: PlannedEndpoint[] = [];
-  for (const w of snap.workloads) {
-    const cgroup = workloadCgroup(ctx, w);
-    const identity = index.of(w.metadata.namespace, w.metadata.labels);
-    if (cgroup === undefined || identity === undefined) continue;
-    const ip = workloadIp(snap, w);
-    endpoints.push({ workload: `${w.metadata.namespace}/${w.metadata.name}`, cgroup, identity, ...(ip ? { ip } : {}) });
-  }
-  return { world, identities, tables, endpoints, hostIps };
+  return decidePolicy({
+    world: policyWorldOf(snap),
+    identities: observed.identities,
+    hostIps: [gatewayOf(podSubnet)],
+    endpoints: (index) => {
+      const out: PlannedEndpoint[] = [];
+      for (const w of snap.workloads) {
+        const cgroup = workloadCgroup(ctx, w);
+        const identity = index.of(w.metadata.namespace, w.metadata.labels);
+        if (cgroup === undefined || identity === undefined) continue;
+        const ip = workloadIp(snap, w);
+        out.push({ workload: `${w.metadata.namespace}/${w.metadata.name}`, cgroup, identity, ...(ip ? { ip } : {}) });
+      }
+      return out;
+    },
+  }, memo);
 }
 
 /**

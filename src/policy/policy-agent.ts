@@ -10,27 +10,11 @@
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isDeepStrictEqual } from 'node:util';
-import { IdentityIndex, emptyIdentityTable, type CompiledTables, type IdentityTable, type PolicyWorld } from './index.js';
+import { IdentityIndex, emptyIdentityTable, type CompiledTables, type IdentityTable } from './index.js';
+import type { PolicyPlan } from './node-policy.js';
 import type { WorkloadResource } from '../resources/index.js';
 import type { PolicyMaps } from './policy-maps.js';
 import { applyToContents, encodePolicy, planPolicy, type EndpointRow, type PolicyMapContents } from './policy-plan.js';
-
-/** A workload cgroup of this node with the identity its traffic is judged as. */
-export interface PlannedEndpoint {
-  workload: string;
-  cgroup: string;
-  identity: number;
-  ip?: string;
-}
-
-/** What a node's policy maps must hold, as decided from one snapshot. */
-export interface PolicyPlan {
-  world: PolicyWorld;
-  identities: IdentityTable;
-  tables: CompiledTables;
-  endpoints: PlannedEndpoint[];
-  hostIps: string[];
-}
 
 export class PolicyAgent {
   identities: IdentityTable;

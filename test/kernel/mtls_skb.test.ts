@@ -11,7 +11,7 @@ import { applyMtlsTables } from '../../src/agent/mtls-maps.js';
 import { defaultMesh, type Snapshot } from '../../src/controlplane/state.js';
 import { mustParseCidr } from '../../src/net/ipam.js';
 import { Namespace, Workload } from '../../src/resources/schemas.js';
-import { mtlsTables } from '../../src/tunnel/mode.js';
+import { mtlsTables } from '../../src/controlplane/mtls-mode.js';
 import { IPPROTO_TCP, IPPROTO_UDP, TCP, type PacketSpec } from '../helpers/packet.js';
 import { SkbWorld } from '../helpers/skb-world.js';
 

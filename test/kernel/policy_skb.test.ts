@@ -21,9 +21,10 @@ import { join } from 'node:path';
 import { Counter, EventFlag, EventType, PolUdpFlow, PolUdpFlowKey, Reason, RULE_NONE, Verdict } from '../../src/abi/structs.js';
 import { PolicyMaps } from '../../src/policy/policy-maps.js';
 import { PolicyAgent } from '../../src/policy/policy-agent.js';
-import type { EndpointRow } from '../../src/policy/policy-plan.js';
+import { decidePolicy, type PlannedEndpoint } from '../../src/policy/node-policy.js';
+import type { IdentityIndex } from '../../src/policy/index.js';
 import { NetworkPolicy } from '../../src/resources/networkpolicy.js';
-import { Namespace, Workload, type WorkloadResource } from '../../src/resources/schemas.js';
+import { Namespace, Workload } from '../../src/resources/schemas.js';
 import { TypedMap } from '../../src/kernel/index.js';
 import { ETH_P_IPV6, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, TCP, type PacketSpec } from '../helpers/packet.js';
 import { SkbWorld, type FlowEventRecord } from '../helpers/skb-world.js';
@@ -78,13 +79,14 @@ before(() => {
   // The workloads' cgroups; this process takes one's place per test.
   for (const c of ['api', 'batch', 'stray']) world.enterCgroup(c);
   const cgroupOf: Record<string, string> = { api: 'api', batch: 'batch' };
-  const endpoints = (identityOf: (w: WorkloadResource) => number | undefined): EndpointRow[] => workloads.flatMap((w) => {
+  const endpoints = (index: IdentityIndex): PlannedEndpoint[] => workloads.flatMap((w) => {
     const cg = cgroupOf[w.metadata.name];
-    const identity = identityOf(w);
-    return cg && identity ? [{ cgroupId: world.cgroupIdOf(cg), identity, ip: w.spec.ip! }] : [];
+    const identity = index.of(w.metadata.namespace, w.metadata.labels);
+    return cg && identity ? [{ workload: `${w.metadata.namespace}/${w.metadata.name}`, cgroup: cg, identity, ip: w.spec.ip! }] : [];
   });
   const namespaces = [Namespace.parse({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } })];
-  assert.ok(agent.reconcile({ policies, namespaces, workloads }, endpoints, [NODE]) > 0);
+  const plan = decidePolicy({ world: { policies, namespaces, workloads }, identities: agent.identities, hostIps: [NODE], endpoints });
+  assert.ok(agent.apply(plan, (cg) => world.cgroupIdOf(cg)) > 0);
   const of = (name: string) => agent.identityOf(workloads.find((w) => w.metadata.name === name)!)!;
   id = { api: of('api'), web: of('web'), batch: of('batch') };
   const refs = agent.tables!.refs;
