@@ -93,7 +93,8 @@ static __always_inline int ebm_pol_side(__u32 subject, __u8 dir, __u32 peer, __u
 
 /*
  * The workload a cgroup belongs to: its own entry, else its deepest listed
- * ancestor. The cgroup is the socket's (`skb` given, per-packet hooks) or
+ * ancestor (down to the root, which is listed as the host where the mesh
+ * also serves the host's own sockets). The cgroup is the socket's (`skb` given, per-packet hooks) or
  * the current task's (`skb` NULL, socket hooks): callers pass a constant, so
  * the inlined copy keeps only the helpers its program type may call.
  */
@@ -108,7 +109,7 @@ static __always_inline struct ebm_pol_endpoint *ebm_endpoint_of(struct __sk_buff
 	if (ep)
 		return ep;
 #pragma unroll
-	for (level = EBM_CGROUP_MAX_LEVEL; level > 0; level--) {
+	for (level = EBM_CGROUP_MAX_LEVEL; level >= 0; level--) {
 		id = skb ? bpf_skb_ancestor_cgroup_id(skb, level) : bpf_get_current_ancestor_cgroup_id(level);
 		if (!id)
 			continue;
@@ -210,6 +211,9 @@ static __always_inline int ebm_policy_connect4(struct bpf_sock_addr *ctx, __u32 
 		ebm_emit_drop(&ev);
 		return 0;
 	}
+	/* The node itself always reaches its workloads, as per packet (policy.bpf.c). */
+	if (ep->identity == EBM_IDENTITY_HOST)
+		return 1;
 	if (daddr == ep->addr || ebm_is_loopback(daddr))
 		return 1; /* a workload may always reach itself */
 	peer = ebm_identity_of_addr(daddr);

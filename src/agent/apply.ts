@@ -14,7 +14,9 @@
  *  6. the load balancer's maps (an ordered diff: backends, slots, counts);
  *  7. the same-node shortcut's settings;
  *  8. the lab: its bridge, then its processes started and stopped;
- *  9. adopted cgroups attached (and those no longer adopted detached);
+ *  9. adopted cgroups attached (and those no longer adopted detached); the
+ *     host's sockets get the load balancer where the mesh is the node's
+ *     service proxy;
  * 10. strict mTLS tables, the lab's hosts files, observe's name tables.
  */
 import { cgroupId, ensureCgroup } from '../host/cgroup.js';
@@ -26,7 +28,7 @@ import type { PolicyAgent } from '../policy/policy-agent.js';
 import type { NodeProxyWiring } from './node-proxy/wiring.js';
 import type { Lab } from '../lab/runtime.js';
 import type { Observer } from '../observe/observer.js';
-import type { NodePlan } from './plan.js';
+import { HOST_LB_PROGRAMS, HOST_LINK_TAG, type NodePlan } from './plan.js';
 import { formatCidr, type Cidr } from '../net/ipam.js';
 
 /** The node's parts the plan acts on. */
@@ -99,6 +101,7 @@ export async function applyPlan(plan: NodePlan, n: NodeParts): Promise<ApplyRepo
   for (const tag of n.datapath.attachedTags()) {
     if (tag.startsWith('adopt_') && !adopted.has(tag)) n.datapath.detach(tag);
   }
+  if (plan.hostLb) n.datapath.attach(plan.hostLb, HOST_LINK_TAG, HOST_LB_PROGRAMS);
   const mtls = n.datapath.objectWith('ebm_mtls_workloads');
   if (mtls) applyMtlsTables(mtls, plan.mtls);
   n.lab.writeHosts(plan.hosts.workloads, plan.hosts.services, plan.hosts.domain);

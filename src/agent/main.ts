@@ -1,19 +1,26 @@
 /**
- * `ebmesh agent --node NAME --controlplane ADDR [--token-file F]`: the agent
- * of one node of a multi-node mesh. Its desired state is a mirror of its
- * node's view that the control plane keeps (remote-store.ts); it holds its
- * workloads' identities. Like the single-node daemon, SIGTERM leaves the data
- * path and workloads in place for the next agent to adopt.
+ * `ebmesh agent`: the agent of one node, with its desired state from
+ *  - a control plane (a multi-node mesh without Kubernetes):
+ *      ebmesh agent --node NAME --controlplane ADDR [--token-file F]
+ *    a mirror of its node's view that the control plane keeps
+ *    (remote-store.ts), and its workloads' identities from the mesh CA;
+ *  - a Kubernetes API server (the Helm chart's DaemonSet):
+ *      ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig F]
+ *        [--service-cidr CIDR] [--pod-cidr CIDR] [--proxy-name NAME]
+ *    the cluster's objects, with the mesh as the node's service proxy.
+ * SIGTERM leaves the data path and workloads in place for the next agent to
+ * adopt.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { nodePaths, validInstance } from '../paths.js';
+import { instancePaths, nodePaths, validInstance, type InstancePaths } from '../paths.js';
 import { validNodeName } from '../controlplane/index.js';
 import { NodeAgent } from './node-agent.js';
-import { nodeHandlers } from './routes.js';
+import { nodeHandlers, type NodeRouteHooks } from './routes.js';
 import { RemoteStore } from './remote-store.js';
 import { StoreSource } from './store-source.js';
+import { KubernetesSource } from './kubernetes-source.js';
 import { IdentityManager } from './identity.js';
 import { ApiClient } from '../api/client.js';
 import { nodeTransport, parseAddress } from '../api/node-transport.js';
@@ -21,29 +28,61 @@ import { serve, startServer } from '../api/server.js';
 import { nodeApi } from '../api/node.js';
 import { describeError, EbmeshError } from '../errors.js';
 import { nodeAddress } from '../lab/cluster.js';
+import { cgroup2Root } from '../kernel/index.js';
+import { KubeClient } from '../k8s/client.js';
+import { inClusterAccess, kubeconfigAccess } from '../k8s/access.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
   options: {
     instance: { type: 'string', default: process.env.EBMESH_INSTANCE ?? 'ebmesh' },
-    node: { type: 'string' },
+    source: { type: 'string', default: 'controlplane' },
+    node: { type: 'string', default: process.env.NODE_NAME },
     controlplane: { type: 'string' },
     'token-file': { type: 'string' },
+    'api-server': { type: 'string' },
+    kubeconfig: { type: 'string' },
+    'service-cidr': { type: 'string' },
+    'pod-cidr': { type: 'string' },
+    'proxy-name': { type: 'string', default: 'ebmesh' },
+    'trust-domain': { type: 'string' },
   },
 });
-const instance = values.instance!;
-const nodeName = values.node ?? '';
-if (!validInstance(instance) || !validNodeName(nodeName) || !values.controlplane) {
-  process.stderr.write('usage: ebmesh agent --node NAME --controlplane ADDR [--token-file FILE]\n');
+
+function usage(message: string): never {
+  process.stderr.write(`${message}\nusage: ebmesh agent --node NAME --controlplane ADDR [--token-file FILE]\n` +
+    '       ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE] [--service-cidr CIDR] [--pod-cidr CIDR]\n');
   process.exit(2);
 }
-const paths = nodePaths(instance, nodeName);
-const token = readFileSync(values['token-file'] ?? join(paths.stateDir, 'token'), 'utf8').trim();
-const cp = new ApiClient(nodeTransport(parseAddress(values.controlplane), {
-  peer: `the control plane at ${values.controlplane}`,
-  unreachable: (code) => new EbmeshError('EBMESH_CP_UNAVAILABLE', `the control plane is unreachable: ${code ?? 'no answer'}`),
-  headers: { authorization: `Bearer ${token}` },
-}), 30_000);
+
+const instance = values.instance!;
+const nodeName = values.node ?? '';
+if (!validInstance(instance)) usage(`invalid instance name "${instance}"`);
+if (!validNodeName(nodeName)) usage(`--node: "${nodeName}" is not a node name`);
+
+/** What each way of running adds to the common start and stop. */
+interface Running {
+  paths: InstancePaths;
+  agent: NodeAgent;
+  hooks: Omit<NodeRouteHooks, 'shutdown'>;
+  beforeStop?: () => Promise<unknown>;
+}
+
+let running: Running | undefined;
+let stopping = false;
+async function shutdown(code = 0): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  await running?.beforeStop?.();
+  try {
+    await running?.agent.stop(false);
+  } catch (e) {
+    process.stderr.write(`stopping: ${describeError(e)}\n`);
+    code = 1;
+  }
+  if (running) rmSync(running.paths.pidFile, { force: true });
+  process.exit(code);
+}
 
 /**
  * How long a starting agent waits for its first certificate pass before it
@@ -53,35 +92,26 @@ const CERT_PASS_WAIT_MS = 5000;
 /** P, or nothing once CERT_PASS_WAIT_MS passed: a control plane that does not answer holds up neither start nor stop. */
 const certPass = (p: Promise<void> | undefined): Promise<unknown> => Promise.race([p, new Promise((r) => setTimeout(r, CERT_PASS_WAIT_MS).unref())]);
 
-let agent: NodeAgent | undefined;
-let identity: IdentityManager | undefined;
-/** The tunnel endpoint's status as the node proxy (which runs it) last reported it; the heartbeat reads it. */
-let tunnel: Record<string, unknown> | undefined;
-const remote = new RemoteStore(cp, nodeName, paths.storeFile, () => ({
-  pid: process.pid,
-  ...(agent?.last ? { appliedRevision: agent.last.revision, lastReconcile: agent.last } : {}),
-  ...(identity ? { certs: identity.list() } : {}),
-  ...(identity?.lastError ? { identityError: identity.lastError } : {}),
-  ...(tunnel ? { tunnel } : {}),
-}));
-
-let stopping = false;
-async function shutdown(code = 0): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  // The next agent starts from a fresh node SVID (IdentityManager.handOver).
-  await certPass(identity?.handOver());
-  try {
-    await agent?.stop(false);
-  } catch (e) {
-    process.stderr.write(`stopping: ${describeError(e)}\n`);
-    code = 1;
-  }
-  rmSync(paths.pidFile, { force: true });
-  process.exit(code);
-}
-
-try {
+async function withControlPlane(): Promise<Running> {
+  if (!values.controlplane) usage('--controlplane ADDR is needed (or --source kubernetes)');
+  const paths = nodePaths(instance, nodeName);
+  const token = readFileSync(values['token-file'] ?? join(paths.stateDir, 'token'), 'utf8').trim();
+  const cp = new ApiClient(nodeTransport(parseAddress(values.controlplane), {
+    peer: `the control plane at ${values.controlplane}`,
+    unreachable: (code) => new EbmeshError('EBMESH_CP_UNAVAILABLE', `the control plane is unreachable: ${code ?? 'no answer'}`),
+    headers: { authorization: `Bearer ${token}` },
+  }), 30_000);
+  let agent: NodeAgent | undefined;
+  let identity: IdentityManager | undefined;
+  /** The tunnel endpoint's status as the node proxy (which runs it) last reported it; the heartbeat reads it. */
+  let tunnel: Record<string, unknown> | undefined;
+  const remote = new RemoteStore(cp, nodeName, paths.storeFile, () => ({
+    pid: process.pid,
+    ...(agent?.last ? { appliedRevision: agent.last.revision, lastReconcile: agent.last } : {}),
+    ...(identity ? { certs: identity.list() } : {}),
+    ...(identity?.lastError ? { identityError: identity.lastError } : {}),
+    ...(tunnel ? { tunnel } : {}),
+  }));
   await remote.start();
   // Certificates before the data path. The node proxy, which outlives
   // agents, serves the node SVID in the tunnel, and only an agent renews it:
@@ -89,11 +119,13 @@ try {
   // on a busy node) left a due certificate to expire, and every tunnel
   // session a peer opened meanwhile failed its handshake (docs/multinode.md,
   // "Agent restarts and certificates").
-  identity = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
-  await certPass(identity.start());
+  const ids = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
+  identity = ids;
+  await certPass(ids.start());
   const source = new StoreSource(remote, `control plane at ${values.controlplane}`, nodeName, () => remote.nodes);
   agent = new NodeAgent(paths, source, { nodeName, nodeIndex: remote.node!.index, routePodCIDR: true, nodeAddress });
-  await agent.start();
+  const started = agent;
+  await started.start();
   // mTLS: the node proxy runs this node's tunnel endpoint (it outlives
   // agents); it needs the node SVID. When the first pass above did not get
   // one (a new node whose control plane is slow or down), reconcile once it arrives.
@@ -101,18 +133,50 @@ try {
   const svidWait = setInterval(() => {
     if (!existsSync(nodeCert)) return;
     clearInterval(svidWait);
-    agent?.schedule();
+    started.schedule();
   }, 250);
   svidWait.unref();
-  const tunnelPoll = setInterval(() => void agent?.l7.stats().then((s) => { tunnel = s?.tunnel; }), 1000);
-  tunnelPoll.unref();
+  setInterval(() => void started.l7.stats().then((s) => { tunnel = s?.tunnel; }), 1000).unref();
+  // The next agent starts from a fresh node SVID (IdentityManager.handOver).
+  return { paths, agent: started, hooks: { identities: () => ids.list() }, beforeStop: () => certPass(ids.handOver()) };
+}
+
+async function inCluster(): Promise<Running> {
+  const access = values.kubeconfig ? kubeconfigAccess(values.kubeconfig) : inClusterAccess(values['api-server']);
+  if (values['api-server']) access.server = values['api-server'];
+  const paths = instancePaths(instance);
+  const source = new KubernetesSource({
+    client: new KubeClient(access),
+    nodeName,
+    cgroupRoot: cgroup2Root(),
+    proxyName: values['proxy-name']!,
+    mesh: {
+      ...(values['service-cidr'] ? { serviceCIDR: values['service-cidr'] } : {}),
+      ...(values['pod-cidr'] ? { podCIDR: values['pod-cidr'] } : {}),
+      ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
+    },
+  });
+  await source.start();
+  const own = source.nodes().find((n) => n.name === nodeName);
+  if (!own) throw new EbmeshError('EBMESH_KUBERNETES', `node ${nodeName} is not in the cluster (${source.nodes().map((n) => n.name).join(', ') || 'no nodes'})`);
+  const agent = new NodeAgent(paths, source, {
+    nodeName, nodeIndex: own.index, routePodCIDR: false, cluster: true,
+    nodeAddress: (i) => source.nodes().find((n) => n.index === i)?.address ?? '',
+  });
+  await agent.start();
+  return { paths, agent, hooks: {} };
+}
+
+try {
+  if (values.source !== 'controlplane' && values.source !== 'kubernetes') usage(`--source: "${values.source}" is neither controlplane nor kubernetes`);
+  running = values.source === 'kubernetes' ? await inCluster() : await withControlPlane();
+  const { paths, agent, hooks } = running;
   mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
-  const ids = identity;
   await startServer({ socketPath: paths.apiSocket }, [
-    serve(nodeApi, nodeHandlers(agent, { shutdown: () => void shutdown(), identities: () => ids.list() })),
+    serve(nodeApi, nodeHandlers(agent, { ...hooks, shutdown: () => void shutdown() })),
   ]);
   writeFileSync(paths.pidFile, String(process.pid));
-  process.stderr.write(`ebmesh agent ${instance}/${nodeName} ready (pid ${process.pid})\n`);
+  process.stderr.write(`ebmesh agent ${instance}/${nodeName} ready (pid ${process.pid}, ${agent.source.description})\n`);
 } catch (e) {
   process.stderr.write(`ebmesh agent ${instance}/${nodeName} failed to start: ${describeError(e)}\n`);
   process.exit(1);

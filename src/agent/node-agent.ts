@@ -11,7 +11,7 @@
  */
 import { join } from 'node:path';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { FrontendIndex, isReady, nodePodSubnet, selectedWorkloads, wlKey, workloadIp, type NodeRecord, type Snapshot } from '../controlplane/index.js';
+import { FrontendIndex, isReady, nodePodSubnet, readyEndpointCount, wlKey, workloadIp, type NodeRecord, type Snapshot } from '../controlplane/index.js';
 import { cgroup2Root, ensureBpffs, requireFeatures } from '../kernel/index.js';
 import { Datapath, removeDatapath } from './datapath.js';
 import { PolicyAgent } from '../policy/policy-agent.js';
@@ -56,6 +56,12 @@ export interface NodeAgentOptions {
   routePodCIDR: boolean;
   /** A peer node's tunnel endpoint address, by its index. */
   nodeAddress: (index: number) => string;
+  /**
+   * In a Kubernetes cluster: the mesh is the node's service proxy (the host's
+   * sockets get the load balancer too), and the CNI, not the mesh, makes the
+   * pod bridge.
+   */
+  cluster?: boolean;
 }
 
 export class NodeAgent {
@@ -81,7 +87,7 @@ export class NodeAgent {
 
   constructor(readonly paths: InstancePaths, readonly source: DesiredStateSource, readonly options: NodeAgentOptions) {
     this.bridge = new LabBridge(paths.bridge);
-    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, process.env.EBMESH_PROXY_NODE_FLAGS ?? '');
+    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, process.env.EBMESH_PROXY_NODE_FLAGS ?? '', !options.cluster);
   }
 
   get nodeName(): string {
@@ -98,6 +104,7 @@ export class NodeAgent {
       cgroupRoot: cgroup2Root(),
       meshCgroup: this.meshCgroup,
       svidDir: join(this.paths.stateDir, 'node-svid'),
+      ...(this.options.cluster ? { serveHost: true } : {}),
     };
   }
 
@@ -266,7 +273,7 @@ export class NodeAgent {
       services: snap.services.map((s) => ({
         name: s.metadata.name, namespace: s.metadata.namespace, ...(s.spec.clusterIP ? { clusterIP: s.spec.clusterIP } : {}),
         ports: s.spec.ports.map((p) => `${p.port}/${p.protocol}`),
-        endpoints: selectedWorkloads(s, snap.workloads).filter((w) => isReady(snap, w)).length,
+        endpoints: readyEndpointCount(snap, s),
       })),
     };
   }

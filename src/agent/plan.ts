@@ -12,7 +12,7 @@ import {
   type ClientIdentity, type DesiredFrontend, type FrontendIndex, type NodeRecord, type Snapshot,
 } from '../controlplane/index.js';
 import { localWorkloadIps, mtlsTables, nodeIndexOfPodIp, tunnelDestinations, type MtlsTables } from '../controlplane/mtls-mode.js';
-import { policyWorldOf, type CompiledTables, type IdentityTable } from '../policy/index.js';
+import { IDENTITY_HOST, policyWorldOf, type CompiledTables, type IdentityTable } from '../policy/index.js';
 import { ingressTablesFor } from '../policy/tunnel-ingress.js';
 import { decidePolicy, type CompileMemo, type PlannedEndpoint, type PolicyPlan } from '../policy/node-policy.js';
 import type { MeshConfigResource, ServiceResource, WorkloadResource } from '../resources/index.js';
@@ -41,7 +41,18 @@ export interface NodeContext {
   meshCgroup: string;
   /** Where the node's SVID (the tunnel's certificate) is kept. */
   svidDir: string;
+  /**
+   * The mesh is the node's service proxy (Kubernetes, in place of
+   * kube-proxy): the socket load balancer also serves the host's own
+   * sockets, from the cgroup root, and the host is an endpoint of policy.
+   */
+  serveHost?: boolean;
 }
+
+/** The socket load balancer's programs: what the host's own sockets get when the mesh is the node's service proxy. */
+export const HOST_LB_PROGRAMS = ['ebm_connect4', 'ebm_connect6', 'ebm_sendmsg4', 'ebm_recvmsg4', 'ebm_recvmsg6', 'ebm_getpeername4', 'ebm_getpeername6'] as const;
+/** Link pins of the host's attachment. */
+export const HOST_LINK_TAG = 'host';
 
 /** Facts read from the node before planning. */
 export interface Observed {
@@ -89,6 +100,8 @@ export interface NodePlan {
   lab: WorkloadResource[];
   /** Adopted cgroups, by the tag their links are pinned under. */
   adopt: Array<{ tag: string; cgroup: string }>;
+  /** The cgroup root, where the host's sockets get the load balancer (serveHost). */
+  hostLb?: string;
   mtls: MtlsTables;
   hosts: { workloads: WorkloadResource[]; services: ServiceResource[]; domain: string };
 }
@@ -112,7 +125,8 @@ function planPolicy(snap: Snapshot, ctx: NodeContext, observed: Observed, podSub
     identities: observed.identities,
     hostIps: [gatewayOf(podSubnet)],
     endpoints: (index) => {
-      const out: PlannedEndpoint[] = [];
+      // The host, where the mesh serves its sockets too: the root cgroup, deepest ancestor of every process.
+      const out: PlannedEndpoint[] = ctx.serveHost ? [{ workload: '(host)', cgroup: ctx.cgroupRoot, identity: IDENTITY_HOST }] : [];
       for (const w of snap.workloads) {
         const cgroup = workloadCgroup(ctx, w);
         const identity = index.of(w.metadata.namespace, w.metadata.labels);
@@ -141,10 +155,11 @@ function planTunnel(snap: Snapshot, ctx: NodeContext, observed: Observed, local:
   for (const ip of dsts) {
     const i = nodeIndexOfPodIp(pod, ip);
     if (i === undefined || peers.has(i)) continue;
-    peers.set(i, [formatCidr(nodePodSubnet(snap.mesh, i)), names.get(i) ?? '', ctx.nodeAddress(i)]);
+    const rec = ctx.nodes.find((n) => n.index === i);
+    peers.set(i, [formatCidr(nodeSubnetOf(snap.mesh, rec, i)), names.get(i) ?? '', rec?.address ?? ctx.nodeAddress(i)]);
   }
   names.set(ctx.nodeIndex, ctx.nodeName);
-  const nodes = [...names].map(([i, name]) => [name, formatCidr(nodePodSubnet(snap.mesh, i))] as [string, string]);
+  const nodes = [...names].map(([i, name]) => [name, formatCidr(nodeSubnetOf(snap.mesh, ctx.nodes.find((n) => n.index === i), i))] as [string, string]);
   const localIps = localWorkloadIps(snap, local);
   return {
     dsts,
@@ -155,9 +170,14 @@ function planTunnel(snap: Snapshot, ctx: NodeContext, observed: Observed, local:
   };
 }
 
+/** A node's pod subnet: its own where the source gives it, else its index's share of the mesh's. */
+export function nodeSubnetOf(mesh: Snapshot['mesh'], rec: Pick<NodeRecord, 'index' | 'podCIDR'> | undefined, index: number): Cidr {
+  return rec?.podCIDR ? mustParseCidr(rec.podCIDR) : nodePodSubnet(mesh, rec?.index ?? index);
+}
+
 export function planNode(snap: Snapshot, ctx: NodeContext, observed: Observed, memo: PlanMemo = {}): NodePlan {
   const mesh = snap.mesh;
-  const podSubnet = nodePodSubnet(mesh, ctx.nodeIndex);
+  const podSubnet = nodeSubnetOf(mesh, ctx.nodes.find((n) => n.name === ctx.nodeName), ctx.nodeIndex);
   const policy = planPolicy(snap, ctx, observed, podSubnet, memo);
   const tunnel = planTunnel(snap, ctx, observed, podSubnet, policy.tables);
   const { steered, ...routing } = computeProxyConfig(snap);
@@ -186,6 +206,7 @@ export function planNode(snap: Snapshot, ctx: NodeContext, observed: Observed, m
     shortcut: { enabled: mesh.spec.sameNodeShortcut, subnet: formatCidr(podSubnet), minQueue: SHORTCUT_MIN_QUEUE },
     lab,
     adopt,
+    ...(ctx.serveHost ? { hostLb: ctx.cgroupRoot } : {}),
     mtls: mtlsTables(snap, podSubnet),
     hosts: { workloads: lab, services: snap.services, domain: mesh.spec.trustDomain },
   };

@@ -1,9 +1,21 @@
 /**
- * Which workloads back a Service, and on which port: the selection both the
+ * Which endpoints back a Service, and on which port: the selection both the
  * socket load balancer (lb.ts) and the node proxy's config (l7.ts) build on.
+ * From EndpointSlices when the source gives them (Kubernetes), otherwise from
+ * the Service's selector over the workloads (ebmesh's own store).
  */
 import { matchesLabels, type ServiceResource, type WorkloadResource } from '../resources/index.js';
-import { wlKey, type Snapshot } from './state.js';
+import { wlKey, type SliceEndpoint, type Snapshot } from './state.js';
+
+type ServicePort = ServiceResource['spec']['ports'][number];
+
+/** A backend of one Service port. */
+export interface PortBackend {
+  ip: string;
+  port: number;
+  /** namespace/name of the workload, or the address when none is known. */
+  workload: string;
+}
 
 export function selectedWorkloads(svc: ServiceResource, workloads: WorkloadResource[]): WorkloadResource[] {
   return workloads.filter((w) => w.metadata.namespace === svc.metadata.namespace && matchesLabels(svc.spec.selector, w.metadata.labels));
@@ -27,4 +39,47 @@ export function isReady(snap: Snapshot, w: WorkloadResource): boolean {
 
 export function workloadIp(snap: Snapshot, w: WorkloadResource): string | undefined {
   return w.spec.ip ?? snap.workloadStatus.get(wlKey(w))?.ip;
+}
+
+/**
+ * The slice endpoints a Service port sends new connections to: the ready
+ * ones; when none is ready, those still serving while they terminate (as
+ * kube-proxy does, so a rollout's last pod keeps answering until it is gone).
+ */
+function sliceBackends(list: readonly SliceEndpoint[], sp: ServicePort): PortBackend[] {
+  const name = sp.name ?? '';
+  const portOf = (e: SliceEndpoint) => e.ports.find((p) => p.name === name && p.protocol === sp.protocol)?.port;
+  let use = list.filter((e) => e.ready);
+  if (!use.length) use = list.filter((e) => e.serving && e.terminating);
+  const out: PortBackend[] = [];
+  for (const e of use) {
+    const port = portOf(e);
+    if (port !== undefined) out.push({ ip: e.ip, port, workload: e.workload ?? e.ip });
+  }
+  return out;
+}
+
+/** The backends of one port of a Service, sorted and without duplicates; `selected` are its selected workloads when already known. */
+export function portBackends(snap: Snapshot, svc: ServiceResource, sp: ServicePort, selected?: readonly WorkloadResource[]): PortBackend[] {
+  const key = `${svc.metadata.namespace}/${svc.metadata.name}`;
+  let out: PortBackend[];
+  if (snap.endpointSlices) {
+    out = sliceBackends(snap.endpointSlices.get(key) ?? [], sp);
+  } else {
+    out = [];
+    for (const w of selected ?? selectedWorkloads(svc, snap.workloads)) {
+      if (!isReady(snap, w)) continue;
+      const ip = workloadIp(snap, w);
+      const port = resolveTargetPort(sp, w);
+      if (ip && port) out.push({ ip, port, workload: wlKey(w) });
+    }
+  }
+  out.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+  return out.filter((b, i) => i === 0 || b.ip !== out[i - 1]!.ip || b.port !== out[i - 1]!.port);
+}
+
+/** How many distinct ready endpoints a Service has (status). */
+export function readyEndpointCount(snap: Snapshot, svc: ServiceResource): number {
+  if (snap.endpointSlices) return new Set((snap.endpointSlices.get(`${svc.metadata.namespace}/${svc.metadata.name}`) ?? []).filter((e) => e.ready).map((e) => e.ip)).size;
+  return selectedWorkloads(svc, snap.workloads).filter((w) => isReady(snap, w)).length;
 }

@@ -18,7 +18,7 @@
 import { matchesLabels, type AnyResource, type ServiceResource, type WorkloadResource } from '../resources/index.js';
 import { frontendsOf, type DesiredFrontend } from './lb.js';
 import { l7Ports } from './l7.js';
-import { wlKey, type Snapshot, type WorkloadStatus } from './state.js';
+import { wlKey, type SliceEndpoint, type Snapshot, type WorkloadStatus } from './state.js';
 
 const pairKey = (ns: string, k: string, v: string) => `${ns}\0${k}\0${v}`;
 
@@ -86,6 +86,8 @@ export class FrontendIndex {
   private statuses = new Map<string, WorkloadStatus | undefined>();
   private cache = new Map<string, DesiredFrontend[]>();
   private others: AnyResource[] | undefined;
+  /** The EndpointSlice endpoints each Service was last computed from (a source keeps unchanged ones as the same array). */
+  private slices = new Map<string, readonly SliceEndpoint[] | undefined>();
   /** Services recomputed by the last compute (for tests and status). */
   lastRecomputed = 0;
 
@@ -143,6 +145,14 @@ export class FrontendIndex {
     }
 
     if (othersChanged) for (const key of this.services.keys()) dirty.add(key);
+    if (snap.endpointSlices) {
+      for (const key of this.services.keys()) {
+        const list = snap.endpointSlices.get(key);
+        if (this.slices.get(key) !== list || !this.slices.has(key)) dirty.add(key);
+        this.slices.set(key, list);
+      }
+      for (const key of [...this.slices.keys()]) if (!this.services.has(key)) this.slices.delete(key);
+    }
     const l7 = dirty.size ? l7Ports(snap) : undefined;
     for (const key of dirty) {
       const s = this.services.get(key);

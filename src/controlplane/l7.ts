@@ -9,7 +9,7 @@ import type {
 } from '../resources/index.js';
 import type { ProxyRoutingConfig, ServiceProtocol } from '../proxy/index.js';
 import { wlKey, type Snapshot } from './state.js';
-import { isReady, resolveTargetPort, selectedWorkloads, workloadIp } from './endpoints.js';
+import { portBackends, selectedWorkloads, workloadIp } from './endpoints.js';
 
 const svcKey = (ns: string, name: string) => `${ns}/${name}`;
 
@@ -104,17 +104,11 @@ export function computeProxyConfig(snap: Snapshot): ProxyRoutingConfig & { steer
   for (const svc of snap.services) {
     const vip = svc.spec.clusterIP;
     if (!vip) continue;
-    const members = selectedWorkloads(svc, snap.workloads).filter((w) => isReady(snap, w));
+    const selected = snap.endpointSlices ? undefined : selectedWorkloads(svc, snap.workloads);
     const key = svcKey(svc.metadata.namespace, svc.metadata.name);
     for (const sp of svc.spec.ports) {
       if (sp.protocol !== 'TCP') continue;
-      const endpoints = [];
-      for (const w of members) {
-        const ip = workloadIp(snap, w);
-        const port = resolveTargetPort(sp, w);
-        if (ip && port) endpoints.push({ ip, port });
-      }
-      endpoints.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+      const endpoints = portBackends(snap, svc, sp, selected).map(({ ip, port }) => ({ ip, port }));
       services.push({ name: svc.metadata.name, namespace: svc.metadata.namespace, vip, port: sp.port, protocol: serviceProtocol(sp.appProtocol), endpoints });
       if (l7.get(key)?.(sp.port)) steered.push(`${key}:${sp.port}`);
     }

@@ -5,7 +5,7 @@
 import type { ServiceResource, WorkloadResource } from '../resources/index.js';
 import { wlKey, type Snapshot } from './state.js';
 import { l7Ports } from './l7.js';
-import { isReady, resolveTargetPort, selectedWorkloads, workloadIp } from './endpoints.js';
+import { isReady, portBackends, resolveTargetPort, selectedWorkloads, workloadIp } from './endpoints.js';
 
 export { isReady, resolveTargetPort, selectedWorkloads, workloadIp };
 
@@ -38,16 +38,9 @@ export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
 export function frontendsOf(snap: Snapshot, svc: ServiceResource, selected: WorkloadResource[], l7: ReturnType<typeof l7Ports>): DesiredFrontend[] {
   const vip = svc.spec.clusterIP;
   if (!vip) return [];
-  const members = selected.filter((w) => isReady(snap, w));
   const out: DesiredFrontend[] = [];
   for (const sp of svc.spec.ports) {
-    const backends: DesiredBackend[] = [];
-    for (const w of members) {
-      const ip = workloadIp(snap, w);
-      const port = resolveTargetPort(sp, w);
-      if (ip && port) backends.push({ ip, port, workload: wlKey(w) });
-    }
-    backends.sort((a, b) => (a.ip === b.ip ? a.port - b.port : a.ip < b.ip ? -1 : 1));
+    const backends: DesiredBackend[] = portBackends(snap, svc, sp, selected);
     out.push({
       service: `${svc.metadata.namespace}/${svc.metadata.name}`,
       portName: sp.name,

@@ -21,6 +21,10 @@ export const DEFAULT_NODE = 'node-1';
 export interface NodeRecord {
   name: string;
   index: number;
+  /** The node's pod CIDR, where the source says it (Kubernetes: Node.spec.podCIDR); else its index's /24 of the mesh's pod CIDR. */
+  podCIDR?: string;
+  /** Where the node's tunnel endpoint listens, where the source says it. */
+  address?: string;
 }
 
 export function nodeKey(name: string): string {

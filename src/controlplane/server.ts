@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import type { Store } from '../store/index.js';
 import { EbmeshError, describeError } from '../errors.js';
 import {
-  NODES, deltaFor, desiredFor, isReady, nodeKey, nodePodSubnet, readSnapshot, selectedWorkloads, statusKey, validNodeName, wlKey, workloadIp, workloadNode,
+  NODES, deltaFor, desiredFor, isReady, nodeKey, nodePodSubnet, readSnapshot, readyEndpointCount, statusKey, validNodeName, wlKey, workloadIp, workloadNode,
   type NodeDesired, type NodeRecord, type Snapshot,
 } from './index.js';
 import { CertificateAuthority, createRoot, spiffeId, type IssuedSvid, type RootMaterial } from '../ca/index.js';
@@ -301,7 +301,7 @@ export class ControlPlane {
       services: snap.services.map((s) => ({
         name: s.metadata.name, namespace: s.metadata.namespace, clusterIP: s.spec.clusterIP,
         ports: s.spec.ports.map((p) => `${p.port}/${p.protocol}`),
-        endpoints: selectedWorkloads(s, snap.workloads).filter((w) => isReady(snap, w)).length,
+        endpoints: readyEndpointCount(snap, s),
       })),
     };
   }

@@ -36,6 +36,18 @@ export interface WorkloadStatus {
   node?: string;
 }
 
+/** One endpoint of a Service as Kubernetes' EndpointSlices give it. */
+export interface SliceEndpoint {
+  ip: string;
+  /** The slice's ports: a Service port picks its own by name ('' for an unnamed one) and protocol. */
+  ports: ReadonlyArray<{ name: string; port: number; protocol: string }>;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  /** namespace/name of the pod behind it, when the slice names one. */
+  workload?: string;
+}
+
 export interface Snapshot {
   revision: number;
   mesh: MeshConfigResource;
@@ -46,6 +58,13 @@ export interface Snapshot {
   workloadStatus: Map<string, WorkloadStatus>;
   /** Every other kind, by kind name (policies, routes…). */
   others: Map<string, AnyResource[]>;
+  /**
+   * Services' endpoints by namespace/name, when the source has them
+   * (Kubernetes EndpointSlices): then they, not selectors over workloads,
+   * say which backends a Service has. A source keeps the same array for a
+   * Service whose endpoints did not change, so caches can tell.
+   */
+  endpointSlices?: ReadonlyMap<string, readonly SliceEndpoint[]>;
 }
 
 export const defaultMesh: MeshConfigResource = MeshConfig.parse({

@@ -84,6 +84,8 @@ export class NodeProxyWiring {
     private readonly workers?: number,
     /** Extra node flags for the proxy processes (profiling, GC tuning): see docs/proxy.md. */
     private readonly nodeFlags = '',
+    /** The node's pod bridge is the mesh's to make (the lab); in a cluster the CNI makes it and owns its address. */
+    private readonly managesBridge = true,
   ) {}
 
   /**
@@ -100,7 +102,7 @@ export class NodeProxyWiring {
     if (!steered.length && !tunnel && !this.supervisor && !ownedProxyPid(proxyFiles(this.paths, 0)) && !ownedProxyPid(proxyFiles(this.paths, 1))) return;
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
-      ensureBridge(this.paths.bridge, subnet);
+      if (this.managesBridge) ensureBridge(this.paths.bridge, subnet);
       // Before a generation starts its listener (so every socket it accepts is made
       // inside), and on every agent start (a new build's program goes into the pinned link).
       const cgroup = join(cgroup2Root(), this.paths.proxyCgroupName);

@@ -37,8 +37,8 @@ export const controlplane = processCommand('controlplane',
   'controlplane [--store etcd://HOST:PORT[/PREFIX] | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS]',
   () => import('../../controlplane/main.js'));
 
-export const agent = processCommand('agent', 'run the agent of one node of a multi-node mesh',
-  'agent --node NAME --controlplane ADDR [--token-file FILE]', () => import('../../agent/main.js'));
+export const agent = processCommand('agent', 'run the agent of one node (of a multi-node mesh, or of a Kubernetes cluster)',
+  'agent --node NAME --controlplane ADDR [--token-file FILE] | agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE]', () => import('../../agent/main.js'));
 
 export function renderClusterStatus(st: ClusterStatus): string {
   const lines = [`mesh ${st.instance}: store ${st.store}, revision ${st.revision}; CA valid until ${st.ca.notAfter}, workload certificates live ${st.ca.svidTtlSeconds}s`, ''];

@@ -1,0 +1,203 @@
+/**
+ * Kubernetes objects into ebmesh's resources, purely: what a node agent's
+ * Kubernetes source hands the plan. Pods become Workloads (adopted by their
+ * cgroup on this node, external elsewhere), Services keep their ClusterIP,
+ * EndpointSlices say each Service's backends, NetworkPolicies and Gateway
+ * API routes (Service parents: GAMMA) and ebmesh's own kinds pass through
+ * the same schemas as in ebmesh's store. An object that does not fit them is
+ * left out and reported, with the field and why, so that it changes nothing
+ * in the data path and its author can be told.
+ */
+import type { z } from 'zod';
+import {
+  MeshConfig, Namespace, Service, Workload, kinds,
+  type AnyResource, type MeshConfigResource, type NamespaceResource, type ServiceResource, type WorkloadResource,
+} from '../resources/index.js';
+import { NetworkPolicy } from '../resources/networkpolicy.js';
+import type { SliceEndpoint, WorkloadStatus } from '../controlplane/state.js';
+import type { KubeObject } from './client.js';
+import { MESH_OPT_OUT, SERVICE_NAME_LABEL, SERVICE_PROXY_NAME, type K8sEndpointSlice, type K8sPod, type K8sService } from './kinds.js';
+
+/** An object left out, and why. */
+export interface Problem {
+  kind: string;
+  namespace?: string;
+  name: string;
+  /** The field at fault, as a path ("spec.rules[0].backendRefs[1].port"). */
+  field?: string;
+  message: string;
+}
+
+const issuePath = (p: ReadonlyArray<string | number>): string =>
+  p.map((s, i) => (typeof s === 'number' ? `[${s}]` : i ? `.${s}` : s)).join('');
+
+/** A zod parse as a resource or the problems it found, each naming its field. */
+function fit<S extends z.ZodTypeAny>(schema: S, obj: unknown, kind: string, meta: { name: string; namespace?: string }, problems: Problem[]): z.output<S> | undefined {
+  const r = schema.safeParse(obj);
+  if (r.success) return r.data as z.output<S>;
+  for (const i of r.error.issues) problems.push({ kind, name: meta.name, ...(meta.namespace ? { namespace: meta.namespace } : {}), field: issuePath(i.path), message: i.message });
+  return undefined;
+}
+
+/** The metadata ebmesh's schemas take: the rest is the API server's (uid, versions, managed fields). */
+function meta(o: KubeObject, namespaced = true): { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> } {
+  const { name, namespace, labels, annotations } = o.metadata;
+  // kubectl's last-applied copy would make every object's annotations large: it is no annotation of the mesh.
+  const ann = annotations ? Object.fromEntries(Object.entries(annotations).filter(([k]) => !k.startsWith('kubectl.kubernetes.io/'))) : undefined;
+  return {
+    name,
+    ...(namespaced ? { namespace: namespace ?? 'default' } : {}),
+    ...(labels && Object.keys(labels).length ? { labels } : {}),
+    ...(ann && Object.keys(ann).length ? { annotations: ann } : {}),
+  };
+}
+
+export function namespaceOf(o: KubeObject, problems: Problem[]): NamespaceResource | undefined {
+  const { name, labels, annotations } = meta(o, false);
+  return fit(Namespace, { apiVersion: 'v1', kind: 'Namespace', metadata: { name, ...(labels ? { labels } : {}), ...(annotations ? { annotations } : {}) } }, 'Namespace', { name }, problems);
+}
+
+/** Outside the mesh by a Namespace's or a Pod's own choice. */
+export function optedOut(o: KubeObject | undefined): boolean {
+  return o?.metadata.labels?.[MESH_OPT_OUT] === 'disabled' || o?.metadata.annotations?.[MESH_OPT_OUT] === 'disabled';
+}
+
+function podIp(p: K8sPod): string | undefined {
+  const ips = [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)].filter((x): x is string => !!x);
+  return ips.find((ip) => ip.includes('.') && !ip.includes(':'));
+}
+
+export interface PodView {
+  workload: WorkloadResource;
+  status: WorkloadStatus;
+}
+
+/**
+ * A pod as a Workload. `cgroup`: its cgroup on this node, when it runs here
+ * and is in the mesh (then it is adopted: the agent attaches to it); any
+ * other pod with an address is external (a backend and a policy peer).
+ * Pods without an address, on the host's network, or finished are none.
+ */
+export function workloadOfPod(p: K8sPod, cgroup: string | undefined, problems: Problem[]): PodView | undefined {
+  const ip = podIp(p);
+  const phase = p.status?.phase;
+  if (!ip || p.spec.hostNetwork || phase === 'Succeeded' || phase === 'Failed') return undefined;
+  const ports: Array<{ name?: string; containerPort: number; protocol: string }> = [];
+  for (const c of [...(p.spec.initContainers ?? []), ...p.spec.containers]) {
+    for (const port of c.ports ?? []) {
+      const protocol = port.protocol ?? 'TCP';
+      if (protocol !== 'TCP' && protocol !== 'UDP') continue; // SCTP: not served
+      if (ports.some((q) => q.containerPort === port.containerPort && q.protocol === protocol)) continue;
+      ports.push({ ...(port.name && !ports.some((q) => q.name === port.name) ? { name: port.name } : {}), containerPort: port.containerPort, protocol });
+    }
+  }
+  const spec = {
+    serviceAccount: p.spec.serviceAccountName ?? 'default',
+    ...(p.spec.nodeName ? { node: p.spec.nodeName } : {}),
+    ip,
+    ports,
+    ...(cgroup ? { adopt: { cgroup } } : { external: true }),
+  };
+  const workload = fit(Workload, { apiVersion: 'ebmesh.io/v1alpha1', kind: 'Workload', metadata: meta(p), spec }, 'Pod', meta(p), problems);
+  if (!workload) return undefined;
+  const ready = p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+  return { workload, status: { phase: phase === 'Running' ? 'Running' : 'Pending', ready, ip } };
+}
+
+/**
+ * A Service as the socket load balancer serves it: ClusterIP (of any type:
+ * NodePort and LoadBalancer Services have one too), TCP and UDP ports.
+ * Headless and ExternalName Services, and those another proxy serves, are
+ * not ours.
+ */
+export function serviceOf(s: K8sService, proxyName: string, problems: Problem[]): ServiceResource | undefined {
+  const ip = s.spec.clusterIP;
+  if (!ip || ip === 'None' || s.spec.type === 'ExternalName') return undefined;
+  const other = s.metadata.labels?.[SERVICE_PROXY_NAME];
+  if (other !== undefined && other !== proxyName) return undefined;
+  if (ip.includes(':')) return undefined; // IPv6-only: served once the v6 maps exist
+  const ports = (s.spec.ports ?? [])
+    .filter((p) => (p.protocol ?? 'TCP') === 'TCP' || p.protocol === 'UDP')
+    .map((p) => ({
+      ...(p.name ? { name: p.name } : {}),
+      port: p.port,
+      ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+      protocol: p.protocol ?? 'TCP',
+      ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+    }));
+  if (!ports.length) return undefined;
+  const timeout = s.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds;
+  const spec = {
+    type: 'ClusterIP',
+    clusterIP: ip,
+    ports,
+    ...(s.spec.selector ? { selector: s.spec.selector } : {}),
+    sessionAffinity: s.spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None',
+    ...(s.spec.sessionAffinity === 'ClientIP' && timeout ? { sessionAffinityConfig: { clientIP: { timeoutSeconds: timeout } } } : {}),
+  };
+  return fit(Service, { apiVersion: 'v1', kind: 'Service', metadata: meta(s), spec }, 'Service', meta(s), problems);
+}
+
+/** A Service's endpoints from all its slices (IPv4 ones), each address once. */
+export function endpointsOfSlices(slices: readonly K8sEndpointSlice[]): SliceEndpoint[] {
+  const out: SliceEndpoint[] = [];
+  const seen = new Set<string>();
+  for (const sl of slices) {
+    if (sl.addressType !== 'IPv4') continue;
+    const ports = (sl.ports ?? []).filter((p) => p.port !== undefined).map((p) => ({ name: p.name ?? '', port: p.port!, protocol: p.protocol ?? 'TCP' }));
+    for (const e of sl.endpoints ?? []) {
+      const ready = e.conditions?.ready ?? true;
+      const serving = e.conditions?.serving ?? ready;
+      const terminating = e.conditions?.terminating ?? false;
+      const ref = e.targetRef?.kind === 'Pod' && e.targetRef.name ? `${e.targetRef.namespace ?? sl.metadata.namespace}/${e.targetRef.name}` : undefined;
+      for (const ip of e.addresses) {
+        const key = `${ip}|${ports.map((p) => `${p.name}:${p.port}/${p.protocol}`).join(',')}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        out.push({ ip, ports, ready, serving, terminating, ...(ref ? { workload: ref } : {}) });
+      }
+    }
+  }
+  return out;
+}
+
+/** namespace/name of the Service a slice belongs to. */
+export function sliceService(sl: K8sEndpointSlice): string | undefined {
+  const svc = sl.metadata.labels?.[SERVICE_NAME_LABEL];
+  return svc ? `${sl.metadata.namespace}/${svc}` : undefined;
+}
+
+/** A route's Service parents: a route with a Gateway parent too is the gateway's for that part, and ours for its Service part. */
+function serviceParents(spec: Record<string, unknown>): unknown[] {
+  const parents = Array.isArray(spec.parentRefs) ? (spec.parentRefs as Array<Record<string, unknown>>) : [];
+  return parents.filter((p) => p.kind === 'Service' && (p.group === undefined || p.group === '' || p.group === 'core'));
+}
+
+const PASS_THROUGH = {
+  NetworkPolicy,
+  TrafficPolicy: kinds.TrafficPolicy,
+  AuthorizationPolicy: kinds.AuthorizationPolicy,
+} as const;
+
+/** NetworkPolicy and ebmesh's own kinds: the same schema as in ebmesh's store. */
+export function passThrough(kind: keyof typeof PASS_THROUGH, o: KubeObject, problems: Problem[]): AnyResource | undefined {
+  const { spec } = o as { spec?: unknown };
+  return fit(PASS_THROUGH[kind], { apiVersion: o.apiVersion, kind, metadata: meta(o), spec }, kind, meta(o), problems);
+}
+
+/** An HTTPRoute or GRPCRoute with a Service parent, cut to its Service parents; undefined when it has none (not the mesh's). */
+export function routeOf(kind: 'HTTPRoute' | 'GRPCRoute', o: KubeObject, problems: Problem[]): AnyResource | undefined {
+  const spec = { ...((o as { spec?: Record<string, unknown> }).spec ?? {}) };
+  const parents = serviceParents(spec);
+  if (!parents.length) return undefined;
+  spec.parentRefs = parents;
+  return fit(kinds[kind], { apiVersion: 'gateway.networking.k8s.io/v1', kind, metadata: meta(o), spec }, kind, meta(o), problems);
+}
+
+/** The MeshConfig: the cluster's object named "mesh" over the install's defaults (CIDRs from the Helm values). */
+export function meshOf(o: KubeObject | undefined, defaults: Partial<MeshConfigResource['spec']>, problems: Problem[]): MeshConfigResource {
+  const base = MeshConfig.parse({ apiVersion: 'ebmesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: defaults });
+  if (!o) return base;
+  const spec = { ...defaults, ...((o as { spec?: Record<string, unknown> }).spec ?? {}) };
+  return fit(MeshConfig, { apiVersion: 'ebmesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: o.metadata.name }, spec }, 'MeshConfig', { name: o.metadata.name }, problems) ?? base;
+}
