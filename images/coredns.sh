@@ -12,4 +12,5 @@ image_coredns() {
   img_add "$bin" /coredns
   img_config --entrypoint '["/coredns"]' --workingdir /
   img_finish "$IMG_REF" "$IMG_ARCHIVE"
+  img_prune "$K8S_IMAGE_CACHE/coredns-*.tar" "$IMG_ARCHIVE"
 }

@@ -11,10 +11,10 @@ IMG_LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 K8S_DEBIAN_MIRROR="${K8S_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 K8S_DEBIAN_SUITE="${K8S_DEBIAN_SUITE:-bookworm}"
 
-# img_key STRING...: a short content hash of this library and the strings
-# (a recipe passes its own text and its inputs' hashes).
+# img_key STRING...: a short content hash of the strings (a recipe passes
+# its own text and its inputs' hashes), so editing a helper rebuilds nothing.
 img_key() {
-  { cat "$IMG_LIB_DIR/lib.sh"; printf '%s\n' "$@"; } | sha256sum | cut -c1-16
+  printf '%s\n' "$@" | sha256sum | cut -c1-16
 }
 
 img_file_hash() { sha256sum "$1" | cut -c1-64; }
@@ -26,7 +26,9 @@ _img_buildah() { buildah --root "$IMG_WORK/storage" --runroot "$IMG_WORK/run" --
 img_begin() {
   mkdir -p "$K8S_IMAGE_CACHE"
   IMG_WORK="$(mktemp -d "$K8S_IMAGE_CACHE/.work.XXXXXX")"
-  IMG_CTR="$(_img_buildah from scratch)"
+  # buildah would make /etc/cni/net.d for its own networks; it gets a dir
+  # of the throwaway work dir instead (the images run no build steps).
+  IMG_CTR="$(_img_buildah from --cni-config-dir "$IMG_WORK/cni" --cni-plugin-path /usr/lib/cni scratch)"
 }
 
 # img_add SRC DEST: a file, a directory's contents, or a tar archive
@@ -45,6 +47,16 @@ img_finish() {
   img_cleanup
 }
 
+# img_prune PATTERN KEEP: removes the cached files matching PATTERN (a glob
+# in the cache) other than KEEP: what an older recipe or input made.
+img_prune() {
+  local f
+  for f in $1; do
+    [ -f "$f" ] && [ "$f" != "$2" ] && rm -f "$f"
+  done
+  return 0
+}
+
 img_cleanup() {
   [ -n "${IMG_WORK:-}" ] || return 0
   _img_buildah rm --all >/dev/null 2>&1 || true
@@ -52,13 +64,17 @@ img_cleanup() {
   IMG_WORK=
 }
 
+# How img_debian_rootfs makes a root filesystem beyond debootstrap itself
+# (what it removes): part of each rootfs' cache key. Bump it when that changes.
+IMG_ROOTFS_RECIPE="minbase; no apt caches, /dev or log files; format 2"
+
 # img_debian_rootfs NAME PACKAGE...: a tar of a minimal Debian userland
 # (debootstrap --variant=minbase) with PACKAGES, cached by a hash of the
-# package list and this library; prints its path.
+# suite, the package list and IMG_ROOTFS_RECIPE; prints its path.
 img_debian_rootfs() {
   local name="$1"; shift
   local key tar dir
-  key="$(img_key "debian-rootfs" "$K8S_DEBIAN_SUITE" "$@")"
+  key="$(img_key "$IMG_ROOTFS_RECIPE" "$K8S_DEBIAN_SUITE" "$@")"
   tar="$K8S_IMAGE_CACHE/rootfs/$name-$key.tar"
   if [ ! -f "$tar" ]; then
     mkdir -p "$K8S_IMAGE_CACHE/rootfs"
@@ -76,11 +92,14 @@ img_debian_rootfs() {
       return 1
     fi
     _img_unmount_under "$dir"
-    # No package caches, no device nodes (the runtime makes /dev).
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/dev/* "$dir"/var/log/*
+    # No package caches, no device nodes (the runtime makes /dev), no install
+    # logs (but the log dirs packages made stay: nginx needs /var/log/nginx).
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* "$dir"/dev/*
+    find "$dir/var/log" -type f -delete
     tar --numeric-owner --xattrs -C "$dir" -cf "$tar.tmp" .
     mv "$tar.tmp" "$tar"
     rm -rf "$dir" "$dir.log"
+    img_prune "$K8S_IMAGE_CACHE/rootfs/$name-*.tar" "$tar"
   fi
   printf '%s\n' "$tar"
 }

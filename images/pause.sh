@@ -18,4 +18,5 @@ image_pause() {
   img_add "$IMG_WORK/pause" /pause
   img_config --entrypoint '["/pause"]' --user 65535:65535
   img_finish "$IMG_REF" "$IMG_ARCHIVE"
+  img_prune "$K8S_IMAGE_CACHE/pause-*.tar" "$IMG_ARCHIVE"
 }

@@ -17,4 +17,5 @@ image_toolbox() {
   img_config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --cmd '["sleep", "infinity"]' --workingdir /
   img_finish "$IMG_REF" "$IMG_ARCHIVE"
+  img_prune "$K8S_IMAGE_CACHE/toolbox-1-*.tar" "$IMG_ARCHIVE"
 }

@@ -126,6 +126,7 @@ cmd_down() {
   host_remove_cgroups || cg_ok=0
   host_net_down
   host_remove_chains
+  host_remove_outside_files
   rm -rf "$K8S_STATE" "$K8S_RUN"
   [ -e "$K8S_STATE" ] && k8s_say "$K8S_STATE could not be removed entirely (a mount left?)"
   [ "$cg_ok" = 1 ] || k8s_die "down finished, but cgroups remain (see above)"
@@ -168,7 +169,18 @@ cmd_agent_image() {
   printf '%s\n' "$IMG_REF"
 }
 
+# Whether every binary the cluster runs is built (then `up` needs no Go).
+_builds_cached() {
+  local b
+  for b in "$K8S_BIN"/{kube-apiserver,kube-controller-manager,kube-scheduler,kubelet,kubectl,kube-proxy} \
+    "$ETCD_BIN/etcd" "$HELM_BIN/helm" "$COREDNS_BIN/coredns"; do
+    [ -x "$b" ] || return 1
+  done
+}
+
 cmd_env() {
+  local cached=no
+  _builds_cached && cached=yes
   cat <<EOF
 export KUBECONFIG=$K8S_ADMIN_KUBECONFIG
 K8S_APISERVER_HOST=$K8S_HOST_IP
@@ -181,6 +193,7 @@ K8S_CLUSTER_DOMAIN=$K8S_CLUSTER_DOMAIN
 K8S_TOOLBOX_IMAGE=$K8S_TOOLBOX_IMAGE
 K8S_KUBECTL=$K8S_BIN/kubectl
 K8S_HELM=$HELM_BIN/helm
+K8S_BUILDS_CACHED=$cached
 EOF
 }
 

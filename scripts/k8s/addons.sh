@@ -132,7 +132,7 @@ spec:
   - {name: dns-tcp, port: 53, protocol: TCP}
   - {name: metrics, port: 9153, protocol: TCP}
 EOF
-  _kubectl_admin -n kube-system rollout status deployment/coredns --timeout=180s >/dev/null \
+  _kubectl_admin -n kube-system wait --for=condition=Available deployment/coredns --timeout=180s >/dev/null \
     || k8s_die "CoreDNS did not become ready: $(_kubectl_admin -n kube-system get pods -l k8s-app=kube-dns -o wide 2>&1)"
 }
 

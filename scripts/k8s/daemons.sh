@@ -51,6 +51,11 @@ start_apiserver() {
     --service-account-issuer "https://kubernetes.default.svc.$K8S_CLUSTER_DOMAIN" \
     --service-account-key-file "$K8S_PKI/sa.pub" \
     --service-account-signing-key-file "$K8S_PKI/sa.key" \
+    --requestheader-client-ca-file "$K8S_PKI/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$K8S_PKI/front-proxy-client.crt" --proxy-client-key-file "$K8S_PKI/front-proxy-client.key" \
     --authorization-mode Node,RBAC \
     --enable-admission-plugins NodeRestriction \
     --allow-privileged=true \
@@ -129,6 +134,11 @@ state = "$K8S_RUN/containerd"
   stream_server_address = "127.0.0.1"
   stream_server_port = "$K8S_CONTAINERD_STREAM_PORT"
   netns_mounts_under_state_dir = true
+  # The machine's root lacks CAP_SYS_RESOURCE, so no process may lower its
+  # oom_score_adj (the kubelet asks -998 for critical pods' sandboxes and runc
+  # fails with "can't get final child's PID"): containerd clamps the score to
+  # its own instead.
+  restrict_oom_score_adj = true
   enable_selinux = false
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"

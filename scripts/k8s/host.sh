@@ -135,3 +135,24 @@ host_remove_chains() {
     nft delete table ip6 kube-proxy 2>/dev/null || true
   fi
 }
+
+# The few files the daemons write outside the state dirs, at paths they do
+# not let us configure: the kubelet's device-plugin socket dir and its
+# /var/log/containers links (into our podLogsDir), and libcni's result cache
+# for our network and for the loopback of our sandboxes.
+host_remove_outside_files() {
+  rm -rf /var/lib/kubelet/device-plugins
+  rmdir /var/lib/kubelet 2>/dev/null || true
+  local l f id
+  for l in /var/log/containers/*.log; do
+    [ -L "$l" ] || continue
+    case "$(readlink "$l")" in "$K8S_STATE/"*) rm -f "$l" ;; esac
+  done
+  rmdir /var/log/containers 2>/dev/null || true
+  for f in /var/lib/cni/results/ebmesh-k8s-*; do
+    [ -e "$f" ] || continue
+    id="${f#/var/lib/cni/results/ebmesh-k8s-}"; id="${id%-*}"
+    rm -f "$f" "/var/lib/cni/results/cni-loopback-$id-lo"
+  done
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+}

@@ -39,7 +39,8 @@ k8s_start() {
   printf '\n=== %s start %s\n' "$(date -u +%FT%TZ)" "$name" >> "$K8S_LOGS/$name.log"
   # Not a process-group leader here, so setsid makes the new session in
   # place (no fork) and $! is the daemon itself.
-  setsid nohup "$exe" "$@" >> "$K8S_LOGS/$name.log" 2>&1 < /dev/null &
+  # Fd 8 is k8s-lab.sh's lock: a daemon must not hold it for its lifetime.
+  setsid nohup "$exe" "$@" >> "$K8S_LOGS/$name.log" 2>&1 < /dev/null 8>&- &
   pid=$!
   printf '%s %s\n' "$pid" "$exe" > "$(k8s_pidfile "$name")"
   sleep 0.2

@@ -1,7 +1,8 @@
 # The test cluster's certificates, as a real cluster has them: a cluster CA
 # that signs the API server's serving certificate, every component's client
 # certificate and the kubelet's serving certificate; a separate etcd CA
-# (only the API server may talk to etcd); the ServiceAccount token signing
+# (only the API server may talk to etcd); the front-proxy CA whose client
+# the API server proxies to aggregated APIs as; the ServiceAccount token signing
 # key; one kubeconfig per client. Made once per cluster (kept until `down`).
 
 _pki_days=3650
@@ -73,6 +74,8 @@ pki_all() {
   chmod 700 "$K8S_PKI"
   pki_ca ca ebmesh-k8s-ca
   pki_ca etcd-ca ebmesh-k8s-etcd-ca
+  pki_ca front-proxy-ca ebmesh-k8s-front-proxy-ca
+  pki_cert front-proxy-client front-proxy-ca /CN=front-proxy-client client
   pki_cert etcd-server etcd-ca /CN=etcd both 'DNS:localhost,IP:127.0.0.1'
   pki_cert apiserver-etcd-client etcd-ca /CN=kube-apiserver-etcd-client client
   local d=$K8S_CLUSTER_DOMAIN
