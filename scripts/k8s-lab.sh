@@ -32,7 +32,8 @@ K8S_REPO="$(cd "$(dirname "$0")/.." && pwd)"
 . "$K8S_REPO/images/coredns.sh"
 . "$K8S_REPO/images/ebmesh.sh"
 
-K8S_CHART="$K8S_REPO/deploy/helm/ebmesh"
+# EBMESH_K8S_CHART: another chart dir to install instead (a chart under test).
+K8S_CHART="${EBMESH_K8S_CHART:-$K8S_REPO/deploy/helm/ebmesh}"
 K8S_DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
 
 # One `up`/`down`/`images` at a time on this machine.
