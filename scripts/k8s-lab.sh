@@ -95,6 +95,7 @@ cmd_up() {
   _cluster_images
   start_containerd
   _cluster_images
+  host_save_sysctls
   start_kubelet
   wait_node_ready
   k8s_say "node $K8S_NODE_NAME is Ready ($((SECONDS - t0)) s)"
@@ -128,6 +129,7 @@ cmd_down() {
   host_net_down
   host_remove_chains
   host_remove_outside_files
+  host_restore_sysctls
   rm -rf "$K8S_STATE" "$K8S_RUN"
   [ -e "$K8S_STATE" ] && k8s_say "$K8S_STATE could not be removed entirely (a mount left?)"
   [ "$cg_ok" = 1 ] || k8s_die "down finished, but cgroups remain (see above)"

@@ -156,3 +156,26 @@ host_remove_outside_files() {
   done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
 }
+
+# The kernel settings the kubelet rewrites at start (it wants overcommit,
+# a reboot 10 s after a panic, a panic on every oops, more root keys): their
+# values from before its first start are kept, and `down` puts them back.
+K8S_KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
+host_save_sysctls() {
+  local f="$K8S_STATE/host-sysctls" k
+  [ -f "$f" ] && return 0
+  for k in "${K8S_KUBELET_SYSCTLS[@]}"; do
+    printf '%s=%s\n' "$k" "$(sysctl -n "$k")"
+  done > "$f.tmp"
+  mv "$f.tmp" "$f"
+}
+
+host_restore_sysctls() {
+  local f="$K8S_STATE/host-sysctls" kv
+  [ -f "$f" ] || return 0
+  while read -r kv; do
+    sysctl -qw "$kv" || k8s_say "could not restore $kv"
+  done < "$f"
+}
