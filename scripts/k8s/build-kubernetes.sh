@@ -26,9 +26,19 @@ for c in "${components[@]}"; do
   [ -x "$out/$(basename "$c")" ] || missing+=("$c")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
+command -v go >/dev/null || { echo "k8s: Go is needed to build ${missing[*]}" >&2; exit 1; }
 
 wrap="$EBMESH_CACHE/src/kubernetes-$K8S_VERSION"
 mkdir -p "$wrap"
+# One build at a time per wrapper module: `go build -mod=mod` edits its
+# go.mod, and two runs would race on it and on the .tmp outputs.
+exec 9>"$wrap.lock"
+flock 9
+missing=()
+for c in "${components[@]}"; do
+  [ -x "$out/$(basename "$c")" ] || missing+=("$c")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
 export GOFLAGS=-mod=mod GOWORK=off
 if [ ! -f "$wrap/.ready" ]; then
   echo "k8s: preparing the wrapper module for k8s.io/kubernetes $K8S_VERSION" >&2
@@ -49,7 +59,9 @@ if [ ! -f "$wrap/.ready" ]; then
     go mod edit -require k8s.io/kubernetes@"$K8S_VERSION"
     # The same pins for other replaces kubernetes carries (none today, but
     # a go.mod 'replace' of a third-party module would otherwise be lost).
-    grep -E '^\s*[a-z].* => [a-z].* v' "$kdir/go.mod" | grep -v staging >> go.mod || true
+    # They sit inside kubernetes' `replace ( ... )` block, without the keyword.
+    grep -E '^\s*[a-z][^ ]* => [a-z][^ ]* v' "$kdir/go.mod" | grep -v '=> \./' \
+      | sed -E 's/^\s*(replace\s+)?/replace /' >> go.mod || true
     printf 'package main\nimport _ "k8s.io/kubernetes/cmd/kubelet/app"\nfunc main() {}\n' > tools.go
     go mod tidy >/dev/null
     rm tools.go

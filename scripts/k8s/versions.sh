@@ -1,14 +1,26 @@
 # Pinned versions of the test cluster's parts, and where their builds are
-# cached (outside the repository, one folder per version).
+# cached (outside the repository, one folder per component and version, so a
+# version bump builds anew and an unchanged pin builds nothing).
 #
 # Kubernetes 1.35: the newest release that still supports containerd 1.x
 # (Debian 12 ships containerd 1.6.20, which speaks CRI v1 but has no
 # RuntimeConfig RPC) and, with failCgroupV1: false, cgroup v1 hosts.
 K8S_VERSION=v1.35.4
+# etcd 3.6: the series Kubernetes 1.35 is tested with (>= 3.5.11 required).
 ETCD_VERSION=v3.6.16
-HELM_VERSION=v3.21.4
+# Helm 4 (the current major); its chart format v2 is the one Helm 3 reads.
+HELM_VERSION=v4.3.2
+# CoreDNS: cluster DNS for service names (the conformance tests resolve them).
+COREDNS_VERSION=v1.15.0
+# The pause binary comes from k8s.io/kubernetes' build/pause; its Makefile
+# names this tag, and the sandbox image is named after it.
+PAUSE_VERSION=3.10.1
 GATEWAY_API_VERSION=v1.4.1
 EBMESH_CACHE="${EBMESH_CACHE:-/var/cache/ebmesh}"
 K8S_BIN="$EBMESH_CACHE/k8s-$K8S_VERSION/bin"
+ETCD_BIN="$EBMESH_CACHE/etcd-$ETCD_VERSION/bin"
+HELM_BIN="$EBMESH_CACHE/helm-$HELM_VERSION/bin"
+COREDNS_BIN="$EBMESH_CACHE/coredns-$COREDNS_VERSION/bin"
 TOOLS_BIN="$EBMESH_CACHE/tools/bin"
-export EBMESH_CACHE K8S_VERSION ETCD_VERSION HELM_VERSION GATEWAY_API_VERSION K8S_BIN TOOLS_BIN
+export EBMESH_CACHE K8S_VERSION ETCD_VERSION HELM_VERSION COREDNS_VERSION PAUSE_VERSION \
+  GATEWAY_API_VERSION K8S_BIN ETCD_BIN HELM_BIN COREDNS_BIN TOOLS_BIN
