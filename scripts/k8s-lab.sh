@@ -100,6 +100,7 @@ cmd_up() {
   wait_node_ready
   k8s_say "node $K8S_NODE_NAME is Ready ($((SECONDS - t0)) s)"
   deploy_coredns
+  install_gateway_api_crds
   if [ -f "$K8S_CHART/Chart.yaml" ]; then
     cmd_agent_image "$K8S_REPO" >/dev/null
     install_ebmesh "$K8S_CHART" "$K8S_AGENT_IMAGE"

@@ -140,6 +140,8 @@ EOF
 #   image.repository, image.tag, image.pullPolicy   the agent image built here
 #   apiServer.host, apiServer.port                  the API server's real address
 #     (the agent must not reach it through the `kubernetes` VIP it serves)
+#   mesh.serviceCIDR, mesh.podCIDR                  the cluster's ranges
+#   agent.instance                                  EBMESH_K8S_INSTANCE, if set
 install_ebmesh() {
   local chart="$1" ref="$2"
   k8s_say "installing ebmesh ($ref) with the chart at $chart into $K8S_EBMESH_NAMESPACE"
@@ -147,6 +149,8 @@ install_ebmesh() {
     --namespace "$K8S_EBMESH_NAMESPACE" --create-namespace \
     --set "image.repository=${ref%:*}" --set "image.tag=${ref##*:}" --set image.pullPolicy=Never \
     --set "apiServer.host=$K8S_HOST_IP" --set "apiServer.port=$K8S_APISERVER_PORT" \
+    --set "mesh.serviceCIDR=$K8S_SERVICE_CIDR" --set "mesh.podCIDR=$K8S_POD_CIDR" \
+    ${EBMESH_K8S_INSTANCE:+--set "agent.instance=$EBMESH_K8S_INSTANCE"} \
     --wait --timeout 5m >&2 \
     || k8s_die "helm install of ebmesh failed: $(_kubectl_admin -n "$K8S_EBMESH_NAMESPACE" get pods -o wide 2>&1)"
   local ds
@@ -154,4 +158,17 @@ install_ebmesh() {
     _kubectl_admin -n "$K8S_EBMESH_NAMESPACE" rollout status "$ds" --timeout=180s >/dev/null \
       || k8s_die "$ds did not become ready: $(_kubectl_admin -n "$K8S_EBMESH_NAMESPACE" get pods -o wide 2>&1)"
   done
+}
+
+# Gateway API's CRDs (standard channel: HTTPRoute and GRPCRoute among them),
+# from the sigs.k8s.io/gateway-api module's own YAML at the pinned version.
+install_gateway_api_crds() {
+  local dir
+  dir="$(cd "$EBMESH_CACHE" && GOFLAGS=-mod=mod GOWORK=off go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -d "$dir/config/crd/standard" ] || k8s_die "no config/crd/standard in sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION ($dir)"
+  k8s_say "installing the Gateway API CRDs ($GATEWAY_API_VERSION, standard channel)"
+  _kubectl_admin apply --server-side --force-conflicts -f "$dir/config/crd/standard/" >/dev/null \
+    || k8s_die "kubectl apply of the Gateway API CRDs failed"
+  _kubectl_admin wait --for=condition=Established crd/httproutes.gateway.networking.k8s.io crd/grpcroutes.gateway.networking.k8s.io --timeout=60s >/dev/null \
+    || k8s_die "the Gateway API CRDs did not become established"
 }

@@ -36,6 +36,9 @@ host_check() {
 }
 
 host_net_up() {
+  # The node provides bpffs (the agent's pins outlive its container): as any
+  # distribution's init does, mounted once on the host.
+  mountpoint -q /sys/fs/bpf || { mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf; }
   ip addr replace "$K8S_HOST_IP/32" dev lo
   # Service VIPs are translated at the socket by the mesh; a packet still
   # addressed to one dies here. The rest of the pod CIDR (beyond this node's

@@ -115,7 +115,7 @@ export class NodeAgent {
 
   async start(): Promise<void> {
     requireFeatures();
-    ensureBpffs();
+    ensureBpffs(!this.options.cluster);
     this.meshCgroup = join(cgroup2Root(), this.paths.cgroupName);
     ensureCgroup(this.meshCgroup);
     mkdirSync(this.paths.stateDir, { recursive: true, mode: 0o700 });

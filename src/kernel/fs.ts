@@ -25,9 +25,15 @@ function mounts(): Mount[] {
 
 export const BPFFS = '/sys/fs/bpf';
 
-/** Ensures bpffs is mounted at /sys/fs/bpf; returns the path. */
-export function ensureBpffs(): string {
+/**
+ * Ensures bpffs is mounted at /sys/fs/bpf; returns the path. `mayMount`
+ * false (an agent in a container): a bpffs mounted here would be the
+ * container's own and go with it, taking the pins that keep the data path up
+ * across agent restarts; the node must provide it.
+ */
+export function ensureBpffs(mayMount = true): string {
   if (mounts().some((m) => m.type === 'bpf' && m.target === BPFFS)) return BPFFS;
+  if (!mayMount) throw new MissingFeatureError(`bpffs at ${BPFFS} from the node (none is mounted there)`, `mount it on the node before the agent starts: mount -t bpf bpf ${BPFFS}`);
   mkdirSync(BPFFS, { recursive: true });
   try {
     execFileSync('mount', ['-t', 'bpf', 'bpf', BPFFS], { stdio: 'pipe' });
