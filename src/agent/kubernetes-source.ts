@@ -19,6 +19,7 @@ import { KubeClient, type KubeObject } from '../k8s/client.js';
 import { Informer, objectKey } from '../k8s/informer.js';
 import { COLLECTIONS, type CollectionName, type K8sEndpointSlice, type K8sNode, type K8sPod, type K8sService } from '../k8s/kinds.js';
 import { findPodCgroup } from '../k8s/pod-cgroup.js';
+import type { StatusInputs } from '../k8s/status-writer.js';
 import {
   endpointsOfSlices, meshOf, namespaceOf, optedOut, passThrough, routeOf, serviceOf, sliceService, workloadOfPod, type PodView, type Problem,
 } from '../k8s/translate.js';
@@ -214,6 +215,38 @@ export class KubernetesSource implements DesiredStateSource {
   nodes(): readonly NodeRecord[] {
     if (!this.cached) this.cached = this.build();
     return this.nodeList;
+  }
+
+  /** What the elected agent writes back (k8s/status-writer.ts) reads from here. */
+  statusInputs(): StatusInputs {
+    const inf = this.informers;
+    const problemKind: Record<string, CollectionName> = {
+      Pod: 'pods', Service: 'services', Namespace: 'namespaces', NetworkPolicy: 'networkPolicies', HTTPRoute: 'httpRoutes', GRPCRoute: 'grpcRoutes',
+      TrafficPolicy: 'trafficPolicies', AuthorizationPolicy: 'authorizationPolicies', MeshConfig: 'meshConfigs',
+    };
+    return {
+      routes: () => [
+        ...[...inf.httpRoutes.items.values()].map((object) => ({ kind: 'HTTPRoute' as const, object })),
+        ...[...inf.grpcRoutes.items.values()].map((object) => ({ kind: 'GRPCRoute' as const, object })),
+      ],
+      policies: () => [
+        ...[...inf.trafficPolicies.items.values()].map((object) => ({ kind: 'TrafficPolicy' as const, object })),
+        ...[...inf.authorizationPolicies.items.values()].map((object) => ({ kind: 'AuthorizationPolicy' as const, object })),
+      ],
+      services: () => {
+        const out = new Map<string, Set<number>>();
+        for (const o of inf.services.items.values()) out.set(objectKey(o), new Set(((o as K8sService).spec.ports ?? []).map((p) => p.port)));
+        return out;
+      },
+      problems: () => {
+        if (!this.cached) this.cached = this.build();
+        return this.problems;
+      },
+      objectOf: (p) => {
+        const c = problemKind[p.kind];
+        return c ? inf[c].items.get(p.namespace ? `${p.namespace}/${p.name}` : p.name) : undefined;
+      },
+    };
   }
 
   /** The informers' health, for status. */

@@ -31,6 +31,7 @@ import { nodeAddress } from '../lab/cluster.js';
 import { cgroup2Root } from '../kernel/index.js';
 import { KubeClient } from '../k8s/client.js';
 import { inClusterAccess, kubeconfigAccess } from '../k8s/access.js';
+import { LeaseElector, StatusWriter } from '../k8s/status-writer.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -145,8 +146,9 @@ async function inCluster(): Promise<Running> {
   const access = values.kubeconfig ? kubeconfigAccess(values.kubeconfig) : inClusterAccess(values['api-server']);
   if (values['api-server']) access.server = values['api-server'];
   const paths = instancePaths(instance);
+  const client = new KubeClient(access);
   const source = new KubernetesSource({
-    client: new KubeClient(access),
+    client,
     nodeName,
     cgroupRoot: cgroup2Root(),
     proxyName: values['proxy-name']!,
@@ -164,7 +166,22 @@ async function inCluster(): Promise<Running> {
     nodeAddress: (i) => source.nodes().find((n) => n.index === i)?.address ?? '',
   });
   await agent.start();
-  return { paths, agent, hooks: {} };
+  // One agent of the cluster writes route status and Events: elected by a Lease in its own namespace.
+  const namespace = process.env.POD_NAMESPACE ?? podNamespace() ?? 'ebmesh-system';
+  const elector = new LeaseElector(client, namespace, 'ebmesh-status', nodeName, () => writer.schedule());
+  const writer = new StatusWriter(client, source.statusInputs(), elector);
+  source.watch(() => writer.schedule());
+  elector.start();
+  return { paths, agent, hooks: {}, beforeStop: async () => { elector.stop(); writer.stop(); } };
+}
+
+/** The pod's namespace, from its service-account mount. */
+function podNamespace(): string | undefined {
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 try {

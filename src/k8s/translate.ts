@@ -174,15 +174,23 @@ function serviceParents(spec: Record<string, unknown>): unknown[] {
 }
 
 const PASS_THROUGH = {
-  NetworkPolicy,
-  TrafficPolicy: kinds.TrafficPolicy,
-  AuthorizationPolicy: kinds.AuthorizationPolicy,
+  NetworkPolicy: { schema: NetworkPolicy, apiVersion: 'networking.k8s.io/v1' },
+  TrafficPolicy: { schema: kinds.TrafficPolicy, apiVersion: 'ebmesh.io/v1alpha1' },
+  AuthorizationPolicy: { schema: kinds.AuthorizationPolicy, apiVersion: 'ebmesh.io/v1alpha1' },
 } as const;
+
+/** The apiVersion of each kind ebmesh reads (items of a list do not carry theirs). */
+export const API_VERSION: Record<string, string> = {
+  Namespace: 'v1', Pod: 'v1', Service: 'v1', Node: 'v1',
+  NetworkPolicy: 'networking.k8s.io/v1', HTTPRoute: 'gateway.networking.k8s.io/v1', GRPCRoute: 'gateway.networking.k8s.io/v1',
+  TrafficPolicy: 'ebmesh.io/v1alpha1', AuthorizationPolicy: 'ebmesh.io/v1alpha1', MeshConfig: 'ebmesh.io/v1alpha1',
+};
 
 /** NetworkPolicy and ebmesh's own kinds: the same schema as in ebmesh's store. */
 export function passThrough(kind: keyof typeof PASS_THROUGH, o: KubeObject, problems: Problem[]): AnyResource | undefined {
   const { spec } = o as { spec?: unknown };
-  return fit(PASS_THROUGH[kind], { apiVersion: o.apiVersion, kind, metadata: meta(o), spec }, kind, meta(o), problems);
+  const { schema, apiVersion } = PASS_THROUGH[kind];
+  return fit(schema, { apiVersion, kind, metadata: meta(o), spec }, kind, meta(o), problems);
 }
 
 /** An HTTPRoute or GRPCRoute with a Service parent, cut to its Service parents; undefined when it has none (not the mesh's). */
