@@ -120,6 +120,11 @@ cmd_down() {
   host_kill_containers
   k8s_stop containerd
   host_kill_shims
+  # The agent's data path outlives its container by design (pins, the node
+  # proxy, routes): remove what the instance made, by its names.
+  if [ -f "$K8S_REPO/dist/src/cli/main.js" ]; then
+    "$K8S_REPO/bin/ebmesh" --instance "$K8S_EBMESH_INSTANCE" down >/dev/null 2>&1 || k8s_say "ebmesh --instance $K8S_EBMESH_INSTANCE down failed"
+  fi
   k8s_stop kube-scheduler
   k8s_stop kube-controller-manager
   k8s_stop kube-apiserver
@@ -195,6 +200,7 @@ K8S_SERVICE_CIDR=$K8S_SERVICE_CIDR
 K8S_DNS_SERVICE_IP=$K8S_DNS_SERVICE_IP
 K8S_CLUSTER_DOMAIN=$K8S_CLUSTER_DOMAIN
 K8S_TOOLBOX_IMAGE=$K8S_TOOLBOX_IMAGE
+K8S_EBMESH_INSTANCE=$K8S_EBMESH_INSTANCE
 K8S_KUBECTL=$K8S_BIN/kubectl
 K8S_HELM=$HELM_BIN/helm
 K8S_BUILDS_CACHED=$cached

@@ -2,6 +2,8 @@
 # ebmesh itself (its Helm chart, with an agent image built from the checkout).
 
 K8S_EBMESH_NAMESPACE=ebmesh-system
+# The agent's instance name on the node: not the demo's (ebmesh), so `ebmesh up` and the cluster can share a host.
+K8S_EBMESH_INSTANCE=k8s
 K8S_EBMESH_RELEASE=ebmesh
 
 _helm_admin() { "$HELM_BIN/helm" --kubeconfig "$K8S_ADMIN_KUBECONFIG" "$@"; }
@@ -141,7 +143,7 @@ EOF
 #   apiServer.host, apiServer.port                  the API server's real address
 #     (the agent must not reach it through the `kubernetes` VIP it serves)
 #   mesh.serviceCIDR, mesh.podCIDR                  the cluster's ranges
-#   agent.instance                                  EBMESH_K8S_INSTANCE, if set
+#   agent.instance                                  K8S_EBMESH_INSTANCE
 install_ebmesh() {
   local chart="$1" ref="$2"
   k8s_say "installing ebmesh ($ref) with the chart at $chart into $K8S_EBMESH_NAMESPACE"
@@ -150,7 +152,7 @@ install_ebmesh() {
     --set "image.repository=${ref%:*}" --set "image.tag=${ref##*:}" --set image.pullPolicy=Never \
     --set "apiServer.host=$K8S_HOST_IP" --set "apiServer.port=$K8S_APISERVER_PORT" \
     --set "mesh.serviceCIDR=$K8S_SERVICE_CIDR" --set "mesh.podCIDR=$K8S_POD_CIDR" \
-    ${EBMESH_K8S_INSTANCE:+--set "agent.instance=$EBMESH_K8S_INSTANCE"} \
+    --set "agent.instance=$K8S_EBMESH_INSTANCE" \
     --wait --timeout 5m >&2 \
     || k8s_die "helm install of ebmesh failed: $(_kubectl_admin -n "$K8S_EBMESH_NAMESPACE" get pods -o wide 2>&1)"
   local ds

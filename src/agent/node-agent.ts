@@ -87,7 +87,7 @@ export class NodeAgent {
 
   constructor(readonly paths: InstancePaths, readonly source: DesiredStateSource, readonly options: NodeAgentOptions) {
     this.bridge = new LabBridge(paths.bridge);
-    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, process.env.EBMESH_PROXY_NODE_FLAGS ?? '', !options.cluster);
+    this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, process.env.EBMESH_PROXY_NODE_FLAGS ?? '', options.cluster === true);
   }
 
   get nodeName(): string {

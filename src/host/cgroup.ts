@@ -9,8 +9,27 @@ import { cgroup2Root } from '../kernel/fs.js';
  * command is in it from its first syscall (and keeps its PID), and nothing it
  * forks or any socket it makes escapes it.
  */
-export function inCgroup(path: string, argv: readonly string[]): [string, string[]] {
-  return ['/bin/sh', ['-c', 'cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"', 'sh', path, ...argv]];
+export function inCgroup(path: string, argv: readonly string[], v1Roots: readonly string[] = []): [string, string[]] {
+  // v1Roots first (best effort: a controller may refuse a move), then the v2 cgroup, which must succeed.
+  const v1 = v1Roots.map((r) => `echo $$ > '${r.replace(/'/g, "'\\''")}/cgroup.procs' 2>/dev/null;`).join(' ');
+  return ['/bin/sh', ['-c', `${v1} cg=$1; shift; echo $$ > "$cg/cgroup.procs" && exec "$@"`, 'sh', path, ...argv]];
+}
+
+/**
+ * The roots of the cgroup v1 hierarchies mounted here (a hybrid host). A
+ * process moved to them leaves the v1 cgroups it was started in: a node
+ * proxy started from the agent's container leaves the container's, so the
+ * runtime does not take it down with the container (an agent upgrade).
+ */
+export function cgroupV1Roots(): string[] {
+  try {
+    return readFileSync('/proc/self/mounts', 'utf8').split('\n')
+      .map((l) => l.split(' '))
+      .filter((f) => f[2] === 'cgroup' && f[1] !== undefined)
+      .map((f) => f[1]!.replace(/\\040/g, ' '));
+  } catch {
+    return [];
+  }
 }
 
 /** The cgroup v2 a process is in, as a path under the cgroup v2 root ("/a/b"); undefined when it cannot be read. */

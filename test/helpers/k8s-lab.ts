@@ -23,6 +23,8 @@ export interface K8sLabEnv {
   dnsServiceIp: string;
   clusterDomain: string;
   toolboxImage: string;
+  /** The ebmesh agent's instance name on the node (`ebmesh --instance NAME status`). */
+  instance: string;
   kubectl: string;
   helm: string;
   buildsCached: boolean;
@@ -50,6 +52,7 @@ export function k8sLabEnv(): K8sLabEnv {
     dnsServiceIp: get('K8S_DNS_SERVICE_IP'),
     clusterDomain: get('K8S_CLUSTER_DOMAIN'),
     toolboxImage: get('K8S_TOOLBOX_IMAGE'),
+    instance: get('K8S_EBMESH_INSTANCE'),
     kubectl: get('K8S_KUBECTL'),
     helm: get('K8S_HELM'),
     buildsCached: get('K8S_BUILDS_CACHED') === 'yes',

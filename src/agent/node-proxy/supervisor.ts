@@ -33,7 +33,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import { cgroup2Root } from '../../kernel/index.js';
-import { inCgroup } from '../../host/cgroup.js';
+import { inCgroup, cgroupV1Roots } from '../../host/cgroup.js';
 import { EbmeshError } from '../../errors.js';
 import type { RequestDoneEvent } from '../../proxy/index.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
@@ -60,6 +60,12 @@ export interface SupervisorOptions {
   onLog?: (line: string) => void;
   /** Runs before every start of a generation: the agent (re)makes the cgroup the launch names and its programs. */
   beforeSpawn?: () => void;
+  /**
+   * The agent runs in a container (a cluster): the proxy also leaves the
+   * container's cgroup v1 hierarchies, so the runtime does not stop it with
+   * the agent's container (it outlives agents, as on a host).
+   */
+  leaveContainer?: boolean;
 }
 
 type Hello = FromProxy & { type: 'hello' };
@@ -253,7 +259,8 @@ export class ProxySupervisor {
     // Detached: its own session and process group, so nothing that stops the agent stops it.
     // node:cluster workers inherit the primary's flags: one setting profiles or tunes them all.
     const argv = [process.execPath, ...flagList(launch.nodeFlags), PROXY_MAIN, ...args];
-    const [file, fileArgs] = launch.cgroup ? inCgroup(join(cgroup2Root(), launch.cgroup), argv) : [argv[0]!, argv.slice(1)];
+    const v1 = this.opts.leaveContainer ? cgroupV1Roots() : [];
+    const [file, fileArgs] = launch.cgroup ? inCgroup(join(cgroup2Root(), launch.cgroup), argv, v1) : [argv[0]!, argv.slice(1)];
     const child = spawn(file, fileArgs, { detached: true, stdio: ['ignore', log, log] });
     closeSync(log);
     child.on('error', (e) => this.opts.onLog?.(`node proxy: ${e.message}`));

@@ -84,8 +84,11 @@ export class NodeProxyWiring {
     private readonly workers?: number,
     /** Extra node flags for the proxy processes (profiling, GC tuning): see docs/proxy.md. */
     private readonly nodeFlags = '',
-    /** The node's pod bridge is the mesh's to make (the lab); in a cluster the CNI makes it and owns its address. */
-    private readonly managesBridge = true,
+    /**
+     * In a cluster: the CNI, not the mesh, makes the node's pod bridge and
+     * owns its address; the agent runs in a container the proxy must leave.
+     */
+    private readonly cluster = false,
   ) {}
 
   /**
@@ -102,7 +105,7 @@ export class NodeProxyWiring {
     if (!steered.length && !tunnel && !this.supervisor && !ownedProxyPid(proxyFiles(this.paths, 0)) && !ownedProxyPid(proxyFiles(this.paths, 1))) return;
     const host = gatewayOf(subnet);
     if (!this.supervisor) {
-      if (this.managesBridge) ensureBridge(this.paths.bridge, subnet);
+      if (!this.cluster) ensureBridge(this.paths.bridge, subnet);
       // Before a generation starts its listener (so every socket it accepts is made
       // inside), and on every agent start (a new build's program goes into the pinned link).
       const cgroup = join(cgroup2Root(), this.paths.proxyCgroupName);
@@ -124,6 +127,7 @@ export class NodeProxyWiring {
         onTunnel: (received, sent) => this.onTunnel(received, sent),
         onLog: (l) => process.stderr.write(`${l}\n`),
         beforeSpawn: prepareCgroup,
+        leaveContainer: this.cluster,
       });
     }
     this.supervisor.configure({ routing, ...callerTables(plan.callers), ...(tunnel ? { tunnel } : {}) });
