@@ -78,6 +78,8 @@ export interface ScenarioResult {
 export interface Scenario {
   name: string;
   describe: string;
+  /** Runs only when named (`ebmesh bench NAME`), not in a run of every scenario: it needs what a default run does not bring (the Kubernetes lab cluster). */
+  onlyByName?: true;
   run(ctx: ScenarioContext): Promise<ScenarioResult>;
 }
 

@@ -16,6 +16,11 @@
 #                      this one), import it if the cluster runs; prints its name
 #   smoke              check a running cluster end to end (exit 1 on failure)
 #   env                shell lines with the cluster's facts (KUBECONFIG, ...)
+#   service-proxy ebmesh|iptables|nftables
+#                      which service proxy serves the cluster: ebmesh (its
+#                      chart, as `up` installs it), or kube-proxy in that mode
+#                      (ebmesh uninstalled and its data path removed) - for
+#                      the comparison benchmark (ebmesh bench k8s-lb)
 set -euo pipefail
 K8S_REPO="$(cd "$(dirname "$0")/.." && pwd)"
 . "$K8S_REPO/scripts/k8s/versions.sh"
@@ -114,6 +119,7 @@ cmd_up() {
 cmd_down() {
   [ "$(id -u)" -eq 0 ] || k8s_die "down needs root"
   _lock
+  _kube_proxy_off
   k8s_stop kubelet
   # Containers first (through runc's state, whether containerd still runs or
   # not), then containerd and the shims it left.
@@ -207,6 +213,50 @@ K8S_BUILDS_CACHED=$cached
 EOF
 }
 
+# kube-proxy off: the daemon stopped, and its rules and tables gone (its own --cleanup).
+_kube_proxy_off() {
+  k8s_stop kube-proxy
+  "$K8S_BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
+}
+
+cmd_service_proxy() {
+  local mode="${1:?service-proxy ebmesh|iptables|nftables}"
+  _cluster_running || k8s_die "no cluster (bash scripts/k8s-lab.sh up)"
+  case "$mode" in
+    ebmesh)
+      _kube_proxy_off
+      cmd_agent_image "$K8S_REPO" >/dev/null
+      install_ebmesh "$K8S_CHART" "$K8S_AGENT_IMAGE"
+      ;;
+    iptables|nftables)
+      if _helm_admin -n "$K8S_EBMESH_NAMESPACE" status "$K8S_EBMESH_RELEASE" >/dev/null 2>&1; then
+        _helm_admin -n "$K8S_EBMESH_NAMESPACE" uninstall "$K8S_EBMESH_RELEASE" --wait --timeout 2m >&2
+      fi
+      # The agent's data path outlives it by design: take it down by name.
+      "$K8S_REPO/bin/ebmesh" --instance "$K8S_EBMESH_INSTANCE" down >/dev/null
+      # The host keeps its safety routes for the ranges (ebmesh's down removed its own).
+      host_net_up
+      _kube_proxy_off
+      mkdir -p "$K8S_ETC"
+      cat > "$K8S_ETC/kube-proxy.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: $mode
+clientConnection: {kubeconfig: $K8S_PKI/kube-proxy.kubeconfig}
+hostnameOverride: $K8S_NODE_NAME
+clusterCIDR: $K8S_POD_CIDR
+bindAddress: $K8S_HOST_IP
+healthzBindAddress: 127.0.0.1:17256
+metricsBindAddress: 127.0.0.1:17249
+conntrack: {maxPerCore: 0}
+EOF
+      k8s_say "starting kube-proxy $K8S_VERSION in $mode mode"
+      k8s_start kube-proxy "$K8S_BIN/kube-proxy" --config "$K8S_ETC/kube-proxy.yaml"
+      ;;
+    *) k8s_die "service-proxy: ebmesh, iptables or nftables, not '$mode'" ;;
+  esac
+}
+
 cmd="${1:-}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -219,5 +269,6 @@ case "$cmd" in
   agent-image) host_check; _lock; cmd_agent_image "$@" ;;
   smoke) cmd_smoke ;;
   env) cmd_env ;;
+  service-proxy) host_check; _lock; cmd_service_proxy "$@" ;;
   *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -10,5 +10,6 @@ import { mtls } from './mtls.js';
 import { footprint } from './footprint.js';
 import { sidecars } from './sidecars.js';
 import { convergence } from './convergence.js';
+import { k8sLb } from './k8s-lb.js';
 
-export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, mtls, footprint, sidecars, convergence];
+export const scenarios: Scenario[] = [loopback, lb, observe, policyBench, proxy, shortcut, mtls, footprint, sidecars, convergence, k8sLb];

@@ -34,7 +34,7 @@ export const bench: Command = {
     if (repeats !== undefined && (!Number.isInteger(repeats) || repeats < 1 || repeats > 100)) {
       throw new EbmeshError('EBMESH_USAGE', '--repeats must be a whole number from 1 to 100');
     }
-    const chosen = positionals.length ? scenarios.filter((s) => positionals.includes(s.name)) : scenarios;
+    const chosen = positionals.length ? scenarios.filter((s) => positionals.includes(s.name)) : scenarios.filter((s) => !s.onlyByName);
     const res = await runBench(chosen, {
       quick: values.quick ?? false,
       outDir: values.out ?? 'bench-results',
