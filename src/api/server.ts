@@ -32,14 +32,31 @@ export type Handler<R extends RouteSpec> = R extends { stream: true }
 
 export type Handlers<T extends RouteTable> = { [K in keyof T]: Handler<T[K]> };
 
+/** One route with its handler, its input already parsed by the route's schema when it runs. */
+interface Entry {
+  route: RouteSpec;
+  run(input: unknown, call: CallContext, res: ServerResponse): unknown;
+}
+
 /** A route table with its handlers: one part of what a server serves. */
 export interface Served {
-  routes: RouteTable;
-  handlers: Record<string, (...a: never[]) => unknown>;
+  entries: Entry[];
 }
 
 export function serve<T extends RouteTable>(routes: T, handlers: Handlers<T>): Served {
-  return { routes, handlers: handlers as unknown as Served['handlers'] };
+  const entries: Entry[] = [];
+  for (const name of Object.keys(routes) as Array<keyof T & string>) {
+    const route = routes[name]!;
+    const handler = handlers[name] as Handler<RouteSpec>;
+    entries.push({
+      route,
+      // `input` comes from parseInput(route, ...): the type this route's handler declares.
+      run: (input, call, res) => (route.stream
+        ? (handler as (i: unknown, r: ServerResponse, c: CallContext) => void)(input, res, call)
+        : (handler as (i: unknown, c: CallContext) => Promise<unknown>)(input, call)),
+    });
+  }
+  return { entries };
 }
 
 export type Listen =
@@ -78,8 +95,7 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
 }
 
 interface Found {
-  route: RouteSpec;
-  handler: (...a: never[]) => unknown;
+  entry: Entry;
   params: Record<string, string>;
 }
 
@@ -87,11 +103,10 @@ interface Found {
 function candidates(parts: readonly Served[], method: string, pathname: string): Found[] {
   const found: Found[] = [];
   for (const p of parts) {
-    for (const [name, route] of Object.entries(p.routes)) {
-      if (route.method !== method) continue;
-      const params = matchPath(route.path, pathname);
-      const handler = p.handlers[name];
-      if (params && handler) found.push({ route, handler, params });
+    for (const entry of p.entries) {
+      if (entry.route.method !== method) continue;
+      const params = matchPath(entry.route.path, pathname);
+      if (params) found.push({ entry, params });
     }
   }
   return found;
@@ -120,20 +135,17 @@ async function dispatch(parts: readonly Served[], req: IncomingMessage, res: Ser
     let lastError: unknown;
     for (const f of found) {
       try {
-        chosen = { found: f, input: parseInput(f.route, { ...raw, ...f.params }) };
+        chosen = { found: f, input: parseInput(f.entry.route, { ...raw, ...f.params }) };
         break;
       } catch (e) {
         lastError = e;
       }
     }
     if (!chosen) throw lastError;
-    const { found: { route, handler }, input } = chosen;
-    if (route.stream) {
-      (handler as (i: unknown, r: ServerResponse, c: CallContext) => void)(input, res, call);
-      return;
-    }
-    const out = await (handler as (i: unknown, c: CallContext) => Promise<unknown>)(input, call);
-    send(res, 200, out);
+    const { found: { entry }, input } = chosen;
+    const out = entry.run(input, call, res);
+    if (entry.route.stream) return;
+    send(res, 200, await out);
   } catch (e) {
     if (res.headersSent) return void res.destroy();
     send(res, httpStatusOf(e), errorBody(e));

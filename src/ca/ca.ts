@@ -16,6 +16,8 @@ import { webcrypto, createPrivateKey, createPublicKey, X509Certificate, randomBy
 import * as x509 from '@peculiar/x509';
 import { EbmeshError } from '../errors.js';
 
+// Node's webcrypto implements the Web Crypto API; its typings are Node's own
+// types, not the DOM's Crypto and SubtleCrypto the library is typed with.
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 const subtle = webcrypto.subtle as unknown as SubtleCrypto;
 const EC = { name: 'ECDSA', namedCurve: 'P-256' } as const;

@@ -29,6 +29,7 @@ function c() {
       bind: l.func('int bind(int fd, const void *addr, uint32 len)'),
       listen: l.func('int listen(int fd, int backlog)'),
       close: l.func('int close(int fd)'),
+      // koffi's functions are untyped at the FFI edge; the declarations above are the C signatures.
     } as unknown as typeof libc;
   }
   return libc!;

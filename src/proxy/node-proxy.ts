@@ -64,6 +64,8 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       body: req,
       hasBody: !req.stream.endAfterHeaders,
       conn,
+      // Node's typings declare end() as overloads that TypeScript will not match against
+      // ResponseSink's one signature; the object implements it (end(chunk) included).
       res: res as unknown as Downstream['res'],
       abort: () => req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
     };
