@@ -12,9 +12,10 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EbmeshError, httpStatusOf } from '../errors.js';
+import { privateDir } from '../host/private-files.js';
 import { ResourceError } from '../resources/index.js';
 import { matchPath, parseInput, type OutputOf, type ParsedInputOf, type RouteSpec, type RouteTable } from './route.js';
 
@@ -152,7 +153,7 @@ export function startServer(listen: Listen, parts: readonly Served[]): Promise<S
     server.once('error', reject);
     const ready = () => { server.off('error', reject); resolve(server); };
     if ('socketPath' in listen) {
-      mkdirSync(dirname(listen.socketPath), { recursive: true, mode: 0o700 });
+      privateDir(dirname(listen.socketPath));
       rmSync(listen.socketPath, { force: true });
       server.listen(listen.socketPath, () => { chmodSync(listen.socketPath, 0o600); ready(); });
     } else {

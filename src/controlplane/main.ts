@@ -5,13 +5,14 @@
  *   --ca-cert F --ca-key F   the user's own root (or intermediate); default: one made and kept here
  *   --svid-ttl SECONDS   lifetime of workload certificates (default 3600)
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { instancePaths, validInstance } from '../paths.js';
 import { EmbeddedStore, EtcdStore, MirrorStore, parseEtcdUrl, type Store } from '../store/index.js';
 import { ControlPlane } from './server.js';
 import { describeError } from '../errors.js';
+import { privateDir, writePrivateFile } from '../host/private-files.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -65,10 +66,10 @@ async function shutdown(): Promise<void> {
   process.exit(0);
 }
 try {
-  mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
+  privateDir(paths.runDir);
   if (store instanceof MirrorStore) await store.start();
   await cp.start();
-  writeFileSync(cpPid, String(process.pid));
+  writePrivateFile(cpPid, String(process.pid));
   process.stderr.write(`ebmesh control plane ${instance} ready (pid ${process.pid}, store ${storeDescription})\n`);
 } catch (e) {
   process.stderr.write(`ebmesh control plane ${instance} failed to start: ${describeError(e)}\n`);

@@ -14,7 +14,7 @@
  */
 import { formatCidr } from '../net/ipam.js';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, instancePaths, nodeNetns, nodePaths, type InstancePaths } from '../paths.js';
 import { startEtcd, stopEtcd, healthy } from '../store/etcd-server.js';
@@ -24,6 +24,7 @@ import { nodePodSubnet } from '../controlplane/apply.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { EbmeshError } from '../errors.js';
 import { pidAlive, stopPid as stopProcess } from '../host/pids.js';
+import { openPrivateLog, privateDir, writePrivateFile } from '../host/private-files.js';
 
 export { pidAlive };
 
@@ -47,12 +48,11 @@ export function readCluster(p: InstancePaths): ClusterState | undefined {
 }
 
 export function writeCluster(p: InstancePaths, s: ClusterState): void {
-  mkdirSync(p.stateDir, { recursive: true });
-  writeFileSync(clusterFile(p), JSON.stringify(s, null, 2));
+  writePrivateFile(clusterFile(p), JSON.stringify(s, null, 2));
 }
 
 function cli(args: string[], logFile: string, netns?: string): number {
-  const log = openSync(logFile, 'a');
+  const log = openPrivateLog(logFile);
   const argv = [process.execPath, join(PACKAGE_ROOT, 'dist/src/cli/main.js'), ...args];
   const cmd = netns ? ['nsenter', `--net=/var/run/netns/${netns}`, '--', ...argv] : argv;
   const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log] });
@@ -119,15 +119,14 @@ export function ensureNodeNetwork(instance: string, nodes: string[], index: numb
 export function startAgent(instance: string, node: string): number {
   const p = instancePaths(instance);
   const np = nodePaths(instance, node);
-  mkdirSync(np.stateDir, { recursive: true });
+  privateDir(np.stateDir);
   return cli(['--instance', instance, 'agent', '--node', node, '--controlplane', `unix:${agentsSocket(p)}`, '--token-file', join(np.stateDir, 'token')],
     np.logFile, nodeNetns(instance, node));
 }
 
 export function writeToken(instance: string, node: string, token: string): void {
   const np = nodePaths(instance, node);
-  mkdirSync(np.stateDir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(np.stateDir, 'token'), token, { mode: 0o600 });
+  writePrivateFile(join(np.stateDir, 'token'), token);
 }
 
 /** The host's safety routes while the lab runs (nothing in the host may reach the mesh's ranges). */

@@ -8,7 +8,8 @@
  * is told, in its stream).
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import { statSync, writeFileSync, rmSync } from 'node:fs';
+import { statSync, rmSync } from 'node:fs';
+import { writePrivateFile } from '../host/private-files.js';
 import { join } from 'node:path';
 import { EventType } from '../abi/structs.js';
 import { computeFrontends, workloadIp, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
@@ -126,7 +127,7 @@ export class Observer {
     this.server = server;
     const a = server.address();
     this.metricsPort = typeof a === 'object' && a ? a.port : 0;
-    writeFileSync(join(this.paths.runDir, 'metrics.addr'), `${host}:${this.metricsPort}\n`);
+    writePrivateFile(join(this.paths.runDir, 'metrics.addr'), `${host}:${this.metricsPort}\n`);
     return this.metricsPort;
   }
 

@@ -4,10 +4,11 @@
  * runs its own etcd; the mesh only needs its client URL.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { EbmeshError } from '../errors.js';
+import { openPrivateLog, privateDir } from '../host/private-files.js';
 
 export interface EtcdServer {
   pid: number;
@@ -40,11 +41,11 @@ export interface StartEtcdOptions {
 export async function startEtcd(o: StartEtcdOptions): Promise<EtcdServer> {
   const clientPort = o.clientPort ?? await freePort();
   const peerPort = o.peerPort ?? await freePort();
-  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  privateDir(o.dataDir);
   const endpoint = `http://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const logPath = join(o.dataDir, '..', `etcd-${clientPort}.log`);
-  const log = openSync(logPath, 'a');
+  const log = openPrivateLog(logPath);
   const child = spawn('etcd', [
     '--name', 'ebmesh', '--data-dir', o.dataDir,
     '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,

@@ -29,9 +29,10 @@
  * are refused: an AuthorizationPolicy is never skipped.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
+import { openPrivateLog, privateDir } from '../../host/private-files.js';
 import { cgroup2Root } from '../../kernel/index.js';
 import { inCgroup, cgroupV1Roots } from '../../host/cgroup.js';
 import { EbmeshError } from '../../errors.js';
@@ -248,14 +249,13 @@ export class ProxySupervisor {
     const { launch } = this.opts;
     this.opts.beforeSpawn?.();
     const files = this.opts.files(slot);
-    mkdirSync(dirname(files.socket), { recursive: true });
-    mkdirSync(dirname(files.log), { recursive: true });
+    privateDir(dirname(files.socket));
     const args = [
       '--host', launch.host, '--port', String(slotPort(launch.port, slot)), '--metrics-port', String(launch.metricsPort), '--pins', launch.mapPins,
       '--control', files.socket, '--pid-file', files.pidFile,
       ...(launch.workers ? ['--workers', String(launch.workers)] : []),
     ];
-    const log = openSync(files.log, 'a');
+    const log = openPrivateLog(files.log);
     // Detached: its own session and process group, so nothing that stops the agent stops it.
     // node:cluster workers inherit the primary's flags: one setting profiles or tunes them all.
     const argv = [process.execPath, ...flagList(launch.nodeFlags), PROXY_MAIN, ...args];
