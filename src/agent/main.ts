@@ -11,7 +11,7 @@
  * SIGTERM leaves the data path and workloads in place for the next agent to
  * adopt.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { instancePaths, nodePaths, validInstance, type InstancePaths } from '../paths.js';
@@ -32,6 +32,7 @@ import { cgroup2Root } from '../kernel/index.js';
 import { KubeClient } from '../k8s/client.js';
 import { inClusterAccess, kubeconfigAccess } from '../k8s/access.js';
 import { LeaseElector, StatusWriter } from '../k8s/status-writer.js';
+import { privateDir, writePrivateFile } from '../host/private-files.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -123,7 +124,7 @@ async function withControlPlane(): Promise<Running> {
   const ids = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
   identity = ids;
   await certPass(ids.start());
-  const source = new StoreSource(remote, `control plane at ${values.controlplane}`, nodeName, () => remote.nodes);
+  const source = new StoreSource(remote, `control plane at ${values.controlplane}`, nodeName, () => remote.nodes, () => remote.local);
   agent = new NodeAgent(paths, source, { nodeName, nodeIndex: remote.node!.index, routePodCIDR: true, nodeAddress });
   const started = agent;
   await started.start();
@@ -188,11 +189,11 @@ try {
   if (values.source !== 'controlplane' && values.source !== 'kubernetes') usage(`--source: "${values.source}" is neither controlplane nor kubernetes`);
   running = values.source === 'kubernetes' ? await inCluster() : await withControlPlane();
   const { paths, agent, hooks } = running;
-  mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
+  privateDir(paths.runDir);
   await startServer({ socketPath: paths.apiSocket }, [
     serve(nodeApi, nodeHandlers(agent, { ...hooks, shutdown: () => void shutdown() })),
   ]);
-  writeFileSync(paths.pidFile, String(process.pid));
+  writePrivateFile(paths.pidFile, String(process.pid));
   process.stderr.write(`ebmesh agent ${instance}/${nodeName} ready (pid ${process.pid}, ${agent.source.description})\n`);
 } catch (e) {
   process.stderr.write(`ebmesh agent ${instance}/${nodeName} failed to start: ${describeError(e)}\n`);

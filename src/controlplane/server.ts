@@ -28,6 +28,7 @@ import { agentApi, clusterAdminApi } from '../api/controlplane.js';
 import { parseAddress } from '../api/node-transport.js';
 import type { ClusterStatus } from '../api/status.js';
 import { meshHandlers } from './mesh-handlers.js';
+import { RejectedLog } from './stored.js';
 
 export interface ControlPlaneOptions {
   paths: InstancePaths;
@@ -74,6 +75,7 @@ export class ControlPlane {
   private agentServer: Server | undefined;
   private adminServer: Server | undefined;
   readonly heartbeats = new Map<string, Heartbeat>();
+  private readonly rejected = new RejectedLog((line) => process.stderr.write(line));
   readonly startedAt = new Date();
 
   constructor(readonly options: ControlPlaneOptions) {
@@ -174,6 +176,7 @@ export class ControlPlane {
     if (this.snap) return this.snap;
     this.snapLoading ??= readSnapshot(this.store).then((s) => {
       this.snapLoading = undefined;
+      this.rejected.note(s.rejected);
       if (s.revision >= this.revision) this.snap = s;
       return s;
     }, (e) => { this.snapLoading = undefined; throw e; });
@@ -276,6 +279,7 @@ export class ControlPlane {
       store: this.options.storeDescription,
       revision: snap.revision,
       mesh: snap.mesh.spec,
+      ...(snap.rejected?.length ? { rejected: snap.rejected } : {}),
       ca: { notAfter: this.ca.notAfter.toISOString(), svidTtlSeconds: this.options.svidTtlSeconds },
       nodes: nodes.map((n) => {
         const hb = this.heartbeats.get(n.name);

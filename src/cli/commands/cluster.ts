@@ -41,7 +41,9 @@ export const agent = processCommand('agent', 'run the agent of one node (of a mu
   'agent --node NAME --controlplane ADDR [--token-file FILE] | agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE]', () => import('../../agent/main.js'));
 
 export function renderClusterStatus(st: ClusterStatus): string {
-  const lines = [`mesh ${st.instance}: store ${st.store}, revision ${st.revision}; CA valid until ${st.ca.notAfter}, workload certificates live ${st.ca.svidTtlSeconds}s`, ''];
+  const lines = [`mesh ${st.instance}: store ${st.store}, revision ${st.revision}; CA valid until ${st.ca.notAfter}, workload certificates live ${st.ca.svidTtlSeconds}s`];
+  for (const r of st.rejected ?? []) lines.push(`left out of the desired state (fails its check): ${r.key}: ${r.problem}`);
+  lines.push('');
   lines.push(table(['NODE', 'POD-SUBNET', 'AGENT', 'LAST-HEARTBEAT', 'APPLIED-REV', 'WORKLOADS', 'CERTS', 'EARLIEST-CERT-EXPIRY', 'ERROR'],
     st.nodes.map((n) => [n.name, n.podSubnet, n.healthy ? 'healthy' : n.lastHeartbeat ? 'STALE' : 'never seen',
       n.heartbeatAgeSeconds === undefined ? '-' : `${n.heartbeatAgeSeconds.toFixed(1)}s ago`,
