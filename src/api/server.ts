@@ -44,7 +44,7 @@ export function serve<T extends RouteTable>(routes: T, handlers: Handlers<T>): S
 }
 
 export type Listen =
-  | { socketPath: string }
+  | { socketPath: string; tls?: TlsServerOptions }
   | { host: string; port: number; tls?: TlsServerOptions };
 
 /** Request bodies beyond this are refused: the API carries resources and reports, not bulk data. */
@@ -141,14 +141,16 @@ async function dispatch(parts: readonly Served[], req: IncomingMessage, res: Ser
   }
 }
 
-/** Starts a server for `parts` on a unix socket (0600, only root) or on TCP (TLS when given). */
+/** Starts a server for `parts` on a unix socket (0600, only root) or on TCP; in TLS when given. */
 export function startServer(listen: Listen, parts: readonly Served[]): Promise<Server> {
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     req.on('error', () => undefined);
     res.on('error', () => undefined);
     void dispatch(parts, req, res);
   };
-  const server = 'tls' in listen && listen.tls ? createHttpsServer(listen.tls, onRequest) : createHttpServer(onRequest);
+  const server = listen.tls ? createHttpsServer(listen.tls, onRequest) : createHttpServer(onRequest);
+  // A peer that fails the handshake never reaches a route; say nothing of it but keep serving.
+  server.on('tlsClientError', () => undefined);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     const ready = () => { server.off('error', reject); resolve(server); };

@@ -9,11 +9,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { request } from 'node:http';
+import { request } from 'node:https';
 import { TestCluster, CLIENT_LOOP, indent, loopTally as tally, nameServerWorkload } from '../helpers/cluster.js';
 import { nodeApi } from '../../src/api/node.js';
 import { instancePaths, nodePaths } from '../../src/paths.js';
 import { renewAt } from '../../src/ca/index.js';
+import { credentialDir } from '../../src/lab/cluster.js';
 
 const mesh = new TestCluster('mn');
 const web = (i: number) => nameServerWorkload({ name: `web-${i}`, namespace: 'demo', node: `node-${i}`, labels: 'app: web', serviceAccount: 'web' });
@@ -99,9 +100,12 @@ test('each workload gets an SVID on its own node only, 0600, chained to the root
   assert.ok(cur.renewals >= first.renewals + 2, `renewed twice (${first.renewals} -> ${cur.renewals})`);
 });
 
-function agentCall(path: string, method: string, token: string, body?: unknown): Promise<{ status: number; json: any }> {
+/** A call on the agents' socket in mutual TLS, with the node certificate of NODE's agent. */
+function agentCall(path: string, method: string, node: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const dir = credentialDir(mesh.instance, node);
+  const tls = { ca: readFileSync(join(dir, 'bundle.pem')), cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')), checkServerIdentity: () => undefined };
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: join(instancePaths(mesh.instance).runDir, 'agents.sock'), path, method, headers: { authorization: `Bearer ${token}` } }, (res) => {
+    const req = request({ socketPath: join(instancePaths(mesh.instance).runDir, 'agents.sock'), path, method, agent: false, ...tls }, (res) => {
       let t = '';
       res.on('data', (d) => (t += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(t) }));
@@ -112,21 +116,20 @@ function agentCall(path: string, method: string, token: string, body?: unknown):
 }
 
 test("an agent cannot get another node's desired state, status or certificates", async () => {
-  const token1 = readFileSync(join(nodePaths(mesh.instance, 'node-1').stateDir, 'token'), 'utf8').trim();
-  const mine = await agentCall('/v1/nodes/node-1/desired?after=0', 'GET', token1);
+  const mine = await agentCall('/v1/nodes/node-1/desired?after=0', 'GET', 'node-1');
   assert.equal(mine.status, 200);
   // Its own view: other nodes' workloads without command, env or files.
   const other = mine.json.entries.find((e: { key: string }) => e.key.endsWith('Workload/demo/web-2')).value;
   assert.equal(other.spec.command, undefined);
   assert.equal(other.spec.files, undefined);
-  assert.equal((await agentCall('/v1/nodes/node-2/desired?after=0', 'GET', token1)).status, 403);
+  assert.equal((await agentCall('/v1/nodes/node-2/desired?after=0', 'GET', 'node-1')).status, 403);
   const { newKeyAndCsr } = await import('../../src/ca/index.js');
   const { csrPem } = await newKeyAndCsr('x');
-  const steal = await agentCall('/v1/nodes/node-1/svid', 'POST', token1, { workload: 'demo/web-2', csrPem });
+  const steal = await agentCall('/v1/nodes/node-1/svid', 'POST', 'node-1', { workload: 'demo/web-2', csrPem });
   assert.equal(steal.status, 403);
   assert.equal(steal.json.error.code, 'EBMESH_FORBIDDEN');
-  assert.equal((await agentCall('/v1/nodes/node-2/svid', 'POST', token1, { workload: 'demo/web-2', csrPem })).status, 403);
-  const fake = await agentCall('/v1/nodes/node-1/status', 'POST', token1, { ops: [{ type: 'put', key: '/status/Workload/demo/web-3', value: { phase: 'Failed' } }] });
+  assert.equal((await agentCall('/v1/nodes/node-2/svid', 'POST', 'node-1', { workload: 'demo/web-2', csrPem })).status, 403);
+  const fake = await agentCall('/v1/nodes/node-1/status', 'POST', 'node-1', { ops: [{ type: 'put', key: '/status/Workload/demo/web-3', value: { phase: 'Failed' } }] });
   assert.equal(fake.status, 403);
 });
 
