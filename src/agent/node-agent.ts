@@ -25,6 +25,8 @@ import { vethName, type InstancePaths } from '../paths.js';
 import { describeError } from '../errors.js';
 import { privateDir } from '../host/private-files.js';
 import { Observer } from '../observe/observer.js';
+import { metricsListen } from '../observe/metrics-access.js';
+import { renderProxyMetrics } from '../proxy/process-metrics.js';
 import { NodeProxyWiring } from './node-proxy/wiring.js';
 import { stopOwnedProxy } from '../proxy/control.js';
 import type { NodeStatus } from '../api/status.js';
@@ -191,8 +193,14 @@ export class NodeAgent {
     try {
       observer.start();
       this.observer = observer;
+      // The node proxy's counters come with the agent's: one scrape target per node, behind one token.
+      observer.extraMetrics = async () => {
+        const s = await this.l7.stats();
+        return s ? renderProxyMetrics(s) : '';
+      };
       privateDir(this.paths.runDir);
-      observer.serveMetrics().catch((e) => process.stderr.write(`metrics: ${describeError(e)}\n`));
+      const listen = metricsListen(this.paths);
+      if (listen) observer.serveMetrics(listen).catch((e) => process.stderr.write(`metrics: ${describeError(e)}\n`));
     } catch (e) {
       process.stderr.write(`observe: ${describeError(e)}\n`);
     }

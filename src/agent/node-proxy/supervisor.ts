@@ -103,7 +103,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const flagList = (f: string | undefined): string[] => (f ?? '').split(/\s+/).filter(Boolean);
 
 function sameLaunch(a: ProxyLaunch, b: ProxyLaunch): boolean {
-  return a.host === b.host && a.metricsPort === b.metricsPort && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ') && (!b.cgroup || a.cgroup === b.cgroup);
+  // A proxy of a build that served its metrics on the pod gateway (:15020, open to every workload) is replaced.
+  if ((a as { metricsPort?: number }).metricsPort) return false;
+  return a.host === b.host && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ') && (!b.cgroup || a.cgroup === b.cgroup);
 }
 
 export class ProxySupervisor {
@@ -251,7 +253,7 @@ export class ProxySupervisor {
     const files = this.opts.files(slot);
     privateDir(dirname(files.socket));
     const args = [
-      '--host', launch.host, '--port', String(slotPort(launch.port, slot)), '--metrics-port', String(launch.metricsPort), '--pins', launch.mapPins,
+      '--host', launch.host, '--port', String(slotPort(launch.port, slot)), '--pins', launch.mapPins,
       '--control', files.socket, '--pid-file', files.pidFile,
       ...(launch.workers ? ['--workers', String(launch.workers)] : []),
     ];
