@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   EBMESH_UNKNOWN_KIND: { status: 400, meaning: 'a resource kind (or its alias) ebmesh does not know' },
   EBMESH_AMBIGUOUS: { status: 400, meaning: 'a short name matches several objects: say NAMESPACE/NAME' },
   EBMESH_NOT_FOUND: { status: 404, meaning: 'the named object, route or file does not exist' },
+  EBMESH_TLS: { status: 502, meaning: 'a TLS handshake with a peer failed: its certificate is not trusted or does not name it, or it refused ours' },
   EBMESH_FORBIDDEN: { status: 403, meaning: 'the caller is authenticated but may not do this (another node\'s state, a reserved namespace)' },
   EBMESH_UNAUTHENTICATED: { status: 401, meaning: 'the caller presented no credential, or one the callee does not trust' },
   EBMESH_READ_ONLY: { status: 405, meaning: 'the face is read-only (the web UI); changes go through the CLI' },

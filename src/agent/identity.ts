@@ -7,13 +7,14 @@
  * sees half a file). A certificate is renewed at half its lifetime; the old
  * one stays valid until it expires, so connections that used it are not cut.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { newKeyAndCsr, renewAt } from '../ca/index.js';
 import type { ApiClient } from '../api/client.js';
 import { agentApi } from '../api/controlplane.js';
 import { describeError } from '../errors.js';
 import { SYSTEM_NAMESPACE } from '../tunnel/ids.js';
+import { privateDir, writePrivateFile } from '../host/private-files.js';
 
 export interface SvidInfo {
   workload: string; // namespace/name
@@ -45,7 +46,7 @@ export class IdentityManager {
 
   /** Checks every checkMs from now on; the promise settles with the first pass (it never rejects: errors go to lastError). */
   start(checkMs = 500): Promise<void> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    privateDir(this.dir);
     this.timer = setInterval(() => void this.sync(), checkMs);
     this.timer.unref();
     return this.sync();
@@ -124,11 +125,8 @@ export class IdentityManager {
     const isNode = !!this.nodeDir && workload === this.nodeEntry;
     const r = await this.cp.call(agentApi.svid, isNode ? { node: this.nodeName, forNode: true, csrPem } : { node: this.nodeName, workload, csrPem });
     const dir = this.pathOf(workload);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const put = (name: string, text: string) => {
-      writeFileSync(join(dir, `.${name}.tmp`), text, { mode: 0o600 });
-      renameSync(join(dir, `.${name}.tmp`), join(dir, name));
-    };
+    privateDir(dir);
+    const put = (name: string, text: string) => writePrivateFile(join(dir, name), text);
     // Key before certificate: a reader that sees the new certificate finds its key.
     put('key.pem', keyPem);
     put('cert.pem', r.certPem);

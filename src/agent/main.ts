@@ -1,9 +1,11 @@
 /**
  * `ebmesh agent`: the agent of one node, with its desired state from
  *  - a control plane (a multi-node mesh without Kubernetes):
- *      ebmesh agent --node NAME --controlplane ADDR [--token-file F]
+ *      ebmesh agent --node NAME --controlplane ADDR [--token-file F] [--ca-file F]
  *    a mirror of its node's view that the control plane keeps
- *    (remote-store.ts), and its workloads' identities from the mesh CA;
+ *    (remote-store.ts), and its workloads' identities from the mesh CA. It
+ *    speaks to the control plane in mutual TLS with its node certificate,
+ *    which it gets the first time for its join token (credential.ts);
  *  - a Kubernetes API server (the Helm chart's DaemonSet):
  *      ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig F]
  *        [--service-cidr CIDR] [--pod-cidr CIDR] [--proxy-name NAME]
@@ -11,7 +13,7 @@
  * SIGTERM leaves the data path and workloads in place for the next agent to
  * adopt.
  */
-import { existsSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { instancePaths, nodePaths, validInstance, type InstancePaths } from '../paths.js';
@@ -32,6 +34,8 @@ import { cgroup2Root } from '../kernel/index.js';
 import { KubeClient } from '../k8s/client.js';
 import { inClusterAccess, kubeconfigAccess } from '../k8s/access.js';
 import { LeaseElector, StatusWriter } from '../k8s/status-writer.js';
+import { NodeCredential } from './credential.js';
+import { privateDir, writePrivateFile } from '../host/private-files.js';
 
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -41,6 +45,7 @@ const { values } = parseArgs({
     node: { type: 'string', default: process.env.NODE_NAME },
     controlplane: { type: 'string' },
     'token-file': { type: 'string' },
+    'ca-file': { type: 'string' },
     'api-server': { type: 'string' },
     kubeconfig: { type: 'string' },
     'service-cidr': { type: 'string' },
@@ -51,7 +56,7 @@ const { values } = parseArgs({
 });
 
 function usage(message: string): never {
-  process.stderr.write(`${message}\nusage: ebmesh agent --node NAME --controlplane ADDR [--token-file FILE]\n` +
+  process.stderr.write(`${message}\nusage: ebmesh agent --node NAME --controlplane ADDR [--token-file FILE] [--ca-file FILE]\n` +
     '       ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE] [--service-cidr CIDR] [--pod-cidr CIDR]\n');
   process.exit(2);
 }
@@ -96,12 +101,18 @@ const certPass = (p: Promise<void> | undefined): Promise<unknown> => Promise.rac
 async function withControlPlane(): Promise<Running> {
   if (!values.controlplane) usage('--controlplane ADDR is needed (or --source kubernetes)');
   const paths = nodePaths(instance, nodeName);
-  const token = readFileSync(values['token-file'] ?? join(paths.stateDir, 'token'), 'utf8').trim();
-  const cp = new ApiClient(nodeTransport(parseAddress(values.controlplane), {
-    peer: `the control plane at ${values.controlplane}`,
+  const cpAddress = parseAddress(values.controlplane);
+  const cpPeer = `the control plane at ${values.controlplane}`;
+  const credential = new NodeCredential(join(paths.stateDir, 'credential'), nodeName, {
+    tokenFile: values['token-file'] ?? join(paths.stateDir, 'token'),
+    caFile: values['ca-file'] ?? join(paths.stateDir, 'ca.pem'),
+  });
+  const cp = new ApiClient(nodeTransport({ ...cpAddress, tls: () => credential.tls() }, {
+    peer: cpPeer,
     unreachable: (code) => new EbmeshError('EBMESH_CP_UNAVAILABLE', `the control plane is unreachable: ${code ?? 'no answer'}`),
-    headers: { authorization: `Bearer ${token}` },
   }), 30_000);
+  await credential.ensure(cpAddress, cpPeer);
+  credential.startRenewal(cp);
   let agent: NodeAgent | undefined;
   let identity: IdentityManager | undefined;
   /** The tunnel endpoint's status as the node proxy (which runs it) last reported it; the heartbeat reads it. */
@@ -123,7 +134,7 @@ async function withControlPlane(): Promise<Running> {
   const ids = new IdentityManager(join(paths.stateDir, 'svid'), nodeName, cp, () => remote.local, join(paths.stateDir, 'node-svid'));
   identity = ids;
   await certPass(ids.start());
-  const source = new StoreSource(remote, `control plane at ${values.controlplane}`, nodeName, () => remote.nodes);
+  const source = new StoreSource(remote, `control plane at ${values.controlplane}`, nodeName, () => remote.nodes, () => remote.local);
   agent = new NodeAgent(paths, source, { nodeName, nodeIndex: remote.node!.index, routePodCIDR: true, nodeAddress });
   const started = agent;
   await started.start();
@@ -139,7 +150,7 @@ async function withControlPlane(): Promise<Running> {
   svidWait.unref();
   setInterval(() => void started.l7.stats().then((s) => { tunnel = s?.tunnel; }), 1000).unref();
   // The next agent starts from a fresh node SVID (IdentityManager.handOver).
-  return { paths, agent: started, hooks: { identities: () => ids.list() }, beforeStop: () => certPass(ids.handOver()) };
+  return { paths, agent: started, hooks: { identities: () => ids.list() }, beforeStop: () => { credential.stop(); return certPass(ids.handOver()); } };
 }
 
 async function inCluster(): Promise<Running> {
@@ -188,11 +199,11 @@ try {
   if (values.source !== 'controlplane' && values.source !== 'kubernetes') usage(`--source: "${values.source}" is neither controlplane nor kubernetes`);
   running = values.source === 'kubernetes' ? await inCluster() : await withControlPlane();
   const { paths, agent, hooks } = running;
-  mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
+  privateDir(paths.runDir);
   await startServer({ socketPath: paths.apiSocket }, [
     serve(nodeApi, nodeHandlers(agent, { ...hooks, shutdown: () => void shutdown() })),
   ]);
-  writeFileSync(paths.pidFile, String(process.pid));
+  writePrivateFile(paths.pidFile, String(process.pid));
   process.stderr.write(`ebmesh agent ${instance}/${nodeName} ready (pid ${process.pid}, ${agent.source.description})\n`);
 } catch (e) {
   process.stderr.write(`ebmesh agent ${instance}/${nodeName} failed to start: ${describeError(e)}\n`);

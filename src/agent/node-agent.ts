@@ -10,7 +10,8 @@
  * the next agent adopts all of it.
  */
 import { join } from 'node:path';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { RejectedLog } from '../controlplane/stored.js';
 import { FrontendIndex, isReady, nodePodSubnet, readyEndpointCount, wlKey, workloadIp, type NodeRecord, type Snapshot } from '../controlplane/index.js';
 import { cgroup2Root, ensureBpffs, requireFeatures } from '../kernel/index.js';
 import { Datapath, removeDatapath } from './datapath.js';
@@ -22,7 +23,10 @@ import { deleteWorkloadNet, listNetns, removeBridge, removeUnreachable } from '.
 import { cgroupId, ensureCgroup, killCgroup, removeCgroupTree } from '../host/cgroup.js';
 import { vethName, type InstancePaths } from '../paths.js';
 import { describeError } from '../errors.js';
+import { privateDir } from '../host/private-files.js';
 import { Observer } from '../observe/observer.js';
+import { metricsListen } from '../observe/metrics-access.js';
+import { renderProxyMetrics } from '../proxy/process-metrics.js';
 import { NodeProxyWiring } from './node-proxy/wiring.js';
 import { stopOwnedProxy } from '../proxy/control.js';
 import type { NodeStatus } from '../api/status.js';
@@ -84,6 +88,7 @@ export class NodeAgent {
   /** The node proxy: started once a Service has L7 rules or the node has its SVID. */
   readonly l7: NodeProxyWiring;
   private readonly bridge: LabBridge;
+  private readonly rejected = new RejectedLog((line) => process.stderr.write(line));
 
   constructor(readonly paths: InstancePaths, readonly source: DesiredStateSource, readonly options: NodeAgentOptions) {
     this.bridge = new LabBridge(paths.bridge);
@@ -118,7 +123,7 @@ export class NodeAgent {
     ensureBpffs(!this.options.cluster);
     this.meshCgroup = join(cgroup2Root(), this.paths.cgroupName);
     ensureCgroup(this.meshCgroup);
-    mkdirSync(this.paths.stateDir, { recursive: true, mode: 0o700 });
+    privateDir(this.paths.stateDir);
     const snap = await this.source.snapshot();
     this.mesh = snap.mesh;
     this.routes.ensure([snap.mesh.spec.serviceCIDR, snap.mesh.spec.podCIDR]); // before anything could send to a VIP
@@ -188,8 +193,14 @@ export class NodeAgent {
     try {
       observer.start();
       this.observer = observer;
-      mkdirSync(this.paths.runDir, { recursive: true, mode: 0o700 });
-      observer.serveMetrics().catch((e) => process.stderr.write(`metrics: ${describeError(e)}\n`));
+      // The node proxy's counters come with the agent's: one scrape target per node, behind one token.
+      observer.extraMetrics = async () => {
+        const s = await this.l7.stats();
+        return s ? renderProxyMetrics(s) : '';
+      };
+      privateDir(this.paths.runDir);
+      const listen = metricsListen(this.paths);
+      if (listen) observer.serveMetrics(listen).catch((e) => process.stderr.write(`metrics: ${describeError(e)}\n`));
     } catch (e) {
       process.stderr.write(`observe: ${describeError(e)}\n`);
     }
@@ -221,6 +232,7 @@ export class NodeAgent {
       try {
         const snap = await this.source.snapshot();
         revision = snap.revision;
+        this.rejected.note(snap.rejected);
         const plan = this.plan(snap);
         this.mesh = plan.mesh;
         const r = await applyPlan(plan, this.parts());
@@ -251,6 +263,7 @@ export class NodeAgent {
       startedAt: this.startedAt.toISOString(),
       revision: snap.revision,
       ...(this.last ? { lastReconcile: this.last } : {}),
+      ...(snap.rejected?.length ? { rejected: snap.rejected } : {}),
       memory: (({ rss, heapUsed, heapTotal, external }) => ({ rss, heapUsed, heapTotal, external }))(process.memoryUsage()),
       mesh: snap.mesh.spec,
       ...(proxy ? { proxy } : {}),

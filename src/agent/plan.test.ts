@@ -105,8 +105,10 @@ test('with the node SVID, a remote workload is tunnelled to its node, and the en
   const web = snap.workloads.find((w) => w.metadata.name === 'web-1')!;
   const far = remoteView({ ...web, metadata: { ...web.metadata, name: 'far' }, spec: { ...web.spec, node: 'node-2', ip: '10.244.1.9' } });
   await store.commit([{ type: 'put', key: storeKey(far), value: far }]);
-  assert.equal(snap.workloads.length + 1, (await readSnapshot(store)).workloads.length);
-  const plan = planNode(await readSnapshot(store), ctx, { ...none, nodeSvid: true });
+  // This node's view: its own workloads in full, the other node's as remote views.
+  const view = { localWorkloads: new Set(snap.workloads.map((w) => `${w.metadata.namespace}/${w.metadata.name}`)) };
+  assert.equal(snap.workloads.length + 1, (await readSnapshot(store, view)).workloads.length);
+  const plan = planNode(await readSnapshot(store, view), ctx, { ...none, nodeSvid: true });
   assert.deepEqual(plan.tunnelDsts, ['10.244.1.9']);
   const t = plan.proxy.tunnel;
   assert.ok(t);

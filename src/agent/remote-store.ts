@@ -11,9 +11,9 @@
  * makes us ask for a full view. Values are frozen and shared, never copied:
  * a reader that finds the same object for a key knows it did not change.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync, existsSync } from 'node:fs';
 import { EbmeshError } from '../errors.js';
+import { writePrivateFile } from '../host/private-files.js';
 import { deepFreeze, type Entry, type Op, type Store, type WatchEvent } from '../store/index.js';
 import type { NodeDesired, NodeRecord } from '../controlplane/index.js';
 import type { Heartbeat } from '../controlplane/server.js';
@@ -144,9 +144,7 @@ export class RemoteStore implements Store {
     this.saveTimer = undefined;
     if (!this.desired) return;
     const desired: NodeDesired = { ...this.desired, entries: [...this.base].map(([key, value]) => ({ key, value })) };
-    mkdirSync(dirname(this.cacheFile), { recursive: true });
-    writeFileSync(`${this.cacheFile}.tmp`, JSON.stringify({ desired } satisfies Saved), { mode: 0o600 });
-    renameSync(`${this.cacheFile}.tmp`, this.cacheFile);
+    writePrivateFile(this.cacheFile, JSON.stringify({ desired } satisfies Saved));
   }
 
   private overlay(op: Op): void {

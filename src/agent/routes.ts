@@ -52,7 +52,7 @@ export function nodeHandlers(agent: NodeAgent, hooks: NodeRouteHooks): Handlers<
     top: async ({ window }) => ({ window, services: observerOf(agent).top(window) }),
     metrics: async () => {
       const o = observerOf(agent);
-      return { text: o.exposition(), port: o.metricsPort };
+      return { text: await o.scrape(), port: o.metricsPort };
     },
     servicemap: async ({ window }) => {
       const snap = await agent.source.snapshot();

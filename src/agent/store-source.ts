@@ -13,10 +13,12 @@ export class StoreSource implements DesiredStateSource {
     readonly description: string,
     private readonly nodeName: string,
     private readonly nodeList: () => readonly NodeRecord[] = () => [{ name: nodeName, index: 0 }],
+    /** A node's view of a mesh of several nodes: the workloads this node runs (the others arrive stripped, controlplane/nodes.ts). */
+    private readonly localWorkloads?: () => readonly string[],
   ) {}
 
   snapshot(): Promise<Snapshot> {
-    return readSnapshot(this.store);
+    return readSnapshot(this.store, this.localWorkloads ? { localWorkloads: new Set(this.localWorkloads()) } : {});
   }
 
   watch(onChange: () => void): () => void {

@@ -1,8 +1,9 @@
 /**
  * The control plane's own routes. `clusterAdminApi` is served beside the
  * mesh API on the instance socket (the CLI's `up --nodes`); `agentApi` on
- * the listener agents reach, where a caller proves which node it is and
- * gets nothing of another node's.
+ * the listener agents reach, in mutual TLS: a caller proves which node it is
+ * with its node certificate (the first one it gets with its join token,
+ * `enroll`) and gets nothing of another node's.
  */
 import { z } from 'zod';
 import type { NodeDesired } from '../controlplane/nodes.js';
@@ -16,8 +17,8 @@ const NodeName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'a nod
 export const clusterAdminApi = {
   addNode: defineRoute({
     method: 'POST', path: '/v1/nodes', input: z.object({ name: NodeName }).strict(),
-    output: NodeRecord.extend({ token: z.string() }),
-    summary: 'add a node (or find it) and get its join token',
+    output: NodeRecord.extend({ token: z.string(), bundlePem: z.string() }),
+    summary: 'add a node (or find it) and get a new join token for it (one use), with the CA bundle its agent pins to enrol',
   }),
   nodes: defineRoute({
     method: 'GET', path: '/v1/nodes', input: noInput.passthrough(), output: z.object({ items: z.array(NodeRecord) }),
@@ -29,6 +30,18 @@ const StatusOp = z.object({ type: z.enum(['put', 'delete']), key: z.string(), va
 const Svid = z.object({ certPem: z.string(), bundlePem: z.string(), spiffeId: z.string(), notBefore: z.string(), notAfter: z.string() });
 
 export const agentApi = {
+  enroll: defineRoute({
+    method: 'POST', path: '/v1/nodes/:node/enroll',
+    input: z.object({ node: NodeName, csrPem: z.string().min(1) }).strict(),
+    output: Svid,
+    summary: 'the node\'s certificate for a CSR, once, for its join token (Authorization: Bearer TOKEN); no client certificate needed',
+  }),
+  credential: defineRoute({
+    method: 'POST', path: '/v1/nodes/:node/credential',
+    input: z.object({ node: NodeName, csrPem: z.string().min(1) }).strict(),
+    output: Svid,
+    summary: 'the node\'s certificate renewed, for a CSR, presenting the current one',
+  }),
   desired: defineRoute({
     method: 'GET', path: '/v1/nodes/:node/desired',
     input: z.object({

@@ -1,7 +1,7 @@
 /**
- * The client transport for Node processes: HTTP/1.1 over the node's unix
- * socket, or over TCP with TLS (mutual, with the mesh CA's certificates)
- * to a control plane on another host.
+ * The client transport for Node processes: HTTP/1.1 over a unix socket or
+ * TCP, either in TLS (mutual, with the mesh CA's certificates: an agent and
+ * its control plane) or plain (the instance's root-only unix socket).
  */
 import { request as httpRequest, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -9,9 +9,15 @@ import type { ConnectionOptions, SecureContextOptions } from 'node:tls';
 import { EbmeshError } from '../errors.js';
 import { errorFromAnswer, type RawAnswer, type Transport } from './client.js';
 
+export type ClientTls = SecureContextOptions & Pick<ConnectionOptions, 'servername' | 'checkServerIdentity'>;
+
+/**
+ * Where the calls go. tls may be a function: it is asked on every call, so
+ * a renewed certificate is used from the next call on.
+ */
 export type Address =
-  | { socketPath: string }
-  | { host: string; port: number; tls?: SecureContextOptions & Pick<ConnectionOptions, 'servername' | 'checkServerIdentity'> };
+  | { socketPath: string; tls?: ClientTls | (() => ClientTls) }
+  | { host: string; port: number; tls?: ClientTls | (() => ClientTls) };
 
 export interface NodeTransportOptions {
   /** Named in errors. */
@@ -23,14 +29,17 @@ export interface NodeTransportOptions {
 }
 
 export function nodeTransport(addr: Address, opts: NodeTransportOptions): Transport {
-  const base = (): RequestOptions => ('socketPath' in addr
-    ? { socketPath: addr.socketPath }
-    : { host: addr.host, port: addr.port, ...(addr.tls ?? {}) });
-  const send = 'tls' in addr && addr.tls ? httpsRequest : httpRequest;
+  const tls = () => (typeof addr.tls === 'function' ? addr.tls() : addr.tls ?? {});
+  const base = (): RequestOptions => ({
+    ...('socketPath' in addr ? { socketPath: addr.socketPath } : { host: addr.host, port: addr.port }),
+    ...tls(),
+  });
+  const send = addr.tls ? httpsRequest : httpRequest;
   const failed = (e: NodeJS.ErrnoException) =>
     e instanceof EbmeshError ? e
       : ['ENOENT', 'ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET'].includes(e.code ?? '') ? opts.unreachable(e.code)
-        : new EbmeshError('EBMESH_API', `${opts.peer}: ${e.code ?? e.message}`, { cause: e });
+        : isTlsFailure(e) ? new EbmeshError('EBMESH_TLS', `${opts.peer}: TLS failed: ${e.message}`, { cause: e, hint: 'the peer\'s certificate must chain to the CA we were given and name whom we expect; ours must chain to the CA it trusts' })
+          : new EbmeshError('EBMESH_API', `${opts.peer}: ${e.code ?? e.message}`, { cause: e });
 
   return {
     peer: opts.peer,
@@ -79,6 +88,11 @@ export function nodeTransport(addr: Address, opts: NodeTransportOptions): Transp
       });
     },
   };
+}
+
+/** An error of the TLS layer (a certificate refused by either side), as Node and OpenSSL name it. */
+export function isTlsFailure(e: NodeJS.ErrnoException): boolean {
+  return /CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|ISSUER/i.test(e.code ?? '') || /certificate|SPIFFE/i.test(e.message);
 }
 
 /** An address as users write it: a unix socket path (or unix:PATH), or HOST:PORT. */

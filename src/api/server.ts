@@ -12,9 +12,10 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as TlsServerOptions } from 'node:https';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EbmeshError, httpStatusOf } from '../errors.js';
+import { privateDir } from '../host/private-files.js';
 import { ResourceError } from '../resources/index.js';
 import { matchPath, parseInput, type OutputOf, type ParsedInputOf, type RouteSpec, type RouteTable } from './route.js';
 
@@ -60,7 +61,7 @@ export function serve<T extends RouteTable>(routes: T, handlers: Handlers<T>): S
 }
 
 export type Listen =
-  | { socketPath: string }
+  | { socketPath: string; tls?: TlsServerOptions }
   | { host: string; port: number; tls?: TlsServerOptions };
 
 /** Request bodies beyond this are refused: the API carries resources and reports, not bulk data. */
@@ -152,19 +153,21 @@ async function dispatch(parts: readonly Served[], req: IncomingMessage, res: Ser
   }
 }
 
-/** Starts a server for `parts` on a unix socket (0600, only root) or on TCP (TLS when given). */
+/** Starts a server for `parts` on a unix socket (0600, only root) or on TCP; in TLS when given. */
 export function startServer(listen: Listen, parts: readonly Served[]): Promise<Server> {
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     req.on('error', () => undefined);
     res.on('error', () => undefined);
     void dispatch(parts, req, res);
   };
-  const server = 'tls' in listen && listen.tls ? createHttpsServer(listen.tls, onRequest) : createHttpServer(onRequest);
+  const server = listen.tls ? createHttpsServer(listen.tls, onRequest) : createHttpServer(onRequest);
+  // A peer that fails the handshake never reaches a route; say nothing of it but keep serving.
+  server.on('tlsClientError', () => undefined);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     const ready = () => { server.off('error', reject); resolve(server); };
     if ('socketPath' in listen) {
-      mkdirSync(dirname(listen.socketPath), { recursive: true, mode: 0o700 });
+      privateDir(dirname(listen.socketPath));
       rmSync(listen.socketPath, { force: true });
       server.listen(listen.socketPath, () => { chmodSync(listen.socketPath, 0o600); ready(); });
     } else {

@@ -17,6 +17,9 @@ const ServiceRow = z.object({
   endpoints: z.number(),
 });
 
+/** Stored entries the snapshot left out because they failed their check (controlplane/stored.ts). */
+const Rejected = z.array(z.object({ key: z.string(), problem: z.string() }));
+
 const Reconcile = z.object({
   revision: z.number(),
   at: z.string(),
@@ -35,6 +38,7 @@ export const NodeStatusSchema = z.object({
   startedAt: z.string(),
   revision: z.number(),
   lastReconcile: Reconcile.optional(),
+  rejected: Rejected.optional(),
   memory: z.object({ rss: z.number(), heapUsed: z.number(), heapTotal: z.number(), external: z.number() }),
   mesh: Mesh,
   proxy: z.custom<ProxyStatus>((v) => typeof v === 'object' && v !== null).optional(),
@@ -66,6 +70,7 @@ export const ClusterStatusSchema = z.object({
   store: z.string(),
   revision: z.number(),
   mesh: Mesh,
+  rejected: Rejected.optional(),
   ca: z.object({ notAfter: z.string(), svidTtlSeconds: z.number() }),
   nodes: z.array(z.object({
     name: z.string(),

@@ -56,12 +56,21 @@ function signingAlg(cert: x509.X509Certificate): Algorithm {
 }
 
 /** A new self-signed root for a trust domain. */
-export async function createRoot(trustDomain: string, validDays = 3650): Promise<RootMaterial> {
+export function createRoot(trustDomain: string, validDays = 3650): Promise<RootMaterial> {
+  return selfSigned(`ebmesh root ${trustDomain}`, [{ type: 'url', value: `spiffe://${trustDomain}` }], validDays);
+}
+
+/** A CA of its own, outside any trust domain: the one that signs only the lab's etcd and its clients. */
+export function createCa(commonName: string, validDays = 3650): Promise<RootMaterial> {
+  return selfSigned(commonName, [], validDays);
+}
+
+async function selfSigned(commonName: string, names: x509.JsonGeneralNames, validDays: number): Promise<RootMaterial> {
   const keys = await subtle.generateKey(EC, true, ['sign', 'verify']) as CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
-    name: `O=ebmesh, CN=ebmesh root ${trustDomain}`,
+    name: `O=ebmesh, CN=${commonName}`,
     notBefore: new Date(now - 60_000),
     notAfter: new Date(now + validDays * 86_400_000),
     keys,
@@ -69,18 +78,30 @@ export async function createRoot(trustDomain: string, validDays = 3650): Promise
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
+      ...(names.length ? [new x509.SubjectAlternativeNameExtension(names)] : []),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };
 }
 
-export interface IssuedSvid {
+export interface IssuedCert {
   certPem: string;
-  spiffeId: string;
   notBefore: string;
   notAfter: string;
+}
+
+export interface IssuedSvid extends IssuedCert {
+  spiffeId: string;
+}
+
+/** Whom a certificate names: a SPIFFE ID (URI), host names, addresses. */
+export interface SubjectNames {
+  uris?: string[];
+  dns?: string[];
+  ips?: string[];
+  /** The subject's CN, for peers that read it (etcd's user names). */
+  commonName?: string;
 }
 
 export class CertificateAuthority {
@@ -120,6 +141,15 @@ export class CertificateAuthority {
 
   /** Signs a CSR for spiffeId, valid ttlSeconds (never past the CA's own expiry). */
   async issue(csrPem: string, id: string, ttlSeconds: number): Promise<IssuedSvid> {
+    return { ...(await this.issueFor(csrPem, { uris: [id] }, ttlSeconds)), spiffeId: id };
+  }
+
+  /**
+   * Signs a CSR for NAMES, valid ttlSeconds (never past the CA's own expiry),
+   * for both ends of TLS (serverAuth and clientAuth: etcd's members are both).
+   * The names come from the caller, never from the request.
+   */
+  async issueFor(csrPem: string, names: SubjectNames, ttlSeconds: number): Promise<IssuedCert> {
     let csr: x509.Pkcs10CertificateRequest;
     try {
       csr = new x509.Pkcs10CertificateRequest(csrPem);
@@ -131,9 +161,14 @@ export class CertificateAuthority {
     // A little back-dating absorbs clock skew between nodes, not more than a tenth of the lifetime.
     const notBefore = new Date(now - Math.min(30_000, ttlSeconds * 100));
     const notAfter = new Date(Math.min(now + ttlSeconds * 1000, this.cert.notAfter.getTime()));
+    const sans: x509.JsonGeneralNames = [
+      ...(names.uris ?? []).map((value) => ({ type: 'url' as const, value })),
+      ...(names.dns ?? []).map((value) => ({ type: 'dns' as const, value })),
+      ...(names.ips ?? []).map((value) => ({ type: 'ip' as const, value })),
+    ];
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial(),
-      subject: 'O=ebmesh',
+      subject: names.commonName ? `O=ebmesh, CN=${names.commonName}` : 'O=ebmesh',
       issuer: this.cert.subject,
       notBefore,
       notAfter,
@@ -144,11 +179,12 @@ export class CertificateAuthority {
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment | x509.KeyUsageFlags.keyAgreement, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-        new x509.SubjectAlternativeNameExtension([{ type: 'url', value: id }], true),
+        // Critical (the subject says little), so never empty: Go's TLS refuses an empty critical one.
+        ...(sans.length ? [new x509.SubjectAlternativeNameExtension(sans, true)] : []),
         await x509.AuthorityKeyIdentifierExtension.create(this.cert),
       ],
     });
-    return { certPem: cert.toString('pem'), spiffeId: id, notBefore: notBefore.toISOString(), notAfter: notAfter.toISOString() };
+    return { certPem: cert.toString('pem'), notBefore: notBefore.toISOString(), notAfter: notAfter.toISOString() };
   }
 }
 

@@ -1,1 +1,1 @@
-export { CertificateAuthority, createRoot, newKeyAndCsr, spiffeId, svidId, renewAt, type RootMaterial, type IssuedSvid } from './ca.js';
+export { CertificateAuthority, createCa, createRoot, newKeyAndCsr, spiffeId, svidId, renewAt, type RootMaterial, type IssuedCert, type IssuedSvid, type SubjectNames } from './ca.js';

@@ -14,6 +14,7 @@ import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, sub
 import { storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
 import { WorkloadIndex } from './frontend-index.js';
 import { validators } from './validators.js';
+import { checkStoredResource } from './stored.js';
 import { NODES, nodeIndex, nodePodSubnet, workloadNode, type NodeRecord } from './nodes.js';
 
 export { nodePodSubnet };
@@ -34,7 +35,11 @@ function rank(kind: string): number {
 
 /** The node's slice of the pod CIDR: one /24 per node, the first for node 0. */
 export async function applyResources(store: Store, input: AnyResource[], file = '<input>'): Promise<ApplyResult[]> {
-  const stored = new Map<string, AnyResource>((await store.list<AnyResource>(RESOURCES)).map((e) => [e.key, e.value]));
+  // What is stored, as far as it passes its check (stored.ts): a key written around apply is neither trusted nor kept.
+  const stored = new Map<string, AnyResource>((await store.list<unknown>(RESOURCES)).flatMap((e) => {
+    const c = checkStoredResource(e.key, e.value, RESOURCES);
+    return 'ok' in c ? [[e.key, c.ok] as const] : [];
+  }));
   let hasServicesOrWorkloads = false;
   let oldMesh = defaultMesh;
   for (const r of stored.values()) {

@@ -13,6 +13,7 @@ import type { Status } from '../api/status.js';
 import type { Store } from '../store/index.js';
 import { applyResources, deleteResources } from './apply.js';
 import { readSnapshot, RESOURCES, wlKey } from './state.js';
+import { checkStoredResource } from './stored.js';
 
 export interface MeshHooks {
   /** After a write: what must hold before the caller gets its answer. */
@@ -50,9 +51,10 @@ export function meshHandlers(store: Store, hooks: MeshHooks): Handlers<typeof me
     resources: async ({ kind, namespace, name }) => {
       const k = kind ? resolveKind(kind) : undefined;
       const snap = await readSnapshot(store);
-      const entries = await store.list<AnyResource>(RESOURCES + (k ? `${k}/` : ''));
+      const entries = await store.list<unknown>(RESOURCES + (k ? `${k}/` : ''));
+      // Only what passes its check (stored.ts); status lists the rest.
       const items = entries
-        .map((e) => e.value)
+        .flatMap((e) => { const c = checkStoredResource(e.key, e.value, RESOURCES); return 'ok' in c ? [c.ok] : []; })
         .filter((r) => (!namespace || !namespaced.has(r.kind) || (r.metadata as { namespace?: string }).namespace === namespace) && (!name || r.metadata.name === name))
         .map((r) => {
           const status = r.kind === 'Workload' ? snap.workloadStatus.get(wlKey(r)) : undefined;

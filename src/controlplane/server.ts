@@ -3,14 +3,19 @@
  * embedded file), apply/delete/get for the CLI on the instance's API socket,
  * the CA, and for each node's agent, on a separate listener, its desired
  * state (long-poll), its status reports and its workloads' certificates.
- * An agent proves which node it is with that node's join token, and gets
- * nothing of another node's: not its workloads' commands or env, not their
- * certificates. It never touches the kernel.
+ *
+ * That listener speaks mutual TLS only (on TCP and on the lab's unix socket
+ * alike): the control plane presents its own certificate
+ * (spiffe://TD/ns/ebmesh-system/sa/controlplane, from the mesh CA) and asks
+ * each agent for its node certificate; an agent proves which node it is with
+ * it, and gets nothing of another node's: not its workloads' commands or env,
+ * not their certificates. An agent's first node certificate comes for its
+ * join token (join-tokens.ts), once. It never touches the kernel.
  */
 import { formatCidr } from '../net/ipam.js';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Server } from 'node:http';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Store } from '../store/index.js';
@@ -19,15 +24,18 @@ import {
   NODES, deltaFor, desiredFor, isReady, nodeKey, nodePodSubnet, readSnapshot, readyEndpointCount, statusKey, validNodeName, wlKey, workloadIp, workloadNode,
   type NodeDesired, type NodeRecord, type Snapshot,
 } from './index.js';
-import { CertificateAuthority, createRoot, spiffeId, type IssuedSvid, type RootMaterial } from '../ca/index.js';
-import { nodeSpiffeId, SYSTEM_NAMESPACE } from '../tunnel/ids.js';
+import { CertificateAuthority, createRoot, newKeyAndCsr, renewAt, spiffeId, type IssuedSvid, type RootMaterial } from '../ca/index.js';
+import { controlPlaneSpiffeId, nodeOf, nodeSpiffeId, SYSTEM_NAMESPACE } from '../tunnel/ids.js';
+import { privateDir, writePrivateFile } from '../host/private-files.js';
+import { JoinTokens } from './join-tokens.js';
 import type { InstancePaths } from '../paths.js';
-import { serve, startServer, stopServer, type Handlers } from '../api/server.js';
+import { serve, startServer, stopServer, type CallContext, type Handlers } from '../api/server.js';
 import { meshApi } from '../api/mesh.js';
 import { agentApi, clusterAdminApi } from '../api/controlplane.js';
 import { parseAddress } from '../api/node-transport.js';
 import type { ClusterStatus } from '../api/status.js';
 import { meshHandlers } from './mesh-handlers.js';
+import { RejectedLog } from './stored.js';
 
 export interface ControlPlaneOptions {
   paths: InstancePaths;
@@ -37,7 +45,9 @@ export interface ControlPlaneOptions {
   caCertFile?: string;
   caKeyFile?: string;
   svidTtlSeconds: number;
-  /** Where agents reach us: a unix socket path, or HOST:PORT. */
+  /** Lifetime of a node's certificate, the agent's credential here (renewed at half of it). */
+  nodeCertTtlSeconds?: number;
+  /** Where agents reach us, in mutual TLS: a unix socket path, or HOST:PORT. */
   agentListen: string;
   /** `POST /v1/shutdown`: how the process stops. */
   shutdown: () => void;
@@ -54,10 +64,16 @@ export interface Heartbeat {
   tunnel?: { listening?: boolean; spiffeId?: string; certExpiry?: string; sessions?: number; streams?: number; streamsDenied?: number; error?: string };
 }
 
+/** A node certificate's default lifetime: an agent may be down this long and still come back without a new join token. */
+export const NODE_CERT_TTL_SECONDS = 30 * 86_400;
+/** The control plane's own certificate (renewed at half its life while it runs). */
+const CONTROL_PLANE_CERT_TTL_SECONDS = 7 * 86_400;
+
 export class ControlPlane {
   readonly store: Store;
   ca!: CertificateAuthority;
-  private secret!: Buffer;
+  private joinTokens!: JoinTokens;
+  private serverCertTimer: NodeJS.Timeout | undefined;
   private readonly changed = new EventEmitter();
   private revision = 0;
   private snap: Snapshot | undefined;
@@ -74,6 +90,7 @@ export class ControlPlane {
   private agentServer: Server | undefined;
   private adminServer: Server | undefined;
   readonly heartbeats = new Map<string, Heartbeat>();
+  private readonly rejected = new RejectedLog((line) => process.stderr.write(line));
   readonly startedAt = new Date();
 
   constructor(readonly options: ControlPlaneOptions) {
@@ -82,9 +99,8 @@ export class ControlPlane {
   }
 
   async start(): Promise<void> {
-    const dir = join(this.options.paths.stateDir, 'controlplane');
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    this.secret = loadOrMake(join(dir, 'node-token.key'), () => randomBytes(32).toString('hex'));
+    const dir = privateDir(join(this.options.paths.stateDir, 'controlplane'));
+    this.joinTokens = new JoinTokens(join(dir, 'join-tokens.json'));
     this.ca = await CertificateAuthority.load(await this.loadRoot(dir));
     this.revision = await this.store.revision();
     this.logFloor = this.revision;
@@ -106,7 +122,43 @@ export class ControlPlane {
         nodes: async () => ({ items: await this.nodes() }),
       }),
     ]);
-    this.agentServer = await startServer(parseAddress(this.options.agentListen), [serve(agentApi, this.agentHandlers())]);
+    this.agentServer = await startServer({ ...parseAddress(this.options.agentListen), tls: await this.serverTls() }, [serve(agentApi, this.agentHandlers())]);
+    this.renewServerCertLater();
+  }
+
+  /**
+   * The agents' listener's TLS: our certificate, and a request for the
+   * agent's. One without a certificate of our CA still gets through the
+   * handshake (the join token's route needs none); every other route
+   * answers it 401 (agentHandlers).
+   */
+  private async serverTls() {
+    const snap = await this.snapshot();
+    const { keyPem, csrPem } = await newKeyAndCsr('controlplane');
+    const cert = await this.ca.issueFor(csrPem, { uris: [controlPlaneSpiffeId(snap.mesh.spec.trustDomain)] }, CONTROL_PLANE_CERT_TTL_SECONDS);
+    this.serverCert = cert;
+    return { key: keyPem, cert: cert.certPem, ca: this.ca.bundlePem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' as const };
+  }
+
+  private serverCert: { notBefore: string; notAfter: string } | undefined;
+
+  private renewServerCertLater(): void {
+    if (!this.serverCert) return;
+    // setTimeout takes at most 2^31-1 ms: a long life is renewed in steps.
+    const wait = Math.min(Math.max(renewAt(this.serverCert.notBefore, this.serverCert.notAfter) - Date.now(), 1000), 2 ** 31 - 1);
+    this.serverCertTimer = setTimeout(() => {
+      void (async () => {
+        if (this.serverCert && Date.now() >= renewAt(this.serverCert.notBefore, this.serverCert.notAfter)) {
+          try {
+            (this.agentServer as HttpsServer | undefined)?.setSecureContext(await this.serverTls());
+          } catch (e) {
+            process.stderr.write(`renewing the control plane's certificate: ${describeError(e)}\n`);
+          }
+        }
+        this.renewServerCertLater();
+      })();
+    }, wait);
+    this.serverCertTimer.unref();
   }
 
   private async loadRoot(dir: string): Promise<RootMaterial> {
@@ -120,8 +172,8 @@ export class ControlPlane {
     if (existsSync(certFile) && existsSync(keyFile)) return { certPem: readFileSync(certFile, 'utf8'), keyPem: readFileSync(keyFile, 'utf8') };
     const snap = await readSnapshot(this.store);
     const root = await createRoot(snap.mesh.spec.trustDomain);
-    writeFileSync(keyFile, root.keyPem, { mode: 0o600 });
-    writeFileSync(certFile, root.certPem, { mode: 0o644 });
+    writePrivateFile(keyFile, root.keyPem);
+    writePrivateFile(certFile, root.certPem);
     return root;
   }
 
@@ -157,23 +209,35 @@ export class ControlPlane {
     return keys;
   }
 
-  /** The token an agent presents for a node: only who holds the control plane's key can make one. */
-  nodeToken(node: string): string {
-    return createHmac('sha256', this.secret).update(`node:${node}`).digest('hex');
+  /**
+   * The caller is NODE's agent: its verified client certificate names that
+   * node. No certificate of our CA: 401; another node's (or a workload's): 403.
+   */
+  private async authorize(call: CallContext, node: string): Promise<void> {
+    if (!call.peer) {
+      throw new EbmeshError('EBMESH_UNAUTHENTICATED', `no client certificate of this mesh's CA: not an agent of node ${node}`, {
+        hint: 'an agent presents its node certificate (it gets the first one for its join token: see docs/security.md)',
+      });
+    }
+    const td = (await this.snapshot()).mesh.spec.trustDomain;
+    if (nodeOf(call.peer, td) !== node) {
+      throw new EbmeshError('EBMESH_FORBIDDEN', `${call.peer} may not act for node ${node}`, { hint: 'an agent may only act for the node its certificate names' });
+    }
   }
 
-  private authorize(authorization: string | undefined, node: string): void {
-    const got = Buffer.from((authorization ?? '').replace(/^Bearer /, ''));
-    const want = Buffer.from(this.nodeToken(node));
-    if (got.length !== want.length || !timingSafeEqual(got, want)) {
-      throw new EbmeshError('EBMESH_FORBIDDEN', `not authorized as node ${node}`, { hint: 'an agent may only act for the node whose token it holds' });
-    }
+  /** A node certificate for the agent of NODE (the join token or the current certificate proved who asks). */
+  private async issueNodeCert(node: string, csrPem: string): Promise<IssuedSvid & { bundlePem: string }> {
+    await this.node(node);
+    const td = (await this.snapshot()).mesh.spec.trustDomain;
+    const svid = await this.ca.issue(csrPem, nodeSpiffeId(td, node), this.options.nodeCertTtlSeconds ?? NODE_CERT_TTL_SECONDS);
+    return { ...svid, bundlePem: this.ca.bundlePem };
   }
 
   async snapshot(): Promise<Snapshot> {
     if (this.snap) return this.snap;
     this.snapLoading ??= readSnapshot(this.store).then((s) => {
       this.snapLoading = undefined;
+      this.rejected.note(s.rejected);
       if (s.revision >= this.revision) this.snap = s;
       return s;
     }, (e) => { this.snapLoading = undefined; throw e; });
@@ -184,7 +248,7 @@ export class ControlPlane {
     return (await this.store.list<NodeRecord>(NODES)).map((e) => e.value).sort((a, b) => a.index - b.index);
   }
 
-  async addNode(name: string): Promise<NodeRecord & { token: string }> {
+  async addNode(name: string): Promise<NodeRecord & { token: string; bundlePem: string }> {
     if (!validNodeName(name)) throw new EbmeshError('EBMESH_USAGE', `invalid node name "${name}" (lower-case letters, digits and "-")`);
     const nodes = await this.nodes();
     let rec = nodes.find((n) => n.name === name);
@@ -195,7 +259,7 @@ export class ControlPlane {
       rec = { name, index };
       await this.store.commit([{ type: 'put', key: nodeKey(name), value: rec }]);
     }
-    return { ...rec, token: this.nodeToken(name) };
+    return { ...rec, token: this.joinTokens.issue(name), bundlePem: this.ca.bundlePem };
   }
 
   private async node(name: string): Promise<NodeRecord> {
@@ -246,7 +310,7 @@ export class ControlPlane {
     const nodes = await this.nodes();
     await this.node(name);
     const snap = await this.snapshot();
-    // mTLS tunnel: the node's own SVID (the token proved which node asks; see src/tunnel/ids.ts).
+    // mTLS tunnel: the node's own SVID (its node certificate proved which node asks; see src/tunnel/ids.ts).
     if (body.node) {
       const svid = await this.ca.issue(body.csrPem, nodeSpiffeId(snap.mesh.spec.trustDomain, name), this.options.svidTtlSeconds);
       return { ...svid, bundlePem: this.ca.bundlePem };
@@ -276,6 +340,7 @@ export class ControlPlane {
       store: this.options.storeDescription,
       revision: snap.revision,
       mesh: snap.mesh.spec,
+      ...(snap.rejected?.length ? { rejected: snap.rejected } : {}),
       ca: { notAfter: this.ca.notAfter.toISOString(), svidTtlSeconds: this.options.svidTtlSeconds },
       nodes: nodes.map((n) => {
         const hb = this.heartbeats.get(n.name);
@@ -306,19 +371,32 @@ export class ControlPlane {
     };
   }
 
-  /** The agents' routes: each call proves which node it is for with that node's token. */
+  /** The agents' routes: each call proves which node it is for with that node's certificate; enroll, with its join token. */
   private agentHandlers(): Handlers<typeof agentApi> {
     return {
+      enroll: async ({ node, csrPem }, call) => {
+        const token = /^Bearer (.+)$/.exec(call.authorization ?? '')?.[1];
+        if (!token || !this.joinTokens.redeem(node, token)) {
+          throw new EbmeshError('EBMESH_UNAUTHENTICATED', `no valid join token for node ${node}`, {
+            hint: 'a join token enrols once; register the node again (POST /v1/nodes) for a new one',
+          });
+        }
+        return this.issueNodeCert(node, csrPem);
+      },
+      credential: async ({ node, csrPem }, call) => {
+        await this.authorize(call, node);
+        return this.issueNodeCert(node, csrPem);
+      },
       desired: async ({ node, after, wait }, call) => {
-        this.authorize(call.authorization, node);
+        await this.authorize(call, node);
         return this.desired(node, after, wait);
       },
       report: async ({ node, ops, heartbeat }, call) => {
-        this.authorize(call.authorization, node);
+        await this.authorize(call, node);
         return this.reportStatus(node, { ...(ops ? { ops } : {}), ...(heartbeat ? { heartbeat } : {}) });
       },
       svid: async ({ node, workload, forNode, csrPem }, call) => {
-        this.authorize(call.authorization, node);
+        await this.authorize(call, node);
         return this.issueSvid(node, { ...(workload !== undefined ? { workload } : {}), ...(forNode ? { node: true } : {}), csrPem });
       },
     };
@@ -326,13 +404,9 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     this.unwatch?.();
+    clearTimeout(this.serverCertTimer);
     stopServer(this.adminServer);
     stopServer(this.agentServer);
     await this.store.close();
   }
-}
-
-function loadOrMake(file: string, make: () => string): Buffer {
-  if (!existsSync(file)) writeFileSync(file, make(), { mode: 0o600 });
-  return Buffer.from(readFileSync(file, 'utf8').trim());
 }

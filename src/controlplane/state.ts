@@ -2,7 +2,9 @@
  * The desired state as the control plane reads it from the store: one
  * snapshot type, and the key layout of the store, in one place.
  */
+import type { z } from 'zod';
 import type { Store } from '../store/index.js';
+import { checkStoredResource, checkStoredStatus, type RejectedEntry, type WorkloadStatusSchema } from './stored.js';
 import {
   MeshConfig, type AnyResource, type MeshConfigResource, type NamespaceResource, type ServiceResource, type WorkloadResource,
 } from '../resources/index.js';
@@ -19,22 +21,8 @@ export function statusKey(kind: string, namespace: string, name: string): string
   return `${STATUS}${kind}/${namespace}/${name}`;
 }
 
-export type WorkloadPhase = 'Pending' | 'Running' | 'Failed' | 'Succeeded';
-
-export interface WorkloadStatus {
-  phase: WorkloadPhase;
-  /** Running and answering on its first TCP port (or has none). */
-  ready?: boolean;
-  /** Hash of the spec the process was started from. */
-  sig?: string;
-  ip?: string;
-  pid?: number;
-  netns?: string;
-  cgroup?: string;
-  message?: string;
-  startedAt?: string;
-  node?: string;
-}
+export type WorkloadStatus = z.infer<typeof WorkloadStatusSchema>;
+export type WorkloadPhase = WorkloadStatus['phase'];
 
 /** One endpoint of a Service as Kubernetes' EndpointSlices give it. */
 export interface SliceEndpoint {
@@ -65,35 +53,63 @@ export interface Snapshot {
    * Service whose endpoints did not change, so caches can tell.
    */
   endpointSlices?: ReadonlyMap<string, readonly SliceEndpoint[]>;
+  /** Stored entries that failed their check (stored.ts): left out of everything above. */
+  rejected?: RejectedEntry[];
+}
+
+export interface ReadOptions {
+  /**
+   * A node's view (controlplane/nodes.ts): the namespace/name of the
+   * workloads it runs. Every other Workload is checked as another node's
+   * (nothing to run); without it, every Workload is checked in full.
+   */
+  localWorkloads?: ReadonlySet<string>;
 }
 
 export const defaultMesh: MeshConfigResource = MeshConfig.parse({
   apiVersion: 'ebmesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: {},
 });
 
-export async function readSnapshot(store: Store): Promise<Snapshot> {
+/** The desired state in STORE, every value checked again (stored.ts): what fails is in `rejected`, nowhere else. */
+export async function readSnapshot(store: Store, opts: ReadOptions = {}): Promise<Snapshot> {
   const revision = await store.revision();
-  const resources = (await store.list<AnyResource>(RESOURCES)).map((e) => e.value);
-  const statuses = await store.list<WorkloadStatus>(`${STATUS}Workload/`);
+  const stored = await store.list<unknown>(RESOURCES);
+  const storedStatuses = await store.list<unknown>(`${STATUS}Workload/`);
+  const rejected: RejectedEntry[] = [];
+  const workloadStatus = new Map<string, WorkloadStatus>();
+  for (const e of storedStatuses) {
+    const c = checkStoredStatus(e.value);
+    if ('ok' in c) workloadStatus.set(e.key.slice(`${STATUS}Workload/`.length), c.ok);
+    else rejected.push({ key: e.key, problem: c.problem });
+  }
   const snap: Snapshot = {
     revision,
     mesh: defaultMesh,
     namespaces: [],
     services: [],
     workloads: [],
-    workloadStatus: new Map(statuses.map((e) => [e.key.slice(`${STATUS}Workload/`.length), e.value])),
+    workloadStatus,
     others: new Map(),
+    rejected,
   };
-  for (const r of resources) {
+  const local = opts.localWorkloads;
+  for (const e of stored) {
+    const remote = local !== undefined && e.key.startsWith(`${RESOURCES}Workload/`) && !local.has(e.key.slice(`${RESOURCES}Workload/`.length));
+    const c = checkStoredResource(e.key, e.value, RESOURCES, remote);
+    if (!('ok' in c)) {
+      rejected.push({ key: e.key, problem: c.problem });
+      continue;
+    }
+    const r = c.ok;
     switch (r.kind) {
       case 'MeshConfig': snap.mesh = r; break;
       case 'Namespace': snap.namespaces.push(r); break;
       case 'Service': snap.services.push(r); break;
       case 'Workload': snap.workloads.push(r); break;
       default: {
-        const list = snap.others.get((r as AnyResource).kind) ?? [];
+        const list = snap.others.get(r.kind) ?? [];
         list.push(r);
-        snap.others.set((r as AnyResource).kind, list);
+        snap.others.set(r.kind, list);
       }
     }
   }

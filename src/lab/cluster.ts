@@ -7,6 +7,12 @@
  * other nodes' pod /24s to them, and has unreachable routes for the service
  * and pod CIDRs, so nothing meant for the mesh leaves it.
  *
+ * Every channel is authenticated as in production: etcd speaks TLS and asks
+ * the control plane for its client certificate (store/etcd-pki.ts), and
+ * each agent talks to the control plane in mutual TLS over the agents'
+ * socket with its node certificate, which it gets the first time for the
+ * join token the lab asks the control plane for (writeJoin).
+ *
  * Agents run in their node's namespace through nsenter --net, not
  * `ip netns exec`: the latter also gives the process a private mount
  * namespace, so the workload namespaces the agent names with `ip netns add`
@@ -14,16 +20,18 @@
  */
 import { formatCidr } from '../net/ipam.js';
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PACKAGE_ROOT, instancePaths, nodeNetns, nodePaths, type InstancePaths } from '../paths.js';
-import { startEtcd, stopEtcd, healthy } from '../store/etcd-server.js';
+import { startEtcd, stopEtcd, healthy as etcdHealthy } from '../store/etcd-server.js';
+import { ensureEtcdPki, type EtcdTlsFiles } from '../store/etcd-pki.js';
 import { ensureUnreachable, linkExists, netnsExists, removeUnreachable } from '../host/network.js';
 import { run } from './run.js';
 import { nodePodSubnet } from '../controlplane/apply.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { EbmeshError } from '../errors.js';
 import { pidAlive, stopPid as stopProcess } from '../host/pids.js';
+import { openPrivateLog, privateDir, writePrivateFile } from '../host/private-files.js';
 
 export { pidAlive };
 
@@ -47,12 +55,11 @@ export function readCluster(p: InstancePaths): ClusterState | undefined {
 }
 
 export function writeCluster(p: InstancePaths, s: ClusterState): void {
-  mkdirSync(p.stateDir, { recursive: true });
-  writeFileSync(clusterFile(p), JSON.stringify(s, null, 2));
+  writePrivateFile(clusterFile(p), JSON.stringify(s, null, 2));
 }
 
 function cli(args: string[], logFile: string, netns?: string): number {
-  const log = openSync(logFile, 'a');
+  const log = openPrivateLog(logFile);
   const argv = [process.execPath, join(PACKAGE_ROOT, 'dist/src/cli/main.js'), ...args];
   const cmd = netns ? ['nsenter', `--net=/var/run/netns/${netns}`, '--', ...argv] : argv;
   const child = spawn(cmd[0]!, cmd.slice(1), { detached: true, stdio: ['ignore', log, log] });
@@ -61,9 +68,22 @@ function cli(args: string[], logFile: string, netns?: string): number {
   return child.pid!;
 }
 
+const etcdPkiDir = (p: InstancePaths) => join(p.stateDir, 'etcd', 'pki');
+
+/** The lab's etcd's certificates: the member's, and the control plane's as its client. */
+export function etcdPki(p: InstancePaths) {
+  return ensureEtcdPki(etcdPkiDir(p));
+}
+
 export async function startEtcdFor(p: InstancePaths, st: Partial<ClusterState>): Promise<ClusterState['etcd']> {
-  const e = await startEtcd({ dataDir: st.etcd?.dataDir ?? join(p.stateDir, 'etcd', 'data'), clientPort: st.etcd?.clientPort, peerPort: st.etcd?.peerPort, detached: true });
+  const e = await startEtcd({ dataDir: st.etcd?.dataDir ?? join(p.stateDir, 'etcd', 'data'), pkiDir: etcdPkiDir(p), clientPort: st.etcd?.clientPort, peerPort: st.etcd?.peerPort, detached: true });
   return { pid: e.pid, clientPort: e.clientPort, peerPort: e.peerPort, dataDir: e.dataDir };
+}
+
+/** The lab's etcd answers its health check (in TLS, as the control plane). */
+export async function etcdUp(p: InstancePaths, st: ClusterState): Promise<boolean> {
+  if (!st.etcd.clientPort) return false;
+  return etcdHealthy(`https://127.0.0.1:${st.etcd.clientPort}`, (await etcdPki(p)).client);
 }
 
 export async function stopEtcdFor(st: ClusterState): Promise<void> {
@@ -71,8 +91,10 @@ export async function stopEtcdFor(st: ClusterState): Promise<void> {
 }
 
 export async function startControlPlane(p: InstancePaths, st: ClusterState, ready: () => Promise<boolean>): Promise<number> {
-  const pid = cli(['--instance', p.instance, 'controlplane', '--store', `etcd://127.0.0.1:${st.etcd.clientPort}`, '--svid-ttl', String(st.svidTtl)],
-    join(p.stateDir, 'controlplane.log'));
+  const tls: EtcdTlsFiles = (await etcdPki(p)).client;
+  const pid = cli(['--instance', p.instance, 'controlplane', '--store', `etcd+tls://127.0.0.1:${st.etcd.clientPort}`,
+    '--etcd-ca', tls.ca, '--etcd-cert', tls.cert, '--etcd-key', tls.key, '--svid-ttl', String(st.svidTtl)],
+  join(p.stateDir, 'controlplane.log'));
   const until = Date.now() + 30_000;
   while (Date.now() < until) {
     if (!pidAlive(pid)) throw new EbmeshError('EBMESH_START', 'the control plane exited', { hint: `see ${join(p.stateDir, 'controlplane.log')}` });
@@ -116,18 +138,35 @@ export function ensureNodeNetwork(instance: string, nodes: string[], index: numb
   ensureUnreachable(mesh.podCIDR, ns);
 }
 
+const joinFiles = (np: InstancePaths) => ({ token: join(np.stateDir, 'token'), ca: join(np.stateDir, 'ca.pem') });
+
 export function startAgent(instance: string, node: string): number {
   const p = instancePaths(instance);
   const np = nodePaths(instance, node);
-  mkdirSync(np.stateDir, { recursive: true });
-  return cli(['--instance', instance, 'agent', '--node', node, '--controlplane', `unix:${agentsSocket(p)}`, '--token-file', join(np.stateDir, 'token')],
+  privateDir(np.stateDir);
+  const j = joinFiles(np);
+  return cli(['--instance', instance, 'agent', '--node', node, '--controlplane', `unix:${agentsSocket(p)}`, '--token-file', j.token, '--ca-file', j.ca],
     np.logFile, nodeNetns(instance, node));
 }
 
-export function writeToken(instance: string, node: string, token: string): void {
-  const np = nodePaths(instance, node);
-  mkdirSync(np.stateDir, { recursive: true, mode: 0o700 });
-  writeFileSync(join(np.stateDir, 'token'), token, { mode: 0o600 });
+/** Where a lab node's agent keeps its node certificate (agent/credential.ts). */
+export const credentialDir = (instance: string, node: string) => join(nodePaths(instance, node).stateDir, 'credential');
+
+/** The node's agent has no node certificate it could start with: it needs a join token. */
+export function needsJoin(instance: string, node: string): boolean {
+  try {
+    const meta = JSON.parse(readFileSync(join(credentialDir(instance, node), 'credential.json'), 'utf8')) as { notAfter: string };
+    return Date.parse(meta.notAfter) - Date.now() < 5 * 60_000;
+  } catch {
+    return true;
+  }
+}
+
+/** What the node's agent enrols with: its one-use join token and the CA bundle to trust meanwhile. */
+export function writeJoin(instance: string, node: string, token: string, bundlePem: string): void {
+  const j = joinFiles(nodePaths(instance, node));
+  writePrivateFile(j.ca, bundlePem);
+  writePrivateFile(j.token, token);
 }
 
 /** The host's safety routes while the lab runs (nothing in the host may reach the mesh's ranges). */
@@ -150,5 +189,3 @@ export async function teardownCluster(p: InstancePaths, teardownNode: (np: Insta
   }
   run('ip', ['netns', 'del', fabricNetns(p.instance)], { allowFail: /No such file|not found|Cannot remove/i });
 }
-
-export { healthy };

@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
-import { mkdirSync, openSync, closeSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorkloadResource, ServiceResource } from '../resources/index.js';
 import type { WorkloadStatus } from '../controlplane/index.js';
@@ -16,6 +16,7 @@ import type { Cidr } from '../net/ipam.js';
 import { netnsName, vethName, type InstancePaths } from '../paths.js';
 import { createWorkloadNet, deleteWorkloadNet, writeHostsFile } from '../host/network.js';
 import { cgroupPopulated, ensureCgroup, inCgroup, killCgroup, removeCgroupTree } from '../host/cgroup.js';
+import { openPrivateLog, privateDir, writePrivateFile } from '../host/private-files.js';
 
 interface Running {
   key: string;
@@ -70,14 +71,21 @@ export class Lab {
     return join(this.paths.stateDir, 'workloads', w.metadata.namespace, w.metadata.name);
   }
 
-  /** Re-adopts processes recorded in the store that are still alive. */
+  /**
+   * Re-adopts processes recorded in the store that are still alive. Where
+   * they live is computed from the workload's name, never taken from the
+   * recorded status: a status names a cgroup and a namespace that stop() kills
+   * and deletes, and a status is only as trustworthy as the store.
+   */
   restore(workloads: WorkloadResource[], statuses: Map<string, WorkloadStatus>): void {
     for (const w of workloads) {
       if (!w.spec.command) continue;
       const key = wlKey(w);
       const st = statuses.get(key);
-      if (!st?.pid || !st.cgroup || !st.netns || !cgroupPopulated(st.cgroup)) continue;
-      const r: Running = { key, sig: st.sig ?? '', pid: st.pid, netns: st.netns, veth: vethName(this.paths.instance, key), cgroup: st.cgroup };
+      const cgroup = this.cgroupOf(w);
+      if (!st?.pid || !cgroupPopulated(cgroup)) continue;
+      const netns = netnsName(this.paths, w.metadata.namespace, w.metadata.name);
+      const r: Running = { key, sig: st.sig ?? '', pid: st.pid, netns, veth: vethName(this.paths.instance, key), cgroup };
       this.running.set(key, r);
       this.watchCgroup(w, r);
     }
@@ -113,8 +121,8 @@ export class Lab {
       createWorkloadNet({ netns, veth, ip, subnet: this.subnet(), bridge: this.paths.bridge, serviceCIDR: this.serviceCIDR(), podCIDR: this.podCIDR?.() });
       ensureCgroup(cgroup);
       this.onCgroup?.(w, cgroup);
-      mkdirSync(dir, { recursive: true });
-      for (const [file, content] of Object.entries(w.spec.files ?? {})) writeFileSync(join(dir, file), content);
+      privateDir(dir);
+      for (const [file, content] of Object.entries(w.spec.files ?? {})) writePrivateFile(join(dir, file), content);
     } catch (e) {
       this.report(namespace, name, { phase: 'Failed', ip, message: (e as Error).message });
       return;
@@ -129,7 +137,7 @@ export class Lab {
       ...w.spec.env,
     };
     const argv = w.spec.command!.map((a) => expandVars(a, env));
-    const log = openSync(join(dir, 'output.log'), 'a');
+    const log = openPrivateLog(join(dir, 'output.log'));
     const child = spawn(...inCgroup(cgroup, ['ip', 'netns', 'exec', netns, ...argv]), { cwd: dir, env, detached: true, stdio: ['ignore', log, log] });
     closeSync(log);
     child.unref();

@@ -5,7 +5,7 @@
  * and leaves the data path in place: programs, maps and workloads keep
  * running, and the next daemon adopts them.
  */
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { instancePaths, validInstance } from '../paths.js';
 import { NodeAgent } from '../agent/node-agent.js';
@@ -17,6 +17,7 @@ import { serve, startServer } from '../api/server.js';
 import { meshApi } from '../api/mesh.js';
 import { nodeApi } from '../api/node.js';
 import { describeError } from '../errors.js';
+import { privateDir, writePrivateFile } from '../host/private-files.js';
 
 const NODE_NAME = 'node-1';
 
@@ -27,7 +28,7 @@ if (!validInstance(instance)) {
   process.exit(2);
 }
 const paths = instancePaths(instance);
-mkdirSync(paths.stateDir, { recursive: true, mode: 0o700 });
+privateDir(paths.stateDir);
 const store = new EmbeddedStore(paths.storeFile);
 const agent = new NodeAgent(paths, new StoreSource(store, `embedded store ${paths.storeFile}`, NODE_NAME), {
   nodeName: NODE_NAME, nodeIndex: 0, routePodCIDR: false,
@@ -51,7 +52,7 @@ async function shutdown(teardown: boolean, code = 0): Promise<void> {
 
 try {
   await agent.start();
-  mkdirSync(paths.runDir, { recursive: true, mode: 0o700 });
+  privateDir(paths.runDir);
   // The mesh API's status is this node's; its other routes are the store's. The node's own routes beside them.
   const { status: _nodeStatus, shutdown: _nodeShutdown, ...nodeOnly } = nodeApi;
   await startServer({ socketPath: paths.apiSocket }, [
@@ -62,7 +63,7 @@ try {
     })),
     serve(nodeOnly, nodeHandlers(agent, { shutdown: (teardown) => void shutdown(teardown) })),
   ]);
-  writeFileSync(paths.pidFile, String(process.pid));
+  writePrivateFile(paths.pidFile, String(process.pid));
   process.stderr.write(`ebmesh node ${instance} ready (pid ${process.pid})\n`);
 } catch (e) {
   process.stderr.write(`ebmesh node ${instance} failed to start: ${describeError(e)}\n`);

@@ -1,14 +1,16 @@
 /**
  * The agent's observe part: reads the kernel's flow events, names them from
  * the control plane's snapshot, keeps a bounded history, streams to
- * followers, counts metrics and serves them to Prometheus.
+ * followers, counts metrics and serves them to Prometheus (to scrapers
+ * that hold the node's metrics token: metrics-access.ts).
  *
  * Nothing is dropped silently: the kernel counts what the ring had no room
  * for, and a follower too slow to keep up has its skipped flows counted (and
  * is told, in its stream).
  */
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import { statSync, writeFileSync, rmSync } from 'node:fs';
+import { statSync, rmSync } from 'node:fs';
+import { writePrivateFile } from '../host/private-files.js';
 import { join } from 'node:path';
 import { EventType } from '../abi/structs.js';
 import { computeFrontends, workloadIp, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
@@ -20,9 +22,9 @@ import { ObserveMetrics, type Health, type HttpSeries } from './metrics.js';
 import { GoldenWindow, type GoldenRow } from './golden.js';
 import { CONTENT_TYPE } from '../net/prom.js';
 import { RingReader } from './ringbuf.js';
+import { bearerMatches, type MetricsListen } from './metrics-access.js';
 
 export const DEFAULT_HISTORY = 65536;
-export const DEFAULT_METRICS_ADDR = '127.0.0.1:9464';
 /** Bytes a follower may have unsent before its flows are skipped (and counted). */
 const FOLLOWER_BACKLOG = 4 << 20;
 
@@ -98,36 +100,55 @@ export class Observer {
     this.reader.start();
   }
 
-  /** Serves /metrics on host:port (port 0: any free port). A port in use falls back to a free one. */
-  async serveMetrics(addr = process.env.EBMESH_METRICS_ADDR ?? DEFAULT_METRICS_ADDR): Promise<number> {
-    const i = addr.lastIndexOf(':');
-    const host = addr.slice(0, i) || '127.0.0.1';
-    const port = Number(addr.slice(i + 1));
+  /** More Prometheus text after the agent's own (the node proxy's counters). */
+  extraMetrics: (() => Promise<string>) | undefined;
+
+  /**
+   * Serves /metrics on host:port (port 0: any free port) to a scraper that
+   * sends the token; 401 to anyone else. A port in use falls back to a free one.
+   */
+  async serveMetrics(listen: MetricsListen): Promise<number> {
+    const { host, port } = listen;
     const server = createServer((req, res) => {
-      if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
-        res.writeHead(200, { 'content-type': CONTENT_TYPE });
-        res.end(this.exposition());
+      if (!bearerMatches(req.headers.authorization, listen.token)) {
+        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="ebmesh metrics"' });
+        res.end(`the node's metrics need its token: Authorization: Bearer <the contents of ${listen.tokenFile}>\n`);
+      } else if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {
+        void this.scrape().then((text) => {
+          res.writeHead(200, { 'content-type': CONTENT_TYPE });
+          res.end(text);
+        }, (e: Error) => {
+          res.writeHead(500, { 'content-type': 'text/plain' });
+          res.end(`${e.message}\n`);
+        });
       } else {
         res.writeHead(404, { 'content-type': 'text/plain' });
         res.end('not found: try /metrics\n');
       }
     });
-    const listen = (p: number) => new Promise<void>((resolve, reject) => {
+    const listenOn = (p: number) => new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(p, host, () => { server.off('error', reject); resolve(); });
     });
     try {
-      await listen(port);
+      await listenOn(port);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
-      process.stderr.write(`metrics: ${addr} is in use; serving on a free port instead\n`);
-      await listen(0);
+      process.stderr.write(`metrics: ${host}:${port} is in use; serving on a free port instead\n`);
+      await listenOn(0);
     }
     this.server = server;
     const a = server.address();
     this.metricsPort = typeof a === 'object' && a ? a.port : 0;
-    writeFileSync(join(this.paths.runDir, 'metrics.addr'), `${host}:${this.metricsPort}\n`);
+    writePrivateFile(join(this.paths.runDir, 'metrics.addr'), `${host}:${this.metricsPort}\n`);
     return this.metricsPort;
+  }
+
+  /** Everything a scrape gets: the agent's metrics, then the extra ones (a part that fails to answer is left out). */
+  async scrape(): Promise<string> {
+    const own = this.exposition();
+    const extra = await this.extraMetrics?.().catch(() => '') ?? '';
+    return own + extra;
   }
 
   exposition(): string {

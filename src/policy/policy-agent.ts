@@ -8,7 +8,8 @@
  * Nothing here decides policy: the compiler does, and the tables kept here
  * are what explain and the drop events are read against.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writePrivateFile } from '../host/private-files.js';
 import { isDeepStrictEqual } from 'node:util';
 import { IdentityIndex, emptyIdentityTable, type CompiledTables, type IdentityTable } from './index.js';
 import type { PolicyPlan } from './node-policy.js';
@@ -38,9 +39,7 @@ export class PolicyAgent {
   private persist(next: IdentityTable): void {
     if (isDeepStrictEqual(next, this.identities)) return;
     this.identities = next;
-    const tmp = `${this.identityFile}.tmp`;
-    writeFileSync(tmp, JSON.stringify(next), { mode: 0o600 });
-    renameSync(tmp, this.identityFile);
+    writePrivateFile(this.identityFile, JSON.stringify(next));
   }
 
   /**

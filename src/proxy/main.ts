@@ -2,8 +2,9 @@
  * The node proxy process: a node:cluster primary that forks one worker per
  * core (they share the listening socket; the primary hands out connections
  * round-robin), restarts a worker that dies, fans the agent's config out,
- * funnels the workers' request events back, and serves the proxy's own
- * metrics on a second listener.
+ * funnels the workers' request events back. Its counters go to the agent
+ * over the control socket (`stats?`), and from there into the node's
+ * /metrics: the proxy listens on no admin port the workloads could reach.
  *
  * It outlives the agent that started it (detached, its own session): the
  * agent talks to it over a unix control socket (./control.ts), and the next
@@ -13,17 +14,15 @@
  * `drain` (a newer generation took over, see ./supervisor.ts) once its last
  * connection ended or the drain deadline passed.
  *
- * argv: --host H --port P --metrics-port M --pins DIR --control SOCK --pid-file F [--workers N].
+ * argv: --host H --port P --pins DIR --control SOCK --pid-file F [--workers N].
  */
 import cluster, { type Worker } from 'node:cluster';
-import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import { renameSync, rmSync, readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { ProxyStats } from './index.js';
 import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker, type TunnelSentStats } from './messages.js';
-import { renderProxyMetrics } from './process-metrics.js';
 import { proxyBuild, readMessages, writeMessage } from './control.js';
 import type { TunnelFlow } from '../tunnel/index.js';
 import type { TunnelEndpoint } from '../tunnel/endpoint.js';
@@ -35,7 +34,7 @@ import { CallerVouching, judgeStream } from '../tunnel/vouch.js';
 
 const { values } = parseArgs({
   options: {
-    host: { type: 'string' }, port: { type: 'string' }, 'metrics-port': { type: 'string' },
+    host: { type: 'string' }, port: { type: 'string' },
     pins: { type: 'string' }, workers: { type: 'string' }, control: { type: 'string' }, 'pid-file': { type: 'string' },
   },
 });
@@ -54,8 +53,7 @@ if (cluster.isWorker) {
     process.stderr.write('node proxy: --control and --pid-file are required\n');
     process.exit(2);
   }
-  const metricsPort = Number(values['metrics-port'] ?? 15020);
-  const launch: ProxyLaunch = { host, port, metricsPort, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' '), cgroup: cgroupOfProcess() };
+  const launch: ProxyLaunch = { host, port, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' '), cgroup: cgroupOfProcess() };
   const n = Math.max(1, launch.workers || os.availableParallelism());
   // Before the workers exist: they inherit the session and the cgroup, and with them the share.
   const share = claimCpuShare(n, { cgroupDir: cgroupDirOf(launch.cgroup) });
@@ -129,7 +127,7 @@ if (cluster.isWorker) {
         case 'listening':
           if (!ready) {
             ready = true;
-            toAgent({ type: 'ready', host, port, metricsPort, workers: n });
+            toAgent({ type: 'ready', host, port, workers: n });
           }
           break;
         case 'requests':
@@ -221,8 +219,7 @@ if (cluster.isWorker) {
     if (drainingSince) return;
     drainingSince = Date.now();
     process.stderr.write(`node proxy ${process.pid}: draining (a newer proxy took over): accepting for ${graceMs} ms more, deadline ${deadlineMs} ms\n`);
-    // The metrics port and the tunnel port go to the new generation now (it binds beside us, or as soon as we let go).
-    metrics.close();
+    // The tunnel port goes to the new generation now (it binds beside us, or as soon as we let go).
     endpoint?.release();
     setTimeout(() => {
       // Connects the kernel sent here before the switch have been accepted by now.
@@ -292,26 +289,6 @@ if (cluster.isWorker) {
   process.on('SIGINT', exit);
   // The agent's terminal or session going away is no reason to stop carrying connections.
   process.on('SIGHUP', () => undefined);
-
-  // The proxy's own metrics, for Prometheus and for people.
-  const metrics = http.createServer((req, res) => {
-    if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      res.end(renderProxyMetrics(stats()));
-    } else if (req.url === '/stats') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(stats()));
-    } else {
-      res.writeHead(404).end();
-    }
-  });
-  // The port is shared with the other generation during a handover: it binds once that one let go.
-  let metricsTries = 0;
-  metrics.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EADDRINUSE' && !drainingSince && ++metricsTries < 600) setTimeout(() => metrics.listen(metricsPort, host), 100).unref();
-    else process.stderr.write(`node proxy: metrics listener: ${e.message}\n`);
-  });
-  metrics.listen(metricsPort, host);
 }
 
 function addStats(into: ProxyStats, s: ProxyStats): void {

@@ -79,7 +79,6 @@ export const PROXY_DEFAULT_NODE_FLAGS = '--no-parallel-scavenge';
 export interface ProxyLaunch {
   host: string;
   port: number;
-  metricsPort: number;
   mapPins: string;
   /** 0: one per core (os.availableParallelism(), in main.ts). */
   workers: number;
@@ -131,7 +130,7 @@ export type FromProxy =
   | { type: 'hello'; protocol: number; pid: number; launch: ProxyLaunch; ready: boolean; configured: boolean; since: string; build?: string; draining?: boolean }
   /** Last words of a drained proxy: how long the drain took, and how many connections the deadline cut. */
   | { type: 'drained'; ms: number; cut: number }
-  | { type: 'ready'; host: string; port: number; metricsPort: number; workers: number }
+  | { type: 'ready'; host: string; port: number; workers: number }
   /** Exact counts for every request since the last message, and a sample of the requests. */
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[] }
   | { type: 'stats'; id: number; stats: ProxyProcessStats }
@@ -165,7 +164,6 @@ export function slotOfPort(basePort: number, port: number | undefined): ProxySlo
 export const DEFAULT_DRAIN_MS = 30_000;
 /** How long a replaced proxy still accepts: connects the kernel sent it just before the switch sit in its accept queue. */
 export const DRAIN_ACCEPT_GRACE_MS = 1000;
-export const PROXY_METRICS_PORT = 15020;
 
 /**
  * Limits are per process, so with N workers each gets 1/N of every global

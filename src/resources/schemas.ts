@@ -60,38 +60,41 @@ const workloadPort = z
   })
   .strict();
 
+/** A Workload's spec fields, before the checks that relate them (Workload below; a node's view of another node's workload in controlplane/nodes.ts). */
+export const workloadSpecFields = z
+  .object({
+    serviceAccount: dnsLabel.default('default'),
+    node: z.string().optional(),
+    ip: ipv4Address.optional(),
+    ports: z.array(workloadPort).default([]),
+    /** For the lab: the process to run, Kubernetes-style $(VAR) expansion. */
+    command: z.array(z.string()).min(1).optional(),
+    env: z.record(z.string()).optional(),
+    /** Files written into the workload's directory before it starts. */
+    files: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file name'), z.string()).optional(),
+    /** An existing process group to adopt instead of starting one. */
+    adopt: z
+      .object({
+        cgroup: z.string().min(1),
+        netns: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    /**
+     * An endpoint whose processes the mesh neither runs nor attaches to
+     * (they are on a host or in a runtime the mesh does not manage): it
+     * only gives its ip to Services. Ready once declared.
+     */
+    external: z.boolean().optional(),
+  })
+  .strict();
+
 export const Workload = z
   .object({
     apiVersion: z.literal('ebmesh.io/v1alpha1'),
     kind: z.literal('Workload'),
     metadata,
-    spec: z
-      .object({
-        serviceAccount: dnsLabel.default('default'),
-        node: z.string().optional(),
-        ip: ipv4Address.optional(),
-        ports: z.array(workloadPort).default([]),
-        /** For the lab: the process to run, Kubernetes-style $(VAR) expansion. */
-        command: z.array(z.string()).min(1).optional(),
-        env: z.record(z.string()).optional(),
-        /** Files written into the workload's directory before it starts. */
-        files: z.record(z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file name'), z.string()).optional(),
-        /** An existing process group to adopt instead of starting one. */
-        adopt: z
-          .object({
-            cgroup: z.string().min(1),
-            netns: z.string().optional(),
-          })
-          .strict()
-          .optional(),
-        /**
-         * An endpoint whose processes the mesh neither runs nor attaches to
-         * (they are on a host or in a runtime the mesh does not manage): it
-         * only gives its ip to Services. Ready once declared.
-         */
-        external: z.boolean().optional(),
-      })
-      .strict()
+    spec: workloadSpecFields
       .superRefine((spec, ctx) => {
         if (spec.external && (spec.command || spec.adopt)) ctx.addIssue({ code: 'custom', path: ['external'], message: 'an external Workload neither runs a command nor adopts a cgroup' });
         if (spec.external && !spec.ip) ctx.addIssue({ code: 'custom', path: ['ip'], message: 'an external Workload needs its ip' });

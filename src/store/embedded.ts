@@ -1,6 +1,7 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync, openSync, fsyncSync, closeSync, existsSync } from 'node:fs';
+import { chmodSync, readFileSync, existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { EbmeshError } from '../errors.js';
+import { privateDir, writePrivateFile, PRIVATE_FILE_MODE } from '../host/private-files.js';
 import { deepFreeze, type Entry, type Op, type Store, type WatchEvent } from './store.js';
 
 interface FileState {
@@ -18,8 +19,10 @@ export class EmbeddedStore implements Store {
   private watchers = new Set<(ev: WatchEvent) => void>();
 
   constructor(private readonly path: string) {
-    mkdirSync(dirname(path), { recursive: true });
+    privateDir(dirname(path));
     if (existsSync(path)) {
+      // A store an older version left world-readable: it holds workloads' commands and env.
+      chmodSync(path, PRIVATE_FILE_MODE);
       try {
         this.state = deepFreeze(JSON.parse(readFileSync(path, 'utf8')) as FileState);
       } catch (e) {
@@ -56,12 +59,7 @@ export class EmbeddedStore implements Store {
       if (op.type === 'put') next.entries[op.key] = { value: deepFreeze(structuredClone(op.value)), modRevision: next.revision };
       else delete next.entries[op.key];
     }
-    const tmp = `${this.path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(next));
-    const fd = openSync(tmp, 'r');
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, this.path);
+    writePrivateFile(this.path, JSON.stringify(next), { fsync: true });
     this.state = next;
     const ev = { revision: next.revision, ops };
     for (const w of this.watchers) w(ev);

@@ -1,17 +1,27 @@
 /**
  * Starts a single-member etcd (Debian's etcd-server) on 127.0.0.1 for the
  * lab, the tests and the benchmarks, and stops it by its PID. Production
- * runs its own etcd; the mesh only needs its client URL.
+ * runs its own etcd; the mesh needs its client URL and a client certificate.
+ *
+ * The member speaks only TLS and asks every client and peer for a
+ * certificate of its own CA (etcd-pki.ts): on this host any local user can
+ * reach 127.0.0.1, and whoever writes etcd writes the desired state.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { request } from 'node:https';
 import { EbmeshError } from '../errors.js';
+import { ensureEtcdPki, type EtcdTlsFiles } from './etcd-pki.js';
+import { openPrivateLog, privateDir } from '../host/private-files.js';
 
 export interface EtcdServer {
   pid: number;
+  /** https://127.0.0.1:PORT */
   endpoint: string;
+  /** What a client presents and trusts (the control plane's). */
+  client: EtcdTlsFiles;
   clientPort: number;
   peerPort: number;
   dataDir: string;
@@ -30,6 +40,8 @@ export function freePort(): Promise<number> {
 
 export interface StartEtcdOptions {
   dataDir: string;
+  /** The member's CA and certificates (made here when missing, etcd-pki.ts). */
+  pkiDir: string;
   clientPort?: number;
   peerPort?: number;
   /** Detached: outlives the process that started it (the lab). */
@@ -40,15 +52,18 @@ export interface StartEtcdOptions {
 export async function startEtcd(o: StartEtcdOptions): Promise<EtcdServer> {
   const clientPort = o.clientPort ?? await freePort();
   const peerPort = o.peerPort ?? await freePort();
-  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
-  const endpoint = `http://127.0.0.1:${clientPort}`;
-  const peer = `http://127.0.0.1:${peerPort}`;
+  privateDir(o.dataDir);
+  const pki = await ensureEtcdPki(o.pkiDir);
+  const endpoint = `https://127.0.0.1:${clientPort}`;
+  const peer = `https://127.0.0.1:${peerPort}`;
   const logPath = join(o.dataDir, '..', `etcd-${clientPort}.log`);
-  const log = openSync(logPath, 'a');
+  const log = openPrivateLog(logPath);
   const child = spawn('etcd', [
     '--name', 'ebmesh', '--data-dir', o.dataDir,
     '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `ebmesh=${peer}`,
+    '--cert-file', pki.server.cert, '--key-file', pki.server.key, '--trusted-ca-file', pki.server.ca, '--client-cert-auth',
+    '--peer-cert-file', pki.server.cert, '--peer-key-file', pki.server.key, '--peer-trusted-ca-file', pki.server.ca, '--peer-client-cert-auth',
     // One apply of 1,000 services and 10,000 endpoints is one txn: raise etcd's per-txn limits.
     '--max-txn-ops', '100000', '--max-request-bytes', String(64 << 20),
     '--quota-backend-bytes', String(2 << 30),
@@ -64,20 +79,36 @@ export async function startEtcd(o: StartEtcdOptions): Promise<EtcdServer> {
     if (exited !== null) {
       throw new EbmeshError('EBMESH_ETCD_START', `etcd exited (${exited}): ${readFileSync(logPath, 'utf8').trim().split('\n').slice(-3).join(' | ')}`, { hint: `log: ${logPath}` });
     }
-    if (await healthy(endpoint)) return { pid: child.pid!, endpoint, clientPort, peerPort, dataDir: o.dataDir };
+    if (await healthy(endpoint, pki.client)) return { pid: child.pid!, endpoint, client: pki.client, clientPort, peerPort, dataDir: o.dataDir };
     await new Promise((r) => setTimeout(r, 50));
   }
   try { process.kill(child.pid!, 'SIGKILL'); } catch { /* gone */ }
   throw new EbmeshError('EBMESH_ETCD_START', `etcd did not become healthy in time`, { hint: `log: ${logPath}` });
 }
 
-export async function healthy(endpoint: string): Promise<boolean> {
+/** etcd's /health at ENDPOINT, asked with the client certificate in TLS. */
+export function healthy(endpoint: string, tls: EtcdTlsFiles): Promise<boolean> {
+  let files: { ca: Buffer; cert: Buffer; key: Buffer };
   try {
-    const r = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) });
-    return r.ok && ((await r.json()) as { health?: string }).health === 'true';
+    files = { ca: readFileSync(tls.ca), cert: readFileSync(tls.cert), key: readFileSync(tls.key) };
   } catch {
-    return false;
+    return Promise.resolve(false);
   }
+  const u = new URL(endpoint);
+  return new Promise((resolve) => {
+    const req = request({ host: u.hostname, port: u.port, path: '/health', method: 'GET', timeout: 1000, agent: false, ...files }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (text += d));
+      res.on('end', () => {
+        try { resolve(res.statusCode === 200 && (JSON.parse(text) as { health?: string }).health === 'true'); } catch { resolve(false); }
+      });
+      res.on('error', () => resolve(false));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(false));
+    req.end();
+  });
 }
 
 /** Stops etcd by PID and waits for it to be gone. */

@@ -1,19 +1,24 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:tls';
+import { request as httpsRequest } from 'node:https';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { EtcdStore, prefixEnd } from './etcd.js';
 import { startEtcd, stopEtcd, type EtcdServer } from './etcd-server.js';
+import { ensureEtcdPki, type EtcdTlsFiles } from './etcd-pki.js';
 import type { WatchEvent } from './store.js';
 
 const haveEtcd = spawnSync('etcd', ['--version']).status === 0;
 const dir = mkdtempSync(join(tmpdir(), 'ebmesh-etcd-'));
 let server: EtcdServer;
 const stores: EtcdStore[] = [];
+const tlsOf = (f: EtcdTlsFiles) => ({ ca: readFileSync(f.ca), cert: readFileSync(f.cert), key: readFileSync(f.key) });
 const open = (prefix = `/t${process.pid}`) => {
-  const s = new EtcdStore({ endpoint: server.endpoint, prefix, retryMs: 50 });
+  const s = new EtcdStore({ endpoint: server.endpoint, tls: tlsOf(server.client), prefix, retryMs: 50 });
   stores.push(s);
   return s;
 };
@@ -26,7 +31,7 @@ const until = async (cond: () => boolean, ms = 10_000) => {
 };
 
 before(async () => {
-  if (haveEtcd) server = await startEtcd({ dataDir: join(dir, 'data') });
+  if (haveEtcd) server = await startEtcd({ dataDir: join(dir, 'data'), pkiDir: join(dir, 'pki') });
 });
 after(async () => {
   for (const s of stores) await s.close();
@@ -81,7 +86,7 @@ test('watch delivers each revision once, in order, and resumes after etcd restar
   // write at once (before the watcher can have reconnected): nothing is lost.
   await stopEtcd(server.pid, 'SIGKILL');
   await assert.rejects(writer.commit([{ type: 'put', key: '/k/x', value: 0 }]), (e: Error & { code?: string }) => e.code === 'EBMESH_STORE_UNAVAILABLE');
-  server = await startEtcd({ dataDir: server.dataDir, clientPort: server.clientPort, peerPort: server.peerPort });
+  server = await startEtcd({ dataDir: server.dataDir, pkiDir: join(dir, 'pki'), clientPort: server.clientPort, peerPort: server.peerPort });
   for (let i = 2; i < 6; i++) await writer.commit([{ type: 'put', key: `/k/${i}`, value: i }]);
   await until(() => seen.length === 6);
   const revs = seen.map((e) => e.revision);
@@ -89,4 +94,59 @@ test('watch delivers each revision once, in order, and resumes after etcd restar
   assert.equal(new Set(revs).size, revs.length);
   assert.deepEqual(seen.slice(2).map((e) => e.ops[0]), [2, 3, 4, 5].map((i) => ({ type: 'put', key: `/k/${i}`, value: i })));
   stop();
+});
+
+/** What etcd answers a raw HTTPS request made with these TLS options: its status, or the error that ended it. */
+function rawHttps(port: number, path: string, tls: Record<string, unknown>): Promise<string> {
+  return new Promise((resolve) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, method: 'POST', agent: false, timeout: 5000, ...tls }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(`HTTP ${res.statusCode}`));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code ?? e.message}`));
+    req.end(JSON.stringify({ key: Buffer.from('/').toString('base64'), range_end: Buffer.from([0]).toString('base64') }));
+  });
+}
+
+test('etcd refuses a client without a certificate, with one of another CA, and one that speaks plain HTTP', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+  const mine = tlsOf(server.client);
+  // The control plane's own certificate reads (the check of the check: the request itself is fine).
+  assert.equal(await rawHttps(server.clientPort, '/v3/kv/range', mine), 'HTTP 200');
+  // No certificate: the handshake fails (etcd requires one of its CA).
+  assert.match(await rawHttps(server.clientPort, '/v3/kv/range', { ca: mine.ca }), /^error /);
+  // A certificate of another CA (made like the real one, so only the CA differs).
+  const stranger = tlsOf((await ensureEtcdPki(join(dir, 'stranger-pki'))).client);
+  assert.match(await rawHttps(server.clientPort, '/v3/kv/range', { ...stranger, ca: mine.ca }), /^error /);
+  // Plain HTTP on the client port reads nothing.
+  const plain = await new Promise<string>((resolve) => {
+    const req = httpRequest({ host: '127.0.0.1', port: server.clientPort, path: '/v3/kv/range', method: 'POST', timeout: 5000 }, (res) => {
+      let t = '';
+      res.on('data', (d) => (t += d));
+      res.on('end', () => resolve(`HTTP ${res.statusCode} ${t}`));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
+    req.end('{}');
+  });
+  assert.doesNotMatch(plain, /^HTTP 200/, plain);
+  // The peer port asks for a certificate too.
+  const peer = await new Promise<string>((resolve) => {
+    const s = connect({ host: '127.0.0.1', port: server.peerPort, ca: mine.ca, servername: 'localhost' }, () => {
+      // TLS 1.3: the server judges the (missing) client certificate after our side finished; a read tells.
+      s.write('GET /members HTTP/1.1\r\nhost: x\r\n\r\n');
+    });
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code ?? e.message}`));
+    s.on('close', () => resolve(got ? `read ${got.slice(0, 40)}` : 'closed'));
+  });
+  assert.doesNotMatch(peer, /^read HTTP\/1\.1 200/, peer);
+});
+
+test('the store refuses an etcd whose certificate its CA did not sign, and plain http:// endpoints', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+  const stranger = tlsOf((await ensureEtcdPki(join(dir, 'stranger-pki'))).client);
+  const s = new EtcdStore({ endpoint: server.endpoint, tls: { ...tlsOf(server.client), ca: stranger.ca }, prefix: '/x' });
+  stores.push(s);
+  await assert.rejects(s.revision(), (e: Error & { code?: string }) => e.code === 'EBMESH_TLS' && /TLS failed/.test(e.message));
+  assert.throws(() => new EtcdStore({ endpoint: `http://127.0.0.1:${server.clientPort}`, tls: tlsOf(server.client) }), /over TLS only/);
 });

@@ -5,13 +5,20 @@
  * protobuf would be most of our node_modules), and is the same HTTP+JSON we
  * already speak; the price is base64 keys and values, which is ours to pay.
  *
+ * Always over TLS with a client certificate: etcd holds the desired state,
+ * and a Workload's command runs as root on its node, so nobody may write it
+ * (or read its env) without the certificate, nor pose as etcd to us.
+ *
  * Keys live under a prefix (one per mesh instance), values are JSON.
  * A commit is one txn; a watch resumes from the revision after the last one
  * it delivered, so a reconnect misses nothing (or, when etcd compacted past
  * it, says so with an empty event that makes the reader re-list).
  */
-import { Agent, request, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { Agent, request, type RequestOptions } from 'node:https';
+import { readFileSync } from 'node:fs';
 import { EbmeshError } from '../errors.js';
+import type { EtcdTlsFiles } from './etcd-pki.js';
 import type { Entry, Op, Store, WatchEvent } from './store.js';
 
 interface Kv { key: string; value?: string; mod_revision?: string }
@@ -33,9 +40,17 @@ export function prefixEnd(p: string): string {
   return Buffer.from([0]).toString('base64'); // every key
 }
 
+/** The client's side of TLS with etcd, as PEM text: the CA that signed etcd's certificate, our certificate and key. */
+export interface EtcdTls {
+  ca: string | Buffer;
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
 export interface EtcdStoreOptions {
-  /** http://HOST:PORT of one etcd member. */
+  /** https://HOST:PORT of one etcd member. */
   endpoint: string;
+  tls: EtcdTls;
   /** Every key of this store is below it, e.g. /ebmesh/NAME. */
   prefix?: string;
   /** Reconnect delay of a broken watch (doubles up to 2 s). */
@@ -45,12 +60,18 @@ export interface EtcdStoreOptions {
 export class EtcdStore implements Store {
   private readonly url: URL;
   private readonly prefix: string;
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  private readonly tls: EtcdTls;
+  private readonly agent: Agent;
   private readonly watches = new Set<{ stop(): void }>();
   private readonly retryMs: number;
 
   constructor(opts: EtcdStoreOptions) {
     this.url = new URL(opts.endpoint);
+    if (this.url.protocol !== 'https:') {
+      throw new EbmeshError('EBMESH_USAGE', `etcd at ${opts.endpoint}: ebmesh speaks to etcd over TLS only (https://)`, { hint: 'whoever can write etcd can run commands on every node: give etcd a certificate and ask clients for theirs' });
+    }
+    this.tls = opts.tls;
+    this.agent = new Agent({ keepAlive: true, maxSockets: 8, ...this.tls });
     this.prefix = opts.prefix ?? '';
     this.retryMs = opts.retryMs ?? 100;
   }
@@ -59,11 +80,15 @@ export class EtcdStore implements Store {
     return this.url.origin;
   }
 
+  private requestOptions(path: string): RequestOptions {
+    return { host: this.url.hostname, port: this.url.port, path, method: 'POST' };
+  }
+
   private post<T>(path: string, body: unknown, timeoutMs = 15_000): Promise<T> {
     const text = JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const req = request(
-        { host: this.url.hostname, port: this.url.port, path, method: 'POST', agent: this.agent, timeout: timeoutMs,
+        { ...this.requestOptions(path), agent: this.agent, timeout: timeoutMs,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
         (res) => {
           const chunks: Buffer[] = [];
@@ -81,13 +106,22 @@ export class EtcdStore implements Store {
         },
       );
       req.on('timeout', () => req.destroy(this.err(`${path}: no answer in ${timeoutMs / 1000}s`)));
-      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof EbmeshError ? e : this.err(`${path}: ${e.code ?? e.message}`)));
+      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof EbmeshError ? e : this.failed(path, e)));
       req.end(text);
     });
   }
 
   private err(message: string): EbmeshError {
     return new EbmeshError('EBMESH_STORE_UNAVAILABLE', `etcd at ${this.url.origin}: ${message}`, { hint: 'is etcd running? (ebmesh status shows the store)' });
+  }
+
+  /** A failed request: a TLS handshake that failed says so, with what to check. */
+  private failed(path: string, e: NodeJS.ErrnoException): EbmeshError {
+    const code = e.code ?? '';
+    if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|ISSUER/i.test(code)) {
+      return new EbmeshError('EBMESH_TLS', `etcd at ${this.url.origin}: ${path}: TLS failed: ${e.message}`, { hint: 'etcd\'s certificate must be signed by the CA given (--etcd-ca) and name the host dialled; etcd must trust the CA of ours (--etcd-cert)' });
+    }
+    return this.err(`${path}: ${code || e.message}`);
   }
 
   async revision(): Promise<number> {
@@ -146,8 +180,9 @@ export class EtcdStore implements Store {
     const connect = () => {
       if (stopped) return;
       const body = JSON.stringify({ create_request: { key: b64(p), range_end: prefixEnd(p), ...(next ? { start_revision: String(next) } : {}) } });
+      // Its own connection (agent: false): a watch holds it for as long as it runs.
       const req = request(
-        { host: this.url.hostname, port: this.url.port, path: '/v3/watch', method: 'POST', headers: { 'content-type': 'application/json' } },
+        { ...this.requestOptions('/v3/watch'), agent: false, ...this.tls, headers: { 'content-type': 'application/json' } },
         (r) => {
           res = r;
           // One message may be megabytes (a bulk txn): keep its chunks and look for the newline only in the new one.
@@ -226,8 +261,29 @@ export class EtcdStore implements Store {
   }
 }
 
-/** etcd://HOST:PORT[/PREFIX] → options. */
-export function parseEtcdUrl(url: string, defaultPrefix: string): EtcdStoreOptions {
-  const u = new URL(url.replace(/^etcd:/, 'http:'));
-  return { endpoint: `http://${u.host}`, prefix: u.pathname && u.pathname !== '/' ? u.pathname.replace(/\/$/, '') : defaultPrefix };
+/**
+ * `etcd+tls://HOST:PORT[/PREFIX]` and the files of the client's side of TLS
+ * → options. Plain `etcd://` is refused: see the header.
+ */
+export function parseEtcdUrl(url: string, defaultPrefix: string, files: Partial<EtcdTlsFiles>): EtcdStoreOptions {
+  if (!url.startsWith('etcd+tls://')) {
+    throw new EbmeshError('EBMESH_USAGE', `--store ${url}: etcd is spoken to over TLS with a client certificate only: etcd+tls://HOST:PORT[/PREFIX]`, {
+      hint: 'with --etcd-ca FILE (the CA that signed etcd\'s certificate), --etcd-cert FILE and --etcd-key FILE (ours, which etcd must trust)',
+    });
+  }
+  const missing = (['ca', 'cert', 'key'] as const).filter((k) => !files[k]);
+  if (missing.length) throw new EbmeshError('EBMESH_USAGE', `--store ${url} needs ${missing.map((k) => `--etcd-${k}`).join(', ')}`);
+  const read = (what: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (e) {
+      throw new EbmeshError('EBMESH_FILE', `--etcd-${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  };
+  const u = new URL(url.replace(/^etcd\+tls:/, 'https:'));
+  return {
+    endpoint: `https://${u.host}`,
+    prefix: u.pathname && u.pathname !== '/' ? u.pathname.replace(/\/$/, '') : defaultPrefix,
+    tls: { ca: read('ca', files.ca!), cert: read('cert', files.cert!), key: read('key', files.key!) },
+  };
 }

@@ -5,9 +5,23 @@
  * a node ID has the same shape as a workload ID (any SPIFFE-aware policy
  * reads it) but no Workload can ever be given it: the CA refuses to sign a
  * workload SVID in ebmesh-system (ControlPlane.issueSvid).
+ *
+ * The control plane presents spiffe://TRUST_DOMAIN/ns/ebmesh-system/sa/controlplane
+ * to agents, and an agent presents its node's ID to the control plane.
  */
 export const SYSTEM_NAMESPACE = 'ebmesh-system';
 const NODE_PREFIX = 'node-';
+const CONTROL_PLANE = 'controlplane';
+
+export function controlPlaneSpiffeId(trustDomain: string): string {
+  return `spiffe://${trustDomain}/ns/${SYSTEM_NAMESPACE}/sa/${CONTROL_PLANE}`;
+}
+
+/** A control plane's ID (of TRUST_DOMAIN when given, of any otherwise). */
+export function isControlPlaneId(id: string | undefined, trustDomain?: string): boolean {
+  const p = id === undefined ? undefined : parseSpiffeId(id);
+  return !!p && p.namespace === SYSTEM_NAMESPACE && p.serviceAccount === CONTROL_PLANE && (trustDomain === undefined || p.trustDomain === trustDomain);
+}
 
 export interface ParsedSpiffeId {
   trustDomain: string;

@@ -14,6 +14,9 @@ const seen: string[] = [];
 let api: Server;
 let ui: Server;
 let base = '';
+let loginUrl = '';
+const TOKEN = 'a-test-token-of-enough-length';
+let cookieHeader = '';
 
 before(async () => {
   mkdirSync(join(staticDir, 'assets'), { recursive: true });
@@ -33,9 +36,11 @@ before(async () => {
     res.end(body);
   });
   await new Promise<void>((r) => api.listen(sock, r));
-  const s = await startUiServer({ socketPath: sock, staticDir, port: 0 });
+  const s = await startUiServer({ socketPath: sock, staticDir, port: 0, token: TOKEN });
   ui = s.server;
   base = s.url;
+  loginUrl = s.loginUrl;
+  cookieHeader = `ebmesh_ui_${new URL(base).port}=${TOKEN}`;
 });
 
 after(async () => {
@@ -45,10 +50,16 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function get(path: string, opts: { method?: string; host?: string } = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+/** A request as the browser sends it once logged in (the cookie); cookie: null sends none. */
+function get(path: string, opts: { method?: string; host?: string; cookie?: string | null; authorization?: string } = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   const u = new URL(path, base);
+  const headers: Record<string, string> = {
+    ...(opts.host ? { host: opts.host } : {}),
+    ...(opts.cookie === null ? {} : { cookie: opts.cookie ?? cookieHeader }),
+    ...(opts.authorization ? { authorization: opts.authorization } : {}),
+  };
   return new Promise((resolve, reject) => {
-    const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: opts.method ?? 'GET', headers: opts.host ? { host: opts.host } : {} }, (res) => {
+    const req = request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method: opts.method ?? 'GET', headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
@@ -109,11 +120,40 @@ test('a Host that is not the loopback is refused (DNS rebinding)', async () => {
   assert.equal(seen.length, before + 1);
 });
 
+test('without its token nothing is served: not the page, not the API; a wrong token is no better', async () => {
+  const before = seen.length;
+  for (const path of ['/', '/assets/app-1234.js', '/api/v1/status', '/api/v1/flows?follow=1']) {
+    for (const opts of [{ cookie: null }, { cookie: `ebmesh_ui_${new URL(base).port}=wrong-token-wrong-token` }, { cookie: null, authorization: 'Bearer wrong-token-wrong-token' }] as const) {
+      const r = await get(path, opts);
+      assert.equal(r.status, 401, `${path} ${JSON.stringify(opts)}`);
+      assert.doesNotMatch(r.body, /ebmesh<\/title>|console\.log|"path"/);
+    }
+  }
+  const wrongInUrl = await get('/?token=wrong-token-wrong-token', { cookie: null });
+  assert.equal(wrongInUrl.status, 401);
+  assert.equal(wrongInUrl.headers['set-cookie'], undefined);
+  assert.equal(seen.length, before, 'nothing reached the node');
+  assert.equal(JSON.parse((await get('/api/v1/status', { cookie: null })).body).error.code, 'EBMESH_UNAUTHENTICATED');
+});
+
+test('the token in the address becomes a cookie (HttpOnly, SameSite=Strict) and leaves the address; a script may send it as a bearer', async () => {
+  const u = new URL(loginUrl);
+  const r = await get(`${u.pathname}flows${u.search}&window=60`, { cookie: null });
+  assert.equal(r.status, 302);
+  assert.equal(r.headers.location, '/flows?window=60');
+  const set = String(r.headers['set-cookie']);
+  assert.match(set, new RegExp(`^ebmesh_ui_${u.port}=${TOKEN};`));
+  assert.match(set, /HttpOnly/);
+  assert.match(set, /SameSite=Strict/);
+  assert.equal((await get('/', { cookie: set.split(';')[0]! })).status, 200);
+  assert.equal((await get('/api/v1/status', { cookie: null, authorization: `Bearer ${TOKEN}` })).status, 200);
+});
+
 test('the node down is a 503 with a code the page can show', async () => {
-  const s = await startUiServer({ socketPath: join(dir, 'absent.sock'), staticDir, port: 0 });
+  const s = await startUiServer({ socketPath: join(dir, 'absent.sock'), staticDir, port: 0, token: TOKEN });
   try {
     const u = new URL('/api/v1/status', s.url);
-    const r = await fetch(u);
+    const r = await fetch(u, { headers: { authorization: `Bearer ${TOKEN}` } });
     assert.equal(r.status, 503);
     assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'EBMESH_NOT_RUNNING');
   } finally {

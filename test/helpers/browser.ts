@@ -33,9 +33,17 @@ export async function launchChromium(): Promise<Browser> {
   };
 }
 
-export interface UiProcess { url: string; child: ChildProcess; stop(): Promise<void> }
+export interface UiProcess {
+  /** The UI's base address (http://127.0.0.1:PORT/), which answers nothing without the token. */
+  url: string;
+  /** The address it printed, with its token: what a user opens. */
+  loginUrl: string;
+  token: string;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
 
-/** `ebmesh --instance I ui --port 0`, resolved once it prints its address. */
+/** `ebmesh --instance I ui --port 0`, resolved once it prints its address (with its token). */
 export function startUi(instance: string): Promise<UiProcess> {
   const child = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', instance, 'ui', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -53,10 +61,10 @@ export function startUi(instance: string): Promise<UiProcess> {
     child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /(http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+      const m = /(http:\/\/127\.0\.0\.1:\d+\/)\?token=([A-Za-z0-9_-]+)/.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve({ url: m[1]!, child, stop });
+        resolve({ url: m[1]!, loginUrl: `${m[1]!}?token=${m[2]!}`, token: m[2]!, child, stop });
       }
     });
     child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`ebmesh ui exited ${code}\n${out}\n${err}`)); });

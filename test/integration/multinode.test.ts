@@ -9,11 +9,13 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import { request } from 'node:http';
+import { request } from 'node:https';
 import { TestCluster, CLIENT_LOOP, indent, loopTally as tally, nameServerWorkload } from '../helpers/cluster.js';
 import { nodeApi } from '../../src/api/node.js';
 import { instancePaths, nodePaths } from '../../src/paths.js';
 import { renewAt } from '../../src/ca/index.js';
+import { credentialDir } from '../../src/lab/cluster.js';
+import { looseEntries, walk } from '../helpers/modes.js';
 
 const mesh = new TestCluster('mn');
 const web = (i: number) => nameServerWorkload({ name: `web-${i}`, namespace: 'demo', node: `node-${i}`, labels: 'app: web', serviceAccount: 'web' });
@@ -99,9 +101,12 @@ test('each workload gets an SVID on its own node only, 0600, chained to the root
   assert.ok(cur.renewals >= first.renewals + 2, `renewed twice (${first.renewals} -> ${cur.renewals})`);
 });
 
-function agentCall(path: string, method: string, token: string, body?: unknown): Promise<{ status: number; json: any }> {
+/** A call on the agents' socket in mutual TLS, with the node certificate of NODE's agent. */
+function agentCall(path: string, method: string, node: string, body?: unknown): Promise<{ status: number; json: any }> {
+  const dir = credentialDir(mesh.instance, node);
+  const tls = { ca: readFileSync(join(dir, 'bundle.pem')), cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')), checkServerIdentity: () => undefined };
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: join(instancePaths(mesh.instance).runDir, 'agents.sock'), path, method, headers: { authorization: `Bearer ${token}` } }, (res) => {
+    const req = request({ socketPath: join(instancePaths(mesh.instance).runDir, 'agents.sock'), path, method, agent: false, ...tls }, (res) => {
       let t = '';
       res.on('data', (d) => (t += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(t) }));
@@ -112,22 +117,75 @@ function agentCall(path: string, method: string, token: string, body?: unknown):
 }
 
 test("an agent cannot get another node's desired state, status or certificates", async () => {
-  const token1 = readFileSync(join(nodePaths(mesh.instance, 'node-1').stateDir, 'token'), 'utf8').trim();
-  const mine = await agentCall('/v1/nodes/node-1/desired?after=0', 'GET', token1);
+  const mine = await agentCall('/v1/nodes/node-1/desired?after=0', 'GET', 'node-1');
   assert.equal(mine.status, 200);
   // Its own view: other nodes' workloads without command, env or files.
   const other = mine.json.entries.find((e: { key: string }) => e.key.endsWith('Workload/demo/web-2')).value;
   assert.equal(other.spec.command, undefined);
   assert.equal(other.spec.files, undefined);
-  assert.equal((await agentCall('/v1/nodes/node-2/desired?after=0', 'GET', token1)).status, 403);
+  assert.equal((await agentCall('/v1/nodes/node-2/desired?after=0', 'GET', 'node-1')).status, 403);
   const { newKeyAndCsr } = await import('../../src/ca/index.js');
   const { csrPem } = await newKeyAndCsr('x');
-  const steal = await agentCall('/v1/nodes/node-1/svid', 'POST', token1, { workload: 'demo/web-2', csrPem });
+  const steal = await agentCall('/v1/nodes/node-1/svid', 'POST', 'node-1', { workload: 'demo/web-2', csrPem });
   assert.equal(steal.status, 403);
   assert.equal(steal.json.error.code, 'EBMESH_FORBIDDEN');
-  assert.equal((await agentCall('/v1/nodes/node-2/svid', 'POST', token1, { workload: 'demo/web-2', csrPem })).status, 403);
-  const fake = await agentCall('/v1/nodes/node-1/status', 'POST', token1, { ops: [{ type: 'put', key: '/status/Workload/demo/web-3', value: { phase: 'Failed' } }] });
+  assert.equal((await agentCall('/v1/nodes/node-2/svid', 'POST', 'node-1', { workload: 'demo/web-2', csrPem })).status, 403);
+  const fake = await agentCall('/v1/nodes/node-1/status', 'POST', 'node-1', { ops: [{ type: 'put', key: '/status/Workload/demo/web-3', value: { phase: 'Failed' } }] });
   assert.equal(fake.status, 403);
+});
+
+test('etcd and the agents\' socket refuse whoever has no certificate of theirs; a Workload written into etcd by hand runs nothing', async () => {
+  const st = JSON.parse(readFileSync(join(instancePaths(mesh.instance).stateDir, 'cluster.json'), 'utf8')) as { etcd: { clientPort: number } };
+  const pki = join(instancePaths(mesh.instance).stateDir, 'etcd', 'pki');
+  const tlsOf = (name: string) => ({ ca: readFileSync(join(pki, 'ca.crt')), cert: readFileSync(join(pki, `${name}.crt`)), key: readFileSync(join(pki, `${name}.key`)) });
+  const etcdCall = (tls: object) => new Promise<string>((resolve) => {
+    const req = request({ host: '127.0.0.1', port: st.etcd.clientPort, path: '/v3/kv/range', method: 'POST', agent: false, ...tls }, (res) => { res.resume(); resolve(`HTTP ${res.statusCode}`); });
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
+    req.end(JSON.stringify({ key: Buffer.from('/').toString('base64') }));
+  });
+  assert.equal(await etcdCall(tlsOf('client')), 'HTTP 200');
+  assert.match(await etcdCall({ ca: tlsOf('client').ca }), /^error /, 'no client certificate');
+  // The agents' socket: TLS without a certificate reaches no route.
+  const noCert = await new Promise<{ status: number; code?: string }>((resolve, reject) => {
+    const req = request({ socketPath: join(instancePaths(mesh.instance).runDir, 'agents.sock'), path: '/v1/nodes/node-1/desired?after=0', agent: false, ca: readFileSync(join(credentialDir(mesh.instance, 'node-1'), 'bundle.pem')), checkServerIdentity: () => undefined }, (res) => {
+      let t = '';
+      res.on('data', (d) => (t += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: JSON.parse(t).error?.code }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.deepEqual(noCert, { status: 401, code: 'EBMESH_UNAUTHENTICATED' });
+  // Keys, certificates, the store's data, logs, PID files: root's alone.
+  const p = instancePaths(mesh.instance);
+  const entries = [...walk(p.stateDir), ...walk(p.runDir)];
+  for (const f of ['key.pem', 'ca.key', 'client.key', 'root.key', 'join-tokens.json', 'desired.json', 'controlplane.log', 'agent.log']) {
+    assert.ok(entries.some((e) => e.path.endsWith(`/${f}`)), `${f} is among what was checked`);
+  }
+  assert.deepEqual(looseEntries(entries), []);
+
+  // Whoever holds etcd's client certificate can write around apply: what fails its check still runs nowhere.
+  const { EtcdStore } = await import('../../src/store/index.js');
+  const etcd = new EtcdStore({ endpoint: `https://127.0.0.1:${st.etcd.clientPort}`, prefix: `/ebmesh/${mesh.instance}`, tls: tlsOf('client') });
+  const marker = join(mesh.dir, 'owned-by-etcd');
+  try {
+    const rev = await etcd.commit([{ type: 'put', key: '/resources/Workload/demo/evil', value: { apiVersion: 'ebmesh.io/v1alpha1', kind: 'Workload', metadata: { name: 'evil', namespace: 'demo' }, spec: { node: 'node-1', command: ['touch', marker], privileged: true } } }]);
+    // Every agent has applied the revision that wrote it (or a later one).
+    type St = ReturnType<typeof status> & { rejected?: Array<{ key: string; problem: string }> };
+    const until = Date.now() + 20_000;
+    let st2 = status() as St;
+    while (Date.now() < until && !st2.nodes.every((n) => (n.appliedRevision ?? 0) >= rev)) {
+      await new Promise((r) => setTimeout(r, 200));
+      st2 = status() as St;
+    }
+    assert.ok(st2.nodes.every((n) => (n.appliedRevision ?? 0) >= rev), JSON.stringify(st2.nodes));
+    assert.match((st2.rejected ?? []).map((r) => `${r.key}: ${r.problem}`).join('\n'), /Workload\/demo\/evil: .*privileged/);
+    assert.equal(existsSync(marker), false);
+    assert.equal(st2.workloads.some((w) => w.name === 'evil'), false);
+  } finally {
+    await etcd.commit([{ type: 'delete', key: '/resources/Workload/demo/evil' }]);
+    await etcd.close();
+  }
 });
 
 const loopPy = () => join(nodePaths(mesh.instance, 'node-1').stateDir, 'workloads', 'demo', 'client', 'loop.py');

@@ -44,19 +44,23 @@ function observe(...args: string[]): Flow[] {
   return out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Flow);
 }
 
+const metricsAddr = () => readFileSync(`/run/ebmesh/${mesh.instance}/metrics.addr`, 'utf8').trim();
+/** What Prometheus is given to scrape with (docs/security.md): the node's metrics token. */
+const metricsToken = () => readFileSync(`/var/lib/ebmesh/${mesh.instance}/metrics.token`, 'utf8').trim();
+
 /** Every sample of /metrics, as the Prometheus client library parses it. */
 function scrape(): Array<{ name: string; labels: Record<string, string>; value: number }> {
-  const addr = readFileSync(`/run/ebmesh/${mesh.instance}/metrics.addr`, 'utf8').trim();
   const r = spawnSync('/usr/bin/python3', ['-c', `
 import json, sys, urllib.request
 from prometheus_client.parser import text_string_to_metric_families
-text = urllib.request.urlopen("http://${addr}/metrics").read().decode()
+req = urllib.request.Request("http://${metricsAddr()}/metrics", headers={"Authorization": "Bearer " + sys.stdin.read()})
+text = urllib.request.urlopen(req).read().decode()
 out = []
 for fam in text_string_to_metric_families(text):
     for s in fam.samples:
         out.append({"name": s.name, "labels": s.labels, "value": s.value})
 print(json.dumps(out))
-`], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20 });
+`], { encoding: 'utf8', timeout: 30_000, maxBuffer: 64 << 20, input: metricsToken() });
   assert.equal(r.status, 0, `the Prometheus parser rejected /metrics: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
@@ -167,6 +171,16 @@ test('/metrics parses with the Prometheus parser and counts what was sent', () =
   assert.equal(sum(m, 'ebmesh_flow_events_lost_total', {}), 0);
   assert.ok(sum(m, 'ebmesh_agent_bpf_programs', {}) >= 7);
   assert.ok(m.some((s) => s.name === 'ebmesh_agent_bpf_map_entries' && s.labels.map === 'ebm_http_pending'));
+});
+
+test('/metrics answers only a scraper with the node\'s token: 401 without one or with another', async () => {
+  const url = `http://${metricsAddr()}/metrics`;
+  const none = await fetch(url);
+  assert.equal(none.status, 401);
+  assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="ebmesh metrics"');
+  assert.doesNotMatch(await none.text(), /ebmesh_/);
+  assert.equal((await fetch(url, { headers: { authorization: `Bearer ${'x'.repeat(metricsToken().length)}` } })).status, 401);
+  assert.equal((await fetch(url, { headers: { authorization: `Bearer ${metricsToken()}` } })).status, 200);
 });
 
 test('top shows the golden metrics per service', () => {

@@ -4,14 +4,22 @@
  * /v1/resources; everything about edges, denials and the flow table needs
  * the agent's flows (GET /v1/flows) and fails, not skips, without them.
  * A run saves the screenshots the README shows (docs/img/ui-*.png).
+ *
+ * The UI answers only whoever has the token in the address it printed
+ * (issue 19): the browser opens that address first; without it, in the
+ * browser or as another local user, nothing of the mesh is served.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { chownSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type { Page } from 'playwright-core';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { TestMesh } from '../helpers/mesh.js';
-import { launchChromium, startUi, type Browser, type UiProcess } from '../helpers/browser.js';
+import { CHROMIUM, launchChromium, startUi, type Browser, type UiProcess } from '../helpers/browser.js';
+import { instancePaths } from '../../src/paths.js';
 
 let mesh: TestMesh;
 let ui: UiProcess | undefined;
@@ -40,7 +48,7 @@ const node = (id: string) => page.locator(`[data-node-id="${id}"]`);
 const edge = (id: string) => page.locator(`[data-edge-id="${id}"]`);
 
 async function flowsEndpoint(): Promise<void> {
-  const r = await fetch(new URL('api/v1/flows?limit=1', ui!.url));
+  const r = await fetch(new URL('api/v1/flows?limit=1', ui!.url), { headers: { authorization: `Bearer ${ui!.token}` } });
   assert.equal(r.status, 200, 'GET /v1/flows is missing from the node API (the observe part): map edges and the flow table cannot work');
 }
 
@@ -64,6 +72,7 @@ before(async () => {
   browser = await launchChromium();
   page = await browser.context.newPage();
   page.setDefaultTimeout(15_000);
+  await page.goto(ui.loginUrl);
 });
 
 after(async () => {
@@ -72,11 +81,68 @@ after(async () => {
   mesh?.down();
 });
 
-test('ebmesh ui prints a loopback address and serves the page', async () => {
+test('ebmesh ui prints a loopback address with its token and serves the page with it, to no one without it', async () => {
   assert.match(ui!.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
-  const r = await fetch(ui!.url);
+  assert.ok(ui!.token.length >= 24, 'a token long enough not to be guessed');
+  const r = await fetch(ui!.url, { headers: { authorization: `Bearer ${ui!.token}` } });
   assert.equal(r.status, 200);
   assert.match(await r.text(), /<div id="app">/);
+  for (const path of ['', 'api/v1/status', 'api/v1/resources?kind=Workload']) {
+    const no = await fetch(new URL(path, ui!.url));
+    assert.equal(no.status, 401, path);
+    assert.doesNotMatch(await no.text(), /web-1|<div id="app">/);
+  }
+});
+
+test('in the browser: without the token a 401 that shows nothing of the mesh; the printed address logs in and works', async () => {
+  const other = await browser!.context.newPage();
+  try {
+    await browser!.context.clearCookies();
+    const denied = await other.goto(`${ui!.url}#/map`);
+    assert.equal(denied?.status(), 401);
+    assert.match(await other.locator('body').innerText(), /answers only with its token/);
+    assert.equal(await other.locator('[data-node-id]').count(), 0);
+    const wrong = await other.goto(`${ui!.url}?token=${'x'.repeat(ui!.token.length)}`);
+    assert.equal(wrong?.status(), 401);
+    await other.goto(ui!.loginUrl);
+    assert.equal(other.url(), ui!.url, 'the token left the address bar');
+    await other.locator('[data-testid="node-info"]', { hasText: mesh.instance }).waitFor();
+  } finally {
+    await other.close();
+  }
+});
+
+test('a local user other than root reads nothing through the UI, nor around it', () => {
+  const user = `ebui${process.pid}`.slice(0, 30);
+  const profile = mkdtempSync(join(tmpdir(), `ebmesh-ui-user-${process.pid}-`));
+  const made = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', user], { encoding: 'utf8' });
+  assert.equal(made.status, 0, made.stderr);
+  try {
+    const as = (argv: string[]) => spawnSync('runuser', ['-u', user, '--', ...argv], { encoding: 'utf8', timeout: 60_000 });
+    const idOut = as(['id', '-u']);
+    assert.notEqual(idOut.stdout.trim(), '0', 'the test runs it as another user');
+    // curl: the page, the API, a guessed token.
+    for (const path of ['', 'api/v1/status', 'api/v1/flows?limit=10', `?token=${'A'.repeat(32)}`]) {
+      const r = as(['curl', '-s', '-w', '\n%{http_code}', '--max-time', '5', new URL(path, ui!.url).href]);
+      assert.equal(r.stdout.trim().split('\n').pop(), '401', `${path}: ${r.stdout}`);
+      assert.doesNotMatch(r.stdout, /web-1|demo\/client|spiffe:/);
+    }
+    // Headless Chromium as that user.
+    chownSync(profile, Number(idOut.stdout.trim()), Number(as(['id', '-g']).stdout.trim()));
+    const dom = as([CHROMIUM, '--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', `--user-data-dir=${profile}`, '--dump-dom', `${ui!.url}#/map`]);
+    assert.match(dom.stdout, /answers only with its token/, dom.stderr.slice(-500));
+    assert.doesNotMatch(dom.stdout, /data-node-id|web-1/);
+    // Around the UI: the node's socket and its state are root's.
+    const sock = as(['curl', '-s', '--max-time', '5', '--unix-socket', instancePaths(mesh.instance).apiSocket, 'http://x/v1/status']);
+    assert.notEqual(sock.status, 0, `the node's socket answered another user: ${sock.stdout.slice(0, 200)}`);
+    const ls = as(['ls', instancePaths(mesh.instance).stateDir]);
+    assert.notEqual(ls.status, 0, 'the state directory is closed to other users');
+    const store = as(['cat', instancePaths(mesh.instance).storeFile]);
+    assert.notEqual(store.status, 0, 'the store is closed to other users');
+  } finally {
+    spawnSync('userdel', [user]);
+    rmSync(profile, { recursive: true, force: true });
+  }
 });
 
 test('map structure: the demo\'s service and workloads, grouped by namespace, with details', async () => {

@@ -94,12 +94,14 @@ function standIn(): Server {
 before(async () => {
   api = standIn();
   await new Promise<void>((r) => api.listen(join(dir, 'api.sock'), r));
-  const s = await startUiServer({ socketPath: join(dir, 'api.sock'), staticDir: join(PACKAGE_ROOT, 'dist/ui'), port: 0 });
+  const s = await startUiServer({ socketPath: join(dir, 'api.sock'), staticDir: join(PACKAGE_ROOT, 'dist/ui'), port: 0, token: 'render-test-token-0123456789' });
   ui = s.server;
   url = s.url;
   browser = await launchChromium();
   page = await browser.context.newPage();
   page.setDefaultTimeout(10_000);
+  // As a user does: the address `ebmesh ui` printed, which leaves its token as a cookie.
+  await page.goto(s.loginUrl);
 });
 
 after(async () => {

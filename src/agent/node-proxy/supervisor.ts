@@ -29,9 +29,10 @@
  * are refused: an AuthorizationPolicy is never skipped.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
+import { openPrivateLog, privateDir } from '../../host/private-files.js';
 import { cgroup2Root } from '../../kernel/index.js';
 import { inCgroup, cgroupV1Roots } from '../../host/cgroup.js';
 import { EbmeshError } from '../../errors.js';
@@ -102,7 +103,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const flagList = (f: string | undefined): string[] => (f ?? '').split(/\s+/).filter(Boolean);
 
 function sameLaunch(a: ProxyLaunch, b: ProxyLaunch): boolean {
-  return a.host === b.host && a.metricsPort === b.metricsPort && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ') && (!b.cgroup || a.cgroup === b.cgroup);
+  // A proxy of a build that served its metrics on the pod gateway (:15020, open to every workload) is replaced.
+  if ((a as { metricsPort?: number }).metricsPort) return false;
+  return a.host === b.host && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ') && (!b.cgroup || a.cgroup === b.cgroup);
 }
 
 export class ProxySupervisor {
@@ -248,14 +251,13 @@ export class ProxySupervisor {
     const { launch } = this.opts;
     this.opts.beforeSpawn?.();
     const files = this.opts.files(slot);
-    mkdirSync(dirname(files.socket), { recursive: true });
-    mkdirSync(dirname(files.log), { recursive: true });
+    privateDir(dirname(files.socket));
     const args = [
-      '--host', launch.host, '--port', String(slotPort(launch.port, slot)), '--metrics-port', String(launch.metricsPort), '--pins', launch.mapPins,
+      '--host', launch.host, '--port', String(slotPort(launch.port, slot)), '--pins', launch.mapPins,
       '--control', files.socket, '--pid-file', files.pidFile,
       ...(launch.workers ? ['--workers', String(launch.workers)] : []),
     ];
-    const log = openSync(files.log, 'a');
+    const log = openPrivateLog(files.log);
     // Detached: its own session and process group, so nothing that stops the agent stops it.
     // node:cluster workers inherit the primary's flags: one setting profiles or tunes them all.
     const argv = [process.execPath, ...flagList(launch.nodeFlags), PROXY_MAIN, ...args];

@@ -18,7 +18,7 @@ import type { Datapath } from '../datapath.js';
 import type { CallerEntry, ProxyProcessStats, ProxyPush } from '../../proxy/messages.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
 import type { TunnelledFlow } from '../../proxy/tunnel-forward.js';
-import { DEFAULT_DRAIN_MS, PROXY_DEFAULT_NODE_FLAGS, PROXY_METRICS_PORT, PROXY_PORT } from '../../proxy/messages.js';
+import { DEFAULT_DRAIN_MS, PROXY_DEFAULT_NODE_FLAGS, PROXY_PORT } from '../../proxy/messages.js';
 import { ProxyRequestLog, type ProxyRequestCounter } from '../../proxy/requests.js';
 import { ProxySupervisor, type HandoverReport } from './supervisor.js';
 import { EbmeshError } from '../../errors.js';
@@ -51,7 +51,6 @@ const RECENT_TUNNEL_FLOWS = 200;
 /** The node proxy as the agent sees it (GET /v1/status, GET /v1/proxy). */
 export interface ProxyStatus {
   listen: string | undefined;
-  metrics: string | undefined;
   pid: number | undefined;
   since: string | undefined;
   ready: boolean;
@@ -115,7 +114,7 @@ export class NodeProxyWiring {
       };
       prepareCgroup();
       this.supervisor = new ProxySupervisor({
-        launch: { host, port: PROXY_PORT, metricsPort: PROXY_METRICS_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: `${PROXY_DEFAULT_NODE_FLAGS} ${this.nodeFlags}`.trim(), cgroup: `/${this.paths.proxyCgroupName}` },
+        launch: { host, port: PROXY_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: `${PROXY_DEFAULT_NODE_FLAGS} ${this.nodeFlags}`.trim(), cgroup: `/${this.paths.proxyCgroupName}` },
         files: (slot) => proxyFiles(this.paths, slot),
         steeredPort: () => datapath.l7Proxy()?.port,
         steer: (port) => {
@@ -167,7 +166,6 @@ export class NodeProxyWiring {
     if (!this.supervisor) return undefined;
     return {
       listen: this.address && `${this.address.host}:${this.address.port}`,
-      metrics: this.address && `${this.address.host}:${PROXY_METRICS_PORT}`,
       pid: this.supervisor.pid,
       since: this.supervisor.since,
       ready: this.supervisor.ready,

@@ -34,14 +34,16 @@ function processCommand(name: string, summary: string, usage: string, main: () =
 
 export const controlplane = processCommand('controlplane',
   'run the control plane of a multi-node mesh (store, API, CA, desired state per node)',
-  'controlplane [--store etcd://HOST:PORT[/PREFIX] | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS]',
+  'controlplane [--store etcd+tls://HOST:PORT[/PREFIX] --etcd-ca FILE --etcd-cert FILE --etcd-key FILE | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]',
   () => import('../../controlplane/main.js'));
 
 export const agent = processCommand('agent', 'run the agent of one node (of a multi-node mesh, or of a Kubernetes cluster)',
-  'agent --node NAME --controlplane ADDR [--token-file FILE] | agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE]', () => import('../../agent/main.js'));
+  'agent --node NAME --controlplane ADDR [--token-file FILE] [--ca-file FILE] | agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE]', () => import('../../agent/main.js'));
 
 export function renderClusterStatus(st: ClusterStatus): string {
-  const lines = [`mesh ${st.instance}: store ${st.store}, revision ${st.revision}; CA valid until ${st.ca.notAfter}, workload certificates live ${st.ca.svidTtlSeconds}s`, ''];
+  const lines = [`mesh ${st.instance}: store ${st.store}, revision ${st.revision}; CA valid until ${st.ca.notAfter}, workload certificates live ${st.ca.svidTtlSeconds}s`];
+  for (const r of st.rejected ?? []) lines.push(`left out of the desired state (fails its check): ${r.key}: ${r.problem}`);
+  lines.push('');
   lines.push(table(['NODE', 'POD-SUBNET', 'AGENT', 'LAST-HEARTBEAT', 'APPLIED-REV', 'WORKLOADS', 'CERTS', 'EARLIEST-CERT-EXPIRY', 'ERROR'],
     st.nodes.map((n) => [n.name, n.podSubnet, n.healthy ? 'healthy' : n.lastHeartbeat ? 'STALE' : 'never seen',
       n.heartbeatAgeSeconds === undefined ? '-' : `${n.heartbeatAgeSeconds.toFixed(1)}s ago`,
@@ -63,7 +65,7 @@ export async function upCluster(ctx: CommandContext, n: number, files: string[],
   const nodes = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
   if (prev && prev.nodes.length !== n) throw new EbmeshError('EBMESH_USAGE', `mesh "${p.instance}" already runs ${prev.nodes.length} nodes`, { hint: 'ebmesh down first' });
   const st: import('../../lab/cluster.js').ClusterState = prev ?? { nodes, etcd: { pid: 0, clientPort: 0, peerPort: 0, dataDir: '' }, agents: {}, svidTtl };
-  if (!prev || !(await L.healthy(`http://127.0.0.1:${st.etcd.clientPort}`))) {
+  if (!prev || !(await L.etcdUp(p, st))) {
     ctx.err('• starting etcd');
     st.etcd = await L.startEtcdFor(p, prev ?? {});
     L.writeCluster(p, st);
@@ -73,10 +75,7 @@ export async function upCluster(ctx: CommandContext, n: number, files: string[],
     st.cpPid = await L.startControlPlane(p, st, () => isRunning(p));
     L.writeCluster(p, st);
   }
-  for (const name of nodes) {
-    const r = await instanceClient(p).call(clusterAdminApi.addNode, { name });
-    L.writeToken(p.instance, name, r.token);
-  }
+  for (const name of nodes) await registerNode(p, name, L);
   ctx.err(`• applying ${files.join(', ')}`);
   for (const r of await applyFiles(ctx, files)) ctx.err(`  ${r.resource} ${r.action}`);
   const meshItem = (await instanceClient(p).call(meshApi.resources, { kind: 'MeshConfig' })).items[0];
@@ -92,6 +91,18 @@ export async function upCluster(ctx: CommandContext, n: number, files: string[],
   }
   L.writeCluster(p, st);
   for (const name of nodes) await waitAgent(p.instance, name, st.agents[name]!, L.pidAlive);
+}
+
+/**
+ * Registers NODE at the control plane and, unless its agent holds a node
+ * certificate it can start with, writes the join token and CA bundle it
+ * enrols with. A node that has one gets no token: a token left lying around
+ * would enrol whoever finds it as that node.
+ */
+async function registerNode(p: CommandContext['paths'], name: string, L: Awaited<ReturnType<typeof lab>>): Promise<void> {
+  if (!L.needsJoin(p.instance, name)) return;
+  const r = await instanceClient(p).call(clusterAdminApi.addNode, { name });
+  L.writeJoin(p.instance, name, r.token, r.bundlePem);
 }
 
 async function waitAgent(instance: string, node: string, pid: number, alive: (pid: number) => boolean): Promise<void> {
@@ -134,6 +145,7 @@ export const labCmd: Command = {
       if (!st.nodes.includes(part)) throw new EbmeshError('EBMESH_NOT_FOUND', `no node ${part} (nodes: ${st.nodes.join(', ')})`);
       if (stop) await L.stopPid(st.agents[part]);
       if (start) {
+        await registerNode(ctx.paths, part, L);
         st.agents[part] = L.startAgent(ctx.paths.instance, part);
         await waitAgent(ctx.paths.instance, part, st.agents[part]!, L.pidAlive);
       }

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { instanceClient, isRunning } from '../client.js';
@@ -18,6 +18,7 @@ import type { Command, CommandContext } from '../command.js';
 import { downCluster, nodesOption, renderClusterStatus, upCluster } from './cluster.js';
 import { pidAlive } from '../../host/pids.js';
 import { inCgroup } from '../../host/cgroup.js';
+import { openPrivateLog, privateDir } from '../../host/private-files.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -27,8 +28,8 @@ function progress(ctx: CommandContext, msg: string): void {
 
 async function startDaemon(ctx: CommandContext): Promise<void> {
   const { paths } = ctx;
-  mkdirSync(paths.stateDir, { recursive: true });
-  const log = openSync(paths.logFile, 'a');
+  privateDir(paths.stateDir);
+  const log = openPrivateLog(paths.logFile);
   const child = spawn(process.execPath, ['--expose-gc', join(PACKAGE_ROOT, 'dist/src/node/main.js'), '--instance', paths.instance], {
     detached: true,
     stdio: ['ignore', log, log],
@@ -69,6 +70,7 @@ export function renderStatus(st: NodeStatus): string {
       (st.lastReconcile ? `, reconciled at revision ${st.lastReconcile.revision}` : ''),
   ];
   if (st.lastReconcile?.error) lines.push(`last reconcile FAILED: ${st.lastReconcile.error}`);
+  for (const r of st.rejected ?? []) lines.push(`left out of the desired state (fails its check): ${r.key}: ${r.problem}`);
   lines.push(`programs attached to: ${st.datapath.attached.join(', ') || 'nothing'}`);
   lines.push(`maps: ${st.datapath.maps.map((m) => `${m.map} ${m.entries}/${m.max}`).join(', ')}`);
   lines.push(`counters: ${Object.entries(st.datapath.counters).map(([k, v]) => `${k}=${v}`).join(' ')}`);

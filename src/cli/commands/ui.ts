@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -8,7 +9,7 @@ import type { Command } from '../command.js';
 
 export const ui: Command = {
   name: 'ui',
-  summary: 'serve the web UI (service map, flows, policy) on the loopback',
+  summary: 'serve the web UI (service map, flows, policy) on the loopback, to whoever has the token in the address it prints',
   usage: 'ui [--port PORT]   (default 9900; 0 picks a free port)',
   async run(ctx) {
     const { values } = parseArgs({ args: ctx.args, options: { port: { type: 'string', short: 'p', default: '9900' } } });
@@ -24,15 +25,16 @@ export const ui: Command = {
     const { startUiServer } = await import('../../ui/server.js');
     let started;
     try {
-      started = await startUiServer({ socketPath: ctx.paths.apiSocket, staticDir, port });
+      // Whoever holds it reads the node's API through the UI: it goes to the terminal of who started the UI, nowhere else.
+      started = await startUiServer({ socketPath: ctx.paths.apiSocket, staticDir, port, token: randomBytes(24).toString('base64url') });
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EADDRINUSE') {
         throw new EbmeshError('EBMESH_PORT_IN_USE', `port ${port} on 127.0.0.1 is taken`, { hint: 'choose another with --port' });
       }
       throw e;
     }
-    ctx.out(`ebmesh UI for node "${ctx.paths.instance}": ${started.url}`);
-    ctx.err('Ctrl-C stops it.');
+    ctx.out(`ebmesh UI for node "${ctx.paths.instance}": ${started.loginUrl}`);
+    ctx.err('The address holds the UI\'s token: whoever has it reads what root reads through the UI. Ctrl-C stops it.');
     await new Promise<void>((resolve) => {
       const stop = () => {
         started.server.close(() => resolve());
