@@ -8,19 +8,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse } from 'yaml';
 import { availableParallelism } from 'node:os';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
 import { cgroup2Root } from '../../src/kernel/index.js';
 import { instanceClient } from '../../src/cli/client.js';
 import { nodeApi } from '../../src/api/node.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { desyncRequest, loadDesyncCases } from '../proxy/desync-corpus.js';
 import { CLIENT_LOOP, loopTally } from '../helpers/cluster.js';
 import { autogroupNiceFor, autogroupNiceOf, cpuWeightFor } from '../../src/proxy/cpu-share.js';
 
 const FIX = join(PACKAGE_ROOT, 'test/integration/fixtures');
 const SERVER = join(FIX, 'l7-server.mjs');
-const CORPUS = '/work/shared/corpora/http-desync-guardian';
 
 let mesh: TestMesh;
 let worldFile = '';
@@ -255,16 +254,9 @@ test('L7 authorization: another namespace gets 403, the same namespace 200', () 
 });
 
 test('the desync corpus through the mesh path: every Severe case is 400 + close and never reaches the backend', () => {
-  const cases: Array<{ name: string; hex: string }> = [];
-  for (const f of readdirSync(CORPUS).filter((n) => n.endsWith('.yaml')).sort()) {
-    type C = { name: string; uri: string; method: string; version: string; headers: Array<{ name: string; value: string | number }> | null; expected: { tier: string } };
-    for (const c of (parse(readFileSync(join(CORPUS, f), 'utf8')) as C[] | null) ?? []) {
-      if (c.expected.tier !== 'Severe') continue;
-      const line = `${c.method} ${c.uri} ${c.version}`.trimEnd();
-      const headers = (c.headers ?? []).map((h) => `${h.name}:${h.value}\r\n`).join('');
-      cases.push({ name: `${f}: ${c.name}`, hex: Buffer.from(`${line}\r\nHost: web\r\n${headers}\r\n`, 'latin1').toString('hex') });
-    }
-  }
+  const cases = loadDesyncCases()
+    .filter((c) => c.expected.tier === 'Severe')
+    .map((c) => ({ name: `${c.file}: ${c.name}`, hex: desyncRequest(c).toString('hex') }));
   assert.ok(cases.length >= 50, `found ${cases.length} Severe cases`);
   const file = mesh.file('desync.json', JSON.stringify(cases));
   const v1 = (JSON.parse(mesh.ok('get', 'wl', 'web-v1', '-n', 'shop', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
