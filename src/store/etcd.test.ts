@@ -3,12 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { requireTools } from '../../test/helpers/tools.js';
 import { EtcdStore, prefixEnd } from './etcd.js';
 import { startEtcd, stopEtcd, type EtcdServer } from './etcd-server.js';
 import type { WatchEvent } from './store.js';
 
-const haveEtcd = spawnSync('etcd', ['--version']).status === 0;
 const dir = mkdtempSync(join(tmpdir(), 'ebmesh-etcd-'));
 let server: EtcdServer;
 const stores: EtcdStore[] = [];
@@ -26,7 +25,8 @@ const until = async (cond: () => boolean, ms = 10_000) => {
 };
 
 before(async () => {
-  if (haveEtcd) server = await startEtcd({ dataDir: join(dir, 'data') });
+  requireTools('etcd');
+  server = await startEtcd({ dataDir: join(dir, 'data') });
 });
 after(async () => {
   for (const s of stores) await s.close();
@@ -38,7 +38,7 @@ test('prefixEnd is the first key after every key with the prefix', () => {
   assert.equal(Buffer.from(prefixEnd('/a/'), 'base64').toString(), '/a0');
 });
 
-test('get, list by prefix, atomic commit with one revision', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('get, list by prefix, atomic commit with one revision', async () => {
   const s = open();
   const r0 = await s.revision();
   const r1 = await s.commit([
@@ -58,14 +58,14 @@ test('get, list by prefix, atomic commit with one revision', { skip: !haveEtcd &
   assert.deepEqual(await open(`/other${process.pid}`).list('/'), []);
 });
 
-test('one commit may name a key twice: the last op wins, as in the embedded store', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('one commit may name a key twice: the last op wins, as in the embedded store', async () => {
   const s = open(`/dup${process.pid}`);
   const r = await s.commit([{ type: 'put', key: '/a', value: 1 }, { type: 'delete', key: '/a' }, { type: 'put', key: '/b', value: 1 }, { type: 'put', key: '/b', value: 2 }]);
   assert.equal(await s.get('/a'), undefined);
   assert.deepEqual(await s.get('/b'), { key: '/b', value: 2, modRevision: r });
 });
 
-test('watch delivers each revision once, in order, and resumes after etcd restarts', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('watch delivers each revision once, in order, and resumes after etcd restarts', async () => {
   const writer = open(`/w${process.pid}`);
   const watcher = open(`/w${process.pid}`);
   const start = await writer.commit([{ type: 'put', key: '/k/0', value: 0 }]);
