@@ -457,7 +457,7 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   assert.deepEqual(mid.draining.map((d) => d.pid), [before.pid], 'and found the old one draining');
   const t = loopTally(await loop);
   const w = JSON.parse((await ws).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; errors: string[] };
-  const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; refused: number; goaway: number; sessions: number; errors: string[] };
+  const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; refused: number; unsent: number; goaway: number; sessions: number; errors: string[] };
   for (let i = 0; i < 100 && readdirSync('/proc').includes(String(before.pid)); i++) await sleep(100);
   assert.ok(!readdirSync('/proc').includes(String(before.pid)), 'the old proxy exited after draining');
   const drained = new RegExp(`node proxy ${before.pid}: drained in (\\d+) ms, (\\d+) cut`).exec(readFileSync(join(instancePaths(mesh.instance).stateDir, 'proxy.log'), 'utf8'));
@@ -466,6 +466,7 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   assert.ok(t.keepalive_ok > 200 && t.new_ok > 100, JSON.stringify(t));
   assert.equal(w.fail, 0, JSON.stringify(w));
   assert.equal(h.fail, 0, JSON.stringify(h));
+  assert.equal(h.refused, 0, `the old proxy refused no HTTP/2 stream: ${JSON.stringify(h)}`);
   assert.ok(h.goaway >= 1 && h.sessions >= 2, `the HTTP/2 client was sent away from the old proxy and opened a new session: ${JSON.stringify(h)}`);
   assert.ok(h.ok > secs * 10, JSON.stringify(h));
   // Pings went on after the switch (the old proxy drained only when the WebSocket ended).
