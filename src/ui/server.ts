@@ -11,6 +11,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import { createReadStream, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { requestTarget } from '../api/server.js';
 
 export interface UiServerOptions {
   socketPath: string;
@@ -105,7 +106,7 @@ export function startUiServer(opts: UiServerOptions): Promise<{ server: Server; 
     req.on('error', () => undefined);
     res.on('error', () => undefined);
     if (!LOOPBACK_HOST.test(req.headers.host ?? '')) return plain(res, 403, 'only http://127.0.0.1 or http://localhost may be used');
-    const url = new URL(req.url ?? '/', 'http://ui');
+    const url = requestTarget(req.url ?? '/');
     if (url.pathname === '/api' || url.pathname.startsWith('/api/')) {
       if (req.method !== 'GET' && req.method !== 'HEAD') return apiError(res, 405, 'EBMESH_READ_ONLY', 'the UI reads the node API; changes go through the CLI');
       return forward(req, res, opts.socketPath, url.pathname.slice(4) + url.search);
