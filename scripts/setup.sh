@@ -11,6 +11,7 @@ PKGS=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make gcc iproute2 uti
       etcd-server etcd-client tcpdump
       python3-prometheus-client
       sockperf  # bench shortcut: ping-pong round trips
+      haproxy wrk  # bench sidecars (the sidecar model's proxy) and loopback (the reference client)
       python3-grpcio default-jdk-headless  # clients that dial IPv4 Services over AF_INET6 sockets (v4-mapped)
       chromium)  # the web UI's browser tests (driven by playwright-core, which downloads no browser)
 missing=()
@@ -26,8 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  # Debian starts nginx on install; the lab runs its own, and nothing else should listen.
-  if command -v service >/dev/null && pgrep -x nginx >/dev/null 2>&1; then service nginx stop >/dev/null 2>&1 || true; fi
+  # Debian starts nginx and haproxy on install; the lab and the benchmarks run their own, and nothing else should listen.
+  for daemon in nginx haproxy; do
+    if command -v service >/dev/null && pgrep -x "$daemon" >/dev/null 2>&1; then service "$daemon" stop >/dev/null 2>&1 || true; fi
+  done
 fi
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

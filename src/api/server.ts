@@ -67,10 +67,11 @@ export type Listen =
 /** Request bodies beyond this are refused: the API carries resources and reports, not bulk data. */
 const MAX_BODY = 32 << 20;
 
-export function errorBody(e: unknown): { error: Record<string, unknown> } {
+/** The answer's error body. `where`, the request's method and path, stands in for an error that says no place of its own. */
+export function errorBody(e: unknown, where?: string): { error: Record<string, unknown> } {
   if (e instanceof ResourceError) return { error: { ...e.toJSON(), problems: e.problems } };
-  if (e instanceof EbmeshError) return { error: e.toJSON() };
-  return { error: { code: 'EBMESH_INTERNAL', message: (e as Error)?.message ?? String(e) } };
+  if (e instanceof EbmeshError) return { error: { ...e.toJSON(), where: e.where ?? where } };
+  return { error: { code: 'EBMESH_INTERNAL', message: (e as Error)?.message ?? String(e), where } };
 }
 
 function send(res: ServerResponse, status: number, body: unknown): void {
@@ -79,19 +80,20 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+/** `where`: the request's method and path, which every refusal names. */
+async function readJson(req: IncomingMessage, where: string): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > MAX_BODY) throw new EbmeshError('EBMESH_USAGE', `request body over ${MAX_BODY} bytes`);
+    if (size > MAX_BODY) throw new EbmeshError('EBMESH_USAGE', `request body over ${MAX_BODY} bytes`, { where });
     chunks.push(c as Buffer);
   }
   if (!chunks.length) return {};
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch (e) {
-    throw new EbmeshError('EBMESH_USAGE', `request body is not JSON: ${(e as Error).message}`);
+    throw new EbmeshError('EBMESH_USAGE', `request body is not JSON: ${(e as Error).message}`, { where });
   }
 }
 
@@ -121,16 +123,28 @@ function peerOf(req: IncomingMessage): string | undefined {
   return /URI:(spiffe:\/\/[^,\s]+)/.exec(san)?.[1];
 }
 
+/**
+ * The request-target's path and query, as sent. Not `new URL(target, base)`:
+ * it throws on some targets ("//%F4%84%8F%89/": a host that is not one) and
+ * reads "//host/v1/status" as the path /v1/status.
+ */
+export function requestTarget(target: string): { pathname: string; search: string; searchParams: URLSearchParams } {
+  const q = target.indexOf('?');
+  const search = q < 0 ? '' : target.slice(q);
+  return { pathname: q < 0 ? target : target.slice(0, q), search, searchParams: new URLSearchParams(search) };
+}
+
 async function dispatch(parts: readonly Served[], req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://ebmesh');
+  const url = requestTarget(req.url ?? '/');
   const found = candidates(parts, req.method ?? 'GET', url.pathname);
   if (!found.length) return send(res, 404, errorBody(new EbmeshError('EBMESH_NOT_FOUND', `${req.method} ${url.pathname} not found`)));
   const peer = peerOf(req);
   const authorization = req.headers.authorization;
   const call: CallContext = { ...(peer ? { peer } : {}), ...(authorization ? { authorization } : {}) };
+  const where = `${req.method} ${url.pathname}`;
   try {
-    const raw = req.method === 'GET' ? Object.fromEntries(url.searchParams) : await readJson(req);
-    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new EbmeshError('EBMESH_USAGE', 'request body must be a JSON object');
+    const raw = req.method === 'GET' ? Object.fromEntries(url.searchParams) : await readJson(req, where);
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new EbmeshError('EBMESH_USAGE', 'request body must be a JSON object', { where });
     // Routes may share a path (the flow list and its stream): the first whose input fits serves; the last one's error is reported.
     let chosen: { found: Found; input: unknown } | undefined;
     let lastError: unknown;
@@ -149,7 +163,7 @@ async function dispatch(parts: readonly Served[], req: IncomingMessage, res: Ser
     send(res, 200, await out);
   } catch (e) {
     if (res.headersSent) return void res.destroy();
-    send(res, httpStatusOf(e), errorBody(e));
+    send(res, httpStatusOf(e), errorBody(e, where));
   }
 }
 
@@ -158,11 +172,21 @@ export function startServer(listen: Listen, parts: readonly Served[]): Promise<S
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     req.on('error', () => undefined);
     res.on('error', () => undefined);
-    void dispatch(parts, req, res);
+    // Whatever a request does, it never takes the process down: an error that escaped is its 500.
+    dispatch(parts, req, res).catch((e: unknown) => {
+      if (res.headersSent) res.destroy();
+      else send(res, 500, errorBody(e, `${req.method} ${req.url}`));
+    });
   };
   const server = listen.tls ? createHttpsServer(listen.tls, onRequest) : createHttpServer(onRequest);
   // A peer that fails the handshake never reaches a route; say nothing of it but keep serving.
   server.on('tlsClientError', () => undefined);
+  // A request Node's HTTP parser refuses (a bad request line, header or framing) is answered as our refusals are.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const body = JSON.stringify(errorBody(new EbmeshError('EBMESH_USAGE', `not an HTTP/1.1 request this API can read (${err.code ?? err.message})`, { where: 'the request line and headers' })));
+    socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     const ready = () => { server.off('error', reject); resolve(server); };

@@ -15,13 +15,16 @@ import { serveHttp1 } from './h1-server.js';
 import { handleRequest, type ConnContext, type Downstream } from './router.js';
 import { ProxyRuntime } from './runtime.js';
 import { sniff } from './sniff.js';
-import { withPrefix } from './prefixed-stream.js';
+import { withPrefix } from '../net/prefixed-stream.js';
 import { passThroughTcp } from './tcp-passthrough.js';
 import { OtlpExporter } from './tracing.js';
-import { drainSession } from '../net/h2-drain.js';
+import { drainSession, type ShutdownNotice } from '../net/h2-drain.js';
 import type { NodeProxy, OriginalDestination, ProxyConfig, ProxyRoutingConfig, ProxyStats } from './types.js';
 
 const connOf = new WeakMap<object, ConnContext>();
+/** Each HTTP/2 session's way to announce its end without refusing a stream (../net/h2-drain.ts). */
+const noticeOf = new WeakMap<http2.ServerHttp2Session, ShutdownNotice>();
+const drain = (s: http2.ServerHttp2Session): void => drainSession(s, { notice: noticeOf.get(s) });
 
 export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   let version = 1;
@@ -39,7 +42,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
     h2Sessions.add(session);
     session.once('close', () => h2Sessions.delete(session));
     // Sniffed or upgraded after the drain began: its first stream is answered, then GOAWAY.
-    if (rt.draining) session.once('stream', () => drainSession(session));
+    if (rt.draining) session.once('stream', () => drain(session));
   });
   h2.on('sessionError', () => {});
   h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
@@ -74,11 +77,13 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   // Map each h2 session to its connection: Node creates the session
   // synchronously inside emit('connection'), so we tag it right there.
   const h2Connection = (socket: net.Socket, conn: ConnContext, firstBytes: Buffer): void => {
+    const { stream, notice } = withPrefix(socket, firstBytes);
     const tag = (s: http2.ServerHttp2Session): void => {
       connOf.set(s, conn);
+      noticeOf.set(s, notice);
     };
     h2.once('session', tag);
-    h2.emit('connection', withPrefix(socket, firstBytes));
+    h2.emit('connection', stream);
     h2.off('session', tag);
   };
 
@@ -176,7 +181,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       rt.draining = true;
       server.close();
       for (const c of rt.http1) c.drain();
-      for (const s of h2Sessions) drainSession(s);
+      for (const s of h2Sessions) drain(s);
       // TCP pass-through, WebSocket and tunnelled streams are left to end by themselves (the caller's deadline cuts them).
       return new Promise((resolve) => {
         onEmpty = resolve;

@@ -6,13 +6,12 @@ import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { requireTools } from '../../test/helpers/tools.js';
 import { EtcdStore, prefixEnd } from './etcd.js';
 import { startEtcd, stopEtcd, type EtcdServer } from './etcd-server.js';
 import { ensureEtcdPki, type EtcdTlsFiles } from './etcd-pki.js';
 import type { WatchEvent } from './store.js';
 
-const haveEtcd = spawnSync('etcd', ['--version']).status === 0;
 const dir = mkdtempSync(join(tmpdir(), 'ebmesh-etcd-'));
 let server: EtcdServer;
 const stores: EtcdStore[] = [];
@@ -31,7 +30,8 @@ const until = async (cond: () => boolean, ms = 10_000) => {
 };
 
 before(async () => {
-  if (haveEtcd) server = await startEtcd({ dataDir: join(dir, 'data'), pkiDir: join(dir, 'pki') });
+  requireTools('etcd');
+  server = await startEtcd({ dataDir: join(dir, 'data'), pkiDir: join(dir, 'pki') });
 });
 after(async () => {
   for (const s of stores) await s.close();
@@ -43,7 +43,7 @@ test('prefixEnd is the first key after every key with the prefix', () => {
   assert.equal(Buffer.from(prefixEnd('/a/'), 'base64').toString(), '/a0');
 });
 
-test('get, list by prefix, atomic commit with one revision', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('get, list by prefix, atomic commit with one revision', async () => {
   const s = open();
   const r0 = await s.revision();
   const r1 = await s.commit([
@@ -63,14 +63,14 @@ test('get, list by prefix, atomic commit with one revision', { skip: !haveEtcd &
   assert.deepEqual(await open(`/other${process.pid}`).list('/'), []);
 });
 
-test('one commit may name a key twice: the last op wins, as in the embedded store', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('one commit may name a key twice: the last op wins, as in the embedded store', async () => {
   const s = open(`/dup${process.pid}`);
   const r = await s.commit([{ type: 'put', key: '/a', value: 1 }, { type: 'delete', key: '/a' }, { type: 'put', key: '/b', value: 1 }, { type: 'put', key: '/b', value: 2 }]);
   assert.equal(await s.get('/a'), undefined);
   assert.deepEqual(await s.get('/b'), { key: '/b', value: 2, modRevision: r });
 });
 
-test('watch delivers each revision once, in order, and resumes after etcd restarts', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('watch delivers each revision once, in order, and resumes after etcd restarts', async () => {
   const writer = open(`/w${process.pid}`);
   const watcher = open(`/w${process.pid}`);
   const start = await writer.commit([{ type: 'put', key: '/k/0', value: 0 }]);
@@ -109,7 +109,7 @@ function rawHttps(port: number, path: string, tls: Record<string, unknown>): Pro
   });
 }
 
-test('etcd refuses a client without a certificate, with one of another CA, and one that speaks plain HTTP', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('etcd refuses a client without a certificate, with one of another CA, and one that speaks plain HTTP', async () => {
   const mine = tlsOf(server.client);
   // The control plane's own certificate reads (the check of the check: the request itself is fine).
   assert.equal(await rawHttps(server.clientPort, '/v3/kv/range', mine), 'HTTP 200');
@@ -143,7 +143,7 @@ test('etcd refuses a client without a certificate, with one of another CA, and o
   assert.doesNotMatch(peer, /^read HTTP\/1\.1 200/, peer);
 });
 
-test('the store refuses an etcd whose certificate its CA did not sign, and plain http:// endpoints', { skip: !haveEtcd && 'etcd-server is not installed' }, async () => {
+test('the store refuses an etcd whose certificate its CA did not sign, and plain http:// endpoints', async () => {
   const stranger = tlsOf((await ensureEtcdPki(join(dir, 'stranger-pki'))).client);
   const s = new EtcdStore({ endpoint: server.endpoint, tls: { ...tlsOf(server.client), ca: stranger.ca }, prefix: '/x' });
   stores.push(s);

@@ -12,6 +12,8 @@ import http2 from 'node:http2';
 import tls from 'node:tls';
 import type { CredentialStore } from './credentials.js';
 import { nodeOf, spiffeIdFromSan } from './ids.js';
+import { TunnelStream, type Attempt } from './stream.js';
+import { MAX_STREAM_ID } from '../net/h2-drain.js';
 import { ALPN, H_REASON, H_SOURCE_ID, H_SOURCE_IP, SESSION_WINDOW, SETTINGS, MAX_SESSION_MEMORY_MB, authority, type Destination } from './protocol.js';
 
 export interface Peer {
@@ -39,6 +41,10 @@ interface Entry {
   peerId?: string;
   /** Streams opened on it and not yet closed. */
   active: number;
+  /** Its TLS and HTTP/2 handshakes completed. */
+  connected: boolean;
+  /** The peer announced a graceful shutdown (a GOAWAY that refuses nothing yet). */
+  goingAway: boolean;
   /** Out of the pool: close once its last stream ends. */
   retiring?: boolean;
 }
@@ -53,7 +59,9 @@ export class TunnelError extends Error {
 export class TunnelClient extends EventEmitter {
   private readonly pool = new Map<string, Entry>();
   private readonly onRotate: () => void;
-  readonly stats = { sessionsOpened: 0, sessionsFailed: 0, streams: 0, streamsFailed: 0 };
+  /** streamsReplayed: attempts made again after the peer refused them unprocessed (none of them failed a stream). */
+  readonly stats = { sessionsOpened: 0, sessionsFailed: 0, streams: 0, streamsFailed: 0, streamsReplayed: 0 };
+  private closed = false;
 
   constructor(private readonly opts: TunnelClientOptions) {
     super();
@@ -102,10 +110,13 @@ export class TunnelClient extends EventEmitter {
     const entry: Entry = {
       session,
       active: 0,
+      connected: false,
+      goingAway: false,
       ready: new Promise((resolve, reject) => {
         const t = setTimeout(() => { session.destroy(new Error(`tunnel to ${k}: no TLS session within ${this.opts.connectTimeoutMs ?? 5000} ms`)); }, this.opts.connectTimeoutMs ?? 5000);
         session.once('connect', () => {
           clearTimeout(t);
+          entry.connected = true;
           entry.peerId = spiffeIdFromSan((session.socket as tls.TLSSocket).getPeerCertificate().subjectaltname);
           try { session.setLocalWindowSize(SESSION_WINDOW); } catch { /* closing */ }
           this.emit('session', { peer, peerId: entry.peerId });
@@ -121,43 +132,60 @@ export class TunnelClient extends EventEmitter {
     });
     const forget = () => { if (this.pool.get(k) === entry) this.pool.delete(k); };
     session.once('close', forget);
-    session.once('goaway', forget);
+    session.on('goaway', (code: number, lastStreamId: number) => {
+      if (code === http2.constants.NGHTTP2_NO_ERROR && lastStreamId === MAX_STREAM_ID) entry.goingAway = true;
+      forget();
+    });
     this.pool.set(k, entry);
     return entry;
   }
 
   /**
    * A CONNECT stream to dst through the peer node. The stream is usable at
-   * once (bytes written before the answer are buffered); `response` settles
-   * with the peer's answer: the peer ID on 200, a TunnelError otherwise, and
-   * the stream is then destroyed.
+   * once (bytes written before the answer are buffered, and kept: a stream
+   * the peer refuses unprocessed is opened again and they are written
+   * again, see stream.ts); `response` settles with the peer's answer: the
+   * peer ID on 200, a TunnelError otherwise, and the stream is then
+   * destroyed.
    */
-  open(peer: Peer, dst: Destination, o: OpenOptions = {}): { stream: http2.ClientHttp2Stream; response: Promise<{ peerId: string | undefined }> } {
-    const entry = this.session(peer);
+  open(peer: Peer, dst: Destination, o: OpenOptions = {}): { stream: TunnelStream; response: Promise<{ peerId: string | undefined }> } {
     const headers: http2.OutgoingHttpHeaders = { ':method': 'CONNECT', ':authority': authority(dst) };
     if (o.sourceId) headers[H_SOURCE_ID] = o.sourceId;
     if (o.sourceIp) headers[H_SOURCE_IP] = o.sourceIp;
     this.stats.streams++;
+    let settle!: { resolve: (r: { peerId: string | undefined }) => void; reject: (e: Error) => void };
+    const response = new Promise<{ peerId: string | undefined }>((resolve, reject) => { settle = { resolve, reject }; });
+    response.catch(() => undefined);
+    const fail = (e: Error) => { this.stats.streamsFailed++; settle.reject(e); };
+    const stream: TunnelStream = new TunnelStream({
+      open: () => this.attempt(peer, headers),
+      mayReplay: () => !this.closed,
+      onReplay: () => { this.stats.streamsReplayed++; },
+      onAnswer: (h, a) => {
+        const status = Number(h[':status']);
+        if (status === 200) { settle.resolve({ peerId: a.peerId() }); return; }
+        const reason = h[H_REASON];
+        fail(new TunnelError(status, `tunnel to ${authority(dst)} via ${this.key(peer)}: ${status}${reason ? ` (${String(reason)})` : ''}`));
+        stream.destroy();
+      },
+      onGiveUp: (error, rstCode, attempts) => fail(error ?? new TunnelError(undefined,
+        `tunnel stream to ${authority(dst)} closed before an answer (${rstCode ?? 'no code'}${attempts > 1 ? `, after ${attempts} attempts` : ''})`)),
+    });
+    // A failure before the answer is reported through `response`; whoever pipes the stream listens for the rest.
+    stream.on('error', () => undefined);
+    return { stream, response };
+  }
+
+  /** One HTTP/2 stream for a TunnelStream, on the pool's current session to the peer. */
+  private attempt(peer: Peer, headers: http2.OutgoingHttpHeaders): Attempt {
+    const entry = this.session(peer);
     const stream = entry.session.request(headers, { endStream: false });
     entry.active++;
     stream.once('close', () => {
       entry.active--;
       if (entry.retiring && entry.active === 0) entry.session.close();
     });
-    const response = new Promise<{ peerId: string | undefined }>((resolve, reject) => {
-      const fail = (e: Error) => { this.stats.streamsFailed++; reject(e); };
-      stream.once('response', (h) => {
-        const status = Number(h[':status']);
-        if (status === 200) { resolve({ peerId: entry.peerId }); return; }
-        const reason = h[H_REASON];
-        fail(new TunnelError(status, `tunnel to ${authority(dst)} via ${this.key(peer)}: ${status}${reason ? ` (${String(reason)})` : ''}`));
-        stream.destroy();
-      });
-      stream.once('error', fail);
-      stream.once('close', () => fail(new TunnelError(undefined, `tunnel stream to ${authority(dst)} closed before an answer (${stream.rstCode ?? 'no code'})`)));
-    });
-    response.catch(() => undefined);
-    return { stream, response };
+    return { stream, connected: () => entry.connected, peerId: () => entry.peerId, goingAway: () => entry.goingAway };
   }
 
   /**
@@ -175,6 +203,7 @@ export class TunnelClient extends EventEmitter {
   }
 
   close(): void {
+    this.closed = true;
     this.opts.credentials.off('rotate', this.onRotate);
     for (const e of this.pool.values()) e.session.destroy();
     this.pool.clear();

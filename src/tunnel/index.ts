@@ -1,4 +1,5 @@
 export { TunnelClient, TunnelError, type Peer, type OpenOptions } from './client.js';
+export { TunnelStream } from './stream.js';
 export { TunnelServer, type TunnelRequest, type TunnelFlow, type Verdict } from './server.js';
 export { CredentialStore, makeCredentials, type Credentials, type CredentialMaterial } from './credentials.js';
 export { nodeSpiffeId, nodeOf, parseSpiffeId, spiffeIdFromSan, SYSTEM_NAMESPACE } from './ids.js';

@@ -233,6 +233,28 @@ test('a lost session is made again on the next stream', async () => {
   assert.equal((await got).toString(), '2bye 1');
 });
 
+test('a peer endpoint going away refuses the streams that crossed its GOAWAY: each is opened again with the bytes written before the answer, none fails', async () => {
+  const up = await echoServer();
+  const { srv, port } = await tunnelServer();
+  const { client } = await tunnelClient();
+  const one = (i: number) => {
+    const { stream, response } = client.open({ host: '127.0.0.1', port }, { ip: '127.0.0.1', port: up.port });
+    const got = collect(stream);
+    stream.write(`m${i} `);
+    stream.end('x'.repeat(i));
+    return Promise.all([response, got]).then(([, b]) => b.toString());
+  };
+  // A session to the endpoint, then its GOAWAY and new streams in the same turn: the streams' HEADERS reach
+  // the endpoint after its GOAWAY went out (nghttp2 there ignores them), and its final GOAWAY refuses them.
+  assert.equal(await one(0), 'm0 bye 3');
+  srv.goaway();
+  const out = await Promise.all(Array.from({ length: 20 }, (_, i) => one(i + 1)));
+  out.forEach((o, i) => assert.equal(o, `m${i + 1} ${'x'.repeat(i + 1)}bye ${`m${i + 1} `.length + i + 1}`));
+  assert.ok(client.stats.streamsReplayed > 0, 'the endpoint refused streams (else this test shows nothing)');
+  assert.equal(client.stats.streamsFailed, 0);
+  assert.equal(client.stats.sessionsOpened, 2);
+});
+
 async function freePort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));

@@ -19,6 +19,7 @@ import { createServer, request, type IncomingMessage, type Server, type ServerRe
 import { createReadStream, statSync } from 'node:fs';
 import { extname, join, normalize, sep } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { requestTarget } from '../api/server.js';
 
 export interface UiServerOptions {
   socketPath: string;
@@ -124,7 +125,7 @@ function cookie(req: IncomingMessage, name: string): string | undefined {
 }
 
 /** How a request stands: it carries the token (cookie or bearer), brings it in its URL (to be swapped for a cookie), or neither. */
-function authOf(req: IncomingMessage, url: URL, token: string, cookieName: string): 'ok' | 'login' | 'no' {
+function authOf(req: IncomingMessage, url: { searchParams: URLSearchParams }, token: string, cookieName: string): 'ok' | 'login' | 'no' {
   const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? '')?.[1];
   if (bearer !== undefined) return same(bearer, token) ? 'ok' : 'no';
   const inUrl = url.searchParams.get('token');
@@ -142,7 +143,7 @@ export function startUiServer(opts: UiServerOptions): Promise<{ server: Server; 
     req.on('error', () => undefined);
     res.on('error', () => undefined);
     if (!LOOPBACK_HOST.test(req.headers.host ?? '')) return plain(res, 403, 'only http://127.0.0.1 or http://localhost may be used');
-    const url = new URL(req.url ?? '/', 'http://ui');
+    const url = requestTarget(req.url ?? '/');
     const auth = authOf(req, url, opts.token, cookieName);
     const isApi = url.pathname === '/api' || url.pathname.startsWith('/api/');
     if (auth === 'no') {
@@ -154,7 +155,7 @@ export function startUiServer(opts: UiServerOptions): Promise<{ server: Server; 
       url.searchParams.delete('token');
       res.writeHead(302, {
         'set-cookie': `${cookieName}=${opts.token}; HttpOnly; SameSite=Strict; Path=/`,
-        location: url.pathname + url.search,
+        location: url.pathname + (url.searchParams.size ? `?${url.searchParams}` : ''),
         'cache-control': 'no-store',
       });
       return void res.end();

@@ -18,9 +18,11 @@ import { checkMarkdownTables, checkWellFormedXml } from '../../bench/wellformed.
 import { checkReportJson } from '../../bench/report-schema.js';
 import { scenarios } from '../../bench/scenarios/index.js';
 import { benchInstanceName, findBenchInstances } from '../../bench/lab-instances.js';
-import { spawnSync } from 'node:child_process';
+import { requireTools } from '../helpers/tools.js';
 
-test('runBench --quick on loopback writes a well-formed report', { skip: findNginx() ? false : 'nginx is not installed (apt-get install -y nginx-light)', timeout: 120_000 }, async () => {
+test('runBench --quick on loopback writes a well-formed report', { timeout: 120_000 }, async () => {
+  requireTools('wrk');
+  assert.ok(findNginx(), 'nginx is not installed: run sudo bash scripts/setup.sh');
   const out = await mkdtemp(path.join(os.tmpdir(), 'ebmesh-bench-test-'));
   const lines: string[] = [];
   try {
@@ -46,6 +48,7 @@ test('runBench --quick on loopback writes a well-formed report', { skip: findNgi
     assert.equal(s.status, 'ok');
     assert.equal(s.result?.baseline, 'open loop 200/s');
     assert.ok(s.summaries.length >= 3);
+    assert.ok(s.summaries.some((c) => c.name === 'closed loop (wrk)'), 'the reference client ran');
     for (const c of s.summaries) assert.equal(c.runs, 2);
     // nginx was stopped and its temp prefix removed.
     const prefix = /-p (\S+)/.exec(s.result!.setup[0]!)?.[1];
@@ -55,15 +58,9 @@ test('runBench --quick on loopback writes a well-formed report', { skip: findNgi
   }
 });
 
-const missing = (): string | false => {
-  if (process.getuid?.() !== 0) return 'needs root (network namespaces, cgroups, BPF)';
-  for (const [tool, arg] of [['haproxy', '-v'], ['bpftool', 'version']] as const) {
-    if (spawnSync(tool, [arg]).status !== 0) return `${tool} is not installed (apt-get install -y haproxy bpftool)`;
-  }
-  return findNginx() ? false : 'nginx is not installed (apt-get install -y nginx-light)';
-};
-
-test('bench --quick footprint sidecars writes a well-formed report', { skip: missing(), timeout: 600_000 }, async () => {
+test('bench --quick footprint sidecars writes a well-formed report', { timeout: 600_000 }, async () => {
+  requireTools('haproxy', 'bpftool');
+  assert.ok(findNginx(), 'nginx is not installed: run sudo bash scripts/setup.sh');
   const out = await mkdtemp(path.join(os.tmpdir(), 'ebmesh-bench-test-'));
   const lines: string[] = [];
   try {

@@ -8,19 +8,18 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse } from 'yaml';
 import { availableParallelism } from 'node:os';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
 import { cgroup2Root } from '../../src/kernel/index.js';
 import { instanceClient } from '../../src/cli/client.js';
 import { nodeApi } from '../../src/api/node.js';
 import { TestMesh } from '../helpers/mesh.js';
+import { desyncRequest, loadDesyncCases } from '../proxy/desync-corpus.js';
 import { CLIENT_LOOP, loopTally } from '../helpers/cluster.js';
 import { autogroupNiceFor, autogroupNiceOf, cpuWeightFor } from '../../src/proxy/cpu-share.js';
 
 const FIX = join(PACKAGE_ROOT, 'test/integration/fixtures');
 const SERVER = join(FIX, 'l7-server.mjs');
-const CORPUS = '/work/shared/corpora/http-desync-guardian';
 
 let mesh: TestMesh;
 let worldFile = '';
@@ -255,16 +254,9 @@ test('L7 authorization: another namespace gets 403, the same namespace 200', () 
 });
 
 test('the desync corpus through the mesh path: every Severe case is 400 + close and never reaches the backend', () => {
-  const cases: Array<{ name: string; hex: string }> = [];
-  for (const f of readdirSync(CORPUS).filter((n) => n.endsWith('.yaml')).sort()) {
-    type C = { name: string; uri: string; method: string; version: string; headers: Array<{ name: string; value: string | number }> | null; expected: { tier: string } };
-    for (const c of (parse(readFileSync(join(CORPUS, f), 'utf8')) as C[] | null) ?? []) {
-      if (c.expected.tier !== 'Severe') continue;
-      const line = `${c.method} ${c.uri} ${c.version}`.trimEnd();
-      const headers = (c.headers ?? []).map((h) => `${h.name}:${h.value}\r\n`).join('');
-      cases.push({ name: `${f}: ${c.name}`, hex: Buffer.from(`${line}\r\nHost: web\r\n${headers}\r\n`, 'latin1').toString('hex') });
-    }
-  }
+  const cases = loadDesyncCases()
+    .filter((c) => c.expected.tier === 'Severe')
+    .map((c) => ({ name: `${c.file}: ${c.name}`, hex: desyncRequest(c).toString('hex') }));
   assert.ok(cases.length >= 50, `found ${cases.length} Severe cases`);
   const file = mesh.file('desync.json', JSON.stringify(cases));
   const v1 = (JSON.parse(mesh.ok('get', 'wl', 'web-v1', '-n', 'shop', '-o', 'json')) as { spec: { ip: string } }).spec.ip;
@@ -465,7 +457,7 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   assert.deepEqual(mid.draining.map((d) => d.pid), [before.pid], 'and found the old one draining');
   const t = loopTally(await loop);
   const w = JSON.parse((await ws).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; errors: string[] };
-  const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; refused: number; goaway: number; sessions: number; errors: string[] };
+  const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; refused: number; unsent: number; goaway: number; sessions: number; errors: string[] };
   for (let i = 0; i < 100 && readdirSync('/proc').includes(String(before.pid)); i++) await sleep(100);
   assert.ok(!readdirSync('/proc').includes(String(before.pid)), 'the old proxy exited after draining');
   const drained = new RegExp(`node proxy ${before.pid}: drained in (\\d+) ms, (\\d+) cut`).exec(readFileSync(join(instancePaths(mesh.instance).stateDir, 'proxy.log'), 'utf8'));
@@ -474,6 +466,7 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   assert.ok(t.keepalive_ok > 200 && t.new_ok > 100, JSON.stringify(t));
   assert.equal(w.fail, 0, JSON.stringify(w));
   assert.equal(h.fail, 0, JSON.stringify(h));
+  assert.equal(h.refused, 0, `the old proxy refused no HTTP/2 stream: ${JSON.stringify(h)}`);
   assert.ok(h.goaway >= 1 && h.sessions >= 2, `the HTTP/2 client was sent away from the old proxy and opened a new session: ${JSON.stringify(h)}`);
   assert.ok(h.ok > secs * 10, JSON.stringify(h));
   // Pings went on after the switch (the old proxy drained only when the WebSocket ended).

@@ -3,7 +3,9 @@
  * headless Chromium. The structural checks need only /v1/status and
  * /v1/resources; everything about edges, denials and the flow table needs
  * the agent's flows (GET /v1/flows) and fails, not skips, without them.
- * A run saves the screenshots the README shows (docs/img/ui-*.png).
+ * With EBMESH_UI_SHOTS=DIR a run keeps the screenshots the README shows
+ * (EBMESH_UI_SHOTS=docs/img rewrites them); without, they go with the test's
+ * scratch directory, and a run leaves the repository as it found it.
  *
  * The UI answers only whoever has the token in the address it printed
  * (issue 19): the browser opens that address first; without it, in the
@@ -43,6 +45,9 @@ spec:
     - from: [{ podSelector: { matchLabels: { app: client } } }]
       ports: [{ port: 8080 }]
 `;
+
+/** Where a screenshot goes: EBMESH_UI_SHOTS when set, else the mesh's scratch directory. */
+const shot = (name: string) => join(process.env.EBMESH_UI_SHOTS ?? mesh.dir, name);
 
 const node = (id: string) => page.locator(`[data-node-id="${id}"]`);
 const edge = (id: string) => page.locator(`[data-edge-id="${id}"]`);
@@ -199,7 +204,7 @@ test('a denied flow appears as denied: on the map and in the flow table', async 
   assert.equal(await edge('wl:demo/client>svc:demo/web').getAttribute('data-edge-state'), 'ok', 'the client is still allowed');
   await node('svc:demo/web').click();
   await page.locator('[data-testid="refs-policies"]', { hasText: 'demo/web-from-client' }).waitFor();
-  await page.screenshot({ path: join(PACKAGE_ROOT, 'docs/img/ui-map.png') });
+  await page.screenshot({ path: shot('ui-map.png') });
 });
 
 async function rows(): Promise<Array<Record<string, string>>> {
@@ -210,8 +215,16 @@ async function rows(): Promise<Array<Record<string, string>>> {
 async function filterTo(name: string, value: string, check: (r: Record<string, string>) => boolean): Promise<void> {
   const field = page.locator(`[data-testid="flow-filters"] [name="${name}"]`);
   if ((await field.evaluate((e) => e.tagName)) === 'SELECT') await field.selectOption(value);
-  else await field.fill(value);
-  await page.locator('[data-testid="stream-state"]', { hasText: 'live' }).waitFor();
+  else {
+    // A typed filter commits on change (Enter or leaving the box), as a user's does.
+    await field.fill(value);
+    await field.dispatchEvent('change');
+  }
+  // Live for this filter: the page shows the query its rows answer (before that, an empty table and "connecting").
+  await page.waitForFunction(([n, v]) => {
+    const state = document.querySelector('[data-testid="stream-state"]');
+    return state?.textContent?.includes('live') && (new URLSearchParams(state.getAttribute('data-query') ?? '').get(n!) ?? '') === v;
+  }, [name, value]);
   // rows arrive from history and from the stream: wait for some, then every one must match
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="flow-table"] tbody tr').length > 0, undefined, { timeout: 15_000 });
   const got = await rows();
@@ -237,7 +250,7 @@ test('flow table: streams without reload, and the observe filters work', async (
   await filterTo('status', '', () => true);
   await filterTo('protocol', '', () => true);
   await filterTo('from', '', () => true);
-  await page.screenshot({ path: join(PACKAGE_ROOT, 'docs/img/ui-flows.png') });
+  await page.screenshot({ path: shot('ui-flows.png') });
 });
 
 test('policy view: the verdict and the deciding rule for a source and destination', async () => {

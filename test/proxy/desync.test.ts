@@ -9,15 +9,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { loadDesyncCases, type DesyncCase } from './desync-corpus.js';
+import { desyncRequest, loadDesyncCases } from './desync-corpus.js';
 import { dial, startBackend, startProxy, svc, to, type Backend, type Started } from './harness.js';
-
-function rawRequest(c: DesyncCase): Buffer {
-  const line = `${c.method} ${c.uri} ${c.version}`.trimEnd();
-  const headers = (c.headers ?? []).map((h) => `${h.name}:${h.value}\r\n`).join('');
-  // latin1: the YAML's \xNN escapes are single bytes on the wire.
-  return Buffer.from(`${line}\r\nHost: web\r\n${headers}\r\n`, 'latin1');
-}
 
 function exchange(p: Started, bytes: Buffer, onText?: (text: string, s: ReturnType<typeof dial>) => void): Promise<{ text: string; closed: boolean }> {
   return new Promise((resolve) => {
@@ -60,7 +53,7 @@ describe('HTTP/1 desync corpus (http-desync-guardian)', () => {
   for (const c of severe) {
     it(`Severe ${c.file}: ${c.name} (${c.expected.reason}) -> 400 and close`, async () => {
       const before = backend.hits + backend.partial;
-      const r = await exchange(p, rawRequest(c));
+      const r = await exchange(p, desyncRequest(c));
       assert.match(r.text, /^HTTP\/1\.1 400 /, `answer was ${JSON.stringify(r.text.slice(0, 80))}`);
       assert.ok(r.closed, 'connection closed after the 400');
       await new Promise((res) => setTimeout(res, 30)); // a late forward would show up here

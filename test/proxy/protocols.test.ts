@@ -3,18 +3,11 @@ import { execFile } from 'node:child_process';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { requireTools } from '../helpers/tools.js';
 import { dial, h2Request, h2Session, request, startBackend, startH2Backend, startProxy, svc, to, type Backend, type Started } from './harness.js';
 
 const run = promisify(execFile);
 
-async function have(tool: string): Promise<boolean> {
-  try {
-    await run('which', [tool]);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('HTTP/2, gRPC, h2c upgrade, WebSocket, TCP pass-through', () => {
   let h1: Backend, h2: Backend, grpc: Backend, p: Started;
@@ -131,10 +124,10 @@ describe('HTTP/2, gRPC, h2c upgrade, WebSocket, TCP pass-through', () => {
     p.proxy.update(full());
   });
 
-  it('h2c Upgrade from HTTP/1.1 (curl --http2 and nghttp -u)', async (t) => {
+  it('h2c Upgrade from HTTP/1.1 (curl --http2 and nghttp -u)', async () => {
     p.steer.fallback = to('10.96.5.2', 80);
     try {
-      if (!(await have('curl'))) return t.skip('curl not installed');
+      requireTools('curl', 'nghttp');
       const { stdout } = await run('curl', ['-sS', '--http2', '-o', '-', '-w', '\\n%{http_version} %{http_code}', '-d', 'upgraded-body', `http://127.0.0.1:${p.port}/up`], { timeout: 10_000 });
       const lines = stdout.trim().split('\n');
       const tail = lines.pop();
@@ -142,18 +135,16 @@ describe('HTTP/2, gRPC, h2c upgrade, WebSocket, TCP pass-through', () => {
       assert.equal(tail, '2 200', 'curl saw HTTP/2 after the upgrade');
       assert.equal(JSON.parse(json).path, '/up');
       assert.equal(JSON.parse(json).body, 'upgraded-body');
-      if (await have('nghttp')) {
-        const n = await run('nghttp', ['-u', '-v', `http://127.0.0.1:${p.port}/nghttp`], { timeout: 10_000 });
-        assert.match(n.stdout, /HTTP Upgrade success/);
-        assert.match(n.stdout, /"path":"\/nghttp"/);
-      }
+      const n = await run('nghttp', ['-u', '-v', `http://127.0.0.1:${p.port}/nghttp`], { timeout: 10_000 });
+      assert.match(n.stdout, /HTTP Upgrade success/);
+      assert.match(n.stdout, /"path":"\/nghttp"/);
     } finally {
       p.steer.fallback = undefined;
     }
   });
 
-  it('h2load: 200 requests over 4 h2 connections all succeed', async (t) => {
-    if (!(await have('h2load'))) return t.skip('h2load not installed');
+  it('h2load: 200 requests over 4 h2 connections all succeed', async () => {
+    requireTools('h2load');
     p.steer.fallback = to('10.96.5.2', 80);
     try {
       const { stdout } = await run('h2load', ['-n', '200', '-c', '4', '-m', '8', `http://127.0.0.1:${p.port}/load`], { timeout: 30_000 });
@@ -206,8 +197,8 @@ describe('HTTP/2, gRPC, h2c upgrade, WebSocket, TCP pass-through', () => {
     assert.ok(p.proxy.stats().tcpPassthrough >= 2);
   });
 
-  it('HTTP/1.1 client through curl with chunked upload', async (t) => {
-    if (!(await have('curl'))) return t.skip('curl not installed');
+  it('HTTP/1.1 client through curl with chunked upload', async () => {
+    requireTools('curl');
     p.steer.fallback = to('10.96.5.1', 80);
     try {
       const { stdout } = await run('curl', ['-sS', '-H', 'Transfer-Encoding: chunked', '--data-binary', 'chunky', `http://127.0.0.1:${p.port}/c`], { timeout: 10_000 });

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
@@ -105,6 +105,7 @@ before(async () => {
 });
 
 after(async () => {
+  keepScreenshots();
   await browser?.close();
   ui?.closeAllConnections();
   await new Promise((r) => ui?.close(r));
@@ -112,6 +113,14 @@ after(async () => {
   await new Promise((r) => api?.close(r));
   rmSync(dir, { recursive: true, force: true });
 });
+
+// EBMESH_UI_SHOTS=DIR keeps the screenshots the tests took as DIR/ui-{map,flows,policy}.png (docs/img
+// until the end-to-end test, which writes the map and flows ones from a live mesh, has run).
+function keepScreenshots(): void {
+  const keep = process.env.EBMESH_UI_SHOTS;
+  if (!keep) return;
+  for (const f of ['map.png', 'flows.png', 'policy.png']) if (existsSync(join(dir, f))) copyFileSync(join(dir, f), join(keep, `ui-${f}`));
+}
 
 const edgeState = (id: string) => page.locator(`[data-edge-id="${id}"]`).getAttribute('data-edge-state');
 
@@ -214,8 +223,3 @@ test('the page loads nothing from outside the loopback', async () => {
   assert.deepEqual(outside, []);
 });
 
-// EBMESH_UI_SHOTS=DIR keeps the screenshots as DIR/ui-{map,flows,policy}.png (docs/img until the
-// end-to-end test, which writes the map and flows ones from a live mesh, has run).
-test('keep the screenshots when asked (EBMESH_UI_SHOTS=DIR)', { skip: !process.env.EBMESH_UI_SHOTS }, () => {
-  for (const f of ['map.png', 'flows.png', 'policy.png']) copyFileSync(join(dir, f), join(process.env.EBMESH_UI_SHOTS!, `ui-${f}`));
-});

@@ -38,11 +38,19 @@ export function FlowRows({ flows, compact }: { flows: Flow[]; compact?: boolean 
   );
 }
 
+type StreamState = 'connecting' | 'live' | 'ended' | 'error';
+/** The rows and the stream's state, with the query they answer. */
+interface Shown { query: string; flows: Flow[]; state: StreamState; error?: string }
+
 export function FlowsView() {
   const [filter, setFilter] = useState<FlowFilter>(EMPTY);
-  const [flows, setFlows] = useState<Flow[]>([]);
-  const [state, setState] = useState<'connecting' | 'live' | 'ended' | 'error'>('connecting');
-  const [error, setError] = useState<string>();
+  const query = new URLSearchParams(flowInput(filter)).toString();
+  // Rows and state are kept with the query they answer, and shown only while it
+  // is the current one: between a filter change and its stream's first answer the
+  // page says "connecting" over an empty table, never the old filter's rows under
+  // an old "live" (a reader, or a test, would take them for the new filter's).
+  const [shown, setShown] = useState<Shown>({ query, flows: [], state: 'connecting' });
+  const current: Shown = shown.query === query ? shown : { query, flows: [], state: 'connecting' };
   const [status, setStatus] = useState<Status>();
   // The status box is typed into: it holds a draft (so a re-render from the stream never wipes what is typed)
   // and commits on change (Enter or leaving the box), not on every key.
@@ -52,17 +60,19 @@ export function FlowsView() {
 
   useEffect(() => {
     const ctl = new AbortController();
+    // A stream that was replaced may still answer (its history was on the way): it changes nothing.
+    const update = (f: (s: Shown) => Shown) => {
+      if (!ctl.signal.aborted) setShown((s) => (s.query === query ? f(s) : s));
+    };
     let pending: Flow[] = [];
     let seen = new Set<string>();
-    setFlows([]);
-    setState('connecting');
-    setError(undefined);
+    setShown({ query, flows: [], state: 'connecting' });
     // Batch renders: a busy stream must not re-render the table per flow.
     const flush = setInterval(() => {
       if (!pending.length) return;
       const add = pending;
       pending = [];
-      setFlows((old) => [...add.reverse(), ...old].slice(0, KEEP));
+      update((s) => ({ ...s, flows: [...add.reverse(), ...s.flows].slice(0, KEEP) }));
     }, 250);
     const take = (raw: unknown) => {
       const f = normalizeFlow(raw);
@@ -78,17 +88,16 @@ export function FlowsView() {
         const client = api(ctl.signal);
         const recent = await client.call(nodeApi.flows, { ...flowInput(filter), last: 200 });
         [...recent.flows].sort((a, b) => a.time.localeCompare(b.time)).forEach(take);
-        setState('live');
+        update((s) => ({ ...s, state: 'live' }));
         await client.follow(nodeApi.followFlows, { ...flowInput(filter), follow: '1' }, take, ctl.signal);
-        setState('ended');
+        update((s) => ({ ...s, state: 'ended' }));
       } catch (e) {
         if ((e as Error).name === 'AbortError') return;
-        setState('error');
-        setError((e as Error).message);
+        update((s) => ({ ...s, state: 'error', error: (e as Error).message }));
       }
     })();
     return () => { ctl.abort(); clearInterval(flush); };
-  }, [filter.namespace, filter.from, filter.to, filter.verdict, filter.protocol, filter.status]);
+  }, [query]);
 
   // Functional update: two quick changes must not lose one to a stale render's filter.
   const set = (k: keyof FlowFilter) => (e: Event) => {
@@ -111,14 +120,14 @@ export function FlowsView() {
         <label>protocol <select name="protocol" value={filter.protocol} onChange={set('protocol')}><option value="">any</option>{['tcp', 'udp', 'http'].map((n) => <option>{n}</option>)}</select></label>
         <label>status <input name="status" size={6} placeholder="e.g. 5xx" value={statusDraft}
           onInput={(e) => setStatusDraft((e.target as HTMLInputElement).value)} onChange={set('status')} /></label>
-        <span class={`stream ${state}`} data-testid="stream-state">{state === 'live' ? '● live' : state}</span>
-        <span class="muted" data-testid="flow-count">{flows.length} flows{flows.length >= KEEP ? ` (newest ${KEEP})` : ''}</span>
+        <span class={`stream ${current.state}`} data-testid="stream-state" data-query={query}>{current.state === 'live' ? '● live' : current.state}</span>
+        <span class="muted" data-testid="flow-count">{current.flows.length} flows{current.flows.length >= KEEP ? ` (newest ${KEEP})` : ''}</span>
       </form>
-      {error && <p class="error" data-testid="flows-error">{error}</p>}
+      {current.error && <p class="error" data-testid="flows-error">{current.error}</p>}
       <div class="table-wrap">
         <table class="flows" data-testid="flow-table">
           <thead><tr><th>time</th><th>source</th><th>destination</th><th>protocol</th><th>verdict</th><th>HTTP</th><th>latency</th><th>reason</th></tr></thead>
-          <tbody><FlowRows flows={flows} /></tbody>
+          <tbody><FlowRows flows={current.flows} /></tbody>
         </table>
       </div>
     </div>

@@ -1,0 +1,26 @@
+/**
+ * Runs fuzz targets for a while and prints one JSON report per target.
+ *
+ *   node dist/test/fuzz/run.js TARGET|all [--minutes N] [--seed N]
+ *
+ * Exits 1 when a target failed; the report has the counterexample and the
+ * seed that finds it again (docs/fuzzing.md).
+ */
+import { parseArgs } from 'node:util';
+import { fuzz } from './fuzz.js';
+import { targets } from './targets/index.js';
+
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { minutes: { type: 'string', default: '10' }, seed: { type: 'string' } } });
+const names = positionals[0] === 'all' || !positionals.length ? Object.keys(targets) : positionals;
+let failed = false;
+for (const name of names) {
+  const t = targets[name];
+  if (!t) {
+    process.stderr.write(`unknown target "${name}" (known: ${Object.keys(targets).join(', ')})\n`);
+    process.exit(2);
+  }
+  const r = await fuzz(t, { timeMs: Number(values.minutes) * 60_000, ...(values.seed ? { seed: Number(values.seed) } : {}) });
+  process.stdout.write(`${JSON.stringify(r)}\n`);
+  failed ||= r.failed;
+}
+process.exit(failed ? 1 : 0);
