@@ -5,14 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fuzz } from './fuzz.js';
 import { targets } from './targets/index.js';
 
 const SECONDS = Number(process.env.EBMESH_FUZZ_SECONDS ?? 4);
 
 for (const [name, t] of Object.entries(targets)) {
   test(`fuzz ${name}: ${t.what}`, { timeout: 120_000 }, async (ctx) => {
-    const r = await fuzz(t, { timeMs: SECONDS * 1000 });
+    const r = await t.run({ timeMs: SECONDS * 1000 });
     ctx.diagnostic(`${r.runs} inputs in ${r.ms} ms, seed ${r.seed}`);
     assert.equal(r.failed, false, `${r.error}\ncounterexample: ${r.counterexample}\nseed: ${r.seed}`);
     assert.ok(r.runs > 0, 'no input was tried');

@@ -7,7 +7,6 @@
  * seed that finds it again (docs/fuzzing.md).
  */
 import { parseArgs } from 'node:util';
-import { fuzz } from './fuzz.js';
 import { targets } from './targets/index.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { minutes: { type: 'string', default: '10' }, seed: { type: 'string' } } });
@@ -19,7 +18,7 @@ for (const name of names) {
     process.stderr.write(`unknown target "${name}" (known: ${Object.keys(targets).join(', ')})\n`);
     process.exit(2);
   }
-  const r = await fuzz(t, { timeMs: Number(values.minutes) * 60_000, ...(values.seed ? { seed: Number(values.seed) } : {}) });
+  const r = await t.run({ timeMs: Number(values.minutes) * 60_000, ...(values.seed ? { seed: Number(values.seed) } : {}) });
   process.stdout.write(`${JSON.stringify(r)}\n`);
   failed ||= r.failed;
 }
