@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { FrontendIndex } from './frontend-index.js';
 import { computeFrontends } from './lb.js';
 import { defaultMesh, type Snapshot, type WorkloadStatus } from './state.js';
-import type { ServiceResource, WorkloadResource } from '../resources/index.js';
+import { Service, Workload, type ServiceResource, type WorkloadResource } from '../resources/schemas.js';
 
 /** A small deterministic PRNG: a failing sequence can be replayed from its seed. */
 function rng(seed: number): () => number {
@@ -26,15 +26,15 @@ function randomService(r: () => number, name: string, ns: string): ServiceResour
   else if (shape < 0.85) { sel.app = pick(APPS); sel.tier = pick(TIERS); }
   else if (shape < 0.92) sel.tier = pick(TIERS);
   // else: no selector, no endpoints
-  return {
+  return Service.parse({
     apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns },
     spec: {
       clusterIP: r() < 0.9 ? `10.96.0.${1 + Math.floor(r() * 200)}` : undefined,
       selector: sel,
-      ports: [{ port: 80, targetPort: r() < 0.5 ? 8080 : 'http', protocol: 'TCP' }, ...(r() < 0.3 ? [{ port: 53, protocol: 'UDP' as const }] : [])],
+      ports: [{ name: 'web', port: 80, targetPort: r() < 0.5 ? 8080 : 'http', protocol: 'TCP' }, ...(r() < 0.3 ? [{ name: 'dns', port: 53, protocol: 'UDP' as const }] : [])],
       ...(r() < 0.2 ? { sessionAffinity: 'ClientIP' } : {}),
     },
-  } as unknown as ServiceResource;
+  });
 }
 
 function randomWorkload(r: () => number, name: string, ns: string): WorkloadResource {
@@ -42,14 +42,14 @@ function randomWorkload(r: () => number, name: string, ns: string): WorkloadReso
   const labels: Record<string, string> = { app: pick(APPS) };
   if (r() < 0.6) labels.tier = pick(TIERS);
   const kind = r();
-  return {
+  return Workload.parse({
     apiVersion: 'ebmesh.io/v1alpha1', kind: 'Workload', metadata: { name, namespace: ns, labels },
     spec: {
       ...(kind < 0.4 ? { external: true, ip: `10.250.0.${1 + Math.floor(r() * 250)}` } : { command: ['sleep', '1'] }),
       ...(kind > 0.8 ? { ip: `10.244.0.${1 + Math.floor(r() * 250)}` } : {}),
       ports: [{ containerPort: 8080, name: r() < 0.7 ? 'http' : 'other', protocol: 'TCP' }, { containerPort: 53, protocol: 'UDP' }],
     },
-  } as unknown as WorkloadResource;
+  });
 }
 
 function randomStatus(r: () => number): WorkloadStatus | undefined {
@@ -103,14 +103,14 @@ for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
 }
 
 test('FrontendIndex recomputes only the Services a workload change can touch', () => {
-  const services = Array.from({ length: 50 }, (_, i) => ({
+  const services = Array.from({ length: 50 }, (_, i) => Service.parse({
     apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'n' },
     spec: { clusterIP: `10.96.1.${i + 1}`, selector: { app: `s${i}` }, ports: [{ port: 80, targetPort: 8080, protocol: 'TCP' }] },
-  })) as unknown as ServiceResource[];
-  const wl = (j: number, app: string) => ({
+  }));
+  const wl = (j: number, app: string) => Workload.parse({
     apiVersion: 'ebmesh.io/v1alpha1', kind: 'Workload', metadata: { name: `e${j}`, namespace: 'n', labels: { app } },
     spec: { external: true, ip: `10.250.0.${j + 1}`, ports: [{ containerPort: 8080, protocol: 'TCP' }] },
-  }) as unknown as WorkloadResource;
+  });
   const workloads = Array.from({ length: 200 }, (_, j) => wl(j, `s${j % 50}`));
   const snap = (ws: WorkloadResource[], rev: number): Snapshot => ({
     revision: rev, mesh: defaultMesh, namespaces: [], others: new Map(), services, workloads: ws, workloadStatus: new Map(),

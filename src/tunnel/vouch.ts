@@ -65,7 +65,7 @@ export class CallerVouching {
  * destination's NetworkPolicy for the caller as vouched (absent tables: the
  * agent has sent none yet, nothing to judge).
  */
-export function judgeStream(r: TunnelRequest, vouching: CallerVouching, policy: EndpointPolicy | undefined): Verdict {
+export function judgeStream(r: TunnelRequest, vouching: CallerVouching, policy: Pick<EndpointPolicy, 'judge'> | undefined): Verdict {
   const v = vouching.check(r);
   if (!v.ok) return { allow: false, reason: v.reason };
   return policy?.judge({ sourceIp: v.sourceIp, dst: r.dst }) ?? { allow: true };

@@ -37,6 +37,7 @@ describe('drain: the old generation of a handover', () => {
     const keepAlive = () => {
       const a = new http.Agent({ keepAlive: true, maxSockets: 1 });
       // Through the proxy, attributed as the kernel would.
+      // http.Agent's createConnection is Node's own hook, absent from its typings.
       (a as unknown as { createConnection: unknown }).createConnection = () => dial(p, to('10.96.6.1', 80));
       return a;
     };

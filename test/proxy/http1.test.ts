@@ -82,6 +82,7 @@ describe('HTTP/1.1 proxying and routing', () => {
       sockets.add(s);
       return s;
     }) as never;
+    // http.Agent's createConnection is Node's own hook, absent from its typings.
     (agent as unknown as { createConnection: unknown }).createConnection = createConnection;
     for (let i = 0; i < 3; i++) {
       const r = await request(p, orig, { path: `/ka/${i}`, agent });
@@ -109,6 +110,7 @@ describe('HTTP/1.1 proxying and routing', () => {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
     let dials = 0;
     const orig = to('10.96.0.11', 80);
+    // http.Agent's createConnection is Node's own hook, absent from its typings.
     (agent as unknown as { createConnection: unknown }).createConnection = () => {
       dials++;
       return dial(p, orig);
