@@ -6,7 +6,7 @@
  * agents converge on their own) and what its status is.
  */
 import { EbmeshError } from '../errors.js';
-import { parseResources, kindAliases, kinds, namespaced, type AnyResource } from '../resources/index.js';
+import { parseResources, kindOfWord, kinds, namespaced, type AnyResource } from '../resources/index.js';
 import type { Handlers } from '../api/server.js';
 import type { meshApi } from '../api/mesh.js';
 import type { Status } from '../api/status.js';
@@ -27,7 +27,7 @@ function notFound(what: string): EbmeshError {
 }
 
 export function resolveKind(text: string): string {
-  const k = kindAliases[text.toLowerCase()] ?? (text in kinds ? text : undefined);
+  const k = kindOfWord(text);
   if (!k) throw new EbmeshError('EBMESH_UNKNOWN_KIND', `unknown kind "${text}"`, { hint: `known: ${Object.keys(kinds).join(', ')}` });
   return k;
 }

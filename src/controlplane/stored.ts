@@ -18,7 +18,7 @@
  */
 import { z } from 'zod';
 import { describeZod } from '../api/route.js';
-import { kinds, resourceKey, workloadSpecFields, type AnyResource } from '../resources/index.js';
+import { isKindName, kinds, resourceKey, workloadSpecFields, type AnyResource } from '../resources/index.js';
 import { ipv4Address, metadata } from '../resources/schema-common.js';
 import { deepFreeze } from '../store/index.js';
 
@@ -75,8 +75,8 @@ function parseWith<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, value: unknow
 
 function checkResource(value: unknown, asRemoteView: boolean): Checked<AnyResource> {
   const kind = (value as { kind?: unknown } | null)?.kind;
-  if (typeof kind !== 'string' || !Object.hasOwn(kinds, kind)) return { problem: `not a resource of a known kind (kind: ${JSON.stringify(kind)})` };
-  const schema = asRemoteView && kind === 'Workload' ? RemoteWorkloadView : kinds[kind as keyof typeof kinds];
+  if (typeof kind !== 'string' || !isKindName(kind)) return { problem: `not a resource of a known kind (kind: ${JSON.stringify(kind)})` };
+  const schema = asRemoteView && kind === 'Workload' ? RemoteWorkloadView : kinds[kind];
   return parseWith(schema as z.ZodType<AnyResource, z.ZodTypeDef, unknown>, value, kind);
 }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { parseResources, ResourceError } from './index.js';
+import { kindOfWord, parseResources, ResourceError } from './index.js';
 import { PACKAGE_ROOT } from '../paths.js';
 
 function problemsOf(text: string): string[] {
@@ -49,6 +49,15 @@ test('unknown kinds, SCTP and bad names are explained', () => {
   assert.match(problemsOf('apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n')[0]!, /in.yaml:2: kind: unknown kind "Pod"/);
   assert.match(problemsOf(svc('  ports: [{port: 80, protocol: SCTP}]'))[0]!, /SCTP is not supported/);
   assert.match(problemsOf('apiVersion: v1\nkind: Namespace\nmetadata: {name: Bad_Name}\n')[0]!, /metadata.name: must be a DNS label/);
+});
+
+test('a kind named after an Object property is an unknown kind, not a crash (found by fuzzing)', () => {
+  for (const kind of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+    assert.match(problemsOf(`apiVersion: v1\nkind: ${kind}\nmetadata: {name: x}\n`)[0]!, new RegExp(`in.yaml:2: kind: unknown kind "${kind}"`));
+    assert.equal(kindOfWord(kind), undefined, kind);
+  }
+  assert.equal(kindOfWord('svc'), 'Service');
+  assert.equal(kindOfWord('HTTPRoute'), 'HTTPRoute');
 });
 
 test('one bad document rejects the whole input', () => {

@@ -6,7 +6,7 @@
 import { LineCounter, parseAllDocuments, isNode, type Document } from 'yaml';
 import type { ZodIssue } from 'zod';
 import { EbmeshError } from '../errors.js';
-import { kinds, namespaced, type AnyResource, type KindName } from './schemas.js';
+import { isKindName, kinds, namespaced, type AnyResource, type KindName } from './schemas.js';
 
 export interface Problem {
   file: string;
@@ -106,14 +106,14 @@ export function parseResources(text: string, file = '<input>'): AnyResource[] {
     const label = typeof kind === 'string'
       ? describeResource({ kind, metadata: { name: String(meta.name ?? '?'), namespace: typeof meta.namespace === 'string' ? meta.namespace : undefined } })
       : undefined;
-    if (typeof kind !== 'string' || !(kind in kinds)) {
+    if (typeof kind !== 'string' || !isKindName(kind)) {
       problems.push({
         file, line: at(['kind']), field: 'kind',
         message: typeof kind === 'string' ? `unknown kind "${kind}" (known: ${Object.keys(kinds).join(', ')})` : 'is required',
       });
       return;
     }
-    const result = kinds[kind as KindName].safeParse(obj);
+    const result = kinds[kind].safeParse(obj);
     if (!result.success) {
       for (const i of result.error.issues) {
         problems.push({ file, line: at(i.path), resource: label, field: fieldPath(i.path) || undefined, message: issueMessage(i) });

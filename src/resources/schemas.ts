@@ -186,6 +186,11 @@ export type KindName = keyof typeof kinds;
 export type AnyResource = ServiceResource | WorkloadResource | NamespaceResource | MeshConfigResource | NetworkPolicyResource
   | HTTPRouteResource | GRPCRouteResource | TrafficPolicyResource | AuthorizationPolicyResource;
 
+/** Whether `kind` names one of ebmesh's kinds (own keys only: "__proto__" or "constructor" name none). */
+export function isKindName(kind: string): kind is KindName {
+  return Object.hasOwn(kinds, kind);
+}
+
 /** Kinds whose objects live in a namespace. */
 export const namespaced: ReadonlySet<string> = new Set(['Service', 'Workload', 'NetworkPolicy',
   'HTTPRoute', 'GRPCRoute', 'TrafficPolicy', 'AuthorizationPolicy']);
@@ -202,3 +207,10 @@ export const kindAliases: Record<string, KindName> = {
   authorizationpolicy: 'AuthorizationPolicy', authorizationpolicies: 'AuthorizationPolicy',
   networkpolicy: 'NetworkPolicy', networkpolicies: 'NetworkPolicy', netpol: 'NetworkPolicy',
 };
+
+/** The kind a CLI word names (a kind's name or one of its short names), if any. */
+export function kindOfWord(word: string): KindName | undefined {
+  const alias = word.toLowerCase();
+  if (Object.hasOwn(kindAliases, alias)) return kindAliases[alias];
+  return isKindName(word) ? word : undefined;
+}
