@@ -56,6 +56,8 @@ test('a kind named after an Object property is an unknown kind, not a crash (fou
     assert.match(problemsOf(`apiVersion: v1\nkind: ${kind}\nmetadata: {name: x}\n`)[0]!, new RegExp(`in.yaml:2: kind: unknown kind "${kind}"`));
     assert.equal(kindOfWord(kind), undefined, kind);
   }
+  // A name that is a mapping whose key is toString made String() throw while naming the resource.
+  assert.match(problemsOf('apiVersion: v1\nkind: Service\nmetadata:\n  name:\n    toString: [1]\n')[0]!, /Service default\/\?: metadata\.name: Expected string/);
   assert.equal(kindOfWord('svc'), 'Service');
   assert.equal(kindOfWord('HTTPRoute'), 'HTTPRoute');
 });

@@ -104,7 +104,7 @@ export function parseResources(text: string, file = '<input>'): AnyResource[] {
     const kind = obj.kind;
     const meta = (obj.metadata ?? {}) as Record<string, unknown>;
     const label = typeof kind === 'string'
-      ? describeResource({ kind, metadata: { name: String(meta.name ?? '?'), namespace: typeof meta.namespace === 'string' ? meta.namespace : undefined } })
+      ? describeResource({ kind, metadata: { name: typeof meta.name === 'string' ? meta.name : '?', namespace: typeof meta.namespace === 'string' ? meta.namespace : undefined } })
       : undefined;
     if (typeof kind !== 'string' || !isKindName(kind)) {
       problems.push({
