@@ -261,6 +261,8 @@ export class Observer {
   /** Streams matching flows as NDJSON until the client goes away: the last `limit` first. */
   follow(res: ServerResponse, filter: FlowFilter, limit: number): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    // Sent now, not with the first flow: a filter nothing matches yet must still answer (the caller waits on the headers).
+    res.flushHeaders();
     for (const f of this.flows(filter, limit)) res.write(JSON.stringify(f) + '\n');
     const follower: Follower = { res, filter, skipped: 0 };
     this.followers.add(follower);

@@ -57,10 +57,13 @@ function request(socketPath: string, i: Input): Promise<{ status: number; type: 
       answered = true;
       let body = '';
       res.setEncoding('utf8');
+      const stream = String(res.headers['content-type']).includes('ndjson');
+      // A stream whose filter matches nothing yet sends no line: its headers are its answer, the lines come within a short wait or not at all.
+      if (stream) setTimeout(() => res.destroy(), 300).unref();
       res.on('data', (d: string) => {
         body += d;
         // A stream answers line by line until one side closes: its first line is enough.
-        if (String(res.headers['content-type']).includes('ndjson') && body.includes('\n')) res.destroy();
+        if (stream && body.includes('\n')) res.destroy();
       });
       const done = () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body });
       res.on('end', done);
