@@ -5,7 +5,7 @@
  *
  *   cc -O2 -Wall -o compat compat.c
  *   compat serve PORT
- *   compat run HOST PORT N [CASE | CASE:b | CASE:n ...]
+ *   compat run HOST PORT N|FROM:TO [CASE | CASE:b | CASE:n ...]
  *
  * Nothing is retried: a blocking call that fails fails the case, and a
  * non-blocking call that returns EAGAIN after poll() said the socket was
@@ -911,7 +911,7 @@ static int connect_case(const char *host, int port, char mode)
 
 struct outcome { int c; char m; char line[1000]; long n; };
 
-static int run(const char *host, int port, int iterations, int nonly, char **only)
+static int run(const char *host, int port, int first, int end, int nonly, char **only)
 {
 	struct ctl ctl = { .fd = socket(AF_INET, SOCK_STREAM, 0) };
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
@@ -925,7 +925,7 @@ static int run(const char *host, int port, int iterations, int nonly, char **onl
 		perror("control connect");
 		return 2;
 	}
-	for (int it = 0; it < iterations; it++) {
+	for (int it = first; it < end; it++) {
 		int k = 0;
 
 		for (int i = 0; i < NCASES; i++) {
@@ -1007,8 +1007,18 @@ int main(int argc, char **argv)
 		serve(atoi(argv[2]));
 		return 0;
 	}
-	if (argc >= 5 && !strcmp(argv[1], "run"))
-		return run(argv[2], atoi(argv[3]), atoi(argv[4]), argc - 5, argv + 5);
-	fprintf(stderr, "usage: compat serve PORT | compat run HOST PORT N [CASE ...]\n");
+	if (argc >= 5 && !strcmp(argv[1], "run")) {
+		/* N iterations, or iterations FROM to TO (exclusive): the seeds
+		 * follow the iteration, so shards run in parallel cover
+		 * different ones. */
+		int first = 0, end = 0;
+
+		if (sscanf(argv[4], "%d:%d", &first, &end) != 2) {
+			first = 0;
+			end = atoi(argv[4]);
+		}
+		return run(argv[2], atoi(argv[3]), first, end, argc - 5, argv + 5);
+	}
+	fprintf(stderr, "usage: compat serve PORT | compat run HOST PORT N|FROM:TO [CASE ...]\n");
 	return 2;
 }

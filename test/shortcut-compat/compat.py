@@ -11,7 +11,10 @@ said the socket was ready fails it too.
                                        PORT+1, non-blocking one on PORT+2;
                                        prints "ready"
   compat.py run HOST PORT N [CASE ...] runs every case (or CASE, CASE:b,
-                                       CASE:n) N times; prints one line per
+                                       CASE:n) N times (N may be FROM:TO,
+                                       iterations FROM to TO exclusive: the
+                                       seeds follow the iteration, so shards
+                                       cover different ones); one line per
                                        case and mode: "CASE MODE count
                                        server=... client=..." per distinct
                                        outcome, then "total T failed F"
@@ -619,6 +622,8 @@ def connect(host, port, mode):
 
 
 def run(host, port, iterations, only):
+    first, _, end = iterations.rpartition(":")
+    iterations = range(int(first or 0), int(end))
     cs = socket.create_connection((host, port))
     ctl = Ctl(cs)
     todo = []
@@ -627,7 +632,7 @@ def run(host, port, iterations, only):
             if not only or name in only or f"{name}:{mode}" in only:
                 todo.append((name, mode))
     seen, total, failed = {}, 0, 0
-    for it in range(iterations):
+    for it in iterations:
         for i, (name, mode) in enumerate(todo):
             seed = it * 1000 + i * 7
             ctl.send("case", name, mode, seed)
@@ -659,4 +664,4 @@ if __name__ == "__main__":
     if a[0] == "serve":
         serve(int(a[1]))
     else:
-        sys.exit(1 if run(a[1], int(a[2]), int(a[3]), set(a[4:])) else 0)
+        sys.exit(1 if run(a[1], int(a[2]), a[3], set(a[4:])) else 0)
