@@ -202,9 +202,11 @@ static __always_inline void on_close(struct bpf_sock_ops *skops)
 			k.local_ip = e->daddr; k.remote_ip = e->saddr; k.local_port = e->dport; k.remote_port = e->sport;
 		}
 		pe = bpf_map_lookup_elem(&ebm_sc_peers, &k);
+		__u64 into = pe ? pe->received & ~EBM_SC_PEER_LEAVING : 0;
+
 		sent += sc->sent;
-		recv += sc->received + (pe ? pe->received : 0);
-		if (sc->sent || sc->received || (pe && pe->received))
+		recv += sc->received + into;
+		if (sc->sent || sc->received || into)
 			e->flags |= EBM_EV_F_SHORTCUT;
 	}
 	e->bytes_sent = sent;

@@ -4,15 +4,34 @@
  * is handed straight to the peer socket's receive queue (sockmap), without
  * crossing TCP/IP, the veths and the bridge.
  *
- * sockops puts each established mesh socket whose both ends are in this
- * node's pod subnet into ebm_sc_sockets, keyed by its own 4-tuple. The
- * connection was admitted at connect() (load balancing, policy): only
- * established connections enter, so nothing is decided here. The kernel
- * removes a socket from the sockhash when it closes.
+ * A socket in the sockhash is not a plain TCP socket any more: the kernel
+ * swaps its receive path for tcp_bpf_recvmsg (net/ipv4/tcp_bpf.c), which
+ * differs from tcp_recvmsg where the application can see it:
+ *  - a reader that sleeps in it returns EAGAIN on any wakeup that brings
+ *    no data (its own FIN acknowledged, a reset, a signal, another thread's
+ *    shutdown): a blocking recv() fails, and SO_RCVTIMEO ends early;
+ *  - data in its sockmap queue ignores SO_RCVLOWAT, SO_PEEK_OFF, TCP_INQ
+ *    and receive timestamps;
+ *  - its FIONREAD counts the sockmap queue only, not TCP's receive queue.
+ * So this program keeps every socket that may be used in those ways out of
+ * the shortcut, and a socket that turns out to be used so leaves the
+ * sockhash while nothing was ever redirected into it (then nothing can be
+ * lost). What no program can observe beforehand (a reader that splices,
+ * one that closes with data unread) is listed in docs/shortcut.md.
+ *
+ * sockops puts an established mesh socket whose both ends are in this
+ * node's pod subnet into ebm_sc_sockets, keyed by its own 4-tuple, when it
+ * cannot sleep in a read: a connecting socket that is non-blocking, an
+ * accepted one whose listener is non-blocking (what accept() will give is
+ * unknown yet; a listener's mode is recorded at listen()), and only if its
+ * peer is in too. The connection was admitted at connect() (load
+ * balancing, policy): only established connections enter, so nothing is
+ * decided here. The kernel removes a socket from the sockhash when it
+ * closes.
  *
  * sk_msg runs on every write of such a socket and redirects it to the peer
  * found under the mirrored key, but only when that keeps the byte stream
- * in order and bounded:
+ * in order and bounded, and the peer exact:
  *  - in order: a redirected write lands in the peer's psock queue, which
  *    the reader drains before its TCP receive queue. So a write may be
  *    redirected only when everything this socket sent the normal way has
@@ -25,13 +44,26 @@
  *    writer queue without end. When the peer holds more unread redirected
  *    bytes than max(its SO_RCVBUF, min_queue), writes go the normal way,
  *    where TCP flow control blocks the writer.
+ *  - exact: the reader is non-blocking (or not accepted yet) and uses none
+ *    of the receive options above; the writer is non-blocking (a blocking
+ *    one reads blocking too: its writes go the normal way so that its own
+ *    transmit runs sockops, which takes it out) and has not shut down its
+ *    sending side (a write after shutdown(SHUT_WR) must fail with EPIPE).
+ * A socket that receives data the normal way while it is in the sockhash
+ * (the peer declined, or raced the handshake) leaves at that segment,
+ * before the data is queued: members mark their normal-path segments with
+ * a TCP option so that the receiver's sockops sees them (header prediction
+ * would skip it otherwise).
+ *
  * Every redirected byte is counted on both sockets (ebm_sc_sock), so
  * observe's close report stays exact, and HTTP start lines in redirected
  * writes are parsed here with observe's parser (cgroup_skb never sees
  * them).
  */
+#include <stdbool.h>
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/tcp.h>
 #include <linux/socket.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -42,6 +74,20 @@
 #include "ebmesh_http.h"
 #include "v4mapped.h"
 #define EBM_TCP_CLOSE 7
+#define EBM_TCP_LISTEN 10
+#define EBM_O_NONBLOCK 04000
+#define EBM_RCV_SHUTDOWN 1
+#define EBM_SEND_SHUTDOWN 2
+
+/* The TCP option members put on their normal-path segments: an
+ * experimental option (RFC 6994, kind 253) with our own 16-bit ExID. */
+#define EBM_SC_OPT_KIND 253
+#define EBM_SC_OPT_EXID 0xeb5c
+#define EBM_SC_OPT_LEN 4
+
+#define EBM_SC_CB_FLAGS (BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG | \
+			 BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG)
+#define EBM_SC_HDR_FLAGS (BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -59,21 +105,63 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_sc_config SEC(".maps");
 
+/* Listening mesh sockets, by network namespace and port: 1 when the
+ * listener was non-blocking at listen(). Only this program reads it. */
+struct sc_listener_key {
+	__u64 netns;
+	__u32 port;             /* host order */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct sc_listener_key);
+	__type(value, __u32);
+	__uint(max_entries, 4096);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_sc_listeners SEC(".maps");
+
 /* Kernel fields read through BTF (CO-RE: offsets fixed at load). */
+struct file___ebm {
+	unsigned int f_flags;
+} __attribute__((preserve_access_index));
+
+struct socket___ebm {
+	struct file___ebm *file;
+} __attribute__((preserve_access_index));
+
+struct sock_common___ebm {
+	unsigned long skc_flags;
+} __attribute__((preserve_access_index));
+
+struct sock___ebm {
+	struct sock_common___ebm __sk_common;
+	int sk_rcvbuf;
+	int sk_rcvlowat;
+	int sk_peek_off;
+	__u32 sk_tsflags;
+	__u8 sk_shutdown;
+	struct socket___ebm *sk_socket;
+	void *sk_user_data;
+} __attribute__((preserve_access_index));
+
 struct tcp_sock___ebm {
 	__u32 rcv_nxt;
 	__u32 copied_seq;
 	__u32 write_seq;
-} __attribute__((preserve_access_index));
-
-struct sock___ebm {
-	int sk_rcvbuf;
-	void *sk_user_data;
+	__u64 bytes_received;
+	__u8 recvmsg_inq: 1;
 } __attribute__((preserve_access_index));
 
 struct sk_psock___ebm {
 	__u32 msg_tot_len;
 } __attribute__((preserve_access_index));
+
+enum sock_flags___ebm {
+	SOCK_RCVTSTAMP___ebm = 11,
+	SOCK_RCVTSTAMPNS___ebm = 12,
+	SOCK_TIMESTAMPING_RX_SOFTWARE___ebm = 15,
+};
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 
@@ -89,25 +177,188 @@ static __always_inline void count_add(enum ebm_counter c, __u64 n)
 		*v += n;
 }
 
-/* ---- sockops: enter the sockhash when established ---------------------- */
+static __always_inline struct sock___ebm *sk_at(__u64 addr)
+{
+	return bpf_rdonly_cast((void *)addr, bpf_core_type_id_kernel(struct sock___ebm));
+}
 
-static __always_inline void sc_established(struct bpf_sock_ops *skops)
+static __always_inline struct tcp_sock___ebm *tcp_at(__u64 addr)
+{
+	return bpf_rdonly_cast((void *)addr, bpf_core_type_id_kernel(struct tcp_sock___ebm));
+}
+
+/* Whether the socket at addr has a file (accepted, or made by socket())
+ * and it is in blocking mode; -1 when it has no file yet. */
+static __always_inline int sk_blocking(__u64 addr)
+{
+	struct socket___ebm *so = sk_at(addr)->sk_socket;
+	struct file___ebm *f;
+
+	if (!so)
+		return -1;
+	f = so->file;
+	if (!f)
+		return -1;
+	return !(f->f_flags & EBM_O_NONBLOCK);
+}
+
+/* A reader that takes redirected data exactly as TCP would give it: it
+ * cannot sleep in tcp_bpf_recvmsg, and none of the receive options the
+ * sockmap queue ignores is set. A socket without a file yet was let in
+ * because its listener is non-blocking. */
+static __always_inline bool sc_reader_exact(__u64 addr)
+{
+	struct sock___ebm *sk = sk_at(addr);
+	unsigned long rx_ts = (1UL << bpf_core_enum_value(enum sock_flags___ebm, SOCK_RCVTSTAMP___ebm)) |
+			      (1UL << bpf_core_enum_value(enum sock_flags___ebm, SOCK_RCVTSTAMPNS___ebm)) |
+			      (1UL << bpf_core_enum_value(enum sock_flags___ebm, SOCK_TIMESTAMPING_RX_SOFTWARE___ebm));
+	struct tcp_sock___ebm *tp = tcp_at(addr);
+
+	if (sk_blocking(addr) == 1)
+		return false;
+	if (sk->sk_rcvlowat > 1 || sk->sk_peek_off >= 0 || sk->sk_shutdown & EBM_RCV_SHUTDOWN)
+		return false;
+	if (sk->__sk_common.skc_flags & rx_ts || sk->sk_tsflags)
+		return false;
+	if (BPF_CORE_READ_BITFIELD_PROBED(tp, recvmsg_inq))
+		return false;
+	return true;
+}
+
+/* A writer whose writes may skip TCP: it does not read blocking, and it
+ * may still send (else TCP's EPIPE must answer). */
+static __always_inline bool sc_writer_exact(__u64 addr)
+{
+	return sk_blocking(addr) == 0 && !(sk_at(addr)->sk_shutdown & EBM_SEND_SHUTDOWN);
+}
+
+static __always_inline void sc_key_of_ops(struct bpf_sock_ops *skops, struct ebm_sc_key *k, bool mirrored)
+{
+	__u32 lip = *(volatile __u32 *)&skops->local_ip4, rip = *(volatile __u32 *)&skops->remote_ip4;
+	__u16 lport = bpf_htons((__u16)skops->local_port), rport = (__u16)(skops->remote_port >> 16);
+
+	k->local_ip = mirrored ? rip : lip;
+	k->remote_ip = mirrored ? lip : rip;
+	k->local_port = mirrored ? rport : lport;
+	k->remote_port = mirrored ? lport : rport;
+}
+
+/* The peers entry of a socket still in the sockhash, or NULL. */
+static __always_inline struct ebm_sc_peer *sc_member(struct ebm_sc_key *k)
+{
+	struct ebm_sc_peer *pe = bpf_map_lookup_elem(&ebm_sc_peers, k);
+
+	return pe && pe->sk ? pe : NULL;
+}
+
+/*
+ * Takes the socket under k out of the sockhash, so that it is a plain TCP
+ * socket again (the kernel restores its protocol once nothing holds its
+ * psock), if nothing was ever redirected into it: then its psock queue is
+ * empty and no redirect into it can be under way, because a writer adds
+ * its bytes to `received` before it redirects, and backs off if it finds
+ * EBM_SC_PEER_LEAVING there (one atomic word: either the writer sees the
+ * bit or this sees the bytes). A socket that was fed stays.
+ */
+static __always_inline bool sc_leave(struct ebm_sc_key *k)
+{
+	struct ebm_sc_peer *pe = sc_member(k);
+	__u64 old;
+
+	if (!pe)
+		return false;
+	old = __sync_fetch_and_or(&pe->received, EBM_SC_PEER_LEAVING);
+	if (old & ~EBM_SC_PEER_LEAVING) {
+		__sync_fetch_and_and(&pe->received, ~EBM_SC_PEER_LEAVING);
+		return false;
+	}
+	bpf_map_delete_elem(&ebm_sc_sockets, k);
+	pe->sk = 0;
+	__sync_fetch_and_and(&pe->received, ~EBM_SC_PEER_LEAVING);
+	ebm_count(EBM_CNT_SC_LEFT);
+	return true;
+}
+
+/* This socket leaves, and its peer with it: a connection is short-circuited
+ * whole or not at all (a member whose peer left would only ever receive
+ * the normal way, and its FIONREAD would miss that). */
+static __always_inline void sc_leave_pair(struct bpf_sock_ops *skops, struct ebm_sc_sock *ss)
+{
+	struct ebm_sc_key self = {}, peer = {};
+
+	sc_key_of_ops(skops, &self, false);
+	sc_key_of_ops(skops, &peer, true);
+	if (sc_leave(&self)) {
+		ss->flags |= EBM_SC_F_LEFT;
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~EBM_SC_HDR_FLAGS);
+	}
+	sc_leave(&peer);
+}
+
+/* ---- sockops: enter the sockhash when established, leave when needed ---- */
+
+static __always_inline bool sc_config_allows(struct bpf_sock_ops *skops, struct ebm_sc_config **cfgp)
 {
 	__u32 zero = 0;
 	struct ebm_sc_config *cfg = bpf_map_lookup_elem(&ebm_sc_config, &zero);
+	__u32 lip = *(volatile __u32 *)&skops->local_ip4, rip = *(volatile __u32 *)&skops->remote_ip4;
+
+	if (!cfg || !cfg->enabled)
+		return false;
+	*cfgp = cfg;
+	return (lip & cfg->mask) == cfg->subnet && (rip & cfg->mask) == cfg->subnet;
+}
+
+static __always_inline void sc_listen(struct bpf_sock_ops *skops)
+{
+	__u32 zero = 0;
+	struct ebm_sc_config *cfg = bpf_map_lookup_elem(&ebm_sc_config, &zero);
+	struct sc_listener_key lk = { .netns = bpf_get_netns_cookie(skops), .port = skops->local_port };
+	__u32 nonblocking;
+
+	if (!cfg || !cfg->enabled || !skops->sk)
+		return;
+	nonblocking = sk_blocking((__u64)skops->sk) == 0;
+	bpf_map_update_elem(&ebm_sc_listeners, &lk, &nonblocking, BPF_ANY);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+static __always_inline bool sc_listener_nonblocking(struct bpf_sock_ops *skops)
+{
+	struct sc_listener_key lk = { .netns = bpf_get_netns_cookie(skops), .port = skops->local_port };
+	__u32 *nb = bpf_map_lookup_elem(&ebm_sc_listeners, &lk);
+
+	return nb && *nb;
+}
+
+static __always_inline void sc_established(struct bpf_sock_ops *skops, bool active)
+{
+	struct ebm_sc_config *cfg;
 	struct bpf_sock *sk = skops->sk;
 	struct ebm_sc_sock *ss;
 	struct ebm_sc_peer pe = {};
-	struct ebm_sc_key k = {};
+	struct ebm_sc_key k = {}, pk = {};
 
-	if (!cfg || !cfg->enabled || !sk)
+	if (!sk || !sc_config_allows(skops, &cfg))
 		return;
-	k.local_ip = *(volatile __u32 *)&skops->local_ip4;
-	k.remote_ip = *(volatile __u32 *)&skops->remote_ip4;
-	if ((k.local_ip & cfg->mask) != cfg->subnet || (k.remote_ip & cfg->mask) != cfg->subnet)
-		return;
-	k.local_port = bpf_htons((__u16)skops->local_port);
-	k.remote_port = (__u16)(skops->remote_port >> 16);
+	sc_key_of_ops(skops, &k, false);
+	sc_key_of_ops(skops, &pk, true);
+	if (active) {
+		/* A blocking socket would read through tcp_bpf_recvmsg. */
+		if (sk_blocking((__u64)sk) != 0)
+			return;
+	} else {
+		/* The connecting end enters first (it is established one
+		 * round trip earlier): without it there is nothing to join,
+		 * and what accept() will give is only known by the listener. */
+		if (!sc_member(&pk))
+			return;
+		if (!sc_listener_nonblocking(skops)) {
+			sc_leave(&pk);
+			ebm_count(EBM_CNT_SC_DECLINED);
+			return;
+		}
+	}
 	ss = bpf_sk_storage_get(&ebm_sc_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!ss)
 		return;
@@ -116,17 +367,21 @@ static __always_inline void sc_established(struct bpf_sock_ops *skops)
 	pe.sk = (__u64)sk;
 	if (bpf_map_update_elem(&ebm_sc_peers, &k, &pe, BPF_ANY)) {
 		ebm_count(EBM_CNT_SC_MAP_FULL);
+		if (!active)
+			sc_leave(&pk);
 		return;
 	}
 	if (bpf_sock_hash_update(skops, &ebm_sc_sockets, &k, BPF_NOEXIST)) {
 		bpf_map_delete_elem(&ebm_sc_peers, &k);
 		ebm_count(EBM_CNT_SC_MAP_FULL);
+		if (!active)
+			sc_leave(&pk);
 		return;
 	}
 	ebm_count(EBM_CNT_SC_INSERTED);
 	ss->flags |= EBM_SC_F_INSERTED;
 	ss->cookie = bpf_get_socket_cookie(skops);
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | EBM_SC_CB_FLAGS);
 }
 
 static __always_inline void sc_closed(struct bpf_sock_ops *skops)
@@ -138,21 +393,78 @@ static __always_inline void sc_closed(struct bpf_sock_ops *skops)
 
 	if (!sk)
 		return;
+	if (skops->args[0] == EBM_TCP_LISTEN) {
+		struct sc_listener_key lk = { .netns = bpf_get_netns_cookie(skops), .port = skops->local_port };
+
+		bpf_map_delete_elem(&ebm_sc_listeners, &lk);
+		return;
+	}
 	ss = bpf_sk_storage_get(&ebm_sc_sock, sk, 0, 0);
 	if (!ss || !(ss->flags & EBM_SC_F_INSERTED))
 		return;
-	k.local_ip = *(volatile __u32 *)&skops->local_ip4;
-	k.remote_ip = *(volatile __u32 *)&skops->remote_ip4;
-	k.local_port = bpf_htons((__u16)skops->local_port);
-	k.remote_port = (__u16)(skops->remote_port >> 16);
+	sc_key_of_ops(skops, &k, false);
 	pe = bpf_map_lookup_elem(&ebm_sc_peers, &k);
 	if (pe) {
 		/* Observe adds entry + storage: moving keeps the sum exact
 		 * whichever program runs first. */
-		ss->received += pe->received;
+		ss->received += pe->received & ~EBM_SC_PEER_LEAVING;
 		bpf_map_delete_elem(&ebm_sc_peers, &k);
 	}
 	ebm_count(EBM_CNT_SC_REMOVED);
+}
+
+/* A segment that came the normal way with data in it: the sender marks
+ * those with our option, so this runs before TCP queues the data. */
+static __always_inline void sc_segment_in(struct bpf_sock_ops *skops)
+{
+	void *data = (void *)(long)skops->skb_data, *end = (void *)(long)skops->skb_data_end;
+	struct tcphdr *th = data;
+	struct ebm_sc_sock *ss;
+
+	if (!skops->sk || (void *)(th + 1) > end)
+		return;
+	if (skops->skb_len <= (__u32)th->doff * 4)
+		return;
+	ss = bpf_sk_storage_get(&ebm_sc_sock, skops->sk, 0, 0);
+	if (ss && (ss->flags & (EBM_SC_F_INSERTED | EBM_SC_F_LEFT)) == EBM_SC_F_INSERTED)
+		sc_leave_pair(skops, ss);
+}
+
+/* This socket sends a segment (so it runs the normal path): a blocking
+ * socket leaves here, before its next read; a member whose peer never
+ * joined leaves once that peer has sent something. A member's segments
+ * carry our option, also before its peer has joined (a write racing the
+ * handshake reaches a peer that is in by then). */
+static __always_inline void sc_segment_out_len(struct bpf_sock_ops *skops)
+{
+	struct ebm_sc_key self = {}, peer = {};
+	struct ebm_sc_sock *ss;
+	__u64 addr = (__u64)skops->sk;
+
+	if (!addr)
+		return;
+	ss = bpf_sk_storage_get(&ebm_sc_sock, skops->sk, 0, 0);
+	if (!ss || !(ss->flags & EBM_SC_F_INSERTED))
+		return;
+	sc_key_of_ops(skops, &self, false);
+	sc_key_of_ops(skops, &peer, true);
+	if (!sc_member(&self))
+		return;
+	if (sk_blocking(addr) == 1 || (!sc_member(&peer) && tcp_at(addr)->bytes_received)) {
+		sc_leave_pair(skops, ss);
+		return;
+	}
+	bpf_reserve_hdr_opt(skops, EBM_SC_OPT_LEN, 0);
+}
+
+static __always_inline void sc_segment_out_write(struct bpf_sock_ops *skops)
+{
+	struct { __u8 kind, len; __u16 exid; } opt = {
+		.kind = EBM_SC_OPT_KIND, .len = EBM_SC_OPT_LEN, .exid = bpf_htons(EBM_SC_OPT_EXID),
+	};
+
+	/* Fails harmlessly when no room was reserved for this segment. */
+	bpf_store_hdr_opt(skops, &opt, sizeof(opt), 0);
 }
 
 SEC("sockops")
@@ -165,9 +477,23 @@ int ebm_shortcut_sockops(struct bpf_sock_ops *skops)
 	if (!ebm_skops_is_ipv4(skops))
 		return 1;
 	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_LISTEN_CB:
+		sc_listen(skops);
+		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		sc_established(skops, true);
+		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		sc_established(skops);
+		sc_established(skops, false);
+		break;
+	case BPF_SOCK_OPS_PARSE_HDR_OPT_CB:
+		sc_segment_in(skops);
+		break;
+	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
+		sc_segment_out_len(skops);
+		break;
+	case BPF_SOCK_OPS_WRITE_HDR_OPT_CB:
+		sc_segment_out_write(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == EBM_TCP_CLOSE)
@@ -179,33 +505,33 @@ int ebm_shortcut_sockops(struct bpf_sock_ops *skops)
 
 /* ---- sk_msg: hand writes to the peer socket ----------------------------- */
 
-enum { SC_REDIRECT, SC_NORMAL, SC_BACKPRESSURE };
+enum { SC_REDIRECT, SC_NORMAL, SC_BACKPRESSURE, SC_DECLINED };
 
 static __always_inline int sc_decide(struct bpf_sock *self, __u64 peer_addr, __u32 size)
 {
 	__u32 zero = 0;
 	struct ebm_sc_config *cfg = bpf_map_lookup_elem(&ebm_sc_config, &zero);
-	struct tcp_sock___ebm *me = (void *)bpf_skc_to_tcp_sock(self);
+	struct tcp_sock___ebm *me = tcp_at((__u64)self);
 	struct tcp_sock___ebm *tp;
 	struct sk_psock___ebm *psock;
 	__u64 ud;
 	__u32 queued, limit;
 	int rcvbuf;
 
-	if (!me || !peer_addr)
-		return SC_NORMAL;
-	tp = bpf_rdonly_cast((void *)peer_addr, bpf_core_type_id_kernel(struct tcp_sock___ebm));
+	if (!sc_writer_exact((__u64)self) || !sc_reader_exact(peer_addr))
+		return SC_DECLINED;
+	tp = tcp_at(peer_addr);
 	/* In order: all we sent the normal way has reached the peer, and the
 	 * peer has read it (it reads its psock queue first). */
 	if (me->write_seq != tp->rcv_nxt || tp->copied_seq != tp->rcv_nxt)
 		return SC_NORMAL;
 	/* Bounded: what the peer has not read yet. */
-	ud = (__u64)((struct sock___ebm *)tp)->sk_user_data & EBM_SK_USER_DATA_PTRMASK;
+	ud = (__u64)sk_at(peer_addr)->sk_user_data & EBM_SK_USER_DATA_PTRMASK;
 	if (!ud)
 		return SC_NORMAL; /* no psock: the peer is leaving the sockhash */
 	psock = bpf_rdonly_cast((void *)ud, bpf_core_type_id_kernel(struct sk_psock___ebm));
 	queued = psock->msg_tot_len;
-	rcvbuf = ((struct sock___ebm *)tp)->sk_rcvbuf;
+	rcvbuf = sk_at(peer_addr)->sk_rcvbuf;
 	limit = rcvbuf > 0 ? rcvbuf : 0;
 	if (cfg && cfg->min_queue > limit)
 		limit = cfg->min_queue;
@@ -253,27 +579,38 @@ int ebm_shortcut_msg(struct sk_msg_md *msg)
 	struct ebm_sc_peer *pe;
 	struct ebm_sc_sock *mine;
 	__u32 size = msg->size;
+	__u64 old;
 	int verdict;
 
 	if (!self)
+		return SK_PASS;
+	mine = bpf_sk_storage_get(&ebm_sc_sock, self, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	/* A socket that left may still be in a sendmsg that began before. */
+	if (mine && mine->flags & EBM_SC_F_LEFT)
 		return SK_PASS;
 	peer_key.local_ip = msg->remote_ip4;
 	peer_key.remote_ip = msg->local_ip4;
 	peer_key.local_port = (__u16)(msg->remote_port >> 16);
 	peer_key.remote_port = bpf_htons((__u16)msg->local_port);
-	pe = bpf_map_lookup_elem(&ebm_sc_peers, &peer_key);
+	pe = sc_member(&peer_key);
 	verdict = pe ? sc_decide(self, pe->sk, size) : SC_NORMAL;
-	/* The sockhash is the authority: a peer that left it is not redirected to. */
-	if (verdict == SC_REDIRECT &&
-	    bpf_msg_redirect_hash(msg, &ebm_sc_sockets, &peer_key, BPF_F_INGRESS) != SK_PASS)
-		verdict = SC_NORMAL;
+	if (verdict == SC_REDIRECT && pe) {
+		/* Announce the bytes before redirecting (see sc_leave). */
+		old = __sync_fetch_and_add(&pe->received, size);
+		if (old & EBM_SC_PEER_LEAVING) {
+			__sync_fetch_and_sub(&pe->received, size);
+			verdict = SC_NORMAL;
+		} else if (bpf_msg_redirect_hash(msg, &ebm_sc_sockets, &peer_key, BPF_F_INGRESS) != SK_PASS) {
+			/* The sockhash is the authority: a peer that left it is not redirected to. */
+			__sync_fetch_and_sub(&pe->received, size);
+			verdict = SC_NORMAL;
+		}
+	}
 	if (verdict != SC_REDIRECT) {
-		ebm_count(verdict == SC_BACKPRESSURE ? EBM_CNT_SC_BACKPRESSURE : EBM_CNT_SC_NORMAL);
+		ebm_count(verdict == SC_BACKPRESSURE ? EBM_CNT_SC_BACKPRESSURE :
+			  verdict == SC_DECLINED ? EBM_CNT_SC_DECLINED : EBM_CNT_SC_NORMAL);
 		return SK_PASS;
 	}
-	if (pe)
-		__sync_fetch_and_add(&pe->received, size);
-	mine = bpf_sk_storage_get(&ebm_sc_sock, self, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (mine)
 		mine->sent += size; /* under our socket's lock */
 	ebm_count(EBM_CNT_SC_REDIRECTED);

@@ -156,6 +156,8 @@ enum ebm_counter {
 	EBM_CNT_SC_REDIRECTED_BYTES = 36, /* their bytes */
 	EBM_CNT_SC_NORMAL = 37,      /* writes of a shortcut socket sent the normal way (peer not there, or the normal path not drained yet) */
 	EBM_CNT_SC_BACKPRESSURE = 38, /* writes sent the normal way because the peer's queue was full */
+	EBM_CNT_SC_DECLINED = 39,    /* writes sent the normal way because one end uses its socket in a way the sockmap path cannot honour (blocking reads, SO_RCVLOWAT, ...) */
+	EBM_CNT_SC_LEFT = 40,        /* sockets taken out of the sockhash before their close, to behave exactly as plain TCP */
 	EBM_CNT_MAX = 64,
 };
 
@@ -326,6 +328,7 @@ struct ebm_sc_sock {
 EBM_ASSERT_SIZE(struct ebm_sc_sock, 32);
 
 #define EBM_SC_F_INSERTED (1u << 0) /* the socket is (was) in the sockhash */
+#define EBM_SC_F_LEFT     (1u << 1) /* it left the sockhash before its close (EBM_CNT_SC_LEFT) */
 
 /* Per shortcut socket, by its ebm_sc_key, for the peer's sk_msg: where the
  * socket is (read through BTF, never written: its queue and TCP state) and
@@ -333,9 +336,15 @@ EBM_ASSERT_SIZE(struct ebm_sc_sock, 32);
  * and deletes the entry; observe's close report adds both, so it is exact
  * whichever of the two sockops programs runs first. */
 struct ebm_sc_peer {
-	__u64 sk;               /* kernel address of the socket */
-	__u64 received;         /* bytes redirected into it */
+	__u64 sk;               /* kernel address of the socket; 0 once it left the sockhash */
+	__u64 received;         /* bytes redirected into it (readers mask EBM_SC_PEER_LEAVING) */
 };
+/* Set in `received` for the few instructions in which the socket decides
+ * whether it may leave the sockhash: a writer adds its bytes before it
+ * redirects and backs off when it sees the bit, the leaver sets the bit and
+ * stays when it sees bytes. One atomic word, so no write can be redirected
+ * into a socket that is leaving (bpf/shortcut.bpf.c, sc_leave). */
+#define EBM_SC_PEER_LEAVING (1ULL << 63)
 EBM_ASSERT_SIZE(struct ebm_sc_peer, 16);
 
 /* ---- identity-based network policy (IPv4) ------------------------------

@@ -77,6 +77,8 @@ export const Counter = {
   SC_REDIRECTED_BYTES: 36,
   SC_NORMAL: 37,
   SC_BACKPRESSURE: 38,
+  SC_DECLINED: 39,
+  SC_LEFT: 40,
 } as const;
 export const COUNTER_MAX = 64;
 

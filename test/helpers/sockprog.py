@@ -1,6 +1,10 @@
 """Socket test program for the same-node shortcut: the cases that break
 naive sockmap redirection, each as a server mode and a client mode. Every
-server prints "ready" once listening; every run is bounded in time.
+server prints "ready" once listening; every run is bounded in time. The
+sockets are non-blocking and poll()-driven, as in the event loops the
+shortcut carries (it leaves blocking sockets on plain TCP); nothing is
+retried. The behaviour of blocking sockets is checked by
+test/shortcut-compat.
 
   serve-echo PORT          asyncio echo server (many connections, churn)
   serve-halfclose PORT     reads to EOF, then answers sha256 + 3 MiB, closes
@@ -13,35 +17,75 @@ server prints "ready" once listening; every run is bounded in time.
   churn HOST PORT N             N short connections one after another
   exact HOST PORT
 """
-import asyncio, hashlib, os, socket, struct, sys, time
+import asyncio, ctypes, errno, hashlib, os, select, socket, struct, sys, time
+
+WAIT_MS = 60_000
 
 
-SPURIOUS = 0
+def ready(s, ev):
+    p = select.poll()
+    p.register(s, ev)
+    if not p.poll(WAIT_MS):
+        raise TimeoutError("socket not ready")
 
 
 def recv(s, n):
-    """recv on a blocking socket. Linux's sockmap receive path
-    (tcp_bpf_recvmsg) returns EAGAIN, even to a blocking reader, when it
-    is woken with nothing queued: when its own FIN is acknowledged, or when
-    the peer resets. Applications on non-blocking sockets (nginx, curl,
-    Go, Node, asyncio) retry anyway; a blocking reader must retry once
-    more. Counted, and reported on stderr."""
-    global SPURIOUS
-    while True:
+    """One read, the way an event loop does it: wait until readable, then
+    read. Nothing is retried: EAGAIN after poll() said readable is a
+    failure."""
+    ready(s, select.POLLIN)
+    return s.recv(n)
+
+
+def sendall(s, data):
+    view = memoryview(data)
+    while view:
         try:
-            return s.recv(n)
+            view = view[s.send(view):]
         except BlockingIOError:
-            SPURIOUS += 1
-            if SPURIOUS > 1000:
-                raise
+            ready(s, select.POLLOUT)  # a full send buffer: wait for room, as any writer does
+
+
+def nonblocking(s):
+    s.setblocking(False)
+    return s
 
 
 def listen(port):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("0.0.0.0", port))
+    s.setblocking(False)  # before listen(), as event loops do
     s.listen(1024)
     print("ready", flush=True)
+    return s
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def accept(listener):
+    """accept4(SOCK_NONBLOCK), as nginx, libuv and Go accept: the socket is
+    non-blocking from its first instant (Python's accept() gives a blocking
+    one, and a write that lands before setblocking(False) keeps that
+    connection off the shortcut)."""
+    ready(listener, select.POLLIN)
+    fd = _libc.accept4(listener.fileno(), None, None, socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    if fd < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return nonblocking(socket.socket(fileno=fd))  # Python's own view of the descriptor
+
+
+def connect(host, port):
+    s = nonblocking(socket.socket())
+    err = s.connect_ex((host, port))
+    if err not in (0, errno.EINPROGRESS):
+        raise OSError(err, os.strerror(err))
+    ready(s, select.POLLOUT)
+    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, os.strerror(err))
     return s
 
 
@@ -87,17 +131,17 @@ def serve_echo(port):
 
 
 def serve_halfclose(port):
-    c, _ = listen(port).accept()
+    c = accept(listen(port))
     n, digest = read_all(c)
-    c.sendall(digest.encode() + b"\n" + pattern(3 << 20, 1))
+    sendall(c, digest.encode() + b"\n" + pattern(3 << 20, 1))
     c.close()
     print(n, flush=True)
 
 
 def halfclose(host, port):
-    s = socket.create_connection((host, port))
+    s = connect(host, port)
     data = pattern(1 << 20, 2)
-    s.sendall(data)
+    sendall(s, data)
     s.shutdown(socket.SHUT_WR)  # our direction ends; theirs goes on
     n, _ = 0, None
     buf = bytearray()
@@ -113,7 +157,7 @@ def halfclose(host, port):
 
 
 def serve_slow(port, delay):
-    c, _ = listen(port).accept()
+    c = accept(listen(port))
     time.sleep(delay)
     h, n = hashlib.sha256(), 0
     while True:
@@ -128,14 +172,14 @@ def serve_slow(port, delay):
 
 def slow(host, port, mib):
     data = pattern(mib << 20, 3)
-    s = socket.create_connection((host, port))
-    s.sendall(data)
+    s = connect(host, port)
+    sendall(s, data)
     s.close()
     print(len(data), hashlib.sha256(data).hexdigest(), flush=True)
 
 
 def serve_rst(port):
-    c, _ = listen(port).accept()
+    c = accept(listen(port))
     n = 0
     try:
         while True:
@@ -149,8 +193,8 @@ def serve_rst(port):
 
 
 def rst(host, port):
-    s = socket.create_connection((host, port))
-    s.sendall(b"r" * 100000)
+    s = connect(host, port)
+    sendall(s, b"r" * 100000)
     time.sleep(0.5)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     s.close()  # linger 0: a reset, not a FIN
@@ -158,18 +202,21 @@ def rst(host, port):
 
 
 def serve_sendfile(port, path):
-    c, _ = listen(port).accept()
+    c = accept(listen(port))
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         off = 0
         while off < size:
-            off += os.sendfile(c.fileno(), f.fileno(), off, size - off)
+            try:
+                off += os.sendfile(c.fileno(), f.fileno(), off, size - off)
+            except BlockingIOError:
+                ready(c, select.POLLOUT)
     c.close()
     print(size, flush=True)
 
 
 def sendfile_client(host, port):
-    s = socket.create_connection((host, port))
+    s = connect(host, port)
     n, digest = read_all(s)
     print(n, digest, flush=True)
 
@@ -194,9 +241,9 @@ def echo(host, port, conns, size):
 def churn(host, port, n):
     ok = 0
     for i in range(n):
-        s = socket.create_connection((host, port))
+        s = connect(host, port)
         msg = b"%d" % i
-        s.sendall(msg)
+        sendall(s, msg)
         if recv(s, 64) == msg:
             ok += 1
         s.close()
@@ -204,24 +251,22 @@ def churn(host, port, n):
 
 
 def serve_exact(port):
-    c, _ = listen(port).accept()
+    c = accept(listen(port))
     n, _ = read_all(c)
-    c.sendall(b"y" * 5000)
+    sendall(c, b"y" * 5000)
     c.close()
     print(n, flush=True)
 
 
 def exact(host, port):
-    s = socket.create_connection((host, port))
-    s.sendall(b"x" * 100000)
+    s = connect(host, port)
+    sendall(s, b"x" * 100000)
     s.shutdown(socket.SHUT_WR)
     n, _ = read_all(s)
     print(s.getsockname()[1], n, flush=True)
 
 
 if __name__ == "__main__":
-    import atexit
-    atexit.register(lambda: SPURIOUS and print(f"spurious EAGAIN: {SPURIOUS}", file=sys.stderr, flush=True))
     a = sys.argv[1:]
     mode = a[0]
     if mode.startswith("serve-"):

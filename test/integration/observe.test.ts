@@ -112,8 +112,8 @@ test('curl requests appear with source, destination, service, method, path and s
 test('a connection shows connect, accept and close with exact payload bytes from both ends', async () => {
   const ip = workloadIp('sink');
   // A one-shot server in the sink workload: reads to EOF, answers 5000 bytes, closes.
-  // Both ends are sockprog.py's, whose blocking reads retry the sockmap's
-  // spurious EAGAIN (the same-node shortcut carries this connection).
+  // Both ends are sockprog.py's non-blocking sockets: the same-node shortcut
+  // carries this connection.
   const server = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'sink', '--', 'timeout', '20', 'python3', SOCKPROG, 'serve-exact', '9000'],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';

@@ -1,9 +1,12 @@
 /**
  * Issue 5's acceptance: the same-node shortcut, on (the default), between
  * lab workloads, with real clients and servers (curl, h2load, iperf3, nginx)
- * and a socket test program (test/helpers/sockprog.py) for the cases that
- * break naive sockmap redirection. Every case checks the bytes end to end
- * (sha256) and that the shortcut was taken (its counters); observe's
+ * and a socket test program (test/helpers/sockprog.py, non-blocking like the
+ * event loops the shortcut carries) for the cases that break naive sockmap
+ * redirection (test/integration/shortcut-compat.test.ts checks that no
+ * socket, blocking or not, sees what plain TCP would not show it). Every
+ * case checks the bytes end to end (sha256) and that the shortcut was
+ * taken (its counters); observe's
  * reports stay exact. The sockhash is made small on purpose
  * (EBMESH_SHORTCUT_MAX_SOCKETS) so that the full-map case can fill it.
  */
@@ -73,8 +76,9 @@ async function server(workload: string, args: string[], seconds = 60): Promise<{
   servers.push(p);
   let out = '';
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const until = Date.now() + 15_000;
-  while (!out.includes('ready') && Date.now() < until && p.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  // Until it listens or exits (its `timeout` bounds it): starting Python
+  // through `ebmesh exec` takes seconds on a loaded machine.
+  while (!out.includes('ready') && p.exitCode === null && p.signalCode === null) await new Promise((r) => setTimeout(r, 50));
   assert.ok(out.includes('ready'), `server ${args.join(' ')} did not start`);
   return { done: once(p, 'exit').then(() => out.replace('ready\n', '').trim()) };
 }
@@ -115,7 +119,11 @@ test('curl: a 24 MiB body arrives byte-exact through the shortcut, seen by obser
   assert.ok(delta(c0, c1, 'sc_inserted') >= 4, JSON.stringify(c1));
   // How much goes socket to socket depends on how fast curl reads: when it
   // falls behind, writes take the normal path (backpressure) until drained.
+  // That is the only reason a write of these connections may take it.
   assert.ok(delta(c0, c1, 'sc_redirected_bytes') > 1 << 20, `redirected ${delta(c0, c1, 'sc_redirected_bytes')} bytes`);
+  assert.equal(delta(c0, c1, 'sc_declined'), 0, JSON.stringify(c1));
+  assert.equal(delta(c0, c1, 'sc_left'), 0, JSON.stringify(c1));
+  assert.ok(delta(c0, c1, 'sc_normal') === 0 || delta(c0, c1, 'sc_backpressure') > 0, JSON.stringify(c1));
   const http = observe('--protocol', 'http', '--to', 'sc/web').filter((f) => f.http!.path === '/big');
   assert.equal(http.length, 2, JSON.stringify(http));
   assert.ok(http.every((f) => f.http!.status === 200 && f.source.workload === 'client'));
@@ -158,7 +166,10 @@ test('h2load over HTTP/1.1 keep-alive: every request succeeds and is seen once',
   assert.ok(http.every((f) => f.http!.status === 200 && f.destination.workload === 'web'));
 });
 
-test('iperf3: bulk throughput goes socket to socket', async () => {
+test('iperf3 stays on plain TCP: it connects and listens in blocking mode, so neither end enters the sockhash', async () => {
+  // A blocking socket in the sockhash would read through the kernel's
+  // sockmap path, whose blocking recv() can return EAGAIN: the shortcut
+  // leaves such sockets alone (test/integration/shortcut-compat.test.ts).
   const srv = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', mesh.instance, 'exec', 'sink', '--', 'timeout', '30', 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
   servers.push(srv);
   await new Promise((r) => setTimeout(r, 1000));
@@ -166,8 +177,10 @@ test('iperf3: bulk throughput goes socket to socket', async () => {
   const r = mesh.sh('client', `iperf3 -c ${sinkIp} -p 5201 -t 2 -J`);
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const j = JSON.parse(r.stdout) as { end: { sum_received: { bytes: number } } };
-  const moved = delta(c0, counters(), 'sc_redirected_bytes');
-  assert.ok(moved > 0.9 * j.end.sum_received.bytes, `redirected ${moved} of ${j.end.sum_received.bytes} bytes`);
+  assert.ok(j.end.sum_received.bytes > 0);
+  const c1 = counters();
+  assert.equal(delta(c0, c1, 'sc_inserted'), 0, JSON.stringify(c1));
+  assert.equal(delta(c0, c1, 'sc_redirected_bytes'), 0);
 });
 
 test('half-close: after shutdown(SHUT_WR) the other direction goes on, byte-exact', async () => {
