@@ -34,7 +34,7 @@ function processCommand(name: string, summary: string, usage: string, main: () =
 
 export const controlplane = processCommand('controlplane',
   'run the control plane of a multi-node mesh (store, API, CA, desired state per node)',
-  'controlplane [--store etcd+tls://HOST:PORT[/PREFIX] --etcd-ca FILE --etcd-cert FILE --etcd-key FILE | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]',
+  'controlplane [--store etcd+tls://HOST:PORT[,HOST:PORT…][/PREFIX] --etcd-ca FILE --etcd-cert FILE --etcd-key FILE | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]',
   () => import('../../controlplane/main.js'));
 
 export const agent = processCommand('agent', 'run the agent of one node (of a multi-node mesh, or of a Kubernetes cluster)',
