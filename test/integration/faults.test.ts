@@ -88,7 +88,8 @@ async function underLoad(seconds: number, fault: () => Promise<void>): Promise<L
   // Every request crosses nodes: node-1's proxy, the tunnel, node-2's endpoint (the path with the most parts to fail).
   const looping = mesh.shRunning('client', `python3 ${loopPy()} remote.demo ${seconds}`);
   await looping.running;
-  await sleep(1000);
+  // Python's start on a busy machine: the fault must come once requests flow.
+  await sleep(3000);
   await fault();
   const t = loopTally(await looping.done);
   assert.equal(t.keepalive_fail + t.new_fail, 0, `failed requests: ${JSON.stringify(t)}`);
@@ -140,7 +141,8 @@ test('kill -9 of a node proxy (the receiving node\'s, then the sending node\'s):
   const proxyOf = async (node: string) => (await mesh.nodeApi(node, nodeApi.proxy, { limit: 1 })).status;
   const looping = mesh.shRunning('client', `python3 ${loopPy()} remote.demo 16`);
   await looping.running;
-  await sleep(1000);
+  // Python's start on a busy machine: the fault must come once requests flow.
+  await sleep(3000);
   for (const node of ['node-2', 'node-1']) {
     const before = (await proxyOf(node))!;
     assert.ok(before.pid && before.ready, JSON.stringify(before));
