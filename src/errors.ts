@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   EBMESH_CP_UNAVAILABLE: { status: 503, meaning: 'the control plane is unreachable or did not answer' },
   EBMESH_STORE_UNAVAILABLE: { status: 503, meaning: 'the store (etcd) is unreachable or refused the call' },
   EBMESH_STORE_CORRUPT: { status: 500, meaning: 'the store file cannot be read as a store' },
+  EBMESH_STORE_WRITE: { status: 507, meaning: 'the store file cannot be written (its disk is full or read-only); nothing of the change was stored' },
   EBMESH_ETCD_START: { status: 500, meaning: 'the lab\'s etcd did not start' },
   EBMESH_HOST_COMMAND: { status: 500, meaning: 'a host command (ip, mount, ...) failed' },
   EBMESH_SOCKET: { status: 500, meaning: 'a socket call failed' },

@@ -68,6 +68,8 @@ export const ClusterStatusSchema = z.object({
   pid: z.number(),
   startedAt: z.string(),
   store: z.string(),
+  /** A replicated store's members (etcd): which answer now. */
+  storeMembers: z.array(z.object({ endpoint: z.string(), healthy: z.boolean(), error: z.string().optional() })).optional(),
   revision: z.number(),
   mesh: Mesh,
   rejected: Rejected.optional(),

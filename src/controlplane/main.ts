@@ -1,6 +1,6 @@
 /**
  * `ebmesh controlplane`: the control plane process of a multi-node mesh.
- *   --store etcd+tls://HOST:PORT[/PREFIX] | file   (file: the embedded store, one host)
+ *   --store etcd+tls://HOST:PORT[,HOST:PORT…][/PREFIX] | file   (file: the embedded store, one host)
  *   --etcd-ca F --etcd-cert F --etcd-key F   TLS with etcd: the CA that signed etcd's certificate, ours
  *   --listen ADDR        where agents reach it (unix socket path or HOST:PORT; default RUN/agents.sock)
  *   --ca-cert F --ca-key F   the user's own root (or intermediate); default: one made and kept here
@@ -52,7 +52,7 @@ if (values.store === 'file') {
   }
   // Reads from memory, kept by etcd's watch: see store/mirror.ts.
   store = new MirrorStore(new EtcdStore(o));
-  storeDescription = `etcd ${o.endpoint} (TLS) prefix ${o.prefix}`;
+  storeDescription = `etcd ${(o.endpoints ?? [o.endpoint]).join(',')} (TLS) prefix ${o.prefix}`;
 } else {
   process.stderr.write(`--store: "${values.store}" is neither "file" nor etcd+tls://HOST:PORT\n`);
   process.exit(2);

@@ -331,6 +331,7 @@ export class ControlPlane {
   async status(): Promise<ClusterStatus> {
     const snap = await this.snapshot();
     const nodes = await this.nodes();
+    const members = await this.options.store.members?.();
     const now = Date.now();
     return {
       role: 'controlplane',
@@ -338,6 +339,7 @@ export class ControlPlane {
       pid: process.pid,
       startedAt: this.startedAt.toISOString(),
       store: this.options.storeDescription,
+      ...(members?.length ? { storeMembers: members } : {}),
       revision: snap.revision,
       mesh: snap.mesh.spec,
       ...(snap.rejected?.length ? { rejected: snap.rejected } : {}),

@@ -6,7 +6,7 @@
  * env), keys, tokens and logs. Every part that writes there goes through
  * these three functions.
  */
-import { chmodSync, closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fchmodSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export const PRIVATE_DIR_MODE = 0o700;
@@ -29,16 +29,22 @@ export function writePrivateFile(file: string, data: string | Uint8Array, opts: 
   const tmp = `${file}.tmp`;
   const fd = openSync(tmp, 'w', PRIVATE_FILE_MODE);
   try {
-    // A leftover temporary file keeps its old mode through open(O_TRUNC).
-    fchmodSync(fd, PRIVATE_FILE_MODE);
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    if (opts.fsync) fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    try {
+      // A leftover temporary file keeps its old mode through open(O_TRUNC).
+      fchmodSync(fd, PRIVATE_FILE_MODE);
+      const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+      if (opts.fsync) fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, file);
+  } catch (e) {
+    // A half-written copy (a full disk: ENOSPC) would hold the space the next write needs.
+    rmSync(tmp, { force: true });
+    throw e;
   }
-  renameSync(tmp, file);
 }
 
 /** Opens a log file for appending, 0600 (also one an older version made 0644); the caller closes the descriptor. */

@@ -59,7 +59,15 @@ export class EmbeddedStore implements Store {
       if (op.type === 'put') next.entries[op.key] = { value: deepFreeze(structuredClone(op.value)), modRevision: next.revision };
       else delete next.entries[op.key];
     }
-    writePrivateFile(this.path, JSON.stringify(next), { fsync: true });
+    try {
+      writePrivateFile(this.path, JSON.stringify(next), { fsync: true });
+    } catch (e) {
+      // The file still holds the last commit (written aside, then renamed) and so does memory: nothing of this one is kept.
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new EbmeshError('EBMESH_STORE_WRITE', `cannot write the store: ${code === 'ENOSPC' ? 'no space left on its disk' : (code ?? (e as Error).message)}; nothing of this change was stored`, {
+        where: this.path, hint: code === 'ENOSPC' ? 'free space on the store\'s filesystem, then apply again' : 'check the store\'s filesystem, then apply again',
+      });
+    }
     this.state = next;
     const ev = { revision: next.revision, ops };
     for (const w of this.watchers) w(ev);

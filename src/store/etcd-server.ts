@@ -47,6 +47,13 @@ export interface StartEtcdOptions {
   /** Detached: outlives the process that started it (the lab). */
   detached?: boolean;
   timeoutMs?: number;
+  /**
+   * A member of a cluster of several: its name and every member's name and
+   * peer port (its own among them; peerPort must be given). `existing` for a
+   * member that joins again with the data dir it had. Without it, a cluster
+   * of one.
+   */
+  cluster?: { name: string; members: Array<{ name: string; peerPort: number }>; state?: 'new' | 'existing' };
 }
 
 export async function startEtcd(o: StartEtcdOptions): Promise<EtcdServer> {
@@ -58,10 +65,15 @@ export async function startEtcd(o: StartEtcdOptions): Promise<EtcdServer> {
   const peer = `https://127.0.0.1:${peerPort}`;
   const logPath = join(o.dataDir, '..', `etcd-${clientPort}.log`);
   const log = openPrivateLog(logPath);
+  const name = o.cluster?.name ?? 'ebmesh';
+  const initialCluster = o.cluster
+    ? o.cluster.members.map((m) => `${m.name}=https://127.0.0.1:${m.peerPort}`).join(',')
+    : `ebmesh=${peer}`;
   const child = spawn('etcd', [
-    '--name', 'ebmesh', '--data-dir', o.dataDir,
+    '--name', name, '--data-dir', o.dataDir,
     '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint,
-    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `ebmesh=${peer}`,
+    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', initialCluster,
+    ...(o.cluster ? ['--initial-cluster-state', o.cluster.state ?? 'new', '--initial-cluster-token', `ebmesh-${o.cluster.members.map((m) => m.peerPort).join('-')}`] : []),
     '--cert-file', pki.server.cert, '--key-file', pki.server.key, '--trusted-ca-file', pki.server.ca, '--client-cert-auth',
     '--peer-cert-file', pki.server.cert, '--peer-key-file', pki.server.key, '--peer-trusted-ca-file', pki.server.ca, '--peer-client-cert-auth',
     // One apply of 1,000 services and 10,000 endpoints is one txn: raise etcd's per-txn limits.

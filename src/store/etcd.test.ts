@@ -1,13 +1,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireTools } from '../../test/helpers/tools.js';
-import { EtcdStore, prefixEnd } from './etcd.js';
+import { EtcdStore, parseEtcdUrl, prefixEnd } from './etcd.js';
 import { startEtcd, stopEtcd, type EtcdServer } from './etcd-server.js';
 import { ensureEtcdPki, type EtcdTlsFiles } from './etcd-pki.js';
 import type { WatchEvent } from './store.js';
@@ -149,4 +149,16 @@ test('the store refuses an etcd whose certificate its CA did not sign, and plain
   stores.push(s);
   await assert.rejects(s.revision(), (e: Error & { code?: string }) => e.code === 'EBMESH_TLS' && /TLS failed/.test(e.message));
   assert.throws(() => new EtcdStore({ endpoint: `http://127.0.0.1:${server.clientPort}`, tls: tlsOf(server.client) }), /over TLS only/);
+});
+
+test('--store names one member or every member of a cluster; a list item that is not HOST:PORT is refused by name', () => {
+  const f = join(dir, 'any.pem');
+  writeFileSync(f, 'x');
+  const files = { ca: f, cert: f, key: f };
+  assert.deepEqual(parseEtcdUrl('etcd+tls://127.0.0.1:2379', '/ebmesh/x', files).endpoints, ['https://127.0.0.1:2379']);
+  const many = parseEtcdUrl('etcd+tls://10.0.0.1:2379,10.0.0.2:2379,etcd-3:2379/mesh/a', '/ebmesh/x', files);
+  assert.deepEqual(many.endpoints, ['https://10.0.0.1:2379', 'https://10.0.0.2:2379', 'https://etcd-3:2379']);
+  assert.equal(many.prefix, '/mesh/a');
+  assert.throws(() => parseEtcdUrl('etcd+tls://10.0.0.1:2379,,10.0.0.2:2379', '/p', files), /"" is not HOST:PORT/);
+  assert.throws(() => parseEtcdUrl('etcd+tls://10.0.0.1:2379,u@h:1', '/p', files), /"u@h:1" is not HOST:PORT/);
 });

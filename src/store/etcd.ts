@@ -19,7 +19,7 @@ import { Agent, request, type RequestOptions } from 'node:https';
 import { readFileSync } from 'node:fs';
 import { EbmeshError } from '../errors.js';
 import type { EtcdTlsFiles } from './etcd-pki.js';
-import type { Entry, Op, Store, WatchEvent } from './store.js';
+import type { Entry, Op, Store, StoreMember, WatchEvent } from './store.js';
 
 interface Kv { key: string; value?: string; mod_revision?: string }
 interface Header { revision?: string }
@@ -48,8 +48,13 @@ export interface EtcdTls {
 }
 
 export interface EtcdStoreOptions {
-  /** https://HOST:PORT of one etcd member. */
-  endpoint: string;
+  /** https://HOST:PORT of one etcd member (or give endpoints). */
+  endpoint?: string;
+  /**
+   * https://HOST:PORT of each member of the cluster: requests go to one, and
+   * to the next when it does not answer (a member down is not the store down).
+   */
+  endpoints?: string[];
   tls: EtcdTls;
   /** Every key of this store is below it, e.g. /ebmesh/NAME. */
   prefix?: string;
@@ -58,7 +63,9 @@ export interface EtcdStoreOptions {
 }
 
 export class EtcdStore implements Store {
-  private readonly url: URL;
+  private readonly urls: URL[];
+  /** The member requests go to now; moves on when one fails to answer. */
+  private current = 0;
   private readonly prefix: string;
   private readonly tls: EtcdTls;
   private readonly agent: Agent;
@@ -66,29 +73,65 @@ export class EtcdStore implements Store {
   private readonly retryMs: number;
 
   constructor(opts: EtcdStoreOptions) {
-    this.url = new URL(opts.endpoint);
-    if (this.url.protocol !== 'https:') {
-      throw new EbmeshError('EBMESH_USAGE', `etcd at ${opts.endpoint}: ebmesh speaks to etcd over TLS only (https://)`, { hint: 'whoever can write etcd can run commands on every node: give etcd a certificate and ask clients for theirs' });
-    }
+    const endpoints = [...(opts.endpoints ?? []), ...(opts.endpoint ? [opts.endpoint] : [])];
+    if (endpoints.length === 0) throw new EbmeshError('EBMESH_USAGE', 'etcd: no endpoint given');
+    this.urls = endpoints.map((e) => {
+      const url = new URL(e);
+      if (url.protocol !== 'https:') {
+        throw new EbmeshError('EBMESH_USAGE', `etcd at ${e}: ebmesh speaks to etcd over TLS only (https://)`, { hint: 'whoever can write etcd can run commands on every node: give etcd a certificate and ask clients for theirs' });
+      }
+      return url;
+    });
     this.tls = opts.tls;
     this.agent = new Agent({ keepAlive: true, maxSockets: 8, ...this.tls });
     this.prefix = opts.prefix ?? '';
     this.retryMs = opts.retryMs ?? 100;
   }
 
+  /** The member requests go to now. */
   get endpoint(): string {
     return this.url.origin;
   }
 
-  private requestOptions(path: string): RequestOptions {
-    return { host: this.url.hostname, port: this.url.port, path, method: 'POST' };
+  private get url(): URL {
+    return this.urls[this.current % this.urls.length]!;
   }
 
-  private post<T>(path: string, body: unknown, timeoutMs = 15_000): Promise<T> {
+  /** The next member, after URL failed to answer (unless another request moved on already). */
+  private failOver(url: URL): void {
+    if (this.url === url) this.current = (this.current + 1) % this.urls.length;
+  }
+
+  private requestOptions(path: string, url = this.url): RequestOptions {
+    return { host: url.hostname, port: url.port, path, method: 'POST' };
+  }
+
+  /**
+   * One call, tried on each member in turn until one answers. Trying a txn
+   * again is safe: its puts and deletes name whole values, so landing twice
+   * leaves what landing once does. A TLS failure is not retried: another
+   * member would refuse us the same way, and the error says what to fix.
+   */
+  private async post<T>(path: string, body: unknown, timeoutMs = 15_000): Promise<T> {
+    let last: unknown;
+    for (let i = 0; i < this.urls.length; i++) {
+      const url = this.url;
+      try {
+        return await this.postTo<T>(url, path, body, timeoutMs);
+      } catch (e) {
+        if (!(e instanceof EbmeshError) || e.code !== 'EBMESH_STORE_UNAVAILABLE') throw e;
+        last = e;
+        this.failOver(url);
+      }
+    }
+    throw last;
+  }
+
+  private postTo<T>(url: URL, path: string, body: unknown, timeoutMs: number): Promise<T> {
     const text = JSON.stringify(body);
     return new Promise((resolve, reject) => {
       const req = request(
-        { ...this.requestOptions(path), agent: this.agent, timeout: timeoutMs,
+        { ...this.requestOptions(path, url), agent: this.agent, timeout: timeoutMs,
           headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
         (res) => {
           const chunks: Buffer[] = [];
@@ -97,31 +140,32 @@ export class EtcdStore implements Store {
           res.on('end', () => {
             const raw = Buffer.concat(chunks).toString('utf8');
             let json: any;
-            try { json = JSON.parse(raw); } catch { return reject(this.err(`bad answer to ${path}: ${raw.slice(0, 200)}`)); }
+            try { json = JSON.parse(raw); } catch { return reject(this.err(`bad answer to ${path}: ${raw.slice(0, 200)}`, url)); }
             if (res.statusCode !== 200 || json.error || json.code) {
-              return reject(this.err(`${path}: ${json.error ?? json.message ?? `HTTP ${res.statusCode}`}`));
+              return reject(this.err(`${path}: ${json.error ?? json.message ?? `HTTP ${res.statusCode}`}`, url));
             }
             resolve(json as T);
           });
         },
       );
-      req.on('timeout', () => req.destroy(this.err(`${path}: no answer in ${timeoutMs / 1000}s`)));
-      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof EbmeshError ? e : this.failed(path, e)));
+      req.on('timeout', () => req.destroy(this.err(`${path}: no answer in ${timeoutMs / 1000}s`, url)));
+      req.on('error', (e: NodeJS.ErrnoException) => reject(e instanceof EbmeshError ? e : this.failed(path, e, url)));
       req.end(text);
     });
   }
 
-  private err(message: string): EbmeshError {
-    return new EbmeshError('EBMESH_STORE_UNAVAILABLE', `etcd at ${this.url.origin}: ${message}`, { hint: 'is etcd running? (ebmesh status shows the store)' });
+  private err(message: string, url: URL): EbmeshError {
+    const others = this.urls.length > 1 ? ` (and no other of its ${this.urls.length} members answered)` : '';
+    return new EbmeshError('EBMESH_STORE_UNAVAILABLE', `etcd at ${url.origin}: ${message}${others}`, { hint: 'is etcd running? (ebmesh status shows the store)' });
   }
 
   /** A failed request: a TLS handshake that failed says so, with what to check. */
-  private failed(path: string, e: NodeJS.ErrnoException): EbmeshError {
+  private failed(path: string, e: NodeJS.ErrnoException, url: URL): EbmeshError {
     const code = e.code ?? '';
     if (/CERT|SSL|TLS|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME|ISSUER/i.test(code)) {
-      return new EbmeshError('EBMESH_TLS', `etcd at ${this.url.origin}: ${path}: TLS failed: ${e.message}`, { hint: 'etcd\'s certificate must be signed by the CA given (--etcd-ca) and name the host dialled; etcd must trust the CA of ours (--etcd-cert)' });
+      return new EbmeshError('EBMESH_TLS', `etcd at ${url.origin}: ${path}: TLS failed: ${e.message}`, { hint: 'etcd\'s certificate must be signed by the CA given (--etcd-ca) and name the host dialled; etcd must trust the CA of ours (--etcd-cert)' });
     }
-    return this.err(`${path}: ${code || e.message}`);
+    return this.err(`${path}: ${code || e.message}`, url);
   }
 
   async revision(): Promise<number> {
@@ -176,13 +220,15 @@ export class EtcdStore implements Store {
     let res: IncomingMessage | undefined;
     let timer: NodeJS.Timeout | undefined;
     let delay = this.retryMs;
+    let url = this.url;
     const p = this.prefix + '/';
     const connect = () => {
       if (stopped) return;
       const body = JSON.stringify({ create_request: { key: b64(p), range_end: prefixEnd(p), ...(next ? { start_revision: String(next) } : {}) } });
+      url = this.url;
       // Its own connection (agent: false): a watch holds it for as long as it runs.
       const req = request(
-        { ...this.requestOptions('/v3/watch'), agent: false, ...this.tls, headers: { 'content-type': 'application/json' } },
+        { ...this.requestOptions('/v3/watch', url), agent: false, ...this.tls, headers: { 'content-type': 'application/json' } },
         (r) => {
           res = r;
           // One message may be megabytes (a bulk txn): keep its chunks and look for the newline only in the new one.
@@ -238,6 +284,8 @@ export class EtcdStore implements Store {
     const retry = () => {
       res = undefined;
       if (stopped || timer) return;
+      // Resumed on the next member (from the revision after the last delivered, so nothing is missed).
+      this.failOver(url);
       timer = setTimeout(() => { timer = undefined; connect(); }, delay);
       timer.unref();
       delay = Math.min(delay * 2, 2000);
@@ -255,6 +303,27 @@ export class EtcdStore implements Store {
     return handle.stop;
   }
 
+  /** Each member's /health (it answers true once it has a leader), asked in TLS; a second at most each. */
+  members(): Promise<StoreMember[]> {
+    return Promise.all(this.urls.map((url) => new Promise<StoreMember>((resolve) => {
+      const endpoint = url.origin;
+      const req = request({ host: url.hostname, port: url.port, path: '/health', method: 'GET', timeout: 1000, agent: false, ...this.tls }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('error', (e) => resolve({ endpoint, healthy: false, error: e.message }));
+        res.on('end', () => {
+          let health: string | undefined;
+          try { health = (JSON.parse(text) as { health?: string }).health; } catch { /* said below */ }
+          resolve(res.statusCode === 200 && health === 'true' ? { endpoint, healthy: true } : { endpoint, healthy: false, error: `health: ${text.trim().slice(0, 200) || `HTTP ${res.statusCode}`}` });
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('no answer in 1 s')));
+      req.on('error', (e: NodeJS.ErrnoException) => resolve({ endpoint, healthy: false, error: e.code ?? e.message }));
+      req.end();
+    })));
+  }
+
   async close(): Promise<void> {
     for (const w of [...this.watches]) w.stop();
     this.agent.destroy();
@@ -262,7 +331,8 @@ export class EtcdStore implements Store {
 }
 
 /**
- * `etcd+tls://HOST:PORT[/PREFIX]` and the files of the client's side of TLS
+ * `etcd+tls://HOST:PORT[,HOST:PORT…][/PREFIX]` (one or every member of a
+ * cluster) and the files of the client's side of TLS
  * → options. Plain `etcd://` is refused: see the header.
  */
 export function parseEtcdUrl(url: string, defaultPrefix: string, files: Partial<EtcdTlsFiles>): EtcdStoreOptions {
@@ -280,10 +350,24 @@ export function parseEtcdUrl(url: string, defaultPrefix: string, files: Partial<
       throw new EbmeshError('EBMESH_FILE', `--etcd-${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
   };
-  const u = new URL(url.replace(/^etcd\+tls:/, 'https:'));
+  // HOST:PORT,HOST:PORT,…: the members of one cluster.
+  const rest = url.slice('etcd+tls://'.length);
+  const slash = rest.indexOf('/');
+  const hosts = (slash < 0 ? rest : rest.slice(0, slash)).split(',');
+  const path = slash < 0 ? '' : rest.slice(slash);
+  const endpoints = hosts.map((h) => {
+    let u: URL;
+    try {
+      u = new URL(`https://${h}`);
+    } catch {
+      throw new EbmeshError('EBMESH_USAGE', `--store ${url}: "${h}" is not HOST:PORT`);
+    }
+    if (!h || u.pathname !== '/' || u.search || u.username || u.hash) throw new EbmeshError('EBMESH_USAGE', `--store ${url}: "${h}" is not HOST:PORT`);
+    return `https://${u.host}`;
+  });
   return {
-    endpoint: `https://${u.host}`,
-    prefix: u.pathname && u.pathname !== '/' ? u.pathname.replace(/\/$/, '') : defaultPrefix,
+    endpoints,
+    prefix: path && path !== '/' ? path.replace(/\/$/, '') : defaultPrefix,
     tls: { ca: read('ca', files.ca!), cert: read('cert', files.cert!), key: read('key', files.key!) },
   };
 }

@@ -8,7 +8,7 @@
  * (compaction), the mirror lists again and tells its watchers with an empty
  * event, as the etcd store does.
  */
-import { deepFreeze, type Entry, type Op, type Store, type WatchEvent } from './store.js';
+import { deepFreeze, type Entry, type Op, type Store, type StoreMember, type WatchEvent } from './store.js';
 
 export interface ListableStore extends Store {
   listAt<T>(prefix: string): Promise<{ revision: number; entries: Entry<T>[] }>;
@@ -107,6 +107,10 @@ export class MirrorStore implements Store {
   watch(fn: (ev: WatchEvent) => void): () => void {
     this.watchers.add(fn);
     return () => this.watchers.delete(fn);
+  }
+
+  members(): Promise<StoreMember[]> {
+    return this.inner.members?.() ?? Promise.resolve([]);
   }
 
   async close(): Promise<void> {

@@ -18,6 +18,14 @@ export interface WatchEvent {
   ops: Op[];
 }
 
+/** One member of a replicated store, as the client last found it. */
+export interface StoreMember {
+  endpoint: string;
+  healthy: boolean;
+  /** Why it is not, as the client saw it. */
+  error?: string;
+}
+
 /** Values a store returns are shared and frozen: copy before changing one. */
 export interface Store {
   revision(): Promise<number>;
@@ -28,6 +36,8 @@ export interface Store {
   /** fromRevision: deliver every revision from it on (etcd; the embedded store starts now). */
   watch(fn: (ev: WatchEvent) => void, fromRevision?: number): () => void;
   close(): Promise<void>;
+  /** A replicated store: each member and whether it answers now (for status). */
+  members?(): Promise<StoreMember[]>;
 }
 
 /**

@@ -191,7 +191,7 @@ ${indent(o.code ?? NAME_SERVER, 6)}
  */
 export const CLIENT_LOOP = `import http.client, json, sys, time, threading
 host, secs = sys.argv[1], float(sys.argv[2])
-tally = {'keepalive_ok': 0, 'keepalive_fail': 0, 'new_ok': 0, 'new_fail': 0, 'errors': []}
+tally = {'keepalive_ok': 0, 'keepalive_fail': 0, 'new_ok': 0, 'new_fail': 0, 'resets': 0, 'errors': []}
 end = time.time() + secs
 def keepalive():
     c = http.client.HTTPConnection(host, 80, timeout=3)
@@ -200,7 +200,7 @@ def keepalive():
             c.request('GET', '/'); r = c.getresponse(); r.read()
             tally['keepalive_ok' if r.status == 200 else 'keepalive_fail'] += 1
         except Exception as e:
-            tally['keepalive_fail'] += 1; tally['errors'].append('ka: ' + repr(e)); c = http.client.HTTPConnection(host, 80, timeout=3)
+            tally['keepalive_fail'] += 1; tally['resets'] += isinstance(e, ConnectionResetError); tally['errors'].append('ka: ' + repr(e)); c = http.client.HTTPConnection(host, 80, timeout=3)
         time.sleep(0.02)
 def fresh():
     while time.time() < end:
@@ -208,7 +208,7 @@ def fresh():
             c = http.client.HTTPConnection(host, 80, timeout=3); c.request('GET', '/', headers={'connection': 'close'}); r = c.getresponse(); r.read(); c.close()
             tally['new_ok' if r.status == 200 else 'new_fail'] += 1
         except Exception as e:
-            tally['new_fail'] += 1; tally['errors'].append('new: ' + repr(e))
+            tally['new_fail'] += 1; tally['resets'] += isinstance(e, ConnectionResetError); tally['errors'].append('new: ' + repr(e))
         time.sleep(0.05)
 ts = [threading.Thread(target=keepalive), threading.Thread(target=fresh)]
 [t.start() for t in ts]; [t.join() for t in ts]
@@ -216,7 +216,8 @@ tally['errors'] = tally['errors'][:5]
 print(json.dumps(tally))
 `;
 
-export interface LoopTally { keepalive_ok: number; keepalive_fail: number; new_ok: number; new_fail: number; errors: string[] }
+/** Failures of either kind; resets: the failures that were a connection reset (counted among them). */
+export interface LoopTally { keepalive_ok: number; keepalive_fail: number; new_ok: number; new_fail: number; resets: number; errors: string[] }
 
 /** CLIENT_LOOP's last line, from a run that must have exited 0. */
 export function loopTally(out: { code: number; stdout: string; stderr: string }): LoopTally {

@@ -34,7 +34,7 @@ function processCommand(name: string, summary: string, usage: string, main: () =
 
 export const controlplane = processCommand('controlplane',
   'run the control plane of a multi-node mesh (store, API, CA, desired state per node)',
-  'controlplane [--store etcd+tls://HOST:PORT[/PREFIX] --etcd-ca FILE --etcd-cert FILE --etcd-key FILE | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]',
+  'controlplane [--store etcd+tls://HOST:PORT[,HOST:PORT…][/PREFIX] --etcd-ca FILE --etcd-cert FILE --etcd-key FILE | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]',
   () => import('../../controlplane/main.js'));
 
 export const agent = processCommand('agent', 'run the agent of one node (of a multi-node mesh, or of a Kubernetes cluster)',
@@ -42,6 +42,11 @@ export const agent = processCommand('agent', 'run the agent of one node (of a mu
 
 export function renderClusterStatus(st: ClusterStatus): string {
   const lines = [`mesh ${st.instance}: store ${st.store}, revision ${st.revision}; CA valid until ${st.ca.notAfter}, workload certificates live ${st.ca.svidTtlSeconds}s`];
+  const down = (st.storeMembers ?? []).filter((m) => !m.healthy);
+  if (down.length) {
+    lines.push(`store degraded: ${st.storeMembers!.length - down.length} of ${st.storeMembers!.length} etcd members answer`);
+    for (const m of down) lines.push(`  etcd member ${m.endpoint} does not answer: ${m.error ?? 'unhealthy'}`);
+  }
   for (const r of st.rejected ?? []) lines.push(`left out of the desired state (fails its check): ${r.key}: ${r.problem}`);
   lines.push('');
   lines.push(table(['NODE', 'POD-SUBNET', 'AGENT', 'LAST-HEARTBEAT', 'APPLIED-REV', 'WORKLOADS', 'CERTS', 'EARLIEST-CERT-EXPIRY', 'ERROR'],

@@ -171,7 +171,8 @@ export const status: Command = {
     const { values } = parseArgs({ args: ctx.args, options: { output: { type: 'string', short: 'o' } } });
     const st = await instanceClient(ctx.paths).call(meshApi.status, {});
     ctx.out(values.output === 'json' ? JSON.stringify(st, null, 2) : renderAnyStatus(st));
-    if (st.role === 'controlplane') return st.nodes.every((n) => n.healthy && !n.lastReconcileError) ? 0 : 1;
+    // 1 while anything is degraded (a node, an etcd member), for scripts.
+    if (st.role === 'controlplane') return st.nodes.every((n) => n.healthy && !n.lastReconcileError) && (st.storeMembers ?? []).every((m) => m.healthy) ? 0 : 1;
     return st.lastReconcile?.error ? 1 : 0;
   },
 };
