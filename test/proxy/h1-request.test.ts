@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { loadDesyncCases } from './desync-corpus.js';
 import { describe, it } from 'node:test';
-import { ChunkedReader, FramingError, LengthReader, MAX_HEAD_BYTES, parseHead, type H1Head, type HeadResult } from '../../src/proxy/h1-parser.js';
-import { BAD_VALUE, nameIn, nameTable, TCHAR, TOKEN, VCHAR } from '../../src/proxy/http1-guard.js';
+import { ChunkedReader, FramingError, LengthReader } from '../../src/proxy/h1-body.js';
+import { parseHead, type H1Head, type HeadResult } from '../../src/proxy/h1-request.js';
+import { MAX_HEAD_BYTES, BAD_VALUE, nameIn, nameTable, TCHAR, TOKEN, VCHAR } from '../../src/proxy/http1-guard.js';
 
 const raw = (s: string): Buffer => Buffer.from(s, 'latin1');
 const head = (r: HeadResult): H1Head => {
