@@ -3,13 +3,23 @@
  * and chunked. Shared by the request parser (h1-request.ts) and the
  * response reader (h1-response.ts), so both directions frame a body by the
  * same rules: chunked strictly (CRLF everywhere, hex sizes of at most 12
- * digits, extensions and trailers without control characters), because a
- * reader that tolerates a bare LF or a junk size line here disagrees with
- * some other hop about where the body ends.
+ * digits, extensions in their exact grammar, trailers without control
+ * characters), because a reader that tolerates a bare LF or a junk size
+ * line here disagrees with some other hop about where the body ends.
  */
 import { BAD_VALUE, TOKEN, type FramingProblem } from './http1-guard.js';
 
-const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})(?:[\t ]*;[^\x00-\x08\x0a-\x1f\x7f]*)?$/;
+const TCHARS = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
+const QUOTED = '"(?:[\\t !#-\\[\\]-~\\x80-\\xff]|\\\\[\\t -~\\x80-\\xff])*"';
+/**
+ * A chunk-size line: hex digits, then extensions as RFC 9112 7.1.1 has
+ * them (`;name` or `;name=value`, a token or a quoted string) with no
+ * whitespace around their parts, as llhttp reads them. Lenient readings of
+ * extensions (a quote or a bare LF taken as the end of the line) are where
+ * chunked smuggling has hidden, so only the form every reader agrees on
+ * passes.
+ */
+const CHUNK_SIZE = new RegExp(`^([0-9A-Fa-f]{1,12})(?:;${TCHARS}(?:=(?:${TCHARS}|${QUOTED}))?)*$`);
 const OWS_AROUND = /^[\t ]+|[\t ]+$/g;
 /** Longest chunk-size line (with extensions) or trailer section we hold. */
 const MAX_LINE = 4096;

@@ -202,6 +202,8 @@ export function parseResponseHead(buf: Buffer, from: number, noBody: boolean): R
       // Twice, even with the same value, or anything but plain digits: two readers could disagree on it (llhttp refuses the same).
       if (length >= 0) return bad('Content-Length appears more than once', 'MultipleContentLength');
       if (b - a > 15 || a === b) return bad('Content-Length is not a decimal length', 'BadContentLength');
+      // Spaces around the digits only: llhttp refuses a tab after them, and what it refuses we refuse.
+      for (let d = colon + 1; d < p; d++) if (buf[d] === 9) return bad('Content-Length with a tab in it', 'BadContentLength');
       length = 0;
       for (let d = a; d < b; d++) {
         if (!isDigit(buf[d])) return bad('Content-Length is not a decimal length', 'BadContentLength');
@@ -222,14 +224,17 @@ export function parseResponseHead(buf: Buffer, from: number, noBody: boolean): R
   // Both framings at once is the classic desync: refused for every status, as llhttp does.
   if (te !== undefined && length >= 0) return bad('both Transfer-Encoding and Content-Length are present', 'BothTeClPresent');
   // RFC 9112 6.3, in its order: no body for HEAD, 1xx, 204 and 304; chunked when it is the final coding; else to the close.
+  const toClose = te !== undefined ? finalCoding(te) !== 'chunked' : length < 0;
+  const bodiless = status < 200 || status === 204 || status === 304;
   let framing: ResponseFraming;
-  if (noBody || status < 200 || status === 204 || status === 304) framing = NO_BODY;
-  else if (te !== undefined) framing = finalCoding(te) === 'chunked' ? CHUNKED : UNTIL_CLOSE;
+  if (noBody || bodiless) framing = NO_BODY;
+  else if (te !== undefined) framing = toClose ? UNTIL_CLOSE : CHUNKED;
   else if (length >= 0) framing = { kind: 'length', length };
   else framing = UNTIL_CLOSE;
   const named = namedInConnection(connection);
   const minor = minorByte === 0x31 ? 1 : 0;
-  const keepAlive = framing !== UNTIL_CLOSE && (minor === 1 ? !named?.has('close') : named !== undefined && named.has('keep-alive'));
+  // An answer to HEAD that a GET would have read to the close: the server may send a body anyway, so the connection is not reused (as Node's client does).
+  const keepAlive = !(toClose && !bodiless) && (minor === 1 ? !named?.has('close') : named !== undefined && named.has('keep-alive'));
   return { head: new ResponseHead(status, minor, keepAlive, framing, buf, lines, lower, named), end };
 }
 
@@ -344,7 +349,11 @@ export class ResponseReader {
     const { head, end } = r;
     // Where the body starts in this chunk (a held head ended inside it).
     const at = held ? i + end - held.length : end;
-    if (head.status < 200 && head.status !== 101) return at; // interim: the real answer follows
+    if (head.status < 200 && head.status !== 101) {
+      // Interim: the real answer follows, unless the interim one said the connection ends (no answer can follow it then; llhttp refuses what does).
+      if (!head.keepAlive) throw new FramingError({ reason: 'BadHeader', detail: `interim ${head.status} answer that closes the connection` });
+      return at;
+    }
     const f = head.framing;
     if (f.kind === 'length' && chunk.length - at >= f.length) {
       this.state = State.Idle;

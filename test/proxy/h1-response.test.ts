@@ -6,80 +6,11 @@
  * purpose named; the head forwarded as bytes.
  */
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
-import { FramingError } from './h1-body.js';
-import { MAX_HEAD_BYTES } from './http1-guard.js';
-import { parseResponseHead, ResponseReader, type ResponseHead } from './h1-response.js';
-
-interface Llhttp {
-  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
-  execute(b: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  [k: number]: unknown;
-}
-const { HTTPParser } = createRequire(import.meta.url)('_http_common') as {
-  HTTPParser: { new (): Llhttp; RESPONSE: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number };
-};
-
-/** What one response came to: its final head, body and trailers, and whether it ended. */
-interface Read {
-  status: number;
-  raw: string[];
-  keepAlive: boolean;
-  body: string;
-  trailers: string[];
-  complete: boolean;
-}
-
-/** llhttp's reading of one response to a request (`head`: a HEAD request), the connection closed after `bytes`. */
-function llhttp(bytes: Buffer, head = false): Read | Error {
-  const p = new HTTPParser();
-  p.initialize(HTTPParser.RESPONSE, {}, 0, 0);
-  const out: Read = { status: 0, raw: [], keepAlive: false, body: '', trailers: [], complete: false };
-  p[HTTPParser.kOnHeaders] = (h: string[]) => void out.trailers.push(...h);
-  p[HTTPParser.kOnHeadersComplete] = (_a: number, _b: number, h: string[], _m: unknown, _u: unknown, status: number, _s: unknown, _up: boolean, ka: boolean) => {
-    Object.assign(out, { status, raw: h, keepAlive: ka, complete: false });
-    return head ? 1 : 0;
-  };
-  p[HTTPParser.kOnBody] = (b: Buffer) => void (out.body += b.toString('latin1'));
-  p[HTTPParser.kOnMessageComplete] = () => void (out.status >= 200 && (out.complete = true));
-  const r = p.execute(bytes);
-  const f = r instanceof Error || out.complete ? undefined : p.finish();
-  p.close();
-  return r instanceof Error ? r : f instanceof Error ? f : out;
-}
-
-/** Ours, the bytes fed in the pieces `cuts` makes, then the close. `whole`: whether the body came with the head. */
-function ours(bytes: Buffer, cuts: number[] = [], head = false): (Read & { whole: boolean }) | FramingError {
-  const out = { status: 0, raw: [] as string[], keepAlive: false, body: '', trailers: [] as string[], complete: false, whole: false };
-  const reader = new ResponseReader({
-    onHead(h: ResponseHead, whole: Buffer | undefined) {
-      Object.assign(out, { status: h.status, raw: h.raw, keepAlive: h.keepAlive, whole: whole !== undefined, body: whole?.toString('latin1') ?? '' });
-    },
-    onBody: (b) => void (out.body += b.toString('latin1')),
-    onEnd(t) {
-      out.complete = true;
-      out.trailers = t ?? [];
-    },
-  });
-  reader.expect(head);
-  try {
-    let at = 0;
-    for (const c of [...cuts, bytes.length]) {
-      // Each piece in a buffer of its own, reused after the feed as a socket's read buffer is: nothing may be kept from it.
-      const piece = Buffer.from(bytes.subarray(at, c));
-      if (piece.length && !reader.feed(piece)) throw new Error('stray bytes');
-      at = c;
-    }
-    if (!out.complete) reader.end();
-  } catch (e) {
-    if (e instanceof FramingError) return e;
-    throw e;
-  }
-  return out;
-}
+import { FramingError } from '../../src/proxy/h1-body.js';
+import { MAX_HEAD_BYTES } from '../../src/proxy/http1-guard.js';
+import { parseResponseHead, ResponseReader, type ResponseHead } from '../../src/proxy/h1-response.js';
+import { llhttp, ours, without } from './response-reference.js';
 
 const res = (s: string) => Buffer.from(s, 'latin1');
 const head = (s: string): ResponseHead => {
@@ -91,7 +22,6 @@ const refused = (s: string): boolean => {
   const r = parseResponseHead(res(s), 0, false);
   return r !== undefined && 'problem' in r;
 };
-const without = ({ whole: _w, ...r }: Read & { whole: boolean }): Read => r;
 
 describe('ResponseReader against llhttp', () => {
   const accepted: [string, boolean?][] = [
@@ -156,6 +86,8 @@ describe('ResponseReader against llhttp', () => {
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\nx\n0\n\n',
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nxy\r\n0\r\n\r\n',
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1 \r\nx\r\n0\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;a b\r\nx\r\n0\r\n\r\n',
+    'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;\xe9\r\nx\r\n0\r\n\r\n',
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n',
     'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc', // closed before the body's end
     'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n', // closed before the last chunk
