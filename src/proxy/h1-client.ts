@@ -12,6 +12,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, readsInto, type Caller, type Dial, type UpstreamStream } from './dial.js';
 import { FramingError } from './h1-body.js';
+import { TOKEN } from './http1-guard.js';
 import { ResponseReader, type ResponseHead, type ResponseSink } from './h1-response.js';
 import { owned, READ_BUFFER } from './read-into.js';
 
@@ -31,8 +32,8 @@ export function headersFromRaw(raw: readonly string[], into: IncomingHttpHeaders
   return into;
 }
 
-const BAD_VALUE = /[\r\n\0]/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What Node's http.request refuses in a header value it writes (it sends other controls as they are); kept so the proxy writes what Node wrote. */
+const UNWRITABLE = /[\r\n\0]/;
 const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface H1Exchange {
@@ -83,7 +84,13 @@ class Conn implements H1Handle, ResponseSink {
     if (!readsInto(this.socket)) this.socket.on('data', (d: Buffer) => this.onBytes(d, true));
     this.socket.on('end', () => {
       // A close-delimited body ends here; any other response cut here failed.
-      if (this.ex) this.read(() => this.reader.end());
+      if (this.ex) {
+        try {
+          this.reader.end();
+        } catch (e) {
+          this.refuse(e);
+        }
+      }
       this.destroy();
     });
     this.socket.on('error', (e: NodeJS.ErrnoException) => this.fail(e));
@@ -107,19 +114,17 @@ class Conn implements H1Handle, ResponseSink {
       return;
     }
     const c = own ? d : owned(d);
-    this.read(() => {
+    try {
       if (!this.reader.feed(c)) this.destroy(); // more after the answer than an empty line
-    });
+    } catch (e) {
+      this.refuse(e);
+    }
   }
 
-  /** Runs a step of the reader; a refusal fails the exchange and closes the connection. */
-  private read(step: () => void): void {
-    try {
-      step();
-    } catch (e) {
-      if (!(e instanceof FramingError)) throw e;
-      this.fail(Object.assign(new Error(`malformed response: ${e.message}`), { code: 'EPROTO' }));
-    }
+  /** The reader refused the answer: the exchange fails and the connection closes. */
+  private refuse(e: unknown): void {
+    if (!(e instanceof FramingError)) throw e;
+    this.fail(Object.assign(new Error(`malformed response: ${e.message}`), { code: 'EPROTO' }));
   }
 
   onHead(head: ResponseHead, whole: Buffer | undefined): void {
@@ -246,7 +251,7 @@ export class H1Pool {
     ex: H1Exchange,
   ): H1Handle {
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\n`;
-    if (BAD_VALUE.test(path) || BAD_VALUE.test(authority)) throw new TypeError('invalid character in request line or host');
+    if (UNWRITABLE.test(path) || UNWRITABLE.test(authority)) throw new TypeError('invalid character in request line or host');
     let hasLength = false;
     if (lines) {
       head += lines.text;
@@ -259,12 +264,12 @@ export class H1Pool {
         if (k === 'content-length') hasLength = true;
         if (Array.isArray(v)) {
           for (const x of v) {
-            if (BAD_VALUE.test(x)) throw new TypeError(`invalid character in header ${k}`);
+            if (UNWRITABLE.test(x)) throw new TypeError(`invalid character in header ${k}`);
             head += `${k}: ${x}\r\n`;
           }
         } else {
           const s = String(v);
-          if (BAD_VALUE.test(s)) throw new TypeError(`invalid character in header ${k}`);
+          if (UNWRITABLE.test(s)) throw new TypeError(`invalid character in header ${k}`);
           head += `${k}: ${s}\r\n`;
         }
       }
