@@ -1,32 +1,20 @@
 /**
  * A lean HTTP/1.1 client for the proxy's upstream side: per-endpoint pools
- * of keep-alive sockets and Node's own llhttp response parser, without
- * http.ClientRequest and http.Agent. Profiling showed those two cost about
- * half of the proxy's CPU per request (listeners, timers and async hooks
- * per request); this does one write and one parse per request instead.
- * Framing comes from llhttp as in Node's client: Content-Length, chunked
- * (with trailers), close-delimited, HEAD, 1xx, 204/304.
+ * of keep-alive sockets, without http.ClientRequest and http.Agent.
+ * Profiling showed those two cost about half of the proxy's CPU per request
+ * (listeners, timers and async hooks per request); this does one write per
+ * request, and every answer is read by the one response reader
+ * (h1-response.ts): Content-Length, chunked (with trailers),
+ * close-delimited, HEAD, 1xx, 204/304.
  */
-import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Endpoint } from './types.js';
 import { dialKey, plainDial, readsInto, type Caller, type Dial, type UpstreamStream } from './dial.js';
-import { parseSimpleResponse, type SimpleResponse } from './h1-response.js';
+import { FramingError } from './h1-body.js';
+import { TOKEN } from './http1-guard.js';
+import { ResponseReader, type ResponseHead, type ResponseSink } from './h1-response.js';
 import { owned, READ_BUFFER } from './read-into.js';
-
-interface LlhttpParser {
-  initialize(type: number, resource: object, maxHeaderSize?: number, lenient?: number): void;
-  execute(b: Buffer): number | Error;
-  finish(): number | Error | undefined;
-  close(): void;
-  [k: number]: unknown;
-}
-interface ParserModule {
-  HTTPParser: { new (): LlhttpParser; RESPONSE: number; kOnHeaders: number; kOnHeadersComplete: number; kOnBody: number; kOnMessageComplete: number; kOnExecute: number };
-}
-// Node's own binding to llhttp, exposed by the (legacy, still shipped) _http_common module.
-const { HTTPParser } = createRequire(import.meta.url)('_http_common') as ParserModule;
 
 /** Response headers Node keeps only once (first wins), as IncomingMessage does. */
 const SINGLE = new Set(['content-type', 'content-length', 'user-agent', 'referer', 'host', 'authorization', 'proxy-authorization', 'if-modified-since', 'if-unmodified-since', 'from', 'location', 'max-forwards', 'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires']);
@@ -44,17 +32,16 @@ export function headersFromRaw(raw: readonly string[], into: IncomingHttpHeaders
   return into;
 }
 
-const BAD_VALUE = /[\r\n\0]/;
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What Node's http.request refuses in a header value it writes (it sends other controls as they are); kept so the proxy writes what Node wrote. */
+const UNWRITABLE = /[\r\n\0]/;
 const NO_BODY_BY_DEFAULT = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 export interface H1Exchange {
   /**
-   * Called once with the final (non-1xx) response head: header names and
-   * values alternating, as received (from llhttp); or a whole response read
-   * in one go, whose `body` is all of it: onBody is not called for it.
+   * Called once with the final (non-1xx) response head. `whole`: the body,
+   * when it came complete with the head: onBody is not called for it.
    */
-  onHead(status: number, head: string[] | SimpleResponse): void;
+  onHead(head: ResponseHead, whole: Buffer | undefined): void;
   onBody(chunk: Buffer): boolean;
   onEnd(trailers: IncomingHttpHeaders | undefined): void;
   /** The connection failed before the response ended; `connected` says whether it ever connected, `responded` whether a head arrived. */
@@ -70,20 +57,16 @@ export interface H1Handle {
   readonly connected: boolean;
 }
 
-/** One upstream connection with its parser; carries one exchange at a time (and is that exchange's handle). */
-class Conn implements H1Handle {
+/** One upstream connection with its response reader; carries one exchange at a time (and is that exchange's handle). */
+class Conn implements H1Handle, ResponseSink {
   readonly socket: UpstreamStream;
-  private readonly parser: LlhttpParser = new HTTPParser();
+  private readonly reader = new ResponseReader(this);
   ex: H1Exchange | undefined;
   connected = false;
-  private head: string[] = [];
   private responded = false;
-  private skipBody = false;
   private keepAlive = false;
   private requestSent = false;
   private messageDone = false;
-  /** No byte of the current response went to llhttp yet: a whole simple response may skip it. */
-  private atStart = false;
   private idleTimer: NodeJS.Timeout | undefined;
   private dead = false;
 
@@ -97,39 +80,16 @@ class Conn implements H1Handle {
     this.socket = dial(ep, caller, { buffer: READ_BUFFER, callback: this.onRead });
     this.socket.setNoDelay?.(true);
     this.socket.once('connect', () => (this.connected = true));
-    this.parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
-    this.parser[HTTPParser.kOnHeaders] = (h: string[]) => {
-      for (const x of h) this.head.push(x);
-    };
-    this.parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, h: string[] | undefined, _m: unknown, _u: unknown, status: number, _sm: unknown, upgrade: boolean, keepAlive: boolean) => {
-      if (!this.ex) {
-        this.destroy(); // a response nobody asked for (after the last one, in the same read)
-        return 2;
-      }
-      const raw = this.head.length ? [...this.head, ...(h ?? [])] : (h ?? []);
-      this.head = [];
-      if (status >= 100 && status < 200 && status !== 101) return 0; // interim: the real answer follows
-      if (upgrade || status === 101) {
-        this.fail(Object.assign(new Error('upstream switched protocols'), { code: 'EPROTO' }));
-        return 2;
-      }
-      this.onHead(status, raw, keepAlive);
-      return this.skipBody ? 1 : 0;
-    };
-    this.parser[HTTPParser.kOnBody] = (b: Buffer) => this.onBody(b);
-    this.parser[HTTPParser.kOnMessageComplete] = () => {
-      if (!this.responded) return; // end of a 1xx
-      const trailers = this.head.length ? headersFromRaw(this.head) : undefined;
-      this.head = [];
-      this.onComplete(trailers);
-    };
     // A stream that is no TCP socket (the tunnel) could not take the read buffer: its chunks are its own.
     if (!readsInto(this.socket)) this.socket.on('data', (d: Buffer) => this.onBytes(d, true));
     this.socket.on('end', () => {
-      // A close-delimited body ends here.
+      // A close-delimited body ends here; any other response cut here failed.
       if (this.ex) {
-        const r = this.parser.finish();
-        if (r instanceof Error) this.fail(r);
+        try {
+          this.reader.end();
+        } catch (e) {
+          this.refuse(e);
+        }
       }
       this.destroy();
     });
@@ -144,44 +104,44 @@ class Conn implements H1Handle {
 
   /**
    * `own`: the chunk is ours to keep; otherwise it is READ_BUFFER's, reused
-   * by the next read. llhttp copies what it keeps (body chunks, the strings
-   * of a head split over reads); a whole simple response is made of the
-   * read itself, so it is made from a copy.
+   * by the next read, and the reader hands out (and may hold) sub-arrays of
+   * what it is fed: a body piece goes downstream later, maybe held by a slow
+   * socket. So it is fed a copy, one per read, as llhttp copied body chunks.
    */
   private onBytes(d: Buffer, own: boolean): void {
     if (!this.ex) {
       this.destroy(); // bytes nobody asked for: the connection cannot be trusted
       return;
     }
-    if (this.atStart) {
-      this.atStart = false;
-      if (!this.skipBody) {
-        // A whole response keeps its bytes (its body goes downstream later, maybe held by a slow socket): parse a copy.
-        const c = own ? d : owned(d);
-        const simple = parseSimpleResponse(c);
-        if (simple) {
-          this.onHead(simple.status, simple, simple.keepAlive);
-          if (this.ex) this.onComplete(undefined);
-          return;
-        }
-      }
+    const c = own ? d : owned(d);
+    try {
+      if (!this.reader.feed(c)) this.destroy(); // more after the answer than an empty line
+    } catch (e) {
+      this.refuse(e);
     }
-    const r = this.parser.execute(d);
-    if (r instanceof Error) this.fail(Object.assign(r, { code: (r as NodeJS.ErrnoException).code ?? 'HPE_INVALID' }));
   }
 
-  // What a response does, whether llhttp or parseSimpleResponse read it.
-  private onHead(status: number, head: string[] | SimpleResponse, keepAlive: boolean): void {
+  /** The reader refused the answer: the exchange fails and the connection closes. */
+  private refuse(e: unknown): void {
+    if (!(e instanceof FramingError)) throw e;
+    this.fail(Object.assign(new Error(`malformed response: ${e.message}`), { code: 'EPROTO' }));
+  }
+
+  onHead(head: ResponseHead, whole: Buffer | undefined): void {
+    if (head.status === 101) {
+      this.fail(Object.assign(new Error('upstream switched protocols'), { code: 'EPROTO' }));
+      return;
+    }
     this.responded = true;
-    this.keepAlive = keepAlive;
-    this.ex?.onHead(status, head);
+    this.keepAlive = head.keepAlive;
+    this.ex?.onHead(head, whole);
   }
 
-  private onBody(b: Buffer): void {
+  onBody(b: Buffer): void {
     if (this.ex && !this.ex.onBody(b)) this.socket.pause();
   }
 
-  private onComplete(trailers: IncomingHttpHeaders | undefined): void {
+  onEnd(trailers: string[] | undefined): void {
     this.messageDone = true;
     const ex = this.ex;
     this.ex = undefined;
@@ -190,7 +150,7 @@ class Conn implements H1Handle {
       if (this.socket.isPaused()) this.socket.resume();
       this.pool.release(this);
     } else this.destroy();
-    ex?.onEnd(trailers);
+    ex?.onEnd(trailers ? headersFromRaw(trailers) : undefined);
   }
 
   /** Writes the request; the socket stays ours until the response ends or fails. */
@@ -199,9 +159,8 @@ class Conn implements H1Handle {
     this.ex = ex;
     this.responded = false;
     this.messageDone = false;
-    this.skipBody = method === 'HEAD';
     this.requestSent = false;
-    this.atStart = true;
+    this.reader.expect(method === 'HEAD');
     if (!(body instanceof Readable)) {
       this.socket.write(body && body.length ? Buffer.concat([Buffer.from(head, 'latin1'), body]) : head, 'latin1');
       this.requestSent = true;
@@ -255,11 +214,9 @@ class Conn implements H1Handle {
     if (this.dead) return;
     this.dead = true;
     clearTimeout(this.idleTimer);
+    this.reader.stop();
     this.pool.forget(this);
     this.socket.destroy();
-    // Never free the native parser from inside its own callbacks (destroy()
-    // is often called from them): that is a use-after-free in llhttp.
-    setImmediate(() => this.parser.close());
   }
 
   get alive(): boolean {
@@ -294,7 +251,7 @@ export class H1Pool {
     ex: H1Exchange,
   ): H1Handle {
     let head = `${method} ${path} HTTP/1.1\r\nhost: ${authority}\r\n`;
-    if (BAD_VALUE.test(path) || BAD_VALUE.test(authority)) throw new TypeError('invalid character in request line or host');
+    if (UNWRITABLE.test(path) || UNWRITABLE.test(authority)) throw new TypeError('invalid character in request line or host');
     let hasLength = false;
     if (lines) {
       head += lines.text;
@@ -307,12 +264,12 @@ export class H1Pool {
         if (k === 'content-length') hasLength = true;
         if (Array.isArray(v)) {
           for (const x of v) {
-            if (BAD_VALUE.test(x)) throw new TypeError(`invalid character in header ${k}`);
+            if (UNWRITABLE.test(x)) throw new TypeError(`invalid character in header ${k}`);
             head += `${k}: ${x}\r\n`;
           }
         } else {
           const s = String(v);
-          if (BAD_VALUE.test(s)) throw new TypeError(`invalid character in header ${k}`);
+          if (UNWRITABLE.test(s)) throw new TypeError(`invalid character in header ${k}`);
           head += `${k}: ${s}\r\n`;
         }
       }

@@ -1,6 +1,6 @@
 /**
  * The HTTP/1.x server side on a raw socket: the proxy's strict parser
- * (h1-parser.ts), one request at a time per connection (pipelined bytes
+ * (h1-request.ts), one request at a time per connection (pipelined bytes
  * wait in the buffer), bodies handed to the router as sub-arrays of the
  * socket's chunks, and a response writer that puts head and body into one
  * writev. Node's http.Server did the same work through IncomingMessage,
@@ -13,12 +13,12 @@ import type net from 'node:net';
 import { Readable } from 'node:stream';
 import { noteConnection } from './events.js';
 import { MAX_H2C_UPGRADE_BODY, upgradeToH2c } from './h2c-upgrade.js';
-import { ChunkedReader, FramingError, LengthReader, MAX_HEAD_BYTES, parseHead, type BodyReader, type H1Head } from './h1-parser.js';
-import type { FramingProblem } from './http1-guard.js';
+import { ChunkedReader, FramingError, LengthReader, type BodyReader } from './h1-body.js';
+import { parseHead, type H1Head } from './h1-request.js';
+import { MAX_HEAD_BYTES, type FramingProblem } from './http1-guard.js';
 import { rejection } from './responses.js';
 import { handleRequest, type ConnContext, type Downstream, type ResponseSink } from './router.js';
 import type { ProxyRuntime } from './runtime.js';
-import { dropsField, namedInConnection } from './hop-by-hop.js';
 import type { HeadBytes } from './h1-response.js';
 import { tunnelUpgrade, writeRawRejection } from './websocket.js';
 import { owned, readAsData, readInto } from './read-into.js';
@@ -115,36 +115,12 @@ export class H1Response implements ResponseSink {
   }
 
   /**
-   * writeHead from an upstream HTTP/1 head as received, without building a
-   * header object, hop-by-hop fields and those its Connection field names
-   * left out (hop-by-hop.ts). From llhttp, names and values alternating:
-   * names lower-cased as writeHead writes them. As bytes (h1-response.ts,
-   * already checked and filtered): the lines copied as they came.
+   * writeHead from an upstream HTTP/1 head (h1-response.ts): its lines,
+   * already checked and with hop-by-hop fields and those its Connection
+   * field names left out, copied as they came.
    */
-  writeHeadRaw(status: number, raw: readonly string[] | HeadBytes): this {
+  writeHeadRaw(status: number, hb: HeadBytes): this {
     if (this.headersSent) return this;
-    if (!Array.isArray(raw)) return this.writeHeadBytes(status, raw as HeadBytes);
-    let conn: string | undefined;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const k = raw[i]!;
-      if (k.length === 10 && k.toLowerCase() === 'connection') conn = conn === undefined ? raw[i + 1]! : `${conn}, ${raw[i + 1]!}`;
-    }
-    const named = namedInConnection(conn);
-    let h = statusLine(status);
-    let hasLength = false;
-    let hasDate = false;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-      const k = raw[i]!.toLowerCase();
-      if (dropsField(k, named)) continue;
-      if (k === 'content-length') hasLength = true;
-      else if (k === 'date') hasDate = true;
-      h += headerLine(k, raw[i + 1]!);
-    }
-    this.head = h + this.endHead(status, hasLength, hasDate);
-    return this;
-  }
-
-  private writeHeadBytes(status: number, hb: HeadBytes): this {
     const line = statusLine(status);
     this.head = new BytesHead(line, hb, this.endHead(status, hb.hasLength, hb.hasDate));
     return this;

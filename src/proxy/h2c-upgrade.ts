@@ -7,7 +7,7 @@
  * preface and SETTINGS. The HTTP/2 server then sees an ordinary stream 1.
  */
 import type { Socket } from 'node:net';
-import type { H1Head } from './h1-parser.js';
+import type { H1Head } from './h1-request.js';
 import { H2_PREFACE } from './sniff.js';
 
 /** Largest body we carry over an upgrade: the h2 default initial window. */

@@ -1,13 +1,18 @@
 /**
- * Strict HTTP/1 framing rules, applied header by header while the proxy's
- * own parser (h1-parser.ts) reads a request head, before anything is
- * forwarded, and the byte classes both head readers (h1-parser.ts,
- * h1-response.ts) check every name and value byte against. A request whose body length could be read two ways — a
- * Transfer-Encoding that is not exactly "chunked" (obs-text like \xa0,
- * "xchunked", lists), repeated framing headers, both framings at once,
- * control characters — is never forwarded: the answer is 400 and the
- * connection is closed (the next bytes cannot be trusted).
+ * Strict HTTP/1 framing rules, applied header by header while the request
+ * parser (h1-request.ts) reads a request head, before anything is
+ * forwarded, and the byte classes both head readers (h1-request.ts,
+ * h1-response.ts) check every name and value byte against. A request whose
+ * body length could be read two ways — a Transfer-Encoding that is not
+ * exactly "chunked" (obs-text like \xa0, "xchunked", lists), repeated
+ * framing headers, both framings at once, control characters — is never
+ * forwarded: the answer is 400 and the connection is closed (the next bytes
+ * cannot be trusted). Responses get the byte classes and the body readers
+ * but framing rules of their own (h1-response.ts says which and why).
  */
+/** Largest head (start line and header lines) either reader holds, as Node's default. */
+export const MAX_HEAD_BYTES = 16 * 1024;
+
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // CTLs except HTAB; DEL. obs-text (\x80-\xff) is tolerated in ordinary values.
 export const BAD_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
@@ -38,7 +43,7 @@ export function pushField(fields: number[], buf: Buffer, start: number, colon: n
   return fields.push(start, colon, a, b) - 4;
 }
 
-/** Such fields as strings: names as received and values, alternating (as llhttp gives them). */
+/** Such fields as strings: names as received and values, alternating (as IncomingMessage's rawHeaders). */
 export function rawFields(buf: Buffer, fields: readonly number[]): string[] {
   const out: string[] = [];
   for (let j = 0; j < fields.length; j += 4) out.push(buf.toString('latin1', fields[j], fields[j + 1]), buf.toString('latin1', fields[j + 2], fields[j + 3]));

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { pickWeighted, rewritePath } from './plan.js';
 import { prefixMatches } from './route-match.js';
 import { sniff } from './sniff.js';
-import { parseHead } from './h1-parser.js';
+import { parseHead } from './h1-request.js';
 import { parseTraceparent } from './tracing.js';
 
 describe('proxy pure parts', () => {

@@ -42,7 +42,7 @@ export interface ResponseSink {
   statusCode: number;
   writeHead(status: number, headers?: OutgoingHttpHeaders): unknown;
   /** HTTP/1 only: writeHead from an upstream HTTP/1 head as received (UpstreamResponse.rawHead). */
-  writeHeadRaw?(status: number, raw: readonly string[] | HeadBytes): unknown;
+  writeHeadRaw?(status: number, raw: HeadBytes): unknown;
   /** false: wait for 'drain' before writing more. */
   write(chunk: Buffer): boolean;
   end(chunk?: string | Buffer): unknown;

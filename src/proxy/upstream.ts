@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BodyFeed, type ResponseBody } from './body-feed.js';
 import { H1Pool, headersFromRaw, type H1Exchange, type H1Handle } from './h1-client.js';
-import type { HeadBytes, SimpleResponse } from './h1-response.js';
+import type { HeadBytes, ResponseHead } from './h1-response.js';
 import type { Endpoint } from './types.js';
 import { dialKey, endpointKey, plainDial, type Caller, type Dial } from './dial.js';
 import { ExpectedError } from './expected-error.js';
@@ -60,37 +60,40 @@ export interface UpstreamRequest {
 /** An HTTP/1.1 answer: its header object is built only if someone reads it (an HTTP/1 client without header rules never does). */
 class H1UpstreamResponse implements UpstreamResponse {
   private built: IncomingHttpHeaders | undefined;
+  readonly status: number;
   constructor(
-    readonly status: number,
-    readonly rawHead: readonly string[],
+    readonly rawHead: ResponseHead,
     readonly body: BodyFeed,
     readonly trailers: Promise<IncomingHttpHeaders | undefined>,
     readonly abort: () => void,
-  ) {}
+  ) {
+    this.status = rawHead.status;
+  }
 
   get headers(): IncomingHttpHeaders {
-    return (this.built ??= headersFromRaw(this.rawHead));
+    return (this.built ??= headersFromRaw(this.rawHead.raw));
   }
 }
 
 const NO_TRAILERS: Promise<undefined> = Promise.resolve(undefined);
 
 /**
- * An HTTP/1.1 answer that came whole in one read (h1-response.ts): already
- * complete, its connection already back in the pool, so there is nothing to
- * stream, wait for or abort. A body feed is made only for a reader that
- * wants one (a mirror's or a retried answer being discarded).
+ * An HTTP/1.1 answer whose Content-Length body came with its head in one
+ * read (h1-response.ts): already complete, its connection already back in
+ * the pool, so there is nothing to stream, wait for or abort. A body feed is
+ * made only for a reader that wants one (a mirror's or a retried answer
+ * being discarded).
  */
 class WholeH1Response implements UpstreamResponse {
   private built: IncomingHttpHeaders | undefined;
   private feed: BodyFeed | undefined;
   readonly trailers = NO_TRAILERS;
-  readonly whole: Buffer;
+  readonly status: number;
   constructor(
-    readonly status: number,
-    readonly rawHead: SimpleResponse,
+    readonly rawHead: ResponseHead,
+    readonly whole: Buffer,
   ) {
-    this.whole = rawHead.body;
+    this.status = rawHead.status;
   }
 
   get headers(): IncomingHttpHeaders {
@@ -134,12 +137,8 @@ export interface UpstreamResponse {
   status: number;
   /** Lower-case, as IncomingMessage has them. */
   readonly headers: IncomingHttpHeaders;
-  /**
-   * HTTP/1.1 upstreams: the head as received, for a downstream that can
-   * copy it: names and values alternating (from llhttp), or the header
-   * lines to forward as bytes.
-   */
-  readonly rawHead?: readonly string[] | HeadBytes;
+  /** HTTP/1.1 upstreams: the header lines to forward, as bytes, for a downstream that can copy them. */
+  readonly rawHead?: HeadBytes;
   /** The whole body when it came with the head: a downstream may send it at once instead of reading `body`. */
   readonly whole?: Buffer;
   body: ResponseBody;
@@ -202,21 +201,21 @@ class H1Call implements H1Exchange {
     this.grace.unref();
   };
 
-  onHead(status: number, head: string[] | SimpleResponse): void {
+  onHead(head: ResponseHead, whole: Buffer | undefined): void {
     clearTimeout(this.timer);
     clearTimeout(this.connectTimer);
     if (this.settled) return;
     this.settled = true;
     if (this.r.client) this.r.client.onGone = undefined; // from here on the caller streams the body and watches the client
-    if (!Array.isArray(head)) {
-      this.resolve(new WholeH1Response(status, head));
+    if (whole) {
+      this.resolve(new WholeH1Response(head, whole));
       return;
     }
     const handle = this.handle;
     const b = (this.body = new BodyFeed(() => handle?.resume()));
     const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => (this.endTrailers = done));
     this.resolve(
-      new H1UpstreamResponse(status, head, b, trailers, () => {
+      new H1UpstreamResponse(head, b, trailers, () => {
         handle?.abort();
         b.destroy();
         this.endTrailers?.(undefined);

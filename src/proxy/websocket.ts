@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import { channels } from './events.js';
-import type { H1Head } from './h1-parser.js';
+import type { H1Head } from './h1-request.js';
 import { decide } from './plan.js';
 import { rejection, type Rejection } from './responses.js';
 import type { RequestFacts } from './route-match.js';

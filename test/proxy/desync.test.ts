@@ -1,6 +1,6 @@
 /**
  * Replays every case of the http-desync-guardian corpus over a raw TCP
- * socket, through the proxy's own HTTP/1 parser (h1-parser.ts). Every
+ * socket, through the proxy's own HTTP/1 parser (h1-request.ts). Every
  * "Severe" case must be answered 400 with the connection closed, and must
  * never reach the backend. Then framing on the wire: a chunked body that
  * goes wrong half-way never reaches the backend complete, pipelined

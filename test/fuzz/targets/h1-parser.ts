@@ -1,5 +1,5 @@
 /**
- * The proxy's HTTP/1 request parser (src/proxy/h1-parser.ts), without
+ * The proxy's HTTP/1 request parser (src/proxy/h1-request.ts, src/proxy/h1-body.ts), without
  * sockets. Inputs: heads built from the grammar with odd parts (methods,
  * targets, versions, header names and values with controls, obs-fold,
  * duplicated and conflicting Content-Length and Transfer-Encoding, bare CR
@@ -15,7 +15,8 @@
  */
 import fc from 'fast-check';
 import { isDeepStrictEqual } from 'node:util';
-import { ChunkedReader, FramingError, LengthReader, parseHead, type BodyReader, type HeadResult } from '../../../src/proxy/h1-parser.js';
+import { ChunkedReader, FramingError, LengthReader, type BodyReader } from '../../../src/proxy/h1-body.js';
+import { parseHead, type HeadResult } from '../../../src/proxy/h1-request.js';
 import { desyncRequest, loadDesyncCases } from '../../proxy/desync-corpus.js';
 import type { FuzzTarget } from '../fuzz.js';
 

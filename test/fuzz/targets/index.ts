@@ -2,6 +2,7 @@
 import { fuzz, type FuzzReport, type FuzzTarget } from '../fuzz.js';
 import { resourcesTarget } from './resources.js';
 import { h1ParserTarget } from './h1-parser.js';
+import { h1ResponseTarget } from './h1-response.js';
 import { h1ServerTarget } from './h1-server.js';
 import { tunnelConnectTarget } from './tunnel-connect.js';
 import { nodeApiTarget } from './node-api.js';
@@ -17,6 +18,7 @@ const runnable = <I, C>(t: FuzzTarget<I, C>): Runnable => ({ what: t.what, run: 
 export const targets: Record<string, Runnable> = {
   resources: runnable(resourcesTarget),
   'h1-parser': runnable(h1ParserTarget),
+  'h1-response': runnable(h1ResponseTarget),
   'h1-server': runnable(h1ServerTarget),
   'tunnel-connect': runnable(tunnelConnectTarget),
   'node-api': runnable(nodeApiTarget),

@@ -1,6 +1,6 @@
 /**
- * The proxy's own HTTP/1.x request parser: a strict head parser and the two
- * body framings (Content-Length, chunked). Strict on purpose — CRLF line
+ * The proxy's HTTP/1.x request head parser (the body framings are in
+ * h1-body.ts, shared with the response reader). Strict on purpose — CRLF line
  * ends only, no obs-fold, no whitespace before the colon, upper-case token
  * methods, a request-target without controls or spaces, exactly one Host
  * (RFC 9112 3.2) — because a proxy that accepts what its backend might read
@@ -10,15 +10,13 @@
  * Why our own and not a library: Node's llhttp binding is internal to Node,
  * undici's llhttp build is internal to undici (not exported), and the head
  * grammar is small; owning it lets the desync rules (http1-guard.ts) run
- * inside the one pass that splits the lines.
+ * inside the one pass that splits the lines. Upstream answers are read by
+ * the same byte tables and body readers (h1-response.ts).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { headersFromRaw } from './h1-client.js';
 import { HOP_BY_HOP } from './hop-by-hop.js';
-import { checkFraming, checkHeader, nameIn, nameTable, newTally, pushField, rawFields, BAD_VALUE, TCHAR, TOKEN, VCHAR, type FramingProblem } from './http1-guard.js';
-
-/** Largest request head (request line + headers) we read, as Node's default. */
-export const MAX_HEAD_BYTES = 16 * 1024;
+import { checkFraming, checkHeader, MAX_HEAD_BYTES, nameIn, nameTable, newTally, pushField, rawFields, TCHAR, TOKEN, VCHAR, type FramingProblem } from './http1-guard.js';
 
 const REQUEST_LINE = /^([A-Z][A-Z-]*) ([^\x00-\x20\x7f]+) HTTP\/1\.([01])$/;
 const CRLFCRLF = Buffer.from('\r\n\r\n', 'latin1');
@@ -235,112 +233,4 @@ function requestLineProblem(line: string): FramingProblem {
   if (parts.length === 3 && !/^HTTP\/1\.[01]$/.test(parts[2]!)) return { reason: 'BadVersion', detail };
   if (!/^[A-Z][A-Z-]*$/.test(parts[0] ?? '')) return { reason: 'BadMethod', detail };
   return { reason: 'BadUri', detail };
-}
-
-const CHUNK_SIZE = /^([0-9A-Fa-f]{1,12})(?:[\t ]*;[^\x00-\x08\x0a-\x1f\x7f]*)?$/;
-/** Longest chunk-size line (with extensions) or trailer section we hold. */
-const MAX_LINE = 4096;
-
-export class FramingError extends Error {
-  constructor(readonly problem: FramingProblem) {
-    super(`${problem.reason}: ${problem.detail}`);
-  }
-}
-
-/**
- * Reads one request body from successive socket chunks, handing out
- * sub-arrays of them (no copy). feed() returns how many bytes of `chunk`
- * belonged to the body; after `done` the rest is the next request.
- */
-export interface BodyReader {
-  done: boolean;
-  feed(chunk: Buffer, onData: (b: Buffer) => void): number;
-}
-
-export class LengthReader implements BodyReader {
-  done: boolean;
-  constructor(private remaining: number) {
-    this.done = remaining === 0;
-  }
-  feed(chunk: Buffer, onData: (b: Buffer) => void): number {
-    const n = Math.min(this.remaining, chunk.length);
-    if (n > 0) onData(n === chunk.length ? chunk : chunk.subarray(0, n));
-    this.remaining -= n;
-    this.done = this.remaining === 0;
-    return n;
-  }
-}
-
-const enum Chunk {
-  Size,
-  Data,
-  DataCr,
-  DataLf,
-  Trailers,
-}
-
-/** chunked (RFC 9112 7.1), strictly: CRLF everywhere, hex sizes, trailers read and dropped. */
-export class ChunkedReader implements BodyReader {
-  done = false;
-  private state = Chunk.Size;
-  private line = '';
-  private remaining = 0;
-
-  feed(chunk: Buffer, onData: (b: Buffer) => void): number {
-    let i = 0;
-    while (i < chunk.length && !this.done) {
-      switch (this.state) {
-        case Chunk.Size:
-        case Chunk.Trailers: {
-          const nl = chunk.indexOf(10, i);
-          const end = nl < 0 ? chunk.length : nl + 1;
-          this.line += chunk.toString('latin1', i, end);
-          i = end;
-          if (this.line.length > MAX_LINE) throw new FramingError({ reason: 'BadChunk', detail: 'chunk size line or trailers too long' });
-          if (nl >= 0) this.endOfLine();
-          break;
-        }
-        case Chunk.Data: {
-          const n = Math.min(this.remaining, chunk.length - i);
-          onData(chunk.subarray(i, i + n));
-          i += n;
-          this.remaining -= n;
-          if (this.remaining === 0) this.state = Chunk.DataCr;
-          break;
-        }
-        case Chunk.DataCr:
-        case Chunk.DataLf: {
-          const want = this.state === Chunk.DataCr ? 13 : 10;
-          if (chunk[i] !== want) throw new FramingError({ reason: 'BadChunk', detail: 'chunk data not followed by CRLF' });
-          i++;
-          this.state = this.state === Chunk.DataCr ? Chunk.DataLf : Chunk.Size;
-          break;
-        }
-      }
-    }
-    return i;
-  }
-
-  private endOfLine(): void {
-    const line = this.line;
-    if (line.length < 2 || line.charCodeAt(line.length - 2) !== 13) throw new FramingError({ reason: 'BadChunk', detail: 'bare LF in chunked framing' });
-    if (this.state === Chunk.Size) {
-      this.line = '';
-      const m = CHUNK_SIZE.exec(line.slice(0, -2));
-      if (!m) throw new FramingError({ reason: 'BadChunk', detail: `chunk size ${JSON.stringify(line.slice(0, 40))}` });
-      this.remaining = parseInt(m[1]!, 16);
-      this.state = this.remaining === 0 ? Chunk.Trailers : Chunk.Data;
-      return;
-    }
-    // Trailers: the section ends with an empty line; each field must be a valid header.
-    if (line.endsWith('\r\n\r\n') || line === '\r\n') {
-      for (const f of line.split('\r\n')) {
-        if (!f) continue;
-        const colon = f.indexOf(':');
-        if (colon <= 0 || !TOKEN.test(f.slice(0, colon)) || BAD_VALUE.test(f.slice(colon + 1)))
-          throw new FramingError({ reason: 'BadChunk', detail: `trailer field ${JSON.stringify(f.slice(0, 40))}` });
-      }
-      this.done = true;
-    }
-  }
 }

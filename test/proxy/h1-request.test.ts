@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { loadDesyncCases } from './desync-corpus.js';
 import { describe, it } from 'node:test';
-import { ChunkedReader, FramingError, LengthReader, MAX_HEAD_BYTES, parseHead, type H1Head, type HeadResult } from '../../src/proxy/h1-parser.js';
-import { BAD_VALUE, nameIn, nameTable, TCHAR, TOKEN, VCHAR } from '../../src/proxy/http1-guard.js';
+import { ChunkedReader, FramingError, LengthReader } from '../../src/proxy/h1-body.js';
+import { parseHead, type H1Head, type HeadResult } from '../../src/proxy/h1-request.js';
+import { MAX_HEAD_BYTES, BAD_VALUE, nameIn, nameTable, TCHAR, TOKEN, VCHAR } from '../../src/proxy/http1-guard.js';
 
 const raw = (s: string): Buffer => Buffer.from(s, 'latin1');
 const head = (r: HeadResult): H1Head => {
@@ -117,7 +118,10 @@ describe('HTTP/1 request parser', () => {
 
   it('refuses chunked framing that is not exact', () => {
     const bad = ['5\r\nhelloX\r\n', '5 \r\nhello\r\n', 'g\r\n', '5\nhello\r\n', '0\r\nBad Trailer\r\n\r\n', '1234567890abc\r\n'];
+    // Extensions only as `;name` or `;name=token|"quoted"`, nothing around their parts.
+    bad.push('5 ;a\r\n', '5;a b\r\n', '5; a\r\n', '5;a =b\r\n', '5;a=x y\r\n', '5;\xe9\r\n', '5;a=\r\n', '5;\r\n', '5;a="x\r\n', '5;a,b\r\n');
     for (const b of bad) assert.throws(() => new ChunkedReader().feed(raw(b), () => {}), FramingError, JSON.stringify(b));
+    for (const ok of ['5;a\r\n', '5;a=b;c\r\n', '5;a="x y;\\"z\xe9"\r\n']) assert.doesNotThrow(() => new ChunkedReader().feed(raw(ok), () => {}), JSON.stringify(ok));
   });
 
   it('reads a Content-Length body across chunks and leaves the rest', () => {
