@@ -30,6 +30,9 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   let version = 1;
   const rt = new ProxyRuntime(compileConfig(config, version), config.tracing ? new OtlpExporter(config.tracing) : undefined, Math.random, config.dial);
   const sockets = new Set<net.Socket>();
+  /** Connections handed to the relay (the tunnel, TCP pass-through), open until it says they ended. */
+  let relayed = 0;
+  const isEmpty = () => !sockets.size && !relayed;
   const h2Sessions = new Set<http2.ServerHttp2Session>();
   /** Set by drain(): called when the last connection closed. */
   let onEmpty: (() => void) | undefined;
@@ -93,7 +96,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
     sockets.add(socket);
     socket.on('close', () => {
       sockets.delete(socket);
-      if (!sockets.size) onEmpty?.();
+      if (isEmpty()) onEmpty?.();
     });
     socket.on('error', () => {}); // one peer's reset never takes the proxy down
     socket.setNoDelay(true);
@@ -129,12 +132,12 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       socket.pause();
       if (!attribute()) return;
       const c = conn!;
-      if (tunnelled) {
-        config.forward!(socket, buf, tunnelled);
-        return;
-      }
-      if (kind === 'tcp') {
-        passThroughTcp(rt, socket, buf, c);
+      if (tunnelled || kind === 'tcp') {
+        relayed++;
+        void (tunnelled ? config.forward!(socket, buf, tunnelled) : passThroughTcp(rt, socket, buf, c)).finally(() => {
+          relayed--;
+          if (isEmpty()) onEmpty?.();
+        });
         return;
       }
       if (kind === 'h2') {
@@ -185,11 +188,11 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       // TCP pass-through, WebSocket and tunnelled streams are left to end by themselves (the caller's deadline cuts them).
       return new Promise((resolve) => {
         onEmpty = resolve;
-        if (!sockets.size) resolve();
+        if (isEmpty()) resolve();
       });
     },
     get open(): number {
-      return sockets.size;
+      return sockets.size + relayed;
     },
     async close(): Promise<void> {
       await new Promise<void>((resolve) => {
