@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <linux/bpf.h>
+#include <sys/syscall.h>
 #include <node_api.h>
 
 #include "relay.h"
@@ -552,6 +554,69 @@ static napi_value js_pipe_new(napi_env env, napi_callback_info info) {
   return u32(env, a.id);
 }
 
+/*
+ * The one BPF map the proxy's workers read (the kernel's record of where a
+ * steered connection was going), without loading libbpf into them: open
+ * the pin, check its layout, take an entry (look up and delete in one call).
+ */
+static long bpf_call(int cmd, union bpf_attr *a) { return syscall(SYS_bpf, cmd, a, sizeof *a); }
+
+/* bpfPinned(path) -> [fd, keySize, valueSize] */
+static napi_value js_bpf_pinned(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!args(env, info, 1, argv)) return NULL;
+  char *path = get_str(env, argv[0]);
+  if (!path) return NULL;
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.pathname = (uint64_t)(uintptr_t)path;
+  a.file_flags = 0;
+  int fd = (int)bpf_call(BPF_OBJ_GET, &a);
+  int e = errno;
+  free(path);
+  if (fd < 0) { throw_errno(env, "bpf(BPF_OBJ_GET)", e); return NULL; }
+  struct bpf_map_info mi;
+  memset(&mi, 0, sizeof mi);
+  memset(&a, 0, sizeof a);
+  a.info.bpf_fd = (uint32_t)fd;
+  a.info.info_len = sizeof mi;
+  a.info.info = (uint64_t)(uintptr_t)&mi;
+  if (bpf_call(BPF_OBJ_GET_INFO_BY_FD, &a) < 0) {
+    e = errno;
+    close(fd);
+    throw_errno(env, "bpf(BPF_OBJ_GET_INFO_BY_FD)", e);
+    return NULL;
+  }
+  napi_value arr;
+  napi_create_array_with_length(env, 3, &arr);
+  napi_value x;
+  napi_create_int32(env, fd, &x);
+  napi_set_element(env, arr, 0, x);
+  napi_set_element(env, arr, 1, u32(env, mi.key_size));
+  napi_set_element(env, arr, 2, u32(env, mi.value_size));
+  return arr;
+}
+
+/* bpfTake(fd, key, value) -> 0 (value filled, entry deleted) or -errno (-ENOENT: no entry) */
+static napi_value js_bpf_take(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int32_t fd;
+  void *k, *v;
+  size_t kl, vl;
+  if (!args(env, info, 3, argv) || !get_i32(env, argv[0], &fd) || napi_get_buffer_info(env, argv[1], &k, &kl) != napi_ok ||
+      napi_get_buffer_info(env, argv[2], &v, &vl) != napi_ok)
+    return NULL;
+  union bpf_attr a;
+  memset(&a, 0, sizeof a);
+  a.map_fd = (uint32_t)fd;
+  a.key = (uint64_t)(uintptr_t)k;
+  a.value = (uint64_t)(uintptr_t)v;
+  long r = bpf_call(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &a);
+  napi_value x;
+  napi_create_int32(env, r < 0 ? -errno : 0, &x);
+  return x;
+}
+
 #define FN(name, f) {name, NULL, f, NULL, NULL, NULL, napi_enumerable, NULL}
 
 static napi_value init(napi_env env, napi_value exports) {
@@ -576,6 +641,8 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("listenerClose", js_listener_close),
       FN("streamVerdict", js_stream_verdict),
       FN("pipeNew", js_pipe_new),
+      FN("bpfPinned", js_bpf_pinned),
+      FN("bpfTake", js_bpf_take),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);
   return exports;

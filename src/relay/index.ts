@@ -77,6 +77,8 @@ export interface RelayBinding {
   listenerClose(id: number, force: boolean): void;
   streamVerdict(stream: number, status: number, reason: string | null, ip: string | null, port: number): void;
   pipeNew(sink: number, fd: number, ip: string, port: number, localIp: string | null, head: Buffer | null): number;
+  bpfPinned(path: string): [number, number, number];
+  bpfTake(fd: number, key: Buffer, value: Buffer): number;
 }
 
 let binding: RelayBinding | undefined;
@@ -147,6 +149,40 @@ export function takeSocket(socket: net.Socket): { fd: number; pending: Buffer } 
   for (let c: Buffer | null; (c = socket.read() as Buffer | null) !== null;) parts.push(c);
   socket.destroy();
   return { fd: own, pending: parts.length ? Buffer.concat(parts) : Buffer.alloc(0) };
+}
+
+/**
+ * A pinned BPF hash map whose entries are taken one at a time (looked up
+ * and deleted in one call), for processes that do not load libbpf: the
+ * node proxy's workers read the kernel's record of each steered connection
+ * this way. The layout is checked against the codecs' sizes at open.
+ */
+export class PinnedTake<K, V> {
+  private readonly fd: number;
+  private readonly valueBuf: Buffer;
+
+  constructor(path: string, private readonly key: { size: number; encode(k: K): Buffer }, private readonly value: { size: number; decode(b: Buffer): V }) {
+    const b = relayBinding();
+    const [fd, keySize, valueSize] = b.bpfPinned(path);
+    if (keySize !== key.size || valueSize !== value.size) {
+      b.closeFd(fd);
+      throw new EbmeshError('EBMESH_KERNEL', `map ${path} layout check (key ${keySize}/${key.size}, value ${valueSize}/${value.size} bytes kernel/ts)`, { hint: 'the TS mirror in src/abi/structs.ts no longer matches ebmesh_abi.h' });
+    }
+    this.fd = fd;
+    this.valueBuf = Buffer.alloc(value.size);
+  }
+
+  /** The entry for `k`, removed from the map; undefined when there is none. */
+  take(k: K): V | undefined {
+    const r = relayBinding().bpfTake(this.fd, this.key.encode(k), this.valueBuf);
+    if (r === -2 /* ENOENT */) return undefined;
+    if (r < 0) throw new EbmeshError('EBMESH_KERNEL', `bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM): errno ${-r}`);
+    return this.value.decode(this.valueBuf);
+  }
+
+  close(): void {
+    relayBinding().closeFd(this.fd);
+  }
 }
 
 /** How a carried connection ended: bytes from the caller and to it, and why it ended if not by FINs both ways. */
