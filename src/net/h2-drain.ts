@@ -26,7 +26,8 @@
  * nghttp2's own shutdown notice (native/relay/tunnel.c), and its client
  * opens a stream refused unprocessed again with its bytes.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { H2_ERR } from './http2-lazy.js';
 
 export const MAX_STREAM_ID = 2 ** 31 - 1;
 /** Longer than any round trip between two nodes of a lab or a cluster. */
@@ -148,7 +149,7 @@ export function drainSession(session: http2.Http2Session, opts: DrainOptions = {
     return;
   }
   try {
-    session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
+    session.goaway(H2_ERR.NO_ERROR, MAX_STREAM_ID);
   } catch {
     // Already going away.
   }
