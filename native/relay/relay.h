@@ -1,5 +1,5 @@
 /*
- * ebmesh relay: the node proxy's byte path in C (see README.md for why).
+ * ebmesh relay: the node proxy's byte path in C (docs/native-relay.md says why).
  * One engine thread per process owns every socket handed to it and moves
  * bytes with epoll: fd <-> fd (TCP pass-through) and fd <-> HTTP/2 CONNECT
  * stream on a TLS 1.3 session (the mTLS tunnel, both ends). JavaScript keeps

@@ -4,7 +4,7 @@
  * tunnel's HTTP/2 sessions over TLS 1.3, both ends, and TCP pass-through.
  * JavaScript keeps every decision (who the peer must be, what policy says)
  * and hears about each object through one event channel per thread.
- * Why C: native/relay/README.md.
+ * Why C: docs/native-relay.md.
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { EbmeshError } from '../errors.js';
 import { PACKAGE_ROOT } from '../paths.js';
 
-/** The addon; EBMESH_RELAY_ADDON names another build of it (the AddressSanitizer one, native/relay/README.md). */
+/** The addon; EBMESH_RELAY_ADDON names another build of it (the AddressSanitizer one, docs/native-relay.md). */
 export const RELAY_ADDON = process.env.EBMESH_RELAY_ADDON || join(PACKAGE_ROOT, 'native/relay/build/relay.node');
 
 /** Event types: `enum ev_type` in native/relay/relay.h. */
