@@ -92,6 +92,7 @@ struct tstream {
   buf_t up;   /* caller bytes not yet handed to HTTP/2 (the head, a replay) */
   buf_t down; /* bytes from the peer not yet written to the socket */
   bool fd_eof, end_sent, peer_end, fd_shut, h2_closed, deferred, answered, done, connected, verdict, requested;
+  bool refusal; /* server side: answered with a refusal (no body); closed after the answer went out */
   int status;
   char *reason;
   /* sending side: where it goes, kept to open it again */
@@ -460,6 +461,15 @@ static int on_data(nghttp2_session *h2, uint8_t flags, int32_t sid, const uint8_
   return 0;
 }
 
+/* A refusal went out whole: a peer still sending is told to stop, without error (RFC 9113, 8.1). */
+static int on_frame_send(nghttp2_session *h2, const nghttp2_frame *f, void *user) {
+  (void)user;
+  if (f->hd.type != NGHTTP2_HEADERS || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+  tstream_t *st = nghttp2_session_get_stream_user_data(h2, f->hd.stream_id);
+  if (st && st->server && st->refusal && !st->peer_end) nghttp2_submit_rst_stream(h2, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
 static int on_stream_close(nghttp2_session *h2, int32_t sid, uint32_t code, void *user) {
   session_t *s = user;
   tstream_t *st = nghttp2_session_get_stream_user_data(h2, sid);
@@ -502,6 +512,7 @@ static nghttp2_session_callbacks *callbacks(void) {
   if (!cb) {
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data);
@@ -1250,17 +1261,6 @@ static void run_listener_close(cmd_t *cmd) {
 
 void cmd_listener_close(uint32_t id, bool force) { post_id(run_listener_close, id, NULL, 0, force); }
 
-static ssize_t no_data(nghttp2_session *h2, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags, nghttp2_data_source *src, void *user) {
-  (void)h2;
-  (void)sid;
-  (void)buf;
-  (void)len;
-  (void)src;
-  (void)user;
-  *flags |= NGHTTP2_DATA_FLAG_EOF;
-  return 0;
-}
-
 static void respond(tstream_t *st, int status, const char *reason, bool body) {
   session_t *s = st->s;
   if (!s || !s->h2 || st->h2_closed) return;
@@ -1274,8 +1274,20 @@ static void respond(tstream_t *st, int status, const char *reason, bool body) {
     snprintf(r, sizeof r, "%s", reason); /* 200 characters at most, as the JS endpoint sent */
     nv[n++] = (nghttp2_nv){(uint8_t *)"ebmesh-reason", (uint8_t *)r, 13, strlen(r), NGHTTP2_NV_FLAG_NONE};
   }
-  nghttp2_data_provider dp = {.source.ptr = st, .read_callback = body ? read_source : no_data};
-  nghttp2_submit_response(s->h2, st->sid, nv, (size_t)n, &dp);
+  if (body) {
+    nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_source};
+    nghttp2_submit_response(s->h2, st->sid, nv, (size_t)n, &dp);
+  } else {
+    /*
+     * A refusal is the whole answer (HEADERS with END_STREAM). A peer may
+     * keep its side open after it (Node's http2 client does until told), so
+     * the stream is then closed without error (RFC 9113, 8.1), not left
+     * half-open for the session's lifetime: on_frame_send resets it once
+     * the answer is on its way.
+     */
+    st->refusal = true;
+    nghttp2_submit_response(s->h2, st->sid, nv, (size_t)n, NULL);
+  }
   session_mark_dirty(s);
 }
 
