@@ -139,8 +139,8 @@ export function analyzeScenario(scenario: string, result: ScenarioResult): Confi
 }
 
 /**
- * Two configurations measured back to back in each repeat, compared repeat
- * by repeat: on a noisy machine a tail percentile moves more between repeats
+ * Two configurations measured in the same repeats, compared repeat by
+ * repeat: on a noisy machine a tail percentile moves more between repeats
  * than between configurations, and medians of separate runs can hide that.
  * Returns one line for the report's notes, or undefined when the two do not
  * have the same number of runs.
@@ -158,5 +158,5 @@ export function pairedComparison(configs: readonly ConfigResult[], a: string, b:
   }
   const ms = (us: number): string => (us / 1000).toFixed(us < 10_000 ? 2 : 1);
   const lower = pairs.filter(([x, y]) => x < y).length;
-  return `${key}, "${a}" vs "${b}", repeat by repeat (measured back to back): ${pairs.map(([x, y]) => `${ms(x)} vs ${ms(y)} ms`).join('; ')}: "${a}" lower in ${lower} of ${pairs.length}.`;
+  return `${key}, "${a}" vs "${b}", repeat by repeat (each pair in the same repeat): ${pairs.map(([x, y]) => `${ms(x)} vs ${ms(y)} ms`).join('; ')}: "${a}" lower in ${lower} of ${pairs.length}.`;
 }

@@ -124,7 +124,7 @@ test('pairedComparison compares two configurations repeat by repeat', () => {
   ];
   assert.equal(
     pairedComparison(configs, 'a', 'b', 'p99'),
-    'p99, "a" vs "b", repeat by repeat (measured back to back): 2.00 vs 3.00 ms; 9.00 vs 4.00 ms; 12.5 vs 13.0 ms: "a" lower in 2 of 3.',
+    'p99, "a" vs "b", repeat by repeat (each pair in the same repeat): 2.00 vs 3.00 ms; 9.00 vs 4.00 ms; 12.5 vs 13.0 ms: "a" lower in 2 of 3.',
   );
   assert.equal(pairedComparison(configs, 'a', 'short', 'p99'), undefined);
   assert.equal(pairedComparison(configs, 'a', 'missing', 'p99'), undefined);

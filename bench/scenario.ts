@@ -124,6 +124,17 @@ export function runFromLoad(r: LoadResult, footprints: Record<string, Footprint>
   };
 }
 
+/**
+ * The configurations of one repeat, starting `repeat` further along each
+ * time: over the repeats every configuration runs in every position, so
+ * neither a slow spell of the machine nor what ran just before (a proxy
+ * restart, a warm cache) always lands on the same one.
+ */
+export function rotation<T>(items: readonly T[], repeat: number): T[] {
+  const n = items.length;
+  return Array.from({ length: n }, (_, k) => items[(repeat + k) % n]!);
+}
+
 /** Runs grouped by configuration, in the order configurations first ran. */
 export class ConfigRuns {
   private readonly byName = new Map<string, ConfigResult>();

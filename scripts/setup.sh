@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 # Debian packages: the BPF toolchain, the lab's network tools, and the real
 # clients and servers the demo, tests and benchmarks use.
 PKGS=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make gcc iproute2 util-linux procps python3
+      libnghttp2-dev  # the node proxy's native relay (native/relay): nghttp2's header; OpenSSL's and Node-API's come with Node
       curl nginx-light nghttp2-client iperf3 iptables nftables
       etcd-server etcd-client tcpdump
       python3-prometheus-client

@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   EBMESH_PROXY_HANDOVER: { status: 500, meaning: 'a node proxy handover did not complete' },
   EBMESH_PROXY_CONFIG_INVALID: { status: 400, meaning: 'the node proxy was given a configuration it refuses' },
   EBMESH_UI_NOT_BUILT: { status: 500, meaning: 'the web UI bundle is missing (npm run build)' },
+  EBMESH_RELAY_NOT_BUILT: { status: 500, meaning: 'the node proxy\'s native relay (native/relay) is not built (npm run build)' },
   EBMESH_KUBERNETES: { status: 502, meaning: 'the Kubernetes API server refused or failed a call' },
   EBMESH_BENCH: { status: 500, meaning: 'a benchmark step failed' },
   EBMESH_BENCH_BUSY: { status: 409, meaning: 'another benchmark holds the bench lock' },

@@ -23,7 +23,7 @@ import { nodeApi } from '../../src/api/node.js';
 import { runLoadgen } from '../loadgen.js';
 import { sampleFootprint } from '../footprint.js';
 import { EBMESH_CLI, benchLab, clientYaml, meshConfigYaml, nginxWorkload, type BenchLab } from './mesh-lab.js';
-import { ConfigRuns, runFromLoad, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
+import { ConfigRuns, rotation, runFromLoad, type RunResult, type Scenario, type ScenarioContext } from '../scenario.js';
 
 const SERVICE_CIDR = '10.98.210.0/24';
 /** A /22: one /24 per node. */
@@ -105,18 +105,26 @@ export const mtls: Scenario = {
         return { run: runFromLoad(res, Object.fromEntries(Object.entries(fp).map(([k, s]) => [k, s.stop()]))), tunnelled };
       };
       const loads: Array<[string, number]> = [...rates.map((r): [string, number] => [`${r / 1000}k req/s`, r]), ['saturation', 0]];
+      const paths = [
+        { name: 'plain', url: urls.plain, check: (n: number) => { if (n !== 0) throw new Error(`the plain run steered ${n} connections into the tunnel`); }, description: () => `client (node-1) → VIP → nginx on node-2, namespace ebmesh.io/mtls: disable: plaintext across the node link, ${connections} keep-alive connections` },
+        {
+          name: 'mTLS', url: urls.mtls,
+          check: (n: number) => { if (n < connections) throw new Error(`the mTLS run steered only ${n} of ${connections}+ connections into the tunnel`); },
+          description: (n: number) => `the same through node-1's proxy and the HTTP/2 CONNECT tunnel over TLS 1.3 to node-2's endpoint (${n} connections steered)`,
+        },
+      ];
       for (let rep = 0; rep < ctx.repeats; rep++) {
         for (const [loadName, rate] of loads) {
           const base = `plain, ${loadName}`;
-          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: plain`);
-          const plain = await measure(urls.plain, rate);
-          // Not one connection of the plain run may have taken the tunnel, and every one of the mTLS run must.
-          if (plain.tunnelled !== 0) throw new Error(`the plain run steered ${plain.tunnelled} connections into the tunnel`);
-          add(base, `client (node-1) → VIP → nginx on node-2, namespace ebmesh.io/mtls: disable: plaintext across the node link, ${connections} keep-alive connections`, plain.run);
-          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: mTLS`);
-          const m = await measure(urls.mtls, rate);
-          if (m.tunnelled < connections) throw new Error(`the mTLS run steered only ${m.tunnelled} of ${connections}+ connections into the tunnel`);
-          add(`mTLS, ${loadName}`, `the same through node-1's proxy and the HTTP/2 CONNECT tunnel over TLS 1.3 to node-2's endpoint (${m.tunnelled} connections steered)`, m.run, base);
+          // Plain first in one repeat, mTLS first in the next.
+          for (const path of rotation(paths, rep)) {
+            ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: ${path.name}`);
+            const m = await measure(path.url, rate);
+            // Not one connection of a plain run may have taken the tunnel, and every one of an mTLS run must.
+            path.check(m.tunnelled);
+            const name = `${path.name}, ${loadName}`;
+            add(name, path.description(m.tunnelled), m.run, name === base ? undefined : base);
+          }
         }
       }
       return {
@@ -126,6 +134,7 @@ export const mtls: Scenario = {
           `# lab: ebmesh --instance ${lab.instance} up --nodes 2 -f mtls.yaml (namespaces plain [ebmesh.io/mtls: disable] and secure [permissive]; one nginx (1 worker) per namespace on node-2, Service target in each; client on node-1)`,
           `# load: loadgen in bench/client (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rates.join(' and ')} req/s, and closed loop (saturation)`,
           '# path check: the kernel counter mtls_tunnelled on node-1 must not move during plain runs and must count every connection of mTLS runs',
+          '# order: plain and mTLS alternate at each load; the first of the two changes every repeat',
           '# footprints: "proxy node-N" = that node\'s proxy process tree: the primary (which also runs the tunnel endpoint) and its workers',
         ],
         notes: [

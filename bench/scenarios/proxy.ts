@@ -18,7 +18,7 @@ import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint, type FootprintSampler } from '../footprint.js';
 import { applyShortcut, benchLab, benchMesh, benchService, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
-import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
+import { ConfigRuns, rotation, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 import { pairedComparison } from '../analysis.js';
 
 const PLAN = { serviceCIDR: '10.99.0.0/24', podCIDR: '10.247.0.0/24' };
@@ -81,35 +81,45 @@ export const proxy: Scenario = {
       const load = (url: string, r: number) =>
         runLoadgen({ url, rate: r, durationS, connections, warmupS: ctx.quick ? 0.3 : 2, timeoutMs: 5000, connectEach: false, prefix: inMesh } satisfies LoadgenOptions);
       const sample = (pids: Array<number | undefined>): FootprintSampler => sampleFootprint(pids.filter((x): x is number => !!x), 250);
-      const measure = async (label: string, url: string, r: number, extra: Record<string, Array<number | undefined>>) => {
+      const measure = async (url: string, r: number, extra: Record<string, Array<number | undefined>>) => {
         const fps = Object.fromEntries(Object.entries({ server: [serverPid], ...extra }).map(([k, v]) => [k, sample(v)]));
         const res = await load(url, r);
         return runFromLoad(res, Object.fromEntries(Object.entries(fps).map(([k, s]) => [k, s.stop()])));
       };
       const loads: Array<[string, number]> = [[`${rate / 1000}k req/s`, rate], ['saturation', 0]];
+      const direct = `http://${server}:8080/`;
+      const routed = `http://${vip}:80/`;
+      interface Step { name: string; description: string; url: string; extra: () => Record<string, Array<number | undefined>>; before?(): Promise<void> | void; after?(): Promise<void> | void }
+      const steps: Step[] = [
+        { name: 'no mesh', description: `client → server IP:8080 directly, ${connections} keep-alive connections`, url: direct, extra: () => ({}) },
+        {
+          name: 'node proxy',
+          description: `client → VIP:80 with an HTTPRoute: steered at connect() to the ebmesh node proxy (${status.proxy?.stats?.workers ?? '?'} workers), which routes to the server; every hop socket to socket (same-node shortcut, the default)`,
+          url: routed, extra: () => ({ proxy: [proxyPid()] }),
+        },
+        {
+          name: 'node proxy without the shortcut',
+          description: 'the same with MeshConfig sameNodeShortcut: false (and a proxy handover for fresh upstream connections): every hop through TCP/IP, veth and bridge',
+          url: routed, extra: () => ({ proxy: [proxyPid()] }), before: () => shortcut(false), after: () => shortcut(true),
+        },
+        {
+          name: 'sidecars',
+          description: 'client → server IP:8080 captured by iptables REDIRECT into an HAProxy sidecar (2 threads) in the client namespace, then into one in the server namespace',
+          url: direct, extra: () => ({ proxy: sidecars!.pids }), before: () => sidecars!.rulesOn(), after: () => sidecars!.rulesOff(),
+        },
+      ];
       for (let rep = 0; rep < ctx.repeats; rep++) {
         for (const [loadName, r] of loads) {
           const base = `no mesh, ${loadName}`;
-          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: no mesh`);
-          add(base, `client → server IP:8080 directly, ${connections} keep-alive connections`, await measure(base, `http://${server}:8080/`, r, {}));
-          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: node proxy`);
-          add(`node proxy, ${loadName}`, `client → VIP:80 with an HTTPRoute: steered at connect() to the ebmesh node proxy (${status.proxy?.stats?.workers ?? '?'} workers), which routes to the server; every hop socket to socket (same-node shortcut, the default)`,
-            await measure('node proxy', `http://${vip}:80/`, r, { proxy: [proxyPid()] }), base);
-          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: node proxy, shortcut off`);
-          await shortcut(false);
-          try {
-            add(`node proxy without the shortcut, ${loadName}`, 'the same with MeshConfig sameNodeShortcut: false (and a proxy handover for fresh upstream connections): every hop through TCP/IP, veth and bridge',
-              await measure('node proxy without the shortcut', `http://${vip}:80/`, r, { proxy: [proxyPid()] }), base);
-          } finally {
-            await shortcut(true);
-          }
-          ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: sidecars`);
-          sidecars.rulesOn();
-          try {
-            add(`sidecars, ${loadName}`, 'client → server IP:8080 captured by iptables REDIRECT into an HAProxy sidecar (2 threads) in the client namespace, then into one in the server namespace',
-              await measure('sidecars', `http://${server}:8080/`, r, { proxy: sidecars.pids }), base);
-          } finally {
-            sidecars.rulesOff();
+          for (const step of rotation(steps, rep)) {
+            ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: ${step.name}`);
+            await step.before?.();
+            try {
+              const name = `${step.name}, ${loadName}`;
+              add(name, step.description, await measure(step.url, r, step.extra()), name === base ? undefined : base);
+            } finally {
+              await step.after?.();
+            }
           }
         }
       }
@@ -125,6 +135,7 @@ export const proxy: Scenario = {
           `# mesh: ebmesh --instance ${lab.instance} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute; same-node shortcut on, the default: the proxy's connections go socket to socket)`,
           '# "without the shortcut": ebmesh apply of the MeshConfig with sameNodeShortcut: false, then ebmesh proxy restart (new upstream connections); on again after the run',
           `# warm-up: each new proxy generation (after up, and after each restart) gets ${WARM_S} s of unmeasured saturation load through the VIP before it is measured (JIT); each run also has the load generator's own warm-up`,
+          '# order: each repeat runs every configuration once per load, starting one configuration further along than the repeat before (so the one after the handovers of "without the shortcut" changes too)',
           `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,
           SIDECAR_MODEL_SETUP,
           `# footprints: "proxy" = the node proxy process tree (primary + workers) or both HAProxy sidecars; "server" = nginx. (The daemon is not sampled: its process tree includes the proxy.)`,

@@ -10,11 +10,18 @@
  *  - the sidecar model: no ebmesh program, one HAProxy beside each workload,
  *    iptables REDIRECT at both ends;
  *  - ebmesh with HTTP visibility and the same-node shortcut, the mesh's
- *    default for two workloads on one node.
- * The mesh runs with the same-node shortcut off except in that last
- * configuration: with it on, writes bypass the TCP/IP stack (and its HTTP
+ *    default for two workloads on one node;
+ *  - the ebmesh node proxy with the same-node shortcut, as a node runs it by
+ *    default: the client's connection to the proxy and the proxy's to the
+ *    server go socket to socket.
+ * The mesh runs with the same-node shortcut off except in the two last
+ * configurations: with it on, writes bypass the TCP/IP stack (and its HTTP
  * parsing happens in sk_msg whatever cgroup_skb programs are attached), which
  * would compare a different path rather than the mesh's cost on the same one.
+ * The node proxy's pooled connections to the server keep the path they were
+ * made on, so its shortcut row is framed by proxy handovers (fresh upstream
+ * connections), each followed by unmeasured load (a new generation's
+ * JavaScript is cold).
  * The configurations alternate within each repeat, each repeat starting one
  * further along, so neither a slow spell of the machine nor the order favours
  * one. The instance is the benchmark's own.
@@ -25,11 +32,12 @@ import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../src/paths.js';
 import { sampleFootprint, waitQuiet, type Footprint } from '../footprint.js';
 import { runLoadgen } from '../loadgen.js';
-import { ConfigRuns, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
+import { ConfigRuns, rotation, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 import {
-  HTTP_VISIBILITY_PROGRAMS, attachMesh, benchLab, benchMesh, benchService, applyShortcut, detachMesh, routeThroughProxy, serverPolicy, serviceVip, waitAllReady, workloadIp,
+  HTTP_VISIBILITY_PROGRAMS, attachMesh, benchLab, benchMesh, benchService, applyShortcut, detachMesh, meshStatus, routeThroughProxy, serverPolicy, serviceVip, waitAllReady, workloadIp,
 } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
+import { pairedComparison } from '../analysis.js';
 
 const PLAN = { serviceCIDR: '10.97.24.0/24', podCIDR: '10.245.24.0/24' };
 const resources = `${benchMesh({ ...PLAN, shortcut: false, workers: 2, http: 'keepalive_requests 10000000; keepalive_timeout 120s;' })}---
@@ -39,6 +47,8 @@ ${routeThroughProxy('routed')}---
 ${serverPolicy(1)}`;
 
 const SAMPLE_MS = 250;
+/** Unmeasured load given to each new proxy generation before it is measured (see bench proxy). */
+const WARM_S = 5;
 
 export const sidecars: Scenario = {
   name: 'sidecars',
@@ -58,8 +68,13 @@ export const sidecars: Scenario = {
       writeFileSync(join(dir, 'bench.yaml'), resources);
       cli('up', '-f', join(dir, 'bench.yaml'));
       const st = await waitAllReady(cli, 2);
-      const proxyPid = st.proxy?.pid;
-      if (!proxyPid) throw new Error('the node proxy is not running although Service routed has an HTTPRoute');
+      if (!st.proxy?.pid) throw new Error('the node proxy is not running although Service routed has an HTTPRoute');
+      // Read again when needed: a handover (the shortcut row's) replaces the process.
+      const proxyPid = (): number => {
+        const pid = meshStatus(cli).proxy?.pid;
+        if (!pid) throw new Error('the node proxy is not running although Service routed has an HTTPRoute');
+        return pid;
+      };
       const workloadPids = st.workloads.map((w) => w.pid).filter((x): x is number => !!x);
       const server = workloadIp(cli, 'server');
       const plain = serviceVip(cli, 'plain');
@@ -73,7 +88,8 @@ export const sidecars: Scenario = {
       const sidecarPids = sm.pids;
 
       // The daemon's children are the workloads and the node proxy: neither counts as the agent.
-      const agent = () => sampleFootprint([st.pid], SAMPLE_MS, { exclude: [...workloadPids, proxyPid] });
+      const agent = () => sampleFootprint([st.pid], SAMPLE_MS, { exclude: [...workloadPids, proxyPid()] });
+      const proxy = () => sampleFootprint([proxyPid()], SAMPLE_MS);
       const run = async (name: string, description: string, url: string, sample: Record<string, () => { stop(): Footprint }>) => {
         const samplers = Object.entries(sample).map(([k, f]) => [k, f()] as const);
         const r = await runLoadgen({
@@ -85,6 +101,12 @@ export const sidecars: Scenario = {
       };
 
       const shortcut = (on: boolean) => applyShortcut(cli, dir, PLAN, on);
+      const warmProxy = () => runLoadgen({ url: `http://${routed}:80/`, rate: 0, durationS: ctx.quick ? 0.5 : WARM_S, connections, warmupS: 0, timeoutMs: 5000, prefix: lab.exec('client') });
+      // New upstream connections, made on the path the shortcut setting gives them now.
+      const handover = async () => {
+        cli('proxy', 'restart');
+        await warmProxy();
+      };
       const mesh = async (http: boolean) => {
         await attachMesh(lab.instance);
         if (!http) await detachMesh(lab.instance, HTTP_VISIBILITY_PROGRAMS);
@@ -107,16 +129,21 @@ export const sidecars: Scenario = {
         },
         {
           name: 'ebmesh node proxy', description: `client → VIP:80 of a Service with an HTTPRoute: steered at connect() to the node proxy (${st.proxy?.stats?.workers ?? '?'} workers)`,
-          url: `http://${routed}:80/`, sample: { agent, proxy: () => sampleFootprint([proxyPid], SAMPLE_MS) }, before: () => mesh(true),
+          url: `http://${routed}:80/`, sample: { agent, proxy }, before: () => mesh(true),
         },
         {
           name: 'ebmesh + HTTP visibility + shortcut', description: 'ebmesh + HTTP visibility with the same-node shortcut on (the default): writes go socket to socket (sk_msg), HTTP parsed there',
           url: `http://${plain}:80/`, sample: { agent }, before: async () => { await mesh(true); await shortcut(true); }, after: () => shortcut(false),
         },
+        {
+          name: 'ebmesh node proxy + shortcut', description: 'the node proxy as a node runs it by default, with the same-node shortcut on: client → proxy and proxy → server socket to socket (sk_msg)',
+          url: `http://${routed}:80/`, sample: { agent, proxy },
+          before: async () => { await mesh(true); await shortcut(true); await handover(); },
+          after: async () => { await shortcut(false); await handover(); },
+        },
       ];
       for (let rep = 0; rep < ctx.repeats; rep++) {
-        for (let k = 0; k < steps.length; k++) {
-          const s = steps[(rep + k) % steps.length]!;
+        for (const s of rotation(steps, rep)) {
           ctx.progress(`repeat ${rep + 1}/${ctx.repeats}: ${s.name}`);
           await s.before();
           try {
@@ -125,7 +152,14 @@ export const sidecars: Scenario = {
             await s.after?.();
           }
           // A proxy that fell behind keeps working off its backlog after the load stops.
-          if (!(await waitQuiet([proxyPid, ...sidecarPids]))) notes.push(`repeat ${rep + 1}, after ${s.name}: the proxies were still busy 10 s later.`);
+          if (!(await waitQuiet([proxyPid(), ...sidecarPids]))) notes.push(`repeat ${rep + 1}, after ${s.name}: the proxies were still busy 10 s later.`);
+        }
+      }
+      // The target is per repeat (mean and p99 below the sidecar model's in every one): say so repeat by repeat.
+      for (const proxyRow of ['ebmesh node proxy', 'ebmesh node proxy + shortcut']) {
+        for (const key of ['mean', 'p99'] as const) {
+          const line = pairedComparison(configs.results(), proxyRow, 'sidecars', key);
+          if (line) notes.push(line);
         }
       }
       // Tables list configurations in the order of the first repeat, which starts with the baseline.
@@ -136,7 +170,8 @@ export const sidecars: Scenario = {
           `# mesh: ebmesh --instance ${lab.instance} up -f bench.yaml (nginx server with 2 workers, a client; Services plain and routed (with an HTTPRoute); NetworkPolicy server-in admitting app=client on 8080)`,
           `# load: loadgen in the client (ebmesh exec), open loop ${rate} req/s over ${connections} keep-alive connections, ${durationS} s per run, latency from each request's scheduled send time`,
           '# no mesh and sidecars: every link under the mesh cgroup root detached; ebmesh L4: all attached except ebm_http_egress/ebm_http_ingress; the rest: all attached (the agent\'s own Datapath code)',
-          '# MeshConfig sameNodeShortcut: false, except for "ebmesh + HTTP visibility + shortcut" (ebmesh apply of the MeshConfig before and after it)',
+          '# MeshConfig sameNodeShortcut: false, except for "ebmesh + HTTP visibility + shortcut" and "ebmesh node proxy + shortcut" (ebmesh apply of the MeshConfig before and after each)',
+          `# "ebmesh node proxy + shortcut": ebmesh proxy restart (a handover: fresh upstream connections) after the shortcut went on and again after it went off, each followed by ${ctx.quick ? 0.5 : WARM_S} s of unmeasured saturation load through the routed VIP (the new generation's JavaScript is cold)`,
           '# order: each repeat runs every configuration once, starting one configuration further along than the repeat before; after each run, up to 10 s until the node proxy and the sidecars use under 10% of a core',
           SIDECAR_MODEL_SETUP,
           '# footprints: "agent" = the node daemon without the workloads and the node proxy; "proxy" = the node proxy tree or both HAProxy sidecars',

@@ -18,14 +18,16 @@
  * session arrived before it, and the real GOAWAY (session.close(): the
  * streams in flight finish, then the session closes) refuses nothing.
  *
- * Where they do not (a TLS socket Node reads natively: the tunnel
- * endpoint), the first GOAWAY is nghttp2's and a stream that crosses it is
- * refused; the tunnel's client opens such streams again (tunnel/stream.ts).
- * The window is the time between our first GOAWAY leaving and the peer
- * reading it; it grows when this process's event loop is held up
- * (h2-drain.test.ts shows it).
+ * Without a notice (a session whose bytes Node reads natively), the first
+ * GOAWAY is nghttp2's and a stream that crosses it is refused; the window is
+ * the time between our first GOAWAY leaving and the peer reading it, and it
+ * grows when this process's event loop is held up (h2-drain.test.ts shows
+ * it). The mTLS tunnel's sessions are not Node's: the native relay sends
+ * nghttp2's own shutdown notice (native/relay/tunnel.c), and its client
+ * opens a stream refused unprocessed again with its bytes.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { H2_ERR } from './http2-lazy.js';
 
 export const MAX_STREAM_ID = 2 ** 31 - 1;
 /** Longer than any round trip between two nodes of a lab or a cluster. */
@@ -147,7 +149,7 @@ export function drainSession(session: http2.Http2Session, opts: DrainOptions = {
     return;
   }
   try {
-    session.goaway(http2.constants.NGHTTP2_NO_ERROR, MAX_STREAM_ID);
+    session.goaway(H2_ERR.NO_ERROR, MAX_STREAM_ID);
   } catch {
     // Already going away.
   }

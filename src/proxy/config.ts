@@ -12,16 +12,7 @@ import { compileAuthzPolicy, type CompiledAuthzPolicy } from './authz.js';
 import { endpointKey } from './dial.js';
 import { compareRank, compileGrpcMatch, compileHttpMatch, hostMatches, type CompiledMatch, type RequestFacts } from './route-match.js';
 import type { Endpoint, ProxyLimits, ProxyRoutingConfig, ServiceProtocol } from './types.js';
-
-export const DEFAULT_LIMITS: ProxyLimits = Object.freeze({
-  maxConcurrentRequests: 1024,
-  maxConcurrentPerNamespace: 256,
-  maxQueuedPerNamespace: 1024,
-  queueTimeoutMs: 1000,
-  maxBufferedBodyBytes: 1 << 20,
-  connectTimeoutMs: 5000,
-  sniffTimeoutMs: 300,
-});
+import { DEFAULT_LIMITS } from './limits.js';
 
 export interface TokenBucketSpec {
   capacity: number;

@@ -8,12 +8,13 @@
  * instance's run directory; messages are in ./messages.ts.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Socket } from 'node:net';
 import type { InstancePaths } from '../paths.js';
 import { stopPid } from '../host/pids.js';
+import { RELAY_ADDON } from '../relay/index.js';
 
 export interface ProxyFiles {
   socket: string;
@@ -38,7 +39,7 @@ export const PROXY_MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 let build: string | undefined;
 /**
  * Which code a proxy runs: a digest of the compiled tree it loads from
- * (dist/src). The proxy takes it at its start, the agent at its own: an
+ * (dist/src) and the relay addon. The proxy takes it at its start, the agent at its own: an
  * agent built from other code hands over to a proxy of its own build.
  */
 export function proxyBuild(): string {
@@ -53,6 +54,8 @@ export function proxyBuild(): string {
     }
   };
   walk(root);
+  // The relay's machine code is part of the proxy too: a rebuilt addon is another build.
+  if (existsSync(RELAY_ADDON)) h.update('relay.node').update(readFileSync(RELAY_ADDON));
   return (build = h.digest('hex').slice(0, 16));
 }
 

@@ -6,6 +6,7 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { relayPipe, type Carried } from '../relay/index.js';
 import type { Endpoint } from './types.js';
 
 /** The caller a connection is opened for; the tunnel vouches for its identity to the receiving node. */
@@ -35,6 +36,13 @@ export type ReadInto = net.OnReadOpts;
 export type Dial = ((ep: Endpoint, caller: Caller, into?: ReadInto) => UpstreamStream) & {
   /** True when a connection to ep speaks for its caller (the tunnel); a plain TCP connection serves any caller. */
   speaksForCaller?: (ep: Endpoint) => boolean;
+  /**
+   * Carries a whole connection to ep in the native relay: the caller's
+   * descriptor (the relay's from then on) and the bytes already read from
+   * it. For TCP pass-through, whose bytes need no L7 decision and so never
+   * enter JavaScript. Resolves when the connection ended.
+   */
+  carry?: (ep: Endpoint, caller: Caller, fd: number, head: Buffer) => Promise<Carried>;
 };
 
 const readingInto = new WeakSet<object>();
@@ -49,13 +57,15 @@ function connect(opts: net.TcpNetConnectOpts, into: ReadInto | undefined): net.S
   return s;
 }
 
-export const plainDial: Dial = (ep, _caller, into) => connect({ host: ep.ip, port: ep.port }, into);
+export const plainDial: Dial = Object.assign((ep: Endpoint, _caller: Caller, into?: ReadInto) => connect({ host: ep.ip, port: ep.port }, into), {
+  carry: (ep: Endpoint, _caller: Caller, fd: number, head: Buffer) => relayPipe(fd, ep.ip, ep.port, undefined, head),
+});
 
 /** Plain TCP from a chosen local address (the agent's proxy: its pod-subnet gateway, an address other nodes' workloads answer). */
-export const plainDialFrom =
-  (localAddress: string): Dial =>
-  (ep, _caller, into) =>
-    connect({ host: ep.ip, port: ep.port, localAddress }, into);
+export const plainDialFrom = (localAddress: string): Dial =>
+  Object.assign((ep: Endpoint, _caller: Caller, into?: ReadInto) => connect({ host: ep.ip, port: ep.port, localAddress }, into), {
+    carry: (ep: Endpoint, _caller: Caller, fd: number, head: Buffer) => relayPipe(fd, ep.ip, ep.port, localAddress, head),
+  });
 
 /** An endpoint's "ip:port": kept on compiled endpoints, built for others (an original destination). */
 export const endpointKey = (e: Endpoint): string => e.key ?? `${e.ip}:${e.port}`;

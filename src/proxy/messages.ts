@@ -8,7 +8,9 @@ import type { ProxyRequestCounter } from './requests.js';
 import type { TunnelFlow } from '../tunnel/index.js';
 import type { IngressTables } from '../policy/tunnel-ingress.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
-import { DEFAULT_LIMITS, type ProxyLimits, type ProxyRoutingConfig, type ProxyStats, type RequestDoneEvent } from './index.js';
+import { DEFAULT_LIMITS } from './limits.js';
+import type { ProxyLimits, ProxyRoutingConfig, ProxyStats } from './types.js';
+import type { RequestDoneEvent } from './events.js';
 
 /** A caller as the proxy names it; looked up by the kernel-recorded cgroup id, else by IP. */
 export interface CallerEntry {

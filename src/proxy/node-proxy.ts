@@ -6,7 +6,8 @@
  * pass-through.
  */
 import type http from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { H2_ERR, lazyHttp2 } from '../net/http2-lazy.js';
 import net from 'node:net';
 import { EbmeshError } from '../errors.js';
 import { compileConfig } from './config.js';
@@ -30,50 +31,59 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   let version = 1;
   const rt = new ProxyRuntime(compileConfig(config, version), config.tracing ? new OtlpExporter(config.tracing) : undefined, Math.random, config.dial);
   const sockets = new Set<net.Socket>();
+  /** Connections handed to the relay (the tunnel, TCP pass-through), open until it says they ended. */
+  let relayed = 0;
+  const isEmpty = () => !sockets.size && !relayed;
   const h2Sessions = new Set<http2.ServerHttp2Session>();
   /** Set by drain(): called when the last connection closed. */
   let onEmpty: (() => void) | undefined;
   let nextId = 1;
 
   // --- HTTP/2 (prior knowledge, or after an h2c upgrade) ----------------------
-  const h2 = http2.createServer({ maxSessionMemory: 64 });
-  h2.on('session', (session: http2.ServerHttp2Session) => {
-    session.on('error', () => {});
-    h2Sessions.add(session);
-    session.once('close', () => h2Sessions.delete(session));
-    // Sniffed or upgraded after the drain began: its first stream is answered, then GOAWAY.
-    if (rt.draining) session.once('stream', () => drain(session));
-  });
-  h2.on('sessionError', () => {});
-  h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
-    req.on('error', () => {});
-    res.on('error', () => {});
-    req.stream.on('error', () => {});
-    const conn = connOf.get(req.stream.session as object);
-    if (!conn) {
-      req.stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
-      return;
-    }
-    const headers: http.IncomingHttpHeaders = {};
-    for (const [k, v] of Object.entries(req.headers)) if (!k.startsWith(':')) headers[k] = v as string | string[];
-    const ds: Downstream = {
-      protocol: 'http2',
-      method: req.method,
-      url: req.url,
-      authority: req.authority ?? String(req.headers.host ?? ''),
-      headers,
-      contentType: headers['content-type'],
-      traceparent: headers['traceparent'] as string | undefined,
-      body: req,
-      hasBody: !req.stream.endAfterHeaders,
-      conn,
-      // Node's typings declare end() as overloads that TypeScript will not match against
-      // ResponseSink's one signature; the object implements it (end(chunk) included).
-      res: res as unknown as Downstream['res'],
-      abort: () => req.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
-    };
-    void handleRequest(rt, ds);
-  });
+  // Made on the first HTTP/2 connection: a worker that never sees one never loads node:http2.
+  let h2server: http2.Http2Server | undefined;
+  const h2Server = (): http2.Http2Server => {
+    if (h2server) return h2server;
+    const h2 = (h2server = lazyHttp2().createServer({ maxSessionMemory: 64 }));
+    h2.on('session', (session: http2.ServerHttp2Session) => {
+      session.on('error', () => {});
+      h2Sessions.add(session);
+      session.once('close', () => h2Sessions.delete(session));
+      // Sniffed or upgraded after the drain began: its first stream is answered, then GOAWAY.
+      if (rt.draining) session.once('stream', () => drain(session));
+    });
+    h2.on('sessionError', () => {});
+    h2.on('request', (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => {
+      req.on('error', () => {});
+      res.on('error', () => {});
+      req.stream.on('error', () => {});
+      const conn = connOf.get(req.stream.session as object);
+      if (!conn) {
+        req.stream.close(H2_ERR.REFUSED_STREAM);
+        return;
+      }
+      const headers: http.IncomingHttpHeaders = {};
+      for (const [k, v] of Object.entries(req.headers)) if (!k.startsWith(':')) headers[k] = v as string | string[];
+      const ds: Downstream = {
+        protocol: 'http2',
+        method: req.method,
+        url: req.url,
+        authority: req.authority ?? String(req.headers.host ?? ''),
+        headers,
+        contentType: headers['content-type'],
+        traceparent: headers['traceparent'] as string | undefined,
+        body: req,
+        hasBody: !req.stream.endAfterHeaders,
+        conn,
+        // Node's typings declare end() as overloads that TypeScript will not match against
+        // ResponseSink's one signature; the object implements it (end(chunk) included).
+        res: res as unknown as Downstream['res'],
+        abort: () => req.stream.close(H2_ERR.INTERNAL_ERROR),
+      };
+      void handleRequest(rt, ds);
+    });
+    return h2;
+  };
   // Map each h2 session to its connection: Node creates the session
   // synchronously inside emit('connection'), so we tag it right there.
   const h2Connection = (socket: net.Socket, conn: ConnContext, firstBytes: Buffer): void => {
@@ -82,6 +92,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       connOf.set(s, conn);
       noticeOf.set(s, notice);
     };
+    const h2 = h2Server();
     h2.once('session', tag);
     h2.emit('connection', stream);
     h2.off('session', tag);
@@ -93,7 +104,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
     sockets.add(socket);
     socket.on('close', () => {
       sockets.delete(socket);
-      if (!sockets.size) onEmpty?.();
+      if (isEmpty()) onEmpty?.();
     });
     socket.on('error', () => {}); // one peer's reset never takes the proxy down
     socket.setNoDelay(true);
@@ -129,12 +140,12 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       socket.pause();
       if (!attribute()) return;
       const c = conn!;
-      if (tunnelled) {
-        config.forward!(socket, buf, tunnelled);
-        return;
-      }
-      if (kind === 'tcp') {
-        passThroughTcp(rt, socket, buf, c);
+      if (tunnelled || kind === 'tcp') {
+        relayed++;
+        void (tunnelled ? config.forward!(socket, buf, tunnelled) : passThroughTcp(rt, socket, buf, c)).finally(() => {
+          relayed--;
+          if (isEmpty()) onEmpty?.();
+        });
         return;
       }
       if (kind === 'h2') {
@@ -185,11 +196,11 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       // TCP pass-through, WebSocket and tunnelled streams are left to end by themselves (the caller's deadline cuts them).
       return new Promise((resolve) => {
         onEmpty = resolve;
-        if (!sockets.size) resolve();
+        if (isEmpty()) resolve();
       });
     },
     get open(): number {
-      return sockets.size;
+      return sockets.size + relayed;
     },
     async close(): Promise<void> {
       await new Promise<void>((resolve) => {

@@ -1,12 +1,13 @@
 /**
  * resolveOriginal for the node proxy: the kernel recorded, for each steered
  * connection, the VIP:port it dialled and the cgroup that dialled it, under
- * the client's (ip, port) — which is the accepted socket's peer. Read it
- * from the pinned map; the caller's name comes from the daemon's table.
+ * the client's (ip, port) — which is the accepted socket's peer. Take it
+ * from the pinned map (through the relay: a worker loads no libbpf); the
+ * caller's name comes from the daemon's table.
  */
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { openPinnedMap, type TypedMap } from '../kernel/index.js';
+import { PinnedTake } from '../relay/index.js';
 import { L7ConnKey, L7Orig, L7_ORIG_F_TUNNEL, type ValueOf } from '../abi/structs.js';
 import type { OriginalDestination } from './index.js';
 import type { CallerEntry, ProxyPush } from './messages.js';
@@ -14,7 +15,7 @@ import type { CallerEntry, ProxyPush } from './messages.js';
 export const UNKNOWN_CALLER: CallerEntry = { identity: 'unknown', namespace: '', workload: '' };
 
 export class OriginalResolver {
-  private readonly conns: TypedMap<ValueOf<typeof L7ConnKey>, ValueOf<typeof L7Orig>>;
+  private readonly conns: PinnedTake<ValueOf<typeof L7ConnKey>, ValueOf<typeof L7Orig>>;
   private byCgroup = new Map<string, CallerEntry>();
   private byIp = new Map<string, CallerEntry>();
   unresolved = 0;
@@ -22,7 +23,7 @@ export class OriginalResolver {
   readonly attributed = { cgroup: 0, ip: 0, unknown: 0 };
 
   constructor(mapPins: string) {
-    this.conns = openPinnedMap(join(mapPins, 'ebm_l7_conns'), L7ConnKey, L7Orig);
+    this.conns = new PinnedTake(join(mapPins, 'ebm_l7_conns'), L7ConnKey, L7Orig);
   }
 
   setCallers(push: Pick<ProxyPush, 'byCgroup' | 'byIp'>): void {
@@ -34,14 +35,12 @@ export class OriginalResolver {
     const ip = socket.remoteAddress?.replace(/^::ffff:/, '');
     const port = socket.remotePort;
     if (!ip || !port) return undefined;
-    const key = { ip, port, pad: 0 };
-    const orig = this.conns.get(key);
+    // One read per connection, which removes it: the entry is ours now, and (ip, port) may be reused.
+    const orig = this.conns.take({ ip, port, pad: 0 });
     if (!orig) {
       this.unresolved++;
       return undefined;
     }
-    // One read per connection: the entry is ours now, and (ip, port) may be reused.
-    this.conns.delete(key);
     let caller = this.byCgroup.get(orig.cgroup_id.toString());
     if (caller) this.attributed.cgroup++;
     else if ((caller = this.byIp.get(ip))) this.attributed.ip++;
@@ -56,6 +55,6 @@ export class OriginalResolver {
   }
 
   close(): void {
-    this.conns.raw.close();
+    this.conns.close();
   }
 }

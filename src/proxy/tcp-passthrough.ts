@@ -1,39 +1,34 @@
 /**
  * Anything that is not HTTP is passed through byte for byte to the service's
- * endpoint (or the original destination when it is not a mesh service).
+ * endpoint (or the original destination when it is not a mesh service). The
+ * connection is handed to the native relay (the dial's `carry`: plain TCP,
+ * or the mTLS tunnel for another node's backend): no byte of it enters
+ * JavaScript. The promise settles when the connection ended.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { channels } from './events.js';
 import type { ConnContext } from './router.js';
 import { endpointKey } from './dial.js';
 import type { ProxyRuntime } from './runtime.js';
+import { takeSocket } from '../relay/index.js';
 
-export function passThroughTcp(rt: ProxyRuntime, client: net.Socket, firstBytes: Buffer, ctx: ConnContext): void {
+export async function passThroughTcp(rt: ProxyRuntime, client: net.Socket, firstBytes: Buffer, ctx: ConnContext): Promise<void> {
   rt.tcpPassthrough++;
   const svc = rt.config.serviceAt(ctx.dst.ip, ctx.dst.port);
   const ep = svc ? rt.pickEndpoint(svc, new Set()) : ctx.dst;
-  if (!ep) {
+  // Every dial the proxy runs with can carry a connection (plainDial, plainDialFrom, the tunnel's); one that cannot gets no pass-through.
+  if (!ep || !rt.dial.carry) {
     rt.counters.count('no_endpoint');
     client.destroy();
     return;
   }
-  const t0 = performance.now();
-  const upstream = rt.dial(ep, ctx.client);
-  upstream.setNoDelay?.(true);
-  let bytesIn = firstBytes.length;
-  let bytesOut = 0;
-  client.on('data', (d: Buffer) => (bytesIn += d.length));
-  upstream.on('data', (d: Buffer) => (bytesOut += d.length));
-  // A failure on either side ends both: half a tunnel is no use to anyone.
-  upstream.on('error', () => client.destroy());
-  client.on('error', () => upstream.destroy());
-  upstream.on('close', () => client.destroy());
-  client.on('close', () => {
-    upstream.destroy();
-    if (channels.tcp.hasSubscribers) channels.tcp.publish({ dst: ctx.dst, upstream: endpointKey(ep), client: ctx.client, bytesIn, bytesOut, durationMs: performance.now() - t0 });
-  });
-  if (firstBytes.length) upstream.write(firstBytes);
-  client.pipe(upstream);
-  upstream.pipe(client);
-  client.resume();
+  let taken: { fd: number; pending: Buffer };
+  try {
+    taken = takeSocket(client);
+  } catch {
+    client.destroy();
+    return;
+  }
+  const r = await rt.dial.carry(ep, ctx.client, taken.fd, taken.pending.length ? Buffer.concat([firstBytes, taken.pending]) : firstBytes);
+  if (channels.tcp.hasSubscribers) channels.tcp.publish({ dst: ctx.dst, upstream: endpointKey(ep), client: ctx.client, bytesIn: r.bytesIn, bytesOut: r.bytesOut, durationMs: r.durationMs });
 }

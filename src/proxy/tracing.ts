@@ -5,7 +5,8 @@
  */
 import { randomFillSync } from 'node:crypto';
 import http from 'node:http';
-import https from 'node:https';
+import type https from 'node:https';
+import { createRequire } from 'node:module';
 import type { TracingConfig } from './types.js';
 
 const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
@@ -165,7 +166,8 @@ export class OtlpExporter {
   private post(body: string, n: number): Promise<void> {
     return new Promise((resolve) => {
       const url = new URL(this.cfg.otlpEndpoint);
-      const req = (url.protocol === 'https:' ? https : http).request(
+      // node:https (and TLS with it) only for an https collector: most proxies never load it.
+      const req = (url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof https) : http).request(
         url,
         { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }, timeout: 5000 },
         (res) => {

@@ -2,8 +2,9 @@
  * Cross-node mTLS in the node proxy: a connection the kernel marked for the
  * tunnel (its backend is on another node) becomes one CONNECT stream on the
  * pooled TunnelClient to that node's endpoint, carrying the caller's
- * identity, and bytes are piped both ways without parsing. A stream the
- * peer refuses (policy, not its workload) resets the client connection.
+ * identity; the connection is handed to the native relay, so its bytes
+ * never enter JavaScript. A stream the peer refuses (policy, not its
+ * workload) resets the client connection.
  *
  * The proxy's own upstream connections (an L7-routed Service whose chosen
  * backend is on another node) go the same way: `dial` opens them as CONNECT
@@ -13,7 +14,7 @@ import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { CredentialStore, TunnelClient } from '../tunnel/index.js';
 import { TUNNEL_PORT } from '../tunnel/protocol.js';
-import { pipeStream } from '../tunnel/pipe.js';
+import { relayBinding, takeSocket, type Carried } from '../relay/index.js';
 import { containsAddress, mustParseCidr, type Cidr } from '../net/ipam.js';
 import { plainDial, plainDialFrom, type Caller, type Dial, type Endpoint, type OriginalDestination, type ReadInto, type UpstreamStream } from './index.js';
 import type { TunnelPush } from './messages.js';
@@ -68,7 +69,7 @@ export class TunnelForwarder {
     return this.peers.find((p) => containsAddress(p.cidr, ip));
   }
 
-  forward(socket: Socket, head: Buffer, orig: OriginalDestination): void {
+  async forward(socket: Socket, head: Buffer, orig: OriginalDestination): Promise<void> {
     const peer = this.peerOf(orig.dst.ip);
     if (!this.client || !peer) {
       // Fail closed: a connection meant for the tunnel never goes out in plaintext from here.
@@ -79,21 +80,26 @@ export class TunnelForwarder {
     const started = Date.now();
     const clientIp = socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
     const clientPort = socket.remotePort ?? 0;
+    let taken: { fd: number; pending: Buffer };
+    try {
+      taken = takeSocket(socket);
+    } catch {
+      socket.destroy();
+      return;
+    }
     this.stats.streams++;
-    const { stream, response } = this.client.open(
-      { host: peer.host, port: TUNNEL_PORT, ...(peer.node ? { node: peer.node } : {}) }, orig.dst,
-      { sourceId: orig.client.identity, sourceIp: clientIp },
+    const { response, done } = this.client.forward(
+      taken.fd, { host: peer.host, port: TUNNEL_PORT, ...(peer.node ? { node: peer.node } : {}) }, orig.dst,
+      { sourceId: orig.client.identity, sourceIp: clientIp }, taken.pending.length ? Buffer.concat([head, taken.pending]) : head,
     );
-    let peerId: string | undefined;
     let refused: string | undefined;
-    response.then((r) => { peerId = r.peerId; }, (e: Error) => { refused = e.message; this.stats.failed++; socket.resetAndDestroy(); });
-    if (head.length) stream.write(head);
-    pipeStream(socket, stream, (r) => this.onFlow({
+    response.catch((e: Error) => { refused = e.message; this.stats.failed++; });
+    const r = await done;
+    this.onFlow({
       at: new Date(started).toISOString(), client: orig.client.identity, clientIp, clientPort, dst: `${orig.dst.ip}:${orig.dst.port}`,
-      peerNode: peer.node || peer.host, ...(peerId ? { peerId } : {}), bytesOut: r.aToB + head.length, bytesIn: r.bToA,
+      peerNode: peer.node || peer.host, ...(r.peerId ? { peerId: r.peerId } : {}), bytesOut: r.bytesOut, bytesIn: r.bytesIn,
       durationMs: Date.now() - started, ...(refused ?? r.error ? { error: refused ?? r.error } : {}),
-    }));
-    socket.resume();
+    });
   }
 
   /**
@@ -105,6 +111,27 @@ export class TunnelForwarder {
   /** Whether a connection to ip goes through the tunnel (and so speaks for one caller). */
   tunnels(ip: string): boolean {
     return this.dsts.has(ip);
+  }
+
+  /** A whole connection to ep in the relay (TCP pass-through): through the tunnel, or plain, as dial() would open it. */
+  carry(ep: Endpoint, caller: Caller, fd: number, head: Buffer): Promise<Carried> {
+    if (!this.tunnels(ep.ip)) {
+      const plain = this.podCidr && containsAddress(this.podCidr, ep.ip) ? this.fromGateway : plainDial;
+      return plain.carry!(ep, caller, fd, head);
+    }
+    const peer = this.peerOf(ep.ip);
+    if (!this.client || !peer) {
+      this.stats.noPeer++;
+      relayBinding().closeFd(fd);
+      return Promise.resolve({ bytesIn: 0, bytesOut: 0, durationMs: 0, connected: false, error: `no tunnel to ${ep.ip}` });
+    }
+    this.stats.streams++;
+    const { response, done } = this.client.forward(
+      fd, { host: peer.host, port: TUNNEL_PORT, ...(peer.node ? { node: peer.node } : {}) }, ep, { sourceId: caller.identity, ...(caller.ip ? { sourceIp: caller.ip } : {}) }, head,
+    );
+    let answered = false;
+    response.then(() => { answered = true; }, () => { this.stats.failed++; });
+    return done.then((r) => ({ bytesIn: r.bytesOut, bytesOut: r.bytesIn, durationMs: r.durationMs, connected: answered, ...(r.error ? { error: r.error } : {}) }));
   }
 
   dial(ep: Endpoint, caller: Caller, into?: ReadInto): UpstreamStream {
@@ -122,29 +149,17 @@ export class TunnelForwarder {
     const started = Date.now();
     this.stats.streams++;
     this.stats.upstreams++;
-    const { stream, response } = this.client.open(
+    const { stream, response, done } = this.client.open(
       { host: peer.host, port: TUNNEL_PORT, ...(peer.node ? { node: peer.node } : {}) }, ep, { sourceId: caller.identity, ...(caller.ip ? { sourceIp: caller.ip } : {}) },
     );
-    let peerId: string | undefined;
     let error: string | undefined;
-    let bytesOut = 0;
-    let bytesIn = 0;
-    // 'connect' (see the proxy's dial contract) once the peer node delivered to the backend.
-    response.then((r) => { peerId = r.peerId; stream.emit('connect'); }, (e: Error) => { error = e.message; this.stats.failed++; });
-    // A stream keeps no byte counts of its own; the flow record needs both directions.
-    const write = stream.write.bind(stream) as (chunk: Buffer | string, ...rest: unknown[]) => boolean;
-    stream.write = ((chunk: Buffer | string, ...rest: unknown[]) => {
-      bytesOut += typeof chunk === 'string' ? Buffer.byteLength(chunk, typeof rest[0] === 'string' ? rest[0] as BufferEncoding : 'utf8') : chunk.length;
-      return write(chunk, ...rest);
-    }) as typeof stream.write;
-    stream.on('data', (d: Buffer) => { bytesIn += d.length; });
-    stream.once('close', () => {
-      error ??= stream.rstCode ? `stream reset (code ${stream.rstCode})` : undefined;
-      this.onFlow({
-        at: new Date(started).toISOString(), client: caller.identity, clientIp: caller.ip ?? '', clientPort: 0, dst: `${ep.ip}:${ep.port}`,
-        peerNode: peer.node || peer.host, ...(peerId ? { peerId } : {}), bytesOut, bytesIn, durationMs: Date.now() - started, ...(error ? { error } : {}),
-      });
-    });
+    // 'connect' (see the proxy's dial contract) once the peer node delivered to the backend; a refusal before it is a connect error.
+    response.then(() => { stream.emit('connect'); }, (e: Error) => { error = e.message; this.stats.failed++; stream.destroy(Object.assign(e, { code: 'EMTLSREFUSED' })); });
+    void done.then((r) => this.onFlow({
+      at: new Date(started).toISOString(), client: caller.identity, clientIp: caller.ip ?? '', clientPort: 0, dst: `${ep.ip}:${ep.port}`,
+      peerNode: peer.node || peer.host, ...(r.peerId ? { peerId: r.peerId } : {}), bytesOut: r.bytesOut, bytesIn: r.bytesIn,
+      durationMs: Date.now() - started, ...(error ?? r.error ? { error: error ?? r.error } : {}),
+    }));
     return stream;
   }
 

@@ -89,8 +89,13 @@ export interface ProxyConfig extends ProxyRoutingConfig {
   listen: { host: string; port: number };
   resolveOriginal: ResolveOriginal;
   tracing?: TracingConfig;
-  /** Takes a connection the kernel marked for the tunnel (with the bytes already read); without it, such connections go out as plain TCP. */
-  forward?: (socket: Socket, head: Buffer, orig: OriginalDestination) => void;
+  /**
+   * Takes a connection the kernel marked for the tunnel (with the bytes
+   * already read); without it, such connections go out as plain TCP. The
+   * promise settles when the connection has ended (the proxy counts it as
+   * open until then: a drain waits for it).
+   */
+  forward?: (socket: Socket, head: Buffer, orig: OriginalDestination) => Promise<void>;
   /** Opens every upstream connection (default plain TCP); the agent's carries those to other nodes through the tunnel. */
   dial?: Dial;
 }

@@ -3,7 +3,8 @@
  * HTTP/2 with prior knowledge (one pooled session per endpoint). Both give
  * back the same UpstreamResponse so the router does not care which.
  */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
+import { H2_ERR, lazyHttp2 } from '../net/http2-lazy.js';
 import { Readable } from 'node:stream';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { BodyFeed, type ResponseBody } from './body-feed.js';
@@ -266,7 +267,7 @@ export class UpstreamPool {
     const existing = this.sessions.get(key);
     if (existing && !existing.closed && !existing.destroyed) return Promise.resolve(existing);
     return new Promise((resolve, reject) => {
-      const s = http2.connect(`http://${ep.ip}:${ep.port}`, { createConnection: () => this.dial(ep, caller) });
+      const s = lazyHttp2().connect(`http://${ep.ip}:${ep.port}`, { createConnection: () => this.dial(ep, caller) });
       const forget = (): void => {
         if (this.sessions.get(key) === s) this.sessions.delete(key);
       };
@@ -305,14 +306,14 @@ export class UpstreamPool {
         if (settled) return;
         settled = true;
         if (r.client) r.client.onGone = undefined;
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.close(H2_ERR.CANCEL);
         reject(e);
       };
       if (!watchClient(r.client, () => fail(clientGone()))) return; // an HTTP/2 stream is cancelled at once: that costs no connection
       stream.on('error', (e) => fail(new UpstreamError('reset', e.message, false)));
       stream.on('close', () => {
         // Closed before any response: REFUSED_STREAM means it was never processed.
-        if (!settled) fail(new UpstreamError('reset', `stream closed (code ${stream.rstCode})`, stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM));
+        if (!settled) fail(new UpstreamError('reset', `stream closed (code ${stream.rstCode})`, stream.rstCode === H2_ERR.REFUSED_STREAM));
       });
       const trailers = new Promise<IncomingHttpHeaders | undefined>((done) => {
         stream.on('trailers', (t) => done(t));
@@ -326,10 +327,10 @@ export class UpstreamPool {
         const status = Number(headers[':status'] ?? 502);
         const clean: IncomingHttpHeaders = {};
         for (const [k, v] of Object.entries(headers)) if (!k.startsWith(':')) clean[k] = v as string | string[];
-        resolve({ status, headers: clean, body: stream, trailers, abort: () => stream.close(http2.constants.NGHTTP2_CANCEL) });
+        resolve({ status, headers: clean, body: stream, trailers, abort: () => stream.close(H2_ERR.CANCEL) });
       });
       if (r.body instanceof Readable) {
-        r.body.on('error', () => stream.close(http2.constants.NGHTTP2_CANCEL));
+        r.body.on('error', () => stream.close(H2_ERR.CANCEL));
         r.body.pipe(stream);
       } else if (r.body && r.body.length > 0) stream.end(r.body);
     });

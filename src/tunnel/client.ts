@@ -6,15 +6,21 @@
  * certificate rotates, pooled sessions are drained: they finish their
  * streams with the old certificate, and new streams go to a new session
  * that presents the new one (a session must not outlive its certificate).
+ *
+ * The sessions and the bytes live in the native relay (src/relay); this
+ * class decides who the peer must be and hands the relay each connection:
+ * a socket pair for a stream JavaScript reads and writes (`open`), or the
+ * caller's own TCP connection, whose bytes never enter JavaScript
+ * (`forward`). A stream the peer refused unprocessed (REFUSED_STREAM, as in
+ * its endpoint's handover) is opened again on a new session with the bytes
+ * already sent.
  */
 import { EventEmitter } from 'node:events';
-import http2 from 'node:http2';
-import tls from 'node:tls';
+import net from 'node:net';
 import type { CredentialStore } from './credentials.js';
-import { nodeOf, spiffeIdFromSan } from './ids.js';
-import { TunnelStream, type Attempt } from './stream.js';
-import { MAX_STREAM_ID } from '../net/h2-drain.js';
-import { ALPN, H_REASON, H_SOURCE_ID, H_SOURCE_IP, SESSION_WINDOW, SETTINGS, MAX_SESSION_MEMORY_MB, authority, type Destination } from './protocol.js';
+import { nodeOf, spiffeIdFromUris } from './ids.js';
+import { authority, type Destination } from './protocol.js';
+import { Ev, relay, type RelayEvent } from '../relay/index.js';
 
 export interface Peer {
   /** The peer node's tunnel listener. */
@@ -35,37 +41,48 @@ export interface TunnelClientOptions {
   connectTimeoutMs?: number;
 }
 
-interface Entry {
-  session: http2.ClientHttp2Session;
-  ready: Promise<void>;
-  peerId?: string;
-  /** Streams opened on it and not yet closed. */
-  active: number;
-  /** Its TLS and HTTP/2 handshakes completed. */
-  connected: boolean;
-  /** The peer announced a graceful shutdown (a GOAWAY that refuses nothing yet). */
-  goingAway: boolean;
-  /** Out of the pool: close once its last stream ends. */
-  retiring?: boolean;
-}
-
 export class TunnelError extends Error {
   constructor(readonly status: number | undefined, message: string) {
     super(message);
   }
 }
 
+/** How a forwarded connection ended (bytes: from the caller, to the caller). */
+export interface ForwardResult {
+  bytesOut: number;
+  bytesIn: number;
+  durationMs: number;
+  peerId: string | undefined;
+  error?: string;
+}
+
+interface StreamState {
+  key: string;
+  dst: Destination;
+  answered: boolean;
+  peerId?: string;
+  onAnswer(status: number, reason: string | null, peerId: string | undefined): void;
+  onEnd(e: RelayEvent): void;
+}
+
 /** Events: 'session' ({peer, peerId}), 'sessionError' ({peer, error}). */
 export class TunnelClient extends EventEmitter {
-  private readonly pool = new Map<string, Entry>();
+  private readonly r = relay();
+  private readonly id: number;
   private readonly onRotate: () => void;
-  /** streamsReplayed: attempts made again after the peer refused them unprocessed (none of them failed a stream). */
-  readonly stats = { sessionsOpened: 0, sessionsFailed: 0, streams: 0, streamsFailed: 0, streamsReplayed: 0 };
+  /** The node each peer address must be, from the latest open() to it. */
+  private readonly expect = new Map<string, Peer>();
+  private readonly streams = new Map<number, StreamState>();
+  /** Sessions made or being made, by id: the peer address each is for. */
+  private readonly pooled = new Map<number, string>();
   private closed = false;
+  readonly stats = { sessionsOpened: 0, sessionsFailed: 0, streams: 0, streamsFailed: 0 };
 
   constructor(private readonly opts: TunnelClientOptions) {
     super();
-    this.onRotate = () => this.drain();
+    this.id = this.r.b.clientNew(this.r.sink, opts.credentials.current.context, opts.connectTimeoutMs ?? 5000);
+    this.r.on(this.id, (e) => this.onSessionEvent(e));
+    this.onRotate = () => this.r.b.clientSetContext(this.id, opts.credentials.current.context);
     opts.credentials.on('rotate', this.onRotate);
   }
 
@@ -73,139 +90,167 @@ export class TunnelClient extends EventEmitter {
     return `${p.host}:${p.port}`;
   }
 
-  /** Sessions currently pooled (for status and tests). */
+  /** Sessions currently made or being made (for status and tests). */
   get sessions(): number {
-    return this.pool.size;
+    return this.pooled.size;
   }
 
-  private checkServer(peer: Peer, cert: tls.PeerCertificate): Error | undefined {
-    const id = spiffeIdFromSan(cert.subjectaltname);
-    if (!id) return new Error('tunnel peer presents no SPIFFE ID');
+  private checkServer(peer: Peer | undefined, uris: readonly string[]): { id: string } | { reason: string } {
+    const id = spiffeIdFromUris(uris);
+    if (!id) return { reason: 'tunnel peer presents no SPIFFE ID' };
     const node = nodeOf(id, this.opts.trustDomain);
-    if (!node) return new Error(`tunnel peer ${id} is not a node of trust domain ${this.opts.trustDomain}`);
-    if (peer.node && node !== peer.node) return new Error(`tunnel peer is node ${node}, expected ${peer.node}`);
-    return undefined;
+    if (!node) return { reason: `tunnel peer ${id} is not a node of trust domain ${this.opts.trustDomain}` };
+    if (peer?.node && node !== peer.node) return { reason: `tunnel peer is node ${node}, expected ${peer.node}` };
+    return { id };
   }
 
-  private session(peer: Peer): Entry {
-    const k = this.key(peer);
-    const have = this.pool.get(k);
-    if (have && !have.session.closed && !have.session.destroyed) return have;
-    const creds = this.opts.credentials.current;
-    const session = http2.connect(`https://${k}`, {
-      settings: SETTINGS,
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-      createConnection: () => tls.connect({
-        host: peer.host,
-        port: peer.port,
-        secureContext: creds.context,
-        minVersion: 'TLSv1.3',
-        ALPNProtocols: [ALPN],
-        servername: undefined,
-        rejectUnauthorized: true,
-        checkServerIdentity: (_h, cert) => this.checkServer(peer, cert),
-      }),
+  private onSessionEvent(e: RelayEvent): void {
+    const peer = this.expect.get(this.pooled.get(e.id) ?? '');
+    switch (e.type) {
+      case Ev.SessionNew:
+        this.stats.sessionsOpened++;
+        this.pooled.set(e.id, e.s0 ?? '');
+        break;
+      case Ev.SessionVerify: {
+        const v = this.checkServer(peer, e.list ?? []);
+        this.r.b.sessionVerdict(e.id, 'id' in v, 'id' in v ? v.id : null, 'reason' in v ? v.reason : null);
+        break;
+      }
+      case Ev.SessionReady:
+        this.emit('session', { peer });
+        break;
+      case Ev.SessionFailed:
+        this.pooled.delete(e.id);
+        if (e.n1) {
+          this.stats.sessionsFailed++;
+          this.emit('sessionError', { peer, error: new Error(e.s0 ?? 'tunnel session failed') });
+        }
+        break;
+    }
+  }
+
+  private track(id: number, st: StreamState): void {
+    this.streams.set(id, st);
+    this.r.on(id, (e) => {
+      if (e.type === Ev.Answer) {
+        st.answered = true;
+        st.peerId = e.s1 ?? undefined;
+        if (e.status !== 200) this.stats.streamsFailed++;
+        st.onAnswer(e.status, e.s0, st.peerId);
+      } else if (e.type === Ev.StreamEnd) {
+        this.r.off(id);
+        this.streams.delete(id);
+        if (!st.answered) this.stats.streamsFailed++;
+        st.onEnd(e);
+      }
     });
-    this.stats.sessionsOpened++;
-    const entry: Entry = {
-      session,
-      active: 0,
-      connected: false,
-      goingAway: false,
-      ready: new Promise((resolve, reject) => {
-        const t = setTimeout(() => { session.destroy(new Error(`tunnel to ${k}: no TLS session within ${this.opts.connectTimeoutMs ?? 5000} ms`)); }, this.opts.connectTimeoutMs ?? 5000);
-        session.once('connect', () => {
-          clearTimeout(t);
-          entry.connected = true;
-          entry.peerId = spiffeIdFromSan((session.socket as tls.TLSSocket).getPeerCertificate().subjectaltname);
-          try { session.setLocalWindowSize(SESSION_WINDOW); } catch { /* closing */ }
-          this.emit('session', { peer, peerId: entry.peerId });
-          resolve();
-        });
-        session.once('close', () => { clearTimeout(t); reject(new Error(`tunnel to ${k} closed`)); });
-      }),
-    };
-    entry.ready.catch(() => undefined);
-    session.on('error', (e) => {
-      this.stats.sessionsFailed++;
-      this.emit('sessionError', { peer, error: e });
-    });
-    const forget = () => { if (this.pool.get(k) === entry) this.pool.delete(k); };
-    session.once('close', forget);
-    session.on('goaway', (code: number, lastStreamId: number) => {
-      if (code === http2.constants.NGHTTP2_NO_ERROR && lastStreamId === MAX_STREAM_ID) entry.goingAway = true;
-      forget();
-    });
-    this.pool.set(k, entry);
-    return entry;
+  }
+
+  private refusal(key: string, dst: Destination, status: number, reason: string | null): TunnelError {
+    return new TunnelError(status, `tunnel to ${authority(dst)} via ${key}: ${status}${reason ? ` (${reason})` : ''}`);
   }
 
   /**
-   * A CONNECT stream to dst through the peer node. The stream is usable at
-   * once (bytes written before the answer are buffered, and kept: a stream
-   * the peer refuses unprocessed is opened again and they are written
-   * again, see stream.ts); `response` settles with the peer's answer: the
-   * peer ID on 200, a TunnelError otherwise, and the stream is then
-   * destroyed.
+   * A CONNECT stream to dst through the peer node, as a socket this thread
+   * reads and writes. The stream is usable at once (bytes written before
+   * the answer are buffered); `response` settles with the peer's answer: the
+   * peer ID on 200, a TunnelError otherwise, and the stream is then destroyed.
    */
-  open(peer: Peer, dst: Destination, o: OpenOptions = {}): { stream: TunnelStream; response: Promise<{ peerId: string | undefined }> } {
-    const headers: http2.OutgoingHttpHeaders = { ':method': 'CONNECT', ':authority': authority(dst) };
-    if (o.sourceId) headers[H_SOURCE_ID] = o.sourceId;
-    if (o.sourceIp) headers[H_SOURCE_IP] = o.sourceIp;
+  open(peer: Peer, dst: Destination, o: OpenOptions = {}): { stream: net.Socket; response: Promise<{ peerId: string | undefined }>; done: Promise<ForwardResult> } {
+    const key = this.key(peer);
+    this.expect.set(key, peer);
+    const b = this.r.b;
+    const [mine, theirs] = b.socketPair();
+    const stream = new net.Socket({ fd: mine, readable: true, writable: true, allowHalfOpen: true });
     this.stats.streams++;
-    let settle!: { resolve: (r: { peerId: string | undefined }) => void; reject: (e: Error) => void };
+    let settle!: { resolve(v: { peerId: string | undefined }): void; reject(e: Error): void };
     const response = new Promise<{ peerId: string | undefined }>((resolve, reject) => { settle = { resolve, reject }; });
     response.catch(() => undefined);
-    const fail = (e: Error) => { this.stats.streamsFailed++; settle.reject(e); };
-    const stream: TunnelStream = new TunnelStream({
-      open: () => this.attempt(peer, headers),
-      mayReplay: () => !this.closed,
-      onReplay: () => { this.stats.streamsReplayed++; },
-      onAnswer: (h, a) => {
-        const status = Number(h[':status']);
-        if (status === 200) { settle.resolve({ peerId: a.peerId() }); return; }
-        const reason = h[H_REASON];
-        fail(new TunnelError(status, `tunnel to ${authority(dst)} via ${this.key(peer)}: ${status}${reason ? ` (${String(reason)})` : ''}`));
+    let finish!: (r: ForwardResult) => void;
+    const done = new Promise<ForwardResult>((resolve) => { finish = resolve; });
+    if (this.closed) {
+      b.closeFd(theirs);
+      settle.reject(new TunnelError(undefined, 'the tunnel client is closed'));
+      finish({ bytesOut: 0, bytesIn: 0, durationMs: 0, peerId: undefined, error: 'the tunnel client is closed' });
+      stream.destroy();
+      return { stream, response, done };
+    }
+    const id = b.streamOpen(this.r.sink, this.id, theirs, false, peer.host, peer.port, authority(dst), o.sourceId ?? null, o.sourceIp ?? null, null);
+    const st: StreamState = {
+      key, dst, answered: false,
+      onAnswer: (status, reason, peerId) => {
+        if (status === 200) {
+          settle.resolve({ peerId });
+          return;
+        }
+        settle.reject(this.refusal(key, dst, status, reason));
         stream.destroy();
       },
-      onGiveUp: (error, rstCode, attempts) => fail(error ?? new TunnelError(undefined,
-        `tunnel stream to ${authority(dst)} closed before an answer (${rstCode ?? 'no code'}${attempts > 1 ? `, after ${attempts} attempts` : ''})`)),
-    });
-    // A failure before the answer is reported through `response`; whoever pipes the stream listens for the rest.
-    stream.on('error', () => undefined);
-    return { stream, response };
+      onEnd: (e) => {
+        if (!e.status) {
+          settle.reject(new TunnelError(undefined, `tunnel stream to ${authority(dst)} closed before an answer (${e.s0 ?? 'no code'})`));
+          stream.destroy();
+        } else if (e.s0 && !this.closed) {
+          // Reset after the answer: the reader sees an error, not a clean end (closing the client ends its streams quietly).
+          stream.destroy(Object.assign(new Error(`tunnel stream to ${authority(dst)}: ${e.s0}`), { code: 'ERR_TUNNEL_STREAM' }));
+        } else if (e.s0) {
+          stream.destroy();
+        }
+        finish({ bytesOut: e.n1, bytesIn: e.n2, durationMs: e.ms, peerId: st.peerId, ...(e.s0 ? { error: e.s0 } : {}) });
+      },
+    };
+    this.track(id, st);
+    return { stream, response, done };
   }
 
-  /** One HTTP/2 stream for a TunnelStream, on the pool's current session to the peer. */
-  private attempt(peer: Peer, headers: http2.OutgoingHttpHeaders): Attempt {
-    const entry = this.session(peer);
-    const stream = entry.session.request(headers, { endStream: false });
-    entry.active++;
-    stream.once('close', () => {
-      entry.active--;
-      if (entry.retiring && entry.active === 0) entry.session.close();
-    });
-    return { stream, connected: () => entry.connected, peerId: () => entry.peerId, goingAway: () => entry.goingAway };
+  /**
+   * The caller's TCP connection (`fd`, the relay's from now on, and the
+   * bytes already read from it) into a CONNECT stream: its bytes never
+   * enter JavaScript. A refusal or a failure resets the connection.
+   */
+  forward(fd: number, peer: Peer, dst: Destination, o: OpenOptions, head: Buffer): { response: Promise<{ peerId: string | undefined }>; done: Promise<ForwardResult> } {
+    const key = this.key(peer);
+    this.expect.set(key, peer);
+    this.stats.streams++;
+    let settle!: { resolve(v: { peerId: string | undefined }): void; reject(e: Error): void };
+    const response = new Promise<{ peerId: string | undefined }>((resolve, reject) => { settle = { resolve, reject }; });
+    response.catch(() => undefined);
+    let finish!: (r: ForwardResult) => void;
+    const done = new Promise<ForwardResult>((resolve) => { finish = resolve; });
+    if (this.closed) {
+      this.r.b.closeFd(fd);
+      settle.reject(new TunnelError(undefined, 'the tunnel client is closed'));
+      finish({ bytesOut: 0, bytesIn: 0, durationMs: 0, peerId: undefined, error: 'the tunnel client is closed' });
+      return { response, done };
+    }
+    const id = this.r.b.streamOpen(this.r.sink, this.id, fd, true, peer.host, peer.port, authority(dst), o.sourceId ?? null, o.sourceIp ?? null, head.length ? head : null);
+    const st: StreamState = {
+      key, dst, answered: false,
+      onAnswer: (status, reason, peerId) => (status === 200 ? settle.resolve({ peerId }) : settle.reject(this.refusal(key, dst, status, reason))),
+      onEnd: (e) => {
+        if (!e.status) settle.reject(new TunnelError(undefined, `tunnel stream to ${authority(dst)} closed before an answer (${e.s0 ?? 'no code'})`));
+        finish({ bytesOut: e.n1, bytesIn: e.n2, durationMs: e.ms, peerId: st.peerId, ...(e.s0 ? { error: e.s0 } : {}) });
+      },
+    };
+    this.track(id, st);
+    return { response, done };
   }
 
   /**
    * Sessions made with the previous certificate take no new streams; they
-   * close when their streams end. Not close() at once: its GOAWAY would go
-   * out ahead of a stream still queued to open, which nghttp2 then refuses
-   * locally (REFUSED_STREAM) and its connection fails.
+   * close when their streams end (never at once: a stream still queued to
+   * open on one must be answered, not refused).
    */
   drain(): void {
-    for (const [k, e] of this.pool) {
-      this.pool.delete(k);
-      e.retiring = true;
-      if (e.active === 0) e.session.close();
-    }
+    this.r.b.clientSetContext(this.id, this.opts.credentials.current.context);
   }
 
   close(): void {
+    if (this.closed) return;
     this.closed = true;
     this.opts.credentials.off('rotate', this.onRotate);
-    for (const e of this.pool.values()) e.session.destroy();
-    this.pool.clear();
+    this.r.b.clientClose(this.id);
+    this.r.off(this.id);
+    this.pooled.clear();
   }
 }

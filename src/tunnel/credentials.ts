@@ -1,17 +1,17 @@
 /**
  * The TLS credentials a node proxy uses in the tunnel: its node SVID (key +
  * certificate) and the mesh's trust bundle, as files the agent writes by
- * rename (see src/daemon/identity.ts), reloaded when they change. Every
- * reload makes a new SecureContext; a TLS session keeps the context it was
- * made with, so rotation never touches an established session, and the next
- * handshake uses the new certificate.
+ * rename (see src/agent/identity.ts), reloaded when they change. Every
+ * reload makes a new TLS context in the relay; a TLS session keeps the
+ * context it was made with, so rotation never touches an established
+ * session, and the next handshake uses the new certificate.
  */
 import { EventEmitter } from 'node:events';
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import tls from 'node:tls';
 import { EbmeshError } from '../errors.js';
+import { relayBinding, type RelayContext } from '../relay/index.js';
 import { spiffeIdFromSan } from './ids.js';
 
 export interface CredentialMaterial {
@@ -23,13 +23,8 @@ export interface CredentialMaterial {
 export interface Credentials extends CredentialMaterial {
   spiffeId: string;
   notAfter: Date;
-  context: tls.SecureContext;
-  /** For tls.Server#setSecureContext, which takes options, not a context. */
-  options: tls.SecureContextOptions;
-}
-
-export function contextOptions(m: CredentialMaterial): tls.SecureContextOptions {
-  return { key: m.keyPem, cert: m.certPem, ca: m.bundlePem, minVersion: 'TLSv1.3' };
+  /** TLS 1.3 with this key, certificate and trust bundle, for both ends of the tunnel. */
+  context: RelayContext;
 }
 
 export function makeCredentials(m: CredentialMaterial): Credentials {
@@ -40,8 +35,14 @@ export function makeCredentials(m: CredentialMaterial): Credentials {
   }
   const id = spiffeIdFromSan(cert.subjectAltName);
   if (!id) throw new EbmeshError('EBMESH_SVID_INVALID', 'the certificate has no single SPIFFE ID in its URI SAN');
-  const options = contextOptions(m);
-  return { ...m, spiffeId: id, notAfter: new Date(cert.validTo), context: tls.createSecureContext(options), options };
+  let context: RelayContext;
+  try {
+    context = relayBinding().context(m.certPem, m.keyPem, m.bundlePem);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'EBMESH_RELAY_NOT_BUILT') throw e;
+    throw new EbmeshError('EBMESH_SVID_INVALID', `the SVID cannot be used for TLS: ${(e as Error).message}`, { cause: e });
+  }
+  return { ...m, spiffeId: id, notAfter: new Date(cert.validTo), context };
 }
 
 export class CredentialStore extends EventEmitter {

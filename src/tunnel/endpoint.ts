@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { CredentialStore } from './credentials.js';
 import { TunnelServer, type TunnelFlow, type TunnelRequest, type Verdict } from './server.js';
 import { TUNNEL_PORT } from './protocol.js';
-import { reusePortListener } from '../net/reuseport.js';
 
 export interface EndpointOptions {
   svidDir: string;
@@ -80,7 +79,7 @@ export class TunnelEndpoint {
     });
     const host = this.o.host ?? '0.0.0.0';
     const port = this.o.port ?? TUNNEL_PORT;
-    await server.listen(port, host, this.o.reusePort ? reusePortListener(host, port) : undefined);
+    await server.listen(port, host, { reusePort: !!this.o.reusePort });
     this.lastError = undefined;
   }
 
@@ -110,7 +109,7 @@ export class TunnelEndpoint {
   status(): Record<string, unknown> {
     const c = this.credentials?.current;
     return {
-      listening: !!this.server?.server.listening, port: this.o.port ?? TUNNEL_PORT, error: this.lastError,
+      listening: !!this.server?.listening, port: this.o.port ?? TUNNEL_PORT, error: this.lastError,
       spiffeId: c?.spiffeId, certExpiry: c?.notAfter.toISOString(), ...this.server?.stats,
     };
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nodeOf, nodeSpiffeId, parseSpiffeId, spiffeIdFromSan } from './ids.js';
+import { nodeOf, nodeSpiffeId, parseSpiffeId, spiffeIdFromSan, spiffeIdFromUris } from './ids.js';
 import { parseAuthority } from './protocol.js';
 
 test('node SPIFFE IDs: made, recognised, and nothing else passes for one', () => {
@@ -20,6 +20,10 @@ test('the SAN must carry exactly one SPIFFE URI', () => {
   assert.equal(spiffeIdFromSan('DNS:x, URI:spiffe://a/ns/b/sa/c'), 'spiffe://a/ns/b/sa/c');
   assert.equal(spiffeIdFromSan('URI:spiffe://a/ns/b/sa/c, URI:spiffe://a/ns/b/sa/d'), undefined);
   assert.equal(spiffeIdFromSan(undefined), undefined);
+  // The same rule on the URI list the relay reads out of a peer's certificate.
+  assert.equal(spiffeIdFromUris(['https://x', 'spiffe://a/ns/b/sa/c']), 'spiffe://a/ns/b/sa/c');
+  assert.equal(spiffeIdFromUris(['spiffe://a/ns/b/sa/c', 'spiffe://a/ns/b/sa/d']), undefined);
+  assert.equal(spiffeIdFromUris([]), undefined);
 });
 
 test('CONNECT authorities are IPv4:port only', () => {

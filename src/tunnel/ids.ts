@@ -47,7 +47,12 @@ export function nodeOf(id: string, trustDomain: string): string | undefined {
 
 /** The SPIFFE ID in the URI SAN of a peer certificate as node:tls reports it ("URI:spiffe://…, DNS:…"). */
 export function spiffeIdFromSan(subjectaltname: string | undefined): string | undefined {
-  const uris = (subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:spiffe://'));
+  return spiffeIdFromUris((subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4)));
+}
+
+/** The SPIFFE ID among a certificate's URI SANs (as the relay reads them out of a peer's certificate). */
+export function spiffeIdFromUris(uris: readonly string[]): string | undefined {
+  const ids = uris.filter((u) => u.startsWith('spiffe://'));
   // An SVID has exactly one SPIFFE URI; more is ambiguous and refused.
-  return uris.length === 1 ? uris[0]!.slice(4) : undefined;
+  return ids.length === 1 ? ids[0] : undefined;
 }

@@ -3,18 +3,18 @@
  * certificate chained to the mesh's trust bundle and a SPIFFE ID of a node of
  * this trust domain. Each CONNECT stream is checked (`authorize`: the peer
  * node, the source workload it vouches for, the destination) and then
- * connected to its destination on this node; bytes are piped both ways with
+ * connected to its destination on this node; bytes go both ways with
  * half-close carried across (END_STREAM <-> FIN).
+ *
+ * The sessions and the bytes live in the native relay (src/relay); this
+ * class decides: which peers may hold a session, and what each stream gets.
  */
 import { EventEmitter } from 'node:events';
-import http2 from 'node:http2';
-import net from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import type { CredentialStore } from './credentials.js';
-import { nodeOf, spiffeIdFromSan } from './ids.js';
-import { ALPN, H_REASON, H_SOURCE_ID, H_SOURCE_IP, SESSION_WINDOW, SETTINGS, MAX_SESSION_MEMORY_MB, parseAuthority, type Destination } from './protocol.js';
-import { pipeStream } from './pipe.js';
-import { drainSession } from '../net/h2-drain.js';
+import { nodeOf, spiffeIdFromUris } from './ids.js';
+import { parseAuthority, type Destination } from './protocol.js';
+import { Ev, relay, type ListenerCounts, type RelayEvent } from '../relay/index.js';
+import { EbmeshError } from '../errors.js';
 
 export interface TunnelRequest {
   peerId: string;
@@ -32,8 +32,6 @@ export interface TunnelServerOptions {
   trustDomain: string;
   /** Policy for one stream; default: allow. */
   authorize?: (r: TunnelRequest) => Verdict | Promise<Verdict>;
-  /** How to reach a destination on this node; default net.connect. */
-  dial?: (dst: Destination) => net.Socket;
 }
 
 export interface TunnelFlow extends TunnelRequest {
@@ -45,49 +43,52 @@ export interface TunnelFlow extends TunnelRequest {
   denied?: { policy?: { ref: number; rule: number; name: string } };
 }
 
+/** What the GOAWAY's two steps are apart: longer than any round trip between two nodes of a lab or a cluster. */
+export const GOAWAY_GRACE_MS = 1000;
+
 /**
  * Events: 'flow' (TunnelFlow, at the end of each stream), 'denied'
- * (TunnelRequest & {reason}), 'rejected' ({peerId, reason}: a session refused).
+ * (TunnelRequest & {reason}), 'rejected' ({peerId, reason}: a session
+ * refused), 'session' ({peerId, peerNode, serialNumber}: a session admitted).
  */
 export class TunnelServer extends EventEmitter {
-  readonly server: http2.Http2SecureServer;
   readonly stats = { sessions: 0, sessionsRejected: 0, streams: 0, streamsDenied: 0, dialErrors: 0, active: 0 };
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly r = relay();
   private readonly onRotate: () => void;
+  private id = 0;
+  private counts: ListenerCounts | undefined;
+  private listeningNow = false;
+  /** Admitted sessions' peers, by session id. */
+  private readonly peers = new Map<number, { id: string; node: string }>();
 
   constructor(private readonly opts: TunnelServerOptions) {
     super();
-    const creds = opts.credentials;
-    this.server = http2.createSecureServer({
-      ...creds.current.options,
-      requestCert: true,
-      rejectUnauthorized: true,
-      ALPNProtocols: [ALPN],
-      allowHTTP1: false,
-      settings: SETTINGS,
-      maxSessionMemory: MAX_SESSION_MEMORY_MB,
-    });
     // New handshakes take the rotated certificate; sessions already made keep theirs.
-    this.onRotate = () => this.server.setSecureContext({ ...creds.current.options });
-    creds.on('rotate', this.onRotate);
-    this.server.on('session', (s) => this.onSession(s));
-    this.server.on('stream', (stream, headers) => void this.onStream(stream, headers));
-    this.server.on('tlsClientError', () => { this.stats.sessionsRejected++; });
-    this.server.on('sessionError', () => undefined);
+    this.onRotate = () => { if (this.id) this.r.b.listenerSetContext(this.id, opts.credentials.current.context); };
+    opts.credentials.on('rotate', this.onRotate);
   }
 
-  /** `fd`: a listening socket made elsewhere (SO_REUSEPORT, ../net/reuseport.ts) instead of host:port. */
-  listen(port: number, host: string, fd?: number): Promise<{ port: number }> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      const onListening = () => {
-        this.server.off('error', reject);
-        this.server.on('error', (e) => this.emit('serverError', e));
-        resolve({ port: (this.server.address() as net.AddressInfo).port });
-      };
-      if (fd === undefined) this.server.listen(port, host, onListening);
-      else this.server.listen({ fd }, onListening);
-    });
+  /**
+   * `reusePort`: listen with SO_REUSEPORT, so that the next proxy
+   * generation's endpoint can listen beside this one during a handover.
+   */
+  listen(port: number, host: string, o: { reusePort?: boolean } = {}): Promise<{ port: number }> {
+    const b = this.r.b;
+    let lfd: number;
+    try {
+      lfd = b.listen(host, port, !!o.reusePort, 511);
+    } catch (e) {
+      return Promise.reject(new EbmeshError('EBMESH_SOCKET', `tunnel listener on ${host}:${port}: ${(e as Error).message}`, { cause: e }));
+    }
+    const bound = b.localPort(lfd);
+    [this.id, this.counts] = b.listenerNew(this.r.sink, lfd, this.opts.credentials.current.context);
+    this.r.on(this.id, (e) => this.onEvent(e));
+    this.listeningNow = true;
+    return Promise.resolve({ port: bound });
+  }
+
+  get listening(): boolean {
+    return this.listeningNow;
   }
 
   /**
@@ -95,95 +96,110 @@ export class TunnelServer extends EventEmitter {
    * keep working); `goaway()` later sends their peers to the new one.
    */
   stopListening(): void {
-    if (this.server.listening) this.server.close();
+    if (!this.listeningNow) return;
+    this.listeningNow = false;
+    this.r.b.listenerStop(this.id);
   }
 
-  /** Peers open no new streams here (they make a new session) while the streams in flight finish. */
-  goaway(): void {
-    for (const s of this.sessions) drainSession(s);
+  /**
+   * Peers open no new streams here (they make a new session) while the
+   * streams in flight finish: a shutdown notice first, which refuses
+   * nothing, and the real GOAWAY one round trip later (GOAWAY_GRACE_MS).
+   */
+  goaway(graceMs = GOAWAY_GRACE_MS): void {
+    if (this.id) this.r.b.listenerGoaway(this.id, graceMs);
   }
 
   /** Sessions still open (draining: the endpoint is done when none is). */
   get openSessions(): number {
-    return this.sessions.size;
+    return this.counts ? this.r.b.listenerCounts(this.counts)[0] : 0;
   }
 
-  private peerOf(session: http2.Http2Session): { id: string; node: string } | { reason: string } {
-    const sock = session.socket as TLSSocket;
-    const id = spiffeIdFromSan(sock.getPeerCertificate?.()?.subjectaltname);
+  private peerOf(uris: readonly string[]): { id: string; node: string } | { reason: string; id?: string } {
+    const id = spiffeIdFromUris(uris);
     if (!id) return { reason: 'peer certificate carries no SPIFFE ID' };
     const node = nodeOf(id, this.opts.trustDomain);
-    if (!node) return { reason: `peer ${id} is not a node of trust domain ${this.opts.trustDomain}` };
+    if (!node) return { reason: `peer ${id} is not a node of trust domain ${this.opts.trustDomain}`, id };
     return { id, node };
   }
 
-  private onSession(session: http2.ServerHttp2Session): void {
-    session.on('error', () => undefined);
-    const peer = this.peerOf(session);
-    if ('reason' in peer) {
-      this.stats.sessionsRejected++;
-      this.emit('rejected', { peerId: spiffeIdFromSan((session.socket as TLSSocket).getPeerCertificate?.()?.subjectaltname), reason: peer.reason });
-      session.destroy();
-      return;
+  private onEvent(e: RelayEvent): void {
+    switch (e.type) {
+      case Ev.SessionVerify: {
+        const peer = this.peerOf(e.list ?? []);
+        if ('reason' in peer) {
+          this.stats.sessionsRejected++;
+          this.emit('rejected', { peerId: peer.id, reason: peer.reason });
+          this.r.b.sessionVerdict(e.id, false, null, peer.reason);
+          return;
+        }
+        this.stats.sessions++;
+        this.peers.set(e.id, peer);
+        this.r.b.sessionVerdict(e.id, true, peer.id, null);
+        this.emit('session', { peerId: peer.id, peerNode: peer.node, serialNumber: e.s0 ?? '' });
+        return;
+      }
+      case Ev.TlsError:
+        this.stats.sessionsRejected++;
+        return;
+      case Ev.SessionClosed:
+      case Ev.SessionFailed:
+        this.peers.delete(e.id);
+        return;
+      case Ev.StreamRequest:
+        void this.onStream(e);
+        return;
     }
-    this.stats.sessions++;
-    this.sessions.add(session);
-    session.once('close', () => this.sessions.delete(session));
-    session.once('connect', () => { try { session.setLocalWindowSize(SESSION_WINDOW); } catch { /* closing */ } });
   }
 
-  private async onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
-    stream.on('error', () => undefined);
-    const peer = this.peerOf(stream.session!);
-    if ('reason' in peer) { stream.close(http2.constants.NGHTTP2_REFUSED_STREAM); return; }
-    const dst = parseAuthority(headers[':authority']);
-    if (headers[':method'] !== 'CONNECT' || !dst) {
-      stream.respond({ ':status': headers[':method'] !== 'CONNECT' ? 405 : 400 }, { endStream: true });
+  private async onStream(e: RelayEvent): Promise<void> {
+    const b = this.r.b;
+    const stream = e.id;
+    const peer = this.peers.get(e.n1);
+    if (!peer) { b.streamVerdict(stream, 503, 'session not admitted', null, 0); return; }
+    const dst = parseAuthority(e.s1 ?? undefined);
+    if (e.s0 !== 'CONNECT' || !dst) {
+      b.streamVerdict(stream, e.s0 !== 'CONNECT' ? 405 : 400, null, null, 0);
       return;
     }
-    const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
-    const req: TunnelRequest = { peerId: peer.id, peerNode: peer.node, sourceId: one(headers[H_SOURCE_ID]), sourceIp: one(headers[H_SOURCE_IP]), dst };
+    const req: TunnelRequest = { peerId: peer.id, peerNode: peer.node, sourceId: e.s2 ?? undefined, sourceIp: e.s3 ?? undefined, dst };
     this.stats.streams++;
+    let connected = false;
+    let ended = false;
+    this.r.on(stream, (x) => {
+      if (x.type === Ev.StreamConnected) {
+        connected = true;
+        this.stats.active++;
+      } else if (x.type === Ev.DialError) {
+        this.stats.dialErrors++;
+      } else if (x.type === Ev.StreamEnd) {
+        ended = true;
+        this.r.off(stream);
+        if (!connected) return;
+        this.stats.active--;
+        this.emit('flow', { ...req, bytesIn: x.n2, bytesOut: x.n1, durationMs: x.ms, ...(x.s0 ? { error: x.s0 } : {}) } satisfies TunnelFlow);
+      }
+    });
     let verdict: Verdict;
     try {
       verdict = this.opts.authorize ? await this.opts.authorize(req) : { allow: true };
-    } catch (e) {
-      verdict = { allow: false, reason: `policy error: ${(e as Error).message}` };
+    } catch (err) {
+      verdict = { allow: false, reason: `policy error: ${(err as Error).message}` };
     }
-    if (stream.destroyed) return;
+    if (ended) return;
     if (!verdict.allow) {
       this.stats.streamsDenied++;
       this.emit('denied', { ...req, reason: verdict.reason, ...(verdict.policy ? { policy: verdict.policy } : {}) });
-      stream.respond({ ':status': 403, [H_REASON]: verdict.reason.slice(0, 200) }, { endStream: true });
+      b.streamVerdict(stream, 403, verdict.reason.slice(0, 200), null, 0);
       return;
     }
-    const t0 = performance.now();
-    const up = this.opts.dial ? this.opts.dial(dst) : net.connect({ host: dst.ip, port: dst.port, allowHalfOpen: true });
-    up.setNoDelay(true);
-    let connected = false;
-    up.once('connect', () => {
-      connected = true;
-      if (stream.destroyed) { up.destroy(); return; }
-      stream.respond({ ':status': 200 });
-      this.stats.active++;
-      pipeStream(stream, up, (r) => {
-        this.stats.active--;
-        this.emit('flow', { ...req, bytesIn: r.aToB, bytesOut: r.bToA, durationMs: performance.now() - t0, error: r.error } satisfies TunnelFlow);
-      });
-    });
-    up.once('error', (e) => {
-      if (connected) return; // pipeStream handles errors after connect
-      this.stats.dialErrors++;
-      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': 502, [H_REASON]: (e as NodeJS.ErrnoException).code ?? 'dial failed' }, { endStream: true });
-    });
-    stream.once('close', () => { if (!connected) up.destroy(); });
+    b.streamVerdict(stream, 200, null, dst.ip, dst.port);
   }
 
   /** Stops accepting; open streams finish unless `force`. */
   async close(force = false): Promise<void> {
     this.opts.credentials.off('rotate', this.onRotate);
-    const closed = new Promise<void>((r) => this.server.close(() => r()));
-    for (const s of this.sessions) (force ? s.destroy() : s.close());
-    await closed;
+    this.listeningNow = false;
+    if (this.id) this.r.b.listenerClose(this.id, force);
   }
 }

@@ -8,7 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BpfObjectSpec, attachCgroupPinned, detachPinned, openPinnedMap, type LoadedObject } from '../../src/kernel/index.js';
+import { BpfObjectSpec, attachCgroupPinned, detachPinned, type LoadedObject } from '../../src/kernel/index.js';
+import { PinnedTake } from '../../src/relay/index.js';
 import { BPF_BUILD } from '../../src/paths.js';
 import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
@@ -80,16 +81,21 @@ test('an L7 frontend goes to the proxy; the client still sees the VIP; the proxy
   const [, proxyView, peerIp, peerPort, myIp, myPort] = dial(80).split(' ');
   assert.equal(`${peerIp}:${peerPort}`, `${VIP}:80`, 'getpeername shows the VIP');
   assert.equal(proxyView, `${myIp}:${myPort}`, 'the proxy accepted this client');
-  const conns = openPinnedMap(join(sb.pinDir, 'ebm_l7_conns'), L7ConnKey, L7Orig);
+  // Read as the proxy's workers read it: through the relay, which takes the entry (a worker loads no libbpf).
+  const conns = new PinnedTake(join(sb.pinDir, 'ebm_l7_conns'), L7ConnKey, L7Orig);
   try {
-    const orig = conns.get({ ip: myIp!, port: Number(myPort), pad: 0 });
+    const key = { ip: myIp!, port: Number(myPort), pad: 0 };
+    const orig = conns.take(key);
     assert.ok(orig, 'published under the client (ip, port)');
     assert.equal(orig.vip, VIP);
     assert.equal(orig.port, 80);
     assert.equal(orig.cgroup_id, statSync(sb.cgroup, { bigint: true }).ino, 'the caller is its cgroup');
+    assert.equal(conns.take(key), undefined, 'taken once: the entry is gone');
   } finally {
-    conns.raw.close();
+    conns.close();
   }
+  // A mirror whose layout differs from the kernel's is refused at open, naming the map.
+  assert.throws(() => new PinnedTake(join(sb.pinDir, 'ebm_l7_conns'), L7ConnKey, U64Value), /ebm_l7_conns layout check/);
   assert.ok(counter(Counter.L7_REDIRECTED) >= 1n);
   assert.ok(counter(Counter.L7_ESTABLISHED) >= 1n);
 });

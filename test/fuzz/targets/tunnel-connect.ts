@@ -12,8 +12,10 @@
  * 502 (unreachable, with the errno); a 200 carries the bytes both ways;
  * nothing throws in the process; the endpoint still serves afterwards.
  *
- * Safety: the endpoint dials only loopback here (its `dial`): the echo
- * server for its own address, a closed loopback port for any other.
+ * Safety: the endpoint (the native relay) dials what policy admits, and
+ * policy here admits two loopback destinations only: the echo server and a
+ * closed port (ECHO and CLOSED in an input); any other gets 403 before a
+ * connection is made.
  */
 import fc from 'fast-check';
 import http2 from 'node:http2';
@@ -28,7 +30,7 @@ const TD = 'fuzz.test';
 
 interface Ctx {
   echo: net.Server; echoPort: number; closedPort: number;
-  server: TunnelServer; port: number; creds: CredentialStore; session?: http2.ClientHttp2Session;
+  server: TunnelServer; port: number; tls: tls.SecureContext; session?: http2.ClientHttp2Session;
   thrown: unknown[]; onThrow: (e: unknown) => void; n: number;
 }
 interface Input { method: string; authority: string; sourceId?: string; sourceIp?: string; extra: Array<[string, string]>; payload: string }
@@ -42,7 +44,7 @@ async function listen(s: net.Server): Promise<number> {
 function session(ctx: Ctx): http2.ClientHttp2Session {
   ctx.session?.destroy();
   const s = http2.connect(`https://127.0.0.1:${ctx.port}`, {
-    createConnection: () => tls.connect({ host: '127.0.0.1', port: ctx.port, secureContext: ctx.creds.current.context, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', rejectUnauthorized: false }),
+    createConnection: () => tls.connect({ host: '127.0.0.1', port: ctx.port, secureContext: ctx.tls, ALPNProtocols: ['h2'], minVersion: 'TLSv1.3', rejectUnauthorized: false }),
   });
   s.on('error', () => undefined);
   ctx.session = s;
@@ -101,15 +103,20 @@ export const tunnelConnectTarget: FuzzTarget<Input, Ctx> = {
     const closed = net.createServer();
     const closedPort = await listen(closed);
     await new Promise<void>((r) => closed.close(() => r()));
+    const loopbackOnly = (d: Destination) => d.ip === '127.0.0.1' && (d.port === echoPort || d.port === closedPort);
     const server = new TunnelServer({
       credentials: new CredentialStore(await material(nodeSpiffeId(TD, 'b'))),
       trustDomain: TD,
-      authorize: (r) => (r.sourceId?.endsWith('/sa/bad') ? { allow: false, reason: `policy: ${r.sourceId} may not reach ${r.dst.ip}:${r.dst.port}` } : { allow: true }),
-      dial: (d: Destination) => net.connect({ host: '127.0.0.1', port: d.ip === '127.0.0.1' && d.port === echoPort ? echoPort : closedPort, allowHalfOpen: true }),
+      authorize: (r) => {
+        if (!loopbackOnly(r.dst)) return { allow: false, reason: `fuzz: only the echo server and the closed port, not ${r.dst.ip}:${r.dst.port}` };
+        return r.sourceId?.endsWith('/sa/bad') ? { allow: false, reason: `policy: ${r.sourceId} may not reach ${r.dst.ip}:${r.dst.port}` } : { allow: true };
+      },
     });
     server.on('serverError', () => undefined);
     const { port } = await server.listen(0, '127.0.0.1');
-    const ctx: Ctx = { echo, echoPort, closedPort, server, port, creds: new CredentialStore(await material(nodeSpiffeId(TD, 'a'))), thrown: [], n: 0, onThrow: (e) => ctx.thrown.push(e) };
+    const client = await material(nodeSpiffeId(TD, 'a'));
+    const clientTls = tls.createSecureContext({ key: client.keyPem, cert: client.certPem, ca: client.bundlePem });
+    const ctx: Ctx = { echo, echoPort, closedPort, server, port, tls: clientTls, thrown: [], n: 0, onThrow: (e) => ctx.thrown.push(e) };
     process.on('uncaughtException', ctx.onThrow);
     process.on('unhandledRejection', ctx.onThrow);
     return ctx;
@@ -119,14 +126,13 @@ export const tunnelConnectTarget: FuzzTarget<Input, Ctx> = {
     process.off('unhandledRejection', ctx.onThrow);
     ctx.session?.destroy();
     await ctx.server.close(true);
-    ctx.creds.close();
     await new Promise<void>((r) => ctx.echo.close(() => r()));
   },
   seed: (text) => JSON.parse(text) as Input,
   inputs(seeds) {
     const made = fc.record({
       method: fc.oneof(fc.constantFrom('CONNECT', 'CONNECT', 'GET', 'POST', 'connect', 'OPTIONS'), fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 8 })),
-      authority: fc.oneof(authority, fc.constant('ECHO')),
+      authority: fc.oneof(authority, fc.constant('ECHO'), fc.constant('CLOSED')),
       sourceId: fc.option(fc.oneof(fc.constantFrom('spiffe://fuzz.test/ns/demo/sa/client', 'spiffe://fuzz.test/ns/demo/sa/bad', 'spiffe://other/ns/x/sa/y', '', 'x'.repeat(5000)), fc.string({ maxLength: 60 })), { nil: undefined }),
       sourceIp: fc.option(fc.oneof(fc.constantFrom('10.244.0.9', '::1', '999.1.1.1', ''), fc.string({ maxLength: 20 })), { nil: undefined }),
       extra: fc.array(fc.tuple(fc.constantFrom(':path', ':scheme', ':protocol', 'ebmesh-source-id', 'content-length', 'te', 'x-a', 'host'), fc.string({ maxLength: 20 })), { maxLength: 2 }),
@@ -135,7 +141,8 @@ export const tunnelConnectTarget: FuzzTarget<Input, Ctx> = {
     return seeds.length ? fc.oneof({ arbitrary: made, weight: 9 }, { arbitrary: fc.constantFrom(...seeds), weight: 1 }) : made;
   },
   async check(ctx, input) {
-    const i = { ...input, authority: input.authority === 'ECHO' ? `127.0.0.1:${ctx.echoPort}` : input.authority };
+    const named: Record<string, string> = { ECHO: `127.0.0.1:${ctx.echoPort}`, CLOSED: `127.0.0.1:${ctx.closedPort}` };
+    const i = { ...input, authority: named[input.authority] ?? input.authority };
     const r = await within(send(ctx, i), 3000, `an answer to ${i.method} ${i.authority}`);
     if (ctx.thrown.length) throw new Error(`thrown inside the endpoint: ${String((ctx.thrown[0] as Error)?.stack ?? ctx.thrown[0])}`);
     if (!r || r.status === 0) return;
