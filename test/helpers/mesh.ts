@@ -67,7 +67,7 @@ export class TestMesh {
    * Like shAsync, and `running` settles once the script has started inside the workload (exec has found it: on a
    * multi-node lab that asks the control plane, which a test may be about to stop).
    */
-  shRunning(workload: string, script: string, timeoutMs = 120_000): { running: Promise<void>; done: Promise<{ code: number; stdout: string; stderr: string }> } {
+  shRunning(workload: string, script: string, timeoutMs = 120_000): { running: Promise<void>; printed: (text: string) => Promise<void>; done: Promise<{ code: number; stdout: string; stderr: string }> } {
     const MARK = 'ebmesh-test-running\n';
     const child = spawn(join(PACKAGE_ROOT, 'bin/ebmesh'), ['--instance', this.instance, 'exec', workload, '--', 'sh', '-c', `printf '${MARK.trim()}\\n' >&2; ${script}`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -78,7 +78,17 @@ export class TestMesh {
       child.on('close', (code) => reject(new Error(`exec ${workload} ended (${code}) before its script ran: ${stderr}`)));
     });
     running.catch(() => undefined); // a caller that never waits for it must not see an unhandled rejection
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    const waiters: Array<{ text: string; resolve: () => void }> = [];
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+      for (const w of waiters.filter((x) => stdout.includes(x.text))) waiters.splice(waiters.indexOf(w), 1), w.resolve();
+    });
+    /** Settles once the script has printed TEXT on its stdout (rejects if it ends first). */
+    const printed = (text: string) => new Promise<void>((resolve, reject) => {
+      if (stdout.includes(text)) return resolve();
+      waiters.push({ text, resolve });
+      child.on('close', () => reject(new Error(`exec ${workload} ended before printing ${JSON.stringify(text)}: ${stdout}${stderr}`)));
+    });
     child.stderr.on('data', (d: Buffer) => {
       stderr += d;
       if (stderr.includes(MARK)) {
@@ -90,7 +100,7 @@ export class TestMesh {
       const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
       child.on('close', (code) => { clearTimeout(t); resolve({ code: code ?? -1, stdout, stderr }); });
     });
-    return { running, done };
+    return { running, printed, done };
   }
 
   down(): void {

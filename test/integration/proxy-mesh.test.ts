@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
@@ -52,7 +52,7 @@ metadata: {name: mesh}
 spec:
   serviceCIDR: SVC
   podCIDR: POD
-  proxy: {maxConcurrentRequests: 64, maxConcurrentPerNamespace: 8, maxQueuedPerNamespace: 200, queueTimeoutMs: 2000, drainTimeoutMs: 25000}
+  proxy: {maxConcurrentRequests: 64, maxConcurrentPerNamespace: 8, maxQueuedPerNamespace: 200, queueTimeoutMs: 2000, drainTimeoutMs: 60000}
 ${server('web-v1', 'app: web, version: v1')}${server('web-v2', 'app: web, version: v2')}
 ${server('good', 'app: flaky')}${server('bad', 'app: flaky', ', MODE: fail')}
 ${client('shop')}${client('quiet')}${client('noisy')}
@@ -354,7 +354,11 @@ for i in range(40):
   let out = '';
   loop.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const done = new Promise((r) => loop.on('exit', r));
-  await new Promise((r) => setTimeout(r, 1200));
+  // The change comes after the connection has answered under the first route (a fixed wait lost that race on a loaded machine).
+  const firstAnswer = Date.now() + 30_000;
+  while (!out.includes('\n') && Date.now() < firstAnswer) await new Promise((r) => setTimeout(r, 20));
+  assert.ok(out.includes('\n'), 'the keep-alive client answered within 30 s');
+  await new Promise((r) => setTimeout(r, 300));
   mesh.ok('apply', '-f', mesh.file('temp2.yaml', tempRoute('two')));
   await done;
   const rows = out.trim().split('\n').map((l) => l.split(' '));
@@ -403,8 +407,9 @@ test('restarting the agent under L7 traffic: no request fails, the held keep-ali
 });
 
 /** One WebSocket held through web.shop's HTTPRoute: an echoed ping every 100 ms for SECS seconds; a reset ends it. */
-const WS_HOLD = `import socket, json, sys, time
+const WS_HOLD = `import socket, json, sys, time, os
 secs = float(sys.argv[1]); end = time.time() + secs
+stop = sys.argv[2] if len(sys.argv) > 2 else None  # held until this file appears (or secs pass)
 t = {'ok': 0, 'fail': 0, 'errors': []}
 try:
     s = socket.create_connection(("web.shop", 80), timeout=3)
@@ -415,8 +420,9 @@ try:
         if not d: raise Exception("closed during the upgrade")
         head += d
     rest = head.split(b"\\r\\n\\r\\n", 1)[1]
+    print("upgraded", flush=True)
     i = 0
-    while time.time() < end:
+    while time.time() < end and not (stop and os.path.exists(stop)):
         msg = ("ping-%06d" % i).encode(); i += 1
         s.sendall(msg)
         got = rest; rest = b""
@@ -439,10 +445,15 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   const secs = 14;
   // Bounded: a keep-alive request every 20 ms and a new connection every 50 ms, and one WebSocket, for 14 s, through web.shop's HTTPRoute.
   const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} <<'EOF'\n${CLIENT_LOOP}EOF`);
-  const ws = mesh.shAsync('shop/client', `python3 - ${secs} <<'EOF'\n${WS_HOLD}EOF`);
+  // The WebSocket is held until the agent's restart has been checked (bounded: 50 s, under the 60 s drain deadline).
+  const wsStop = join(mesh.dir, 'ws-stop');
+  const wsRun = mesh.shRunning('shop/client', `python3 - 50 ${wsStop} <<'EOF'\n${WS_HOLD}EOF`);
+  const ws = wsRun.done;
   // And one HTTP/2 session (prior knowledge) with a request every 20 ms: the old proxy GOAWAYs it.
   const h2 = mesh.shAsync('shop/client', `node ${join(FIX, 'h2-hold.mjs')} http://web.shop ${secs} 20`);
-  await sleep(2000);
+  // The WebSocket must be held by the old generation: it is upgraded before the handover starts.
+  await wsRun.printed('upgraded');
+  await sleep(1000);
   const t0 = Date.now();
   const report = JSON.parse(mesh.ok('proxy', 'restart', '--no-wait', '-o', 'json')) as { from: { pid: number; port: number }; to: { pid: number; port: number }; readyMs: number };
   // The agent restarts while the old generation drains: the next one finds the current generation
@@ -455,6 +466,7 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
   const mid = (await proxyApi()).status;
   assert.equal(mid.pid, report.to.pid, 'the restarted agent adopted the new generation');
   assert.deepEqual(mid.draining.map((d) => d.pid), [before.pid], 'and found the old one draining');
+  writeFileSync(wsStop, '');
   const t = loopTally(await loop);
   const w = JSON.parse((await ws).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; errors: string[] };
   const h = JSON.parse((await h2).stdout.trim().split('\n').pop()!) as { ok: number; fail: number; refused: number; unsent: number; goaway: number; sessions: number; errors: string[] };
@@ -494,14 +506,15 @@ test('restarting the node proxy under L7 traffic (ebmesh proxy restart), and the
 
 test('the drain deadline (MeshConfig spec.proxy.drainTimeoutMs) cuts a connection still open, and the old proxy exits then', async () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-  const short = mesh.file('world-short-drain.yaml', readFileSync(worldFile, 'utf8').replace('drainTimeoutMs: 25000', 'drainTimeoutMs: 1500'));
+  const short = mesh.file('world-short-drain.yaml', readFileSync(worldFile, 'utf8').replace('drainTimeoutMs: 60000', 'drainTimeoutMs: 1500'));
   mesh.ok('apply', '-f', short);
   try {
     const before = (await proxyApi()).status;
     assert.equal(before.drainTimeoutMs, 1500);
     // Held for longer than the deadline (bounded: 20 s).
-    const ws = mesh.shAsync('shop/client', `python3 - 20 <<'EOF'\n${WS_HOLD}EOF`);
-    await sleep(1500);
+    const wsRun = mesh.shRunning('shop/client', `python3 - 20 <<'EOF'\n${WS_HOLD}EOF`);
+    const ws = wsRun.done;
+    await wsRun.printed('upgraded');
     const report = JSON.parse(mesh.ok('proxy', 'restart', '-o', 'json')) as { from: { pid: number }; cut?: number };
     assert.equal(report.from.pid, before.pid);
     assert.equal(report.cut, 1, JSON.stringify(report));
