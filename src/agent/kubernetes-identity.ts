@@ -51,7 +51,7 @@ export interface KubernetesIdentityOptions {
 }
 
 /** The pod's projected token and the bundle from the control plane's ConfigMap: never spent, the kubelet renews the token. */
-function tokenJoin(o: KubernetesIdentityOptions): JoinMaterial {
+export function projectedTokenJoin(o: Pick<KubernetesIdentityOptions, 'client' | 'namespace' | 'bundleConfigMap' | 'tokenFile'>): JoinMaterial {
   return {
     async read() {
       let token: string;
@@ -90,7 +90,7 @@ export class KubernetesIdentity {
   enrolError: string | undefined;
 
   constructor(private readonly o: KubernetesIdentityOptions) {
-    this.credential = new NodeCredential(join(o.stateDir, 'credential'), o.nodeName, tokenJoin(o));
+    this.credential = new NodeCredential(join(o.stateDir, 'credential'), o.nodeName, projectedTokenJoin(o));
     const peer = `the control plane (Service ${o.namespace}/${o.service})`;
     const opts = {
       peer,

@@ -33,11 +33,6 @@ export class AgentListener {
     return l;
   }
 
-  /** The bound address (a TCP listener on port 0 gets one). */
-  address(): ReturnType<Server['address']> {
-    return this.server?.address() ?? null;
-  }
-
   private async tls() {
     const { keyPem, csrPem } = await newKeyAndCsr('controlplane');
     const cert = await this.ca.issueFor(csrPem, { uris: [controlPlaneSpiffeId(await this.trustDomain())] }, CONTROL_PLANE_CERT_TTL_SECONDS);

@@ -63,11 +63,6 @@ export class ClusterIdentity {
     this.listener = await AgentListener.start(this.ca, async () => this.options.trustDomain, this.options.listen, [serve(clusterAgentApi, this.handlers())]);
   }
 
-  /** Where the listener is bound (tests listen on port 0). */
-  address(): ReturnType<AgentListener['address']> {
-    return this.listener?.address() ?? null;
-  }
-
   private get ns(): string {
     return this.options.namespace;
   }
