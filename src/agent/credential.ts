@@ -9,7 +9,9 @@
  * The first one comes for the node's join token (one use): the agent sends a
  * CSR with the token over TLS to the control plane, trusting only the CA
  * bundle it was given with the token. The token is spent then, and its file
- * removed. The key is made here and never leaves the node.
+ * removed. In a Kubernetes cluster the agent enrols instead with its pod's
+ * projected service-account token, which is never spent
+ * (kubernetes-identity.ts). The key is made here and never leaves the node.
  *
  *   STATE/credential/{key.pem,cert.pem,bundle.pem,credential.json}
  * (directory 0700, files 0600).
