@@ -9,7 +9,9 @@
  * The first one comes for the node's join token (one use): the agent sends a
  * CSR with the token over TLS to the control plane, trusting only the CA
  * bundle it was given with the token. The token is spent then, and its file
- * removed. The key is made here and never leaves the node.
+ * removed. In a Kubernetes cluster the agent enrols instead with its pod's
+ * projected service-account token, which is never spent
+ * (kubernetes-identity.ts). The key is made here and never leaves the node.
  *
  *   STATE/credential/{key.pem,cert.pem,bundle.pem,credential.json}
  * (directory 0700, files 0600).
@@ -30,10 +32,34 @@ import { EbmeshError, describeError, isEbmeshError } from '../errors.js';
 import { isControlPlaneId, nodeOf, parseSpiffeId, spiffeIdFromSan } from '../tunnel/ids.js';
 import { privateDir, writePrivateFile } from '../host/private-files.js';
 
-/** What a node is given to join: its one-use token and the CA bundle to trust while enrolling (files). */
+/**
+ * What an agent enrols with: a token and the CA bundle to trust while
+ * enrolling. Outside a cluster, a one-use join token and a bundle from
+ * whoever registered the node (files); in a cluster, the pod's projected
+ * service-account token and the bundle the control plane publishes.
+ */
 export interface JoinMaterial {
-  tokenFile: string;
-  caFile: string;
+  /** The token and the bundle; rejects with a clear error when there are none. */
+  read(): Promise<{ token: string; caPem: string }>;
+  /** After an enrolment: a one-use token is gone. */
+  spent(): void;
+  /** What to do when there is no token (for the error). */
+  hint: string;
+}
+
+/** A join token and CA bundle in files (the token file is removed once spent). */
+export function joinFiles(tokenFile: string, caFile: string): JoinMaterial {
+  return {
+    async read() {
+      try {
+        return { token: readFileSync(tokenFile, 'utf8').trim(), caPem: readFileSync(caFile, 'utf8') };
+      } catch (e) {
+        throw new EbmeshError('EBMESH_UNAUTHENTICATED', `the join material is missing (${(e as NodeJS.ErrnoException).path ?? (e as Error).message})`);
+      }
+    },
+    spent: () => rmSync(tokenFile, { force: true }),
+    hint: 'register the node again (POST /v1/nodes on the control plane\'s admin socket) and give the agent the new token and CA bundle (--token-file, --ca-file)',
+  };
 }
 
 interface Held {
@@ -51,6 +77,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class NodeCredential {
   private held: Held | undefined;
+  /** The bundle to pin while enrolling (JoinMaterial), until we hold a certificate. */
+  private joinCaPem: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   lastError: string | undefined;
 
@@ -96,7 +124,8 @@ export class NodeCredential {
 
   /** TLS with the control plane: our certificate (once we have one), the CA to trust, the control plane's identity checked. */
   tls(): ClientTls {
-    const bundlePem = this.held?.bundlePem ?? readFileSync(this.join.caFile, 'utf8');
+    const bundlePem = this.held?.bundlePem ?? this.joinCaPem;
+    if (bundlePem === undefined) throw new EbmeshError('EBMESH_UNAUTHENTICATED', `node ${this.node} has neither a node certificate nor a CA bundle to enrol with`);
     const td = this.trustDomain(bundlePem);
     return {
       ca: bundlePem,
@@ -115,19 +144,16 @@ export class NodeCredential {
    * token. While the control plane cannot be reached, tries again until
    * timeoutMs; a refused token or TLS fails at once.
    */
-  async ensure(address: Address, peer: string, timeoutMs = 60_000): Promise<void> {
+  async ensure(address: Address | (() => Promise<Address>), peer: string, timeoutMs = 60_000): Promise<void> {
     if (this.usable()) return;
     const why = this.held ? `its certificate expires at ${this.held.notAfter}` : 'it has no node certificate yet';
     let token: string;
     try {
-      token = readFileSync(this.join.tokenFile, 'utf8').trim();
-      readFileSync(this.join.caFile);
+      ({ token, caPem: this.joinCaPem } = await this.join.read());
     } catch (e) {
-      throw new EbmeshError('EBMESH_UNAUTHENTICATED', `node ${this.node} cannot reach its control plane: ${why}, and its join material is missing (${(e as NodeJS.ErrnoException).path ?? (e as Error).message})`, {
-        hint: 'register the node again (POST /v1/nodes on the control plane\'s admin socket) and give the agent the new token and CA bundle (--token-file, --ca-file)',
-      });
+      throw new EbmeshError('EBMESH_UNAUTHENTICATED', `node ${this.node} cannot reach its control plane: ${why}, and it has nothing to enrol with: ${describeError(e)}`, { hint: this.join.hint });
     }
-    const client = new ApiClient(nodeTransport({ ...address, tls: () => this.tls() }, {
+    const client = async () => new ApiClient(nodeTransport({ ...(typeof address === 'function' ? await address() : address), tls: () => this.tls() }, {
       peer,
       unreachable: (code) => new EbmeshError('EBMESH_CP_UNAVAILABLE', `the control plane is unreachable: ${code ?? 'no answer'}`),
       headers: { authorization: `Bearer ${token}` },
@@ -136,8 +162,9 @@ export class NodeCredential {
     let delay = 200;
     for (;;) {
       try {
-        await this.obtain((csrPem) => client.call(agentApi.enroll, { node: this.node, csrPem }));
-        rmSync(this.join.tokenFile, { force: true }); // spent
+        const cp = await client();
+        await this.obtain((csrPem) => cp.call(agentApi.enroll, { node: this.node, csrPem }));
+        this.join.spent();
         return;
       } catch (e) {
         const retry = isEbmeshError(e, 'EBMESH_CP_UNAVAILABLE') || isEbmeshError(e, 'EBMESH_API_TIMEOUT');

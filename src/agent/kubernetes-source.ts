@@ -209,6 +209,12 @@ export class KubernetesSource implements DesiredStateSource {
     return () => this.watchers.delete(onChange);
   }
 
+  /** The EndpointSlices of Service NAMESPACE/NAME as last seen (the agent dials its control plane's endpoints from them, not a VIP). */
+  slicesOf(namespace: string, name: string): K8sEndpointSlice[] {
+    const key = `${namespace}/${name}`;
+    return ([...this.informers.endpointSlices.items.values()] as K8sEndpointSlice[]).filter((sl) => sliceService(sl) === key);
+  }
+
   /** The kubelet owns pods' status. */
   async reportStatus(): Promise<void> {}
 

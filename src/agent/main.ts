@@ -9,7 +9,11 @@
  *  - a Kubernetes API server (the Helm chart's DaemonSet):
  *      ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig F]
  *        [--service-cidr CIDR] [--pod-cidr CIDR] [--proxy-name NAME]
- *    the cluster's objects, with the mesh as the node's service proxy.
+ *        [--controlplane-service NAME [--ca-bundle-configmap NAME] [--token-file FILE]]
+ *    the cluster's objects, with the mesh as the node's service proxy; with
+ *    a control plane Service (in the agent's namespace), its node's and its
+ *    pods' certificates, enrolled with the pod's projected token
+ *    (kubernetes-identity.ts).
  * SIGTERM leaves the data path and workloads in place for the next agent to
  * adopt.
  */
@@ -34,7 +38,8 @@ import { cgroup2Root } from '../kernel/index.js';
 import { KubeClient } from '../k8s/client.js';
 import { inClusterAccess, kubeconfigAccess } from '../k8s/access.js';
 import { LeaseElector, StatusWriter } from '../k8s/status-writer.js';
-import { NodeCredential } from './credential.js';
+import { joinFiles, NodeCredential } from './credential.js';
+import { KubernetesIdentity } from './kubernetes-identity.js';
 import { privateDir, writePrivateFile } from '../host/private-files.js';
 
 const { values } = parseArgs({
@@ -52,12 +57,15 @@ const { values } = parseArgs({
     'pod-cidr': { type: 'string' },
     'proxy-name': { type: 'string', default: 'ebmesh' },
     'trust-domain': { type: 'string' },
+    'controlplane-service': { type: 'string' },
+    'ca-bundle-configmap': { type: 'string', default: 'ebmesh-ca-bundle' },
   },
 });
 
 function usage(message: string): never {
   process.stderr.write(`${message}\nusage: ebmesh agent --node NAME --controlplane ADDR [--token-file FILE] [--ca-file FILE]\n` +
-    '       ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE] [--service-cidr CIDR] [--pod-cidr CIDR]\n');
+    '       ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE] [--service-cidr CIDR] [--pod-cidr CIDR]\n' +
+    '         [--controlplane-service NAME [--ca-bundle-configmap NAME] [--token-file FILE]]\n');
   process.exit(2);
 }
 
@@ -103,10 +111,10 @@ async function withControlPlane(): Promise<Running> {
   const paths = nodePaths(instance, nodeName);
   const cpAddress = parseAddress(values.controlplane);
   const cpPeer = `the control plane at ${values.controlplane}`;
-  const credential = new NodeCredential(join(paths.stateDir, 'credential'), nodeName, {
-    tokenFile: values['token-file'] ?? join(paths.stateDir, 'token'),
-    caFile: values['ca-file'] ?? join(paths.stateDir, 'ca.pem'),
-  });
+  const credential = new NodeCredential(join(paths.stateDir, 'credential'), nodeName, joinFiles(
+    values['token-file'] ?? join(paths.stateDir, 'token'),
+    values['ca-file'] ?? join(paths.stateDir, 'ca.pem'),
+  ));
   const cp = new ApiClient(nodeTransport({ ...cpAddress, tls: () => credential.tls() }, {
     peer: cpPeer,
     unreachable: (code) => new EbmeshError('EBMESH_CP_UNAVAILABLE', `the control plane is unreachable: ${code ?? 'no answer'}`),
@@ -177,14 +185,33 @@ async function inCluster(): Promise<Running> {
     nodeAddress: (i) => source.nodes().find((n) => n.index === i)?.address ?? '',
   });
   await agent.start();
-  // One agent of the cluster writes route status and Events: elected by a Lease in its own namespace.
   const namespace = process.env.POD_NAMESPACE ?? podNamespace() ?? 'ebmesh-system';
+  // Certificates from the cluster's control plane, when there is one: enrolled with the pod's projected token, in the background.
+  let identity: KubernetesIdentity | undefined;
+  if (values['controlplane-service']) {
+    identity = new KubernetesIdentity({
+      client, source, nodeName, stateDir: paths.stateDir, namespace,
+      service: values['controlplane-service'], bundleConfigMap: values['ca-bundle-configmap']!,
+      tokenFile: values['token-file'] ?? PROJECTED_TOKEN_FILE,
+    });
+    const ids = identity;
+    agent.identityStatus = () => ids.status();
+    ids.start();
+  }
+  // One agent of the cluster writes route status and Events: elected by a Lease in its own namespace.
   const elector = new LeaseElector(client, namespace, 'ebmesh-status', nodeName, () => writer.schedule());
   const writer = new StatusWriter(client, source.statusInputs(), elector);
   source.watch(() => writer.schedule());
   elector.start();
-  return { paths, agent, hooks: {}, beforeStop: async () => { elector.stop(); writer.stop(); } };
+  return {
+    paths, agent,
+    hooks: identity ? { identities: () => identity.ids.list() } : {},
+    beforeStop: async () => { elector.stop(); writer.stop(); await certPass(identity?.stop()); },
+  };
 }
+
+/** Where the Helm chart projects the agent's service-account token for the control plane (audience ebmesh). */
+const PROJECTED_TOKEN_FILE = '/var/run/secrets/ebmesh/token';
 
 /** The pod's namespace, from its service-account mount. */
 function podNamespace(): string | undefined {

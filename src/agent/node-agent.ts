@@ -29,7 +29,7 @@ import { metricsListen } from '../observe/metrics-access.js';
 import { renderProxyMetrics } from '../proxy/process-metrics.js';
 import { NodeProxyWiring } from './node-proxy/wiring.js';
 import { stopOwnedProxy } from '../proxy/control.js';
-import type { NodeStatus } from '../api/status.js';
+import type { NodeIdentityStatus, NodeStatus } from '../api/status.js';
 import { applyPlan, HostRoutes, LabBridge, type NodeParts } from './apply.js';
 import { planNode, type NodeContext, type PlanMemo } from './plan.js';
 import type { DesiredStateSource } from './source.js';
@@ -85,6 +85,8 @@ export class NodeAgent {
   private readonly memo: PlanMemo = { frontends: new FrontendIndex() };
   last: ReconcileInfo | undefined;
   readonly startedAt = new Date();
+  /** The node's certificates, where a control plane issues them (set by the process that keeps them). */
+  identityStatus: (() => NodeIdentityStatus) | undefined;
   /** The node proxy: started once a Service has L7 rules or the node has its SVID. */
   readonly l7: NodeProxyWiring;
   private readonly bridge: LabBridge;
@@ -274,6 +276,7 @@ export class NodeAgent {
         maps: this.datapath.mapFill(),
       },
       ...(this.observer ? { observe: this.observer.stats() } : {}),
+      ...(this.identityStatus ? { identity: this.identityStatus() } : {}),
       workloads: snap.workloads.map((w) => {
         const st = snap.workloadStatus.get(wlKey(w));
         const ip = workloadIp(snap, w);

@@ -28,6 +28,15 @@ const Reconcile = z.object({
   error: z.string().optional(),
 });
 
+/** A node's certificates from its control plane: the node certificate and the SVIDs it holds (agent/kubernetes-identity.ts). */
+const NodeIdentity = z.object({
+  controlPlane: z.string(),
+  nodeCertExpiry: z.string().optional(),
+  error: z.string().optional(),
+  svids: z.array(z.object({ workload: z.string(), spiffeId: z.string(), notAfter: z.string(), renewals: z.number() })),
+});
+export type NodeIdentityStatus = z.infer<typeof NodeIdentity>;
+
 export const NodeStatusSchema = z.object({
   role: z.literal('node'),
   instance: z.string(),
@@ -49,6 +58,7 @@ export const NodeStatusSchema = z.object({
     maps: z.array(z.object({ map: z.string(), entries: z.number(), max: z.number() })),
   }),
   observe: z.record(z.number()).optional(),
+  identity: NodeIdentity.optional(),
   workloads: z.array(z.object({
     name: z.string(),
     namespace: z.string(),

@@ -18,7 +18,7 @@ import { EmbeddedStore } from '../store/index.js';
 import { freePort } from '../store/etcd-server.js';
 import { instancePaths } from '../paths.js';
 import { ControlPlane } from './server.js';
-import { NodeCredential } from '../agent/credential.js';
+import { joinFiles, NodeCredential } from '../agent/credential.js';
 import { ApiClient } from '../api/client.js';
 import { nodeTransport } from '../api/node-transport.js';
 import { agentApi } from '../api/controlplane.js';
@@ -82,7 +82,7 @@ let joinA: Awaited<ReturnType<typeof join_>>;
 test('an agent enrols once with its join token, over TLS pinning the CA it was given; the token is spent', async () => {
   joinA = await join_('node-a');
   await join_('node-b');
-  credA = new NodeCredential(join(dir, 'cred-a'), 'node-a', joinA);
+  credA = new NodeCredential(join(dir, 'cred-a'), 'node-a', joinFiles(joinA.tokenFile, joinA.caFile));
   await credA.ensure(address(), 'the control plane', 5000);
   const cert = readFileSync(join(dir, 'cred-a', 'cert.pem'), 'utf8');
   assert.match(cert, /BEGIN CERTIFICATE/);
@@ -155,6 +155,6 @@ test('the agent refuses a peer that is not its control plane: another CA, or the
 });
 
 test('an agent without a usable certificate and without join material says what it needs', async () => {
-  const lost = new NodeCredential(join(dir, 'cred-lost'), 'node-a', { tokenFile: join(dir, 'none.token'), caFile: joinA.caFile });
+  const lost = new NodeCredential(join(dir, 'cred-lost'), 'node-a', joinFiles(join(dir, 'none.token'), joinA.caFile));
   await assert.rejects(lost.ensure(address(), 'the control plane', 1000), (e: EbmeshError) => e.code === 'EBMESH_UNAUTHENTICATED' && /join material is missing/.test(e.message));
 });

@@ -14,25 +14,24 @@
  */
 import { formatCidr } from '../net/ipam.js';
 import type { Server } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { EventEmitter } from 'node:events';
 import type { Store } from '../store/index.js';
-import { EbmeshError, describeError } from '../errors.js';
+import { EbmeshError } from '../errors.js';
 import {
   NODES, deltaFor, desiredFor, isReady, nodeKey, nodePodSubnet, readSnapshot, readyEndpointCount, statusKey, validNodeName, wlKey, workloadIp, workloadNode,
   type NodeDesired, type NodeRecord, type Snapshot,
 } from './index.js';
-import { CertificateAuthority, createRoot, newKeyAndCsr, renewAt, spiffeId, type IssuedSvid, type RootMaterial } from '../ca/index.js';
-import { controlPlaneSpiffeId, nodeOf, nodeSpiffeId, SYSTEM_NAMESPACE } from '../tunnel/ids.js';
+import { CertificateAuthority, createRoot, spiffeId, type IssuedSvid, type RootMaterial } from '../ca/index.js';
+import { nodeSpiffeId, SYSTEM_NAMESPACE } from '../tunnel/ids.js';
 import { privateDir, writePrivateFile } from '../host/private-files.js';
 import { JoinTokens } from './join-tokens.js';
+import { AgentListener, requireNodePeer } from './agent-listener.js';
 import type { InstancePaths } from '../paths.js';
 import { serve, startServer, stopServer, type CallContext, type Handlers } from '../api/server.js';
 import { meshApi } from '../api/mesh.js';
 import { agentApi, clusterAdminApi } from '../api/controlplane.js';
-import { parseAddress } from '../api/node-transport.js';
 import type { ClusterStatus } from '../api/status.js';
 import { meshHandlers } from './mesh-handlers.js';
 import { RejectedLog } from './stored.js';
@@ -66,14 +65,11 @@ export interface Heartbeat {
 
 /** A node certificate's default lifetime: an agent may be down this long and still come back without a new join token. */
 export const NODE_CERT_TTL_SECONDS = 30 * 86_400;
-/** The control plane's own certificate (renewed at half its life while it runs). */
-const CONTROL_PLANE_CERT_TTL_SECONDS = 7 * 86_400;
 
 export class ControlPlane {
   readonly store: Store;
   ca!: CertificateAuthority;
   private joinTokens!: JoinTokens;
-  private serverCertTimer: NodeJS.Timeout | undefined;
   private readonly changed = new EventEmitter();
   private revision = 0;
   private snap: Snapshot | undefined;
@@ -87,7 +83,7 @@ export class ControlPlane {
   private log: Array<{ revision: number; keys: string[] }> = [];
   private logKeys = 0;
   private logFloor = 0;
-  private agentServer: Server | undefined;
+  private agentListener: AgentListener | undefined;
   private adminServer: Server | undefined;
   readonly heartbeats = new Map<string, Heartbeat>();
   private readonly rejected = new RejectedLog((line) => process.stderr.write(line));
@@ -122,43 +118,7 @@ export class ControlPlane {
         nodes: async () => ({ items: await this.nodes() }),
       }),
     ]);
-    this.agentServer = await startServer({ ...parseAddress(this.options.agentListen), tls: await this.serverTls() }, [serve(agentApi, this.agentHandlers())]);
-    this.renewServerCertLater();
-  }
-
-  /**
-   * The agents' listener's TLS: our certificate, and a request for the
-   * agent's. One without a certificate of our CA still gets through the
-   * handshake (the join token's route needs none); every other route
-   * answers it 401 (agentHandlers).
-   */
-  private async serverTls() {
-    const snap = await this.snapshot();
-    const { keyPem, csrPem } = await newKeyAndCsr('controlplane');
-    const cert = await this.ca.issueFor(csrPem, { uris: [controlPlaneSpiffeId(snap.mesh.spec.trustDomain)] }, CONTROL_PLANE_CERT_TTL_SECONDS);
-    this.serverCert = cert;
-    return { key: keyPem, cert: cert.certPem, ca: this.ca.bundlePem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' as const };
-  }
-
-  private serverCert: { notBefore: string; notAfter: string } | undefined;
-
-  private renewServerCertLater(): void {
-    if (!this.serverCert) return;
-    // setTimeout takes at most 2^31-1 ms: a long life is renewed in steps.
-    const wait = Math.min(Math.max(renewAt(this.serverCert.notBefore, this.serverCert.notAfter) - Date.now(), 1000), 2 ** 31 - 1);
-    this.serverCertTimer = setTimeout(() => {
-      void (async () => {
-        if (this.serverCert && Date.now() >= renewAt(this.serverCert.notBefore, this.serverCert.notAfter)) {
-          try {
-            (this.agentServer as HttpsServer | undefined)?.setSecureContext(await this.serverTls());
-          } catch (e) {
-            process.stderr.write(`renewing the control plane's certificate: ${describeError(e)}\n`);
-          }
-        }
-        this.renewServerCertLater();
-      })();
-    }, wait);
-    this.serverCertTimer.unref();
+    this.agentListener = await AgentListener.start(this.ca, async () => (await this.snapshot()).mesh.spec.trustDomain, this.options.agentListen, [serve(agentApi, this.agentHandlers())]);
   }
 
   private async loadRoot(dir: string): Promise<RootMaterial> {
@@ -209,20 +169,9 @@ export class ControlPlane {
     return keys;
   }
 
-  /**
-   * The caller is NODE's agent: its verified client certificate names that
-   * node. No certificate of our CA: 401; another node's (or a workload's): 403.
-   */
+  /** The caller is NODE's agent (agent-listener.ts). */
   private async authorize(call: CallContext, node: string): Promise<void> {
-    if (!call.peer) {
-      throw new EbmeshError('EBMESH_UNAUTHENTICATED', `no client certificate of this mesh's CA: not an agent of node ${node}`, {
-        hint: 'an agent presents its node certificate (it gets the first one for its join token: see docs/security.md)',
-      });
-    }
-    const td = (await this.snapshot()).mesh.spec.trustDomain;
-    if (nodeOf(call.peer, td) !== node) {
-      throw new EbmeshError('EBMESH_FORBIDDEN', `${call.peer} may not act for node ${node}`, { hint: 'an agent may only act for the node its certificate names' });
-    }
+    requireNodePeer(call, node, (await this.snapshot()).mesh.spec.trustDomain);
   }
 
   /** A node certificate for the agent of NODE (the join token or the current certificate proved who asks). */
@@ -406,9 +355,8 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     this.unwatch?.();
-    clearTimeout(this.serverCertTimer);
     stopServer(this.adminServer);
-    stopServer(this.agentServer);
+    this.agentListener?.stop();
     await this.store.close();
   }
 }

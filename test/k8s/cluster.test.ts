@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { k8sLabDown, k8sLabEnv, k8sLabSkipReason, k8sLabUp, kubectl, type K8sLabEnv } from '../helpers/k8s-lab.js';
 import { clientPod, KEEPALIVE_CLIENT, udpEcho, UDP_PROBE, webDeployment } from './fixtures.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
+import { NodeStatusSchema, type NodeStatus } from '../../src/api/status.js';
 
 const skip = k8sLabSkipReason();
 if (skip) console.log(`# Kubernetes tier skipped: ${skip}`);
@@ -83,9 +84,47 @@ test('helm lint and helm template accept the chart; template fails clearly witho
   assert.equal(tpl.status, 0, tpl.stderr);
   assert.match(tpl.stdout, /kind: DaemonSet/);
   assert.match(tpl.stdout, /--api-server=https:\/\/10\.0\.0\.1:6443/);
+  // The control plane (the mesh CA) and the agents' projected token, unless turned off.
+  assert.match(tpl.stdout, /kind: Deployment\n(?:.*\n){0,2}  name: ebmesh-controlplane/);
+  assert.match(tpl.stdout, /--controlplane-service=ebmesh-controlplane/);
+  assert.match(tpl.stdout, /audience: ebmesh/);
+  const off = spawnSync(env.helm, ['template', 'x', chart, ...set, '--set', 'controlPlane.enabled=false'], { encoding: 'utf8' });
+  assert.equal(off.status, 0, off.stderr);
+  assert.doesNotMatch(off.stdout, /ebmesh-controlplane|audience: ebmesh/);
   const bad = spawnSync(env.helm, ['template', 'x', chart, '--set', 'image.tag=t'], { encoding: 'utf8' });
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /apiServer.host is required/);
+});
+
+test('the agent enrols with its projected token (TokenReview) and holds SVIDs for its node and its pods; `ebmesh status` in the agent pod shows them', { skip }, async () => {
+  await k('-n', 'ebmesh-system', 'rollout', 'status', 'deploy/ebmesh-controlplane', '--timeout=180s');
+  const agentPod = (await k('-n', 'ebmesh-system', 'get', 'pods', '-l', 'app.kubernetes.io/component=agent', '-o', 'jsonpath={.items[0].metadata.name}')).trim();
+  const status = (...args: string[]) => k('-n', 'ebmesh-system', 'exec', agentPod, '--', '/opt/ebmesh/bin/ebmesh', `--instance=${env.instance}`, 'status', ...args);
+  const client = `${NS}/client`;
+  let st: NodeStatus | undefined;
+  // The client pod's SVID comes on the agent's next pass once it is enrolled: wait for it, bounded.
+  for (let i = 0; i < 120; i++) {
+    st = NodeStatusSchema.parse(JSON.parse(await status('-o', 'json')));
+    if (st.identity?.nodeCertExpiry && st.identity.svids.some((v) => v.workload === client)) break;
+    await sleep(500);
+  }
+  const id = st?.identity;
+  assert.ok(id?.nodeCertExpiry, `no node certificate: ${JSON.stringify(id)}`);
+  const td = st!.mesh.trustDomain;
+  assert.equal(id.svids.find((v) => v.workload === client)?.spiffeId, `spiffe://${td}/ns/${NS}/sa/default`, JSON.stringify(id));
+  assert.ok(id.svids.some((v) => v.spiffeId === `spiffe://${td}/ns/ebmesh-system/sa/node-${env.nodeName}`), JSON.stringify(id));
+  assert.ok(id.svids.every((v) => Date.parse(v.notAfter) > Date.now()));
+  const text = await status();
+  assert.match(text, /identity: node certificate valid until/);
+  assert.match(text, new RegExp(`${NS}/client +spiffe://${td.replace(/\./g, '\\.')}/ns/${NS}/sa/default`));
+  // The node came from the token the API server reviewed, bound to this agent pod.
+  const logs = await k('-n', 'ebmesh-system', 'logs', 'deploy/ebmesh-controlplane');
+  assert.ok(logs.includes(`enrolled node ${env.nodeName} (pod ${agentPod})`), logs);
+  // Only the control plane reads the CA's key.
+  const canI = (sa: string) => spawnSync(env.kubectl, ['--kubeconfig', env.kubeconfig, 'auth', 'can-i', 'get', 'secret/ebmesh-ca', '-n', 'ebmesh-system',
+    `--as=system:serviceaccount:ebmesh-system:${sa}`], { encoding: 'utf8' }).stdout.trim();
+  assert.equal(canI('ebmesh-agent'), 'no');
+  assert.equal(canI('ebmesh-controlplane'), 'yes');
 });
 
 test('a Service of 3 nginx replicas answers by name from a client pod: every replica takes 20-47% of 300 requests; no kube-proxy chain', { skip }, async () => {

@@ -34,8 +34,11 @@ function processCommand(name: string, summary: string, usage: string, main: () =
 
 export const controlplane = processCommand('controlplane',
   'run the control plane of a multi-node mesh (store, API, CA, desired state per node)',
-  'controlplane [--store etcd+tls://HOST:PORT[,HOST:PORT…][/PREFIX] --etcd-ca FILE --etcd-cert FILE --etcd-key FILE | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]',
-  () => import('../../controlplane/main.js'));
+  'controlplane [--store etcd+tls://HOST:PORT[,HOST:PORT…][/PREFIX] --etcd-ca FILE --etcd-cert FILE --etcd-key FILE | file] [--listen ADDR] [--ca-cert FILE --ca-key FILE] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]\n' +
+  '       controlplane --source kubernetes [--namespace NS] [--listen HOST:PORT] [--api-server URL | --kubeconfig FILE] [--trust-domain TD] [--svid-ttl SECONDS] [--node-cert-ttl SECONDS]',
+  // In a cluster, desired state comes from the API server: the control plane is the CA alone.
+  () => (process.argv.slice(2).some((a, i, all) => a === '--source=kubernetes' || (a === '--source' && all[i + 1] === 'kubernetes'))
+    ? import('../../controlplane/cluster-main.js') : import('../../controlplane/main.js')));
 
 export const agent = processCommand('agent', 'run the agent of one node (of a multi-node mesh, or of a Kubernetes cluster)',
   'agent --node NAME --controlplane ADDR [--token-file FILE] [--ca-file FILE] | agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE]', () => import('../../agent/main.js'));

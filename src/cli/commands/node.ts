@@ -84,6 +84,14 @@ export function renderStatus(st: NodeStatus): string {
     st.workloads.map((w) => [`${w.namespace}/${w.name}`, w.ip, w.phase, w.ready ? 'yes' : 'no', w.message])));
   lines.push('', table(['SERVICE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS'],
     st.services.map((s) => [`${s.namespace}/${s.name}`, s.clusterIP, s.ports.join(','), s.endpoints])));
+  const id = st.identity;
+  if (id) {
+    lines.push('', `identity: ${id.nodeCertExpiry ? `node certificate valid until ${id.nodeCertExpiry}` : 'NO node certificate yet'} from ${id.controlPlane}` +
+      (id.error ? `; last error: ${id.error}` : ''));
+    if (id.svids.length) {
+      lines.push(table(['SVID OF', 'SPIFFE-ID', 'VALID-UNTIL', 'RENEWALS'], id.svids.map((v) => [v.workload, v.spiffeId, v.notAfter, v.renewals])));
+    }
+  }
   const px = st.proxy;
   if (px) {
     // The node proxy (issue 6): where it listens, what is steered to it, what it did.

@@ -18,3 +18,9 @@ app.kubernetes.io/component: agent
 {{- if not .Values.image.tag -}}{{- fail "image.tag is required (the agent image to run)" -}}{{- end -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag }}
 {{- end -}}
+
+{{- define "ebmesh.controlPlaneSelector" -}}
+app.kubernetes.io/name: ebmesh
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controlplane
+{{- end -}}
