@@ -5,15 +5,14 @@
  */
 import type { LoadedObject } from '../kernel/index.js';
 import { MTLS_MODE, MtlsSrcKey, MtlsWorkloadKey, U32Key } from '../abi/structs.js';
-import { mustParseCidr } from '../net/ipam.js';
-import { formatIPv4 } from '../resources/ipv4.js';
+import { formatCidr, mustParseCidr } from '../net/ipam.js';
 import type { MtlsTables } from '../controlplane/mtls-mode.js';
 
 export function applyMtlsTables(obj: LoadedObject, t: MtlsTables): number {
   const workloads = obj.map('ebm_mtls_workloads', MtlsWorkloadKey, U32Key);
   const sources = obj.map('ebm_mtls_sources', MtlsSrcKey, U32Key);
   let ops = 0;
-  const wantSrc = new Map(t.sources.map((c) => { const p = mustParseCidr(c); const ip = formatIPv4(p.addr); return [`${ip}/${p.len}`, { prefixlen: p.len, ip }]; }));
+  const wantSrc = new Map(t.sources.map((c) => { const p = mustParseCidr(c, 4); const ip = formatCidr(p).split('/')[0]!; return [`${ip}/${p.len}`, { prefixlen: p.len, ip }]; }));
   const haveSrc = new Set([...sources.keys()].map((k) => `${k.ip}/${k.prefixlen}`));
   for (const [k, v] of wantSrc) if (!haveSrc.has(k)) { sources.set(v, 1); ops++; }
   const haveWl = new Set([...workloads.keys()].map((k) => k.ip));

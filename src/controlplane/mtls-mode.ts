@@ -15,7 +15,7 @@
 import type { Snapshot } from './state.js';
 import { workloadIp } from './lb.js';
 import { containsAddress, formatCidr, type Cidr } from '../net/ipam.js';
-import { parseIPv4 } from '../resources/ipv4.js';
+import { parseIp } from '../resources/ip.js';
 import type { AnyResource } from '../resources/index.js';
 
 export const MTLS_ANNOTATION = 'ebmesh.io/mtls';
@@ -73,9 +73,9 @@ export function localWorkloadIps(snap: Snapshot, localPodSubnet: Cidr): string[]
 
 /** The node that runs a pod IP: pods of node index i take the i-th /24 of podCIDR (docs/multinode.md). */
 export function nodeIndexOfPodIp(podCidr: Cidr, ip: string): number | undefined {
-  const n = parseIPv4(ip);
-  if (n === undefined || !containsAddress(podCidr, ip)) return undefined;
-  return Math.floor((n - podCidr.addr) / 256);
+  const a = parseIp(ip);
+  if (a === undefined || !containsAddress(podCidr, ip)) return undefined;
+  return Number((a.value - podCidr.addr) >> BigInt(a.family === 4 ? 8 : 64));
 }
 
 /** A Namespace's mTLS annotation, checked at apply. */

@@ -46,6 +46,8 @@ export interface ServiceEntry {
   name: string;
   namespace: string;
   vip: string;
+  /** The VIPs of its other families (a dual-stack Service): the same service at those addresses. */
+  vips?: string[];
   port: number;
   protocol?: ServiceProtocol;
   endpoints: Endpoint[];
