@@ -51,6 +51,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_sc_sockets SEC(".maps");
 
+/* IPv6 sockets: their own sockhash (the sk_msg program is attached to both). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__type(key, struct ebm_sc6_key);
+	__type(value, __u64);
+	__uint(max_entries, EBM_CONNS6_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_sc_sockets6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -91,35 +100,88 @@ static __always_inline void count_add(enum ebm_counter c, __u64 n)
 
 /* ---- sockops: enter the sockhash when established ---------------------- */
 
-static __always_inline void sc_established(struct bpf_sock_ops *skops)
+/* A connection's key in the family's sockhash, as this socket sees it. */
+union sc_key {
+	struct ebm_sc_key k4;
+	struct ebm_sc6_key k6;
+};
+
+static __always_inline void sc_key_of(int fam, struct bpf_sock_ops *skops, union sc_key *k)
+{
+	__u16 lport = bpf_htons((__u16)skops->local_port);
+	__u16 rport = (__u16)(skops->remote_port >> 16);
+
+	if (fam == EBM_FAM6) {
+		k->k6.local_ip[0] = *(volatile __u32 *)&skops->local_ip6[0];
+		k->k6.local_ip[1] = *(volatile __u32 *)&skops->local_ip6[1];
+		k->k6.local_ip[2] = *(volatile __u32 *)&skops->local_ip6[2];
+		k->k6.local_ip[3] = *(volatile __u32 *)&skops->local_ip6[3];
+		k->k6.remote_ip[0] = *(volatile __u32 *)&skops->remote_ip6[0];
+		k->k6.remote_ip[1] = *(volatile __u32 *)&skops->remote_ip6[1];
+		k->k6.remote_ip[2] = *(volatile __u32 *)&skops->remote_ip6[2];
+		k->k6.remote_ip[3] = *(volatile __u32 *)&skops->remote_ip6[3];
+		k->k6.local_port = lport;
+		k->k6.remote_port = rport;
+		return;
+	}
+	k->k4.local_ip = *(volatile __u32 *)&skops->local_ip4;
+	k->k4.remote_ip = *(volatile __u32 *)&skops->remote_ip4;
+	k->k4.local_port = lport;
+	k->k4.remote_port = rport;
+}
+
+/* Both ends in this node's pod subnet of the family (the IPv6 one unset: no IPv6 shortcut). */
+static __always_inline int sc_both_local(int fam, const struct ebm_sc_config *cfg, const union sc_key *k)
+{
+	if (fam == EBM_FAM6) {
+		if ((cfg->mask6[0] | cfg->mask6[1] | cfg->mask6[2] | cfg->mask6[3]) == 0)
+			return 0;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if ((k->k6.local_ip[i] & cfg->mask6[i]) != cfg->subnet6[i] || (k->k6.remote_ip[i] & cfg->mask6[i]) != cfg->subnet6[i])
+				return 0;
+		}
+		return 1;
+	}
+	return (k->k4.local_ip & cfg->mask) == cfg->subnet && (k->k4.remote_ip & cfg->mask) == cfg->subnet;
+}
+
+static __always_inline void *sc_peers(int fam)
+{
+	return fam == EBM_FAM6 ? (void *)&ebm_sc_peers6 : (void *)&ebm_sc_peers;
+}
+
+static __always_inline void *sc_sockets(int fam)
+{
+	return fam == EBM_FAM6 ? (void *)&ebm_sc_sockets6 : (void *)&ebm_sc_sockets;
+}
+
+static __always_inline void sc_established(int fam, struct bpf_sock_ops *skops)
 {
 	__u32 zero = 0;
 	struct ebm_sc_config *cfg = bpf_map_lookup_elem(&ebm_sc_config, &zero);
 	struct bpf_sock *sk = skops->sk;
 	struct ebm_sc_sock *ss;
 	struct ebm_sc_peer pe = {};
-	struct ebm_sc_key k = {};
+	union sc_key k = {};
 
 	if (!cfg || !cfg->enabled || !sk)
 		return;
-	k.local_ip = *(volatile __u32 *)&skops->local_ip4;
-	k.remote_ip = *(volatile __u32 *)&skops->remote_ip4;
-	if ((k.local_ip & cfg->mask) != cfg->subnet || (k.remote_ip & cfg->mask) != cfg->subnet)
+	sc_key_of(fam, skops, &k);
+	if (!sc_both_local(fam, cfg, &k))
 		return;
-	k.local_port = bpf_htons((__u16)skops->local_port);
-	k.remote_port = (__u16)(skops->remote_port >> 16);
 	ss = bpf_sk_storage_get(&ebm_sc_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!ss)
 		return;
 	/* The address is only ever read through BTF (probe reads), and only
 	 * while the entry exists: the socket's close deletes it. */
 	pe.sk = (__u64)sk;
-	if (bpf_map_update_elem(&ebm_sc_peers, &k, &pe, BPF_ANY)) {
+	if (bpf_map_update_elem(sc_peers(fam), &k, &pe, BPF_ANY)) {
 		ebm_count(EBM_CNT_SC_MAP_FULL);
 		return;
 	}
-	if (bpf_sock_hash_update(skops, &ebm_sc_sockets, &k, BPF_NOEXIST)) {
-		bpf_map_delete_elem(&ebm_sc_peers, &k);
+	if (bpf_sock_hash_update(skops, sc_sockets(fam), &k, BPF_NOEXIST)) {
+		bpf_map_delete_elem(sc_peers(fam), &k);
 		ebm_count(EBM_CNT_SC_MAP_FULL);
 		return;
 	}
@@ -129,30 +191,41 @@ static __always_inline void sc_established(struct bpf_sock_ops *skops)
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 }
 
-static __always_inline void sc_closed(struct bpf_sock_ops *skops)
+static __always_inline void sc_closed(int fam, struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct ebm_sc_sock *ss;
 	struct ebm_sc_peer *pe;
-	struct ebm_sc_key k = {};
+	union sc_key k = {};
 
 	if (!sk)
 		return;
 	ss = bpf_sk_storage_get(&ebm_sc_sock, sk, 0, 0);
 	if (!ss || !(ss->flags & EBM_SC_F_INSERTED))
 		return;
-	k.local_ip = *(volatile __u32 *)&skops->local_ip4;
-	k.remote_ip = *(volatile __u32 *)&skops->remote_ip4;
-	k.local_port = bpf_htons((__u16)skops->local_port);
-	k.remote_port = (__u16)(skops->remote_port >> 16);
-	pe = bpf_map_lookup_elem(&ebm_sc_peers, &k);
+	sc_key_of(fam, skops, &k);
+	pe = bpf_map_lookup_elem(sc_peers(fam), &k);
 	if (pe) {
 		/* Observe adds entry + storage: moving keeps the sum exact
 		 * whichever program runs first. */
 		ss->received += pe->received;
-		bpf_map_delete_elem(&ebm_sc_peers, &k);
+		bpf_map_delete_elem(sc_peers(fam), &k);
 	}
 	ebm_count(EBM_CNT_SC_REMOVED);
+}
+
+static __always_inline void sc_sockops(int fam, struct bpf_sock_ops *skops)
+{
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		sc_established(fam, skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == EBM_TCP_CLOSE)
+			sc_closed(fam, skops);
+		break;
+	}
 }
 
 SEC("sockops")
@@ -161,19 +234,12 @@ int ebm_shortcut_sockops(struct bpf_sock_ops *skops)
 	/* IPv4 connections, whichever family the socket: a dual-stack listener
 	 * (iperf3, many servers) accepts IPv4 peers as v4-mapped AF_INET6
 	 * sockets, and gRPC's C core and the JVM dial IPv4 from them; their
-	 * IPv4 addresses are in *_ip4 as for AF_INET. */
-	if (!ebm_skops_is_ipv4(skops))
-		return 1;
-	switch (skops->op) {
-	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		sc_established(skops);
-		break;
-	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] == EBM_TCP_CLOSE)
-			sc_closed(skops);
-		break;
-	}
+	 * IPv4 addresses are in *_ip4 as for AF_INET. Native IPv6 connections
+	 * go into the IPv6 sockhash. */
+	if (ebm_skops_is_ipv4(skops))
+		sc_sockops(EBM_FAM4, skops);
+	else if (skops->family == AF_INET6)
+		sc_sockops(EBM_FAM6, skops);
 	return 1;
 }
 
@@ -214,7 +280,7 @@ static __always_inline int sc_decide(struct bpf_sock *self, __u64 peer_addr, __u
 	return SC_REDIRECT;
 }
 
-static __always_inline void sc_http(struct sk_msg_md *msg, __u64 cookie)
+static __always_inline void sc_http(int fam, struct sk_msg_md *msg, __u64 cookie)
 {
 	void *data = msg->data, *end = msg->data_end;
 	struct http_scratch *s;
@@ -234,21 +300,56 @@ static __always_inline void sc_http(struct sk_msg_md *msg, __u64 cookie)
 		n = HTTP_PEEK;
 	if (bpf_probe_read_kernel(s->buf, n, data))
 		return;
-	g.saddr = msg->local_ip4;
-	g.daddr = msg->remote_ip4;
+	if (fam == EBM_FAM6) {
+		g.saddr.w[0] = msg->local_ip6[0];
+		g.saddr.w[1] = msg->local_ip6[1];
+		g.saddr.w[2] = msg->local_ip6[2];
+		g.saddr.w[3] = msg->local_ip6[3];
+		g.daddr.w[0] = msg->remote_ip6[0];
+		g.daddr.w[1] = msg->remote_ip6[1];
+		g.daddr.w[2] = msg->remote_ip6[2];
+		g.daddr.w[3] = msg->remote_ip6[3];
+	} else {
+		g.saddr.w[0] = msg->local_ip4;
+		g.daddr.w[0] = msg->remote_ip4;
+	}
 	g.sport = bpf_htons((__u16)msg->local_port);
 	g.dport = (__u16)(msg->remote_port >> 16);
 	g.cookie = cookie;
 	g.egress = 1;
 	g.flags = EBM_EV_F_SHORTCUT;
 	g.len = n;
-	ebm_http_parse(&g, s);
+	ebm_http_parse(fam, &g, s);
 }
 
-SEC("sk_msg")
-int ebm_shortcut_msg(struct sk_msg_md *msg)
+/* The peer's key (this socket's key mirrored) in the family's maps. */
+static __always_inline void sc_peer_key(int fam, struct sk_msg_md *msg, union sc_key *k)
 {
-	struct ebm_sc_key peer_key = {};
+	__u16 lport = bpf_htons((__u16)msg->local_port);
+	__u16 rport = (__u16)(msg->remote_port >> 16);
+
+	if (fam == EBM_FAM6) {
+		k->k6.local_ip[0] = msg->remote_ip6[0];
+		k->k6.local_ip[1] = msg->remote_ip6[1];
+		k->k6.local_ip[2] = msg->remote_ip6[2];
+		k->k6.local_ip[3] = msg->remote_ip6[3];
+		k->k6.remote_ip[0] = msg->local_ip6[0];
+		k->k6.remote_ip[1] = msg->local_ip6[1];
+		k->k6.remote_ip[2] = msg->local_ip6[2];
+		k->k6.remote_ip[3] = msg->local_ip6[3];
+		k->k6.local_port = rport;
+		k->k6.remote_port = lport;
+		return;
+	}
+	k->k4.local_ip = msg->remote_ip4;
+	k->k4.remote_ip = msg->local_ip4;
+	k->k4.local_port = rport;
+	k->k4.remote_port = lport;
+}
+
+static __always_inline int sc_msg(int fam, struct sk_msg_md *msg)
+{
+	union sc_key peer_key = {};
 	struct bpf_sock *self = msg->sk;
 	struct ebm_sc_peer *pe;
 	struct ebm_sc_sock *mine;
@@ -257,15 +358,12 @@ int ebm_shortcut_msg(struct sk_msg_md *msg)
 
 	if (!self)
 		return SK_PASS;
-	peer_key.local_ip = msg->remote_ip4;
-	peer_key.remote_ip = msg->local_ip4;
-	peer_key.local_port = (__u16)(msg->remote_port >> 16);
-	peer_key.remote_port = bpf_htons((__u16)msg->local_port);
-	pe = bpf_map_lookup_elem(&ebm_sc_peers, &peer_key);
+	sc_peer_key(fam, msg, &peer_key);
+	pe = bpf_map_lookup_elem(sc_peers(fam), &peer_key);
 	verdict = pe ? sc_decide(self, pe->sk, size) : SC_NORMAL;
 	/* The sockhash is the authority: a peer that left it is not redirected to. */
 	if (verdict == SC_REDIRECT &&
-	    bpf_msg_redirect_hash(msg, &ebm_sc_sockets, &peer_key, BPF_F_INGRESS) != SK_PASS)
+	    bpf_msg_redirect_hash(msg, sc_sockets(fam), &peer_key, BPF_F_INGRESS) != SK_PASS)
 		verdict = SC_NORMAL;
 	if (verdict != SC_REDIRECT) {
 		ebm_count(verdict == SC_BACKPRESSURE ? EBM_CNT_SC_BACKPRESSURE : EBM_CNT_SC_NORMAL);
@@ -278,8 +376,18 @@ int ebm_shortcut_msg(struct sk_msg_md *msg)
 		mine->sent += size; /* under our socket's lock */
 	ebm_count(EBM_CNT_SC_REDIRECTED);
 	count_add(EBM_CNT_SC_REDIRECTED_BYTES, size);
-	sc_http(msg, mine ? mine->cookie : 0);
+	sc_http(fam, msg, mine ? mine->cookie : 0);
 	return SK_PASS;
+}
+
+/* Attached to both sockhashes: a socket's family says which maps hold it. */
+SEC("sk_msg")
+int ebm_shortcut_msg(struct sk_msg_md *msg)
+{
+	if (msg->family == AF_INET6 &&
+	    !ebm_ip6_words_v4mapped(msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2]))
+		return sc_msg(EBM_FAM6, msg);
+	return sc_msg(EBM_FAM4, msg);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

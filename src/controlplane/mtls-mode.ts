@@ -10,10 +10,13 @@
  * The kernel's tables (bpf/mtls.bpf.c): the IPs of workloads in strict
  * namespaces, and the sources they accept new connections from: the node's
  * own pod subnet (its workloads, and its gateway address, from which the
- * node's tunnel endpoint connects) and loopback.
+ * node's tunnel endpoint connects) and loopback. Both families: a strict
+ * workload's IPv6 address is in the IPv6 tables, with the node's IPv6 pod
+ * subnet and ::1 as sources.
  */
 import type { Snapshot } from './state.js';
 import { workloadIp } from './lb.js';
+import { workloadAddresses } from './endpoints.js';
 import { containsAddress, formatCidr, type Cidr } from '../net/ipam.js';
 import { parseIp } from '../resources/ip.js';
 import type { AnyResource } from '../resources/index.js';
@@ -35,14 +38,14 @@ export interface MtlsTables {
   sources: string[];
 }
 
-export function mtlsTables(snap: Snapshot, localPodSubnet: Cidr): MtlsTables {
+export function mtlsTables(snap: Snapshot, localPodSubnet: Cidr, localPodSubnet6?: Cidr): MtlsTables {
   const strict = new Set<string>();
   for (const w of snap.workloads) {
     if (w.spec.external || namespaceMode(snap, w.metadata.namespace) !== 'strict') continue;
-    const ip = workloadIp(snap, w);
-    if (ip) strict.add(ip);
+    for (const ip of workloadAddresses(snap, w)) strict.add(ip);
   }
-  return { strict: [...strict].sort(), sources: [formatCidr(localPodSubnet), '127.0.0.0/8'] };
+  const sources6 = localPodSubnet6 ? [formatCidr(localPodSubnet6), '::1/128'] : [];
+  return { strict: [...strict].sort(), sources: [formatCidr(localPodSubnet), '127.0.0.0/8', ...sources6] };
 }
 
 /**

@@ -22,6 +22,15 @@ export function nodePodSubnet6(mesh: MeshConfigResource, nodeIndex = 0) {
   return subnet(pod, Math.max(pod.len, 64), nodeIndex);
 }
 
+/**
+ * The mesh's address ranges, of both families: nothing for them may leave a
+ * host or a namespace untranslated (the unreachable safety routes).
+ */
+export function meshRanges(mesh: MeshConfigResource): string[] {
+  const { serviceCIDR, podCIDR, serviceCIDRv6, podCIDRv6 } = mesh.spec;
+  return [serviceCIDR, podCIDR, ...(serviceCIDRv6 ? [serviceCIDRv6] : []), ...(podCIDRv6 ? [podCIDRv6] : [])];
+}
+
 export const NODES = '/nodes/';
 export const DEFAULT_NODE = 'node-1';
 

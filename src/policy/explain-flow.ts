@@ -4,6 +4,7 @@
  * with the policy that decided them.
  */
 import { EbmeshError } from '../errors.js';
+import { formatHostPort } from '../resources/ip.js';
 import { resolveTargetPort, selectedWorkloads } from '../controlplane/endpoints.js';
 import { wlKey, type Snapshot } from '../controlplane/state.js';
 import { explain, policyWorldOf, type CompiledTables, type Explanation, type IdentityTable, type Proto } from './index.js';
@@ -87,7 +88,7 @@ export function dropRow(f: Flow): DropRowOut {
     // The judged side: the reason says it for policy; a spoofed or unknown sender is judged where the packet was.
     direction: f.reason === 'policy-ingress' || (f.reason !== 'policy-egress' && f.hook === 'skb-ingress') ? 'ingress' : 'egress',
     proto: f.proto,
-    src: `${f.source.ip}:${f.source.port}`, dst: `${f.destination.ip}:${f.destination.port}`,
+    src: formatHostPort(f.source.ip, f.source.port), dst: formatHostPort(f.destination.ip, f.destination.port),
     srcIdentity: f.source.identity, dstIdentity: f.destination.identity,
     policy: f.policy?.name,
     rule: f.policy === undefined || f.policy.rule === RULE_NONE ? undefined : f.policy.rule,

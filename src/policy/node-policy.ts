@@ -12,6 +12,7 @@ export interface PlannedEndpoint {
   cgroup: string;
   identity: number;
   ip?: string;
+  ipv6?: string;
 }
 
 /** What a node's policy maps must hold, as decided from one snapshot. */

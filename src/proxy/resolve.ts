@@ -2,12 +2,13 @@
  * resolveOriginal for the node proxy: the kernel recorded, for each steered
  * connection, the VIP:port it dialled and the cgroup that dialled it, under
  * the client's (ip, port) — which is the accepted socket's peer. Read it
- * from the pinned map; the caller's name comes from the daemon's table.
+ * from the pinned map of the peer's family (ebm_l7_conns, ebm_l7_conns6);
+ * the caller's name comes from the daemon's table.
  */
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { openPinnedMap, type TypedMap } from '../kernel/index.js';
-import { L7ConnKey, L7Orig, L7_ORIG_F_TUNNEL, type ValueOf } from '../abi/structs.js';
+import { L7Conn6Key, L7ConnKey, L7Orig, L7_ORIG_F_TUNNEL, type ValueOf } from '../abi/structs.js';
 import type { OriginalDestination } from './index.js';
 import type { CallerEntry, ProxyPush } from './messages.js';
 
@@ -15,6 +16,7 @@ export const UNKNOWN_CALLER: CallerEntry = { identity: 'unknown', namespace: '',
 
 export class OriginalResolver {
   private readonly conns: TypedMap<ValueOf<typeof L7ConnKey>, ValueOf<typeof L7Orig>>;
+  private readonly conns6: TypedMap<ValueOf<typeof L7Conn6Key>, ValueOf<typeof L7Orig>>;
   private byCgroup = new Map<string, CallerEntry>();
   private byIp = new Map<string, CallerEntry>();
   unresolved = 0;
@@ -23,6 +25,7 @@ export class OriginalResolver {
 
   constructor(mapPins: string) {
     this.conns = openPinnedMap(join(mapPins, 'ebm_l7_conns'), L7ConnKey, L7Orig);
+    this.conns6 = openPinnedMap(join(mapPins, 'ebm_l7_conns6'), L7Conn6Key, L7Orig);
   }
 
   setCallers(push: Pick<ProxyPush, 'byCgroup' | 'byIp'>): void {
@@ -35,13 +38,14 @@ export class OriginalResolver {
     const port = socket.remotePort;
     if (!ip || !port) return undefined;
     const key = { ip, port, pad: 0 };
-    const orig = this.conns.get(key);
+    const conns = ip.includes(':') ? this.conns6 : this.conns;
+    const orig = conns.get(key);
     if (!orig) {
       this.unresolved++;
       return undefined;
     }
     // One read per connection: the entry is ours now, and (ip, port) may be reused.
-    this.conns.delete(key);
+    conns.delete(key);
     let caller = this.byCgroup.get(orig.cgroup_id.toString());
     if (caller) this.attributed.cgroup++;
     else if ((caller = this.byIp.get(ip))) this.attributed.ip++;
@@ -57,5 +61,6 @@ export class OriginalResolver {
 
   close(): void {
     this.conns.raw.close();
+    this.conns6.raw.close();
   }
 }

@@ -154,3 +154,8 @@ export function cidrContains(outer: Cidr, inner: Cidr): boolean {
 export function truncateCidr(c: Cidr, len: number): Cidr {
   return { family: c.family, addr: c.addr & prefixMask(c.family, len), len };
 }
+
+/** "ip:port", with an IPv6 address in brackets ("[fd00::1]:80") so the port stays readable. */
+export function formatHostPort(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
