@@ -88,7 +88,8 @@ export interface TracingConfig {
 }
 
 export interface ProxyConfig extends ProxyRoutingConfig {
-  listen: { host: string; port: number };
+  /** `hosts`: more addresses to listen on, the same port (the node's address of the other family). */
+  listen: { host: string; port: number; hosts?: string[] };
   resolveOriginal: ResolveOriginal;
   tracing?: TracingConfig;
   /** Takes a connection the kernel marked for the tunnel (with the bytes already read); without it, such connections go out as plain TCP. */
