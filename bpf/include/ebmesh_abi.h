@@ -12,8 +12,9 @@
  * Both families: every map keyed by an address has one map per family
  * (ebm_lb4_frontends and ebm_lb6_frontends, ...), keyed by a 4-byte or a
  * 16-byte address, so that an IPv4 lookup hashes and compares exactly what
- * it did before IPv6 (a key widened to 16 bytes costs every IPv4 hash lookup
- * more, and every LPM walk more bits; docs/ipv6.md has the numbers). Maps
+ * it did before IPv6 (with one key widened to 16 bytes, every IPv4 lookup
+ * would hash and compare 16 bytes instead of 4, and an LPM trie of both
+ * families would hold 128-bit prefixes, the IPv4 ones behind ::ffff:). Maps
  * keyed by an id (slots, affinity, isolation, allow, endpoints, per-socket
  * state) are shared: ids are unique across the families. Values and event
  * records that must carry either family hold a 16-byte address, an IPv4
