@@ -266,6 +266,27 @@ test('shortcut: IPv6 streams through an IPv6 VIP go socket to socket, bytes inta
   assert.ok(delta(c0, c1, 'sc_inserted') >= 8, 'both ends of each of the 4 connections entered the sockhash');
 });
 
+test('shortcut: a blocking IPv6 client stays on plain TCP, as an IPv4 one does (the same admission rules), its bytes intact', () => {
+  // A blocking socket would read through the sockmap path, whose blocking
+  // recv() can return EAGAIN (docs/shortcut.md): neither end may enter.
+  const c0 = counters();
+  const out = pyDial('client', `
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.connect(("${v6('echo6')}", 9000))
+sent = bytes(range(256)) * 256
+s.sendall(sent); s.shutdown(socket.SHUT_WR); data = b""
+while True:
+    b = s.recv(65536)
+    if not b: break
+    data += b
+s.close()
+print(s.gettimeout(), len(data), data == sent)`);
+  assert.equal(out, `None ${1 << 16} True`, 'a blocking socket, its bytes echoed intact');
+  const c1 = counters();
+  assert.equal(delta(c0, c1, 'sc_inserted'), 0, JSON.stringify(c1));
+  assert.equal(delta(c0, c1, 'sc_redirected_bytes'), 0);
+});
+
 test('observe: an IPv6 connection is reported with its Service, IPv6 VIP and exact bytes, and its HTTP exchange too', async () => {
   const out = pyDial('client', `
 s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM); s.settimeout(5)
