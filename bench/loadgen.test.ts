@@ -133,6 +133,8 @@ test('a server that never answers produces timeouts within the bound', async () 
 
 test('bad options fail with a stable code', async () => {
   await assert.rejects(runLoadgen({ url: 'http://localhost:80/', rate: 1, durationS: 0.1, connections: 1 }), (e) => isEbmeshError(e, 'EBMESH_BENCH_LOADGEN_FAILED') && /numeric IPv4/.test(e.message));
+  await assert.rejects(runLoadgen({ url: 'http://[::1/', rate: 1, durationS: 0.1, connections: 1 }), (e) => isEbmeshError(e, 'EBMESH_BENCH_LOADGEN_FAILED') && /\[address\]/.test(e.message));
+  await assert.rejects(runLoadgen({ url: 'http://[fd00::zz]:80/', rate: 1, durationS: 0.1, connections: 1 }), (e) => isEbmeshError(e, 'EBMESH_BENCH_LOADGEN_FAILED') && /numeric IPv6/.test(e.message));
   await assert.rejects(runLoadgen({ url: ok.url, rate: 1, durationS: 0.1, connections: 1, binary: '/nonexistent/loadgen' }), (e) => isEbmeshError(e, 'EBMESH_BENCH_LOADGEN_MISSING'));
 });
 
@@ -140,4 +142,21 @@ test('output that breaks the schema is rejected with the field named', () => {
   assert.throws(() => parseLoadgenOutput('{"tool":"ebmesh-loadgen"}', []), (e) => isEbmeshError(e, 'EBMESH_BENCH_LOADGEN_OUTPUT'));
   assert.throws(() => parseLoadgenOutput('not json', []), (e) => isEbmeshError(e, 'EBMESH_BENCH_LOADGEN_OUTPUT'));
   assert.ok(loadgenOutputSchema);
+});
+
+test('an IPv6 URL ([::1]:port) is loaded over IPv6, the Host header as written', async () => {
+  let host = '';
+  let family = '';
+  const server = http.createServer((req, res) => { host = req.headers.host ?? ''; family = req.socket.remoteFamily ?? ''; res.end('six\n'); });
+  await new Promise<void>((r) => server.listen(0, '::1', r));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const r = await runLoadgen({ url: `http://[::1]:${port}/x`, rate: 50, durationS: 0.2, warmupS: 0, connections: 1 });
+    assert.equal(r.requests.completed, 10);
+    assert.equal(r.requests.errors, 0);
+    assert.equal(family, 'IPv6');
+    assert.equal(host, `[::1]:${port}`);
+  } finally {
+    await new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  }
 });

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { EbmeshError } from '../src/errors.js';
 
 export interface LoadgenOptions {
-  /** http://IPv4:PORT/path — numeric address only, the tool does not resolve names. */
+  /** http://IPv4:PORT/path or http://[IPv6]:PORT/path — numeric address only, the tool does not resolve names. */
   url: string;
   /** Requests per second across all connections; 0 = closed loop (saturation). */
   rate: number;

@@ -20,8 +20,10 @@
  * one that closes with data unread) is listed in docs/shortcut.md.
  *
  * sockops puts an established mesh socket whose both ends are in this
- * node's pod subnet into ebm_sc_sockets, keyed by its own 4-tuple, when it
- * cannot sleep in a read: a connecting socket that is non-blocking, an
+ * node's pod subnet of its family into that family's sockhash
+ * (ebm_sc_sockets for IPv4, v4-mapped sockets included; ebm_sc_sockets6
+ * for native IPv6), keyed by its own 4-tuple, when it cannot sleep in a
+ * read: a connecting socket that is non-blocking, an
  * accepted one whose listener is non-blocking (what accept() will give is
  * unknown yet; a listener's mode is recorded at listen()), and only if its
  * peer is in too. The connection was admitted at connect() (load
@@ -97,6 +99,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_sc_sockets SEC(".maps");
 
+/* IPv6 sockets: their own sockhash (the sk_msg program is attached to both). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__type(key, struct ebm_sc6_key);
+	__type(value, __u64);
+	__uint(max_entries, EBM_CONNS6_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_sc_sockets6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -105,12 +116,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_sc_config SEC(".maps");
 
-/* Listening mesh sockets, by network namespace and port: 1 when the
- * listener was non-blocking at listen(). Only this program reads it. */
+/* Listening mesh sockets, by network namespace, socket family and port: 1
+ * when the listener was non-blocking at listen(). The family is the
+ * socket's (an accepted socket has its listener's), so an AF_INET and an
+ * IPV6_V6ONLY AF_INET6 listener on one port are told apart, and a
+ * dual-stack listener is found for its v4-mapped children. Only this
+ * program reads it. */
 struct sc_listener_key {
 	__u64 netns;
 	__u32 port;             /* host order */
-	__u32 pad;
+	__u32 family;           /* AF_INET or AF_INET6 */
 };
 
 struct {
@@ -232,21 +247,60 @@ static __always_inline bool sc_writer_exact(__u64 addr)
 	return sk_blocking(addr) == 0 && !(sk_at(addr)->sk_shutdown & EBM_SEND_SHUTDOWN);
 }
 
-static __always_inline void sc_key_of_ops(struct bpf_sock_ops *skops, struct ebm_sc_key *k, bool mirrored)
+/* A connection's key in the family's maps. */
+union sc_key {
+	struct ebm_sc_key k4;
+	struct ebm_sc6_key k6;
+};
+
+static __always_inline void *sc_peers(int fam)
 {
-	__u32 lip = *(volatile __u32 *)&skops->local_ip4, rip = *(volatile __u32 *)&skops->remote_ip4;
+	return fam == EBM_FAM6 ? (void *)&ebm_sc_peers6 : (void *)&ebm_sc_peers;
+}
+
+static __always_inline void *sc_sockets(int fam)
+{
+	return fam == EBM_FAM6 ? (void *)&ebm_sc_sockets6 : (void *)&ebm_sc_sockets;
+}
+
+/* This socket's key (its own view of the connection), or its peer's when
+ * mirrored. */
+static __always_inline void sc_key_of(int fam, struct bpf_sock_ops *skops, union sc_key *k, bool mirrored)
+{
 	__u16 lport = bpf_htons((__u16)skops->local_port), rport = (__u16)(skops->remote_port >> 16);
 
-	k->local_ip = mirrored ? rip : lip;
-	k->remote_ip = mirrored ? lip : rip;
-	k->local_port = mirrored ? rport : lport;
-	k->remote_port = mirrored ? lport : rport;
+	if (fam == EBM_FAM6) {
+		__u32 l[4], r[4];
+
+		l[0] = *(volatile __u32 *)&skops->local_ip6[0];
+		l[1] = *(volatile __u32 *)&skops->local_ip6[1];
+		l[2] = *(volatile __u32 *)&skops->local_ip6[2];
+		l[3] = *(volatile __u32 *)&skops->local_ip6[3];
+		r[0] = *(volatile __u32 *)&skops->remote_ip6[0];
+		r[1] = *(volatile __u32 *)&skops->remote_ip6[1];
+		r[2] = *(volatile __u32 *)&skops->remote_ip6[2];
+		r[3] = *(volatile __u32 *)&skops->remote_ip6[3];
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			k->k6.local_ip[i] = mirrored ? r[i] : l[i];
+			k->k6.remote_ip[i] = mirrored ? l[i] : r[i];
+		}
+		k->k6.local_port = mirrored ? rport : lport;
+		k->k6.remote_port = mirrored ? lport : rport;
+		return;
+	}
+	__u32 lip = *(volatile __u32 *)&skops->local_ip4, rip = *(volatile __u32 *)&skops->remote_ip4;
+
+	k->k4.local_ip = mirrored ? rip : lip;
+	k->k4.remote_ip = mirrored ? lip : rip;
+	k->k4.local_port = mirrored ? rport : lport;
+	k->k4.remote_port = mirrored ? lport : rport;
 }
 
 /* The peers entry of a socket still in the sockhash, or NULL. */
-static __always_inline struct ebm_sc_peer *sc_member(struct ebm_sc_key *k)
+static __always_inline struct ebm_sc_peer *sc_member(int fam, union sc_key *k)
 {
-	struct ebm_sc_peer *pe = bpf_map_lookup_elem(&ebm_sc_peers, k);
+	struct ebm_sc_peer *pe = bpf_map_lookup_elem(sc_peers(fam), k);
 
 	return pe && pe->sk ? pe : NULL;
 }
@@ -260,9 +314,9 @@ static __always_inline struct ebm_sc_peer *sc_member(struct ebm_sc_key *k)
  * EBM_SC_PEER_LEAVING there (one atomic word: either the writer sees the
  * bit or this sees the bytes). A socket that was fed stays.
  */
-static __always_inline bool sc_leave(struct ebm_sc_key *k)
+static __always_inline bool sc_leave(int fam, union sc_key *k)
 {
-	struct ebm_sc_peer *pe = sc_member(k);
+	struct ebm_sc_peer *pe = sc_member(fam, k);
 	__u64 old;
 
 	if (!pe)
@@ -272,7 +326,7 @@ static __always_inline bool sc_leave(struct ebm_sc_key *k)
 		__sync_fetch_and_and(&pe->received, ~EBM_SC_PEER_LEAVING);
 		return false;
 	}
-	bpf_map_delete_elem(&ebm_sc_sockets, k);
+	bpf_map_delete_elem(sc_sockets(fam), k);
 	pe->sk = 0;
 	__sync_fetch_and_and(&pe->received, ~EBM_SC_PEER_LEAVING);
 	ebm_count(EBM_CNT_SC_LEFT);
@@ -282,38 +336,54 @@ static __always_inline bool sc_leave(struct ebm_sc_key *k)
 /* This socket leaves, and its peer with it: a connection is short-circuited
  * whole or not at all (a member whose peer left would only ever receive
  * the normal way, and its FIONREAD would miss that). */
-static __always_inline void sc_leave_pair(struct bpf_sock_ops *skops, struct ebm_sc_sock *ss)
+static __always_inline void sc_leave_pair(int fam, struct bpf_sock_ops *skops, struct ebm_sc_sock *ss)
 {
-	struct ebm_sc_key self = {}, peer = {};
+	union sc_key self = {}, peer = {};
 
-	sc_key_of_ops(skops, &self, false);
-	sc_key_of_ops(skops, &peer, true);
-	if (sc_leave(&self)) {
+	sc_key_of(fam, skops, &self, false);
+	sc_key_of(fam, skops, &peer, true);
+	if (sc_leave(fam, &self)) {
 		ss->flags |= EBM_SC_F_LEFT;
 		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~EBM_SC_HDR_FLAGS);
 	}
-	sc_leave(&peer);
+	sc_leave(fam, &peer);
 }
 
 /* ---- sockops: enter the sockhash when established, leave when needed ---- */
 
-static __always_inline bool sc_config_allows(struct bpf_sock_ops *skops, struct ebm_sc_config **cfgp)
+/* Both ends in this node's pod subnet of the family (the IPv6 one unset:
+ * no IPv6 shortcut). k is this socket's key. */
+static __always_inline bool sc_both_local(int fam, const struct ebm_sc_config *cfg, const union sc_key *k)
+{
+	if (fam == EBM_FAM6) {
+		if ((cfg->mask6[0] | cfg->mask6[1] | cfg->mask6[2] | cfg->mask6[3]) == 0)
+			return false;
+#pragma unroll
+		for (int i = 0; i < 4; i++) {
+			if ((k->k6.local_ip[i] & cfg->mask6[i]) != cfg->subnet6[i] ||
+			    (k->k6.remote_ip[i] & cfg->mask6[i]) != cfg->subnet6[i])
+				return false;
+		}
+		return true;
+	}
+	return (k->k4.local_ip & cfg->mask) == cfg->subnet && (k->k4.remote_ip & cfg->mask) == cfg->subnet;
+}
+
+static __always_inline bool sc_config_allows(int fam, const union sc_key *k)
 {
 	__u32 zero = 0;
 	struct ebm_sc_config *cfg = bpf_map_lookup_elem(&ebm_sc_config, &zero);
-	__u32 lip = *(volatile __u32 *)&skops->local_ip4, rip = *(volatile __u32 *)&skops->remote_ip4;
 
-	if (!cfg || !cfg->enabled)
-		return false;
-	*cfgp = cfg;
-	return (lip & cfg->mask) == cfg->subnet && (rip & cfg->mask) == cfg->subnet;
+	return cfg && cfg->enabled && sc_both_local(fam, cfg, k);
 }
 
 static __always_inline void sc_listen(struct bpf_sock_ops *skops)
 {
 	__u32 zero = 0;
 	struct ebm_sc_config *cfg = bpf_map_lookup_elem(&ebm_sc_config, &zero);
-	struct sc_listener_key lk = { .netns = bpf_get_netns_cookie(skops), .port = skops->local_port };
+	struct sc_listener_key lk = {
+		.netns = bpf_get_netns_cookie(skops), .port = skops->local_port, .family = skops->family,
+	};
 	__u32 nonblocking;
 
 	if (!cfg || !cfg->enabled || !skops->sk)
@@ -325,24 +395,27 @@ static __always_inline void sc_listen(struct bpf_sock_ops *skops)
 
 static __always_inline bool sc_listener_nonblocking(struct bpf_sock_ops *skops)
 {
-	struct sc_listener_key lk = { .netns = bpf_get_netns_cookie(skops), .port = skops->local_port };
+	struct sc_listener_key lk = {
+		.netns = bpf_get_netns_cookie(skops), .port = skops->local_port, .family = skops->family,
+	};
 	__u32 *nb = bpf_map_lookup_elem(&ebm_sc_listeners, &lk);
 
 	return nb && *nb;
 }
 
-static __always_inline void sc_established(struct bpf_sock_ops *skops, bool active)
+static __always_inline void sc_established(int fam, struct bpf_sock_ops *skops, bool active)
 {
-	struct ebm_sc_config *cfg;
 	struct bpf_sock *sk = skops->sk;
 	struct ebm_sc_sock *ss;
 	struct ebm_sc_peer pe = {};
-	struct ebm_sc_key k = {}, pk = {};
+	union sc_key k = {}, pk = {};
 
-	if (!sk || !sc_config_allows(skops, &cfg))
+	if (!sk)
 		return;
-	sc_key_of_ops(skops, &k, false);
-	sc_key_of_ops(skops, &pk, true);
+	sc_key_of(fam, skops, &k, false);
+	if (!sc_config_allows(fam, &k))
+		return;
+	sc_key_of(fam, skops, &pk, true);
 	if (active) {
 		/* A blocking socket would read through tcp_bpf_recvmsg. */
 		if (sk_blocking((__u64)sk) != 0)
@@ -351,10 +424,10 @@ static __always_inline void sc_established(struct bpf_sock_ops *skops, bool acti
 		/* The connecting end enters first (it is established one
 		 * round trip earlier): without it there is nothing to join,
 		 * and what accept() will give is only known by the listener. */
-		if (!sc_member(&pk))
+		if (!sc_member(fam, &pk))
 			return;
 		if (!sc_listener_nonblocking(skops)) {
-			sc_leave(&pk);
+			sc_leave(fam, &pk);
 			ebm_count(EBM_CNT_SC_DECLINED);
 			return;
 		}
@@ -365,17 +438,17 @@ static __always_inline void sc_established(struct bpf_sock_ops *skops, bool acti
 	/* The address is only ever read through BTF (probe reads), and only
 	 * while the entry exists: the socket's close deletes it. */
 	pe.sk = (__u64)sk;
-	if (bpf_map_update_elem(&ebm_sc_peers, &k, &pe, BPF_ANY)) {
+	if (bpf_map_update_elem(sc_peers(fam), &k, &pe, BPF_ANY)) {
 		ebm_count(EBM_CNT_SC_MAP_FULL);
 		if (!active)
-			sc_leave(&pk);
+			sc_leave(fam, &pk);
 		return;
 	}
-	if (bpf_sock_hash_update(skops, &ebm_sc_sockets, &k, BPF_NOEXIST)) {
-		bpf_map_delete_elem(&ebm_sc_peers, &k);
+	if (bpf_sock_hash_update(skops, sc_sockets(fam), &k, BPF_NOEXIST)) {
+		bpf_map_delete_elem(sc_peers(fam), &k);
 		ebm_count(EBM_CNT_SC_MAP_FULL);
 		if (!active)
-			sc_leave(&pk);
+			sc_leave(fam, &pk);
 		return;
 	}
 	ebm_count(EBM_CNT_SC_INSERTED);
@@ -384,17 +457,19 @@ static __always_inline void sc_established(struct bpf_sock_ops *skops, bool acti
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | EBM_SC_CB_FLAGS);
 }
 
-static __always_inline void sc_closed(struct bpf_sock_ops *skops)
+static __always_inline void sc_closed(int fam, struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct ebm_sc_sock *ss;
 	struct ebm_sc_peer *pe;
-	struct ebm_sc_key k = {};
+	union sc_key k = {};
 
 	if (!sk)
 		return;
 	if (skops->args[0] == EBM_TCP_LISTEN) {
-		struct sc_listener_key lk = { .netns = bpf_get_netns_cookie(skops), .port = skops->local_port };
+		struct sc_listener_key lk = {
+			.netns = bpf_get_netns_cookie(skops), .port = skops->local_port, .family = skops->family,
+		};
 
 		bpf_map_delete_elem(&ebm_sc_listeners, &lk);
 		return;
@@ -402,20 +477,20 @@ static __always_inline void sc_closed(struct bpf_sock_ops *skops)
 	ss = bpf_sk_storage_get(&ebm_sc_sock, sk, 0, 0);
 	if (!ss || !(ss->flags & EBM_SC_F_INSERTED))
 		return;
-	sc_key_of_ops(skops, &k, false);
-	pe = bpf_map_lookup_elem(&ebm_sc_peers, &k);
+	sc_key_of(fam, skops, &k, false);
+	pe = bpf_map_lookup_elem(sc_peers(fam), &k);
 	if (pe) {
 		/* Observe adds entry + storage: moving keeps the sum exact
 		 * whichever program runs first. */
 		ss->received += pe->received & ~EBM_SC_PEER_LEAVING;
-		bpf_map_delete_elem(&ebm_sc_peers, &k);
+		bpf_map_delete_elem(sc_peers(fam), &k);
 	}
 	ebm_count(EBM_CNT_SC_REMOVED);
 }
 
 /* A segment that came the normal way with data in it: the sender marks
  * those with our option, so this runs before TCP queues the data. */
-static __always_inline void sc_segment_in(struct bpf_sock_ops *skops)
+static __always_inline void sc_segment_in(int fam, struct bpf_sock_ops *skops)
 {
 	void *data = (void *)(long)skops->skb_data, *end = (void *)(long)skops->skb_data_end;
 	struct tcphdr *th = data;
@@ -427,7 +502,7 @@ static __always_inline void sc_segment_in(struct bpf_sock_ops *skops)
 		return;
 	ss = bpf_sk_storage_get(&ebm_sc_sock, skops->sk, 0, 0);
 	if (ss && (ss->flags & (EBM_SC_F_INSERTED | EBM_SC_F_LEFT)) == EBM_SC_F_INSERTED)
-		sc_leave_pair(skops, ss);
+		sc_leave_pair(fam, skops, ss);
 }
 
 /* This socket sends a segment (so it runs the normal path): a blocking
@@ -435,9 +510,9 @@ static __always_inline void sc_segment_in(struct bpf_sock_ops *skops)
  * joined leaves once that peer has sent something. A member's segments
  * carry our option, also before its peer has joined (a write racing the
  * handshake reaches a peer that is in by then). */
-static __always_inline void sc_segment_out_len(struct bpf_sock_ops *skops)
+static __always_inline void sc_segment_out_len(int fam, struct bpf_sock_ops *skops)
 {
-	struct ebm_sc_key self = {}, peer = {};
+	union sc_key self = {}, peer = {};
 	struct ebm_sc_sock *ss;
 	__u64 addr = (__u64)skops->sk;
 
@@ -446,12 +521,12 @@ static __always_inline void sc_segment_out_len(struct bpf_sock_ops *skops)
 	ss = bpf_sk_storage_get(&ebm_sc_sock, skops->sk, 0, 0);
 	if (!ss || !(ss->flags & EBM_SC_F_INSERTED))
 		return;
-	sc_key_of_ops(skops, &self, false);
-	sc_key_of_ops(skops, &peer, true);
-	if (!sc_member(&self))
+	sc_key_of(fam, skops, &self, false);
+	sc_key_of(fam, skops, &peer, true);
+	if (!sc_member(fam, &self))
 		return;
-	if (sk_blocking(addr) == 1 || (!sc_member(&peer) && tcp_at(addr)->bytes_received)) {
-		sc_leave_pair(skops, ss);
+	if (sk_blocking(addr) == 1 || (!sc_member(fam, &peer) && tcp_at(addr)->bytes_received)) {
+		sc_leave_pair(fam, skops, ss);
 		return;
 	}
 	bpf_reserve_hdr_opt(skops, EBM_SC_OPT_LEN, 0);
@@ -467,39 +542,52 @@ static __always_inline void sc_segment_out_write(struct bpf_sock_ops *skops)
 	bpf_store_hdr_opt(skops, &opt, sizeof(opt), 0);
 }
 
-SEC("sockops")
-int ebm_shortcut_sockops(struct bpf_sock_ops *skops)
+static __always_inline void sc_sockops(int fam, struct bpf_sock_ops *skops)
 {
-	/* IPv4 connections, whichever family the socket: a dual-stack listener
-	 * (iperf3, many servers) accepts IPv4 peers as v4-mapped AF_INET6
-	 * sockets, and gRPC's C core and the JVM dial IPv4 from them; their
-	 * IPv4 addresses are in *_ip4 as for AF_INET. */
-	if (!ebm_skops_is_ipv4(skops))
-		return 1;
 	switch (skops->op) {
-	case BPF_SOCK_OPS_TCP_LISTEN_CB:
-		sc_listen(skops);
-		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		sc_established(skops, true);
+		sc_established(fam, skops, true);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
-		sc_established(skops, false);
+		sc_established(fam, skops, false);
 		break;
 	case BPF_SOCK_OPS_PARSE_HDR_OPT_CB:
-		sc_segment_in(skops);
+		sc_segment_in(fam, skops);
 		break;
 	case BPF_SOCK_OPS_HDR_OPT_LEN_CB:
-		sc_segment_out_len(skops);
-		break;
-	case BPF_SOCK_OPS_WRITE_HDR_OPT_CB:
-		sc_segment_out_write(skops);
+		sc_segment_out_len(fam, skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == EBM_TCP_CLOSE)
-			sc_closed(skops);
+			sc_closed(fam, skops);
 		break;
 	}
+}
+
+SEC("sockops")
+int ebm_shortcut_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->family != AF_INET && skops->family != AF_INET6)
+		return 1;
+	/* A listener has no peer yet (a dual-stack one accepts either
+	 * family), and the option's bytes are the same in both. */
+	if (skops->op == BPF_SOCK_OPS_TCP_LISTEN_CB) {
+		sc_listen(skops);
+		return 1;
+	}
+	if (skops->op == BPF_SOCK_OPS_WRITE_HDR_OPT_CB) {
+		sc_segment_out_write(skops);
+		return 1;
+	}
+	/* IPv4 connections, whichever family the socket: a dual-stack listener
+	 * (iperf3, many servers) accepts IPv4 peers as v4-mapped AF_INET6
+	 * sockets, and gRPC's C core and the JVM dial IPv4 from them; their
+	 * IPv4 addresses are in *_ip4 as for AF_INET. Native IPv6 connections
+	 * go into the IPv6 maps, under the same rules. */
+	if (ebm_skops_is_ipv4(skops))
+		sc_sockops(EBM_FAM4, skops);
+	else
+		sc_sockops(EBM_FAM6, skops);
 	return 1;
 }
 
@@ -540,7 +628,7 @@ static __always_inline int sc_decide(struct bpf_sock *self, __u64 peer_addr, __u
 	return SC_REDIRECT;
 }
 
-static __always_inline void sc_http(struct sk_msg_md *msg, __u64 cookie)
+static __always_inline void sc_http(int fam, struct sk_msg_md *msg, __u64 cookie)
 {
 	void *data = msg->data, *end = msg->data_end;
 	struct http_scratch *s;
@@ -560,21 +648,56 @@ static __always_inline void sc_http(struct sk_msg_md *msg, __u64 cookie)
 		n = HTTP_PEEK;
 	if (bpf_probe_read_kernel(s->buf, n, data))
 		return;
-	g.saddr = msg->local_ip4;
-	g.daddr = msg->remote_ip4;
+	if (fam == EBM_FAM6) {
+		g.saddr.w[0] = msg->local_ip6[0];
+		g.saddr.w[1] = msg->local_ip6[1];
+		g.saddr.w[2] = msg->local_ip6[2];
+		g.saddr.w[3] = msg->local_ip6[3];
+		g.daddr.w[0] = msg->remote_ip6[0];
+		g.daddr.w[1] = msg->remote_ip6[1];
+		g.daddr.w[2] = msg->remote_ip6[2];
+		g.daddr.w[3] = msg->remote_ip6[3];
+	} else {
+		g.saddr.w[0] = msg->local_ip4;
+		g.daddr.w[0] = msg->remote_ip4;
+	}
 	g.sport = bpf_htons((__u16)msg->local_port);
 	g.dport = (__u16)(msg->remote_port >> 16);
 	g.cookie = cookie;
 	g.egress = 1;
 	g.flags = EBM_EV_F_SHORTCUT;
 	g.len = n;
-	ebm_http_parse(&g, s);
+	ebm_http_parse(fam, &g, s);
 }
 
-SEC("sk_msg")
-int ebm_shortcut_msg(struct sk_msg_md *msg)
+/* The peer's key (this socket's key mirrored) in the family's maps. */
+static __always_inline void sc_peer_key(int fam, struct sk_msg_md *msg, union sc_key *k)
 {
-	struct ebm_sc_key peer_key = {};
+	__u16 lport = bpf_htons((__u16)msg->local_port);
+	__u16 rport = (__u16)(msg->remote_port >> 16);
+
+	if (fam == EBM_FAM6) {
+		k->k6.local_ip[0] = msg->remote_ip6[0];
+		k->k6.local_ip[1] = msg->remote_ip6[1];
+		k->k6.local_ip[2] = msg->remote_ip6[2];
+		k->k6.local_ip[3] = msg->remote_ip6[3];
+		k->k6.remote_ip[0] = msg->local_ip6[0];
+		k->k6.remote_ip[1] = msg->local_ip6[1];
+		k->k6.remote_ip[2] = msg->local_ip6[2];
+		k->k6.remote_ip[3] = msg->local_ip6[3];
+		k->k6.local_port = rport;
+		k->k6.remote_port = lport;
+		return;
+	}
+	k->k4.local_ip = msg->remote_ip4;
+	k->k4.remote_ip = msg->local_ip4;
+	k->k4.local_port = rport;
+	k->k4.remote_port = lport;
+}
+
+static __always_inline int sc_msg(int fam, struct sk_msg_md *msg)
+{
+	union sc_key peer_key = {};
 	struct bpf_sock *self = msg->sk;
 	struct ebm_sc_peer *pe;
 	struct ebm_sc_sock *mine;
@@ -588,11 +711,8 @@ int ebm_shortcut_msg(struct sk_msg_md *msg)
 	/* A socket that left may still be in a sendmsg that began before. */
 	if (mine && mine->flags & EBM_SC_F_LEFT)
 		return SK_PASS;
-	peer_key.local_ip = msg->remote_ip4;
-	peer_key.remote_ip = msg->local_ip4;
-	peer_key.local_port = (__u16)(msg->remote_port >> 16);
-	peer_key.remote_port = bpf_htons((__u16)msg->local_port);
-	pe = sc_member(&peer_key);
+	sc_peer_key(fam, msg, &peer_key);
+	pe = sc_member(fam, &peer_key);
 	verdict = pe ? sc_decide(self, pe->sk, size) : SC_NORMAL;
 	if (verdict == SC_REDIRECT && pe) {
 		/* Announce the bytes before redirecting (see sc_leave). */
@@ -600,7 +720,7 @@ int ebm_shortcut_msg(struct sk_msg_md *msg)
 		if (old & EBM_SC_PEER_LEAVING) {
 			__sync_fetch_and_sub(&pe->received, size);
 			verdict = SC_NORMAL;
-		} else if (bpf_msg_redirect_hash(msg, &ebm_sc_sockets, &peer_key, BPF_F_INGRESS) != SK_PASS) {
+		} else if (bpf_msg_redirect_hash(msg, sc_sockets(fam), &peer_key, BPF_F_INGRESS) != SK_PASS) {
 			/* The sockhash is the authority: a peer that left it is not redirected to. */
 			__sync_fetch_and_sub(&pe->received, size);
 			verdict = SC_NORMAL;
@@ -615,8 +735,18 @@ int ebm_shortcut_msg(struct sk_msg_md *msg)
 		mine->sent += size; /* under our socket's lock */
 	ebm_count(EBM_CNT_SC_REDIRECTED);
 	count_add(EBM_CNT_SC_REDIRECTED_BYTES, size);
-	sc_http(msg, mine ? mine->cookie : 0);
+	sc_http(fam, msg, mine ? mine->cookie : 0);
 	return SK_PASS;
+}
+
+/* Attached to both sockhashes: a socket's family says which maps hold it. */
+SEC("sk_msg")
+int ebm_shortcut_msg(struct sk_msg_md *msg)
+{
+	if (msg->family == AF_INET6 &&
+	    !ebm_ip6_words_v4mapped(msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2]))
+		return sc_msg(EBM_FAM6, msg);
+	return sc_msg(EBM_FAM4, msg);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -92,6 +92,9 @@ export function serviceVip(cli: (...args: string[]) => string, name: string, nam
 export interface BenchMeshOptions {
   serviceCIDR: string;
   podCIDR: string;
+  /** IPv6 ranges: a dual-stack mesh (both or neither); the nginx servers listen on IPv6 too. */
+  serviceCIDRv6?: string;
+  podCIDRv6?: string;
   /** nginx worker processes (default 1). */
   workers?: number;
   /** Extra directives for nginx's http block (e.g. keep-alive limits). */
@@ -110,12 +113,13 @@ export interface Placement {
 const nodeLine = (node: string | undefined) => (node ? `\n  node: ${node}` : '');
 
 /** The MeshConfig alone, as YAML (apply it to change a mesh-wide setting between runs). */
-export function meshConfigYaml(o: Pick<BenchMeshOptions, 'serviceCIDR' | 'podCIDR' | 'shortcut'>): string {
+export function meshConfigYaml(o: Pick<BenchMeshOptions, 'serviceCIDR' | 'podCIDR' | 'serviceCIDRv6' | 'podCIDRv6' | 'shortcut'>): string {
   const sc = o.shortcut === undefined ? '' : `, sameNodeShortcut: ${o.shortcut}`;
+  const v6 = o.serviceCIDRv6 && o.podCIDRv6 ? `, serviceCIDRv6: "${o.serviceCIDRv6}", podCIDRv6: "${o.podCIDRv6}"` : '';
   return `apiVersion: ebmesh.io/v1alpha1
 kind: MeshConfig
 metadata: {name: mesh}
-spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}${sc}}
+spec: {serviceCIDR: ${o.serviceCIDR}, podCIDR: ${o.podCIDR}${v6}${sc}}
 `;
 }
 
@@ -141,7 +145,9 @@ export interface NginxSite {
  * The benches and the integration tests both run their servers from here,
  * so a config fix (temp paths, backlog) reaches all of them.
  */
-export function nginxWorkload(name: string, app: string, o: Pick<BenchMeshOptions, 'workers' | 'http'> & Placement & NginxSite = {}): string {
+export function nginxWorkload(name: string, app: string, o: Pick<BenchMeshOptions, 'workers' | 'http' | 'podCIDRv6'> & Placement & NginxSite = {}): string {
+  // A dual-stack mesh's server answers on its IPv6 address too.
+  const listen6 = o.podCIDRv6 ? ' listen [::]:8080 reuseport backlog=4096;' : '';
   return `apiVersion: ebmesh.io/v1alpha1
 kind: Workload
 metadata: {name: ${name}, namespace: ${o.namespace ?? 'bench'}, labels: {app: ${app}}}
@@ -152,7 +158,7 @@ spec:${nodeLine(o.node)}
       daemon off; pid nginx.pid; error_log stderr warn; worker_processes ${o.workers ?? 1};
       events { worker_connections 4096; }
       http { access_log off; ${o.http ? `${o.http} ` : ''}client_body_temp_path tmp; proxy_temp_path tmp; fastcgi_temp_path tmp; uwsgi_temp_path tmp; scgi_temp_path tmp;
-        server { listen 8080 reuseport backlog=4096; ${o.locations ?? 'location / { return 200 "ok\\n"; }'} } }
+        server { listen 8080 reuseport backlog=4096;${listen6} ${o.locations ?? 'location / { return 200 "ok\\n"; }'} } }
   command: [nginx, -p, $(EBMESH_WORKDIR), -c, nginx.conf]
 `;
 }

@@ -9,6 +9,18 @@
  * path. Addresses and ports are stored in network byte order, exactly as the
  * socket hooks see them, so the hot path never swaps bytes.
  *
+ * Both families: every map keyed by an address has one map per family
+ * (ebm_lb4_frontends and ebm_lb6_frontends, ...), keyed by a 4-byte or a
+ * 16-byte address, so that an IPv4 lookup hashes and compares exactly what
+ * it did before IPv6 (with one key widened to 16 bytes, every IPv4 lookup
+ * would hash and compare 16 bytes instead of 4, and an LPM trie of both
+ * families would hold 128-bit prefixes, the IPv4 ones behind ::ffff:). Maps
+ * keyed by an id (slots, affinity, isolation, allow, endpoints, per-socket
+ * state) are shared: ids are unique across the families. Values and event
+ * records that must carry either family hold a 16-byte address, an IPv4
+ * one written v4-mapped (::ffff:a.b.c.d) so user space reads one format,
+ * and all zero meaning none.
+ *
  * Reason and counter codes are append-only: a code is never reused.
  */
 #ifndef EBMESH_ABI_H
@@ -94,27 +106,70 @@ struct ebm_lb4_revnat {
 };
 EBM_ASSERT_SIZE(struct ebm_lb4_revnat, 8);
 
+/* ---- socket load balancing (IPv6): the same, with 16-byte addresses -------
+ * A frontend's value is struct ebm_lb4_frontend for both families, and its
+ * id keys the shared slots and affinity maps; a slot's backend id is looked
+ * up in the backend map of the frontend's family. */
+
+struct ebm_lb6_frontend_key {
+	__u32 vip[4];   /* network order */
+	__u16 port;     /* network order */
+	__u8  proto;
+	__u8  pad;
+};
+EBM_ASSERT_SIZE(struct ebm_lb6_frontend_key, 20);
+
+struct ebm_lb6_backend {
+	__u32 ip[4];    /* network order */
+	__u16 port;     /* network order */
+	__u8  proto;
+	__u8  pad;
+};
+EBM_ASSERT_SIZE(struct ebm_lb6_backend, 20);
+
+struct ebm_lb6_revnat_key {
+	__u64 cookie;   /* socket cookie */
+	__u32 ip[4];    /* backend, network order */
+	__u16 port;     /* backend, network order */
+	__u16 pad;
+	__u32 pad2;
+};
+EBM_ASSERT_SIZE(struct ebm_lb6_revnat_key, 32);
+
+struct ebm_lb6_revnat {
+	__u32 vip[4];
+	__u16 port;
+	__u16 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_lb6_revnat, 20);
+
 /* ---- L7 redirect to the node proxy (bpf/include/l7_redirect.h) --------- */
 
-/* Where the node proxy listens; one entry (key 0). port 0 = no proxy. */
+/* Where the node proxy listens; one entry (key 0). port 0 = no proxy. It
+ * listens on the node's address of each family: an IPv6 connection is
+ * steered to ip6 (all zero: the node has no IPv6 address, and IPv6
+ * connections are balanced as plain L4). */
 struct ebm_l7_proxy {
 	__u32 ip;       /* network order */
 	__u16 port;     /* network order */
 	__u16 pad;
+	__u32 ip6[4];   /* network order */
 };
-EBM_ASSERT_SIZE(struct ebm_l7_proxy, 8);
+EBM_ASSERT_SIZE(struct ebm_l7_proxy, 24);
 
-/* What a steered connection meant to reach, and who asked. */
+/* What a steered connection meant to reach, and who asked: the value of
+ * ebm_l7_pending (by cookie) and of both families' ebm_l7_conns. */
 struct ebm_l7_orig {
-	__u32 vip;       /* network order */
+	__u32 vip[4];    /* network order; IPv4 v4-mapped */
 	__u16 port;      /* network order */
 	__u16 flags;     /* EBM_L7_ORIG_F_* */
+	__u32 pad;
 	__u64 cgroup_id; /* the connecting process's cgroup: the client workload */
 };
 /* Cross-node mTLS: vip:port is a backend on another node, to be reached
  * through the tunnel by TCP passthrough (no L7 route involved). */
 #define EBM_L7_ORIG_F_TUNNEL 1
-EBM_ASSERT_SIZE(struct ebm_l7_orig, 16);
+EBM_ASSERT_SIZE(struct ebm_l7_orig, 32);
 
 /* The client's end of a steered connection, as the proxy sees its peer. */
 struct ebm_l7_conn_key {
@@ -123,6 +178,13 @@ struct ebm_l7_conn_key {
 	__u16 pad;
 };
 EBM_ASSERT_SIZE(struct ebm_l7_conn_key, 8);
+
+struct ebm_l7_conn6_key {
+	__u32 ip[4];    /* network order */
+	__u16 port;     /* network order */
+	__u16 pad;
+};
+EBM_ASSERT_SIZE(struct ebm_l7_conn6_key, 20);
 
 /* ---- counters ---------------------------------------------------------- */
 
@@ -221,6 +283,11 @@ enum ebm_http_method {
 
 #define EBM_HTTP_PATH_MAX 64
 
+/*
+ * Addresses are 16 bytes for both families: an IPv4 one v4-mapped
+ * (::ffff:a.b.c.d), so the family is in the address itself and one record
+ * type serves both (a second event type would have doubled every consumer).
+ */
 struct ebm_flow_event {
 	__u64 ts_ns;            /* bpf_ktime_get_ns() when emitted */
 	__u64 start_ns;         /* connection established / request seen */
@@ -229,11 +296,11 @@ struct ebm_flow_event {
 	__u64 bytes_sent;       /* close: bytes acked by the peer */
 	__u64 bytes_received;   /* close: bytes received */
 	__u64 duration_ns;      /* close: connection lifetime; http: latency */
-	__u32 saddr;            /* network order; for http: the client */
-	__u32 daddr;            /* network order; for http: the server */
+	__u32 saddr[4];         /* network order; for http: the client */
+	__u32 daddr[4];         /* network order; for http: the server */
 	__u16 sport;            /* network order */
 	__u16 dport;            /* network order */
-	__u32 orig_daddr;       /* the Service VIP dialled, 0 if none */
+	__u32 orig_daddr[4];    /* the Service VIP dialled, all zero if none */
 	__u16 orig_dport;       /* network order */
 	__u8  type;             /* enum ebm_event_type */
 	__u8  proto;            /* IPPROTO_* */
@@ -253,7 +320,7 @@ struct ebm_flow_event {
 	__u16 pad;
 	__u8  http_path[EBM_HTTP_PATH_MAX]; /* request target, truncated */
 };
-EBM_ASSERT_SIZE(struct ebm_flow_event, 176);
+EBM_ASSERT_SIZE(struct ebm_flow_event, 216);
 
 /* HTTP requests awaiting their response, keyed by the connection as seen
  * from the client, so that the client's and the server's socket (both in
@@ -267,31 +334,39 @@ struct ebm_http_conn_key {
 };
 EBM_ASSERT_SIZE(struct ebm_http_conn_key, 16);
 
+struct ebm_http_conn6_key {
+	__u32 client_ip[4];     /* network order */
+	__u32 server_ip[4];
+	__u16 client_port;      /* network order */
+	__u16 server_port;
+};
+EBM_ASSERT_SIZE(struct ebm_http_conn6_key, 36);
+
+/* The value of both families' pending maps. */
 struct ebm_http_pending {
 	__u64 start_ns;
 	__u64 cookie;           /* the socket that saw the request first */
 	__u64 cgroup_id;
-	__u32 orig_daddr;       /* the Service VIP dialled, 0 if none */
+	__u32 orig_daddr[4];    /* the Service VIP dialled (IPv4 v4-mapped), all zero if none */
 	__u16 orig_dport;
 	__u8  method;
 	__u8  path_len;
 	__u8  flags;            /* EBM_EV_F_SERVER when first seen at the server */
-	__u8  pad[7];
+	__u8  pad[3];
 	__u8  path[EBM_HTTP_PATH_MAX];
 };
-EBM_ASSERT_SIZE(struct ebm_http_pending, 104);
+EBM_ASSERT_SIZE(struct ebm_http_pending, 112);
 
 /* Per-socket state kept by sockops from established to close. */
 struct ebm_sock_info {
 	__u64 start_ns;
-	__u32 orig_daddr;
+	__u32 orig_daddr[4];    /* IPv4 v4-mapped, all zero if none */
 	__u16 orig_dport;
 	__u8  flags;            /* EBM_EV_F_* */
 	__u8  established;
 	__u32 frontend_id;
-	__u32 pad;
 };
-EBM_ASSERT_SIZE(struct ebm_sock_info, 24);
+EBM_ASSERT_SIZE(struct ebm_sock_info, 32);
 
 /* ---- same-node shortcut (issue 5) ------------------------------------ */
 
@@ -305,6 +380,15 @@ struct ebm_sc_key {
 };
 EBM_ASSERT_SIZE(struct ebm_sc_key, 12);
 
+/* The same for IPv6 sockets, in ebm_sc_sockets6 and ebm_sc_peers6. */
+struct ebm_sc6_key {
+	__u32 local_ip[4];      /* network order */
+	__u32 remote_ip[4];
+	__u16 local_port;       /* network order */
+	__u16 remote_port;
+};
+EBM_ASSERT_SIZE(struct ebm_sc6_key, 36);
+
 /* The one entry of ebm_sc_config, written by the agent. All zero (as
  * created) means off: nothing enters the sockhash. */
 struct ebm_sc_config {
@@ -312,8 +396,10 @@ struct ebm_sc_config {
 	__u32 subnet;           /* this node's pod subnet, network order */
 	__u32 mask;             /* network order */
 	__u32 min_queue;        /* bytes a peer may hold unread before writes take the normal path (at least its SO_RCVBUF) */
+	__u32 subnet6[4];       /* this node's IPv6 pod subnet; mask6 all zero: no IPv6 shortcut */
+	__u32 mask6[4];
 };
-EBM_ASSERT_SIZE(struct ebm_sc_config, 16);
+EBM_ASSERT_SIZE(struct ebm_sc_config, 48);
 
 /* Per socket (sk storage): the bytes that went socket to socket, which
  * the TCP counters (bytes_acked/bytes_received) never see. Observe adds
@@ -374,13 +460,19 @@ struct ebm_pol_identity {
 };
 EBM_ASSERT_SIZE(struct ebm_pol_identity, 4);
 
+struct ebm_pol_ipcache6_key {
+	__u32 addr[4];  /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_pol_ipcache6_key, 16);
+
 /* A workload on this node, by the cgroup its processes run in: who a socket
  * belongs to, whatever address it claims. */
 struct ebm_pol_endpoint {
 	__u32 identity;
-	__u32 addr;     /* the workload's own address, network order */
+	__u32 addr;     /* the workload's own address, network order; 0: not known */
+	__u32 addr6[4]; /* its IPv6 address; all zero: not known */
 };
-EBM_ASSERT_SIZE(struct ebm_pol_endpoint, 8);
+EBM_ASSERT_SIZE(struct ebm_pol_endpoint, 24);
 
 struct ebm_pol_isolation_key {
 	__u32 subject;
@@ -424,6 +516,16 @@ struct ebm_pol_cidr_key {
 };
 EBM_ASSERT_SIZE(struct ebm_pol_cidr_key, 16);
 
+/* The same for IPv6 peers (ebm_pol_cidr6), the address by prefix after 64 fixed bits. */
+struct ebm_pol_cidr6_key {
+	__u32 prefixlen;
+	__u32 subject;
+	__u8  direction;
+	__u8  pad[3];
+	__u32 addr[4];  /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_pol_cidr6_key, 28);
+
 struct ebm_pol_cidr {
 	__u32 group;      /* 0: an except hole; else the peer to look up in allow */
 	__u32 policy_ref;
@@ -441,6 +543,15 @@ struct ebm_pol_udp_flow_key {
 	__u16 pad;
 };
 EBM_ASSERT_SIZE(struct ebm_pol_udp_flow_key, 16);
+
+struct ebm_pol_udp_flow6_key {
+	__u64 cookie;   /* socket cookie */
+	__u32 peer_addr[4];
+	__u16 peer_port;
+	__u16 pad;
+	__u32 pad2;
+};
+EBM_ASSERT_SIZE(struct ebm_pol_udp_flow6_key, 32);
 
 struct ebm_pol_udp_flow {
 	__u8  direction; /* who started it: EBM_DIR_EGRESS = this socket */
@@ -463,6 +574,11 @@ EBM_ASSERT_SIZE(struct ebm_pol_udp_flow, 8);
 #define EBM_EVENTS_RING_BYTES (8u << 20) /* ~47k events of 176 bytes */
 #define EBM_HTTP_PENDING_MAX  65536
 #define EBM_L7_CONNS_MAX      65536
+/* The IPv6 per-connection maps (revnat6, l7_conns6, udp_flows6,
+ * http_pending6) default to a quarter: they are preallocated whether the
+ * mesh is dual-stack or not, and most of a node's connections are IPv4.
+ * spec.datapath.connections sizes both families alike. */
+#define EBM_CONNS6_MAX        16384
 
 /* ---- mTLS strict mode (bpf/mtls.bpf.c) -------------------------------- */
 
@@ -475,12 +591,23 @@ struct ebm_mtls_workload_key {
 };
 EBM_ASSERT_SIZE(struct ebm_mtls_workload_key, 4);
 
+struct ebm_mtls_workload6_key {
+	__u32 ip[4];    /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_mtls_workload6_key, 16);
+
 /* Sources a strict workload accepts connections from (LPM trie key). */
 struct ebm_mtls_src_key {
 	__u32 prefixlen; /* host order, as LPM tries want it */
 	__u32 ip;        /* network order */
 };
 EBM_ASSERT_SIZE(struct ebm_mtls_src_key, 8);
+
+struct ebm_mtls_src6_key {
+	__u32 prefixlen; /* host order */
+	__u32 ip[4];     /* network order */
+};
+EBM_ASSERT_SIZE(struct ebm_mtls_src6_key, 20);
 
 #define EBM_MTLS_WORKLOADS_MAX 65536
 #define EBM_MTLS_SOURCES_MAX   1024

@@ -14,6 +14,8 @@
 
 #include "ebmesh_maps.h"
 #include "ebmesh_events.h"
+#include "family.h"
+#include "lb.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -22,6 +24,14 @@ struct {
 	__uint(max_entries, EBM_HTTP_PENDING_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_http_pending SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_http_conn6_key);
+	__type(value, struct ebm_http_pending);
+	__uint(max_entries, EBM_CONNS6_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_http_pending6 SEC(".maps");
 
 
 #define HTTP_PEEK 120 /* bytes of payload read: method, path prefix, status */
@@ -79,7 +89,7 @@ struct {
 } ebm_http_scratch SEC(".maps");
 
 struct ebm_http_seg {
-	__u32 saddr, daddr;     /* network order: the writer, the reader */
+	struct ebm_addr saddr, daddr; /* network order: the writer, the reader; of the family the parser is given */
 	__u16 sport, dport;
 	__u64 cookie;           /* the observing socket */
 	__u64 cgroup_id;
@@ -88,15 +98,42 @@ struct ebm_http_seg {
 	__u32 len;              /* bytes of this write in the scratch buffer (at most HTTP_PEEK) */
 };
 
-static __always_inline void ebm_http_request(const struct ebm_http_seg *g, struct http_scratch *s,
+/* The key of a connection as its client sees it, in the family's pending map. */
+union ebm_http_key {
+	struct ebm_http_conn_key k4;
+	struct ebm_http_conn6_key k6;
+};
+
+static __always_inline void ebm_http_key(int fam, union ebm_http_key *k, const struct ebm_addr *client, __u16 client_port,
+					 const struct ebm_addr *server, __u16 server_port)
+{
+	if (fam == EBM_FAM6) {
+		ebm_copy6(k->k6.client_ip, client->w);
+		ebm_copy6(k->k6.server_ip, server->w);
+		k->k6.client_port = client_port;
+		k->k6.server_port = server_port;
+		return;
+	}
+	k->k4.client_ip = client->w[0];
+	k->k4.server_ip = server->w[0];
+	k->k4.client_port = client_port;
+	k->k4.server_port = server_port;
+}
+
+static __always_inline void *ebm_http_pending_map(int fam)
+{
+	return fam == EBM_FAM6 ? (void *)&ebm_http_pending6 : (void *)&ebm_http_pending;
+}
+
+static __always_inline void ebm_http_request(int fam, const struct ebm_http_seg *g, struct http_scratch *s,
 					     int off, __u8 method)
 {
-	struct ebm_http_conn_key k = {
-		.client_ip = g->saddr, .server_ip = g->daddr,
-		.client_port = g->sport, .server_port = g->dport,
-	};
-	struct ebm_http_pending *cur = bpf_map_lookup_elem(&ebm_http_pending, &k);
+	union ebm_http_key k = {};
+	struct ebm_http_pending *cur;
 	struct ebm_http_pending *p = &s->p;
+
+	ebm_http_key(fam, &k, &g->saddr, g->sport, &g->daddr, g->dport);
+	cur = bpf_map_lookup_elem(ebm_http_pending_map(fam), &k);
 	int n = 0;
 
 	/* Already seen by the other end of this connection: one report. A
@@ -121,26 +158,26 @@ static __always_inline void ebm_http_request(const struct ebm_http_seg *g, struc
 	}
 	p->path_len = n;
 	if (g->egress) {
-		struct ebm_lb4_revnat_key rk = { .cookie = g->cookie, .ip = g->daddr, .port = g->dport };
-		struct ebm_lb4_revnat *rv = bpf_map_lookup_elem(&ebm_lb4_revnat, &rk);
+		struct ebm_addr vip = {};
+		__u16 vport = 0;
 
-		if (rv) {
-			p->orig_daddr = rv->vip;
-			p->orig_dport = rv->port;
+		if (ebm_lb_revnat_get(fam, g->cookie, &g->daddr, g->dport, &vip, &vport)) {
+			ebm_addr_store(fam, p->orig_daddr, &vip);
+			p->orig_dport = vport;
 		}
 	}
-	if (bpf_map_update_elem(&ebm_http_pending, &k, p, BPF_ANY))
+	if (bpf_map_update_elem(ebm_http_pending_map(fam), &k, p, BPF_ANY))
 		ebm_count(EBM_CNT_HTTP_PENDING_FULL);
 }
 
-static __always_inline void ebm_http_response(const struct ebm_http_seg *g, __u16 status)
+static __always_inline void ebm_http_response(int fam, const struct ebm_http_seg *g, __u16 status)
 {
-	struct ebm_http_conn_key k = {
-		.client_ip = g->daddr, .server_ip = g->saddr,
-		.client_port = g->dport, .server_port = g->sport,
-	};
-	struct ebm_http_pending *p = bpf_map_lookup_elem(&ebm_http_pending, &k);
+	union ebm_http_key k = {};
+	struct ebm_http_pending *p;
 	struct ebm_flow_event *e;
+
+	ebm_http_key(fam, &k, &g->daddr, g->dport, &g->saddr, g->sport);
+	p = bpf_map_lookup_elem(ebm_http_pending_map(fam), &k);
 
 	if (!p) /* the other end reported it, or the request predates us */
 		return;
@@ -150,11 +187,11 @@ static __always_inline void ebm_http_response(const struct ebm_http_seg *g, __u1
 		e->duration_ns = e->ts_ns - p->start_ns;
 		e->cookie = p->cookie;
 		e->cgroup_id = p->cgroup_id;
-		e->saddr = k.client_ip;
-		e->sport = k.client_port;
-		e->daddr = k.server_ip;
-		e->dport = k.server_port;
-		e->orig_daddr = p->orig_daddr;
+		ebm_addr_store(fam, e->saddr, &g->daddr);
+		e->sport = g->dport;
+		ebm_addr_store(fam, e->daddr, &g->saddr);
+		e->dport = g->sport;
+		ebm_copy6(e->orig_daddr, p->orig_daddr);
 		e->orig_dport = p->orig_dport;
 		e->proto = IPPROTO_TCP;
 		e->flags = p->flags | g->flags;
@@ -162,32 +199,34 @@ static __always_inline void ebm_http_response(const struct ebm_http_seg *g, __u1
 		e->http_status = status;
 		e->http_path_len = p->path_len;
 		__builtin_memcpy(e->http_path, p->path, EBM_HTTP_PATH_MAX);
-		if (p->orig_daddr) {
-			struct ebm_lb4_frontend_key fk = { .vip = p->orig_daddr, .port = p->orig_dport, .proto = IPPROTO_TCP };
-			struct ebm_lb4_frontend *fe = bpf_map_lookup_elem(&ebm_lb4_frontends, &fk);
+		if (p->orig_dport) {
+			struct ebm_addr vip = {};
+			struct ebm_lb4_frontend *fe;
 
+			ebm_addr_load(fam, &vip, p->orig_daddr);
+			fe = ebm_lb_frontend(fam, &vip, p->orig_dport, IPPROTO_TCP);
 			if (fe)
 				e->frontend_id = fe->id;
 		}
 		ebm_event_submit(e);
 	}
-	bpf_map_delete_elem(&ebm_http_pending, &k);
+	bpf_map_delete_elem(ebm_http_pending_map(fam), &k);
 }
 
-/* s->buf holds the first g->len bytes of the write (12 <= g->len <= HTTP_PEEK). */
-static __always_inline void ebm_http_parse(const struct ebm_http_seg *g, struct http_scratch *s)
+/* s->buf holds the first g->len bytes of the write (12 <= g->len <= HTTP_PEEK); `fam` a constant. */
+static __always_inline void ebm_http_parse(int fam, const struct ebm_http_seg *g, struct http_scratch *s)
 {
 	__u8 method = 0;
 	__u16 status = http_status(s->buf);
 	int target;
 
 	if (status) {
-		ebm_http_response(g, status);
+		ebm_http_response(fam, g, status);
 		return;
 	}
 	target = http_method(s->buf, &method);
 	if (target)
-		ebm_http_request(g, s, target, method);
+		ebm_http_request(fam, g, s, target, method);
 }
 
 #endif /* EBMESH_HTTP_H */

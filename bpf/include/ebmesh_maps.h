@@ -60,6 +60,34 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_lb4_revnat SEC(".maps");
 
+/* IPv6 Services: the same maps keyed by 16-byte addresses (the value of a
+ * frontend is the same struct; slots and affinity are shared, by id). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_lb6_frontend_key);
+	__type(value, struct ebm_lb4_frontend);
+	__uint(max_entries, EBM_LB4_FRONTENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb6_frontends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct ebm_lb6_backend);
+	__uint(max_entries, EBM_LB4_BACKENDS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb6_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_lb6_revnat_key);
+	__type(value, struct ebm_lb6_revnat);
+	__uint(max_entries, EBM_CONNS6_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_lb6_revnat SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -94,6 +122,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_l7_conns SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_l7_conn6_key);
+	__type(value, struct ebm_l7_orig);
+	__uint(max_entries, EBM_CONNS6_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_l7_conns6 SEC(".maps");
+
 /* ---- policy (issue 3) ---------------------------------------------------- */
 
 struct {
@@ -104,6 +140,15 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_pol_ipcache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_pol_ipcache6_key);
+	__type(value, struct ebm_pol_identity);
+	__uint(max_entries, EBM_POL_IPCACHE_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_ipcache6 SEC(".maps");
 
 /* cgroup id -> the workload whose processes run in it. */
 struct {
@@ -143,12 +188,29 @@ struct {
 } ebm_pol_cidr SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ebm_pol_cidr6_key);
+	__type(value, struct ebm_pol_cidr);
+	__uint(max_entries, EBM_POL_CIDR_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_cidr6 SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, struct ebm_pol_udp_flow_key);
 	__type(value, struct ebm_pol_udp_flow);
 	__uint(max_entries, EBM_POL_UDP_FLOWS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_pol_udp_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, struct ebm_pol_udp_flow6_key);
+	__type(value, struct ebm_pol_udp_flow);
+	__uint(max_entries, EBM_CONNS6_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_pol_udp_flows6 SEC(".maps");
 
 /* Drops by enum ebm_reason. */
 struct {
@@ -168,6 +230,15 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_xnode_dsts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct ebm_mtls_src6_key);
+	__type(value, __u32);
+	__uint(max_entries, EBM_XNODE_DSTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_xnode_dsts6 SEC(".maps");
 
 static __always_inline void ebm_count(enum ebm_counter c)
 {
@@ -219,5 +290,13 @@ struct {
 	__uint(max_entries, EBM_SC_SOCKETS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ebm_sc_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct ebm_sc6_key);
+	__type(value, struct ebm_sc_peer);
+	__uint(max_entries, EBM_CONNS6_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ebm_sc_peers6 SEC(".maps");
 
 #endif /* EBMESH_MAPS_H */

@@ -6,6 +6,7 @@
  * yields the encoder, the decoder and the TS type. A test compares every
  * declaration with the BTF of the built objects (test/kernel/abi.test.ts).
  */
+import { formatIPv6, parseIp, parseIPv6 } from '../resources/ip.js';
 
 interface FieldType<T> {
   readonly size: number;
@@ -46,6 +47,35 @@ export const ipv4: FieldType<string> = {
     for (let i = 0; i < 4; i++) b.writeUInt8(Number(parts[i] ?? 0) & 0xff, o + i);
   },
 };
+/** An IPv6 address in network byte order (__u32[4]), as canonical text (all zero: "::"). */
+export const ipv6: FieldType<string> = {
+  size: 16, align: 4, cname: '__u32[4]', zero: '::',
+  read: (b, o) => formatIPv6(readBig128(b, o)),
+  write: (b, o, v) => writeBig128(b, o, parseIPv6(v) ?? 0n),
+};
+/**
+ * An address of either family in 16 bytes (__u32[4]), as records that carry
+ * both hold it: IPv4 v4-mapped, so it reads back as dotted IPv4; all zero
+ * ("none") reads as 0.0.0.0, as an IPv4 field's none does.
+ */
+export const ipAny: FieldType<string> = {
+  size: 16, align: 4, cname: '__u32[4]', zero: '0.0.0.0',
+  read: (b, o) => {
+    const v = readBig128(b, o);
+    return v === 0n ? '0.0.0.0' : formatIPv6(v).replace(/^::ffff:(?=\d+\.)/, '');
+  },
+  write: (b, o, v) => {
+    const a = parseIp(v);
+    writeBig128(b, o, !a || (a.family === 4 && a.value === 0n) ? 0n : a.family === 4 ? (0xffffn << 32n) | a.value : a.value);
+  },
+};
+function readBig128(b: Buffer, o: number): bigint {
+  return (b.readBigUInt64BE(o) << 64n) | b.readBigUInt64BE(o + 8);
+}
+function writeBig128(b: Buffer, o: number, v: bigint): void {
+  b.writeBigUInt64BE(v >> 64n, o);
+  b.writeBigUInt64BE(v & 0xffffffffffffffffn, o + 8);
+}
 export function bytes(n: number): FieldType<Buffer> {
   return {
     size: n, align: 1, cname: `__u8[${n}]`, zero: Buffer.alloc(n),

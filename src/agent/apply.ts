@@ -2,8 +2,8 @@
  * Act: one node's plan (plan.ts) carried out, in the one order that keeps
  * every step safe for traffic already flowing:
  *
- *  1. the host's safety routes: nothing for the service or pod CIDRs leaves
- *     the host untranslated;
+ *  1. the host's safety routes: nothing for the service or pod CIDRs (of
+ *     either family) leaves the host untranslated;
  *  2. the lab workloads' cgroups, empty, so that step 3 knows their ids;
  *  3. the policy maps (identities, tables, endpoints): every cgroup has its
  *     identity before a process runs in it (step 8);
@@ -62,16 +62,16 @@ export class HostRoutes {
   }
 }
 
-/** The lab's bridge, made once per subnet rather than checked on every pass. */
+/** The lab's bridge, made once per subnet (or pair, dual-stack) rather than checked on every pass. */
 export class LabBridge {
   private made: string | undefined;
 
   constructor(readonly name: string) {}
 
-  ensure(subnet: Cidr): void {
-    const key = formatCidr(subnet);
+  ensure(subnet: Cidr, subnet6?: Cidr): void {
+    const key = `${formatCidr(subnet)} ${subnet6 ? formatCidr(subnet6) : ''}`;
     if (this.made === key) return;
-    ensureBridge(this.name, subnet);
+    ensureBridge(this.name, subnet, subnet6);
     this.made = key;
   }
 }
@@ -85,13 +85,13 @@ export async function applyPlan(plan: NodePlan, n: NodeParts): Promise<ApplyRepo
   n.routes.ensure(plan.hostRoutes);
   for (const w of plan.lab) ensureCgroup(n.lab.cgroupOf(w));
   const policyOps = n.policy.apply(plan.policy, cgroupId);
-  await n.proxy.apply(plan.proxy, plan.podSubnet, n.datapath);
+  await n.proxy.apply(plan.proxy, plan.podSubnet, n.datapath, plan.podSubnet6);
   const xnode = n.datapath.objectWith('ebm_xnode_dsts');
   if (xnode) applyTunnelDestinations(xnode, n.proxy.address ? plan.tunnelDsts : []);
   const lbOps = planLb(n.datapath.lb.current(), plan.frontends);
   n.datapath.lb.apply(lbOps);
   n.datapath.configureShortcut(plan.shortcut);
-  if (plan.bridge) n.bridge.ensure(plan.podSubnet);
+  if (plan.bridge) n.bridge.ensure(plan.podSubnet, plan.podSubnet6);
   await n.lab.sync(plan.lab);
   const adopted = new Set<string>();
   for (const a of plan.adopt) {

@@ -13,6 +13,7 @@ import { COUNTER_MAX, Counter, L7Proxy, U32Key, U64Value, ScConfig } from '../ab
 import { BPF_BUILD, type InstancePaths } from '../paths.js';
 import { LbMaps } from './lb-maps.js';
 import { PolicyMaps } from '../policy/policy-maps.js';
+import { formatIp, parseCidr, prefixMask } from '../resources/ip.js';
 
 /** Objects whose programs attach to the mesh's cgroups. */
 const CGROUP_OBJECTS = ['sock_lb.bpf.o', 'observe.bpf.o', 'policy.bpf.o', 'l7_sockops.bpf.o', 'mtls.bpf.o', 'shortcut.bpf.o'];
@@ -33,11 +34,15 @@ export const PROXY_LINK_TAG = 'proxy';
 const BPF_PROG_TYPE_SK_MSG = 16;
 /** Link pins of map attachments (per node, not per cgroup). */
 const MAP_LINK_TAG = 'sockmap';
+/** The sockhashes the sk_msg program redirects through, one per family. */
+const SOCKHASHES = ['ebm_sc_sockets', 'ebm_sc_sockets6'];
 
 export interface ShortcutSettings {
   enabled: boolean;
   /** this node's pod subnet, a.b.c.d/n */
   subnet: string;
+  /** its IPv6 pod subnet, when the mesh is dual-stack */
+  subnet6?: string;
   /** bytes a peer may hold unread before writes take the normal path (at least its SO_RCVBUF) */
   minQueue: number;
 }
@@ -81,27 +86,36 @@ export class Datapath {
     return [...kept.values()];
   }
 
-  /** sk_msg programs attach to the sockhash they redirect through, once per node. */
+  /** sk_msg programs attach to the sockhashes they redirect through (one per family), once per node. */
   private attachToMaps(): void {
     for (const obj of this.objects) {
       for (const p of obj.programs()) {
         if (p.type !== BPF_PROG_TYPE_SK_MSG) continue;
-        attachMapPinned(p.fd, obj.rawMap('ebm_sc_sockets').fd, p.attachType, join(this.paths.linkPins, MAP_LINK_TAG, p.name));
+        for (const map of SOCKHASHES) {
+          // The first map's link keeps the name it always had: an older node's pin is found again.
+          const pin = map === SOCKHASHES[0] ? p.name : `${p.name}_${map}`;
+          attachMapPinned(p.fd, obj.rawMap(map).fd, p.attachType, join(this.paths.linkPins, MAP_LINK_TAG, pin));
+        }
       }
     }
   }
 
-  /** The same-node shortcut's settings (all zero, as made, means off). */
+  /** The same-node shortcut's settings (all zero, as made, means off; no IPv6 subnet: no IPv6 shortcut). */
   configureShortcut(s: ShortcutSettings): void {
-    const [addr, len] = s.subnet.split('/');
-    const n = Number(len);
-    const mask = n === 0 ? 0 : (0xffffffff << (32 - n)) >>> 0;
+    const net = (text: string | undefined) => {
+      const c = text === undefined ? undefined : parseCidr(text);
+      return c ? { subnet: formatIp({ family: c.family, value: c.addr }), mask: formatIp({ family: c.family, value: prefixMask(c.family, c.len) }) } : undefined;
+    };
+    const v4 = net(s.subnet) ?? { subnet: '0.0.0.0', mask: '0.0.0.0' };
+    const v6 = net(s.subnet6) ?? { subnet: '::', mask: '::' };
     const cfg = new TypedMap(this.rawMap('ebm_sc_config'), U32Key, ScConfig);
     cfg.set(0, {
       enabled: s.enabled ? 1 : 0,
-      subnet: addr ?? '0.0.0.0',
-      mask: [24, 16, 8, 0].map((b) => (mask >>> b) & 255).join('.'),
+      subnet: v4.subnet,
+      mask: v4.mask,
       min_queue: s.minQueue,
+      subnet6: v6.subnet,
+      mask6: v6.mask,
     });
   }
 
@@ -149,9 +163,11 @@ export class Datapath {
   mapFill(): Array<{ map: string; entries: number; max: number }> {
     return [
       { map: 'ebm_lb4_frontends', t: this.lb.frontends },
+      { map: 'ebm_lb6_frontends', t: this.lb.frontends6 },
       { map: 'ebm_lb4_slots', t: this.lb.slots },
       { map: 'ebm_lb4_backends', t: this.lb.backends },
-    ].map(({ map, t }) => ({ map, raw: t.raw })).concat(this.optionalMaps(['ebm_http_pending', 'ebm_sc_peers'])).map(({ map, raw }) => {
+      { map: 'ebm_lb6_backends', t: this.lb.backends6 },
+    ].map(({ map, t }) => ({ map, raw: t.raw as RawMap })).concat(this.optionalMaps(['ebm_http_pending', 'ebm_http_pending6', 'ebm_sc_peers', 'ebm_sc_peers6'])).map(({ map, raw }) => {
       let n = 0;
       for (const _ of raw.keys()) n++;
       return { map, entries: n, max: raw.info.maxEntries };
@@ -184,17 +200,19 @@ export class Datapath {
   }
 
   /**
-   * Where the kernel steers L7 connections (issue 6). port 0 switches the
-   * steering off: flagged frontends are then balanced as plain L4.
+   * Where the kernel steers L7 connections (issue 6): the proxy's address
+   * of each family (ip6 absent: IPv6 connections are balanced as plain L4).
+   * port 0 switches the steering off: flagged frontends are then balanced
+   * as plain L4.
    */
-  setL7Proxy(ip: string, port: number): void {
-    this.objects[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip, port, pad: 0 });
+  setL7Proxy(ip: string, port: number, ip6?: string): void {
+    this.objects[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip, port, pad: 0, ip6: ip6 ?? '::' });
   }
 
   /** Where the kernel steers L7 connections now (pinned: it outlives agents); undefined before any proxy was set. */
-  l7Proxy(): { ip: string; port: number } | undefined {
+  l7Proxy(): { ip: string; port: number; ip6?: string } | undefined {
     const v = this.objects[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).get(0);
-    return v && v.port ? { ip: v.ip, port: v.port } : undefined;
+    return v && v.port ? { ip: v.ip, port: v.port, ...(v.ip6 !== '::' ? { ip6: v.ip6 } : {}) } : undefined;
   }
 
   /** Closes our handles; pinned state stays in the kernel. */

@@ -1,6 +1,12 @@
 /**
  * The socket LB's maps: read their contents, and carry out a plan.
  *
+ * Frontends and backends live in one map per family (ebm_lb4_* and
+ * ebm_lb6_*, keyed by 4- and 16-byte addresses); the plan sees them as one
+ * table, so ids stay unique across the families (the slots and affinity
+ * maps are shared, by id), and each write goes to the map of its address's
+ * family.
+ *
  * Reading 10,000s of entries back through the FFI on every reconcile costs
  * more than the rest of it, and this agent is the maps' only writer: so the
  * kernel is read once (start, adoption of what a previous agent left) and
@@ -9,19 +15,26 @@
  */
 import type { LoadedObject, TypedMap } from '../kernel/index.js';
 import {
-  Lb4Backend, Lb4Frontend, Lb4FrontendKey, Lb4Slot, Lb4SlotKey, U32Key, type ValueOf,
+  Lb4Backend, Lb4Frontend, Lb4FrontendKey, Lb4Slot, Lb4SlotKey, Lb6Backend, Lb6FrontendKey, U32Key, type ValueOf,
 } from '../abi/structs.js';
-import type { KernelLb, LbOp } from './lb-plan.js';
+import type { KBackend, KernelLb, KFrontendKey, LbOp } from './lb-plan.js';
+
+/** IPv6 text has colons, IPv4 text none: the family of an address the plan holds. */
+const isV6 = (ip: string): boolean => ip.includes(':');
 
 export class LbMaps {
   readonly frontends: TypedMap<ValueOf<typeof Lb4FrontendKey>, ValueOf<typeof Lb4Frontend>>;
+  readonly frontends6: TypedMap<ValueOf<typeof Lb6FrontendKey>, ValueOf<typeof Lb4Frontend>>;
   readonly slots: TypedMap<ValueOf<typeof Lb4SlotKey>, ValueOf<typeof Lb4Slot>>;
   readonly backends: TypedMap<number, ValueOf<typeof Lb4Backend>>;
+  readonly backends6: TypedMap<number, ValueOf<typeof Lb6Backend>>;
 
   constructor(obj: LoadedObject) {
     this.frontends = obj.map('ebm_lb4_frontends', Lb4FrontendKey, Lb4Frontend);
+    this.frontends6 = obj.map('ebm_lb6_frontends', Lb6FrontendKey, Lb4Frontend);
     this.slots = obj.map('ebm_lb4_slots', Lb4SlotKey, Lb4Slot);
     this.backends = obj.map('ebm_lb4_backends', U32Key, Lb4Backend);
+    this.backends6 = obj.map('ebm_lb6_backends', U32Key, Lb6Backend);
   }
 
   private mirror: { frontends: Map<string, KernelLb['frontends'][number]>; slots: KernelLb['slots']; backends: KernelLb['backends'] } | undefined;
@@ -41,28 +54,49 @@ export class LbMaps {
   }
 
   read(): KernelLb {
-    const frontends = [...this.frontends.entries()].map(([key, value]) => ({ key, value }));
+    const frontends = [...this.frontends.entries(), ...this.frontends6.entries()].map(([key, value]) => ({ key, value }));
     const slots = new Map<number, Map<number, number>>();
     for (const [k, v] of this.slots.entries()) {
       const m = slots.get(k.frontend_id) ?? new Map<number, number>();
       m.set(k.slot, v.backend_id);
       slots.set(k.frontend_id, m);
     }
-    const backends = new Map([...this.backends.entries()].map(([id, b]) => [id, { ip: b.ip, port: b.port, proto: b.proto }]));
+    const backends = new Map<number, KBackend>();
+    for (const [id, b] of [...this.backends.entries(), ...this.backends6.entries()]) backends.set(id, { ip: b.ip, port: b.port, proto: b.proto });
     return { frontends, slots, backends };
+  }
+
+  private putFrontend(key: KFrontendKey, value: ValueOf<typeof Lb4Frontend>): void {
+    if (isV6(key.vip)) this.frontends6.set({ ...key, pad: 0 }, value);
+    else this.frontends.set({ ...key, pad: 0 }, value);
+  }
+
+  private delFrontend(key: KFrontendKey): void {
+    if (isV6(key.vip)) this.frontends6.delete({ ...key, pad: 0 });
+    else this.frontends.delete({ ...key, pad: 0 });
   }
 
   apply(ops: LbOp[]): void {
     const m = this.mirror;
     this.mirror = undefined;
+    // A backend id is in one family's map; which, the plan says (put) or the mirror knew (delete).
+    const known = m?.backends;
     for (const o of ops) {
       switch (o.op) {
-        case 'putBackend': this.backends.set(o.id, { ...o.backend, pad: 0 }); break;
+        case 'putBackend':
+          if (isV6(o.backend.ip)) this.backends6.set(o.id, { ...o.backend, pad: 0 });
+          else this.backends.set(o.id, { ...o.backend, pad: 0 });
+          break;
         case 'putSlot': this.slots.set({ frontend_id: o.frontendId, slot: o.slot }, { backend_id: o.backendId }); break;
-        case 'putFrontend': this.frontends.set({ ...o.key, pad: 0 }, { ...o.value, pad: 0 }); break;
+        case 'putFrontend': this.putFrontend(o.key, { ...o.value, pad: 0 }); break;
         case 'delSlot': this.slots.delete({ frontend_id: o.frontendId, slot: o.slot }); break;
-        case 'delFrontend': this.frontends.delete({ ...o.key, pad: 0 }); break;
-        case 'delBackend': this.backends.delete(o.id); break;
+        case 'delFrontend': this.delFrontend(o.key); break;
+        case 'delBackend': {
+          const b = known?.get(o.id);
+          if (!b || isV6(b.ip)) this.backends6.delete(o.id);
+          if (!b || !isV6(b.ip)) this.backends.delete(o.id);
+          break;
+        }
       }
     }
     if (m) {
@@ -72,7 +106,7 @@ export class LbMaps {
   }
 }
 
-const feName = (k: { vip: string; port: number; proto: number }) => `${k.vip}:${k.port}/${k.proto}`;
+const feName = (k: { vip: string; port: number; proto: number }) => `${k.vip}|${k.port}/${k.proto}`;
 
 /** What ops do to the maps, done to the mirror (exported for tests). */
 export function applyToMirror(

@@ -29,8 +29,8 @@ export type LbOp =
   | { op: 'delFrontend'; key: KFrontendKey }
   | { op: 'delBackend'; id: number };
 
-const feName = (k: KFrontendKey) => `${k.vip}:${k.port}/${k.proto}`;
-const beName = (b: KBackend) => `${b.ip}:${b.port}/${b.proto}`;
+const feName = (k: KFrontendKey) => `${k.vip}|${k.port}/${k.proto}`;
+const beName = (b: KBackend) => `${b.ip}|${b.port}/${b.proto}`;
 
 /** Hands out the lowest unused ids, scanning forward once per plan. */
 function idAllocator(used: Set<number>): () => number {

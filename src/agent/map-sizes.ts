@@ -9,8 +9,15 @@
  */
 import type { MeshConfigResource } from '../resources/index.js';
 
-/** One entry per tracked connection (socket) each. */
-export const CONNECTION_MAPS = ['ebm_lb4_revnat', 'ebm_l7_pending', 'ebm_l7_conns', 'ebm_pol_udp_flows', 'ebm_http_pending'] as const;
+/**
+ * One entry per tracked connection (socket) each. The IPv6 ones default to a
+ * quarter of the IPv4 ones (EBM_CONNS6_MAX in ebmesh_abi.h); a size given in
+ * the MeshConfig is for both families.
+ */
+export const CONNECTION_MAPS = [
+  'ebm_lb4_revnat', 'ebm_l7_pending', 'ebm_l7_conns', 'ebm_pol_udp_flows', 'ebm_http_pending',
+  'ebm_lb6_revnat', 'ebm_l7_conns6', 'ebm_pol_udp_flows6', 'ebm_http_pending6',
+] as const;
 
 export function connectionMapSizes(mesh: MeshConfigResource): Record<string, number> {
   const n = mesh.spec.datapath?.connections;

@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { RejectedLog } from '../controlplane/stored.js';
-import { FrontendIndex, isReady, nodePodSubnet, readyEndpointCount, wlKey, workloadIp, type NodeRecord, type Snapshot } from '../controlplane/index.js';
+import { FrontendIndex, isReady, meshRanges, nodePodSubnet, nodePodSubnet6, readyEndpointCount, wlKey, workloadIp, type NodeRecord, type Snapshot } from '../controlplane/index.js';
 import { cgroup2Root, ensureBpffs, requireFeatures } from '../kernel/index.js';
 import { Datapath, removeDatapath } from './datapath.js';
 import { PolicyAgent } from '../policy/policy-agent.js';
@@ -128,7 +128,7 @@ export class NodeAgent {
     privateDir(this.paths.stateDir);
     const snap = await this.source.snapshot();
     this.mesh = snap.mesh;
-    this.routes.ensure([snap.mesh.spec.serviceCIDR, snap.mesh.spec.podCIDR]); // before anything could send to a VIP
+    this.routes.ensure(meshRanges(snap.mesh)); // before anything could send to a VIP
     this.datapath = new Datapath(this.paths);
     const kept = this.datapath.load({ maxEntries: { ...connectionMapSizes(snap.mesh), ...shortcutMaxEntries() } });
     for (const k of kept) {
@@ -138,10 +138,15 @@ export class NodeAgent {
     this.lab = new Lab(
       this.paths,
       this.meshCgroup,
-      () => this.podSubnet(),
-      () => this.currentMesh().spec.serviceCIDR,
+      () => {
+        const mesh = this.currentMesh();
+        const subnet6 = nodePodSubnet6(mesh, this.options.nodeIndex);
+        return {
+          subnet: this.podSubnet(), ...(subnet6 ? { subnet6 } : {}), unreachable: meshRanges(mesh),
+          ...(this.options.routePodCIDR ? { podCIDR: mesh.spec.podCIDR } : {}),
+        };
+      },
       (ns, name, st) => void this.source.reportStatus(ns, name, st).catch((e) => process.stderr.write(`workload ${ns}/${name}: status not recorded: ${describeError(e)}\n`)),
-      this.options.routePodCIDR ? () => this.currentMesh().spec.podCIDR : undefined,
     );
     // Policy maps before the programs are (re)attached: a fresh node must
     // not run programs over empty tables while workloads already exist.
@@ -281,13 +286,14 @@ export class NodeAgent {
         const st = snap.workloadStatus.get(wlKey(w));
         const ip = workloadIp(snap, w);
         return {
-          name: w.metadata.name, namespace: w.metadata.namespace, ...(ip ? { ip } : {}),
+          name: w.metadata.name, namespace: w.metadata.namespace, ...(ip ? { ip } : {}), ...(w.spec.ipv6 ? { ipv6: w.spec.ipv6 } : {}),
           phase: w.spec.adopt ? 'Adopted' : st?.phase ?? 'Pending', ready: isReady(snap, w),
           ...(st?.pid !== undefined ? { pid: st.pid } : {}), ...(st?.message ? { message: st.message } : {}),
         };
       }),
       services: snap.services.map((s) => ({
         name: s.metadata.name, namespace: s.metadata.namespace, ...(s.spec.clusterIP ? { clusterIP: s.spec.clusterIP } : {}),
+        ...(s.spec.clusterIPs && s.spec.clusterIPs.length > 1 ? { clusterIPs: s.spec.clusterIPs } : {}),
         ports: s.spec.ports.map((p) => `${p.port}/${p.protocol}`),
         endpoints: readyEndpointCount(snap, s),
       })),
@@ -340,10 +346,7 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
   removeBridge(paths.bridge);
   // Only the routes this instance is known to have made: another instance
   // may use the default ranges, and its safety routes must stay.
-  if (cfg) {
-    removeUnreachable(cfg.spec.serviceCIDR);
-    removeUnreachable(cfg.spec.podCIDR);
-  }
+  if (cfg) for (const c of meshRanges(cfg)) removeUnreachable(c);
   if (meshCg) removeCgroupTree(meshCg);
   if (proxyCg) removeCgroupTree(proxyCg);
   rmSync(paths.stateDir, { recursive: true, force: true });

@@ -8,7 +8,7 @@
  */
 import { join } from 'node:path';
 import {
-  computeFrontends, computeProxyConfig, clientIdentities, nodePodSubnet, workloadIp,
+  computeFrontends, computeProxyConfig, clientIdentities, meshRanges, nodePodSubnet, nodePodSubnet6, workloadIp, workloadIpv6,
   type ClientIdentity, type DesiredFrontend, type FrontendIndex, type NodeRecord, type Snapshot,
 } from '../controlplane/index.js';
 import { localWorkloadIps, mtlsTables, nodeIndexOfPodIp, tunnelDestinations, type MtlsTables } from '../controlplane/mtls-mode.js';
@@ -50,7 +50,7 @@ export interface NodeContext {
 }
 
 /** The socket load balancer's programs: what the host's own sockets get when the mesh is the node's service proxy. */
-export const HOST_LB_PROGRAMS = ['ebm_connect4', 'ebm_connect6', 'ebm_sendmsg4', 'ebm_recvmsg4', 'ebm_recvmsg6', 'ebm_getpeername4', 'ebm_getpeername6'] as const;
+export const HOST_LB_PROGRAMS = ['ebm_connect4', 'ebm_connect6', 'ebm_sendmsg4', 'ebm_sendmsg6', 'ebm_recvmsg4', 'ebm_recvmsg6', 'ebm_getpeername4', 'ebm_getpeername6'] as const;
 /** Link pins of the host's attachment. */
 export const HOST_LINK_TAG = 'host';
 
@@ -85,9 +85,11 @@ export interface NodePlan {
   snapshot: Snapshot;
   revision: number;
   mesh: MeshConfigResource;
-  /** Unreachable routes on the host: nothing for these CIDRs may leave it untranslated. */
+  /** Unreachable routes on the host: nothing for these CIDRs (both families) may leave it untranslated. */
   hostRoutes: string[];
   podSubnet: Cidr;
+  /** The node's IPv6 pod subnet, on a dual-stack mesh. */
+  podSubnet6?: Cidr;
   /** The lab's bridge is needed (lab workloads run here). */
   bridge: boolean;
   policy: PolicyPlan;
@@ -95,7 +97,7 @@ export interface NodePlan {
   /** Other nodes' pod IPs whose connections the kernel steers into the tunnel. */
   tunnelDsts: string[];
   frontends: DesiredFrontend[];
-  shortcut: { enabled: boolean; subnet: string; minQueue: number };
+  shortcut: { enabled: boolean; subnet: string; subnet6?: string; minQueue: number };
   /** Lab workloads (with a command) this node runs. */
   lab: WorkloadResource[];
   /** Adopted cgroups, by the tag their links are pinned under. */
@@ -119,11 +121,11 @@ export function workloadCgroup(ctx: Pick<NodeContext, 'cgroupRoot' | 'meshCgroup
   return w.spec.command ? labCgroupOf(ctx.meshCgroup, w) : undefined;
 }
 
-function planPolicy(snap: Snapshot, ctx: NodeContext, observed: Observed, podSubnet: Cidr, memo: PlanMemo): PolicyPlan {
+function planPolicy(snap: Snapshot, ctx: NodeContext, observed: Observed, podSubnets: Cidr[], memo: PlanMemo): PolicyPlan {
   return decidePolicy({
     world: policyWorldOf(snap),
     identities: observed.identities,
-    hostIps: [gatewayOf(podSubnet)],
+    hostIps: podSubnets.map(gatewayOf),
     endpoints: (index) => {
       // The host, where the mesh serves its sockets too: the root cgroup, deepest ancestor of every process.
       const out: PlannedEndpoint[] = ctx.serveHost ? [{ workload: '(host)', cgroup: ctx.cgroupRoot, identity: IDENTITY_HOST }] : [];
@@ -132,7 +134,8 @@ function planPolicy(snap: Snapshot, ctx: NodeContext, observed: Observed, podSub
         const identity = index.of(w.metadata.namespace, w.metadata.labels);
         if (cgroup === undefined || identity === undefined) continue;
         const ip = workloadIp(snap, w);
-        out.push({ workload: `${w.metadata.namespace}/${w.metadata.name}`, cgroup, identity, ...(ip ? { ip } : {}) });
+        const ipv6 = workloadIpv6(snap, w);
+        out.push({ workload: `${w.metadata.namespace}/${w.metadata.name}`, cgroup, identity, ...(ip ? { ip } : {}), ...(ipv6 ? { ipv6 } : {}) });
       }
       return out;
     },
@@ -178,7 +181,8 @@ export function nodeSubnetOf(mesh: Snapshot['mesh'], rec: Pick<NodeRecord, 'inde
 export function planNode(snap: Snapshot, ctx: NodeContext, observed: Observed, memo: PlanMemo = {}): NodePlan {
   const mesh = snap.mesh;
   const podSubnet = nodeSubnetOf(mesh, ctx.nodes.find((n) => n.name === ctx.nodeName), ctx.nodeIndex);
-  const policy = planPolicy(snap, ctx, observed, podSubnet, memo);
+  const podSubnet6 = nodePodSubnet6(mesh, ctx.nodeIndex);
+  const policy = planPolicy(snap, ctx, observed, podSubnet6 ? [podSubnet, podSubnet6] : [podSubnet], memo);
   const tunnel = planTunnel(snap, ctx, observed, podSubnet, policy.tables);
   const { steered, ...routing } = computeProxyConfig(snap);
   const lab = snap.workloads.filter((w) => w.spec.command);
@@ -192,8 +196,9 @@ export function planNode(snap: Snapshot, ctx: NodeContext, observed: Observed, m
     snapshot: snap,
     revision: snap.revision,
     mesh,
-    hostRoutes: [mesh.spec.serviceCIDR, mesh.spec.podCIDR],
+    hostRoutes: meshRanges(mesh),
     podSubnet,
+    ...(podSubnet6 ? { podSubnet6 } : {}),
     bridge: lab.length > 0,
     policy,
     proxy: {
@@ -203,11 +208,14 @@ export function planNode(snap: Snapshot, ctx: NodeContext, observed: Observed, m
     },
     tunnelDsts: tunnel.dsts,
     frontends: memo.frontends ? memo.frontends.compute(snap) : computeFrontends(snap),
-    shortcut: { enabled: mesh.spec.sameNodeShortcut, subnet: formatCidr(podSubnet), minQueue: SHORTCUT_MIN_QUEUE },
+    shortcut: {
+      enabled: mesh.spec.sameNodeShortcut, subnet: formatCidr(podSubnet), ...(podSubnet6 ? { subnet6: formatCidr(podSubnet6) } : {}),
+      minQueue: SHORTCUT_MIN_QUEUE,
+    },
     lab,
     adopt,
     ...(ctx.serveHost ? { hostLb: ctx.cgroupRoot } : {}),
-    mtls: mtlsTables(snap, podSubnet),
+    mtls: mtlsTables(snap, podSubnet, podSubnet6),
     hosts: { workloads: lab, services: snap.services, domain: mesh.spec.trustDomain },
   };
 }

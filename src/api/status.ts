@@ -13,6 +13,8 @@ const ServiceRow = z.object({
   name: z.string(),
   namespace: z.string(),
   clusterIP: z.string().optional(),
+  /** A dual-stack Service's VIPs, one per family (absent: clusterIP is its only one). */
+  clusterIPs: z.array(z.string()).optional(),
   ports: z.array(z.string()),
   endpoints: z.number(),
 });
@@ -63,6 +65,7 @@ export const NodeStatusSchema = z.object({
     name: z.string(),
     namespace: z.string(),
     ip: z.string().optional(),
+    ipv6: z.string().optional(),
     phase: z.string(),
     ready: z.boolean(),
     pid: z.number().optional(),

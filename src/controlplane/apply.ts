@@ -10,14 +10,16 @@ import {
   describeResource, resourceKey, ResourceError, type AnyResource, type MeshConfigResource, type Problem,
   type ServiceResource, type WorkloadResource,
 } from '../resources/index.js';
-import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, subnet } from '../net/ipam.js';
+import { allocator, containsAddress, formatCidr, hostAddress, mustParseCidr, type Cidr } from '../net/ipam.js';
 import { storeKey, statusKey, RESOURCES, defaultMesh } from './state.js';
 import { WorkloadIndex } from './frontend-index.js';
 import { validators } from './validators.js';
 import { checkStoredResource } from './stored.js';
-import { NODES, nodeIndex, nodePodSubnet, workloadNode, type NodeRecord } from './nodes.js';
+import { NODES, nodeIndex, nodePodSubnet, nodePodSubnet6, workloadNode, type NodeRecord } from './nodes.js';
+import { serviceFamilies } from './service-ips.js';
+import type { IpFamilyName } from '../resources/index.js';
 
-export { nodePodSubnet };
+export { nodePodSubnet, nodePodSubnet6 };
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
@@ -61,76 +63,111 @@ export async function applyResources(store: Store, input: AnyResource[], file = 
   // The address plan cannot move under existing services and workloads.
   const newMeshInput = input.find((r) => r.kind === 'MeshConfig') as MeshConfigResource | undefined;
   if (newMeshInput && hasServicesOrWorkloads) {
-    for (const f of ['serviceCIDR', 'podCIDR'] as const) {
+    for (const f of ['serviceCIDR', 'podCIDR', 'serviceCIDRv6', 'podCIDRv6'] as const) {
       if (newMeshInput.spec[f] !== oldMesh.spec[f]) {
-        problem(newMeshInput, `spec.${f}`, `cannot change from ${oldMesh.spec[f]} while services or workloads exist`);
+        problem(newMeshInput, `spec.${f}`, `cannot change from ${oldMesh.spec[f] ?? '(none)'} while services or workloads exist`);
       }
     }
   }
 
-  // Service VIPs: keep what was allocated, check what was given, allocate the rest.
-  const svcCidr = mustParseCidr(mesh.spec.serviceCIDR);
+  const touched = new Set(input.map((r) => storeKey(r)));
+
+  // Service VIPs, one per family: keep what was allocated, check what was given, allocate the rest.
+  const svcCidrs: Partial<Record<IpFamilyName, { text: string; cidr: Cidr }>> = {
+    IPv4: { text: mesh.spec.serviceCIDR, cidr: mustParseCidr(mesh.spec.serviceCIDR, 4) },
+    ...(mesh.spec.serviceCIDRv6 ? { IPv6: { text: mesh.spec.serviceCIDRv6, cidr: mustParseCidr(mesh.spec.serviceCIDRv6, 6) } } : {}),
+  };
   const vipOwner = new Map<string, ServiceResource>();
+  const plans = new Map<ServiceResource, ReturnType<typeof serviceFamilies>>();
   for (const s of services) {
     const prev = stored.get(storeKey(s)) as ServiceResource | undefined;
-    if (!s.spec.clusterIP && prev?.spec.clusterIP) s.spec.clusterIP = prev.spec.clusterIP;
-    const vip = s.spec.clusterIP;
-    if (!vip) continue;
-    if (!containsAddress(svcCidr, vip)) problem(s, 'spec.clusterIP', `${vip} is outside the service CIDR ${mesh.spec.serviceCIDR}`);
-    const owner = vipOwner.get(vip);
-    if (owner) problem(s, 'spec.clusterIP', `${vip} is already the VIP of ${describeResource(owner)}`);
-    vipOwner.set(vip, s);
+    const plan = serviceFamilies(s, prev, mesh);
+    plans.set(s, plan);
+    if (touched.has(storeKey(s))) for (const p of plan.problems) problem(s, p.field, p.message);
+    for (const [family, vip] of Object.entries(plan.vips) as Array<[IpFamilyName, string]>) {
+      const range = svcCidrs[family];
+      const field = vip === s.spec.clusterIP ? 'spec.clusterIP' : 'spec.clusterIPs';
+      if (range && !containsAddress(range.cidr, vip)) problem(s, field, `${vip} is outside the ${family === 'IPv6' ? 'IPv6 ' : ''}service CIDR ${range.text}`);
+      const owner = vipOwner.get(vip);
+      if (owner) problem(s, field, `${vip} is already the VIP of ${describeResource(owner)}`);
+      vipOwner.set(vip, s);
+    }
   }
-  const nextVip = allocator(svcCidr, vipOwner);
+  const nextVip = new Map(Object.entries(svcCidrs).map(([f, r]) => [f, allocator(r.cidr, vipOwner)]));
   for (const s of services) {
-    if (s.spec.clusterIP) continue;
-    const vip = nextVip();
-    if (!vip) { problem(s, 'spec.clusterIP', `the service CIDR ${mesh.spec.serviceCIDR} is full`); continue; }
-    s.spec.clusterIP = vip;
-    vipOwner.set(vip, s);
+    // Services this apply does not touch keep what they hold (a stored one is not ours to change).
+    if (!touched.has(storeKey(s))) continue;
+    const plan = plans.get(s)!;
+    const ips: string[] = [];
+    for (const family of plan.families) {
+      let vip = plan.vips[family];
+      if (!vip) {
+        const next = nextVip.get(family);
+        if (!next) continue; // the family's own problem is reported already
+        vip = next();
+        if (!vip) { problem(s, 'spec.clusterIPs', `the ${family} service CIDR ${svcCidrs[family]!.text} is full`); continue; }
+        vipOwner.set(vip, s);
+      }
+      ips.push(vip);
+    }
+    // What Kubernetes fills in, so `get` shows what the mesh serves.
+    s.spec.ipFamilyPolicy = plan.policy;
+    s.spec.ipFamilies = plan.families;
+    s.spec.clusterIPs = ips;
+    s.spec.clusterIP = ips[0];
   }
 
-  // Workload IPs: lab workloads get one from their node's pod subnet.
+  // Workload IPs: lab workloads get one from their node's pod subnet, and
+  // one from its IPv6 pod subnet when the mesh is dual-stack.
   const nodes = (await store.list<NodeRecord>(NODES)).map((e) => e.value);
-  const podNets = new Map<WorkloadResource, ReturnType<typeof nodePodSubnet>>();
-  const subnets = new Map<number, ReturnType<typeof nodePodSubnet>>();
+  const nodeOf = new Map<WorkloadResource, number>();
   for (const w of workloads) {
     const name = workloadNode(w, nodes);
     const i = nodeIndex(name, nodes);
     if (i === undefined) problem(w, 'spec.node', `no node "${name}" in the mesh (nodes: ${nodes.map((n) => n.name).join(', ')})`);
-    let net = subnets.get(i ?? 0);
-    if (!net) subnets.set(i ?? 0, (net = nodePodSubnet(mesh, i ?? 0)));
-    podNets.set(w, net);
+    nodeOf.set(w, i ?? 0);
   }
+  const families = [
+    { field: 'ip' as const, subnetOf: (i: number) => nodePodSubnet(mesh, i) },
+    { field: 'ipv6' as const, subnetOf: (i: number) => nodePodSubnet6(mesh, i) },
+  ];
   const ipOwner = new Map<string, WorkloadResource>();
-  for (const w of workloads) {
-    const podNet = podNets.get(w)!;
-    const prev = stored.get(storeKey(w)) as WorkloadResource | undefined;
-    const foreign = w.spec.adopt || w.spec.external; // addresses the mesh did not give
-    if (!w.spec.ip && !foreign && prev?.spec.ip) w.spec.ip = prev.spec.ip;
-    const ip = w.spec.ip;
-    if (!ip) continue;
-    if (!foreign && !containsAddress(podNet, ip)) problem(w, 'spec.ip', `${ip} is outside this node's pod subnet ${formatCidr(podNet)}`);
-    if (!foreign && ip === hostAddress(podNet, 1)) problem(w, 'spec.ip', `${ip} is the node's own address on the pod subnet`);
-    const owner = ipOwner.get(ip);
-    if (owner) problem(w, 'spec.ip', `${ip} is already the address of ${describeResource(owner)}`);
-    ipOwner.set(ip, w);
-  }
-  // One allocator per node subnet: a single forward scan each, however many workloads.
-  const nextIp = new Map<string, () => string | undefined>();
-  for (const w of workloads) {
-    if (w.spec.ip || w.spec.adopt || w.spec.external) continue;
-    const podNet = podNets.get(w)!;
-    const key = formatCidr(podNet);
-    if (!nextIp.has(key)) nextIp.set(key, allocator(podNet, ipOwner, [1]));
-    const ip = nextIp.get(key)!();
-    if (!ip) { problem(w, 'spec.ip', `the pod subnet ${formatCidr(podNet)} is full`); continue; }
-    w.spec.ip = ip;
-    ipOwner.set(ip, w);
+  for (const { field, subnetOf } of families) {
+    const subnets = new Map<number, Cidr | undefined>();
+    const podNetOf = (w: WorkloadResource): Cidr | undefined => {
+      const i = nodeOf.get(w)!;
+      if (!subnets.has(i)) subnets.set(i, subnetOf(i));
+      return subnets.get(i);
+    };
+    for (const w of workloads) {
+      const podNet = podNetOf(w);
+      const prev = stored.get(storeKey(w)) as WorkloadResource | undefined;
+      const foreign = w.spec.adopt || w.spec.external; // addresses the mesh did not give
+      if (!w.spec[field] && !foreign && prev?.spec[field] && podNet) w.spec[field] = prev.spec[field];
+      const ip = w.spec[field];
+      if (!ip) continue;
+      if (!foreign && !podNet) problem(w, `spec.${field}`, `${ip}: the mesh is IPv4 only (the MeshConfig has no podCIDRv6)`);
+      else if (!foreign && podNet && !containsAddress(podNet, ip)) problem(w, `spec.${field}`, `${ip} is outside this node's pod subnet ${formatCidr(podNet)}`);
+      else if (!foreign && podNet && ip === hostAddress(podNet, 1)) problem(w, `spec.${field}`, `${ip} is the node's own address on the pod subnet`);
+      const owner = ipOwner.get(ip);
+      if (owner) problem(w, `spec.${field}`, `${ip} is already the address of ${describeResource(owner)}`);
+      ipOwner.set(ip, w);
+    }
+    // One allocator per node subnet: a single forward scan each, however many workloads.
+    const nextIp = new Map<string, () => string | undefined>();
+    for (const w of workloads) {
+      const podNet = podNetOf(w);
+      if (!podNet || w.spec[field] || w.spec.adopt || w.spec.external) continue;
+      const key = formatCidr(podNet);
+      if (!nextIp.has(key)) nextIp.set(key, allocator(podNet, ipOwner, [1]));
+      const ip = nextIp.get(key)!();
+      if (!ip) { problem(w, `spec.${field}`, `the pod subnet ${formatCidr(podNet)} is full`); continue; }
+      w.spec[field] = ip;
+      ipOwner.set(ip, w);
+    }
   }
 
   // Checks that need the whole picture, only for what this apply touches.
-  const touched = new Set(input.map((r) => storeKey(r)));
   // By label: a bulk apply checks 1,000s of Services against 10,000s of workloads.
   let index: WorkloadIndex | undefined;
   for (const s of services) {

@@ -9,7 +9,7 @@ import type {
 } from '../resources/index.js';
 import type { ProxyRoutingConfig, ServiceProtocol } from '../proxy/index.js';
 import { wlKey, type Snapshot } from './state.js';
-import { portBackends, selectedWorkloads, workloadIp } from './endpoints.js';
+import { portBackends, selectedWorkloads, serviceVips, workloadIp, workloadIpv6 } from './endpoints.js';
 
 const svcKey = (ns: string, name: string) => `${ns}/${name}`;
 
@@ -76,6 +76,8 @@ export interface ClientIdentity {
   /** spiffe://<trust domain>/ns/<ns>/sa/<serviceAccount> */
   identity: string;
   ip: string | undefined;
+  /** Its IPv6 address, on a dual-stack mesh. */
+  ipv6?: string | undefined;
   /** The lab's cgroup of the workload, or the adopted one. */
   cgroup: string | undefined;
 }
@@ -88,6 +90,7 @@ export function clientIdentities(snap: Snapshot): ClientIdentity[] {
     serviceAccount: w.spec.serviceAccount,
     identity: `spiffe://${td}/ns/${w.metadata.namespace}/sa/${w.spec.serviceAccount}`,
     ip: workloadIp(snap, w),
+    ipv6: workloadIpv6(snap, w),
     cgroup: w.spec.adopt?.cgroup ?? snap.workloadStatus.get(wlKey(w))?.cgroup,
   }));
 }
@@ -95,21 +98,27 @@ export function clientIdentities(snap: Snapshot): ClientIdentity[] {
 /**
  * The node proxy's routing config: every Service port (a route's backends
  * may be Services without rules of their own) with its ready endpoints, and
- * every L7 resource. The proxy validates it again when it compiles it.
+ * every L7 resource. The proxy validates it again when it compiles it. A
+ * dual-stack Service is one service to the proxy, found at either VIP
+ * (`vips`), whose endpoints are of the primary family: the proxy dials
+ * whichever family, whatever the client used.
  */
 export function computeProxyConfig(snap: Snapshot): ProxyRoutingConfig & { steered: string[] } {
   const services: ProxyRoutingConfig['services'] = [];
   const l7 = l7Ports(snap);
   const steered: string[] = [];
   for (const svc of snap.services) {
-    const vip = svc.spec.clusterIP;
-    if (!vip) continue;
+    const [primary, ...secondary] = serviceVips(svc);
+    if (!primary) continue;
     const selected = snap.endpointSlices ? undefined : selectedWorkloads(svc, snap.workloads);
     const key = svcKey(svc.metadata.namespace, svc.metadata.name);
     for (const sp of svc.spec.ports) {
       if (sp.protocol !== 'TCP') continue;
-      const endpoints = portBackends(snap, svc, sp, selected).map(({ ip, port }) => ({ ip, port }));
-      services.push({ name: svc.metadata.name, namespace: svc.metadata.namespace, vip, port: sp.port, protocol: serviceProtocol(sp.appProtocol), endpoints });
+      const endpoints = portBackends(snap, svc, sp, selected, primary.family).map(({ ip, port }) => ({ ip, port }));
+      services.push({
+        name: svc.metadata.name, namespace: svc.metadata.namespace, vip: primary.vip, ...(secondary.length ? { vips: secondary.map((v) => v.vip) } : {}),
+        port: sp.port, protocol: serviceProtocol(sp.appProtocol), endpoints,
+      });
       if (l7.get(key)?.(sp.port)) steered.push(`${key}:${sp.port}`);
     }
   }

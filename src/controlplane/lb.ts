@@ -5,7 +5,7 @@
 import type { ServiceResource, WorkloadResource } from '../resources/index.js';
 import { wlKey, type Snapshot } from './state.js';
 import { l7Ports } from './l7.js';
-import { isReady, portBackends, resolveTargetPort, selectedWorkloads, workloadIp } from './endpoints.js';
+import { isReady, portBackends, resolveTargetPort, selectedWorkloads, serviceVips, workloadIp } from './endpoints.js';
 
 export { isReady, resolveTargetPort, selectedWorkloads, workloadIp };
 
@@ -34,13 +34,15 @@ export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
   return out;
 }
 
-/** One Service's frontends from its selected workloads: the body of computeFrontends. */
+/**
+ * One Service's frontends from its selected workloads: the body of
+ * computeFrontends. A frontend per VIP and port; a VIP's backends are of its
+ * family (an IPv6 VIP is served over IPv6).
+ */
 export function frontendsOf(snap: Snapshot, svc: ServiceResource, selected: WorkloadResource[], l7: ReturnType<typeof l7Ports>): DesiredFrontend[] {
-  const vip = svc.spec.clusterIP;
-  if (!vip) return [];
   const out: DesiredFrontend[] = [];
-  for (const sp of svc.spec.ports) {
-    const backends: DesiredBackend[] = portBackends(snap, svc, sp, selected);
+  for (const { vip, family } of serviceVips(svc)) for (const sp of svc.spec.ports) {
+    const backends: DesiredBackend[] = portBackends(snap, svc, sp, selected, family);
     out.push({
       service: `${svc.metadata.namespace}/${svc.metadata.name}`,
       portName: sp.name,

@@ -10,12 +10,15 @@
  * The kernel's tables (bpf/mtls.bpf.c): the IPs of workloads in strict
  * namespaces, and the sources they accept new connections from: the node's
  * own pod subnet (its workloads, and its gateway address, from which the
- * node's tunnel endpoint connects) and loopback.
+ * node's tunnel endpoint connects) and loopback. Both families: a strict
+ * workload's IPv6 address is in the IPv6 tables, with the node's IPv6 pod
+ * subnet and ::1 as sources.
  */
 import type { Snapshot } from './state.js';
 import { workloadIp } from './lb.js';
+import { workloadAddresses } from './endpoints.js';
 import { containsAddress, formatCidr, type Cidr } from '../net/ipam.js';
-import { parseIPv4 } from '../resources/ipv4.js';
+import { parseIp } from '../resources/ip.js';
 import type { AnyResource } from '../resources/index.js';
 
 export const MTLS_ANNOTATION = 'ebmesh.io/mtls';
@@ -35,14 +38,14 @@ export interface MtlsTables {
   sources: string[];
 }
 
-export function mtlsTables(snap: Snapshot, localPodSubnet: Cidr): MtlsTables {
+export function mtlsTables(snap: Snapshot, localPodSubnet: Cidr, localPodSubnet6?: Cidr): MtlsTables {
   const strict = new Set<string>();
   for (const w of snap.workloads) {
     if (w.spec.external || namespaceMode(snap, w.metadata.namespace) !== 'strict') continue;
-    const ip = workloadIp(snap, w);
-    if (ip) strict.add(ip);
+    for (const ip of workloadAddresses(snap, w)) strict.add(ip);
   }
-  return { strict: [...strict].sort(), sources: [formatCidr(localPodSubnet), '127.0.0.0/8'] };
+  const sources6 = localPodSubnet6 ? [formatCidr(localPodSubnet6), '::1/128'] : [];
+  return { strict: [...strict].sort(), sources: [formatCidr(localPodSubnet), '127.0.0.0/8', ...sources6] };
 }
 
 /**
@@ -73,9 +76,9 @@ export function localWorkloadIps(snap: Snapshot, localPodSubnet: Cidr): string[]
 
 /** The node that runs a pod IP: pods of node index i take the i-th /24 of podCIDR (docs/multinode.md). */
 export function nodeIndexOfPodIp(podCidr: Cidr, ip: string): number | undefined {
-  const n = parseIPv4(ip);
-  if (n === undefined || !containsAddress(podCidr, ip)) return undefined;
-  return Math.floor((n - podCidr.addr) / 256);
+  const a = parseIp(ip);
+  if (a === undefined || !containsAddress(podCidr, ip)) return undefined;
+  return Number((a.value - podCidr.addr) >> BigInt(a.family === 4 ? 8 : 64));
 }
 
 /** A Namespace's mTLS annotation, checked at apply. */

@@ -15,6 +15,22 @@ export function nodePodSubnet(mesh: MeshConfigResource, nodeIndex = 0) {
   return subnet(pod, Math.max(pod.len, 24), nodeIndex);
 }
 
+/** A node's share of the IPv6 pod CIDR of a dual-stack mesh: the index-th /64 (or the whole CIDR when it is smaller). */
+export function nodePodSubnet6(mesh: MeshConfigResource, nodeIndex = 0) {
+  if (!mesh.spec.podCIDRv6) return undefined;
+  const pod = mustParseCidr(mesh.spec.podCIDRv6, 6);
+  return subnet(pod, Math.max(pod.len, 64), nodeIndex);
+}
+
+/**
+ * The mesh's address ranges, of both families: nothing for them may leave a
+ * host or a namespace untranslated (the unreachable safety routes).
+ */
+export function meshRanges(mesh: MeshConfigResource): string[] {
+  const { serviceCIDR, podCIDR, serviceCIDRv6, podCIDRv6 } = mesh.spec;
+  return [serviceCIDR, podCIDR, ...(serviceCIDRv6 ? [serviceCIDRv6] : []), ...(podCIDRv6 ? [podCIDRv6] : [])];
+}
+
 export const NODES = '/nodes/';
 export const DEFAULT_NODE = 'node-1';
 
@@ -75,8 +91,8 @@ export interface NodeDesired {
 
 /** A workload of another node, as this node needs it: where it is and what it serves. */
 export function remoteView(w: WorkloadResource): WorkloadResource {
-  const { serviceAccount, node, ip, ports } = w.spec;
-  return { ...w, spec: { serviceAccount, node, ip, ports, ...(w.spec.adopt || w.spec.external ? { external: true } : {}) } } as WorkloadResource;
+  const { serviceAccount, node, ip, ipv6, ports } = w.spec;
+  return { ...w, spec: { serviceAccount, node, ip, ...(ipv6 ? { ipv6 } : {}), ports, ...(w.spec.adopt || w.spec.external ? { external: true } : {}) } } as WorkloadResource;
 }
 
 export function desiredFor(snap: Snapshot, node: NodeRecord, nodes: NodeRecord[]): NodeDesired {
@@ -149,7 +165,7 @@ export function deltaFor(snap: Snapshot, node: NodeRecord, nodes: NodeRecord[], 
 /** Another node's process details are none of this node's business. */
 function statusView(st: WorkloadStatus, mine: boolean): WorkloadStatus {
   if (mine) return st;
-  const { phase, ready, ip, node } = st;
-  return { phase, ready, ip, node };
+  const { phase, ready, ip, ipv6, node } = st;
+  return { phase, ready, ip, ipv6, node };
 }
 

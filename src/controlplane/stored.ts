@@ -19,7 +19,7 @@
 import { z } from 'zod';
 import { describeZod } from '../api/route.js';
 import { isKindName, kinds, resourceKey, workloadSpecFields, type AnyResource } from '../resources/index.js';
-import { ipv4Address, metadata } from '../resources/schema-common.js';
+import { ipv4Address, ipv6Address, metadata } from '../resources/schema-common.js';
 import { deepFreeze } from '../store/index.js';
 
 /** A key the snapshot left out, and why. */
@@ -35,6 +35,8 @@ export const WorkloadStatusSchema = z.object({
   /** Hash of the spec the process was started from. */
   sig: z.string().optional(),
   ip: ipv4Address.optional(),
+  /** Its IPv6 address, where a source other than the lab gives one (the lab's is in the spec). */
+  ipv6: ipv6Address.optional(),
   pid: z.number().int().positive().optional(),
   netns: z.string().optional(),
   cgroup: z.string().optional(),
@@ -48,7 +50,7 @@ export const RemoteWorkloadView = z.object({
   apiVersion: z.literal('ebmesh.io/v1alpha1'),
   kind: z.literal('Workload'),
   metadata,
-  spec: workloadSpecFields.pick({ serviceAccount: true, node: true, ip: true, ports: true, external: true }).strict(),
+  spec: workloadSpecFields.pick({ serviceAccount: true, node: true, ip: true, ipv6: true, ports: true, external: true }).strict(),
 }).strict();
 
 type Checked<T> = { ok: T } | { problem: string };

@@ -1,9 +1,12 @@
 /**
  * The lab's network on one node: a bridge in the host namespace, and per
  * workload a network namespace joined to it by a veth. A workload namespace
- * has routes only to the node's pod subnet; the service CIDR is unreachable
- * in it (and on the host), so traffic to a VIP that the mesh did not
- * translate fails at once and can never leave the machine.
+ * has routes only to the node's pod subnet(s); the service and pod ranges of
+ * both families are unreachable in it (and on the host), so traffic to a VIP
+ * that the mesh did not translate fails at once and can never leave the
+ * machine. IPv6 addresses are added without duplicate address detection
+ * (nodad): the mesh allocated them, and a tentative address would refuse to
+ * be bound for a second or more.
  */
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -32,12 +35,19 @@ export function gatewayOf(subnet: Cidr): string {
   return hostAddress(subnet, 1);
 }
 
-/** The node bridge with the first address of the pod subnet. */
-export function ensureBridge(bridge: string, subnet: Cidr): void {
+/** `ip addr add` arguments for an address of either family on a device. */
+function addrArgs(address: string, len: number, dev: string): string[] {
+  return ['addr', 'add', `${address}/${len}`, 'dev', dev, ...(address.includes(':') ? ['nodad'] : [])];
+}
+
+/** The node bridge with the first address of the pod subnet (and of the IPv6 one, on a dual-stack mesh). */
+export function ensureBridge(bridge: string, subnet: Cidr, subnet6?: Cidr): void {
   if (!linkExists(bridge)) {
     ip('link', 'add', bridge, 'type', 'bridge');
   }
-  run('ip', ['addr', 'add', `${gatewayOf(subnet)}/${subnet.len}`, 'dev', bridge], { allowFail: EXISTS });
+  for (const net of [subnet, subnet6]) {
+    if (net) run('ip', addrArgs(gatewayOf(net), net.len, bridge), { allowFail: EXISTS });
+  }
   ip('link', 'set', bridge, 'up');
 }
 
@@ -53,20 +63,26 @@ export function removeBridge(bridge: string): void {
 const SAFETY_METRIC = '4242';
 export function ensureUnreachable(cidr: string, netns?: string): void {
   const pre = netns ? ['-n', netns] : [];
-  run('ip', [...pre, 'route', 'replace', 'unreachable', cidr, 'metric', SAFETY_METRIC]);
+  run('ip', [...pre, family(cidr), 'route', 'replace', 'unreachable', cidr, 'metric', SAFETY_METRIC]);
 }
 
 export function removeUnreachable(cidr: string): void {
-  run('ip', ['route', 'del', 'unreachable', cidr, 'metric', SAFETY_METRIC], { allowFail: /No such process|not found|Cannot find/i });
+  run('ip', [family(cidr), 'route', 'del', 'unreachable', cidr, 'metric', SAFETY_METRIC], { allowFail: /No such process|not found|Cannot find/i });
 }
+
+/** `ip`'s family flag for an address or CIDR. */
+const family = (text: string): string => (text.includes(':') ? '-6' : '-4');
 
 export interface WorkloadNet {
   netns: string;
   veth: string;
   ip: string;
   subnet: Cidr;
+  /** Its IPv6 address in the node's IPv6 pod subnet (a dual-stack mesh). */
+  ip6?: { ip: string; subnet: Cidr };
   bridge: string;
-  serviceCIDR: string;
+  /** The mesh's ranges, unreachable in the namespace (its own subnets' routes are more specific). */
+  unreachable: string[];
   /** Multi-node: the whole pod CIDR through the node's bridge address. */
   podCIDR?: string;
 }
@@ -90,19 +106,21 @@ export function createWorkloadNet(n: WorkloadNet): void {
     ]);
     ipBatch([
       `link set ${peer} name eth0`,
-      `addr add ${n.ip}/${n.subnet.len} dev eth0`,
+      addrArgs(n.ip, n.subnet.len, 'eth0').join(' '),
+      ...(n.ip6 ? [addrArgs(n.ip6.ip, n.ip6.subnet.len, 'eth0').join(' ')] : []),
       'link set lo up',
       'link set eth0 up',
-      `route replace unreachable ${n.serviceCIDR} metric ${SAFETY_METRIC}`,
+      ...n.unreachable.map((c) => `route replace unreachable ${c} metric ${SAFETY_METRIC}`), // the family is the prefix's
       ...(n.podCIDR ? [`route replace ${n.podCIDR} via ${gatewayOf(n.subnet)}`] : []),
     ], n.netns);
     return;
   }
   // The namespace survived (an agent restart): make sure of each piece.
-  run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/${n.subnet.len}`, 'dev', 'eth0'], { allowFail: EXISTS });
+  run('ip', ['-n', n.netns, ...addrArgs(n.ip, n.subnet.len, 'eth0')], { allowFail: EXISTS });
+  if (n.ip6) run('ip', ['-n', n.netns, ...addrArgs(n.ip6.ip, n.ip6.subnet.len, 'eth0')], { allowFail: EXISTS });
   ip('-n', n.netns, 'link', 'set', 'lo', 'up');
   ip('-n', n.netns, 'link', 'set', 'eth0', 'up');
-  ensureUnreachable(n.serviceCIDR, n.netns);
+  for (const c of n.unreachable) ensureUnreachable(c, n.netns);
   if (n.podCIDR) run('ip', ['-n', n.netns, 'route', 'replace', n.podCIDR, 'via', gatewayOf(n.subnet)]);
 }
 

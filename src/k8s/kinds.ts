@@ -71,6 +71,8 @@ export interface K8sService extends KubeObject {
     type?: string;
     clusterIP?: string;
     clusterIPs?: string[];
+    ipFamilies?: string[];
+    ipFamilyPolicy?: string;
     ports?: K8sServicePort[];
     selector?: Record<string, string>;
     sessionAffinity?: string;

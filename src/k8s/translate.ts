@@ -62,9 +62,10 @@ export function optedOut(o: KubeObject | undefined): boolean {
   return o?.metadata.labels?.[MESH_OPT_OUT] === 'disabled' || o?.metadata.annotations?.[MESH_OPT_OUT] === 'disabled';
 }
 
-function podIp(p: K8sPod): string | undefined {
+/** A pod's address of one family (a dual-stack pod has one of each in podIPs). */
+function podIp(p: K8sPod, family: 4 | 6 = 4): string | undefined {
   const ips = [p.status?.podIP, ...(p.status?.podIPs ?? []).map((x) => x.ip)].filter((x): x is string => !!x);
-  return ips.find((ip) => ip.includes('.') && !ip.includes(':'));
+  return family === 4 ? ips.find((ip) => ip.includes('.') && !ip.includes(':')) : ips.find((ip) => ip.includes(':') && !ip.includes('.'));
 }
 
 export interface PodView {
@@ -91,10 +92,12 @@ export function workloadOfPod(p: K8sPod, cgroup: string | undefined, problems: P
       ports.push({ ...(port.name && !ports.some((q) => q.name === port.name) ? { name: port.name } : {}), containerPort: port.containerPort, protocol });
     }
   }
+  const ipv6 = podIp(p, 6);
   const spec = {
     serviceAccount: p.spec.serviceAccountName ?? 'default',
     ...(p.spec.nodeName ? { node: p.spec.nodeName } : {}),
     ip,
+    ...(ipv6 ? { ipv6 } : {}),
     ports,
     ...(cgroup ? { adopt: { cgroup } } : { external: true }),
   };
@@ -115,7 +118,6 @@ export function serviceOf(s: K8sService, proxyName: string, problems: Problem[])
   if (!ip || ip === 'None' || s.spec.type === 'ExternalName') return undefined;
   const other = s.metadata.labels?.[SERVICE_PROXY_NAME];
   if (other !== undefined && other !== proxyName) return undefined;
-  if (ip.includes(':')) return undefined; // IPv6-only: served once the v6 maps exist
   const ports = (s.spec.ports ?? [])
     .filter((p) => (p.protocol ?? 'TCP') === 'TCP' || p.protocol === 'UDP')
     .map((p) => ({
@@ -130,6 +132,10 @@ export function serviceOf(s: K8sService, proxyName: string, problems: Problem[])
   const spec = {
     type: 'ClusterIP',
     clusterIP: ip,
+    // A VIP per family where the cluster gave two (dual-stack), as the apiserver decided them.
+    ...(s.spec.clusterIPs?.length ? { clusterIPs: s.spec.clusterIPs } : {}),
+    ...(s.spec.ipFamilies?.length ? { ipFamilies: s.spec.ipFamilies } : {}),
+    ...(s.spec.ipFamilyPolicy ? { ipFamilyPolicy: s.spec.ipFamilyPolicy } : {}),
     ports,
     ...(s.spec.selector ? { selector: s.spec.selector } : {}),
     sessionAffinity: s.spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None',
@@ -138,12 +144,12 @@ export function serviceOf(s: K8sService, proxyName: string, problems: Problem[])
   return fit(Service, { apiVersion: 'v1', kind: 'Service', metadata: meta(s), spec }, 'Service', meta(s), problems);
 }
 
-/** A Service's endpoints from all its slices (IPv4 ones), each address once. */
+/** A Service's endpoints from all its slices (IPv4 and IPv6 ones: a VIP takes those of its family), each address once. */
 export function endpointsOfSlices(slices: readonly K8sEndpointSlice[]): SliceEndpoint[] {
   const out: SliceEndpoint[] = [];
   const seen = new Set<string>();
   for (const sl of slices) {
-    if (sl.addressType !== 'IPv4') continue;
+    if (sl.addressType !== 'IPv4' && sl.addressType !== 'IPv6') continue;
     const ports = (sl.ports ?? []).filter((p) => p.port !== undefined).map((p) => ({ name: p.name ?? '', port: p.port!, protocol: p.protocol ?? 'TCP' }));
     for (const e of sl.endpoints ?? []) {
       const ready = e.conditions?.ready ?? true;

@@ -11,7 +11,7 @@ import { closeSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { WorkloadResource, ServiceResource } from '../resources/index.js';
 import type { WorkloadStatus } from '../controlplane/index.js';
-import { wlKey } from '../controlplane/index.js';
+import { serviceVips, wlKey } from '../controlplane/index.js';
 import type { Cidr } from '../net/ipam.js';
 import { netnsName, vethName, type InstancePaths } from '../paths.js';
 import { createWorkloadNet, deleteWorkloadNet, writeHostsFile } from '../host/network.js';
@@ -36,9 +36,21 @@ const PROBE_SLOW_MS = 500;
 
 export type StatusSink = (namespace: string, name: string, status: WorkloadStatus | undefined) => void;
 
+/** Where the lab's workloads are wired, as the node's plan says now. */
+export interface LabNetwork {
+  /** The node's pod subnet, and its IPv6 one on a dual-stack mesh. */
+  subnet: Cidr;
+  subnet6?: Cidr;
+  /** The mesh's ranges, unreachable in every workload namespace. */
+  unreachable: string[];
+  /** Multi-node: the whole pod CIDR, routed through the node. */
+  podCIDR?: string;
+}
+
 export function specSignature(w: WorkloadResource): string {
-  const { command, env, files, ip, ports } = w.spec;
-  return createHash('sha256').update(JSON.stringify({ command, env, files, ip, ports })).digest('hex').slice(0, 16);
+  const { command, env, files, ip, ipv6, ports } = w.spec;
+  // Without an IPv6 address the signature is what it always was: workloads of an IPv4 mesh are not restarted.
+  return createHash('sha256').update(JSON.stringify({ command, env, files, ip, ports, ...(ipv6 ? { ipv6 } : {}) })).digest('hex').slice(0, 16);
 }
 
 /** Kubernetes-style $(VAR) expansion; $$(VAR) stays literal. */
@@ -61,10 +73,8 @@ export class Lab {
   constructor(
     private readonly paths: InstancePaths,
     private readonly meshCgroup: string,
-    private readonly subnet: () => Cidr,
-    private readonly serviceCIDR: () => string,
+    private readonly network: () => LabNetwork,
     private readonly report: StatusSink,
-    private readonly podCIDR?: () => string,
   ) {}
 
   /** The cgroup a lab workload runs in. */
@@ -123,7 +133,12 @@ export class Lab {
     const dir = this.workloadDir(w);
     const sig = specSignature(w);
     try {
-      createWorkloadNet({ netns, veth, ip, subnet: this.subnet(), bridge: this.paths.bridge, serviceCIDR: this.serviceCIDR(), podCIDR: this.podCIDR?.() });
+      const net = this.network();
+      const ip6 = w.spec.ipv6 && net.subnet6 ? { ip: w.spec.ipv6, subnet: net.subnet6 } : undefined;
+      createWorkloadNet({
+        netns, veth, ip, subnet: net.subnet, bridge: this.paths.bridge, unreachable: net.unreachable,
+        ...(ip6 ? { ip6 } : {}), ...(net.podCIDR ? { podCIDR: net.podCIDR } : {}),
+      });
       ensureCgroup(cgroup);
       this.onCgroup?.(w, cgroup);
       privateDir(dir);
@@ -138,6 +153,7 @@ export class Lab {
       EBMESH_WORKLOAD: name,
       EBMESH_NAMESPACE: namespace,
       EBMESH_POD_IP: ip,
+      ...(w.spec.ipv6 ? { EBMESH_POD_IPV6: w.spec.ipv6 } : {}),
       EBMESH_WORKDIR: dir,
       ...w.spec.env,
     };
@@ -221,17 +237,21 @@ export class Lab {
     }
   }
 
-  /** The hosts file of every lab workload: services by NAME.NAMESPACE[.svc.cluster.local]. */
+  /**
+   * The hosts file of every lab workload: services by NAME.NAMESPACE[.svc.cluster.local],
+   * a line per VIP (a dual-stack Service has one of each family: resolvers
+   * hand AF_INET6 clients the IPv6 one, and `curl -6` asks for it).
+   */
   writeHosts(workloads: WorkloadResource[], services: ServiceResource[], domain: string): void {
     for (const w of workloads) {
       if (!w.spec.command) continue;
-      const lines = ['127.0.0.1 localhost', `${w.spec.ip} ${w.metadata.name}`];
+      const lines = ['127.0.0.1 localhost', ...(w.spec.ipv6 ? ['::1 localhost ip6-localhost ip6-loopback'] : []), `${w.spec.ip} ${w.metadata.name}`];
+      if (w.spec.ipv6) lines.push(`${w.spec.ipv6} ${w.metadata.name}`);
       for (const s of services) {
-        if (!s.spec.clusterIP) continue;
         const { name, namespace } = s.metadata;
         const names = [`${name}.${namespace}`, `${name}.${namespace}.svc`, `${name}.${namespace}.svc.${domain}`];
         if (namespace === w.metadata.namespace) names.unshift(name);
-        lines.push(`${s.spec.clusterIP} ${names.join(' ')}`);
+        for (const { vip } of serviceVips(s)) lines.push(`${vip} ${names.join(' ')}`);
       }
       writeHostsFile(netnsName(this.paths, w.metadata.namespace, w.metadata.name), lines);
     }

@@ -6,6 +6,7 @@
  * the control plane's snapshot. No I/O, so it is unit-tested without root.
  */
 import { EventFlag, EventType, FlowEvent, HttpMethods, Reason, RULE_NONE, Verdict, type ValueOf } from '../abi/structs.js';
+import { formatHostPort } from '../resources/ip.js';
 
 export type RawFlowEvent = ValueOf<typeof FlowEvent>;
 
@@ -89,10 +90,10 @@ export interface NameTable {
   /** workload IP -> its names */
   byIp: Map<string, { namespace: string; workload: string; identity?: number; labels?: Record<string, string> }>;
   /** cgroup id (decimal) -> workload, for events that carry no source address yet */
-  byCgroup: Map<string, { namespace: string; workload: string; ip?: string }>;
-  /** "vip:port" -> Service namespace/name */
+  byCgroup: Map<string, { namespace: string; workload: string; ip?: string; ipv6?: string }>;
+  /** "vip:port" ("[vip]:port" for IPv6, formatHostPort) -> Service namespace/name */
   byVip: Map<string, string>;
-  /** "backendIp:port" -> Service namespace/name, for connections that did not use the VIP */
+  /** "backendIp:port" (formatHostPort) -> Service namespace/name, for connections that did not use the VIP */
   byBackend: Map<string, string>;
   /** policy_ref -> namespace/name of the policy, as the agent's compiled tables number them */
   policies: readonly string[];
@@ -132,8 +133,10 @@ export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOff
     if (w) {
       source.namespace = w.namespace;
       source.workload = w.workload;
-      if (source.ip === '0.0.0.0' && w.ip) source.ip = w.ip;
-      const byIp = w.ip ? names.byIp.get(w.ip) : undefined;
+      // The flow's family is its destination's (always known): the source's address of that family.
+      const own = raw.daddr.includes(':') ? w.ipv6 : w.ip;
+      if (source.ip === '0.0.0.0' && own) source.ip = own;
+      const byIp = own ? names.byIp.get(own) : undefined;
       if (byIp?.identity !== undefined) source.identity = byIp.identity;
     }
   }
@@ -155,12 +158,12 @@ export function toFlow(raw: RawFlowEvent, seq: number, names: NameTable, bootOff
   const reason = reasonName(raw.reason);
   if (reason) flow.reason = reason;
   if (raw.orig_daddr !== '0.0.0.0') {
-    flow.vip = `${raw.orig_daddr}:${raw.orig_dport}`;
+    flow.vip = formatHostPort(raw.orig_daddr, raw.orig_dport);
     const svc = names.byVip.get(flow.vip);
     if (svc) flow.service = svc;
   }
   if (!flow.service && type !== 'drop') {
-    const svc = names.byBackend.get(`${raw.daddr}:${raw.dport}`);
+    const svc = names.byBackend.get(formatHostPort(raw.daddr, raw.dport));
     if (svc) flow.service = svc;
   }
   if (type === 'close') {
@@ -283,8 +286,8 @@ function name(e: Endpoint): string {
 
 export function flowLine(f: Flow): string {
   const t = f.time.slice(11, 23);
-  const src = `${name(f.source)}:${f.source.port}`;
-  let dst = `${name(f.destination)}:${f.destination.port}`;
+  const src = formatHostPort(name(f.source), f.source.port);
+  let dst = formatHostPort(name(f.destination), f.destination.port);
   if (f.service) dst += ` (${f.service})`;
   else if (f.vip) dst += ` (${f.vip})`;
   const head = `${t}  ${src.padEnd(28)} -> ${dst.padEnd(40)}`;

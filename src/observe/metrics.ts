@@ -9,6 +9,7 @@
  */
 import type { Flow, FlowType } from './flow.js';
 import { Counter, Gauge, Histogram, Registry, type HistogramSeries, type Labels } from '../net/prom.js';
+import { formatHostPort } from '../resources/ip.js';
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
@@ -28,7 +29,7 @@ function seriesKey(l: Labels): string {
 
 /** The name `top` files an exchange under: its Service, else its destination. */
 export function goldenService(f: Flow): string {
-  return f.service ?? (f.destination.workload ? `${f.destination.namespace}/${f.destination.workload}` : `${f.destination.ip}:${f.destination.port}`);
+  return f.service ?? (f.destination.workload ? `${f.destination.namespace}/${f.destination.workload}` : formatHostPort(f.destination.ip, f.destination.port));
 }
 
 /**

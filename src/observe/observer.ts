@@ -13,7 +13,8 @@ import { statSync, rmSync } from 'node:fs';
 import { writePrivateFile } from '../host/private-files.js';
 import { join } from 'node:path';
 import { EventType } from '../abi/structs.js';
-import { computeFrontends, workloadIp, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
+import { computeFrontends, workloadIp, workloadIpv6, wlKey, type Snapshot, type DesiredFrontend } from '../controlplane/index.js';
+import { formatHostPort } from '../resources/ip.js';
 import type { WorkloadResource } from '../resources/index.js';
 import type { InstancePaths } from '../paths.js';
 import { emptyNames, matches, methodName, type Flow, type FlowFilter, type NameTable } from './flow.js';
@@ -37,15 +38,23 @@ interface Follower {
 /** The HTTP pairs remembered (one per client connection) before the table starts over. */
 const HTTP_PAIRS_MAX = 65536;
 
-/** A client connection's HTTP series, and the addresses it was resolved for. */
+/**
+ * A client connection's HTTP series, and the addresses it was resolved for:
+ * the last word of each 16-byte address (all of an IPv4 one), and the other
+ * words of all three folded into one, read in place without decoding.
+ */
 interface HttpPair {
   series: HttpSeries;
   saddr: number;
   daddr: number;
+  high: number;
   ports: number;
   origDaddr: number;
   origDport: number;
 }
+
+/** Three words of a 16-byte address before its last, folded into one number. */
+const highWords = (mem: Buffer, off: number): number => (mem.readUInt32LE(off) ^ mem.readUInt32LE(off + 4) ^ mem.readUInt32LE(off + 8)) >>> 0;
 
 /** What the observer needs from the data path. */
 export interface ObserveSource {
@@ -165,19 +174,20 @@ export class Observer {
       const ns = w.metadata.namespace;
       const name = w.metadata.name;
       const ip = workloadIp(snap, w);
+      const ipv6 = workloadIpv6(snap, w);
       const identity = this.source.identityOf(w);
-      if (ip) names.byIp.set(ip, { namespace: ns, workload: name, identity, labels: w.metadata.labels });
+      for (const a of [ip, ipv6]) if (a) names.byIp.set(a, { namespace: ns, workload: name, identity, labels: w.metadata.labels });
       const st = snap.workloadStatus.get(wlKey(w));
       const cg = w.spec.adopt?.cgroup ?? st?.cgroup;
       if (cg) {
         try {
-          names.byCgroup.set(statSync(cg, { bigint: true }).ino.toString(), { namespace: ns, workload: name, ip });
+          names.byCgroup.set(statSync(cg, { bigint: true }).ino.toString(), { namespace: ns, workload: name, ip, ...(ipv6 ? { ipv6 } : {}) });
         } catch { /* not running (yet) */ }
       }
     }
     for (const fe of frontends) {
-      names.byVip.set(`${fe.vip}:${fe.port}`, fe.service);
-      for (const b of fe.backends) names.byBackend.set(`${b.ip}:${b.port}`, fe.service);
+      names.byVip.set(formatHostPort(fe.vip, fe.port), fe.service);
+      for (const b of fe.backends) names.byBackend.set(formatHostPort(b.ip, b.port), fe.service);
     }
     names.policies = this.source.policyRefs();
     this.names = names;
@@ -206,7 +216,7 @@ export class Observer {
    */
   recordTunnel(t: TunnelStream): void {
     const named = (e: { ip: string; port: number }) => ({ ...e, ...this.names.byIp.get(e.ip) });
-    const service = this.names.byBackend.get(`${t.destination.ip}:${t.destination.port}`);
+    const service = this.names.byBackend.get(formatHostPort(t.destination.ip, t.destination.port));
     const drop = t.denied ? { type: 'drop' as const, verdict: 'DROPPED' as const, reason: 'policy-ingress', ...(t.denied.policy ? { policy: t.denied.policy } : {}) } : undefined;
     const flow = this.history.addFlow((seq) => ({
       seq, time: t.time, type: 'close', verdict: t.error ? 'ERROR' : 'FORWARDED', proto: 'TCP', observer: t.observer,
@@ -221,15 +231,16 @@ export class Observer {
   /** An HTTP exchange, counted from its raw fields once its connection is resolved. */
   private onHttp(mem: Buffer, off: number, seq: number): void {
     const cookie = mem.readUInt32LE(off + OFF.cookie) + mem.readUInt32LE(off + OFF.cookie + 4) * 2 ** 32;
-    const saddr = mem.readUInt32LE(off + OFF.saddr);
-    const daddr = mem.readUInt32LE(off + OFF.daddr);
+    const saddr = mem.readUInt32LE(off + OFF.saddr + 12);
+    const daddr = mem.readUInt32LE(off + OFF.daddr + 12);
+    const high = (highWords(mem, off + OFF.saddr) ^ highWords(mem, off + OFF.daddr) ^ highWords(mem, off + OFF.orig_daddr)) >>> 0;
     const ports = mem.readUInt32LE(off + OFF.sport); // sport and dport, adjacent
-    const origDaddr = mem.readUInt32LE(off + OFF.orig_daddr);
+    const origDaddr = mem.readUInt32LE(off + OFF.orig_daddr + 12);
     const origDport = mem.readUInt16LE(off + OFF.orig_dport);
     let pair = this.httpPairs.get(cookie);
-    if (!pair || pair.saddr !== saddr || pair.daddr !== daddr || pair.ports !== ports || pair.origDaddr !== origDaddr || pair.origDport !== origDport) {
+    if (!pair || pair.saddr !== saddr || pair.daddr !== daddr || pair.high !== high || pair.ports !== ports || pair.origDaddr !== origDaddr || pair.origDport !== origDport) {
       if (this.httpPairs.size >= HTTP_PAIRS_MAX) this.httpPairs.clear();
-      pair = { series: this.metrics.httpSeries(this.history.flow(seq)), saddr, daddr, ports, origDaddr, origDport };
+      pair = { series: this.metrics.httpSeries(this.history.flow(seq)), saddr, daddr, high, ports, origDaddr, origDport };
       this.httpPairs.set(cookie, pair);
     }
     const status = mem.readUInt16LE(off + OFF.http_status);

@@ -28,6 +28,8 @@ export interface MapWorkload {
   labels?: Record<string, string>;
   serviceAccount?: string;
   ip?: string;
+  /** Its IPv6 address, on a dual-stack mesh. */
+  ipv6?: string;
   phase?: string;
   ready?: boolean;
 }
@@ -36,6 +38,8 @@ export interface MapService {
   namespace: string;
   name: string;
   clusterIP?: string;
+  /** Every VIP (a dual-stack Service has one per family), clusterIP first. */
+  clusterIPs?: string[];
   selector?: Record<string, string>;
   ports: string[];
 }
@@ -199,10 +203,10 @@ export interface Resolver {
 
 export function resolver(input: Pick<MapInput, 'workloads' | 'services'>): Resolver {
   const wlByIp = new Map<string, MapWorkload>();
-  for (const w of input.workloads) if (w.ip) wlByIp.set(w.ip, w);
+  for (const w of input.workloads) for (const ip of [w.ip, w.ipv6]) if (ip) wlByIp.set(ip, w);
   const wlByRef = new Set(input.workloads.map((w) => workloadId(w.namespace, w.name)));
   const svcByIp = new Map<string, MapService>();
-  for (const s of input.services) if (s.clusterIP) svcByIp.set(s.clusterIP, s);
+  for (const s of input.services) for (const ip of s.clusterIPs ?? (s.clusterIP ? [s.clusterIP] : [])) svcByIp.set(ip, s);
   const svcRefs = new Set(input.services.map((s) => serviceId(s.namespace, s.name)));
   const externals = new Set<string>();
 

@@ -17,7 +17,7 @@
  */
 import { EbmeshError } from '../errors.js';
 import { matchesSelector } from '../resources/selector.js';
-import { cidrContains, cidrContainsIp, formatCidr, parseCidr, parseIPv4, prefixMask, type Cidr } from '../resources/ipv4.js';
+import { cidrContains, cidrContainsIp, formatCidr, parseCidr, parseIp, truncateCidr, type Cidr } from '../resources/ip.js';
 import type { NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from '../resources/networkpolicy.js';
 import type { WorkloadResource } from '../resources/schemas.js';
 import { IDENTITY_ANY, IdentityIndex, buildIpCache, type IdentityTable } from './identity.js';
@@ -106,7 +106,7 @@ class Compiler {
       cidr,
       refs: this.refs,
       workloads: this.input.workloads
-        .map((w) => ({ ref: workloadRef(w), identity: this.index.ofWorkload(w), ...(w.spec.ip ? { ip: w.spec.ip } : {}) }))
+        .map((w) => ({ ref: workloadRef(w), identity: this.index.ofWorkload(w), ...(w.spec.ip ? { ip: w.spec.ip } : {}), ...(w.spec.ipv6 ? { ipv6: w.spec.ipv6 } : {}) }))
         .sort((a, b) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0)),
       warnings: [...this.warnings],
     };
@@ -184,10 +184,12 @@ class Compiler {
     if (numeric.length) bucket.rules.push({ cidr, excepts, spans: resolveSpans(numeric, undefined), ref, rule });
     const named = ports!.filter((p) => typeof p.port === 'string');
     for (const w of this.input.workloads) {
-      const ip = w.spec.ip === undefined ? undefined : parseIPv4(w.spec.ip);
-      if (ip === undefined || !cidrContainsIp(cidr, ip) || excepts.some((e) => cidrContainsIp(e, ip))) continue;
-      const spans = resolveSpans(named, w);
-      if (spans.length) bucket.rules.push({ cidr: { addr: ip, len: 32 }, excepts: [], spans, ref, rule });
+      for (const text of workloadAddresses(w)) {
+        const ip = parseIp(text);
+        if (ip === undefined || !cidrContainsIp(cidr, ip) || excepts.some((e) => cidrContainsIp(e, ip))) continue;
+        const spans = resolveSpans(named, w);
+        if (spans.length) bucket.rules.push({ cidr: { family: ip.family, addr: ip.value, len: ip.family === 4 ? 32 : 128 }, excepts: [], spans, ref, rule });
+      }
     }
   }
 
@@ -211,20 +213,21 @@ class Compiler {
     const out: CidrEntry[] = [];
     for (const { subject, direction, rules } of [...this.cidrRules.values()]) {
       // Rules by their exact cidr, bounds by prefix: the prefixes containing
-      // an address form a chain of at most 33, so every "which contain P"
-      // question is a walk up that chain, not a scan of all rules.
-      const rulesAt = new Map<number, CidrRule[]>();
-      const bound = new Map<number, Cidr>();
+      // an address form a chain of at most 33 (IPv4) or 129 (IPv6), so every
+      // "which contain P" question is a walk up that chain, not a scan of all
+      // rules. The families never mix: an IPv6 region has only IPv6 parents.
+      const rulesAt = new Map<string, CidrRule[]>();
+      const bound = new Map<string, Cidr>();
       for (const r of rules) {
         const k = prefixKey(r.cidr);
         rulesAt.set(k, [...(rulesAt.get(k) ?? []), r]);
         for (const c of [r.cidr, ...r.excepts]) bound.set(prefixKey(c), c);
       }
-      const bounds = [...bound.values()].sort((a, b) => a.len - b.len || a.addr - b.addr);
-      const sigOf = new Map<number, string>();
+      const bounds = [...bound.values()].sort((a, b) => a.family - b.family || a.len - b.len || (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+      const sigOf = new Map<string, string>();
       for (const P of bounds) {
         const containing: CidrRule[] = [];
-        for (let len = 0; len <= P.len; len++) containing.push(...(rulesAt.get(prefixKey(truncate(P, len))) ?? []));
+        for (let len = 0; len <= P.len; len++) containing.push(...(rulesAt.get(prefixKey(truncateCidr(P, len))) ?? []));
         const covering = containing.filter((r) => !r.excepts.some((e) => cidrContains(e, P)));
         const spans = covering.flatMap((r) => r.spans.map((s) => ({ s, r })));
         // A set: one rule reached through two of its peers must not look like a different group.
@@ -232,7 +235,7 @@ class Compiler {
         sigOf.set(prefixKey(P), sig);
         let parentSig = '';
         for (let len = P.len - 1; len >= 0; len--) {
-          const q = sigOf.get(prefixKey(truncate(P, len)));
+          const q = sigOf.get(prefixKey(truncateCidr(P, len)));
           if (q !== undefined) { parentSig = q; break; }
         }
         if (parentSig === sig) continue;
@@ -248,10 +251,10 @@ class Compiler {
           ref = carver?.ref ?? 0;
           rule = carver?.rule ?? 0;
         }
-        out.push({ subject, direction, addr: formatCidr(P).split('/')[0]!, prefixLen: P.len, group, policyRef: ref, rule });
+        out.push({ subject, direction, family: P.family, addr: formatCidr(P).split('/')[0]!, prefixLen: P.len, group, policyRef: ref, rule });
       }
     }
-    return out.sort((a, b) => a.subject - b.subject || a.direction.localeCompare(b.direction) || a.prefixLen - b.prefixLen || (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
+    return out.sort((a, b) => a.subject - b.subject || a.direction.localeCompare(b.direction) || a.family - b.family || a.prefixLen - b.prefixLen || (a.addr < b.addr ? -1 : a.addr > b.addr ? 1 : 0));
   }
 
   /**
@@ -277,13 +280,14 @@ class Compiler {
   }
 }
 
-/** A number naming a prefix exactly (address and length), for map keys. */
-function prefixKey(c: Cidr): number {
-  return c.addr * 64 + c.len;
+/** Text naming a prefix exactly (family, address and length), for map keys. */
+function prefixKey(c: Cidr): string {
+  return `${c.family}|${c.addr}/${c.len}`;
 }
 
-function truncate(c: Cidr, len: number): Cidr {
-  return { addr: (c.addr & prefixMask(len)) >>> 0, len };
+/** A workload's addresses, of both families: named ports of an ipBlock peer resolve on each. */
+function workloadAddresses(w: WorkloadResource): string[] {
+  return [w.spec.ip, w.spec.ipv6].filter((ip): ip is string => ip !== undefined);
 }
 
 export function compilePolicies(input: CompileInput): CompiledTables {

@@ -96,7 +96,15 @@ function randPorts(r: Rng): unknown[] | undefined {
   return out;
 }
 
-function randPeers(r: Rng, ips: string[]): unknown[] | undefined {
+/** An IPv4 address (or a.b.c.d/n) carried into IPv6 as fd00:eb::/96 plus its 32 bits: the same shapes of blocks and excepts, in the other family. */
+function toV6(text: string): string {
+  const [ip, len] = text.split('/');
+  const [a, b, c, d] = ip!.split('.').map(Number) as [number, number, number, number];
+  const hex = (x: number, y: number) => ((x << 8) | y).toString(16);
+  return `fd00:eb::${hex(a, b)}:${hex(c, d)}${len === undefined ? '' : `/${96 + Number(len)}`}`;
+}
+
+function randPeers(r: Rng, ips: string[], dual: boolean): unknown[] | undefined {
   if (r.chance(0.2)) return undefined;
   const peers: unknown[] = [];
   for (let i = 0; i < 1 + r.int(2); i++) {
@@ -104,7 +112,11 @@ function randPeers(r: Rng, ips: string[]): unknown[] | undefined {
     if (k === 0) peers.push({ podSelector: randSelector(r) });
     else if (k === 1) peers.push({ namespaceSelector: randSelector(r) });
     else if (k === 2) peers.push({ podSelector: randSelector(r), namespaceSelector: randSelector(r) });
-    else peers.push({ ipBlock: randCidr(r, ips) });
+    else {
+      const block = randCidr(r, ips);
+      // A dual-stack world's blocks are of either family.
+      peers.push({ ipBlock: dual && r.chance(0.5) ? { cidr: toV6(block.cidr), ...(block.except ? { except: block.except.map(toV6) } : {}) } : block });
+    }
   }
   return peers;
 }
@@ -118,7 +130,7 @@ function portsFor(labels: Record<string, string>) {
   ];
 }
 
-function randWorld(r: Rng): PolicyWorld {
+function randWorld(r: Rng, dual = false): PolicyWorld {
   const namespaces: NamespaceResource[] = NSS.map((n) => Namespace.parse({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: n, labels: randLabels(r) } }));
   const workloads: WorkloadResource[] = [];
   const count = 4 + r.int(7);
@@ -130,6 +142,8 @@ function randWorld(r: Rng): PolicyWorld {
       // Addresses cluster in a few /24s so blocks and excepts hit several of them.
       spec: { ...(r.chance(0.9) ? { ip: `10.${r.int(2)}.${r.int(2)}.${10 + i}` } : {}), ports: portsFor(labels), command: ['true'] },
     }));
+    const w = workloads[workloads.length - 1]!;
+    if (dual && w.spec.ip && r.chance(0.8)) w.spec.ipv6 = toV6(w.spec.ip);
   }
   const ips = workloads.flatMap((w) => (w.spec.ip ? [w.spec.ip] : []));
   const policies = [];
@@ -138,7 +152,7 @@ function randWorld(r: Rng): PolicyWorld {
     if (r.chance(0.5)) spec.policyTypes = r.pick([['Ingress'], ['Egress'], ['Ingress', 'Egress']]);
     const rules = (dir: 'from' | 'to') => Array.from({ length: r.int(3) }, () => {
       const rule: Record<string, unknown> = {};
-      const peers = randPeers(r, ips);
+      const peers = randPeers(r, ips, dual);
       const ports = randPorts(r);
       if (peers) rule[dir] = peers;
       if (ports) rule.ports = ports;
@@ -183,4 +197,42 @@ test('compiled tables agree with the spec on random worlds', () => {
   assert.ok(flows > 60_000, `flows ${flows}`);
   assert.ok(allowed / flows > 0.2 && allowed / flows < 0.95, `allowed ratio ${allowed / flows}`);
   assert.ok(entries > 1000, `entries ${entries}`);
+});
+
+test('compiled tables agree with the spec on random dual-stack worlds, flows of both families', () => {
+  const r = rng(0x6eed);
+  let flows = 0;
+  let allowed = 0;
+  let cidr6 = 0;
+  for (let round = 0; round < 80; round++) {
+    const world = randWorld(r, true);
+    const tables = compilePolicies({ ...world, identities: allocateIdentities(undefined, world.workloads, { now: 0 }) });
+    assert.deepEqual(tables.warnings, [], `round ${round}`);
+    cidr6 += tables.cidr.filter((c) => c.family === 6).length;
+    const kernel = new PolicyTables(tables);
+    for (const family of [4, 6] as const) {
+      const addr = (ip: string) => (family === 6 ? toV6(ip) : ip);
+      const ends: Endpoint[] = [
+        ...world.workloads.map((w) => {
+          const ip = family === 6 ? w.spec.ipv6 : w.spec.ip;
+          return ip && r.chance(0.5) ? { ip } : { workload: `${w.metadata.namespace}/${w.metadata.name}` };
+        }),
+        ...OUTSIDE.map((ip) => ({ ip: addr(ip) })),
+        { ip: addr('10.0.1.250') },
+      ];
+      for (const from of ends) for (const to of ends) for (const port of [80, 8080]) for (const proto of ['TCP', 'UDP'] as const) {
+        const flow: Flow = { from, to, proto, port, family };
+        const k = kernel.verdict(flow);
+        const s = evaluateSpec(world, flow);
+        flows++;
+        if (k.allowed) allowed++;
+        if (k.egress.allowed !== s.egress.allowed || k.ingress.allowed !== s.ingress.allowed) {
+          assert.fail(`round ${round}: ${JSON.stringify(flow)}\nkernel: ${JSON.stringify(k)}\nspec: ${JSON.stringify(s)}\npolicies: ${JSON.stringify(world.policies)}\nworkloads: ${JSON.stringify(world.workloads.map((w) => [w.metadata, w.spec.ip, w.spec.ipv6]))}`);
+        }
+      }
+    }
+  }
+  assert.ok(flows > 20_000, `flows ${flows}`);
+  assert.ok(allowed / flows > 0.2 && allowed / flows < 0.95, `allowed ratio ${allowed / flows}`);
+  assert.ok(cidr6 > 25, `IPv6 regions ${cidr6}`);
 });

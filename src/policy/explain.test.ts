@@ -96,3 +96,21 @@ test('checkNamedPorts: a named port no workload declares, with the field', () =>
     'NetworkPolicy x/out spec.egress[0].ports[0].port',
   ]);
 });
+
+test('explain over IPv6: an IPv6 ipBlock decides for IPv6 addresses, the family picks a workload\'s address, families never mix in a flow', () => {
+  const s = state([np('out6', 'x', {
+    podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Egress'],
+    egress: [{ to: [{ ipBlock: { cidr: '2001:db8::/32', except: ['2001:db8:bad::/48'] } }] }, { to: [{ podSelector: { matchLabels: { pod: 'b' } }, namespaceSelector: {} }], ports: [{ port: 80 }] }],
+  })]);
+  const out = explain(s, 'x/a', '2001:db8:1::5', 443, 'TCP');
+  assert.equal(out.verdict, 'allow');
+  assert.equal(out.egress.via, 'cidr');
+  const hole = explain(s, 'x/a', '2001:DB8:BAD::5', 443, 'TCP');
+  assert.equal(hole.verdict, 'deny', 'non-canonical text is the same address');
+  assert.match(hole.egress.text, /in an except of x\/out6 rule 0/);
+  assert.equal(explain(s, 'x/a', '198.51.100.1', 443, 'TCP').verdict, 'deny', 'an IPv6 block does not cover IPv4');
+  // Between workloads the identities decide, over either family.
+  assert.equal(explain(s, 'x/a', 'y/b', 80, 'TCP', { family: 6 }).verdict, 'allow');
+  assert.equal(explain(s, 'x/a', 'y/b', 80, 'TCP', { family: 6 }).flow.family, 6);
+  assert.throws(() => explain(s, '10.0.0.1', '2001:db8::1', 80, 'TCP'), /a flow is one family/);
+});

@@ -7,12 +7,12 @@
  * to flag a disagreement (which would be a compiler bug, or a named-port
  * ambiguity the compiler warned about).
  */
-import { parseIPv4 } from '../resources/ipv4.js';
+import { parseIp } from '../resources/ip.js';
 import { compilePolicies } from './compile.js';
 import { allocateIdentities, type IdentityTable } from './identity.js';
 import { evaluateSpec, type SpecSide } from './semantics.js';
 import type { CompiledTables, Direction, Proto } from './tables.js';
-import { PolicyTables, type SideVerdict } from './verdict.js';
+import { flowFamily, PolicyTables, type SideVerdict } from './verdict.js';
 import type { Endpoint, Flow, PolicyWorld } from './world.js';
 
 export interface ExplainState extends PolicyWorld {
@@ -29,7 +29,11 @@ export interface ExplainState extends PolicyWorld {
  */
 export type ServiceResolver = (ip: string, port: number, proto: Proto) => { to: Endpoint; port: number; service?: string } | undefined;
 
-export interface ExplainOptions { resolveService?: ServiceResolver }
+export interface ExplainOptions {
+  resolveService?: ServiceResolver;
+  /** The family when both ends are workloads by name (default IPv4); an address given implies its own. */
+  family?: 4 | 6;
+}
 
 export type Decider = 'loopback' | 'not in mesh' | 'not isolated' | 'rule' | 'isolated, no rule allows';
 
@@ -61,7 +65,7 @@ export interface Explanation {
 
 export function toEndpoint(s: Endpoint | string): Endpoint {
   if (typeof s !== 'string') return s;
-  return parseIPv4(s) !== undefined ? { ip: s } : { workload: s.includes('/') ? s : `default/${s}` };
+  return parseIp(s) !== undefined ? { ip: s } : { workload: s.includes('/') ? s : `default/${s}` };
 }
 
 const DECIDER: Record<SideVerdict['reason'], Decider> = {
@@ -97,11 +101,13 @@ function describe(direction: Direction, subject: string | undefined, v: SideVerd
 
 /**
  * Explains `from` -> `to` on `port`/`proto`. Endpoints are "namespace/name"
- * (a workload) or an IPv4 address. An address that `resolveService` knows
+ * (a workload) or an IPv4 or IPv6 address. An address that `resolveService` knows
  * is replaced by its backend and target port first.
  */
 export function explain(state: ExplainState, from: Endpoint | string, to: Endpoint | string, port: number, proto: Proto, opts: ExplainOptions = {}): Explanation {
   let dst = toEndpoint(to);
+  // Before a Service address is replaced by its backend: the flow keeps the family dialled.
+  const family = flowFamily({ from: toEndpoint(from), to: dst, proto, port, ...(opts.family ? { family: opts.family } : {}) });
   let dport = port;
   let service: Explanation['service'];
   if ('ip' in dst && opts.resolveService) {
@@ -112,13 +118,13 @@ export function explain(state: ExplainState, from: Endpoint | string, to: Endpoi
       dport = backend.port;
     }
   }
-  const flow: Flow = { from: toEndpoint(from), to: dst, proto, port: dport };
+  const flow: Flow = { from: toEndpoint(from), to: dst, proto, port: dport, family };
   const tables = state.tables ?? compilePolicies({ ...state, identities: state.identities ?? allocateIdentities(undefined, state.workloads, { now: 0 }) });
   const pt = new PolicyTables(tables);
   const v = pt.verdict(flow);
   const spec = evaluateSpec(state, flow);
-  const src = pt.resolve(flow.from);
-  const dstR = pt.resolve(flow.to);
+  const src = pt.resolve(flow.from, family);
+  const dstR = pt.resolve(flow.to, family);
   const warnings: string[] = [];
   if (v.egress.allowed !== spec.egress.allowed || v.ingress.allowed !== spec.ingress.allowed) {
     warnings.push(`compiled tables (${v.allowed ? 'allow' : 'deny'}) and the policy spec (${spec.allowed ? 'allow' : 'deny'}) disagree`

@@ -166,7 +166,7 @@ export interface IpCacheEntry {
 }
 
 /**
- * IP -> identity for every workload with an address (plus the node's own
+ * IP -> identity for every workload address of either family (plus the node's own
  * addresses as `host`). An address not in this table is `world`. Two
  * workloads claiming one address is an error: the kernel could not tell
  * them apart, and guessing would hand one the other's rights.
@@ -176,13 +176,16 @@ export function buildIpCache(workloads: readonly WorkloadResource[], identities:
   const byIp = new Map<string, IpCacheEntry>();
   for (const ip of hostIps) byIp.set(ip, { ip, identity: IDENTITY_HOST, workload: '(host)' });
   for (const w of workloads) {
-    if (!w.spec.ip) continue;
     const ref = `${w.metadata.namespace}/${w.metadata.name}`;
-    const other = byIp.get(w.spec.ip);
-    if (other) {
-      throw new EbmeshError('EBMESH_IP_CONFLICT', `Workload ${ref} and ${other.workload} both have ip ${w.spec.ip}`, { where: `Workload ${ref}: spec.ip` });
+    for (const field of ['ip', 'ipv6'] as const) {
+      const ip = w.spec[field];
+      if (!ip) continue;
+      const other = byIp.get(ip);
+      if (other) {
+        throw new EbmeshError('EBMESH_IP_CONFLICT', `Workload ${ref} and ${other.workload} both have ip ${ip}`, { where: `Workload ${ref}: spec.${field}` });
+      }
+      byIp.set(ip, { ip, identity: index.ofWorkload(w), workload: ref });
     }
-    byIp.set(w.spec.ip, { ip: w.spec.ip, identity: index.ofWorkload(w), workload: ref });
   }
   return [...byIp.values()].sort((a, b) => (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
 }

@@ -12,6 +12,7 @@ export interface PlannedEndpoint {
   cgroup: string;
   identity: number;
   ip?: string;
+  ipv6?: string;
 }
 
 /** What a node's policy maps must hold, as decided from one snapshot. */
@@ -42,7 +43,7 @@ export interface PolicyInput {
 export function decidePolicy(input: PolicyInput, memo?: { policy?: CompileMemo }): PolicyPlan {
   const { world, hostIps } = input;
   const identities = allocateIdentities(input.identities, world.workloads);
-  const key = JSON.stringify([world.policies, world.namespaces, world.workloads.map((w) => [w.metadata, w.spec.ip, w.spec.ports]), identities.entries, hostIps]);
+  const key = JSON.stringify([world.policies, world.namespaces, world.workloads.map((w) => [w.metadata, w.spec.ip, w.spec.ipv6, w.spec.ports]), identities.entries, hostIps]);
   const tables = memo?.policy?.input === key ? memo.policy.tables : compilePolicies({ ...world, identities, hostIps });
   if (memo) memo.policy = { input: key, tables };
   return { world, identities, tables, endpoints: input.endpoints(new IdentityIndex(identities)), hostIps };

@@ -52,7 +52,7 @@ export class PolicyAgent {
     const rows: EndpointRow[] = [];
     for (const e of plan.endpoints) {
       const cgroupId = cgroupIdOf(e.cgroup);
-      if (cgroupId !== undefined) rows.push({ cgroupId, identity: e.identity, ...(e.ip ? { ip: e.ip } : {}) });
+      if (cgroupId !== undefined) rows.push({ cgroupId, identity: e.identity, ...(e.ip ? { ip: e.ip } : {}), ...(e.ipv6 ? { ipv6: e.ipv6 } : {}) });
     }
     const desired = encodePolicy(plan.tables, rows);
     this.mirror ??= this.maps.read();

@@ -8,9 +8,11 @@ export const POLICY_DROP_REASONS = ['POLICY_EGRESS', 'POLICY_INGRESS', 'SPOOFED_
 
 const MAP_NAMES: Record<PolicyMapName, string> = {
   ipcache: 'ebm_pol_ipcache',
+  ipcache6: 'ebm_pol_ipcache6',
   endpoints: 'ebm_pol_endpoints',
   allow: 'ebm_pol_allow',
   cidr: 'ebm_pol_cidr',
+  cidr6: 'ebm_pol_cidr6',
   isolation: 'ebm_pol_isolation',
 };
 

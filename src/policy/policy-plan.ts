@@ -16,13 +16,15 @@
  *   5. endpoints and addresses deleted.
  */
 import {
-  PolAllow, PolAllowKey, PolCidr, PolCidrKey, PolEndpoint, PolIdentity, PolIpcacheKey, PolIsolation, PolIsolationKey, U64Key,
+  PolAllow, PolAllowKey, PolCidr, PolCidr6Key, PolCidrKey, PolEndpoint, PolIdentity, PolIpcache6Key, PolIpcacheKey, PolIsolation, PolIsolationKey, U64Key,
 } from '../abi/structs.js';
+import { ipFamilyOf } from '../resources/ip.js';
 import {
   ALLOW_KEY_FIXED_BITS, CIDR_KEY_FIXED_BITS, DIRECTION_CODE, PROTO_CODE, type CompiledTables,
 } from './index.js';
 
-export const POLICY_MAPS = ['ipcache', 'endpoints', 'allow', 'cidr', 'isolation'] as const;
+/** The maps keyed by an address come per family (ipcache6, cidr6: 16-byte addresses). */
+export const POLICY_MAPS = ['ipcache', 'ipcache6', 'endpoints', 'allow', 'cidr', 'cidr6', 'isolation'] as const;
 export type PolicyMapName = (typeof POLICY_MAPS)[number];
 
 /** Per map: key bytes (hex) -> value bytes (hex). */
@@ -34,6 +36,8 @@ export interface EndpointRow {
   identity: number;
   /** The workload's own address; undefined = not known (no spoofing check). */
   ip?: string;
+  /** Its IPv6 address, likewise. */
+  ipv6?: string;
 }
 
 export interface PolicyOp {
@@ -44,7 +48,7 @@ export interface PolicyOp {
 }
 
 export const emptyPolicyContents = (): PolicyMapContents => ({
-  ipcache: new Map(), endpoints: new Map(), allow: new Map(), cidr: new Map(), isolation: new Map(),
+  ipcache: new Map(), ipcache6: new Map(), endpoints: new Map(), allow: new Map(), cidr: new Map(), cidr6: new Map(), isolation: new Map(),
 });
 
 const hex = (b: Buffer): string => b.toString('hex');
@@ -52,12 +56,16 @@ const portMask = (len: number): number => (len === 0 ? 0 : (0xffff << (16 - len)
 
 /** An endpoint row as the map holds it. */
 export function encodeEndpoint(e: EndpointRow): { key: string; value: string } {
-  return { key: hex(U64Key.encode(e.cgroupId)), value: hex(PolEndpoint.encode({ identity: e.identity, addr: e.ip ?? '0.0.0.0' })) };
+  return { key: hex(U64Key.encode(e.cgroupId)), value: hex(PolEndpoint.encode({ identity: e.identity, addr: e.ip ?? '0.0.0.0', addr6: e.ipv6 ?? '::' })) };
 }
 
 export function encodePolicy(tables: CompiledTables, endpoints: readonly EndpointRow[]): PolicyMapContents {
   const out = emptyPolicyContents();
-  for (const r of tables.ipcache) out.ipcache.set(hex(PolIpcacheKey.encode({ addr: r.ip })), hex(PolIdentity.encode({ identity: r.identity })));
+  for (const r of tables.ipcache) {
+    const value = hex(PolIdentity.encode({ identity: r.identity }));
+    if (ipFamilyOf(r.ip) === 6) out.ipcache6.set(hex(PolIpcache6Key.encode({ addr: r.ip })), value);
+    else out.ipcache.set(hex(PolIpcacheKey.encode({ addr: r.ip })), value);
+  }
   for (const e of endpoints) {
     const { key, value } = encodeEndpoint(e);
     out.endpoints.set(key, value);
@@ -78,10 +86,10 @@ export function encodePolicy(tables: CompiledTables, endpoints: readonly Endpoin
     );
   }
   for (const e of tables.cidr) {
-    out.cidr.set(
-      hex(PolCidrKey.encode({ prefixlen: CIDR_KEY_FIXED_BITS + e.prefixLen, subject: e.subject, direction: DIRECTION_CODE[e.direction], addr: e.addr })),
-      hex(PolCidr.encode({ group: e.group >>> 0, policy_ref: e.policyRef, rule: e.rule, pad: 0 })),
-    );
+    const key = { prefixlen: CIDR_KEY_FIXED_BITS + e.prefixLen, subject: e.subject, direction: DIRECTION_CODE[e.direction], addr: e.addr };
+    const value = hex(PolCidr.encode({ group: e.group >>> 0, policy_ref: e.policyRef, rule: e.rule, pad: 0 }));
+    if (e.family === 6) out.cidr6.set(hex(PolCidr6Key.encode(key)), value);
+    else out.cidr.set(hex(PolCidrKey.encode(key)), value);
   }
   return out;
 }
@@ -98,9 +106,9 @@ export function planPolicy(current: PolicyMapContents, desired: PolicyMapContent
     return ops;
   };
   return [
-    ...puts('ipcache'), ...puts('endpoints'), ...puts('allow'), ...puts('cidr'),
+    ...puts('ipcache'), ...puts('ipcache6'), ...puts('endpoints'), ...puts('allow'), ...puts('cidr'), ...puts('cidr6'),
     ...puts('isolation'), ...dels('isolation'),
-    ...dels('cidr'), ...dels('allow'), ...dels('endpoints'), ...dels('ipcache'),
+    ...dels('cidr6'), ...dels('cidr'), ...dels('allow'), ...dels('endpoints'), ...dels('ipcache6'), ...dels('ipcache'),
   ];
 }
 

@@ -7,10 +7,10 @@
  * compiler, which are not policy semantics.
  */
 import { matchesSelector } from '../resources/selector.js';
-import { cidrContainsIp, parseCidr, parseIPv4 } from '../resources/ipv4.js';
+import { cidrContainsIp, parseCidr, parseIp } from '../resources/ip.js';
 import type { NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort } from '../resources/networkpolicy.js';
 import type { WorkloadResource } from '../resources/schemas.js';
-import { namespaceLabelsOf, policyRef, workloadRef, type Endpoint, type Flow, type PolicyWorld } from './world.js';
+import { namespaceLabelsOf, policyRef, workloadAddress, workloadRef, type Endpoint, type Flow, type PolicyWorld } from './world.js';
 
 interface Party { workload?: WorkloadResource; ip?: string }
 
@@ -25,19 +25,20 @@ export interface SpecSide {
 
 export interface SpecVerdict { allowed: boolean; egress: SpecSide; ingress: SpecSide }
 
-function party(world: PolicyWorld, ep: Endpoint): Party {
+function party(world: PolicyWorld, ep: Endpoint, family: 4 | 6): Party {
   if ('workload' in ep) {
     const w = world.workloads.find((x) => workloadRef(x) === ep.workload);
     if (!w) throw new Error(`no workload ${ep.workload}`);
-    return { workload: w, ...(w.spec.ip ? { ip: w.spec.ip } : {}) };
+    const ip = workloadAddress(w, family);
+    return { workload: w, ...(ip ? { ip } : {}) };
   }
-  const w = world.workloads.find((x) => x.spec.ip === ep.ip);
+  const w = world.workloads.find((x) => x.spec.ip === ep.ip || x.spec.ipv6 === ep.ip);
   return w ? { workload: w, ip: ep.ip } : { ip: ep.ip };
 }
 
 function peerMatches(world: PolicyWorld, policy: NetworkPolicy, peer: NetworkPolicyPeer, other: Party): boolean {
   if (peer.ipBlock) {
-    const ip = other.ip === undefined ? undefined : parseIPv4(other.ip);
+    const ip = other.ip === undefined ? undefined : parseIp(other.ip);
     if (ip === undefined) return false;
     const inBlock = cidrContainsIp(parseCidr(peer.ipBlock.cidr)!, ip);
     return inBlock && !(peer.ipBlock.except ?? []).some((e) => cidrContainsIp(parseCidr(e)!, ip));
@@ -92,8 +93,10 @@ function side(world: PolicyWorld, subject: Party, other: Party, dir: 'Ingress' |
 
 /** Whether `flow` is allowed under `world.policies`, by the letter of the spec. */
 export function evaluateSpec(world: PolicyWorld, flow: Flow): SpecVerdict {
-  const src = party(world, flow.from);
-  const dst = party(world, flow.to);
+  // The family of an address endpoint, else the flow's (the spec knows no tables, only addresses).
+  const family = 'ip' in flow.from ? (parseIp(flow.from.ip)?.family ?? 4) : 'ip' in flow.to ? (parseIp(flow.to.ip)?.family ?? 4) : flow.family ?? 4;
+  const src = party(world, flow.from, family);
+  const dst = party(world, flow.to, family);
   if (src.workload && src.workload === dst.workload) {
     const s: SpecSide = { allowed: true, reason: 'loopback', allowedBy: [], isolatedBy: [] };
     return { allowed: true, egress: s, ingress: s };

@@ -7,7 +7,7 @@
  * everywhere, so one compiled set serves every node, and a node programs only
  * the entries whose subject runs on it if it wants to save memory.
  *
- * 1. ipcache — BPF_MAP_TYPE_HASH
+ * 1. ipcache — BPF_MAP_TYPE_HASH (and ipcache6, keyed by a 16-byte address)
  *      key   struct { __be32 addr; }                          4 bytes
  *      value struct { __u32 identity; }                       4 bytes
  *    Workload and node addresses are exact /32s, so a hash (O(1)) beats an
@@ -39,7 +39,7 @@
  *    from the cidr map below. Groups have the top bit set so they can never
  *    be confused with an identity.
  *
- * 4. cidr — BPF_MAP_TYPE_LPM_TRIE
+ * 4. cidr — BPF_MAP_TYPE_LPM_TRIE (and cidr6, the same with a 16-byte address)
  *      key   struct { __u32 prefixlen;                       // 64 + address prefix bits
  *                     __u32 subject; __u8 direction; __u8 pad[3];
  *                     __be32 addr; }                          // 4 + 12 bytes
@@ -93,7 +93,9 @@ export interface AllowEntry {
 export interface CidrEntry {
   subject: number;
   direction: Direction;
-  /** Network address, dotted. */
+  /** Which table: IPv4 regions in ebm_pol_cidr, IPv6 ones in ebm_pol_cidr6. */
+  family: 4 | 6;
+  /** Network address, as text. */
   addr: string;
   prefixLen: number;
   /** 0: no rule allows this region (an except); else a CIDR group for the allow map. */
@@ -112,6 +114,7 @@ export interface CompiledWorkload {
   ref: string;
   identity: number;
   ip?: string;
+  ipv6?: string;
 }
 
 export interface CompiledTables {

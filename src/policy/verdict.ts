@@ -19,10 +19,29 @@
  * can always reach itself), checked before anything else.
  */
 import { EbmeshError } from '../errors.js';
-import { formatIPv4, parseIPv4, prefixMask } from '../resources/ipv4.js';
+import { formatIp, parseIp, prefixMask, type IpFamily } from '../resources/ip.js';
 import { IDENTITY_ANY, IDENTITY_WORLD } from './identity.js';
 import type { AllowEntry, CidrEntry, CompiledTables, Direction, Proto } from './tables.js';
 import type { Endpoint, Flow } from './world.js';
+
+/**
+ * The family of a flow: that of an endpoint given as an address (both must
+ * agree), else the one the flow names, else IPv4.
+ */
+export function flowFamily(flow: Flow): IpFamily {
+  const of = (ep: Endpoint): IpFamily | undefined => {
+    if (!('ip' in ep)) return undefined;
+    const a = parseIp(ep.ip);
+    if (!a) throw new EbmeshError('EBMESH_BAD_ADDRESS', `${ep.ip} is not an IPv4 or IPv6 address`);
+    return a.family;
+  };
+  const from = of(flow.from);
+  const to = of(flow.to);
+  if (from !== undefined && to !== undefined && from !== to) {
+    throw new EbmeshError('EBMESH_BAD_ADDRESS', `a flow is one family: ${(flow.from as { ip: string }).ip} is IPv${from}, ${(flow.to as { ip: string }).ip} IPv${to}`);
+  }
+  return from ?? to ?? flow.family ?? 4;
+}
 
 export type SideReason = 'loopback' | 'not-in-mesh' | 'not-isolated' | 'allowed' | 'isolated-no-rule';
 
@@ -59,7 +78,7 @@ export class PolicyTables {
   private readonly cidr = new Map<string, CidrEntry>();
   private readonly isolated = new Map<string, number>();
   private readonly ipcache = new Map<string, number>();
-  private readonly byRef = new Map<string, { identity: number; ip?: string }>();
+  private readonly byRef = new Map<string, { identity: number; ip?: string; ipv6?: string }>();
   private readonly byIp = new Map<string, string>();
 
   constructor(readonly tables: CompiledTables) {
@@ -70,19 +89,23 @@ export class PolicyTables {
     for (const w of tables.workloads) {
       this.byRef.set(w.ref, w);
       if (w.ip) this.byIp.set(w.ip, w.ref);
+      if (w.ipv6) this.byIp.set(w.ipv6, w.ref);
     }
   }
 
-  /** What the kernel knows of an endpoint: an address maps through the ipcache. */
-  resolve(ep: Endpoint): ResolvedEndpoint {
+  /** What the kernel knows of an endpoint: an address maps through the ipcache (of its family); a workload has its address of `family`. */
+  resolve(ep: Endpoint, family: IpFamily = 4): ResolvedEndpoint {
     if ('workload' in ep) {
       const w = this.byRef.get(ep.workload);
       if (!w) throw new EbmeshError('EBMESH_POLICY_UNKNOWN_WORKLOAD', `no workload ${ep.workload}`);
-      return { identity: w.identity, ...(w.ip ? { ip: w.ip } : {}), workload: ep.workload };
+      const ip = family === 4 ? w.ip : w.ipv6;
+      return { identity: w.identity, ...(ip ? { ip } : {}), workload: ep.workload };
     }
-    if (parseIPv4(ep.ip) === undefined) throw new EbmeshError('EBMESH_BAD_ADDRESS', `${ep.ip} is not an IPv4 address`);
-    const workload = this.byIp.get(ep.ip);
-    return { identity: this.ipcache.get(ep.ip) ?? IDENTITY_WORLD, ip: ep.ip, ...(workload ? { workload } : {}) };
+    const a = parseIp(ep.ip);
+    if (!a) throw new EbmeshError('EBMESH_BAD_ADDRESS', `${ep.ip} is not an IPv4 or IPv6 address`);
+    const ip = formatIp(a);
+    const workload = this.byIp.get(ip);
+    return { identity: this.ipcache.get(ip) ?? IDENTITY_WORLD, ip, ...(workload ? { workload } : {}) };
   }
 
   private lookupAllow(subject: number, peer: number, direction: Direction, proto: Proto, port: number): AllowEntry | undefined {
@@ -94,9 +117,9 @@ export class PolicyTables {
   }
 
   private lookupCidr(subject: number, direction: Direction, ip: string): CidrEntry | undefined {
-    const addr = parseIPv4(ip)!;
-    for (let len = 32; len >= 0; len--) {
-      const e = this.cidr.get(`${subject}|${direction}|${formatIPv4((addr & prefixMask(len)) >>> 0)}/${len}`);
+    const a = parseIp(ip)!;
+    for (let len = a.family === 4 ? 32 : 128; len >= 0; len--) {
+      const e = this.cidr.get(`${subject}|${direction}|${formatIp({ family: a.family, value: a.value & prefixMask(a.family, len) })}/${len}`);
       if (e) return e;
     }
     return undefined;
@@ -119,8 +142,9 @@ export class PolicyTables {
   }
 
   verdict(flow: Flow): Verdict {
-    const src = this.resolve(flow.from);
-    const dst = this.resolve(flow.to);
+    const family = flowFamily(flow);
+    const src = this.resolve(flow.from, family);
+    const dst = this.resolve(flow.to, family);
     const loop = src.workload !== undefined && src.workload === dst.workload;
     if (loop) {
       const side: SideVerdict = { allowed: true, reason: 'loopback' };

@@ -45,4 +45,15 @@ export interface Flow {
   to: Endpoint;
   proto: 'TCP' | 'UDP';
   port: number;
+  /**
+   * The family the flow is carried over, which picks a workload's address
+   * (ipBlocks see it). Implied by an endpoint given as an address; IPv4
+   * when both are workloads and it is not given.
+   */
+  family?: 4 | 6;
+}
+
+/** A workload's address of one family, if it has one. */
+export function workloadAddress(w: WorkloadResource, family: 4 | 6): string | undefined {
+  return family === 4 ? w.spec.ip : w.spec.ipv6;
 }

@@ -4,6 +4,7 @@
  * Everything a request needs is resolved here — service lookups, sorted
  * route matches, compiled regexes, policies — so the hot path only reads.
  */
+import net from 'node:net';
 import { z } from 'zod';
 import { EbmeshError } from '../errors.js';
 import { GRPCRoute, HTTPRoute, durationMs, type HeaderModifier } from '../resources/gateway.js';
@@ -125,7 +126,7 @@ function compileTraffic(p: TrafficPolicyResource): CompiledTraffic {
   };
 }
 
-const isIp = (s: string): boolean => /^\d{1,3}(\.\d{1,3}){3}$/.test(s);
+const isIp = (s: string): boolean => net.isIP(s) !== 0;
 
 export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledConfig {
   const limits: ProxyLimits = Object.freeze({ ...DEFAULT_LIMITS, ...(input.limits ?? {}) });
@@ -155,7 +156,7 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
   const byName = new Map<string, CompiledService[]>();
   input.services.forEach((s, i) => {
     const where = `services[${i}] (${s.namespace}/${s.name})`;
-    if (!isIp(s.vip)) throw invalid(`vip ${s.vip} is not an IPv4 address`, where);
+    for (const vip of [s.vip, ...(s.vips ?? [])]) if (!isIp(vip)) throw invalid(`vip ${vip} is not an IP address`, where);
     for (const e of s.endpoints) if (!isIp(e.ip) || !(e.port > 0 && e.port < 65536)) throw invalid(`endpoint ${e.ip}:${e.port} is not ip:port`, where);
     const key = `${s.namespace}/${s.name}`;
     const svc: CompiledService = {
@@ -170,10 +171,12 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
       traffic: trafficByTarget.get(`Service/${key}`),
       authz: authzByTarget.get(`Service/${key}`) ?? [],
     };
-    let ports = byVip.get(s.vip);
-    if (!ports) byVip.set(s.vip, (ports = new Map()));
-    if (ports.has(s.port)) throw invalid(`${s.vip}:${s.port} is listed twice`, where);
-    ports.set(s.port, svc);
+    for (const vip of [s.vip, ...(s.vips ?? [])]) {
+      let ports = byVip.get(vip);
+      if (!ports) byVip.set(vip, (ports = new Map()));
+      if (ports.has(s.port)) throw invalid(`${vip}:${s.port} is listed twice`, where);
+      ports.set(s.port, svc);
+    }
     byName.set(key, [...(byName.get(key) ?? []), svc]);
     services.push(svc);
   });

@@ -14,7 +14,8 @@
  * `drain` (a newer generation took over, see ./supervisor.ts) once its last
  * connection ended or the drain deadline passed.
  *
- * argv: --host H --port P --pins DIR --control SOCK --pid-file F [--workers N].
+ * argv: --host H [--host6 H6] --port P --pins DIR --control SOCK --pid-file F [--workers N].
+ * --host6: the node's IPv6 address, listened on too (the same port) for IPv6 clients.
  */
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
@@ -34,18 +35,19 @@ import { CallerVouching, judgeStream } from '../tunnel/vouch.js';
 
 const { values } = parseArgs({
   options: {
-    host: { type: 'string' }, port: { type: 'string' },
+    host: { type: 'string' }, host6: { type: 'string' }, port: { type: 'string' },
     pins: { type: 'string' }, workers: { type: 'string' }, control: { type: 'string' }, 'pid-file': { type: 'string' },
   },
 });
 const host = values.host ?? '127.0.0.1';
+const host6 = values.host6;
 const port = Number(values.port ?? 15001);
 const mapPins = values.pins ?? '';
 
 if (cluster.isWorker) {
   // Loaded only in workers: the primary never needs the proxy core or the BPF bindings (memory).
   const { runWorker } = await import('./worker.js');
-  await runWorker({ host, port, mapPins });
+  await runWorker({ host, ...(host6 ? { host6 } : {}), port, mapPins });
 } else {
   const controlPath = values.control;
   const pidFile = values['pid-file'];
@@ -53,7 +55,7 @@ if (cluster.isWorker) {
     process.stderr.write('node proxy: --control and --pid-file are required\n');
     process.exit(2);
   }
-  const launch: ProxyLaunch = { host, port, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' '), cgroup: cgroupOfProcess() };
+  const launch: ProxyLaunch = { host, ...(host6 ? { host6 } : {}), port, mapPins, workers: Number(values.workers ?? 0) || 0, nodeFlags: process.execArgv.join(' '), cgroup: cgroupOfProcess() };
   const n = Math.max(1, launch.workers || os.availableParallelism());
   // Before the workers exist: they inherit the session and the cgroup, and with them the share.
   const share = claimCpuShare(n, { cgroupDir: cgroupDirOf(launch.cgroup) });

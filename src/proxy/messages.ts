@@ -80,6 +80,8 @@ export const PROXY_DEFAULT_NODE_FLAGS = '--no-parallel-scavenge';
 /** How a proxy was started; an agent adopts a running proxy only if it would start the same one. */
 export interface ProxyLaunch {
   host: string;
+  /** The node's IPv6 address on the pod bridge, listened on too (a dual-stack mesh). */
+  host6?: string;
   port: number;
   mapPins: string;
   /** 0: one per core (os.availableParallelism(), in main.ts). */

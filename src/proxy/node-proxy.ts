@@ -1,6 +1,6 @@
 /**
- * The node proxy's entry point: one TCP listener for every connection the
- * kernel steers to it. Each connection is sniffed, attributed (original
+ * The node proxy's entry point: one TCP listener (per address family of the
+ * node) for every connection the kernel steers to it. Each connection is sniffed, attributed (original
  * destination and client identity via the injected resolver) and handed to
  * the HTTP/1.x server (h1-server.ts), the HTTP/2 server, or the TCP
  * pass-through.
@@ -99,7 +99,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
   };
 
   // --- The listener -----------------------------------------------------------
-  const server = net.createServer({ pauseOnConnect: false }, (socket) => {
+  const onConnection = (socket: net.Socket): void => {
     rt.connections++;
     sockets.add(socket);
     socket.on('close', () => {
@@ -164,18 +164,23 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
     // Server-first protocols send nothing: after the sniff timeout it is TCP.
     const timer = setTimeout(() => !decided && hand('tcp'), rt.config.limits.sniffTimeoutMs);
     socket.on('data', onData);
-  });
-  server.on('error', () => {});
-
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => {
-      server.off('error', reject);
-      resolve();
+  };
+  // One server per address (IPv4 and IPv6 gateway): the same handling, the same port.
+  const servers = [config.listen.host, ...(config.listen.hosts ?? [])].map((host) => ({ host, server: net.createServer({ pauseOnConnect: false }, onConnection) }));
+  for (const { host, server } of servers) {
+    server.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch((e: NodeJS.ErrnoException) => {
+      for (const s of servers) s.server.close();
+      throw new EbmeshError('EBMESH_PROXY_LISTEN', `cannot listen on ${host.includes(':') ? `[${host}]` : host}:${config.listen.port}: ${e.message}`, { cause: e });
     });
-  }).catch((e: NodeJS.ErrnoException) => {
-    throw new EbmeshError('EBMESH_PROXY_LISTEN', `cannot listen on ${config.listen.host}:${config.listen.port}: ${e.message}`, { cause: e });
-  });
+  }
+  const server = servers[0]!.server;
   const addr = server.address() as net.AddressInfo;
 
   return {
@@ -190,7 +195,7 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
     },
     drain(): Promise<void> {
       rt.draining = true;
-      server.close();
+      for (const s of servers) s.server.close();
       for (const c of rt.http1) c.drain();
       for (const s of h2Sessions) drain(s);
       // TCP pass-through, WebSocket and tunnelled streams are left to end by themselves (the caller's deadline cuts them).
@@ -203,10 +208,10 @@ export async function startNodeProxy(config: ProxyConfig): Promise<NodeProxy> {
       return sockets.size + relayed;
     },
     async close(): Promise<void> {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.server.close(() => resolve()))).concat([new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();
-      });
+        resolve();
+      })]));
       rt.pool.close();
       await rt.exporter?.close();
     },

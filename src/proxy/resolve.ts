@@ -2,13 +2,14 @@
  * resolveOriginal for the node proxy: the kernel recorded, for each steered
  * connection, the VIP:port it dialled and the cgroup that dialled it, under
  * the client's (ip, port) — which is the accepted socket's peer. Take it
- * from the pinned map (through the relay: a worker loads no libbpf); the
- * caller's name comes from the daemon's table.
+ * from the pinned map of the peer's family (ebm_l7_conns, ebm_l7_conns6),
+ * through the relay (a worker loads no libbpf); the caller's name comes
+ * from the daemon's table.
  */
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { PinnedTake } from '../relay/index.js';
-import { L7ConnKey, L7Orig, L7_ORIG_F_TUNNEL, type ValueOf } from '../abi/structs.js';
+import { L7Conn6Key, L7ConnKey, L7Orig, L7_ORIG_F_TUNNEL, type ValueOf } from '../abi/structs.js';
 import type { OriginalDestination } from './index.js';
 import type { CallerEntry, ProxyPush } from './messages.js';
 
@@ -16,6 +17,7 @@ export const UNKNOWN_CALLER: CallerEntry = { identity: 'unknown', namespace: '',
 
 export class OriginalResolver {
   private readonly conns: PinnedTake<ValueOf<typeof L7ConnKey>, ValueOf<typeof L7Orig>>;
+  private readonly conns6: PinnedTake<ValueOf<typeof L7Conn6Key>, ValueOf<typeof L7Orig>>;
   private byCgroup = new Map<string, CallerEntry>();
   private byIp = new Map<string, CallerEntry>();
   unresolved = 0;
@@ -24,6 +26,7 @@ export class OriginalResolver {
 
   constructor(mapPins: string) {
     this.conns = new PinnedTake(join(mapPins, 'ebm_l7_conns'), L7ConnKey, L7Orig);
+    this.conns6 = new PinnedTake(join(mapPins, 'ebm_l7_conns6'), L7Conn6Key, L7Orig);
   }
 
   setCallers(push: Pick<ProxyPush, 'byCgroup' | 'byIp'>): void {
@@ -36,7 +39,8 @@ export class OriginalResolver {
     const port = socket.remotePort;
     if (!ip || !port) return undefined;
     // One read per connection, which removes it: the entry is ours now, and (ip, port) may be reused.
-    const orig = this.conns.take({ ip, port, pad: 0 });
+    const key = { ip, port, pad: 0 };
+    const orig = ip.includes(':') ? this.conns6.take(key) : this.conns.take(key);
     if (!orig) {
       this.unresolved++;
       return undefined;
@@ -56,5 +60,6 @@ export class OriginalResolver {
 
   close(): void {
     this.conns.close();
+    this.conns6.close();
   }
 }

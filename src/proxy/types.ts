@@ -46,6 +46,8 @@ export interface ServiceEntry {
   name: string;
   namespace: string;
   vip: string;
+  /** The VIPs of its other families (a dual-stack Service): the same service at those addresses. */
+  vips?: string[];
   port: number;
   protocol?: ServiceProtocol;
   endpoints: Endpoint[];
@@ -86,7 +88,8 @@ export interface TracingConfig {
 }
 
 export interface ProxyConfig extends ProxyRoutingConfig {
-  listen: { host: string; port: number };
+  /** `hosts`: more addresses to listen on, the same port (the node's address of the other family). */
+  listen: { host: string; port: number; hosts?: string[] };
   resolveOriginal: ResolveOriginal;
   tracing?: TracingConfig;
   /**

@@ -14,7 +14,7 @@ import { TunnelForwarder, type TunnelledFlow } from './tunnel-forward.js';
 /** Requests sent individually per flush; every request is counted either way. */
 const SAMPLE = 200;
 
-export async function runWorker(env: { host: string; port: number; mapPins: string }): Promise<void> {
+export async function runWorker(env: { host: string; host6?: string; port: number; mapPins: string }): Promise<void> {
   const send = (m: FromWorker) => { if (process.connected) process.send!(m); };
   const resolver = new OriginalResolver(env.mapPins);
   // Cross-node mTLS: the streams this worker sent into the tunnel, a sample per flush like the requests (observe records them).
@@ -65,7 +65,7 @@ export async function runWorker(env: { host: string; port: number; mapPins: stri
     try { forwarder.configure(m.push.tunnel); } catch (e) { process.stderr.write(`node proxy worker ${process.pid}: tunnel: ${describeError(e)}\n`); }
     const routing = divideForWorkers(m.push.routing, m.workers);
     if (!proxy) {
-      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o), dial: Object.assign((ep: Endpoint, caller: Caller, into?: ReadInto) => forwarder.dial(ep, caller, into), { speaksForCaller: (ep: Endpoint) => forwarder.tunnels(ep.ip), carry: (ep: Endpoint, caller: Caller, fd: number, head: Buffer) => forwarder.carry(ep, caller, fd, head) }) }).then(
+      startNodeProxy({ ...routing, listen: { host: env.host, port: env.port, ...(env.host6 ? { hosts: [env.host6] } : {}) }, resolveOriginal: (s) => resolver.resolve(s), forward: (s, head, o) => forwarder.forward(s, head, o), dial: Object.assign((ep: Endpoint, caller: Caller, into?: ReadInto) => forwarder.dial(ep, caller, into), { speaksForCaller: (ep: Endpoint) => forwarder.tunnels(ep.ip), carry: (ep: Endpoint, caller: Caller, fd: number, head: Buffer) => forwarder.carry(ep, caller, fd, head) }) }).then(
         (p) => { proxy = p; configVersion++; send({ type: 'listening' }); },
         (e) => { process.stderr.write(`node proxy worker ${process.pid}: ${describeError(e)}\n`); process.exit(1); },
       );

@@ -67,12 +67,17 @@ test('ports: by number or name, endPort only after a numeric port not below it',
 
 test('ipBlock: valid cidr, excepts strictly inside, alone in its peer', () => {
   const peer = (p: unknown) => ({ podSelector: {}, ingress: [{ from: [p] }] });
-  assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/33' } })), ['ingress.0.from.0.ipBlock.cidr: must be an IPv4 CIDR (a.b.c.d/n)']);
+  assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/33' } })), ['ingress.0.from.0.ipBlock.cidr: must be an IPv4 CIDR (a.b.c.d/n) or an IPv6 CIDR (x:y::z/n)']);
   assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/8', except: ['11.0.0.0/16'] } })), ['ingress.0.from.0.ipBlock.except.0: 11.0.0.0/16 must be a strict subset of cidr 10.0.0.0/8']);
   assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/8', except: ['10.0.0.0/8'] } })), ['ingress.0.from.0.ipBlock.except.0: 10.0.0.0/8 must be a strict subset of cidr 10.0.0.0/8']);
   assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/16', except: ['10.0.0.0/8'] } })), ['ingress.0.from.0.ipBlock.except.0: 10.0.0.0/8 must be a strict subset of cidr 10.0.0.0/16']);
-  assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/8', except: ['10.2.0.0/16', 'nope'] } })), ['ingress.0.from.0.ipBlock.except.1: must be an IPv4 CIDR (a.b.c.d/n)']);
+  assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/8', except: ['10.2.0.0/16', 'nope'] } })), ['ingress.0.from.0.ipBlock.except.1: must be an IPv4 CIDR (a.b.c.d/n) or an IPv6 CIDR (x:y::z/n)']);
   assert.deepEqual(problems(peer({ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8'] } })), []);
+  // IPv6 blocks, and excepts of the other family (never a subset).
+  assert.deepEqual(problems(peer({ ipBlock: { cidr: 'fd00:1::/48', except: ['fd00:1:0:2::/64'] } })), []);
+  assert.deepEqual(problems(peer({ ipBlock: { cidr: '::/0', except: ['fd00::/8'] } })), []);
+  assert.deepEqual(problems(peer({ ipBlock: { cidr: 'fd00::/129' } })), ['ingress.0.from.0.ipBlock.cidr: must be an IPv4 CIDR (a.b.c.d/n) or an IPv6 CIDR (x:y::z/n)']);
+  assert.deepEqual(problems(peer({ ipBlock: { cidr: 'fd00:1::/48', except: ['10.0.0.0/8'] } })), ['ingress.0.from.0.ipBlock.except.0: 10.0.0.0/8 must be a strict subset of cidr fd00:1::/48']);
   assert.deepEqual(problems(peer({ ipBlock: { cidr: '10.0.0.0/8' }, podSelector: {} })), ['ingress.0.from.0.ipBlock: ipBlock cannot be combined with podSelector or namespaceSelector in one peer (use two peers)']);
   assert.deepEqual(problems(peer({})), ['ingress.0.from.0: a peer needs podSelector, namespaceSelector or ipBlock']);
 });

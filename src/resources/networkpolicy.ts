@@ -9,8 +9,8 @@
  * Registration in the kinds table lives in schemas.ts (not done here).
  */
 import { z } from 'zod';
-import { cidr4, labelSelector, metadata, portName, portNumber, protocol } from './schema-common.js';
-import { cidrContains, parseCidr } from './ipv4.js';
+import { cidr, labelSelector, metadata, portName, portNumber, protocol } from './schema-common.js';
+import { cidrContains, parseCidr } from './ip.js';
 
 /** A port by number or by name; a union of zod schemas would say only "Invalid input". */
 const portRef = z
@@ -36,8 +36,8 @@ export const NetworkPolicyPort = z
 
 export const IPBlock = z
   .object({
-    cidr: cidr4,
-    except: z.array(cidr4).optional(),
+    cidr,
+    except: z.array(cidr).optional(),
   })
   .strict()
   .superRefine((b, ctx) => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { canonicalIp, isV4Mapped, parseCidr, parseIp } from './ip.js';
 
 /** RFC 1123 label, as Kubernetes uses for names and namespaces. */
 export const dnsLabel = z
@@ -48,6 +49,31 @@ export const ipv4Address = z
 export const cidr4 = z
   .string()
   .regex(/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\/(3[0-2]|[12]?\d)$/, 'must be an IPv4 CIDR (a.b.c.d/n)');
+
+/**
+ * An IPv6 address, stored in its canonical text (fd00::a, not FD00:0:0::A)
+ * so that it is one key wherever it is used. A v4-mapped address
+ * (::ffff:a.b.c.d) is IPv4 and is refused here.
+ */
+export const ipv6Address = z
+  .string()
+  .refine((s) => { const a = parseIp(s); return a?.family === 6 && !isV4Mapped(a); }, 'must be an IPv6 address (not v4-mapped)')
+  .transform((s) => canonicalIp(s)!);
+
+/** An address of either family (IPv6 stored canonical). */
+export const ipAddress = z
+  .string()
+  .refine((s) => { const a = parseIp(s); return a !== undefined && !isV4Mapped(a); }, 'must be an IPv4 or IPv6 address')
+  .transform((s) => canonicalIp(s)!);
+
+export const cidr6 = z
+  .string()
+  .refine((s) => { const c = parseCidr(s); return c?.family === 6 && s.includes(':'); }, 'must be an IPv6 CIDR (x:y::z/n)');
+
+/** A CIDR of either family (an ipBlock may be either). */
+export const cidr = z
+  .string()
+  .refine((s) => parseCidr(s) !== undefined, 'must be an IPv4 CIDR (a.b.c.d/n) or an IPv6 CIDR (x:y::z/n)');
 
 export const labelSelectorRequirement = z
   .object({

@@ -7,8 +7,9 @@
 import { z } from 'zod';
 import { NetworkPolicy, type NetworkPolicyResource } from './networkpolicy.js';
 import {
-  cidr4, dnsLabel, ipv4Address, labels, labelSelector, metadata, portName, portNumber, protocol,
+  cidr4, cidr6, dnsLabel, ipAddress, ipv4Address, ipv6Address, labels, labelSelector, metadata, portName, portNumber, protocol,
 } from './schema-common.js';
+import { cidrContains, parseCidr, parseIp } from './ip.js';
 
 const servicePort = z
   .object({
@@ -20,6 +21,12 @@ const servicePort = z
   })
   .strict();
 
+/** Kubernetes' names of the address families. */
+export const IP_FAMILIES = ['IPv4', 'IPv6'] as const;
+export type IpFamilyName = (typeof IP_FAMILIES)[number];
+const ipFamily = z.enum(IP_FAMILIES, { errorMap: () => ({ message: 'must be IPv4 or IPv6' }) });
+export const familyName = (f: 4 | 6): IpFamilyName => (f === 4 ? 'IPv4' : 'IPv6');
+
 export const Service = z
   .object({
     apiVersion: z.literal('v1'),
@@ -28,7 +35,16 @@ export const Service = z
     spec: z
       .object({
         type: z.literal('ClusterIP', { errorMap: () => ({ message: 'only type ClusterIP is supported' }) }).default('ClusterIP'),
-        clusterIP: ipv4Address.optional(),
+        /** The primary VIP: clusterIPs[0]. */
+        clusterIP: ipAddress.optional(),
+        /** A VIP per family, primary first (filled in by apply, as Kubernetes does). */
+        clusterIPs: z.array(ipAddress).min(1).max(2, 'a Service has at most one VIP per family (2)').optional(),
+        /** Which families the Service is reached on, primary first (filled in by apply). */
+        ipFamilies: z.array(ipFamily).min(1).max(2, 'at most two families, IPv4 and IPv6').optional(),
+        /** SingleStack (the default), PreferDualStack (both where the mesh has both), RequireDualStack. */
+        ipFamilyPolicy: z.enum(['SingleStack', 'PreferDualStack', 'RequireDualStack'], {
+          errorMap: () => ({ message: 'must be SingleStack, PreferDualStack or RequireDualStack' }),
+        }).optional(),
         ports: z.array(servicePort).min(1, 'a Service needs at least one port'),
         selector: labels.optional(),
         sessionAffinity: z.enum(['None', 'ClientIP']).default('None'),
@@ -41,6 +57,21 @@ export const Service = z
       })
       .strict()
       .superRefine((spec, ctx) => {
+        // What can be told from the Service alone; what needs the mesh's ranges is apply's (controlplane/service-ips.ts).
+        const fams = spec.ipFamilies ?? [];
+        if (fams.length === 2 && fams[0] === fams[1]) ctx.addIssue({ code: 'custom', path: ['ipFamilies', 1], message: `${fams[1]} is listed twice` });
+        const ips = spec.clusterIPs ?? [];
+        const ipFams = ips.map((ip) => (parseIp(ip)?.family === 6 ? 'IPv6' : 'IPv4'));
+        if (ips.length === 2 && ipFams[0] === ipFams[1]) ctx.addIssue({ code: 'custom', path: ['clusterIPs', 1], message: `two ${ipFams[0]} addresses: a Service has one VIP per family` });
+        if (spec.clusterIP !== undefined && ips.length && ips[0] !== spec.clusterIP) {
+          ctx.addIssue({ code: 'custom', path: ['clusterIP'], message: `must be clusterIPs[0] (${ips[0]})` });
+        }
+        ipFams.forEach((f, i) => {
+          if (fams[i] !== undefined && fams[i] !== f) ctx.addIssue({ code: 'custom', path: ['clusterIPs', i], message: `${ips[i]} is ${f}, but ipFamilies[${i}] is ${fams[i]}` });
+        });
+        if (spec.ipFamilyPolicy === 'SingleStack' && (fams.length > 1 || ips.length > 1)) {
+          ctx.addIssue({ code: 'custom', path: ['ipFamilyPolicy'], message: 'SingleStack allows one family: use PreferDualStack or RequireDualStack for two' });
+        }
         const seen = new Set<string>();
         spec.ports.forEach((p, i) => {
           const key = `${p.port}/${p.protocol}`;
@@ -66,6 +97,8 @@ export const workloadSpecFields = z
     serviceAccount: dnsLabel.default('default'),
     node: z.string().optional(),
     ip: ipv4Address.optional(),
+    /** Its IPv6 address, beside `ip`: lab workloads get one when the mesh is dual-stack. */
+    ipv6: ipv6Address.optional(),
     ports: z.array(workloadPort).default([]),
     /** For the lab: the process to run, Kubernetes-style $(VAR) expansion. */
     command: z.array(z.string()).min(1).optional(),
@@ -129,6 +162,14 @@ export const MeshConfig = z
       .object({
         serviceCIDR: cidr4.default('10.96.0.0/16'),
         podCIDR: cidr4.default('10.244.0.0/16'),
+        /**
+         * IPv6 ranges, both or neither: with them the mesh is dual-stack (each
+         * lab workload gets an IPv6 address beside its IPv4 one, Services may
+         * have IPv6 VIPs). Pick ULA ranges (fd00::/8) that nothing on the
+         * hosts uses; each node takes a /64 of the pod range.
+         */
+        serviceCIDRv6: cidr6.optional(),
+        podCIDRv6: cidr6.optional(),
         trustDomain: z.string().regex(/^[a-z0-9.-]+$/).default('cluster.local'),
         /** Node proxy limits for the whole node (issue 6); divided among its workers. */
         proxy: z
@@ -153,7 +194,24 @@ export const MeshConfig = z
           .strict()
           .optional(),
       })
-      .strict(),
+      .strict()
+      .superRefine((spec, ctx) => {
+        const v6 = { serviceCIDRv6: spec.serviceCIDRv6, podCIDRv6: spec.podCIDRv6 };
+        if ((v6.serviceCIDRv6 === undefined) !== (v6.podCIDRv6 === undefined)) {
+          const missing = v6.serviceCIDRv6 === undefined ? 'serviceCIDRv6' : 'podCIDRv6';
+          ctx.addIssue({ code: 'custom', path: [missing], message: 'serviceCIDRv6 and podCIDRv6 go together: a dual-stack mesh needs both' });
+          return;
+        }
+        const svc = v6.serviceCIDRv6 === undefined ? undefined : parseCidr(v6.serviceCIDRv6);
+        const pod = v6.podCIDRv6 === undefined ? undefined : parseCidr(v6.podCIDRv6);
+        if (!svc || !pod) return;
+        // At least 256 addresses each; a node's pod subnet is a /64 of the pod range (or all of a smaller one).
+        if (svc.len > 120) ctx.addIssue({ code: 'custom', path: ['serviceCIDRv6'], message: 'must be /120 or larger (at least 256 addresses)' });
+        if (pod.len > 120) ctx.addIssue({ code: 'custom', path: ['podCIDRv6'], message: 'must be /120 or larger (at least 256 addresses)' });
+        if (cidrContains(svc, pod) || cidrContains(pod, svc)) {
+          ctx.addIssue({ code: 'custom', path: ['podCIDRv6'], message: `overlaps serviceCIDRv6 ${v6.serviceCIDRv6}` });
+        }
+      }),
   })
   .strict();
 

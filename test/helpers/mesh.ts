@@ -22,12 +22,17 @@ export class TestMesh {
   /** A distinct /24 per test file: the service and pod ranges of this instance. */
   readonly serviceCIDR: string;
   readonly podCIDR: string;
+  /** Its IPv6 ranges, for a dual-stack mesh (ULA, apart from anything a host uses). */
+  readonly serviceCIDRv6: string;
+  readonly podCIDRv6: string;
 
   constructor(tag: string) {
     const n = 100 + (process.pid % 100);
     this.instance = `ebt-${tag}-${process.pid}`.slice(0, 30);
     this.serviceCIDR = `10.97.${n}.0/24`;
     this.podCIDR = `10.245.${n}.0/24`;
+    this.serviceCIDRv6 = `fd00:ebe:${n.toString(16)}:96::/112`;
+    this.podCIDRv6 = `fd00:ebe:${n.toString(16)}:244::/64`;
     this.dir = mkdtempSync(join(tmpdir(), 'ebmesh-it-'));
   }
 

@@ -1,13 +1,18 @@
 /**
- * IPv4 packets, byte by byte, for BPF_PROG_TEST_RUN: an Ethernet header
- * (the kernel takes the EtherType from it and pulls it), the IPv4 header,
- * a TCP or UDP header (or none, for other protocols) and the payload, with
- * the checksums a real stack would compute.
+ * IPv4 and IPv6 packets, byte by byte, for BPF_PROG_TEST_RUN: an Ethernet
+ * header (the kernel takes the EtherType from it and pulls it), the IP
+ * header (IPv6 when the addresses are IPv6, with the extension headers
+ * asked for), a TCP or UDP header (or none, for other protocols) and the
+ * payload, with the checksums a real stack would compute.
  */
+import { parseIPv6 } from '../../src/resources/ip.js';
 
 export const ETH_P_IP = 0x0800;
 export const ETH_P_IPV6 = 0x86dd;
 export const IPPROTO_ICMP = 1;
+export const IPPROTO_ICMPV6 = 58;
+/** IPv6 extension headers (next-header values). */
+export const NEXTHDR = { HOP: 0, ROUTING: 43, FRAGMENT: 44, DEST: 60 } as const;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 
@@ -26,8 +31,10 @@ export interface PacketSpec {
   /** TCP options (padded to 4 bytes with end-of-options): real stacks send timestamps on every segment. */
   tcpOptions?: Buffer;
   payload?: Buffer | string;
-  /** Fragment offset in 8-byte units: a non-zero offset is a later fragment (no L4 header). */
+  /** Fragment offset in 8-byte units: a non-zero offset is a later fragment (no L4 header); IPv6 gets a fragment header. */
   fragOffset?: number;
+  /** IPv6: extension headers before the transport header, in order (a fragment one comes from fragOffset). */
+  extensions?: number[];
   /** EtherType of the frame; default IPv4. */
   etherType?: number;
 }
@@ -74,6 +81,53 @@ function l4Header(p: PacketSpec, payload: Buffer): Buffer {
   return Buffer.alloc(0);
 }
 
+function ipv6Bytes(ip: string, where: string): Buffer {
+  const v = parseIPv6(ip);
+  if (v === undefined) throw new RangeError(`${where}: not an IPv6 address: "${ip}"`);
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64BE(v >> 64n, 0);
+  b.writeBigUInt64BE(v & 0xffffffffffffffffn, 8);
+  return b;
+}
+
+/** The IPv6 packet alone: fixed header, extension headers, transport header, payload. */
+export function ipv6Packet(p: PacketSpec): Buffer {
+  const src = ipv6Bytes(p.src, 'packet source');
+  const dst = ipv6Bytes(p.dst, 'packet destination');
+  const payload = typeof p.payload === 'string' ? Buffer.from(p.payload, 'latin1') : p.payload ?? Buffer.alloc(0);
+  const later = (p.fragOffset ?? 0) > 0;
+  const l4 = later ? Buffer.alloc(0) : l4Header(p, payload);
+  if (l4.length) {
+    const pseudo = Buffer.concat([src, dst, Buffer.alloc(8)]);
+    pseudo.writeUInt32BE(l4.length + payload.length, 32);
+    pseudo.writeUInt8(p.proto, 39);
+    const sum = checksum(pseudo, l4, payload);
+    l4.writeUInt16BE(p.proto === IPPROTO_UDP && sum === 0 ? 0xffff : sum, p.proto === IPPROTO_TCP ? 16 : 6);
+  }
+  const kinds = [...(p.extensions ?? []), ...(p.fragOffset !== undefined ? [NEXTHDR.FRAGMENT] : [])];
+  const exts = kinds.map((kind, i) => {
+    const h = Buffer.alloc(8); // one 8-byte unit each: length 0, padding options (PadN) or fragment fields
+    h.writeUInt8(kinds[i + 1] ?? p.proto, 0);
+    if (kind === NEXTHDR.FRAGMENT) {
+      h.writeUInt16BE(((p.fragOffset ?? 0) << 3) | 1, 2); // offset, more fragments
+      h.writeUInt32BE(0x1234, 4);
+    } else {
+      h.writeUInt8(1, 2); // PadN of 4 bytes fills the header
+      h.writeUInt8(4, 3);
+    }
+    return h;
+  });
+  const body = Buffer.concat([...exts, l4, payload]);
+  const ip = Buffer.alloc(40);
+  ip.writeUInt32BE(6 << 28, 0);
+  ip.writeUInt16BE(body.length, 4);
+  ip.writeUInt8(kinds[0] ?? p.proto, 6);
+  ip.writeUInt8(64, 7); // hop limit
+  src.copy(ip, 8);
+  dst.copy(ip, 24);
+  return Buffer.concat([ip, body]);
+}
+
 /** The IP packet alone (from the IPv4 header on). */
 export function ipv4Packet(p: PacketSpec): Buffer {
   const src = ipBytes(p.src, 'packet source');
@@ -102,7 +156,8 @@ export function ipv4Packet(p: PacketSpec): Buffer {
 
 /** An Ethernet frame holding the packet: what BPF_PROG_TEST_RUN takes for skb programs. */
 export function frame(p: PacketSpec): Buffer {
+  const v6 = p.src.includes(':');
   const eth = Buffer.alloc(14);
-  eth.writeUInt16BE(p.etherType ?? ETH_P_IP, 12);
-  return Buffer.concat([eth, ipv4Packet(p)]);
+  eth.writeUInt16BE(p.etherType ?? (v6 ? ETH_P_IPV6 : ETH_P_IP), 12);
+  return Buffer.concat([eth, v6 ? ipv6Packet(p) : ipv4Packet(p)]);
 }

@@ -60,16 +60,17 @@ export class Sandbox {
   }
 }
 
-/** Python: a TCP server answering its own address, and a UDP echo, on each given ip:port. */
+/** Python: a TCP server answering its own address, and a UDP echo, on each given ip:port (IPv4 or IPv6). */
 export function backendServerCode(addrs: Array<[string, number]>): string {
   return `
 import socket, threading
+fam = lambda ip: socket.AF_INET6 if ":" in ip else socket.AF_INET
 def tcp(ip, port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((ip, port)); s.listen(128)
+    s = socket.socket(fam(ip)); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind((ip, port)); s.listen(128)
     while True:
         c, _ = s.accept(); c.sendall(f"{ip}:{port}".encode()); c.close()
 def udp(ip, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((ip, port))
+    s = socket.socket(fam(ip), socket.SOCK_DGRAM); s.bind((ip, port))
     while True:
         d, a = s.recvfrom(2048); s.sendto(f"{ip}:{port}".encode(), a)
 for ip, port in ${JSON.stringify(addrs)}:

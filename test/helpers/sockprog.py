@@ -6,7 +6,7 @@ shortcut carries (it leaves blocking sockets on plain TCP); nothing is
 retried. The behaviour of blocking sockets is checked by
 test/shortcut-compat.
 
-  serve-echo PORT          asyncio echo server (many connections, churn)
+  serve-echo PORT [HOST]   asyncio echo server (many connections, churn); HOST "" for both families
   serve-halfclose PORT     reads to EOF, then answers sha256 + 3 MiB, closes
   serve-slow PORT          sleeps, then reads slowly; prints bytes and sha256
   serve-rst PORT           reads until reset; prints what recv raised
@@ -109,7 +109,7 @@ def pattern(n, seed=0):
     return bytes(out[:n])
 
 
-def serve_echo(port):
+def serve_echo(port, host="0.0.0.0"):
     async def handle(r, w):
         try:
             while True:
@@ -123,7 +123,7 @@ def serve_echo(port):
         w.close()
 
     async def main():
-        srv = await asyncio.start_server(handle, "0.0.0.0", port, backlog=1024)
+        srv = await asyncio.start_server(handle, host, port, backlog=1024)
         print("ready", flush=True)
         await srv.serve_forever()
 
@@ -272,7 +272,7 @@ if __name__ == "__main__":
     if mode.startswith("serve-"):
         port = int(a[1])
         {
-            "serve-echo": lambda: serve_echo(port),
+            "serve-echo": lambda: serve_echo(port, *a[2:3]),
             "serve-halfclose": lambda: serve_halfclose(port),
             "serve-slow": lambda: serve_slow(port, float(a[2]) if len(a) > 2 else 1.0),
             "serve-rst": lambda: serve_rst(port),

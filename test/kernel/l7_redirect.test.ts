@@ -77,7 +77,7 @@ test('with no proxy address, an L7 frontend is balanced as plain L4 (and counted
 });
 
 test('an L7 frontend goes to the proxy; the client still sees the VIP; the proxy finds VIP and cgroup by the peer address', () => {
-  objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: PROXY, port: 15001, pad: 0 });
+  objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: PROXY, port: 15001, pad: 0, ip6: '::' });
   const [, proxyView, peerIp, peerPort, myIp, myPort] = dial(80).split(' ');
   assert.equal(`${peerIp}:${peerPort}`, `${VIP}:80`, 'getpeername shows the VIP');
   assert.equal(proxyView, `${myIp}:${myPort}`, 'the proxy accepted this client');

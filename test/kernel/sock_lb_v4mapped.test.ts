@@ -184,7 +184,7 @@ test('connect-time policy: an isolated client is refused with EPERM through ::ff
 
 test('an L7 frontend steers ::ffff:VIP to the node proxy, which finds VIP and cgroup under the IPv4 peer it accepted', () => {
   program(frontends([B1]));
-  objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: PROXY, port: 15001, pad: 0 });
+  objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: PROXY, port: 15001, pad: 0, ip6: '::' });
   try {
     const established = counter(Counter.L7_ESTABLISHED);
     const r = py6(`print(dial("${m(VIP)}", 81))`);
@@ -203,13 +203,13 @@ test('an L7 frontend steers ::ffff:VIP to the node proxy, which finds VIP and cg
       conns.raw.close();
     }
   } finally {
-    objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: '0.0.0.0', port: 0, pad: 0 });
+    objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: '0.0.0.0', port: 0, pad: 0, ip6: '::' });
   }
 });
 
 test('a backend on another node is reached through the tunnel: ::ffff:VIP and ::ffff:pod IP go to the node proxy, flagged TUNNEL', () => {
   program(frontends([B2]));
-  objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: PROXY, port: 15001, pad: 0 });
+  objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: PROXY, port: 15001, pad: 0, ip6: '::' });
   applyTunnelDestinations(objs[0]!, [B2]);
   try {
     const tunnelled = counter(Counter.MTLS_TUNNELLED);
@@ -231,7 +231,7 @@ test('a backend on another node is reached through the tunnel: ::ffff:VIP and ::
     assert.equal(counter(Counter.MTLS_TUNNELLED), tunnelled + 2n);
   } finally {
     applyTunnelDestinations(objs[0]!, []);
-    objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: '0.0.0.0', port: 0, pad: 0 });
+    objs[0]!.map('ebm_l7_proxy', U32Key, L7Proxy).set(0, { ip: '0.0.0.0', port: 0, pad: 0, ip6: '::' });
   }
 });
 

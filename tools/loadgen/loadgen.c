@@ -63,7 +63,12 @@ struct conn {
 };
 
 struct options {
-	struct sockaddr_in addr;
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+	} addr;
+	socklen_t addrlen;
 	char url[2048];
 	char host[300];
 	char path[2048];
@@ -116,7 +121,8 @@ __attribute__((noreturn)) static void die_usage(const char *msg)
 {
 	fprintf(stderr, "ebmesh-loadgen: %s\n", msg);
 	fprintf(stderr,
-		"usage: ebmesh-loadgen --url http://IPv4:PORT/path [--rate R] [--duration S]\n"
+		"usage: ebmesh-loadgen --url http://IPv4:PORT/path|http://[IPv6]:PORT/path\n"
+		"         [--rate R] [--duration S]\n"
 		"         [--connections N] [--warmup S] [--timeout MS] [--connect-each]\n"
 		"         [--max-requests N] [--method M] [--header 'K: V']...\n"
 		"  --rate 0 runs closed loop (as fast as the connections allow)\n");
@@ -135,8 +141,9 @@ static double parse_num(const char *name, const char *s, double lo, double hi)
 	return v;
 }
 
-/* Only numeric IPv4 hosts: the tool never resolves names, so where the load
- * goes is exactly what the caller wrote. */
+/* Only numeric hosts, IPv4 or IPv6 in brackets (http://[fd00::1]:80/): the
+ * tool never resolves names, so where the load goes is exactly what the
+ * caller wrote. */
 static void parse_url(const char *url)
 {
 	const char *p = url;
@@ -153,11 +160,23 @@ static void parse_url(const char *url)
 
 	char ip[64];
 	unsigned port = 80;
-	const char *colon = strchr(opt.host, ':');
-	size_t iplen = colon ? (size_t)(colon - opt.host) : strlen(opt.host);
+	const char *start = opt.host;
+	const char *colon;
+	size_t iplen;
+	if (*start == '[') {
+		const char *close = strchr(start, ']');
+		if (!close || (close[1] != '\0' && close[1] != ':'))
+			die_usage("--url IPv6 host must be [address] or [address]:port");
+		start++;
+		iplen = (size_t)(close - start);
+		colon = close[1] == ':' ? close + 1 : NULL;
+	} else {
+		colon = strchr(opt.host, ':');
+		iplen = colon ? (size_t)(colon - opt.host) : strlen(opt.host);
+	}
 	if (iplen >= sizeof(ip))
 		die_usage("--url host is too long");
-	memcpy(ip, opt.host, iplen);
+	memcpy(ip, start, iplen);
 	ip[iplen] = '\0';
 	if (colon) {
 		char *end;
@@ -167,10 +186,19 @@ static void parse_url(const char *url)
 		port = (unsigned)v;
 	}
 	memset(&opt.addr, 0, sizeof(opt.addr));
-	opt.addr.sin_family = AF_INET;
-	opt.addr.sin_port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, ip, &opt.addr.sin_addr) != 1)
-		die_usage("--url host must be a numeric IPv4 address");
+	if (*opt.host == '[') {
+		opt.addr.in6.sin6_family = AF_INET6;
+		opt.addr.in6.sin6_port = htons((uint16_t)port);
+		opt.addrlen = sizeof(opt.addr.in6);
+		if (inet_pton(AF_INET6, ip, &opt.addr.in6.sin6_addr) != 1)
+			die_usage("--url host must be a numeric IPv6 address in brackets");
+	} else {
+		opt.addr.in4.sin_family = AF_INET;
+		opt.addr.in4.sin_port = htons((uint16_t)port);
+		opt.addrlen = sizeof(opt.addr.in4);
+		if (inet_pton(AF_INET, ip, &opt.addr.in4.sin_addr) != 1)
+			die_usage("--url host must be a numeric IPv4 address (or IPv6 in brackets)");
+	}
 	snprintf(opt.url, sizeof(opt.url), "%s", url);
 }
 
@@ -297,7 +325,7 @@ static void close_conn(struct conn *k)
 static int open_conn(int c)
 {
 	struct conn *k = &conns[c];
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(opt.addr.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	int one = 1;
@@ -312,7 +340,7 @@ static int open_conn(int c)
 		close_conn(k);
 		return -1;
 	}
-	if (connect(fd, (struct sockaddr *)&opt.addr, sizeof(opt.addr)) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, &opt.addr.sa, opt.addrlen) < 0 && errno != EINPROGRESS) {
 		close_conn(k);
 		return -1;
 	}

@@ -105,7 +105,7 @@ const flagList = (f: string | undefined): string[] => (f ?? '').split(/\s+/).fil
 function sameLaunch(a: ProxyLaunch, b: ProxyLaunch): boolean {
   // A proxy of a build that served its metrics on the pod gateway (:15020, open to every workload) is replaced.
   if ((a as { metricsPort?: number }).metricsPort) return false;
-  return a.host === b.host && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ') && (!b.cgroup || a.cgroup === b.cgroup);
+  return a.host === b.host && (a.host6 ?? '') === (b.host6 ?? '') && a.mapPins === b.mapPins && a.workers === b.workers && flagList(a.nodeFlags).join(' ') === flagList(b.nodeFlags).join(' ') && (!b.cgroup || a.cgroup === b.cgroup);
 }
 
 export class ProxySupervisor {
@@ -253,7 +253,7 @@ export class ProxySupervisor {
     const files = this.opts.files(slot);
     privateDir(dirname(files.socket));
     const args = [
-      '--host', launch.host, '--port', String(slotPort(launch.port, slot)), '--pins', launch.mapPins,
+      '--host', launch.host, ...(launch.host6 ? ['--host6', launch.host6] : []), '--port', String(slotPort(launch.port, slot)), '--pins', launch.mapPins,
       '--control', files.socket, '--pid-file', files.pidFile,
       ...(launch.workers ? ['--workers', String(launch.workers)] : []),
     ];

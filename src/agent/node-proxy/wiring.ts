@@ -34,6 +34,7 @@ export function callerTables(callers: readonly ClientIdentity[]): Pick<ProxyPush
     const id = cg && cgroupId(cg)?.toString();
     if (id) byCgroup.push([id, entry]);
     if (c.ip) byIp.push([c.ip, entry]);
+    if (c.ipv6) byIp.push([c.ipv6, entry]);
   }
   return { byCgroup, byIp };
 }
@@ -76,7 +77,7 @@ export class NodeProxyWiring {
   private supervisor: ProxySupervisor | undefined;
   private steered: string[] = [];
   private drainMs = DEFAULT_DRAIN_MS;
-  address: { host: string; port: number } | undefined;
+  address: { host: string; host6?: string; port: number } | undefined;
 
   constructor(
     private readonly paths: InstancePaths,
@@ -96,15 +97,17 @@ export class NodeProxyWiring {
    * destination of another node is tunnelled, and it must listen before the
    * kernel is told to steer those (the caller writes ebm_xnode_dsts after).
    */
-  async apply(plan: ProxyPlan, subnet: Cidr, datapath: Datapath): Promise<void> {
+  async apply(plan: ProxyPlan, subnet: Cidr, datapath: Datapath, subnet6?: Cidr): Promise<void> {
     const { steered, routing, tunnel } = plan;
     this.steered = steered;
     this.drainMs = plan.drainMs;
     // Nothing needs the proxy yet (no L7 rule, no tunnel) and no earlier agent left one running (in either slot): no proxy at all.
     if (!steered.length && !tunnel && !this.supervisor && !ownedProxyPid(proxyFiles(this.paths, 0)) && !ownedProxyPid(proxyFiles(this.paths, 1))) return;
     const host = gatewayOf(subnet);
+    // A dual-stack node's proxy listens on its IPv6 address too: IPv6 connections are steered there.
+    const host6 = subnet6 && gatewayOf(subnet6);
     if (!this.supervisor) {
-      if (!this.cluster) ensureBridge(this.paths.bridge, subnet);
+      if (!this.cluster) ensureBridge(this.paths.bridge, subnet, subnet6);
       // Before a generation starts its listener (so every socket it accepts is made
       // inside), and on every agent start (a new build's program goes into the pinned link).
       const cgroup = join(cgroup2Root(), this.paths.proxyCgroupName);
@@ -114,12 +117,12 @@ export class NodeProxyWiring {
       };
       prepareCgroup();
       this.supervisor = new ProxySupervisor({
-        launch: { host, port: PROXY_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: `${PROXY_DEFAULT_NODE_FLAGS} ${this.nodeFlags}`.trim(), cgroup: `/${this.paths.proxyCgroupName}` },
+        launch: { host, ...(host6 ? { host6 } : {}), port: PROXY_PORT, mapPins: this.paths.mapPins, workers: this.workers ?? 0, nodeFlags: `${PROXY_DEFAULT_NODE_FLAGS} ${this.nodeFlags}`.trim(), cgroup: `/${this.paths.proxyCgroupName}` },
         files: (slot) => proxyFiles(this.paths, slot),
         steeredPort: () => datapath.l7Proxy()?.port,
         steer: (port) => {
-          datapath.setL7Proxy(host, port);
-          this.address = { host, port };
+          datapath.setL7Proxy(host, port, host6);
+          this.address = { host, port, ...(host6 ? { host6 } : {}) };
         },
         drainMs: () => this.drainMs,
         onRequests: (counts, events) => this.requests.onProxyBatch(counts, events),
@@ -130,11 +133,11 @@ export class NodeProxyWiring {
       });
     }
     this.supervisor.configure({ routing, ...callerTables(plan.callers), ...(tunnel ? { tunnel } : {}) });
-    if (this.address?.host !== host) {
+    if (this.address?.host !== host || this.address.host6 !== host6) {
       // Fail closed from here on: steered connections reach the proxy or are refused.
       // The port is the current generation's (read back from this map by the supervisor, so an agent restart keeps it).
-      datapath.setL7Proxy(host, this.supervisor.port);
-      this.address = { host, port: this.supervisor.port };
+      datapath.setL7Proxy(host, this.supervisor.port, host6);
+      this.address = { host, port: this.supervisor.port, ...(host6 ? { host6 } : {}) };
     }
     // Wait for a starting proxy, but never hold the node's other updates
     // hostage: a proxy that does not come up leaves steered Services

@@ -6,7 +6,7 @@ import { EbmeshError } from '../../errors.js';
 import type { Explanation } from '../../policy/index.js';
 import type { Command } from '../command.js';
 
-const USAGE = 'policy explain --from WORKLOAD --to WORKLOAD|SERVICE[:PORT[/PROTO]] [-o json] | policy drops [-o json]';
+const USAGE = 'policy explain --from WORKLOAD --to WORKLOAD|SERVICE|ADDRESS[:PORT[/PROTO]] (an IPv6 address in brackets: [fd00::5]:80) [-o json] | policy drops [-o json]';
 
 function show(e: Explanation): string {
   const to = e.service ? `${e.service.name ?? e.service.ip}:${e.service.port} -> ${'workload' in e.flow.to ? e.flow.to.workload : e.flow.to.ip}` : 'workload' in e.flow.to ? e.flow.to.workload : e.flow.to.ip;
