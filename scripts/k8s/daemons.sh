@@ -182,6 +182,22 @@ EOF
 
 _ctr() { ctr --address "$K8S_CONTAINERD_SOCK" "$@"; }
 
+# k8s_import REF ARCHIVE: into containerd's k8s.io namespace (the one the
+# CRI uses), unless this very archive is the one imported under REF already.
+k8s_import() {
+  local ref="$1" archive="$2" stamp
+  stamp="$K8S_STATE/imported/$(printf '%s' "$ref" | tr '/:' '__')"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$archive" ] && _ctr -n k8s.io images ls -q "name==$ref" | grep -qx "$ref"; then
+    return 0
+  fi
+  k8s_say "importing $ref into containerd"
+  _ctr -n k8s.io images import "$archive" >/dev/null
+  _ctr -n k8s.io images ls -q "name==$ref" | grep -qx "$ref" \
+    || k8s_die "containerd does not list $ref after importing $archive"
+  mkdir -p "$K8S_STATE/imported"
+  printf '%s\n' "$archive" > "$stamp"
+}
+
 start_containerd() {
   k8s_pid containerd >/dev/null && return 0
   k8s_say "starting containerd $(containerd --version | awk '{print $3}')"
