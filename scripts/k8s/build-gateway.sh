@@ -58,7 +58,7 @@ wrapper "$gw" sigs.k8s.io/gateway-api "$GATEWAY_API_VERSION" \
   sigs.k8s.io/gateway-api/conformance/utils/suite \
   sigs.k8s.io/gateway-api/conformance/echo-basic/grpc
 build "$GATEWAY_CONFORMANCE_BIN/conformance.test" "$gw" \
-  go test -c -trimpath -ldflags "-s -w" sigs.k8s.io/gateway-api/conformance
+  go test -c -vet=off -trimpath -ldflags "-s -w" sigs.k8s.io/gateway-api/conformance
 build "$GATEWAY_CONFORMANCE_BIN/echo-basic" "$gw" \
   go build -trimpath -ldflags "-s -w" sigs.k8s.io/gateway-api/conformance/echo-basic
 
