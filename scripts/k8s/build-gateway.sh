@@ -37,14 +37,16 @@ wrapper() {
   )
 }
 
-# build OUT DIR CMD...: runs the go CMD in DIR writing OUT.tmp, then OUT.
+# build OUT DIR CMD... PACKAGE: runs the go CMD in DIR writing OUT.tmp, then
+# OUT (-o goes before the package: go build takes no flag after it).
 build() {
   local out="$1" dir="$2"; shift 2
   [ -x "$out" ] && return 0
   local started=$SECONDS
   echo "gateway: building $(basename "$out") (cold builds take minutes)" >&2
   mkdir -p "$(dirname "$out")"
-  (cd "$dir" && "$@" -o "$out.tmp")
+  local pkg="${*: -1}"
+  (cd "$dir" && "${@:1:$#-1}" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
   echo "gateway: built $(basename "$out") in $((SECONDS - started)) s" >&2
 }
