@@ -155,8 +155,11 @@ state = "$K8S_RUN/containerd"
     max_conf_num = 1
 EOF
   # The node's pod network: one bridge, host-local addresses from the
-  # node's /24, default route to the bridge (the host). No masquerade and no
-  # port mapping: pods reach only the host and each other.
+  # node's /24, default route to the bridge (the host). No masquerade: pods
+  # reach only the host and each other. portmap serves a pod's hostPort (a
+  # CNI feature every cluster has, which the conformance suite's HostPort
+  # test checks): DNAT on this host's own addresses to the pod, nothing
+  # beyond the host.
   cat > "$K8S_STATE/cni/net.d/10-ebmesh-k8s.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -174,7 +177,8 @@ EOF
         "ranges": [[{ "subnet": "$K8S_NODE_POD_CIDR", "gateway": "$K8S_POD_GATEWAY" }]],
         "routes": [{ "dst": "0.0.0.0/0" }]
       }
-    }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } }
   ]
 }
 EOF
