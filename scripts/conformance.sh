@@ -82,9 +82,14 @@ run_facts() {
     "cluster: Kubernetes $K8S_VERSION, one node, no kube-proxy; containerd $(containerd --version | awk '{print $3}'); CoreDNS $COREDNS_VERSION"
 }
 
+# entries FILE: a list file's entries, without comments and blank lines
+# (none is not an error: an empty skip list is the goal).
+entries() { grep -vE '^\s*(#|$)' "$1" || true; }
+entry_count() { entries "$1" | grep -c . || true; }
+
 # skip_regex FILE: the skip list's expressions joined into one.
 skip_regex() {
-  grep -vE '^\s*(#|$)' "$1" | sed 's/ -- .*//' | paste -sd'|' -
+  entries "$1" | sed 's/ -- .*//' | paste -sd'|' -
 }
 
 # run_e2e NAME FOCUS SKIPFILE: Kubernetes' e2e.test under ginkgo, bounded.
@@ -102,9 +107,9 @@ run_e2e() {
   {
     echo "suite: $name ($K8S_E2E_BIN/e2e.test, ginkgo --nodes=$nodes)"
     echo "focus: $f"
-    echo "skip: $(basename "$skipfile") ($(grep -cvE '^\s*(#|$)' "$skipfile") entries)"
+    echo "skip: $(basename "$skipfile") ($(entry_count "$skipfile") entries)"
   } >> "$report/facts.txt"
-  k8s_say "running $name: focus /$f/, $(grep -cvE '^\s*(#|$)' "$skipfile") skip entries, at most $timeout_min min; log: $logdir/e2e.log"
+  k8s_say "running $name: focus /$f/, $(entry_count "$skipfile") skip entries, at most $timeout_min min; log: $logdir/e2e.log"
   local t0=$SECONDS rc=0
   # --timeout is ginkgo's own bound (it then reports what ran); timeout(1)
   # stops a run that does not end even then.
@@ -137,7 +142,7 @@ progress_e2e() {
 }
 
 # The features ebmesh declares to Gateway API's suite (conformance/gateway-features.txt).
-gateway_features() { grep -vE '^\s*(#|$)' "$REPO/conformance/gateway-features.txt" | awk '{print $1}' | paste -sd, -; }
+gateway_features() { entries "$REPO/conformance/gateway-features.txt" | awk '{print $1}' | paste -sd, -; }
 
 # run_gateway: Gateway API's suite, mesh profiles, bounded; its report YAML kept.
 run_gateway() {
@@ -148,12 +153,12 @@ run_gateway() {
   run_facts > "$report/facts.txt"
   local version skip features
   version="$(git -C "$REPO" describe --tags --always 2>/dev/null || git -C "$REPO" rev-parse --short HEAD)"
-  skip="$(grep -vE '^\s*(#|$)' "$REPO/conformance/gateway-skip.txt" | sed 's/ -- .*//' | paste -sd, -)"
+  skip="$(entries "$REPO/conformance/gateway-skip.txt" | sed 's/ -- .*//' | paste -sd, -)"
   features="$(gateway_features)"
   {
     echo "suite: sigs.k8s.io/gateway-api $GATEWAY_API_VERSION conformance, profiles MESH-HTTP and MESH-GRPC; echo app: Istio's (istio.io/istio $ISTIO_ECHO_VERSION)"
     echo "supported features: $features"
-    echo "skip: gateway-skip.txt ($(grep -cvE '^\s*(#|$)' "$REPO/conformance/gateway-skip.txt") entries)"
+    echo "skip: gateway-skip.txt ($(entry_count "$REPO/conformance/gateway-skip.txt") entries)"
   } >> "$report/facts.txt"
   k8s_say "running Gateway API $GATEWAY_API_VERSION conformance (MESH-HTTP, MESH-GRPC), at most $timeout_min min; log: $logdir/gotest.json"
   local t0=$SECONDS rc=0
