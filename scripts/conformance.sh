@@ -27,6 +27,7 @@ REPO="$(cd "$(dirname "$0")/.." && pwd)"
 . "$REPO/scripts/k8s/daemons.sh"
 . "$REPO/images/lib.sh"
 . "$REPO/images/toolbox.sh"
+. "$REPO/images/pause.sh"
 . "$REPO/images/e2e.sh"
 . "$REPO/images/gateway.sh"
 
