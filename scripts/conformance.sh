@@ -126,9 +126,8 @@ run_e2e() {
     2>&1 | tee "$logdir/e2e.log" | progress_e2e || rc=$?
   local secs=$((SECONDS - t0))
   [ -f "$logdir/junit_01.xml" ] || k8s_die "the run wrote no JUnit report (exit $rc); log: $logdir/e2e.log"
-  cp "$logdir/junit_01.xml" "$report/junit.xml"
   echo "duration: $((secs / 60)) min $((secs % 60)) s" >> "$report/facts.txt"
-  summarize --junit "$report/junit.xml" --skips "$skipfile"
+  summarize --junit "$logdir/junit_01.xml" --focus "$f" --junit-out "$report/junit.xml" --skips "$skipfile"
 }
 
 # progress_e2e: ginkgo's output reduced to one line per finished test.

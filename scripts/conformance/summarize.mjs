@@ -6,8 +6,15 @@
 // lines (Gateway API's suite). Writes Markdown to stdout and a one-line
 // tally ("N passed, N failed, N skipped") to stderr.
 //
-// usage: summarize.mjs --junit FILE | --gotest FILE  [--skips FILE] [--title T] [--facts FILE]
-import { readFileSync } from 'node:fs';
+//
+// A ginkgo report lists every spec of the binary, those outside the run's
+// focus as skipped: --focus REGEX leaves them out of the counts, and
+// --junit-out FILE writes the report with only the specs the run selected
+// (the whole one is megabytes, nearly all of it specs of other suites).
+//
+// usage: summarize.mjs --junit FILE [--focus REGEX] [--junit-out FILE] | --gotest FILE
+//                      [--skips FILE] [--title T] [--facts FILE]
+import { readFileSync, writeFileSync } from 'node:fs';
 
 const args = process.argv.slice(2);
 const opt = {};
@@ -40,9 +47,10 @@ function readSkips(file) {
 }
 
 /** Tests from a ginkgo JUnit report: {name, status, message, seconds}. */
-function fromJUnit(file) {
+function fromJUnit(file, focus) {
   const xml = readFileSync(file, 'utf8');
   const tests = [];
+  const kept = [];
   const re = /<testcase\b([^>]*?)(\/>|>([\s\S]*?)<\/testcase>)/g;
   for (let m; (m = re.exec(xml));) {
     const head = m[1];
@@ -53,8 +61,17 @@ function fromJUnit(file) {
     name = name.replace(/^\[It\] /, '');
     const fail = /<(failure|error)\b[^>]*>([\s\S]*?)<\/\1>/.exec(body);
     const skip = /<skipped\b[^>]*message="([^"]*)"/.exec(body);
+    if (focus && status === 'skipped' && !focus.test(name)) continue;
+    kept.push(m[0]);
     tests.push({ name, status: status === 'timedout' || status === 'panicked' || status === 'interrupted' || status === 'aborted' ? 'failed' : status,
       message: fail ? unescape(fail[2]) : skip ? unescape(skip[1]) : '', seconds: Number(attr(head, 'time') ?? 0) });
+  }
+  if (opt['junit-out']) {
+    const head = /^[\s\S]*?<testsuite\b[^>]*>/.exec(xml)?.[0] ?? '<testsuites><testsuite>';
+    const counts = { tests: tests.length, skipped: tests.filter((t) => t.status === 'skipped').length, failures: tests.filter((t) => t.status === 'failed').length };
+    // ginkgo counts the specs it filtered out as "disabled"; those left are the skip list's.
+    const trimmed = head.replace(/\s(tests|skipped|disabled|failures)="\d+"/g, (_, k) => ` ${k}="${counts[k === 'disabled' ? 'skipped' : k]}"`);
+    writeFileSync(opt['junit-out'], `${trimmed}\n${kept.join('\n')}\n</testsuite>\n</testsuites>\n`);
   }
   return tests;
 }
@@ -87,7 +104,7 @@ function fromGoTest(file) {
   return tests;
 }
 
-const tests = opt.junit ? fromJUnit(opt.junit) : opt.gotest ? fromGoTest(opt.gotest) : (() => { throw new Error('summarize: --junit or --gotest'); })();
+const tests = opt.junit ? fromJUnit(opt.junit, opt.focus ? new RegExp(opt.focus) : undefined) : opt.gotest ? fromGoTest(opt.gotest) : (() => { throw new Error('summarize: --junit or --gotest'); })();
 const skips = readSkips(opt.skips);
 const passed = tests.filter((t) => t.status === 'passed');
 const failed = tests.filter((t) => t.status === 'failed');
