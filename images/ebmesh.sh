@@ -1,6 +1,7 @@
 # The ebmesh agent image, from a repository checkout that is built
 # (`npm ci && npm run build`): a Debian userland with libbpf1 and iproute2,
-# the host's node binary, and the checkout's bin/, dist/, bpf/build/,
+# the host's node binary, and the checkout's bin/, dist/, bpf/build/, the
+# native relay (native/relay/build/relay.node: the node proxy's byte path),
 # package.json and production node_modules under /opt/ebmesh. The tag is a
 # hash of that content, so a changed agent gets a new tag (what
 # `helm upgrade` needs to roll the DaemonSet) and an unchanged one the same.
@@ -13,7 +14,7 @@ image_ebmesh() {
   local co="${1:?image_ebmesh: the repository checkout to build from}"
   co="$(cd "$co" && pwd)" || return 1
   local p
-  for p in bin/ebmesh package.json package-lock.json node_modules dist/src bpf/build; do
+  for p in bin/ebmesh package.json package-lock.json node_modules dist/src bpf/build native/relay/build/relay.node; do
     [ -e "$co/$p" ] || { echo "images: $co/$p is missing: build the checkout first (npm ci && npm run build)" >&2; return 1; }
   done
   local base node stage key tag
@@ -21,9 +22,10 @@ image_ebmesh() {
   node="$(readlink -f "$(command -v node)")" || { echo "images: node is not installed" >&2; return 1; }
   mkdir -p "$K8S_IMAGE_CACHE"
   stage="$(mktemp -d "$K8S_IMAGE_CACHE/.ebmesh-stage.XXXXXX")"
-  mkdir -p "$stage/opt/ebmesh/bpf" "$stage/usr/local/bin"
+  mkdir -p "$stage/opt/ebmesh/bpf" "$stage/opt/ebmesh/native/relay/build" "$stage/usr/local/bin"
   cp -a "$co/bin" "$co/dist" "$co/package.json" "$co/package-lock.json" "$co/node_modules" "$stage/opt/ebmesh/"
   cp -a "$co/bpf/build" "$stage/opt/ebmesh/bpf/build"
+  cp "$co/native/relay/build/relay.node" "$stage/opt/ebmesh/native/relay/build/"
   cp "$node" "$stage/usr/local/bin/node"
   # Production dependencies only, from the lock file, without the network.
   if ! (cd "$stage/opt/ebmesh" && npm prune --omit=dev --offline --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null); then

@@ -31,6 +31,15 @@ img_begin() {
   IMG_CTR="$(_img_buildah from --cni-config-dir "$IMG_WORK/cni" --cni-plugin-path /usr/lib/cni scratch)"
 }
 
+# img_begin_from ARCHIVE: like img_begin, on top of the image in a cached
+# docker-archive, so images that share a base share its layer (containerd
+# stores that layer once).
+img_begin_from() {
+  mkdir -p "$K8S_IMAGE_CACHE"
+  IMG_WORK="$(mktemp -d "$K8S_IMAGE_CACHE/.work.XXXXXX")"
+  IMG_CTR="$(_img_buildah from --cni-config-dir "$IMG_WORK/cni" --cni-plugin-path /usr/lib/cni "docker-archive:$1")"
+}
+
 # img_add SRC DEST: a file, a directory's contents, or a tar archive
 # (unpacked) into the image.
 img_add() { _img_buildah add "$IMG_CTR" "$1" "$2" >/dev/null; }

@@ -50,29 +50,13 @@ _lock() {
 
 _cluster_running() { k8s_pid kube-apiserver >/dev/null && k8s_pid containerd >/dev/null; }
 
-# _import REF ARCHIVE: into containerd's k8s.io namespace, unless this very
-# archive is the one imported under REF already.
-_import() {
-  local ref="$1" archive="$2" stamp
-  stamp="$K8S_STATE/imported/$(printf '%s' "$ref" | tr '/:' '__')"
-  if [ "$(cat "$stamp" 2>/dev/null)" = "$archive" ] && _ctr -n k8s.io images ls -q "name==$ref" | grep -qx "$ref"; then
-    return 0
-  fi
-  k8s_say "importing $ref into containerd"
-  _ctr -n k8s.io images import "$archive" >/dev/null
-  _ctr -n k8s.io images ls -q "name==$ref" | grep -qx "$ref" \
-    || k8s_die "containerd does not list $ref after importing $archive"
-  mkdir -p "$K8S_STATE/imported"
-  printf '%s\n' "$archive" > "$stamp"
-}
-
 # The cluster's own images (not the agent's): built if not cached, imported
 # if containerd runs.
 _cluster_images() {
   local r
   for r in pause toolbox coredns; do
     "image_$r" || { img_cleanup; k8s_die "building the $r image failed"; }
-    if k8s_pid containerd >/dev/null; then _import "$IMG_REF" "$IMG_ARCHIVE"; fi
+    if k8s_pid containerd >/dev/null; then k8s_import "$IMG_REF" "$IMG_ARCHIVE"; fi
   done
 }
 
@@ -179,7 +163,7 @@ cmd_images() {
 cmd_agent_image() {
   local dir="${1:-$K8S_REPO}"
   image_ebmesh "$dir" || { img_cleanup; k8s_die "building the ebmesh agent image from $dir failed"; }
-  if k8s_pid containerd >/dev/null; then _import "$IMG_REF" "$IMG_ARCHIVE"; fi
+  if k8s_pid containerd >/dev/null; then k8s_import "$IMG_REF" "$IMG_ARCHIVE"; fi
   K8S_AGENT_IMAGE="$IMG_REF"
   printf '%s\n' "$IMG_REF"
 }

@@ -155,8 +155,11 @@ state = "$K8S_RUN/containerd"
     max_conf_num = 1
 EOF
   # The node's pod network: one bridge, host-local addresses from the
-  # node's /24, default route to the bridge (the host). No masquerade and no
-  # port mapping: pods reach only the host and each other.
+  # node's /24, default route to the bridge (the host). No masquerade: pods
+  # reach only the host and each other. portmap serves a pod's hostPort (a
+  # CNI feature every cluster has, which the conformance suite's HostPort
+  # test checks): DNAT on this host's own addresses to the pod, nothing
+  # beyond the host.
   cat > "$K8S_STATE/cni/net.d/10-ebmesh-k8s.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -174,13 +177,30 @@ EOF
         "ranges": [[{ "subnet": "$K8S_NODE_POD_CIDR", "gateway": "$K8S_POD_GATEWAY" }]],
         "routes": [{ "dst": "0.0.0.0/0" }]
       }
-    }
+    },
+    { "type": "portmap", "capabilities": { "portMappings": true } }
   ]
 }
 EOF
 }
 
 _ctr() { ctr --address "$K8S_CONTAINERD_SOCK" "$@"; }
+
+# k8s_import REF ARCHIVE: into containerd's k8s.io namespace (the one the
+# CRI uses), unless this very archive is the one imported under REF already.
+k8s_import() {
+  local ref="$1" archive="$2" stamp
+  stamp="$K8S_STATE/imported/$(printf '%s' "$ref" | tr '/:' '__')"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$archive" ] && _ctr -n k8s.io images ls -q "name==$ref" | grep -qx "$ref"; then
+    return 0
+  fi
+  k8s_say "importing $ref into containerd"
+  _ctr -n k8s.io images import "$archive" >/dev/null
+  _ctr -n k8s.io images ls -q "name==$ref" | grep -qx "$ref" \
+    || k8s_die "containerd does not list $ref after importing $archive"
+  mkdir -p "$K8S_STATE/imported"
+  printf '%s\n' "$archive" > "$stamp"
+}
 
 start_containerd() {
   k8s_pid containerd >/dev/null && return 0

@@ -95,6 +95,15 @@ export interface StatusInputs {
 const RESOURCE = { HTTPRoute: 'httproutes', GRPCRoute: 'grpcroutes', TrafficPolicy: 'trafficpolicies', AuthorizationPolicy: 'authorizationpolicies' } as const;
 const GROUP = { HTTPRoute: 'gateway.networking.k8s.io/v1', GRPCRoute: 'gateway.networking.k8s.io/v1', TrafficPolicy: 'ebmesh.io/v1alpha1', AuthorizationPolicy: 'ebmesh.io/v1alpha1' } as const;
 
+/**
+ * generateName for an Event about the object NAME. The API server checks a
+ * generateName as a DNS subdomain that may end in "-" (not in "."), then
+ * keeps at most 58 characters of it before its 5 random ones.
+ */
+export function eventNamePrefix(name: string): string {
+  return `${name.slice(0, 57).replace(/[^a-z0-9]+$/, '')}-`;
+}
+
 export class StatusWriter {
   private pending: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -170,7 +179,7 @@ export class StatusWriter {
       const ns = o.metadata.namespace ?? 'default';
       await this.client.request('POST', `/apis/events.k8s.io/v1/namespaces/${ns}/events`, {
         apiVersion: 'events.k8s.io/v1', kind: 'Event',
-        metadata: { generateName: `${o.metadata.name}.`, namespace: ns },
+        metadata: { generateName: eventNamePrefix(o.metadata.name), namespace: ns },
         eventTime: new Date().toISOString().replace('Z', '000Z'),
         reportingController: CONTROLLER_NAME, reportingInstance: this.elector.identity,
         action: 'Validate', reason: 'Invalid', type: 'Warning',

@@ -49,7 +49,13 @@ test('Services: ClusterIP of any type is served; headless, ExternalName and anot
   assert.equal(serviceOf(svc({}, { 'service.kubernetes.io/service-proxy-name': 'other' }), 'ebmesh', p), undefined);
   assert.ok(serviceOf(svc({}, { 'service.kubernetes.io/service-proxy-name': 'ebmesh' }), 'ebmesh', p), 'labelled for us: ours');
   assert.equal(serviceOf(svc({ ports: [{ port: 9, protocol: 'SCTP' }] }), 'ebmesh', p), undefined, 'SCTP only: nothing to serve');
+  // A Service port's name is a DNS label (up to 63), not a 15-character IANA name (the NetworkPolicy e2e suite names its ports so).
+  const long = serviceOf(svc({ ports: [{ name: 'service-port-tcp-80', port: 80, targetPort: 80, protocol: 'TCP' }] }), 'ebmesh', p);
+  assert.equal(long?.spec.ports[0]?.name, 'service-port-tcp-80');
   assert.deepEqual(p, []);
+  const bad: Problem[] = [];
+  assert.equal(serviceOf(svc({ ports: [{ name: 'Not_A_Label', port: 80, protocol: 'TCP' }] }), 'ebmesh', bad), undefined);
+  assert.deepEqual(bad.map((x) => x.field), ['spec.ports[0].name']);
 });
 
 test('EndpointSlices: conditions default as Kubernetes says (ready unset = ready, serving = ready, not terminating), one entry per address', () => {

@@ -48,6 +48,9 @@ export interface BackendTarget {
   ref: string;
   service: CompiledService | undefined;
   weight: number;
+  /** The backendRef's own header filters: after the rule's, for this backend only. */
+  requestHeaders?: HeaderModifier | undefined;
+  responseHeaders?: HeaderModifier | undefined;
 }
 
 export interface CompiledRule {
@@ -81,6 +84,13 @@ export interface CompiledConfig {
   readonly limits: ProxyLimits;
   serviceAt(ip: string, port: number): CompiledService | undefined;
   readonly services: readonly CompiledService[];
+}
+
+/** A route filter as the schema leaves it: its type and the field named after it. */
+type Filter = { type: string; [k: string]: unknown };
+
+function findFilter<T>(filters: readonly Filter[], type: string, field: string): T | undefined {
+  return filters.find((f) => f.type === type)?.[field] as T | undefined;
 }
 
 function invalid(message: string, where: string, cause?: unknown): EbmeshError {
@@ -201,13 +211,18 @@ export function compileConfig(input: ProxyRoutingConfig, version = 1): CompiledC
       const parents = (byName.get(`${parentNs}/${parent.name}`) ?? []).filter((p) => parent.port === undefined || p.port === parent.port);
       for (const svc of parents) {
         route.spec.rules.forEach((ruleSpec, ri) => {
-          const target = (b: { name: string; namespace?: string | undefined; port?: number | undefined; weight?: number }): BackendTarget => ({
-            ref: `${b.namespace ?? ns}/${b.name}${b.port ? `:${b.port}` : ''}`,
-            service: lookupBackend(b.namespace ?? ns, b.name, b.port, svc.port),
-            weight: b.weight ?? 1,
-          });
-          const filters = ruleSpec.filters as { type: string; [k: string]: unknown }[];
-          const find = <T>(type: string, field: string): T | undefined => filters.find((f) => f.type === type)?.[field] as T | undefined;
+          const target = (b: { name: string; namespace?: string | undefined; port?: number | undefined; weight?: number; filters?: Filter[] | undefined }): BackendTarget => {
+            const own = b.filters ?? [];
+            return {
+              ref: `${b.namespace ?? ns}/${b.name}${b.port ? `:${b.port}` : ''}`,
+              service: lookupBackend(b.namespace ?? ns, b.name, b.port, svc.port),
+              weight: b.weight ?? 1,
+              requestHeaders: findFilter<HeaderModifier>(own, 'RequestHeaderModifier', 'requestHeaderModifier'),
+              responseHeaders: findFilter<HeaderModifier>(own, 'ResponseHeaderModifier', 'responseHeaderModifier'),
+            };
+          };
+          const filters = ruleSpec.filters as Filter[];
+          const find = <T>(type: string, field: string): T | undefined => findFilter<T>(filters, type, field);
           const http = route.kind === 'HTTPRoute' ? (ruleSpec as (typeof httpRoutes)[number]['spec']['rules'][number]) : undefined;
           const rule: CompiledRule = Object.freeze({
             id: `${routeKey}/${ruleSpec.name ?? ri}`,

@@ -20,6 +20,8 @@ export type Plan =
       rule: CompiledRule | undefined;
       /** The backend service whose endpoints serve it; undefined = the original destination itself. */
       backend: CompiledService | undefined;
+      /** The rule's backendRef that was chosen (its own filters apply), when a rule chose one. */
+      target: BackendTarget | undefined;
       direct: Endpoint | undefined;
       /** Path + query to send. */
       path: string;
@@ -71,7 +73,7 @@ export function decide(cfg: CompiledConfig, dst: Endpoint, subject: AuthzSubject
   const svc = cfg.serviceAt(dst.ip, dst.port);
   if (!svc) {
     // Not a mesh service (e.g. steered for identity only): send it where it was going.
-    return { kind: 'forward', service: undefined, rule: undefined, backend: undefined, direct: dst, path: r.path + query, authority: r.host, traffic: undefined };
+    return { kind: 'forward', service: undefined, rule: undefined, backend: undefined, target: undefined, direct: dst, path: r.path + query, authority: r.host, traffic: undefined };
   }
   const entry = matchRoute(svc, r);
   const rule = entry?.rule;
@@ -102,13 +104,15 @@ export function decide(cfg: CompiledConfig, dst: Endpoint, subject: AuthzSubject
   }
 
   let backend: CompiledService | undefined = svc;
+  let target: BackendTarget | undefined;
   if (rule) {
     const pick = pickWeighted(rule.backends, rand);
     if (!pick) return { kind: 'reject', reason: 'backend_invalid', detail: `rule ${rule.id} has no backend with weight > 0`, service: svc, rule };
     if (!pick.service) return { kind: 'reject', reason: 'backend_invalid', detail: `backend ${pick.ref} is not a known service`, service: svc, rule };
     backend = pick.service;
+    target = pick;
   }
   const path = rewritePath(r.path, entry?.match.prefix, rule?.rewrite?.path) + query;
   const authority = rule?.rewrite?.hostname ?? r.host;
-  return { kind: 'forward', service: svc, rule, backend, direct: undefined, path, authority, traffic: rule?.traffic ?? svc.traffic };
+  return { kind: 'forward', service: svc, rule, backend, target, direct: undefined, path, authority, traffic: rule?.traffic ?? svc.traffic };
 }

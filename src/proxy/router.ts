@@ -210,7 +210,7 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
 
     const traceparent = formatTraceparent(span.traceId, span.spanId, span.sampled ? 1 : 0);
     // HTTP/1 to HTTP/1 with nothing to change: forward the client's header lines as they are, no header object.
-    const asIs = ds.forward !== undefined && !rule?.requestHeaders && !rule?.mirrors.length && chooseProtocol(ds, plan.backend) === 'http1';
+    const asIs = ds.forward !== undefined && !rule?.requestHeaders && !plan.target?.requestHeaders && !rule?.mirrors.length && chooseProtocol(ds, plan.backend) === 'http1';
     const lines = asIs ? { text: `${ds.forward!.text}traceparent: ${traceparent}\r\n`, hasLength: ds.forward!.hasLength } : undefined;
     const headers = asIs ? {} : stripHopByHop(ds.headers, true);
     if (!asIs) {
@@ -222,12 +222,18 @@ export async function handleRequest(rt: ProxyRuntime, ds: Downstream): Promise<v
       if (m.target.service && !(body && !Buffer.isBuffer(body)) && rt.random() * 100 < m.percent) mirror(rt, ds, m.target.service, plan.path, plan.authority, headers, body as Buffer | undefined);
     }
 
-    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, headers, lines, body, out, t0, client);
+    // The chosen backendRef's own filters come after the rule's, on a copy: the mirrors keep the rule's headers.
+    const own = plan.target;
+    const sent = own?.requestHeaders ? { ...headers } : headers;
+    applyHeaderModifier(sent, own?.requestHeaders);
+
+    const { resp, release: releaseBreaker } = await forward(rt, ds, plan, sent, lines, body, out, t0, client);
     // HTTP/1 both ways and no response header rule: the upstream's head is copied as received, no header object.
-    if (resp.rawHead !== undefined && !rule?.responseHeaders && ds.res.writeHeadRaw) ds.res.writeHeadRaw(resp.status, resp.rawHead);
+    if (resp.rawHead !== undefined && !rule?.responseHeaders && !own?.responseHeaders && ds.res.writeHeadRaw) ds.res.writeHeadRaw(resp.status, resp.rawHead);
     else {
       const respHeaders = stripHopByHop(resp.headers, false);
       applyHeaderModifier(respHeaders, rule?.responseHeaders);
+      applyHeaderModifier(respHeaders, own?.responseHeaders);
       ds.res.writeHead(resp.status, respHeaders as OutgoingHttpHeaders);
     }
     const streaming = streamBack(ds, resp, client);

@@ -26,6 +26,20 @@ describe('Gateway API and ebmesh L7 schemas', () => {
     assert.equal(HTTPRoute.safeParse(spec({ rules: [{ filters: both, backendRefs: [{ name: 'a' }] }] })).success, false);
     assert.equal(HTTPRoute.safeParse(spec({ rules: [{ retry: { codes: [503], attempts: 2, backoff: '100ms' }, backendRefs: [{ name: 'a' }] }] })).success, true);
   });
+  it("accepts a backendRef's header filters, each at most once, and refuses its other filters", () => {
+    const spec = (filters: object[]) => ({ ...base, spec: { parentRefs: [{ kind: 'Service', name: 'web' }], rules: [{ backendRefs: [{ name: 'a', filters }] }] } });
+    const set = { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-a', value: '1' }] } };
+    const resp = { type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['x-b'] } };
+    const ok = HTTPRoute.parse(spec([set, resp]));
+    assert.deepEqual(ok.spec.rules[0]!.backendRefs[0]!.filters, [set, resp]);
+    const twice = HTTPRoute.safeParse(spec([set, set]));
+    assert.equal(twice.success, false);
+    assert.match(twice.error!.issues[0]!.message, /RequestHeaderModifier may appear at most once per backendRef/);
+    assert.deepEqual(twice.error!.issues[0]!.path, ['spec', 'rules', 0, 'backendRefs', 0, 'filters']);
+    assert.equal(HTTPRoute.safeParse(spec([{ type: 'RequestRedirect', requestRedirect: {} }])).success, false);
+    const g = GRPCRoute.safeParse({ ...base, kind: 'GRPCRoute', spec: { parentRefs: [{ kind: 'Service', name: 'g' }], rules: [{ backendRefs: [{ name: 'g', filters: [set] }] }] } });
+    assert.equal(g.success, true);
+  });
   it('parses GRPCRoute method matches', () => {
     const g = GRPCRoute.safeParse({ ...base, kind: 'GRPCRoute', spec: { parentRefs: [{ kind: 'Service', name: 'g' }], rules: [{ matches: [{ method: { service: 'pkg.S' } }], backendRefs: [{ name: 'g' }] }] } });
     assert.equal(g.success, true);

@@ -133,6 +133,23 @@ const requestMirror = z
   })
   .strict();
 
+/**
+ * A backendRef's own filters (Gateway API HTTPBackendRef.filters): they change
+ * only the requests sent to that backend and their responses, after the
+ * rule's filters. The header modifiers are the ones the node proxy applies
+ * per backend; each at most once.
+ */
+const backendFilter = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifier }).strict(),
+  z.object({ type: z.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifier }).strict(),
+]);
+
+const routeBackendRef = backendRef.extend({ filters: z.array(backendFilter).max(16).optional() }).superRefine((b, ctx) => {
+  for (const t of ['RequestHeaderModifier', 'ResponseHeaderModifier'] as const) {
+    if ((b.filters ?? []).filter((f) => f.type === t).length > 1) ctx.addIssue({ code: 'custom', path: ['filters'], message: `${t} may appear at most once per backendRef` });
+  }
+});
+
 const httpFilter = z.discriminatedUnion('type', [
   z.object({ type: z.literal('RequestHeaderModifier'), requestHeaderModifier: headerModifier }).strict(),
   z.object({ type: z.literal('ResponseHeaderModifier'), responseHeaderModifier: headerModifier }).strict(),
@@ -167,7 +184,7 @@ const httpRouteRule = z
     name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(253).optional(),
     matches: z.array(httpRouteMatch).max(64).default([{ path: { type: 'PathPrefix', value: '/' } }]),
     filters: z.array(httpFilter).max(16).default([]),
-    backendRefs: z.array(backendRef).max(16).default([]),
+    backendRefs: z.array(routeBackendRef).max(16).default([]),
     timeouts: routeTimeouts.optional(),
     retry: routeRetry.optional(),
   })
@@ -224,7 +241,7 @@ const grpcRouteRule = z
     name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/).max(253).optional(),
     matches: z.array(z.object({ method: grpcMethodMatch.optional(), headers: z.array(headerMatch).max(16).optional() }).strict()).max(64).default([{}]),
     filters: z.array(grpcFilter).max(16).default([]),
-    backendRefs: z.array(backendRef).min(1).max(16),
+    backendRefs: z.array(routeBackendRef).min(1).max(16),
   })
   .strict();
 

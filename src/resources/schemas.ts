@@ -13,7 +13,9 @@ import { cidrContains, parseCidr, parseIp } from './ip.js';
 
 const servicePort = z
   .object({
-    name: portName.optional(),
+    // A DNS label, as Kubernetes has it for a Service's ports: the 15-character
+    // IANA service name is what a container's port names (and so targetPort) are.
+    name: dnsLabel.optional(),
     port: portNumber,
     targetPort: z.union([portNumber, portName]).optional(),
     protocol: protocol.default('TCP'),

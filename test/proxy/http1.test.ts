@@ -34,6 +34,26 @@ describe('HTTP/1.1 proxying and routing', () => {
             ],
             backendRefs: [{ name: 'web-b', port: 80 }],
           },
+          {
+            // Filters on the backendRef only (Gateway API's MeshHTTPRouteBackendRequestHeaderModifier).
+            matches: [{ path: { type: 'PathPrefix', value: '/per-backend' } }],
+            backendRefs: [
+              {
+                name: 'web-c',
+                port: 80,
+                filters: [
+                  { type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-set', value: 'c' }], add: [{ name: 'x-add', value: 'c' }], remove: ['x-drop'] } },
+                  { type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'x-resp', value: 'c' }] } },
+                ],
+              },
+            ],
+          },
+          {
+            // The rule's filters, then the chosen backendRef's.
+            matches: [{ path: { type: 'PathPrefix', value: '/both' } }],
+            filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-set', value: 'rule' }], add: [{ name: 'x-add', value: 'rule' }] } }],
+            backendRefs: [{ name: 'web-b', port: 80, filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'x-set', value: 'b' }], add: [{ name: 'x-add', value: 'b' }] } }] }],
+          },
           { matches: [{ path: { type: 'PathPrefix', value: '/' } }], backendRefs: [{ name: 'web', port: 80 }] },
         ]),
       ],
@@ -71,6 +91,21 @@ describe('HTTP/1.1 proxying and routing', () => {
     assert.equal(echo.headers['x-drop'], undefined);
     assert.equal(w.headers['x-resp'], 'r');
     assert.equal(w.headers['x-backend'], undefined);
+  });
+
+  it("applies a backendRef's own header filters to the requests it gets, after the rule's", async () => {
+    const at = to(VIP, 80);
+    const r = await request(p, at, { path: '/per-backend/x', headers: { 'x-drop': '1', 'x-set': 'orig', 'x-add': 'orig' } });
+    const echo = JSON.parse(r.body);
+    assert.equal(echo.backend, 'c');
+    assert.equal(echo.headers['x-set'], 'c');
+    assert.equal(echo.headers['x-add'], 'orig, c');
+    assert.equal(echo.headers['x-drop'], undefined);
+    assert.equal(r.headers['x-resp'], 'c');
+    const both = JSON.parse((await request(p, at, { path: '/both' })).body);
+    assert.equal(both.backend, 'b');
+    assert.equal(both.headers['x-set'], 'b', "the backendRef's set comes last");
+    assert.equal(both.headers['x-add'], 'rule, b');
   });
 
   it('keeps client connections alive and streams chunked bodies both ways', async () => {
