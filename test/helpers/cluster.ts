@@ -187,15 +187,19 @@ ${indent(o.code ?? NAME_SERVER, 6)}
 
 /**
  * A bounded client loop: one keep-alive connection sending a request every
- * 20 ms, and a new connection every 50 ms, for SECONDS; prints a JSON tally.
+ * 20 ms, and a new connection every 50 ms, for SECONDS (or until the file
+ * named by an optional third argument appears); prints a JSON tally.
  */
-export const CLIENT_LOOP = `import http.client, json, sys, time, threading
+export const CLIENT_LOOP = `import http.client, json, sys, time, threading, os
 host, secs = sys.argv[1], float(sys.argv[2])
+stop = sys.argv[3] if len(sys.argv) > 3 else None
 tally = {'keepalive_ok': 0, 'keepalive_fail': 0, 'new_ok': 0, 'new_fail': 0, 'resets': 0, 'errors': []}
 end = time.time() + secs
+def running():
+    return time.time() < end and not (stop and os.path.exists(stop))
 def keepalive():
     c = http.client.HTTPConnection(host, 80, timeout=3)
-    while time.time() < end:
+    while running():
         try:
             c.request('GET', '/'); r = c.getresponse(); r.read()
             tally['keepalive_ok' if r.status == 200 else 'keepalive_fail'] += 1
@@ -203,7 +207,7 @@ def keepalive():
             tally['keepalive_fail'] += 1; tally['resets'] += isinstance(e, ConnectionResetError); tally['errors'].append('ka: ' + repr(e)); c = http.client.HTTPConnection(host, 80, timeout=3)
         time.sleep(0.02)
 def fresh():
-    while time.time() < end:
+    while running():
         try:
             c = http.client.HTTPConnection(host, 80, timeout=3); c.request('GET', '/', headers={'connection': 'close'}); r = c.getresponse(); r.read(); c.close()
             tally['new_ok' if r.status == 200 else 'new_fail'] += 1

@@ -381,10 +381,12 @@ test('removing the route takes the proxy out of the path', async () => {
 test('restarting the agent under L7 traffic: no request fails, the held keep-alive connection carries on, the proxy is the same process', async () => {
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   const before = (await proxyApi()).status;
-  const secs = 20;
+  const secs = 60;
   const loopEnd = Date.now() + secs * 1000;
-  // Bounded: a keep-alive request every 20 ms and a new connection every 50 ms, for 20 s, through web.shop's HTTPRoute.
-  const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} <<'EOF'\n${CLIENT_LOOP}EOF`);
+  // Bounded: a keep-alive request every 20 ms and a new connection every 50 ms through web.shop's HTTPRoute,
+  // until the restarts are done and 2 s more (a stop file), at most 60 s.
+  const stop = join(mesh.dir, 'loop-stop-agent');
+  const loop = mesh.shAsync('shop/client', `python3 - web.shop ${secs} ${stop} <<'EOF'\n${CLIENT_LOOP}EOF`);
   await sleep(1000);
   for (let i = 0; i < 2; i++) {
     const pid = (JSON.parse(mesh.ok('status', '-o', 'json')) as { pid: number }).pid;
@@ -397,6 +399,8 @@ test('restarting the agent under L7 traffic: no request fails, the held keep-ali
   }
   // The held connection must carry requests after the last restart, not only before it.
   assert.ok(Date.now() < loopEnd - 2000, 'the restarts took longer than the traffic loop');
+  await sleep(2000);
+  writeFileSync(stop, '');
   const t = loopTally(await loop);
   assert.equal(t.keepalive_fail + t.new_fail, 0, JSON.stringify(t));
   assert.ok(t.keepalive_ok > 200 && t.new_ok > 100, JSON.stringify(t));
