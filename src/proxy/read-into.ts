@@ -54,6 +54,7 @@ function find(socket: net.Socket): Internals | null {
  */
 export function readInto(socket: net.Socket, onBytes: (chunk: Buffer) => boolean): boolean {
   const k = find(socket);
+  // Node internals (the handle and the stream's symbol-keyed fields) are not in its typings.
   const handle = (socket as unknown as { _handle: UserBufferHandle | null })._handle;
   if (!k || typeof handle?.useUserBuffer !== 'function') return false;
   const fields = socket as unknown as Record<symbol, unknown>;
@@ -72,6 +73,7 @@ export function readInto(socket: net.Socket, onBytes: (chunk: Buffer) => boolean
  */
 export function readAsData(socket: net.Socket): void {
   const k = find(socket);
+  // The stream's symbol-keyed internals, absent from Node's typings.
   const fields = socket as unknown as Record<symbol, unknown>;
   if (!k || fields[k.kBuffer] !== READ_BUFFER) return;
   fields[k.kBufferCb] = ((n, buf) => socket.push(owned((buf as Buffer).subarray(0, n)))) satisfies OnRead;
