@@ -81,6 +81,9 @@ export const h1ResponseTarget: FuzzTarget<Input, undefined> = {
     // Bytes after the answer stop the reader where they are seen; a CRLF split between two reads is seen earlier.
     if (!whole.stray && !cut.stray && !isDeepStrictEqual(without(whole), without(cut))) throw new Error(`reads otherwise when cut at ${k}: ${JSON.stringify(without(cut))} vs ${JSON.stringify(without(whole))}`);
     if (whole.stray || !whole.complete) return;
+    // A 101 ends HTTP/1 on the connection: the reader hands it over and the client refuses it (h1-client.ts), while
+    // the llhttp binding reports an upgrade as a parse error here. Nothing to compare.
+    if (whole.status === 101) return;
     const ref = llhttp(bytes, head);
     if (ref instanceof Error) throw new Error(`accepted what llhttp refuses (${ref.message}): ${JSON.stringify(without(whole))}`);
     if (!isDeepStrictEqual(without(whole), ref)) throw new Error(`read otherwise than llhttp: ${JSON.stringify(without(whole))} vs ${JSON.stringify(ref)}`);
