@@ -100,7 +100,7 @@ test('bench --quick footprint sidecars writes a well-formed report', { timeout: 
     assert.deepEqual(labels('ebmesh, 3 workloads, load'), ['daemon']);
     assert.deepEqual(labels('ebmesh + node proxy, 3 workloads, load'), ['daemon', 'node proxy']);
     assert.deepEqual(gs.summaries.map((c) => c.name),
-      ['no mesh', 'sidecars', 'ebmesh L4', 'ebmesh + HTTP visibility', 'ebmesh node proxy', 'ebmesh + HTTP visibility + shortcut']);
+      ['no mesh', 'sidecars', 'ebmesh L4', 'ebmesh + HTTP visibility', 'ebmesh node proxy', 'ebmesh + HTTP visibility + shortcut', 'ebmesh node proxy + shortcut']);
     for (const c of gs.summaries) {
       assert.equal(c.runs, 2, c.name);
       assert.equal(c.baseline, 'no mesh');
