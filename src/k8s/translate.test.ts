@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { endpointsOfSlices, meshOf, optedOut, passThrough, routeOf, serviceOf, sliceService, workloadOfPod, type Problem } from './translate.js';
+import { endpointsOfSlices, meshOf, optedOut, passThrough, routeOf, serviceOf, sliceService, withoutSctp, workloadOfPod, type Problem } from './translate.js';
 import type { K8sEndpointSlice, K8sPod, K8sService } from './kinds.js';
 import { podCgroupCandidates } from './pod-cgroup.js';
 import { routeParentStatuses, mergeParents } from './route-status.js';
@@ -122,4 +122,18 @@ test('pod cgroups: cgroupfs and systemd layouts for each QoS class', () => {
   assert.deepEqual(podCgroupCandidates('a-b', 'BestEffort'), ['kubepods/besteffort/poda-b', 'kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-poda_b.slice']);
   assert.deepEqual(podCgroupCandidates('a-b', 'Guaranteed'), ['kubepods/poda-b', 'kubepods.slice/kubepods-poda_b.slice']);
   assert.deepEqual(podCgroupCandidates('a-b', 'Burstable')[0], 'kubepods/burstable/poda-b');
+});
+
+test('a NetworkPolicy with SCTP ports still isolates its pods: the SCTP ports go, a rule of SCTP ports only goes (it opens nothing ebmesh judges)', () => {
+  // The NetworkPolicy e2e suite's "should properly isolate pods that are selected by a policy allowing SCTP".
+  const np = (spec: object) => ({ metadata: { name: 'allow-sctp', namespace: 'demo', uid: 'np-1' }, spec });
+  const p: Problem[] = [];
+  const only = passThrough('NetworkPolicy', np({ podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Ingress'], ingress: [{ ports: [{ port: 80, protocol: 'SCTP' }] }] }), p) as { spec: { ingress: unknown[]; policyTypes: string[] } } | undefined;
+  assert.deepEqual(p, []);
+  assert.deepEqual(only?.spec.ingress, [], 'the pod is selected and nothing is allowed in');
+  assert.deepEqual(only?.spec.policyTypes, ['Ingress']);
+  const mixed = withoutSctp({ ingress: [{ ports: [{ protocol: 'SCTP' }, { protocol: 'TCP' }] }, {}], egress: [{ ports: [{ protocol: 'SCTP' }] }] });
+  assert.deepEqual(mixed, { policyTypes: ['Ingress', 'Egress'], ingress: [{ ports: [{ protocol: 'TCP' }] }, {}], egress: [] }, 'egress stays isolated though its only rule went');
+  const none = { ingress: [{ ports: [{ protocol: 'UDP' }] }] };
+  assert.equal(withoutSctp(none), none, 'a policy without SCTP is as it was');
 });

@@ -192,9 +192,31 @@ export const API_VERSION: Record<string, string> = {
   TrafficPolicy: 'ebmesh.io/v1alpha1', AuthorizationPolicy: 'ebmesh.io/v1alpha1', MeshConfig: 'ebmesh.io/v1alpha1',
 };
 
+type PolicyPort = { protocol?: string };
+type PolicyRule = { ports?: PolicyPort[] };
+type PolicySpec = { policyTypes?: string[]; ingress?: PolicyRule[]; egress?: PolicyRule[] };
+
+/**
+ * A NetworkPolicy with its SCTP ports taken out. ebmesh judges TCP and UDP
+ * only, so an SCTP port opens nothing it enforces; but the policy still
+ * selects its pods, which are then isolated (left out whole, they would be
+ * open to everything). A rule whose ports were all SCTP allows nothing and
+ * goes; policyTypes is made explicit first, so removing an egress rule does
+ * not change what the policy isolates.
+ */
+export function withoutSctp(spec: PolicySpec): PolicySpec {
+  const sctp = (p: PolicyPort) => p.protocol === 'SCTP';
+  const rules = (rs: PolicyRule[] | undefined) =>
+    rs?.filter((r) => !r.ports?.length || !r.ports.every(sctp)).map((r) => (r.ports?.some(sctp) ? { ...r, ports: r.ports.filter((p) => !sctp(p)) } : r));
+  if (![...(spec.ingress ?? []), ...(spec.egress ?? [])].some((r) => r.ports?.some(sctp))) return spec;
+  const policyTypes = spec.policyTypes?.length ? spec.policyTypes : ['Ingress', ...(spec.egress?.length ? ['Egress'] : [])];
+  return { ...spec, policyTypes, ...(spec.ingress ? { ingress: rules(spec.ingress) } : {}), ...(spec.egress ? { egress: rules(spec.egress) } : {}) };
+}
+
 /** NetworkPolicy and ebmesh's own kinds: the same schema as in ebmesh's store. */
 export function passThrough(kind: keyof typeof PASS_THROUGH, o: KubeObject, problems: Problem[]): AnyResource | undefined {
-  const { spec } = o as { spec?: unknown };
+  const raw = (o as { spec?: unknown }).spec;
+  const spec = kind === 'NetworkPolicy' && raw && typeof raw === 'object' ? withoutSctp(raw as PolicySpec) : raw;
   const { schema, apiVersion } = PASS_THROUGH[kind];
   return fit(schema, { apiVersion, kind, metadata: meta(o), spec }, kind, meta(o), problems);
 }
