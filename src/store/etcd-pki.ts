@@ -45,7 +45,19 @@ function due(certFile: string): boolean {
   }
 }
 
-export async function ensureEtcdPki(dir: string): Promise<EtcdPki> {
+// Calls for one directory made while one is under way share it: two making a CA each at once would leave
+// members of one cluster with certificates of different CAs (they then never agree on a peer).
+const underWay = new Map<string, Promise<EtcdPki>>();
+
+export function ensureEtcdPki(dir: string): Promise<EtcdPki> {
+  const running = underWay.get(dir);
+  if (running) return running;
+  const p = makeEtcdPki(dir).finally(() => underWay.delete(dir));
+  underWay.set(dir, p);
+  return p;
+}
+
+async function makeEtcdPki(dir: string): Promise<EtcdPki> {
   privateDir(dir);
   const f = (n: string) => join(dir, n);
   const newCa = due(f('ca.crt')) || !existsSync(f('ca.key'));

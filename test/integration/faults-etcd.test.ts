@@ -15,6 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startEtcd, stopEtcd, type EtcdServer } from '../../src/store/etcd-server.js';
+import { ensureEtcdPki } from '../../src/store/etcd-pki.js';
 import { instanceClient, isRunning } from '../../src/cli/client.js';
 import { meshApi } from '../../src/api/mesh.js';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
@@ -40,6 +41,8 @@ function startMember(i: number, state: 'new' | 'existing' = 'new'): Promise<Etcd
 
 before(async () => {
   for (const name of names) ports.push({ name, clientPort: await freePort(), peerPort: await freePort() });
+  // One CA for the three (they are started at once).
+  await ensureEtcdPki(pkiDir);
   // One at a time would wait forever: a member is healthy once a quorum has a leader.
   members.push(...(await Promise.all(names.map((_, i) => startMember(i)))));
   const tls = members[0]!.client;
