@@ -8,7 +8,7 @@ test/shortcut-compat.
 
   serve-echo PORT [HOST]   asyncio echo server (many connections, churn); HOST "" for both families
   serve-halfclose PORT     reads to EOF, then answers sha256 + 3 MiB, closes
-  serve-slow PORT          sleeps, then reads slowly; prints bytes and sha256
+  serve-slow PORT          a fixed 2 MiB SO_RCVBUF; sleeps, then reads slowly; prints bytes and sha256
   serve-rst PORT           reads until reset; prints what recv raised
   serve-sendfile PORT FILE sends FILE with os.sendfile, closes
   serve-exact PORT         reads to EOF, answers 5000 bytes (observe's exact case)
@@ -156,8 +156,16 @@ def halfclose(host, port):
     print("ok", len(rest), flush=True)
 
 
+SLOW_RCVBUF = 2 << 20
+
+
 def serve_slow(port, delay):
-    c = accept(listen(port))
+    # A fixed receive buffer (the kernel doubles it, and stops autotuning it)
+    # makes the bound the test checks the same on every host: with
+    # autotuning it grows up to tcp_rmem's maximum, 32 MiB on newer kernels.
+    ls = listen(port)
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+    c = accept(ls)
     time.sleep(delay)
     h, n = hashlib.sha256(), 0
     while True:
