@@ -19,6 +19,7 @@ import { KubeClient, type KubeObject } from '../k8s/client.js';
 import { Informer, objectKey } from '../k8s/informer.js';
 import { COLLECTIONS, type CollectionName, type K8sEndpointSlice, type K8sNode, type K8sPod, type K8sService } from '../k8s/kinds.js';
 import { findPodCgroup } from '../k8s/pod-cgroup.js';
+import { ipFamilyOf } from '../resources/ip.js';
 import type { StatusInputs } from '../k8s/status-writer.js';
 import {
   endpointsOfSlices, meshOf, namespaceOf, optedOut, passThrough, routeOf, serviceOf, sliceService, workloadOfPod, type PodView, type Problem,
@@ -53,6 +54,7 @@ export class KubernetesSource implements DesiredStateSource {
   /** Per Service: its slices as last seen, and their endpoints (the same array while they do not change). */
   private readonly sliceCache = new Map<string, { slices: readonly KubeObject[]; endpoints: readonly SliceEndpoint[] }>();
   private nodeList: NodeRecord[] = [];
+  private nodeAddresses: readonly string[] = [];
   /** Objects left out of the last snapshot, with why. */
   problems: Problem[] = [];
   /** A local pod had an address but no cgroup yet: look again soon. */
@@ -127,6 +129,15 @@ export class KubernetesSource implements DesiredStateSource {
     });
   }
 
+  /** Where NodePort Services are served: every node's internal and external addresses, each once, sorted. */
+  private addressesOfNodes(): string[] {
+    const out = new Set<string>();
+    for (const n of this.informers.nodes.items.values() as Iterable<K8sNode>) {
+      for (const a of n.status?.addresses ?? []) if ((a.type === 'InternalIP' || a.type === 'ExternalIP') && ipFamilyOf(a.address)) out.add(a.address);
+    }
+    return [...out].sort();
+  }
+
   private slices(byService: Map<string, KubeObject[]>, key: string): readonly SliceEndpoint[] {
     const slices = (byService.get(key) ?? []).sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
     const prev = this.sliceCache.get(key);
@@ -192,11 +203,13 @@ export class KubernetesSource implements DesiredStateSource {
     const meshObject = inf.meshConfigs.items.get('mesh');
     const mesh = meshObject ? this.once(meshObject, (p) => meshOf(meshObject, opts.mesh, p))! : meshOf(undefined, opts.mesh, []);
     this.nodeList = this.nodesOf();
+    const addresses = this.addressesOfNodes();
+    if (addresses.join(',') !== this.nodeAddresses.join(',')) this.nodeAddresses = addresses;
     if (this.cgroupsMissing && !this.recheck) {
       this.recheck = setTimeout(() => { this.recheck = undefined; this.changed(); }, CGROUP_RECHECK_MS);
       this.recheck.unref();
     }
-    return { revision: this.revision, mesh, namespaces, services, workloads, workloadStatus, others, endpointSlices };
+    return { revision: this.revision, mesh, namespaces, services, workloads, workloadStatus, others, endpointSlices, nodeAddresses: this.nodeAddresses };
   }
 
   async snapshot(): Promise<Snapshot> {

@@ -41,6 +41,15 @@ test('a selector that matches nothing and a VIP outside the CIDR are errors', wi
   );
 }));
 
+test('a NodePort Service is refused by ebmesh\'s own store, which allocates no node ports; nothing is applied', withStore(async (store) => {
+  const before = await store.revision();
+  await assert.rejects(
+    applyResources(store, parseResources(wl('a', 'app: web') + svc('web', '  type: NodePort\n'))),
+    /Service d\/web: spec.type: NodePort Services are served from Kubernetes/,
+  );
+  assert.equal(await store.revision(), before);
+}));
+
 test('only ready workloads are backends; named target ports resolve per workload', withStore(async (store) => {
   await applyResources(store, parseResources(wl('a', 'app: web') + wl('b', 'app: web') + wl('c', 'app: other') + svc('web')));
   const ready = (name: string, ip: string) => ({ type: 'put' as const, key: statusKey('Workload', 'd', name), value: { phase: 'Running', ready: true, ip } });

@@ -88,6 +88,8 @@ export class FrontendIndex {
   private others: AnyResource[] | undefined;
   /** The EndpointSlice endpoints each Service was last computed from (a source keeps unchanged ones as the same array). */
   private slices = new Map<string, readonly SliceEndpoint[] | undefined>();
+  /** The node addresses the frontends were last computed with (NodePort Services have a frontend per address). */
+  private nodeAddresses: string | undefined;
   /** Services recomputed by the last compute (for tests and status). */
   lastRecomputed = 0;
 
@@ -145,6 +147,11 @@ export class FrontendIndex {
     }
 
     if (othersChanged) for (const key of this.services.keys()) dirty.add(key);
+    const addresses = (snap.nodeAddresses ?? []).join(',');
+    if (addresses !== this.nodeAddresses) {
+      for (const [key, s] of this.services) if (s.spec.type !== 'ClusterIP') dirty.add(key);
+      this.nodeAddresses = addresses;
+    }
     if (snap.endpointSlices) {
       for (const key of this.services.keys()) {
         const list = snap.endpointSlices.get(key);

@@ -5,9 +5,12 @@
 import type { ServiceResource, WorkloadResource } from '../resources/index.js';
 import { wlKey, type Snapshot } from './state.js';
 import { l7Ports } from './l7.js';
+import { ipFamilyOf } from '../resources/ip.js';
 import { isReady, portBackends, resolveTargetPort, selectedWorkloads, serviceVips, workloadIp } from './endpoints.js';
 
 export { isReady, resolveTargetPort, selectedWorkloads, workloadIp };
+
+type ServicePort = ServiceResource['spec']['ports'][number];
 
 export interface DesiredBackend {
   ip: string;
@@ -25,6 +28,8 @@ export interface DesiredFrontend {
   backends: DesiredBackend[];
   /** Has routes or L7 policy: connections go to the node proxy (issue 6). */
   l7?: boolean;
+  /** A node address and node port of a NodePort or LoadBalancer Service, not a VIP. */
+  nodePort?: boolean;
 }
 
 export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
@@ -37,22 +42,38 @@ export function computeFrontends(snap: Snapshot): DesiredFrontend[] {
 /**
  * One Service's frontends from its selected workloads: the body of
  * computeFrontends. A frontend per VIP and port; a VIP's backends are of its
- * family (an IPv6 VIP is served over IPv6).
+ * family (an IPv6 VIP is served over IPv6). A NodePort or LoadBalancer
+ * Service also has one per node address and node port, for the addresses of
+ * a family it has a VIP in, with the same backends: a connect() to any
+ * node's address at the node port is given a backend as a VIP's is.
  */
 export function frontendsOf(snap: Snapshot, svc: ServiceResource, selected: WorkloadResource[], l7: ReturnType<typeof l7Ports>): DesiredFrontend[] {
   const out: DesiredFrontend[] = [];
-  for (const { vip, family } of serviceVips(svc)) for (const sp of svc.spec.ports) {
-    const backends: DesiredBackend[] = portBackends(snap, svc, sp, selected, family);
+  const service = `${svc.metadata.namespace}/${svc.metadata.name}`;
+  const affinityTimeout = svc.spec.sessionAffinity === 'ClientIP' ? svc.spec.sessionAffinityConfig?.clientIP.timeoutSeconds ?? 10800 : undefined;
+  const steered = (sp: ServicePort) => sp.protocol === 'TCP' && !!l7.get(service)?.(sp.port);
+  const vips = serviceVips(svc);
+  for (const { vip, family } of vips) for (const sp of svc.spec.ports) {
     out.push({
-      service: `${svc.metadata.namespace}/${svc.metadata.name}`,
-      portName: sp.name,
-      vip,
-      port: sp.port,
-      proto: sp.protocol,
-      affinityTimeout: svc.spec.sessionAffinity === 'ClientIP' ? svc.spec.sessionAffinityConfig?.clientIP.timeoutSeconds ?? 10800 : undefined,
-      backends,
-      ...(sp.protocol === 'TCP' && l7.get(`${svc.metadata.namespace}/${svc.metadata.name}`)?.(sp.port) ? { l7: true } : {}),
+      service, portName: sp.name, vip, port: sp.port, proto: sp.protocol, affinityTimeout,
+      backends: portBackends(snap, svc, sp, selected, family),
+      ...(steered(sp) ? { l7: true } : {}),
     });
+  }
+  if (svc.spec.type === 'ClusterIP') return out;
+  for (const addr of snap.nodeAddresses ?? []) {
+    const family = ipFamilyOf(addr);
+    if (!family || !vips.some((v) => v.family === family)) continue;
+    for (const sp of svc.spec.ports) {
+      if (!sp.nodePort) continue;
+      out.push({
+        service, portName: sp.name, vip: addr, port: sp.nodePort, proto: sp.protocol, affinityTimeout, nodePort: true,
+        // The node proxy finds a Service by its VIP and port, so a port
+        // with routes or L7 policy cannot be served at a node port yet:
+        // no backend, refused at connect, never around its policy.
+        backends: steered(sp) ? [] : portBackends(snap, svc, sp, selected, family),
+      });
+    }
   }
   return out;
 }

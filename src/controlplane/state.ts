@@ -53,6 +53,13 @@ export interface Snapshot {
    * Service whose endpoints did not change, so caches can tell.
    */
   endpointSlices?: ReadonlyMap<string, readonly SliceEndpoint[]>;
+  /**
+   * Every node's addresses, where NodePort and LoadBalancer Services are
+   * served at their node ports (Kubernetes: each Node's InternalIP and
+   * ExternalIP addresses), when the source has them; sorted, and the same
+   * array while they do not change.
+   */
+  nodeAddresses?: readonly string[];
   /** Stored entries that failed their check (stored.ts): left out of everything above. */
   rejected?: RejectedEntry[];
 }

@@ -3,7 +3,7 @@
  * check named ports, a route needs its parent Service…), in one table.
  * Each returns problems; apply reports them all and changes nothing.
  */
-import type { AnyResource, NamespaceResource, WorkloadResource } from '../resources/index.js';
+import type { AnyResource, NamespaceResource, ServiceResource, WorkloadResource } from '../resources/index.js';
 import type { NetworkPolicy } from '../resources/networkpolicy.js';
 import { checkNamedPorts } from '../policy/index.js';
 import { checkMtlsAnnotation } from './mtls-mode.js';
@@ -62,7 +62,17 @@ function checkNetworkPolicy(r: NetworkPolicy, all: AnyResource[]): FieldProblem[
   return checkNamedPorts([r], workloads, namespaces).map((p) => ({ field: p.field, message: p.message }));
 }
 
+/**
+ * A node port is the API server's to allocate (unique in the cluster, in its
+ * range): ebmesh serves those of Services read from Kubernetes, and its own
+ * store has no allocator, so a Service applied here is ClusterIP.
+ */
+function checkServiceType(r: ServiceResource): FieldProblem[] {
+  return r.spec.type === 'ClusterIP' ? [] : [{ field: 'spec.type', message: `${r.spec.type} Services are served from Kubernetes, where the API server allocates their node ports; a Service applied to ebmesh is ClusterIP` }];
+}
+
 export const validators: ReadonlyMap<string, CrossCheck> = new Map<string, CrossCheck>([
+  ['Service', (r) => checkServiceType(r as ServiceResource)],
   ['HTTPRoute', (r, all) => checkRoute(r as HTTPRouteResource, all)],
   ['GRPCRoute', (r, all) => checkRoute(r as GRPCRouteResource, all)],
   ['TrafficPolicy', (r, all) => checkPolicyTarget(r as TrafficPolicyResource, all)],

@@ -26,6 +26,20 @@ test('a pod on this node in the mesh is adopted by its cgroup; elsewhere it is a
   assert.deepEqual(p, []);
 });
 
+test('NodePort and LoadBalancer Services keep their type and the node ports the API server allocated; a ClusterIP one has none', () => {
+  const p: Problem[] = [];
+  const port = { name: 'http', port: 80, targetPort: 'http', protocol: 'TCP', nodePort: 30080 };
+  for (const type of ['NodePort', 'LoadBalancer'] as const) {
+    const s = serviceOf(svc({ type, ports: [port] }), 'ebmesh', p);
+    assert.equal(s?.spec.type, type);
+    assert.equal(s?.spec.ports[0]?.nodePort, 30080);
+  }
+  const c = serviceOf(svc({ type: 'ClusterIP', ports: [port] }), 'ebmesh', p);
+  assert.equal(c?.spec.type, 'ClusterIP');
+  assert.equal(c?.spec.ports[0]?.nodePort, undefined, 'a node port left from a type change is not served');
+  assert.deepEqual(p, []);
+});
+
 test('opting out: a label or annotation ebmesh.io/mesh=disabled', () => {
   assert.equal(optedOut({ metadata: { name: 'x', labels: { 'ebmesh.io/mesh': 'disabled' } } }), true);
   assert.equal(optedOut({ metadata: { name: 'x', annotations: { 'ebmesh.io/mesh': 'disabled' } } }), true);

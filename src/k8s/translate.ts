@@ -109,7 +109,8 @@ export function workloadOfPod(p: K8sPod, cgroup: string | undefined, problems: P
 
 /**
  * A Service as the socket load balancer serves it: ClusterIP (of any type:
- * NodePort and LoadBalancer Services have one too), TCP and UDP ports.
+ * NodePort and LoadBalancer Services have one too), TCP and UDP ports, and
+ * the node ports the API server allocated for NodePort and LoadBalancer ones.
  * Headless and ExternalName Services, and those another proxy serves, are
  * not ours.
  */
@@ -118,6 +119,7 @@ export function serviceOf(s: K8sService, proxyName: string, problems: Problem[])
   if (!ip || ip === 'None' || s.spec.type === 'ExternalName') return undefined;
   const other = s.metadata.labels?.[SERVICE_PROXY_NAME];
   if (other !== undefined && other !== proxyName) return undefined;
+  const type = s.spec.type === 'NodePort' || s.spec.type === 'LoadBalancer' ? s.spec.type : 'ClusterIP';
   const ports = (s.spec.ports ?? [])
     .filter((p) => (p.protocol ?? 'TCP') === 'TCP' || p.protocol === 'UDP')
     .map((p) => ({
@@ -126,11 +128,12 @@ export function serviceOf(s: K8sService, proxyName: string, problems: Problem[])
       ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
       protocol: p.protocol ?? 'TCP',
       ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+      ...(type !== 'ClusterIP' && p.nodePort ? { nodePort: p.nodePort } : {}),
     }));
   if (!ports.length) return undefined;
   const timeout = s.spec.sessionAffinityConfig?.clientIP?.timeoutSeconds;
   const spec = {
-    type: 'ClusterIP',
+    type,
     clusterIP: ip,
     // A VIP per family where the cluster gave two (dual-stack), as the apiserver decided them.
     ...(s.spec.clusterIPs?.length ? { clusterIPs: s.spec.clusterIPs } : {}),

@@ -35,6 +35,11 @@ test('defaults are filled as Kubernetes does', () => {
   assert.equal(s.spec.sessionAffinity, 'None');
 });
 
+test('a node port on a ClusterIP Service, and an unknown type, name the field', () => {
+  assert.match(problemsOf(svc('  selector: {app: web}\n  ports: [{port: 80, nodePort: 30080}]'))[0] ?? '', /spec.ports\[0\].nodePort: a node port needs type NodePort or LoadBalancer/);
+  assert.match(problemsOf(svc('  type: ExternalName\n  ports: [{port: 80}]'))[0] ?? '', /spec.type: must be ClusterIP, NodePort or LoadBalancer/);
+});
+
 test('a port out of range names file, line, resource and field', () => {
   const [p] = problemsOf(svc('  selector: {app: web}\n  ports:\n    - port: 70000'));
   assert.equal(p, 'in.yaml:9: Service demo/web: spec.ports[0].port: must be a port from 1 to 65535');

@@ -20,6 +20,8 @@ const servicePort = z
     targetPort: z.union([portNumber, portName]).optional(),
     protocol: protocol.default('TCP'),
     appProtocol: z.string().optional(),
+    /** The port every node serves the Service on (type NodePort or LoadBalancer), as the API server allocated it. */
+    nodePort: portNumber.optional(),
   })
   .strict();
 
@@ -29,6 +31,8 @@ export type IpFamilyName = (typeof IP_FAMILIES)[number];
 const ipFamily = z.enum(IP_FAMILIES, { errorMap: () => ({ message: 'must be IPv4 or IPv6' }) });
 export const familyName = (f: 4 | 6): IpFamilyName => (f === 4 ? 'IPv4' : 'IPv6');
 
+export const SERVICE_TYPES = ['ClusterIP', 'NodePort', 'LoadBalancer'] as const;
+
 export const Service = z
   .object({
     apiVersion: z.literal('v1'),
@@ -36,7 +40,8 @@ export const Service = z
     metadata,
     spec: z
       .object({
-        type: z.literal('ClusterIP', { errorMap: () => ({ message: 'only type ClusterIP is supported' }) }).default('ClusterIP'),
+        /** NodePort and LoadBalancer Services are also served at a node port on every node's addresses. */
+        type: z.enum(SERVICE_TYPES, { errorMap: () => ({ message: 'must be ClusterIP, NodePort or LoadBalancer' }) }).default('ClusterIP'),
         /** The primary VIP: clusterIPs[0]. */
         clusterIP: ipAddress.optional(),
         /** A VIP per family, primary first (filled in by apply, as Kubernetes does). */
@@ -80,6 +85,7 @@ export const Service = z
           if (seen.has(key)) ctx.addIssue({ code: 'custom', path: ['ports', i, 'port'], message: `port ${key} is listed twice` });
           seen.add(key);
           if (spec.ports.length > 1 && !p.name) ctx.addIssue({ code: 'custom', path: ['ports', i, 'name'], message: 'ports of a multi-port Service must be named' });
+          if (p.nodePort !== undefined && spec.type === 'ClusterIP') ctx.addIssue({ code: 'custom', path: ['ports', i, 'nodePort'], message: 'a node port needs type NodePort or LoadBalancer' });
         });
       }),
   })

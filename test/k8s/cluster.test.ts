@@ -144,6 +144,27 @@ test('a Service of 3 nginx replicas answers by name from a client pod: every rep
   assert.equal(peer.trim(), vip);
 });
 
+test('a NodePort Service answers at the node\'s address and node port from a pod, from every replica; as ClusterIP again, the node port is refused', { skip }, async () => {
+  await apply(`apiVersion: v1\nkind: Service\nmetadata: {name: web-np, namespace: ${NS}}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 80}]\n`);
+  const nodePort = (await k('-n', NS, 'get', 'svc', 'web-np', '-o', 'jsonpath={.spec.ports[0].nodePort}')).trim();
+  const nodeIp = (await k('get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')).trim();
+  assert.match(nodePort, /^3\d{4}$/);
+  const url = `http://${nodeIp}:${nodePort}/`;
+  await inPod('client', `for i in $(seq 60); do curl -sf -m 2 ${url} >/dev/null && exit 0; sleep 0.5; done; exit 1`, 90_000);
+  const out = await inPod('client', `for i in $(seq 60); do curl -s -m 2 ${url} || echo FAIL; done`);
+  const answers = out.split('\n').filter(Boolean);
+  assert.ok(!answers.includes('FAIL'), out);
+  assert.deepEqual([...new Set(answers)].sort(), (await podNames('app=web')).sort(), 'every replica answers at the node port');
+  // The application sees the address it dialled, not the backend's.
+  const peer = await py('client', `import socket; s=socket.create_connection(("${nodeIp}", ${nodePort})); print("%s:%d" % s.getpeername())`);
+  assert.equal(peer.trim(), `${nodeIp}:${nodePort}`);
+  // Back to ClusterIP: the API server releases the node port, and so does the data path.
+  await kubectl(['-n', NS, 'patch', 'svc', 'web-np', '--type=json', '-p', '[{"op":"replace","path":"/spec/type","value":"ClusterIP"},{"op":"remove","path":"/spec/ports/0/nodePort"}]']);
+  const gone = await inPod('client', `for i in $(seq 40); do curl -s -m 1 -o /dev/null ${url} || { echo refused; exit 0; }; sleep 0.25; done; echo served`);
+  assert.equal(gone.trim(), 'refused');
+  await k('-n', NS, 'delete', 'svc', 'web-np');
+});
+
 test('scaling to 4 serves from the new pod within 1 s of it becoming Ready', { skip }, async () => {
   const before = new Set(await podNames('app=web'));
   // When the API server says each pod is Ready, as it says it (a watch).
