@@ -40,6 +40,15 @@ function lab(...args: string[]): string {
   if (r.status !== 0) throw new Error(`k8s-lab.sh ${args.join(' ')}: ${(r.stderr || r.stdout).trim().split('\n').slice(-8).join('\n')}`);
   return r.stdout;
 }
+/** What `k8s-lab.sh env` prints: NAME=VALUE lines, KUBECONFIG's as `export KUBECONFIG=…` (it is meant to be sourced). */
+function labEnv(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of lab('env').split('\n')) {
+    const m = /^(?:export\s+)?([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (m) out[m[1]!] = m[2]!;
+  }
+  return out;
+}
 const kubectl = (args: string[], input?: string) => {
   const r = spawnSync('bash', [LAB, 'kubectl', ...args], { encoding: 'utf8', input, timeout: 1_800_000, maxBuffer: 256 << 20 });
   if (r.status !== 0) throw new Error(`kubectl ${args.slice(0, 4).join(' ')}: ${(r.stderr || r.stdout).trim().slice(-600)}`);
@@ -127,7 +136,7 @@ function kernelBackendPort(pins: string, vip: string, port: number): number | un
 }
 
 async function sliceLatency(ctx: ScenarioContext, instance: string, serverIp: string, probeVip: string, n: number): Promise<number[]> {
-  const env = Object.fromEntries(lab('env').split('\n').map((l) => l.split('=')).filter((f) => f.length === 2)) as Record<string, string>;
+  const env = labEnv();
   const client = new KubeClient(kubeconfigAccess(env.KUBECONFIG!));
   const pins = `/sys/fs/bpf/ebmesh/${instance}/maps`;
   const path = `/apis/discovery.k8s.io/v1/namespaces/${NS}/endpointslices`;
@@ -173,7 +182,7 @@ export const k8sLb: Scenario = {
     ctx.progress('bringing up the Kubernetes lab cluster (scripts/k8s-lab.sh up)');
     lab('up');
     let current: Proxy = 'ebmesh';
-    const env = Object.fromEntries(lab('env').split('\n').map((l) => l.split('=')).filter((f) => f.length === 2)) as Record<string, string>;
+    const env = labEnv();
     const instance = env.K8S_EBMESH_INSTANCE!;
     try {
       kubectl(['apply', '--server-side', '-f', '-'], workloads(env.K8S_TOOLBOX_IMAGE!));

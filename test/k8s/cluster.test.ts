@@ -145,7 +145,7 @@ test('a Service of 3 nginx replicas answers by name from a client pod: every rep
 });
 
 test('a NodePort Service answers at the node\'s address and node port from a pod, from every replica; as ClusterIP again, the node port is refused', { skip }, async () => {
-  await apply(`apiVersion: v1\nkind: Service\nmetadata: {name: web-np, namespace: ${NS}}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 80}]\n`);
+  await apply(`apiVersion: v1\nkind: Service\nmetadata: {name: web-np, namespace: ${NS}}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http}]\n`);
   const nodePort = (await k('-n', NS, 'get', 'svc', 'web-np', '-o', 'jsonpath={.spec.ports[0].nodePort}')).trim();
   const nodeIp = (await k('get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')).trim();
   assert.match(nodePort, /^3\d{4}$/);
