@@ -8,7 +8,7 @@ import { matchesLabels, type ServiceResource, type WorkloadResource } from '../r
 import { wlKey, type SliceEndpoint, type Snapshot } from './state.js';
 import { ipFamilyOf } from '../resources/ip.js';
 
-type ServicePort = ServiceResource['spec']['ports'][number];
+export type ServicePort = ServiceResource['spec']['ports'][number];
 
 /** A backend of one Service port. */
 export interface PortBackend {

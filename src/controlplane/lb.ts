@@ -6,11 +6,9 @@ import type { ServiceResource, WorkloadResource } from '../resources/index.js';
 import { wlKey, type Snapshot } from './state.js';
 import { l7Ports } from './l7.js';
 import { ipFamilyOf } from '../resources/ip.js';
-import { isReady, portBackends, resolveTargetPort, selectedWorkloads, serviceVips, workloadIp } from './endpoints.js';
+import { isReady, portBackends, resolveTargetPort, selectedWorkloads, serviceVips, workloadIp, type ServicePort } from './endpoints.js';
 
 export { isReady, resolveTargetPort, selectedWorkloads, workloadIp };
-
-type ServicePort = ServiceResource['spec']['ports'][number];
 
 export interface DesiredBackend {
   ip: string;
@@ -52,11 +50,19 @@ export function frontendsOf(snap: Snapshot, svc: ServiceResource, selected: Work
   const service = `${svc.metadata.namespace}/${svc.metadata.name}`;
   const affinityTimeout = svc.spec.sessionAffinity === 'ClientIP' ? svc.spec.sessionAffinityConfig?.clientIP.timeoutSeconds ?? 10800 : undefined;
   const steered = (sp: ServicePort) => sp.protocol === 'TCP' && !!l7.get(service)?.(sp.port);
+  // A port's backends of a family, computed once: its VIP and each node address of that family share them.
+  const computed = new Map<string, DesiredBackend[]>();
+  const backendsOf = (sp: ServicePort, family: 4 | 6): DesiredBackend[] => {
+    const key = `${family}|${sp.port}/${sp.protocol}`;
+    let b = computed.get(key);
+    if (!b) computed.set(key, (b = portBackends(snap, svc, sp, selected, family)));
+    return b;
+  };
   const vips = serviceVips(svc);
   for (const { vip, family } of vips) for (const sp of svc.spec.ports) {
     out.push({
       service, portName: sp.name, vip, port: sp.port, proto: sp.protocol, affinityTimeout,
-      backends: portBackends(snap, svc, sp, selected, family),
+      backends: backendsOf(sp, family),
       ...(steered(sp) ? { l7: true } : {}),
     });
   }
@@ -71,7 +77,7 @@ export function frontendsOf(snap: Snapshot, svc: ServiceResource, selected: Work
         // The node proxy finds a Service by its VIP and port, so a port
         // with routes or L7 policy cannot be served at a node port yet:
         // no backend, refused at connect, never around its policy.
-        backends: steered(sp) ? [] : portBackends(snap, svc, sp, selected, family),
+        backends: steered(sp) ? [] : backendsOf(sp, family),
       });
     }
   }
