@@ -19,7 +19,11 @@
  *     service proxy;
  * 10. strict mTLS tables, the lab's hosts files, observe's name tables.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cgroupId, ensureCgroup } from '../host/cgroup.js';
+import { writePrivateFile } from '../host/private-files.js';
+import type { InstancePaths } from '../paths.js';
 import { ensureBridge, ensureUnreachable, removeUnreachable } from '../host/network.js';
 import { applyMtlsTables, applyTunnelDestinations } from './mtls-maps.js';
 import { planLb } from './lb-plan.js';
@@ -42,19 +46,44 @@ export interface NodeParts {
   routes: HostRoutes;
 }
 
+/** Where an instance records the safety routes it made: teardown removes them even when no MeshConfig says them (a cluster's agent takes its ranges from flags). */
+export function safetyRoutesFile(paths: Pick<InstancePaths, 'stateDir'>): string {
+  return join(paths.stateDir, 'safety-routes.json');
+}
+
+/** The routes recorded in FILE; none when it is missing or unreadable. */
+export function recordedSafetyRoutes(file: string): string[] {
+  try {
+    const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return Array.isArray(v) ? v.filter((c): c is string => typeof c === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
 /**
  * The unreachable routes this node keeps on the host. A pass only acts when
  * the CIDRs change (each route is a host command); `recheck` puts them back
- * whatever happened, for the periodic check (anyone may remove them).
+ * whatever happened, for the periodic check (anyone may remove them). With a
+ * record file, the routes are written down as made, and those a previous
+ * agent recorded and this one no longer wants are removed.
  */
 export class HostRoutes {
-  private current: string[] = [];
+  private current: string[];
+  private applied = false;
+
+  constructor(private readonly record?: string) {
+    this.current = record ? recordedSafetyRoutes(record) : [];
+  }
 
   ensure(want: readonly string[]): void {
-    if (want.length === this.current.length && want.every((c, i) => c === this.current[i])) return;
+    // The first pass makes every route whatever the record says: the host may have lost them (a reboot).
+    if (this.applied && want.length === this.current.length && want.every((c, i) => c === this.current[i])) return;
     for (const old of this.current) if (!want.includes(old)) removeUnreachable(old);
     for (const c of want) ensureUnreachable(c);
     this.current = [...want];
+    this.applied = true;
+    if (this.record) writePrivateFile(this.record, JSON.stringify(this.current));
   }
 
   recheck(): void {

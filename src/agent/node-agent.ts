@@ -30,7 +30,7 @@ import { renderProxyMetrics } from '../proxy/process-metrics.js';
 import { NodeProxyWiring } from './node-proxy/wiring.js';
 import { stopOwnedProxy } from '../proxy/control.js';
 import type { NodeIdentityStatus, NodeStatus } from '../api/status.js';
-import { applyPlan, HostRoutes, LabBridge, type NodeParts } from './apply.js';
+import { applyPlan, HostRoutes, LabBridge, recordedSafetyRoutes, safetyRoutesFile, type NodeParts } from './apply.js';
 import { planNode, type NodeContext, type PlanMemo } from './plan.js';
 import type { DesiredStateSource } from './source.js';
 
@@ -80,7 +80,7 @@ export class NodeAgent {
   private retry: NodeJS.Timeout | undefined;
   private unwatch: (() => void) | undefined;
   private routeCheck: NodeJS.Timeout | undefined;
-  private readonly routes = new HostRoutes();
+  private readonly routes: HostRoutes;
   /** Incremental answers of the plan's pure functions (frontends per Service, the last policy compile). */
   private readonly memo: PlanMemo = { frontends: new FrontendIndex() };
   last: ReconcileInfo | undefined;
@@ -94,6 +94,7 @@ export class NodeAgent {
 
   constructor(readonly paths: InstancePaths, readonly source: DesiredStateSource, readonly options: NodeAgentOptions) {
     this.bridge = new LabBridge(paths.bridge);
+    this.routes = new HostRoutes(safetyRoutesFile(paths));
     this.l7 = new NodeProxyWiring(paths, Number(process.env.EBMESH_PROXY_WORKERS ?? 0) || undefined, process.env.EBMESH_PROXY_NODE_FLAGS ?? '', options.cluster === true);
   }
 
@@ -344,9 +345,10 @@ export async function teardownInstance(paths: InstancePaths, mesh?: MeshConfigRe
     deleteWorkloadNet(ns, vethName(paths.instance, rest.replace('.', '/')));
   }
   removeBridge(paths.bridge);
-  // Only the routes this instance is known to have made: another instance
-  // may use the default ranges, and its safety routes must stay.
-  if (cfg) for (const c of meshRanges(cfg)) removeUnreachable(c);
+  // Only the routes this instance is known to have made (its MeshConfig's, and
+  // those its agents recorded): another instance may use the default ranges,
+  // and its safety routes must stay.
+  for (const c of new Set([...(cfg ? meshRanges(cfg) : []), ...recordedSafetyRoutes(safetyRoutesFile(paths))])) removeUnreachable(c);
   if (meshCg) removeCgroupTree(meshCg);
   if (proxyCg) removeCgroupTree(proxyCg);
   rmSync(paths.stateDir, { recursive: true, force: true });
