@@ -137,7 +137,7 @@ test('kill -9 of an agent: no request fails; status says the node is unhealthy; 
   assert.deepEqual(reachFromNode2('extra'), ['web-1', 'web-2']);
 });
 
-test('kill -9 of a node proxy (the receiving node\'s, then the sending node\'s): the agent starts a new one, says so, and traffic resumes', async (t) => {
+test('kill -9 of a node proxy (the receiving node\'s, then the sending node\'s): the agent starts a new one, says so, and traffic resumes', async () => {
   const proxyOf = async (node: string) => (await mesh.nodeApi(node, nodeApi.proxy, { limit: 1 })).status;
   const looping = mesh.shRunning('client', `python3 ${loopPy()} remote.demo 16`);
   await looping.running;
@@ -153,13 +153,12 @@ test('kill -9 of a node proxy (the receiving node\'s, then the sending node\'s):
   }
   const during = loopTally(await looping.done);
   report('node proxy', during);
-  // The connections it carried end with it, and until the next one listens the
-  // kernel still steers new ones to its port, where they are refused (fail
-  // closed: an AuthorizationPolicy is never skipped). docs/faults.md.
-  await t.test('no request fails while a node proxy is killed', { todo: 'the proxy\'s connections die with its process and new ones are refused until the agent has started the next (docs/faults.md)' }, () => {
-    assert.equal(during.keepalive_fail + during.new_fail, 0, JSON.stringify(during));
-  });
-  // Once the new proxies listen, nothing fails.
+  // Not asserted: that no request fails. The connections it carried end with
+  // it, and until the next one listens the kernel still steers new ones to its
+  // port, where they are refused (fail closed: an AuthorizationPolicy is never
+  // skipped); the report line above counts them (docs/faults.md, "Not covered
+  // yet"). What is asserted: the agent starts the next proxy and says why,
+  // and once it listens nothing fails.
   const t2 = await underLoad(6, async () => undefined);
   report('after the node proxy restarts', t2);
   assert.deepEqual(reachFromNode2('web'), ['web-1', 'web-2']);
