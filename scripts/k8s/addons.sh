@@ -142,7 +142,8 @@ EOF
 #   image.repository, image.tag, image.pullPolicy   the agent image built here
 #   apiServer.host, apiServer.port                  the API server's real address
 #     (the agent must not reach it through the `kubernetes` VIP it serves)
-#   mesh.serviceCIDR, mesh.podCIDR                  the cluster's ranges
+#   mesh.serviceCIDR, mesh.podCIDR                  the cluster's ranges, both
+#     families ("V4,V6"; helm's --set needs the comma escaped)
 #   agent.instance                                  K8S_EBMESH_INSTANCE
 install_ebmesh() {
   local chart="$1" ref="$2"
@@ -151,7 +152,7 @@ install_ebmesh() {
     --namespace "$K8S_EBMESH_NAMESPACE" --create-namespace \
     --set "image.repository=${ref%:*}" --set "image.tag=${ref##*:}" --set image.pullPolicy=Never \
     --set "apiServer.host=$K8S_HOST_IP" --set "apiServer.port=$K8S_APISERVER_PORT" \
-    --set "mesh.serviceCIDR=$K8S_SERVICE_CIDR" --set "mesh.podCIDR=$K8S_POD_CIDR" \
+    --set "mesh.serviceCIDR=${K8S_SERVICE_CIDRS//,/\\,}" --set "mesh.podCIDR=${K8S_POD_CIDRS//,/\\,}" \
     --set "agent.instance=$K8S_EBMESH_INSTANCE" \
     --wait --timeout 5m >&2 \
     || k8s_die "helm install of ebmesh failed: $(_kubectl_admin -n "$K8S_EBMESH_NAMESPACE" get pods -o wide 2>&1)"

@@ -36,6 +36,19 @@ K8S_DNS_SERVICE_IP=10.253.0.10
 K8S_HOST_IP=10.254.0.1
 K8S_BRIDGE=ebk8sbr0
 
+# Dual-stack: IPv6 beside each IPv4 range (ULA, nothing on the host routes
+# them; clear of the ebmesh lab's fd00:eb:96::/112 and fd00:eb:244::/56).
+# IPv4 stays the primary family (listed first), as the mesh requires.
+K8S_POD_CIDR6=fd00:eb:252::/56
+K8S_NODE_POD_CIDR6=fd00:eb:252::/64
+K8S_POD_GATEWAY6=fd00:eb:252::1
+K8S_SERVICE_CIDR6=fd00:eb:253::/112
+K8S_HOST_IP6=fd00:eb:254::1
+# The ranges as Kubernetes' flags (and ebmesh's) take them: "V4,V6".
+K8S_POD_CIDRS="$K8S_POD_CIDR,$K8S_POD_CIDR6"
+K8S_SERVICE_CIDRS="$K8S_SERVICE_CIDR,$K8S_SERVICE_CIDR6"
+
+
 K8S_APISERVER_PORT=17443
 K8S_ETCD_CLIENT_PORT=17379
 K8S_ETCD_PEER_PORT=17380

@@ -41,7 +41,7 @@ start_apiserver() {
     --etcd-servers "https://127.0.0.1:$K8S_ETCD_CLIENT_PORT" \
     --etcd-cafile "$K8S_PKI/etcd-ca.crt" \
     --etcd-certfile "$K8S_PKI/apiserver-etcd-client.crt" --etcd-keyfile "$K8S_PKI/apiserver-etcd-client.key" \
-    --service-cluster-ip-range "$K8S_SERVICE_CIDR" \
+    --service-cluster-ip-range "$K8S_SERVICE_CIDRS" \
     --client-ca-file "$K8S_PKI/ca.crt" \
     --tls-cert-file "$K8S_PKI/apiserver.crt" --tls-private-key-file "$K8S_PKI/apiserver.key" \
     --kubelet-client-certificate "$K8S_PKI/apiserver-kubelet-client.crt" \
@@ -81,8 +81,9 @@ start_controller_manager() {
     --root-ca-file "$K8S_PKI/ca.crt" \
     --cluster-signing-cert-file "$K8S_PKI/ca.crt" --cluster-signing-key-file "$K8S_PKI/ca.key" \
     --use-service-account-credentials=true \
-    --allocate-node-cidrs=true --cluster-cidr "$K8S_POD_CIDR" --node-cidr-mask-size 24 \
-    --service-cluster-ip-range "$K8S_SERVICE_CIDR" \
+    --allocate-node-cidrs=true --cluster-cidr "$K8S_POD_CIDRS" \
+    --node-cidr-mask-size-ipv4 24 --node-cidr-mask-size-ipv6 64 \
+    --service-cluster-ip-range "$K8S_SERVICE_CIDRS" \
     --leader-elect=false \
     --profiling=false \
     --v=1
@@ -155,7 +156,7 @@ state = "$K8S_RUN/containerd"
     max_conf_num = 1
 EOF
   # The node's pod network: one bridge, host-local addresses from the
-  # node's /24, default route to the bridge (the host). No masquerade: pods
+  # node's /24 and /64 (dual-stack), default routes to the bridge (the host). No masquerade: pods
   # reach only the host and each other. portmap serves a pod's hostPort (a
   # CNI feature every cluster has, which the conformance suite's HostPort
   # test checks): DNAT on this host's own addresses to the pod, nothing
@@ -174,8 +175,11 @@ EOF
       "ipam": {
         "type": "host-local",
         "dataDir": "$K8S_STATE/cni/ipam",
-        "ranges": [[{ "subnet": "$K8S_NODE_POD_CIDR", "gateway": "$K8S_POD_GATEWAY" }]],
-        "routes": [{ "dst": "0.0.0.0/0" }]
+        "ranges": [
+          [{ "subnet": "$K8S_NODE_POD_CIDR", "gateway": "$K8S_POD_GATEWAY" }],
+          [{ "subnet": "$K8S_NODE_POD_CIDR6", "gateway": "$K8S_POD_GATEWAY6" }]
+        ],
+        "routes": [{ "dst": "0.0.0.0/0" }, { "dst": "::/0" }]
       }
     },
     { "type": "portmap", "capabilities": { "portMappings": true } }
@@ -267,7 +271,7 @@ EOF
     --root-dir "$K8S_STATE/kubelet" \
     --cert-dir "$K8S_STATE/kubelet/pki" \
     --hostname-override "$K8S_NODE_NAME" \
-    --node-ip "$K8S_HOST_IP" \
+    --node-ip "$K8S_HOST_IP,$K8S_HOST_IP6" \
     --v=1
   k8s_wait 60 "kubelet to serve (log: $K8S_LOGS/kubelet.log)" \
     curl -fsS --max-time 2 "http://127.0.0.1:$K8S_KUBELET_HEALTHZ_PORT/healthz"

@@ -40,11 +40,15 @@ host_net_up() {
   # distribution's init does, mounted once on the host.
   mountpoint -q /sys/fs/bpf || { mkdir -p /sys/fs/bpf && mount -t bpf bpf /sys/fs/bpf; }
   ip addr replace "$K8S_HOST_IP/32" dev lo
+  # nodad: the address serves at once (the kubelet checks its node IPs).
+  ip -6 addr replace "$K8S_HOST_IP6/128" dev lo nodad
   # Service VIPs are translated at the socket by the mesh; a packet still
   # addressed to one dies here. The rest of the pod CIDR (beyond this node's
-  # /24, which the bridge routes) likewise.
-  ip route replace unreachable "$K8S_SERVICE_CIDR"
-  ip route replace unreachable "$K8S_POD_CIDR"
+  # /24 and /64, which the bridge routes) likewise. Both families.
+  local c
+  for c in "$K8S_SERVICE_CIDR" "$K8S_POD_CIDR" "$K8S_SERVICE_CIDR6" "$K8S_POD_CIDR6"; do
+    ip route replace unreachable "$c"
+  done
 }
 
 host_net_down() {
@@ -54,8 +58,11 @@ host_net_down() {
   done
   ip link del "$K8S_BRIDGE" 2>/dev/null || true
   ip addr del "$K8S_HOST_IP/32" dev lo 2>/dev/null || true
-  ip route del unreachable "$K8S_SERVICE_CIDR" 2>/dev/null || true
-  ip route del unreachable "$K8S_POD_CIDR" 2>/dev/null || true
+  ip -6 addr del "$K8S_HOST_IP6/128" dev lo 2>/dev/null || true
+  local c
+  for c in "$K8S_SERVICE_CIDR" "$K8S_POD_CIDR" "$K8S_SERVICE_CIDR6" "$K8S_POD_CIDR6"; do
+    ip route del unreachable "$c" 2>/dev/null || true
+  done
 }
 
 # Every container of the runc state dir the cluster's containerd uses:

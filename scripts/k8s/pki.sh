@@ -88,7 +88,7 @@ pki_all() {
   pki_cert kube-proxy ca /CN=system:kube-proxy client
   pki_cert kubelet ca "/O=system:nodes/CN=system:node:$K8S_NODE_NAME" client
   pki_cert kubelet-serving ca "/O=system:nodes/CN=system:node:$K8S_NODE_NAME" server \
-    "DNS:$K8S_NODE_NAME,IP:$K8S_HOST_IP"
+    "DNS:$K8S_NODE_NAME,IP:$K8S_HOST_IP,IP:$K8S_HOST_IP6"
   if [ ! -f "$K8S_PKI/sa.key" ]; then
     openssl genrsa -out "$K8S_PKI/sa.key.tmp" 2048 2>/dev/null
     openssl rsa -in "$K8S_PKI/sa.key.tmp" -pubout -out "$K8S_PKI/sa.pub" 2>/dev/null

@@ -124,8 +124,10 @@ export class KubernetesSource implements DesiredStateSource {
     nodes.sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
     return nodes.map((n, index) => {
       const addr = n.status?.addresses?.find((a) => a.type === 'InternalIP')?.address;
-      const cidr = n.spec?.podCIDR ?? n.spec?.podCIDRs?.find((c) => !c.includes(':'));
-      return { name: n.metadata.name, index, ...(cidr ? { podCIDR: cidr } : {}), ...(addr ? { address: addr } : {}) };
+      const cidrs = n.spec?.podCIDRs ?? (n.spec?.podCIDR ? [n.spec.podCIDR] : []);
+      const cidr = cidrs.find((c) => !c.includes(':'));
+      const cidr6 = cidrs.find((c) => c.includes(':'));
+      return { name: n.metadata.name, index, ...(cidr ? { podCIDR: cidr } : {}), ...(cidr6 ? { podCIDRv6: cidr6 } : {}), ...(addr ? { address: addr } : {}) };
     });
   }
 

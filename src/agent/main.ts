@@ -8,7 +8,7 @@
  *    which it gets the first time for its join token (credential.ts);
  *  - a Kubernetes API server (the Helm chart's DaemonSet):
  *      ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig F]
- *        [--service-cidr CIDR] [--pod-cidr CIDR] [--proxy-name NAME]
+ *        [--service-cidr CIDR[,CIDR6]] [--pod-cidr CIDR[,CIDR6]] [--proxy-name NAME]
  *        [--controlplane-service NAME [--ca-bundle-configmap NAME] [--token-file FILE]]
  *    the cluster's objects, with the mesh as the node's service proxy; with
  *    a control plane Service (in the agent's namespace), its node's and its
@@ -27,6 +27,7 @@ import { nodeHandlers, type NodeRouteHooks } from './routes.js';
 import { RemoteStore } from './remote-store.js';
 import { StoreSource } from './store-source.js';
 import { KubernetesSource } from './kubernetes-source.js';
+import { clusterRanges } from '../k8s/translate.js';
 import { IdentityManager } from './identity.js';
 import { ApiClient } from '../api/client.js';
 import { nodeTransport, parseAddress } from '../api/node-transport.js';
@@ -64,7 +65,7 @@ const { values } = parseArgs({
 
 function usage(message: string): never {
   process.stderr.write(`${message}\nusage: ebmesh agent --node NAME --controlplane ADDR [--token-file FILE] [--ca-file FILE]\n` +
-    '       ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE] [--service-cidr CIDR] [--pod-cidr CIDR]\n' +
+    '       ebmesh agent --source kubernetes [--node NAME] [--api-server URL | --kubeconfig FILE] [--service-cidr CIDR[,CIDR6]] [--pod-cidr CIDR[,CIDR6]]\n' +
     '         [--controlplane-service NAME [--ca-bundle-configmap NAME] [--token-file FILE]]\n');
   process.exit(2);
 }
@@ -161,6 +162,13 @@ async function withControlPlane(): Promise<Running> {
   return { paths, agent: started, hooks: { identities: () => ids.list() }, beforeStop: () => { credential.stop(); return certPass(ids.handOver()); } };
 }
 
+/** --service-cidr and --pod-cidr, each "V4" or "V4,V6" as the cluster's own flags take them. */
+function clusterFlagRanges(): ReturnType<typeof clusterRanges>['ranges'] {
+  const { ranges, problems } = clusterRanges({ serviceCIDR: values['service-cidr'], podCIDR: values['pod-cidr'] });
+  if (problems.length) usage(problems.join('\n'));
+  return ranges;
+}
+
 async function inCluster(): Promise<Running> {
   const access = values.kubeconfig ? kubeconfigAccess(values.kubeconfig) : inClusterAccess(values['api-server']);
   if (values['api-server']) access.server = values['api-server'];
@@ -172,8 +180,7 @@ async function inCluster(): Promise<Running> {
     cgroupRoot: cgroup2Root(),
     proxyName: values['proxy-name']!,
     mesh: {
-      ...(values['service-cidr'] ? { serviceCIDR: values['service-cidr'] } : {}),
-      ...(values['pod-cidr'] ? { podCIDR: values['pod-cidr'] } : {}),
+      ...clusterFlagRanges(),
       ...(values['trust-domain'] ? { trustDomain: values['trust-domain'] } : {}),
     },
   });

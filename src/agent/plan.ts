@@ -178,10 +178,17 @@ export function nodeSubnetOf(mesh: Snapshot['mesh'], rec: Pick<NodeRecord, 'inde
   return rec?.podCIDR ? mustParseCidr(rec.podCIDR) : nodePodSubnet(mesh, rec?.index ?? index);
 }
 
+/** Its IPv6 pod subnet in a dual-stack mesh: its own where the source gives it, else its index's share of the mesh's. */
+export function nodeSubnet6Of(mesh: Snapshot['mesh'], rec: Pick<NodeRecord, 'index' | 'podCIDRv6'> | undefined, index: number): Cidr | undefined {
+  if (!mesh.spec.podCIDRv6) return undefined;
+  return rec?.podCIDRv6 ? mustParseCidr(rec.podCIDRv6, 6) : nodePodSubnet6(mesh, rec?.index ?? index);
+}
+
 export function planNode(snap: Snapshot, ctx: NodeContext, observed: Observed, memo: PlanMemo = {}): NodePlan {
   const mesh = snap.mesh;
-  const podSubnet = nodeSubnetOf(mesh, ctx.nodes.find((n) => n.name === ctx.nodeName), ctx.nodeIndex);
-  const podSubnet6 = nodePodSubnet6(mesh, ctx.nodeIndex);
+  const own = ctx.nodes.find((n) => n.name === ctx.nodeName);
+  const podSubnet = nodeSubnetOf(mesh, own, ctx.nodeIndex);
+  const podSubnet6 = nodeSubnet6Of(mesh, own, ctx.nodeIndex);
   const policy = planPolicy(snap, ctx, observed, podSubnet6 ? [podSubnet, podSubnet6] : [podSubnet], memo);
   const tunnel = planTunnel(snap, ctx, observed, podSubnet, policy.tables);
   const { steered, ...routing } = computeProxyConfig(snap);

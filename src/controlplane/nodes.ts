@@ -39,6 +39,8 @@ export interface NodeRecord {
   index: number;
   /** The node's pod CIDR, where the source says it (Kubernetes: Node.spec.podCIDR); else its index's /24 of the mesh's pod CIDR. */
   podCIDR?: string;
+  /** Its IPv6 pod CIDR, where the source says it (Kubernetes: the IPv6 entry of Node.spec.podCIDRs); else its index's /64 of the mesh's podCIDRv6. */
+  podCIDRv6?: string;
   /** Where the node's tunnel endpoint listens, where the source says it. */
   address?: string;
 }

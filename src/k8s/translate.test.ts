@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { endpointsOfSlices, meshOf, optedOut, passThrough, routeOf, serviceOf, sliceService, withoutSctp, workloadOfPod, type Problem } from './translate.js';
+import { clusterRanges, endpointsOfSlices, meshOf, optedOut, passThrough, routeOf, serviceOf, sliceService, withoutSctp, workloadOfPod, type Problem } from './translate.js';
 import type { K8sEndpointSlice, K8sPod, K8sService } from './kinds.js';
 import { podCgroupCandidates } from './pod-cgroup.js';
 import { routeParentStatuses, mergeParents } from './route-status.js';
@@ -130,6 +130,20 @@ test('the MeshConfig: the install\'s CIDRs, overridden by the cluster\'s object 
   const over = meshOf({ metadata: { name: 'mesh' }, spec: { sameNodeShortcut: false } }, { serviceCIDR: '10.253.0.0/16' }, p);
   assert.equal(over.spec.sameNodeShortcut, false);
   assert.equal(over.spec.serviceCIDR, '10.253.0.0/16');
+});
+
+test('the install\'s ranges in the cluster\'s own form: one CIDR, or one of each family in either order (dual-stack); a bad one names its flag', () => {
+  assert.deepEqual(clusterRanges({ serviceCIDR: '10.253.0.0/16', podCIDR: '10.252.0.0/16' }), { ranges: { serviceCIDR: '10.253.0.0/16', podCIDR: '10.252.0.0/16' }, problems: [] });
+  const dual = clusterRanges({ serviceCIDR: '10.253.0.0/16,fd00:eb:253::/112', podCIDR: 'fd00:eb:252::/56, 10.252.0.0/16' });
+  assert.deepEqual(dual, { ranges: { serviceCIDR: '10.253.0.0/16', serviceCIDRv6: 'fd00:eb:253::/112', podCIDR: '10.252.0.0/16', podCIDRv6: 'fd00:eb:252::/56' }, problems: [] });
+  assert.equal(meshOf(undefined, dual.ranges, []).spec.podCIDRv6, 'fd00:eb:252::/56');
+  assert.deepEqual(clusterRanges({}), { ranges: {}, problems: [] });
+  const bad = (f: { serviceCIDR?: string; podCIDR?: string }) => clusterRanges(f).problems.join('; ');
+  assert.match(bad({ serviceCIDR: '10.1.0.0/16,10.2.0.0/16' }), /^--service-cidr: .* two CIDRs of one family/);
+  assert.match(bad({ podCIDR: 'fd00::/56' }), /^--pod-cidr: .* no IPv4 CIDR/);
+  assert.match(bad({ podCIDR: '10.1.0.0/16,,fd00::/56' }), /^--pod-cidr: .* one CIDR or two/);
+  assert.match(bad({ serviceCIDR: '10.253.0.0/16,fd00:eb:253::/112' }), /^--pod-cidr: podCIDRv6: serviceCIDRv6 and podCIDRv6 go together/);
+  assert.match(bad({ serviceCIDR: '10.300.0.0/16' }), /^--service-cidr: serviceCIDR: /);
 });
 
 test('pod cgroups: cgroupfs and systemd layouts for each QoS class', () => {

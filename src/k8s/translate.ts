@@ -234,6 +234,41 @@ export function routeOf(kind: 'HTTPRoute' | 'GRPCRoute', o: KubeObject, problems
 }
 
 /** The MeshConfig: the cluster's object named "mesh" over the install's defaults (CIDRs from the Helm values). */
+/**
+ * The cluster's ranges as the agent's flags give them, in Kubernetes' form
+ * (`--service-cluster-ip-range`, `--cluster-cidr`): one CIDR, or two of
+ * different families separated by a comma, in either order. They become the
+ * mesh's defaults (IPv6 ones make it dual-stack); a problem names the flag.
+ */
+export function clusterRanges(flags: { serviceCIDR?: string; podCIDR?: string }): { ranges: Partial<MeshConfigResource['spec']>; problems: string[] } {
+  const ranges: Partial<MeshConfigResource['spec']> = {};
+  const problems: string[] = [];
+  const split = (flag: string, value: string | undefined, v4: 'serviceCIDR' | 'podCIDR', v6: 'serviceCIDRv6' | 'podCIDRv6'): void => {
+    if (value === undefined) return;
+    const parts = value.split(',').map((x) => x.trim());
+    const six = parts.filter((x) => x.includes(':'));
+    const four = parts.filter((x) => !x.includes(':'));
+    const problem = parts.length > 2 || parts.some((x) => !x) ? 'is one CIDR or two separated by a comma'
+      : six.length > 1 || four.length > 1 ? 'names two CIDRs of one family (dual-stack is one of each)'
+        : !four.length ? 'has no IPv4 CIDR (an IPv6-only mesh is not supported)' : undefined;
+    if (problem) {
+      problems.push(`${flag}: "${value}" ${problem}`);
+      return;
+    }
+    ranges[v4] = four[0]!;
+    if (six.length) ranges[v6] = six[0]!;
+  };
+  split('--service-cidr', flags.serviceCIDR, 'serviceCIDR', 'serviceCIDRv6');
+  split('--pod-cidr', flags.podCIDR, 'podCIDR', 'podCIDRv6');
+  if (!problems.length) {
+    const r = MeshConfig.safeParse({ apiVersion: 'ebmesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: ranges });
+    const flagOf = (field: string) => (field.startsWith('service') ? '--service-cidr' : '--pod-cidr');
+    // Issues are at spec.FIELD: the flag and the field name say where.
+    if (!r.success) for (const i of r.error.issues) problems.push(`${flagOf(String(i.path.at(-1) ?? ''))}: ${issuePath(i.path.slice(1))}: ${i.message}`);
+  }
+  return { ranges, problems };
+}
+
 export function meshOf(o: KubeObject | undefined, defaults: Partial<MeshConfigResource['spec']>, problems: Problem[]): MeshConfigResource {
   const base = MeshConfig.parse({ apiVersion: 'ebmesh.io/v1alpha1', kind: 'MeshConfig', metadata: { name: 'mesh' }, spec: defaults });
   if (!o) return base;

@@ -20,6 +20,9 @@ export interface K8sLabEnv {
   nodeName: string;
   podCidr: string;
   serviceCidr: string;
+  /** The IPv6 ranges of the dual-stack cluster. */
+  podCidr6: string;
+  serviceCidr6: string;
   dnsServiceIp: string;
   clusterDomain: string;
   toolboxImage: string;
@@ -49,6 +52,8 @@ export function k8sLabEnv(): K8sLabEnv {
     nodeName: get('K8S_NODE_NAME'),
     podCidr: get('K8S_POD_CIDR'),
     serviceCidr: get('K8S_SERVICE_CIDR'),
+    podCidr6: get('K8S_POD_CIDR6'),
+    serviceCidr6: get('K8S_SERVICE_CIDR6'),
     dnsServiceIp: get('K8S_DNS_SERVICE_IP'),
     clusterDomain: get('K8S_CLUSTER_DOMAIN'),
     toolboxImage: get('K8S_TOOLBOX_IMAGE'),

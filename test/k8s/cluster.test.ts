@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { k8sLabDown, k8sLabEnv, k8sLabSkipReason, k8sLabUp, kubectl, type K8sLabEnv } from '../helpers/k8s-lab.js';
-import { clientPod, KEEPALIVE_CLIENT, udpEcho, UDP_PROBE, webDeployment } from './fixtures.js';
+import { clientPod, INET6_GET, KEEPALIVE_CLIENT, udpEcho, UDP_PROBE, webDeployment } from './fixtures.js';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { NodeStatusSchema, type NodeStatus } from '../../src/api/status.js';
 
@@ -32,6 +32,11 @@ const py = (pod: string, program: string, ...args: string[]) => kubectl(['-n', N
 async function podNames(selector: string): Promise<string[]> {
   const out = await k('-n', NS, 'get', 'pods', '-l', selector, '-o', 'jsonpath={range .items[*]}{.metadata.name}{" "}{.metadata.deletionTimestamp}{"\\n"}{end}');
   return out.split('\n').filter(Boolean).filter((l) => !l.trim().includes(' ')).map((l) => l.trim());
+}
+
+/** The node's InternalIP addresses (one per family: the lab cluster is dual-stack). */
+async function nodeAddresses(): Promise<string[]> {
+  return (await k('get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')).trim().split(' ');
 }
 
 /** Until Service NAME has N ready endpoints (its EndpointSlices), bounded. */
@@ -147,7 +152,8 @@ test('a Service of 3 nginx replicas answers by name from a client pod: every rep
 test('a NodePort Service answers at the node\'s address and node port from a pod, from every replica; as ClusterIP again, the node port is refused', { skip }, async () => {
   await apply(`apiVersion: v1\nkind: Service\nmetadata: {name: web-np, namespace: ${NS}}\nspec:\n  type: NodePort\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: http}]\n`);
   const nodePort = (await k('-n', NS, 'get', 'svc', 'web-np', '-o', 'jsonpath={.spec.ports[0].nodePort}')).trim();
-  const nodeIp = (await k('get', 'nodes', '-o', 'jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}')).trim();
+  // The Service is IPv4 (single-stack, the cluster's first family): its node port is at the node's IPv4 address.
+  const nodeIp = (await nodeAddresses()).find((a) => !a.includes(':'))!;
   assert.match(nodePort, /^3\d{4}$/);
   const url = `http://${nodeIp}:${nodePort}/`;
   await inPod('client', `for i in $(seq 60); do curl -sf -m 2 ${url} >/dev/null && exit 0; sleep 0.5; done; exit 1`, 90_000);
@@ -357,6 +363,97 @@ spec:
   const after = await spread('web', 40);
   assert.deepEqual(new Set(after.keys()), new Set(before.keys()), 'the canary route still routes as before');
   await k('-n', NS, 'delete', 'httproute', 'unsupported');
+});
+
+/** Until CHECK() returns WANT (a data path change reaching the kernel), bounded; the last value. */
+async function until<T>(check: () => Promise<T>, want: T, tries = 40): Promise<T> {
+  let got = await check();
+  for (let i = 0; i < tries && got !== want; i++) {
+    await sleep(250);
+    got = await check();
+  }
+  return got;
+}
+
+test('dual-stack: a RequireDualStack Service answers over IPv4, IPv6 (by name and VIP) and a v4-mapped AF_INET6 socket from every replica; its route steers both families; an IPv6 ipBlock denies, then allows; its node port answers at the node\'s IPv6 address', { skip }, async (t) => {
+  t.after(() => k('-n', NS, 'delete', 'networkpolicy,httproute,svc', '-l', 'test=dual-stack', '--ignore-not-found'));
+  await apply(`apiVersion: v1
+kind: Service
+metadata: {name: web-ds, namespace: ${NS}, labels: {test: dual-stack}}
+spec:
+  ipFamilyPolicy: RequireDualStack
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+`);
+  const ips = (await k('-n', NS, 'get', 'svc', 'web-ds', '-o', 'jsonpath={.spec.clusterIPs[*]}')).trim().split(' ');
+  const vip4 = ips.find((a) => !a.includes(':'));
+  const vip6 = ips.find((a) => a.includes(':'));
+  assert.ok(vip4 && vip6, `the API server gave web-ds ${ips.join(', ')}: the cluster is not dual-stack`);
+  const pods = (await podNames('app=web')).sort();
+  await waitEndpoints('web-ds', 2 * pods.length);
+  const answers = async (url: string, flags = '', n = 60) => (await inPod('client', `for i in $(seq ${n}); do curl -s -m 2 ${flags} ${url} || echo FAIL; done`)).split('\n').filter(Boolean);
+  // By name (an A record for -4, AAAA for -6) and at the IPv6 VIP: every replica, nothing failed.
+  for (const [what, url, flags] of [['IPv4 by name', `http://web-ds.${NS}/`, '-4'], ['IPv6 by name', `http://web-ds.${NS}/`, '-6'], ['IPv6 VIP', `http://[${vip6}]/`, '-g']] as const) {
+    const got = await answers(url, flags);
+    assert.ok(!got.includes('FAIL'), `${what}: ${got.join(' ')}`);
+    assert.deepEqual([...new Set(got)].sort(), pods, `${what}: every replica answers`);
+  }
+  // AF_INET6 sockets: at the IPv6 VIP and v4-mapped at the IPv4 one; the application sees what it dialled.
+  const mapped = `::ffff:${vip4}`;
+  const lines = (await py('client', INET6_GET, vip6, mapped)).trim().split('\n');
+  assert.equal(lines.length, 2, lines.join('\n'));
+  for (const [line, dialled] of [[lines[0]!, vip6], [lines[1]!, mapped]] as const) {
+    const [peer, body] = line.split(' ');
+    assert.equal(peer, dialled, line);
+    assert.ok(pods.includes(body!), `answered by a web replica: ${line}`);
+  }
+  // An HTTPRoute on the Service steers each of its VIPs to the node proxy (its IPv6 listener for IPv6).
+  await apply(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: canary-ds, namespace: ${NS}, labels: {test: dual-stack}}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web-ds, port: 80}]
+  rules:
+  - matches: [{headers: [{name: x-canary, value: "yes"}]}]
+    backendRefs: [{name: web-v2, port: 80}]
+  - backendRefs: [{name: web, port: 80}]
+`);
+  const v2 = (await podNames('app=web-v2'))[0]!;
+  const tagged = (family: string) => inPod('client', `curl -s -m 2 ${family} -H 'x-canary: yes' http://web-ds.${NS}/; true`).then((x) => x.trim());
+  assert.equal(await until(() => tagged('-6'), v2), v2, 'IPv6: the route steers');
+  assert.equal(await tagged('-4'), v2, 'IPv4: the route steers');
+  const untagged = await answers(`http://web-ds.${NS}/`, '-6', 20);
+  assert.ok(untagged.every((a) => pods.includes(a)), `IPv6, no header: web only: ${untagged.join(' ')}`);
+  // NetworkPolicy by IPv6 ipBlock: the client's /128 excepted, then the only address allowed.
+  const client6 = (await k('-n', NS, 'get', 'pod', 'client', '-o', 'jsonpath={.status.podIPs[1].ip}')).trim();
+  assert.match(client6, /:/, 'the client pod has an IPv6 address');
+  const code = (family: string) => inPod('client', `curl -s -m 2 ${family} -o /dev/null -w '%{http_code}' http://web-ds.${NS}/; true`).then((x) => x.trim());
+  const policy = (from: string) => apply(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-by-v6-block, namespace: ${NS}, labels: {test: dual-stack}}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{ipBlock: ${from}}]
+`);
+  await policy(`{cidr: "${env.podCidr6}", except: ["${client6}/128"]}`);
+  assert.equal(await until(() => code('-6'), '000'), '000', 'IPv6 from an excepted address: denied');
+  assert.equal(await code('-4'), '000', 'IPv4 matches no IPv6 block: denied');
+  await policy(`{cidr: "${client6}/128"}`);
+  assert.equal(await until(() => code('-6'), '200'), '200', 'IPv6 from the allowed /128: served');
+  assert.equal(await code('-4'), '000', 'IPv4 still denied');
+  await k('-n', NS, 'delete', 'networkpolicy', 'web-by-v6-block');
+  assert.equal(await until(() => code('-4'), '200'), '200', 'IPv4 served again once the policy is gone');
+  // As a NodePort Service, its node port is served at the node's IPv6 address too
+  // (once its route is gone: a steered port's node port is refused, docs/kubernetes.md).
+  await k('-n', NS, 'delete', 'httproute', 'canary-ds');
+  await kubectl(['-n', NS, 'patch', 'svc', 'web-ds', '-p', '{"spec":{"type":"NodePort"}}']);
+  const nodePort = (await k('-n', NS, 'get', 'svc', 'web-ds', '-o', 'jsonpath={.spec.ports[0].nodePort}')).trim();
+  const node6 = (await nodeAddresses()).find((a) => a.includes(':'));
+  assert.ok(node6, 'the node has an IPv6 InternalIP');
+  const atNode6 = await inPod('client', `for i in $(seq 40); do r=$(curl -sf -m 2 -g http://[${node6}]:${nodePort}/) && { echo "$r"; exit 0; }; sleep 0.25; done; echo FAIL`);
+  assert.ok(pods.includes(atNode6.trim()), `a web replica answers at [${node6}]:${nodePort}: ${atNode6}`);
 });
 
 test('helm upgrade rolls the agent under a keep-alive client: zero failed requests, plain and through the node proxy', { skip }, async () => {

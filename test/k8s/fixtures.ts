@@ -5,7 +5,7 @@
  * toolbox image).
  */
 
-/** nginx answering "<pod name>\n" on 8080, with a readiness probe; preStop keeps a terminating pod serving a while. */
+/** nginx answering "<pod name>\n" on 8080 (both families), with a readiness probe; preStop keeps a terminating pod serving a while. */
 export function webDeployment(ns: string, name: string, replicas: number, image: string, labels: Record<string, string> = {}): string {
   const lbl = { app: name, ...labels };
   return `apiVersion: v1
@@ -21,6 +21,7 @@ data:
       access_log off;
       server {
         listen 8080;
+        listen [::]:8080;
         location / { return 200 "$hostname\\n"; }
       }
     }
@@ -118,6 +119,31 @@ while time.time() < until and i < count:
         fail += 1; errors.append(repr(e)); conn = None
     time.sleep(0.02)
 print(json.dumps({"ok": ok, "fail": fail, "errors": errors[:10], "new": new}))
+`;
+
+/**
+ * For each HOST argument: an AF_INET6 socket connected to HOST:80 (an IPv6
+ * address, or an IPv4 one v4-mapped as the JVM and gRPC dial it), one
+ * HTTP/1.0 request; prints the peer name the application sees and the
+ * answer's body, or the error.
+ */
+export const INET6_GET = `
+import socket, sys
+for host in sys.argv[1:]:
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.settimeout(3)
+        s.connect((host, 80))
+        peer = s.getpeername()[0]
+        s.sendall(b"GET / HTTP/1.0\\r\\nHost: web\\r\\n\\r\\n")
+        data = b""
+        while True:
+            d = s.recv(4096)
+            if not d: break
+            data += d
+        print(peer, data.split(b"\\r\\n\\r\\n", 1)[1].decode().strip())
+    except OSError as e:
+        print(host, "ERROR", e)
 `;
 
 /**
