@@ -33,3 +33,8 @@ ISTIO_ECHO_VERSION=v0.0.0-20260827124520-eed52ebb66ad
 GATEWAY_CONFORMANCE_BIN="$EBMESH_CACHE/gateway-api-$GATEWAY_API_VERSION/bin"
 ISTIO_ECHO_BIN="$EBMESH_CACHE/istio-echo-$ISTIO_ECHO_VERSION/bin"
 export ISTIO_ECHO_VERSION GATEWAY_CONFORMANCE_BIN ISTIO_ECHO_BIN
+# cyclonus: generated NetworkPolicy cases, probed every pod to every pod
+# (scripts/conformance.sh cyclonus). v0.5.6 is its newest release.
+CYCLONUS_VERSION=v0.5.6
+CYCLONUS_BIN="$EBMESH_CACHE/cyclonus-$CYCLONUS_VERSION/bin"
+export CYCLONUS_VERSION CYCLONUS_BIN
