@@ -597,8 +597,8 @@ static napi_value js_bpf_pinned(napi_env env, napi_callback_info info) {
   return arr;
 }
 
-/* bpfTake(fd, key, value) -> 0 (value filled, entry deleted) or -errno (-ENOENT: no entry) */
-static napi_value js_bpf_take(napi_env env, napi_callback_info info) {
+/* One element call on a map fd: key and value buffers, -errno on failure. */
+static napi_value map_elem_call(napi_env env, napi_callback_info info, int cmd) {
   napi_value argv[3];
   int32_t fd;
   void *k, *v;
@@ -611,11 +611,17 @@ static napi_value js_bpf_take(napi_env env, napi_callback_info info) {
   a.map_fd = (uint32_t)fd;
   a.key = (uint64_t)(uintptr_t)k;
   a.value = (uint64_t)(uintptr_t)v;
-  long r = bpf_call(BPF_MAP_LOOKUP_AND_DELETE_ELEM, &a);
+  long r = bpf_call(cmd, &a);
   napi_value x;
   napi_create_int32(env, r < 0 ? -errno : 0, &x);
   return x;
 }
+
+/* bpfTake(fd, key, value) -> 0 (value filled, entry deleted) or -errno (-ENOENT: no entry) */
+static napi_value js_bpf_take(napi_env env, napi_callback_info info) { return map_elem_call(env, info, BPF_MAP_LOOKUP_AND_DELETE_ELEM); }
+
+/* bpfLookup(fd, key, value) -> 0 (value filled) or -errno (-ENOENT: no entry) */
+static napi_value js_bpf_lookup(napi_env env, napi_callback_info info) { return map_elem_call(env, info, BPF_MAP_LOOKUP_ELEM); }
 
 #define FN(name, f) {name, NULL, f, NULL, NULL, NULL, napi_enumerable, NULL}
 
@@ -642,6 +648,7 @@ static napi_value init(napi_env env, napi_value exports) {
       FN("streamVerdict", js_stream_verdict),
       FN("pipeNew", js_pipe_new),
       FN("bpfPinned", js_bpf_pinned),
+      FN("bpfLookup", js_bpf_lookup),
       FN("bpfTake", js_bpf_take),
   };
   napi_define_properties(env, exports, sizeof d / sizeof d[0], d);

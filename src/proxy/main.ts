@@ -1,10 +1,15 @@
 /**
  * The node proxy process: a node:cluster primary that forks one worker per
- * core (they share the listening socket; the primary hands out connections
- * round-robin), restarts a worker that dies, fans the agent's config out,
- * funnels the workers' request events back. Its counters go to the agent
- * over the control socket (`stats?`), and from there into the node's
+ * core, restarts a worker that dies, fans the agent's config out, funnels
+ * the workers' request events and tunnel flows back. Its counters go to the
+ * agent over the control socket (`stats?`), and from there into the node's
  * /metrics: the proxy listens on no admin port the workloads could reach.
+ *
+ * The workers carry the whole data path: each accepts on the shared
+ * listener itself (SCHED_NONE: the primary binds it and never accepts) and
+ * runs a tunnel endpoint of its own. So a primary killed with -9 takes no
+ * listener, connection or tunnel session with it: its workers serve on,
+ * orphaned, until the agent's next generation took over (./orphan.ts).
  *
  * It outlives the agent that started it (detached, its own session): the
  * agent talks to it over a unix control socket (./control.ts), and the next
@@ -26,12 +31,10 @@ import type { ProxyStats } from './index.js';
 import { PROXY_PROTOCOL, type FromProxy, type FromWorker, type ProxyLaunch, type ProxyProcessStats, type ProxyPush, type ToProxy, type ToWorker, type TunnelSentStats } from './messages.js';
 import { proxyBuild, readMessages, writeMessage } from './control.js';
 import type { TunnelFlow } from '../tunnel/index.js';
-import type { TunnelEndpoint } from '../tunnel/endpoint.js';
 import type { TunnelledFlow } from './tunnel-forward.js';
-import { EndpointPolicy } from '../policy/tunnel-ingress.js';
 import { cgroupOfProcess } from '../host/cgroup.js';
 import { cgroupDirOf, claimCpuShare } from './cpu-share.js';
-import { CallerVouching, judgeStream } from '../tunnel/vouch.js';
+import { mergeEndpointStatus } from './worker-endpoint.js';
 
 const { values } = parseArgs({
   options: {
@@ -73,12 +76,9 @@ if (cluster.isWorker) {
   const latest = new Map<number, FromWorker & { type: 'stats' }>();
   const cumulative: ProxyStats = { responses: {}, requests: 0, connections: 0, tcpPassthrough: 0 };
 
-  // Cross-node mTLS: this node's receiving tunnel endpoint lives here, not in
-  // the agent, so that restarting the agent leaves tunnelled connections alone.
-  // Its flows and the workers' go to the agent in batches (observe).
+  // Cross-node mTLS: the flows the workers' endpoints received and the streams
+  // they sent go to the agent in batches (observe).
   const TUNNEL_FLOWS_PER_FLUSH = 500;
-  let endpoint: TunnelEndpoint | undefined;
-  let endpointDir = '';
   let received: TunnelFlow[] = [];
   let sent: TunnelledFlow[] = [];
   const tunnelFlush = setInterval(() => {
@@ -87,37 +87,12 @@ if (cluster.isWorker) {
     sent = [];
   }, 250);
   tunnelFlush.unref();
-  const configureEndpoint = async () => {
-    if (drainingSince) return;
-    const t = push?.tunnel;
-    if (endpoint && t?.svidDir === endpointDir) return;
-    await endpoint?.stop();
-    endpoint = undefined;
-    if (!t) return;
-    // Loaded on first use: a node without mTLS never pays for TLS and HTTP/2 here.
-    const { TunnelEndpoint } = await import('../tunnel/endpoint.js');
-    endpointDir = t.svidDir;
-    endpoint = new TunnelEndpoint({
-      svidDir: t.svidDir,
-      trustDomain: () => push?.tunnel?.trustDomain ?? t.trustDomain,
-      localIps: () => localIps,
-      // No vouching tables yet (no config): nothing is delivered on a peer's word alone.
-      authorize: (r) => (vouching ? judgeStream(r, vouching, policy) : { allow: false, reason: 'the endpoint has no mesh configuration yet' }),
-      onFlow: (f) => { if (agent && received.length < TUNNEL_FLOWS_PER_FLUSH) received.push(f); },
-      reusePort: true,
-    });
-    endpoint.start();
-  };
-  let localIps: ReadonlySet<string> = new Set();
-  let policy: EndpointPolicy | undefined;
-  let vouching: CallerVouching | undefined;
-  let endpointChange = Promise.resolve();
-
-  // The policy tables are the endpoint's (this process); workers never judge.
   const configure = (w: Worker) => {
-    if (push && w.isConnected()) w.send({ type: 'config', push: push.tunnel?.policy ? { ...push, tunnel: { ...push.tunnel, policy: undefined } } : push, workers: n } satisfies ToWorker);
+    if (push && w.isConnected()) w.send({ type: 'config', push, workers: n } satisfies ToWorker);
   };
 
+  // Workers accept on the shared socket themselves: with round-robin the primary would accept, and its death would close the listener.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = () => {
     starts++;
     const w = cluster.fork();
@@ -138,8 +113,11 @@ if (cluster.isWorker) {
           if (!agent) eventsDropped += m.events.length;
           else if (m.counts.length || m.events.length) toAgent({ type: 'requests', counts: m.counts, events: m.events });
           break;
-        case 'tunnelled':
-          if (agent) sent.push(...m.flows.slice(0, TUNNEL_FLOWS_PER_FLUSH - sent.length));
+        case 'tunnel':
+          if (agent) {
+            sent.push(...m.sent.slice(0, TUNNEL_FLOWS_PER_FLUSH - sent.length));
+            received.push(...m.received.slice(0, TUNNEL_FLOWS_PER_FLUSH - received.length));
+          }
           break;
         case 'stats':
           latest.set(w.id, m);
@@ -171,11 +149,12 @@ if (cluster.isWorker) {
       configErrors += s.configErrors;
       unresolved += s.unresolved;
     }
+    const tunnel = mergeEndpointStatus([...latest.values()].map(({ stats: s }) => s.tunnel));
     const tunnelSent: TunnelSentStats = { streams: 0, failed: 0, noPeer: 0, upstreams: 0 };
     for (const { stats: s } of latest.values()) for (const k of Object.keys(tunnelSent) as Array<keyof TunnelSentStats>) tunnelSent[k] += s.tunnelSent[k] ?? 0;
     return {
       ...sum, workers: latest.size, workerStarts: starts, configVersion, configErrors, eventsDropped, unresolved, attributed,
-      ...(push?.tunnel ? { tunnelSent } : {}), ...(endpoint ? { tunnel: endpoint.status() } : {}),
+      ...(push?.tunnel ? { tunnelSent } : {}), ...(tunnel ? { tunnel } : {}),
       ...(drainingSince ? { draining: { since: new Date(drainingSince).toISOString(), open: openNow() } } : {}),
     };
   };
@@ -193,11 +172,6 @@ if (cluster.isWorker) {
         // A draining proxy keeps the config it had: it only finishes what it carries.
         if (from !== agent || drainingSince) return;
         push = m.push;
-        localIps = new Set(push.tunnel?.localIps ?? []);
-        policy = push.tunnel?.policy ? new EndpointPolicy(push.tunnel.policy) : undefined;
-        vouching = push.tunnel ? new CallerVouching({ podCidr: push.tunnel.podCidr, nodes: push.tunnel.nodes, identities: push.byIp }) : undefined;
-        // One change at a time: two quick pushes must not start two endpoints.
-        endpointChange = endpointChange.then(configureEndpoint).catch((e: Error) => { process.stderr.write(`node proxy: tunnel endpoint: ${e.message}\n`); });
         for (const w of Object.values(cluster.workers ?? {})) if (w) configure(w);
         if (Object.keys(cluster.workers ?? {}).length === 0) for (let i = 0; i < n; i++) fork();
         break;
@@ -216,29 +190,23 @@ if (cluster.isWorker) {
   // --- Handing over to a newer generation --------------------------------------
   let drainingSince = 0;
   let drainTimer: NodeJS.Timeout | undefined;
-  const openNow = () => [...latest.values()].reduce((n, { stats: s }) => n + s.open, 0);
+  const openNow = () => [...latest.values()].reduce((n, { stats: s }) => n + s.open + s.tunnelBusy, 0);
   const drain = (graceMs: number, deadlineMs: number) => {
     if (drainingSince) return;
     drainingSince = Date.now();
     process.stderr.write(`node proxy ${process.pid}: draining (a newer proxy took over): accepting for ${graceMs} ms more, deadline ${deadlineMs} ms\n`);
-    // The tunnel port goes to the new generation now (it binds beside us, or as soon as we let go).
-    endpoint?.release();
+    // Each worker lets the tunnel port go to the new generation now, stops accepting after the grace, and exits once it carries nothing.
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send({ type: 'drain', graceMs, deadlineMs } satisfies ToWorker);
+    drainTimer = setInterval(drainCheck, 200);
     setTimeout(() => {
-      // Connects the kernel sent here before the switch have been accepted by now.
-      for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send({ type: 'drain' } satisfies ToWorker);
-      endpoint?.goaway();
-      drainTimer = setInterval(drainCheck, 200);
-      drainCheck();
-    }, graceMs).unref();
-    setTimeout(() => {
-      const cut = openNow() + (endpoint?.busy ?? 0);
+      const cut = openNow();
       process.stderr.write(`node proxy ${process.pid}: drain deadline: cutting ${cut} connections and tunnel sessions\n`);
       drained(cut);
     }, deadlineMs).unref();
   };
   const drainCheck = () => {
     if (!drainingSince || stopping) return;
-    if (Object.keys(cluster.workers ?? {}).length === 0 && !(endpoint?.busy)) drained(0);
+    if (Object.keys(cluster.workers ?? {}).length === 0) drained(0);
   };
   let drainedOnce = false;
   const drained = (cut: number) => {

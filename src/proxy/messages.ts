@@ -27,6 +27,8 @@ export interface ProxyPush {
   byIp: Array<[string, CallerEntry]>;
   /** Cross-node mTLS: present once the node has its SVID; the proxy then runs the node's tunnel endpoint too. */
   tunnel?: TunnelPush;
+  /** The drain deadline (MeshConfig spec.proxy.drainTimeoutMs): workers left without their primary drain by it once replaced. */
+  drainMs?: number;
 }
 
 export interface TunnelSentStats {
@@ -57,9 +59,9 @@ export interface TunnelPush {
  * Bumped whenever a message changes shape: an agent meeting a proxy of
  * another version hands over from it (a new generation of its own takes the
  * new connections) rather than talk past it. 3: the tunnel's vouching
- * tables; 4: drain (handover).
+ * tables; 4: drain (handover); 5: the tunnel endpoint in the workers.
  */
-export const PROXY_PROTOCOL = 4;
+export const PROXY_PROTOCOL = 5;
 /** The first protocol whose proxies understand `drain`: older ones are stopped after the drain deadline instead. */
 export const DRAIN_PROTOCOL = 4;
 
@@ -146,11 +148,23 @@ export type FromWorker =
   | { type: 'hello' }
   | { type: 'listening' }
   | { type: 'requests'; counts: ProxyRequestCounter[]; events: RequestDoneEvent[]; dropped: number }
-  | { type: 'tunnelled'; flows: TunnelledFlow[] }
-  | { type: 'stats'; stats: ProxyStats & { open: number; configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: TunnelSentStats } };
+  /** Cross-node mTLS streams that ended in this worker: received by its endpoint, sent into the tunnel. */
+  | { type: 'tunnel'; received: TunnelFlow[]; sent: TunnelledFlow[] }
+  | {
+    type: 'stats';
+    stats: ProxyStats & {
+      open: number; configVersion: number; configErrors: number; unresolved: number; attributed: { cgroup: number; ip: number; unknown: number }; tunnelSent: TunnelSentStats;
+      /** The worker's tunnel endpoint, when it runs; tunnelBusy: its sessions and streams still open. */
+      tunnel?: Record<string, unknown>; tunnelBusy: number;
+    };
+  };
 
-/** Primary -> worker. */
-export type ToWorker = { type: 'config'; push: ProxyPush; workers: number } | { type: 'drain' };
+/**
+ * Primary -> worker. `drain`: a newer generation took over; let the tunnel
+ * port go now, stop accepting after graceMs, exit once nothing is carried or
+ * at deadlineMs.
+ */
+export type ToWorker = { type: 'config'; push: ProxyPush; workers: number } | { type: 'drain'; graceMs: number; deadlineMs: number };
 
 export const PROXY_PORT = 15001;
 

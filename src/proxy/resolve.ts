@@ -8,7 +8,7 @@
  */
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
-import { PinnedTake } from '../relay/index.js';
+import { PinnedMap } from '../relay/index.js';
 import { L7Conn6Key, L7ConnKey, L7Orig, L7_ORIG_F_TUNNEL, type ValueOf } from '../abi/structs.js';
 import type { OriginalDestination } from './index.js';
 import type { CallerEntry, ProxyPush } from './messages.js';
@@ -16,8 +16,8 @@ import type { CallerEntry, ProxyPush } from './messages.js';
 export const UNKNOWN_CALLER: CallerEntry = { identity: 'unknown', namespace: '', workload: '' };
 
 export class OriginalResolver {
-  private readonly conns: PinnedTake<ValueOf<typeof L7ConnKey>, ValueOf<typeof L7Orig>>;
-  private readonly conns6: PinnedTake<ValueOf<typeof L7Conn6Key>, ValueOf<typeof L7Orig>>;
+  private readonly conns: PinnedMap<ValueOf<typeof L7ConnKey>, ValueOf<typeof L7Orig>>;
+  private readonly conns6: PinnedMap<ValueOf<typeof L7Conn6Key>, ValueOf<typeof L7Orig>>;
   private byCgroup = new Map<string, CallerEntry>();
   private byIp = new Map<string, CallerEntry>();
   unresolved = 0;
@@ -25,8 +25,8 @@ export class OriginalResolver {
   readonly attributed = { cgroup: 0, ip: 0, unknown: 0 };
 
   constructor(mapPins: string) {
-    this.conns = new PinnedTake(join(mapPins, 'ebm_l7_conns'), L7ConnKey, L7Orig);
-    this.conns6 = new PinnedTake(join(mapPins, 'ebm_l7_conns6'), L7Conn6Key, L7Orig);
+    this.conns = new PinnedMap(join(mapPins, 'ebm_l7_conns'), L7ConnKey, L7Orig);
+    this.conns6 = new PinnedMap(join(mapPins, 'ebm_l7_conns6'), L7Conn6Key, L7Orig);
   }
 
   setCallers(push: Pick<ProxyPush, 'byCgroup' | 'byIp'>): void {

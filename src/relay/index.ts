@@ -79,6 +79,7 @@ export interface RelayBinding {
   pipeNew(sink: number, fd: number, ip: string, port: number, localIp: string | null, head: Buffer | null): number;
   bpfPinned(path: string): [number, number, number];
   bpfTake(fd: number, key: Buffer, value: Buffer): number;
+  bpfLookup(fd: number, key: Buffer, value: Buffer): number;
 }
 
 let binding: RelayBinding | undefined;
@@ -152,12 +153,12 @@ export function takeSocket(socket: net.Socket): { fd: number; pending: Buffer } 
 }
 
 /**
- * A pinned BPF hash map whose entries are taken one at a time (looked up
- * and deleted in one call), for processes that do not load libbpf: the
- * node proxy's workers read the kernel's record of each steered connection
- * this way. The layout is checked against the codecs' sizes at open.
+ * A pinned BPF map read one entry at a time, for processes that do not load
+ * libbpf: the node proxy's workers take the kernel's record of each steered
+ * connection (looked up and deleted in one call) and read where the kernel
+ * steers. The layout is checked against the codecs' sizes at open.
  */
-export class PinnedTake<K, V> {
+export class PinnedMap<K, V> {
   private readonly fd: number;
   private readonly valueBuf: Buffer;
 
@@ -174,9 +175,18 @@ export class PinnedTake<K, V> {
 
   /** The entry for `k`, removed from the map; undefined when there is none. */
   take(k: K): V | undefined {
-    const r = relayBinding().bpfTake(this.fd, this.key.encode(k), this.valueBuf);
+    return this.read(k, relayBinding().bpfTake, 'BPF_MAP_LOOKUP_AND_DELETE_ELEM');
+  }
+
+  /** The entry for `k`, left in place; undefined when there is none. */
+  get(k: K): V | undefined {
+    return this.read(k, relayBinding().bpfLookup, 'BPF_MAP_LOOKUP_ELEM');
+  }
+
+  private read(k: K, call: (fd: number, key: Buffer, value: Buffer) => number, what: string): V | undefined {
+    const r = call(this.fd, this.key.encode(k), this.valueBuf);
     if (r === -2 /* ENOENT */) return undefined;
-    if (r < 0) throw new EbmeshError('EBMESH_KERNEL', `bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM): errno ${-r}`);
+    if (r < 0) throw new EbmeshError('EBMESH_KERNEL', `bpf(${what}): errno ${-r}`);
     return this.value.decode(this.valueBuf);
   }
 

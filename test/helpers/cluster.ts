@@ -194,7 +194,8 @@ export const CLIENT_LOOP = `import http.client, json, sys, time, threading, os
 host, secs = sys.argv[1], float(sys.argv[2])
 stop = sys.argv[3] if len(sys.argv) > 3 else None
 tally = {'keepalive_ok': 0, 'keepalive_fail': 0, 'new_ok': 0, 'new_fail': 0, 'resets': 0, 'errors': []}
-end = time.time() + secs
+start = time.time()
+end = start + secs
 def running():
     return time.time() < end and not (stop and os.path.exists(stop))
 def keepalive():
@@ -204,7 +205,7 @@ def keepalive():
             c.request('GET', '/'); r = c.getresponse(); r.read()
             tally['keepalive_ok' if r.status == 200 else 'keepalive_fail'] += 1
         except Exception as e:
-            tally['keepalive_fail'] += 1; tally['resets'] += isinstance(e, ConnectionResetError); tally['errors'].append('ka: ' + repr(e)); c = http.client.HTTPConnection(host, 80, timeout=3)
+            tally['keepalive_fail'] += 1; tally['resets'] += isinstance(e, ConnectionResetError); tally['errors'].append('ka at %.2fs: %r' % (time.time() - start, e)); c = http.client.HTTPConnection(host, 80, timeout=3)
         time.sleep(0.02)
 def fresh():
     while running():
@@ -212,7 +213,7 @@ def fresh():
             c = http.client.HTTPConnection(host, 80, timeout=3); c.request('GET', '/', headers={'connection': 'close'}); r = c.getresponse(); r.read(); c.close()
             tally['new_ok' if r.status == 200 else 'new_fail'] += 1
         except Exception as e:
-            tally['new_fail'] += 1; tally['resets'] += isinstance(e, ConnectionResetError); tally['errors'].append('new: ' + repr(e))
+            tally['new_fail'] += 1; tally['resets'] += isinstance(e, ConnectionResetError); tally['errors'].append('new at %.2fs: %r' % (time.time() - start, e))
         time.sleep(0.05)
 ts = [threading.Thread(target=keepalive), threading.Thread(target=fresh)]
 [t.start() for t in ts]; [t.join() for t in ts]

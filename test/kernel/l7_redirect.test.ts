@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { BpfObjectSpec, attachCgroupPinned, detachPinned, type LoadedObject } from '../../src/kernel/index.js';
-import { PinnedTake } from '../../src/relay/index.js';
+import { PinnedMap } from '../../src/relay/index.js';
 import { BPF_BUILD } from '../../src/paths.js';
 import { LbMaps } from '../../src/agent/lb-maps.js';
 import { planLb } from '../../src/agent/lb-plan.js';
@@ -82,7 +82,7 @@ test('an L7 frontend goes to the proxy; the client still sees the VIP; the proxy
   assert.equal(`${peerIp}:${peerPort}`, `${VIP}:80`, 'getpeername shows the VIP');
   assert.equal(proxyView, `${myIp}:${myPort}`, 'the proxy accepted this client');
   // Read as the proxy's workers read it: through the relay, which takes the entry (a worker loads no libbpf).
-  const conns = new PinnedTake(join(sb.pinDir, 'ebm_l7_conns'), L7ConnKey, L7Orig);
+  const conns = new PinnedMap(join(sb.pinDir, 'ebm_l7_conns'), L7ConnKey, L7Orig);
   try {
     const key = { ip: myIp!, port: Number(myPort), pad: 0 };
     const orig = conns.take(key);
@@ -95,7 +95,7 @@ test('an L7 frontend goes to the proxy; the client still sees the VIP; the proxy
     conns.close();
   }
   // A mirror whose layout differs from the kernel's is refused at open, naming the map.
-  assert.throws(() => new PinnedTake(join(sb.pinDir, 'ebm_l7_conns'), L7ConnKey, U64Value), /ebm_l7_conns layout check/);
+  assert.throws(() => new PinnedMap(join(sb.pinDir, 'ebm_l7_conns'), L7ConnKey, U64Value), /ebm_l7_conns layout check/);
   assert.ok(counter(Counter.L7_REDIRECTED) >= 1n);
   assert.ok(counter(Counter.L7_ESTABLISHED) >= 1n);
 });

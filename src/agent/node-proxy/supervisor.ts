@@ -24,9 +24,14 @@
  * Triggered by `ebmesh proxy restart`, and by an agent finding a proxy of
  * another build, protocol or launch.
  *
- * Fail closed: while no proxy listens (it crashed and is being restarted),
- * the kernel still steers flagged connections to its address, where they
- * are refused: an AuthorizationPolicy is never skipped.
+ * Crashes: a proxy's primary killed with -9 leaves its workers serving
+ * (src/proxy/orphan.ts) on the steered port, so the next generation starts
+ * in the other slot and is steered to once it listens, as in a handover; the
+ * orphans see the switch in ebm_l7_proxy and drain.
+ *
+ * Fail closed: while no proxy listens (every process of it died), the
+ * kernel still steers flagged connections to its address, where they are
+ * refused: an AuthorizationPolicy is never skipped.
  */
 import { spawn } from 'node:child_process';
 import { closeSync } from 'node:fs';
@@ -35,6 +40,7 @@ import { dirname, join } from 'node:path';
 import { openPrivateLog, privateDir } from '../../host/private-files.js';
 import { cgroup2Root } from '../../kernel/index.js';
 import { inCgroup, cgroupV1Roots } from '../../host/cgroup.js';
+import { tcpListens } from '../../host/listening.js';
 import { EbmeshError } from '../../errors.js';
 import type { RequestDoneEvent } from '../../proxy/index.js';
 import type { TunnelFlow } from '../../tunnel/index.js';
@@ -161,15 +167,17 @@ export class ProxySupervisor {
   private async attach(): Promise<void> {
     try {
       await this.drainOther();
-      let found = await this.dial(this.slot);
+      let slot = this.slot;
+      let found = await this.dial(slot);
       if (found) this.adopted++;
       else {
         // A proxy that runs but does not answer is of no use to anyone.
-        const hung = ownedProxyPid(this.opts.files(this.slot));
+        const hung = ownedProxyPid(this.opts.files(slot));
         if (hung) await stopProxyPid(hung);
+        slot = await this.freeSlot();
         if (this.stopped) return;
-        this.spawnProxy(this.slot);
-        found = await this.waitDial(this.slot);
+        this.spawnProxy(slot);
+        found = await this.waitDial(slot);
       }
       if (!found || this.stopped) {
         found?.sock.destroy();
@@ -177,6 +185,7 @@ export class ProxySupervisor {
         return;
       }
       this.use(found);
+      if (slot !== this.slot && !(await this.takeOver(found, slot))) return;
       const why = this.outdated(found.hello);
       if (why) {
         this.opts.onLog?.(`node proxy: pid ${found.hello.pid} is outdated (${why}): handing over`);
@@ -185,6 +194,42 @@ export class ProxySupervisor {
     } catch (e) {
       this.retry((e as Error).message);
     }
+  }
+
+  private listens(slot: ProxySlot): boolean {
+    return tcpListens(this.opts.launch.host, slotPort(this.opts.launch.port, slot));
+  }
+
+  /**
+   * Where a new generation can listen: the current slot, unless the workers
+   * of a crashed primary still serve there; then the other one, once a
+   * generation draining there let its port go.
+   */
+  private async freeSlot(): Promise<ProxySlot> {
+    if (!this.listens(this.slot)) return this.slot;
+    const other = (1 - this.slot) as ProxySlot;
+    this.opts.onLog?.(`node proxy: workers without their primary still serve on port ${this.port}: the next generation starts on port ${slotPort(this.opts.launch.port, other)}`);
+    const until = Date.now() + this.opts.drainMs() + 3000;
+    while (this.listens(other) && !this.stopped && Date.now() < until) await sleep(100);
+    return other;
+  }
+
+  /** A generation started beside a crashed one's orphaned workers: steered to once it listens (with mTLS, its endpoint too); they drain. */
+  private async takeOver(g: Generation, slot: ProxySlot): Promise<boolean> {
+    if (!(await this.waitGenReady(g, SPAWN_WAIT_MS)) || this.stopped || this.cur !== g) {
+      if (this.cur === g) {
+        this.cur = undefined;
+        writeMessage(g.sock, { type: 'shutdown' } satisfies ToProxy);
+        g.sock.destroy();
+        this.retry(`the node proxy (pid ${g.hello.pid}) did not listen on port ${slotPort(this.opts.launch.port, slot)}`);
+      }
+      return false;
+    }
+    if (this.push?.tunnel) await this.waitTunnel(g);
+    this.opts.steer(slotPort(this.opts.launch.port, slot));
+    this.slot = slot;
+    this.opts.onLog?.(`node proxy: pid ${g.hello.pid} on port ${this.port} took over; the orphaned workers drain`);
+    return true;
   }
 
   /** Whatever answers in the slot that is not current was replaced (or started by an interrupted handover): it drains. */
@@ -343,7 +388,8 @@ export class ProxySupervisor {
   /** A slot is free once the generation draining there is gone (bounded by its deadline). */
   private async clearSlot(slot: ProxySlot): Promise<void> {
     const until = Date.now() + this.opts.drainMs() + 3000;
-    while ([...this.draining.values()].some((g) => g.slot === slot) && Date.now() < until) await sleep(100);
+    // A crashed generation's orphaned workers there are draining too, by the same deadline.
+    while (([...this.draining.values()].some((g) => g.slot === slot) || this.listens(slot)) && Date.now() < until) await sleep(100);
     const pid = ownedProxyPid(this.opts.files(slot));
     if (pid) await stopProxyPid(pid);
   }

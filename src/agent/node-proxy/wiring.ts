@@ -132,7 +132,7 @@ export class NodeProxyWiring {
         leaveContainer: this.cluster,
       });
     }
-    this.supervisor.configure({ routing, ...callerTables(plan.callers), ...(tunnel ? { tunnel } : {}) });
+    this.supervisor.configure({ routing, ...callerTables(plan.callers), ...(tunnel ? { tunnel } : {}), drainMs: this.drainMs });
     if (this.address?.host !== host || this.address.host6 !== host6) {
       // Fail closed from here on: steered connections reach the proxy or are refused.
       // The port is the current generation's (read back from this map by the supervisor, so an agent restart keeps it).
