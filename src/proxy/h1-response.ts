@@ -210,6 +210,8 @@ export function parseResponseHead(buf: Buffer, from: number, noBody: boolean): R
         length = length * 10 + buf[d]! - 0x30;
       }
     } else if (l === 'transfer-encoding') {
+      // As for Content-Length: llhttp does not take a tab as whitespace around a coding (it reads "chunked<TAB>" to the close), so two readers could frame it differently.
+      for (let d = colon + 1; d < p; d++) if (buf[d] === 9) return bad('Transfer-Encoding with a tab in it', 'BadTransferEncoding');
       const v = buf.toString('latin1', a, b);
       te = te === undefined ? v : `${te}, ${v}`;
     } else if (l === 'connection') {

@@ -108,6 +108,11 @@ describe('ResponseReader against llhttp', () => {
       assert.ok(!(llhttp(res(s)) instanceof Error), s);
       assert.ok(ours(res(s)) instanceof FramingError, s);
     }
+    // A tab beside a Transfer-Encoding coding: llhttp reads "chunked<TAB>" to the close, RFC 9110 as chunked; we take neither side (found by the h1-response fuzz target).
+    for (const te of ['chunked\t', '\tchunked', 'gzip,\tchunked']) {
+      const r = ours(res(`HTTP/1.1 200 OK\r\nTransfer-Encoding: ${te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`));
+      assert.ok(r instanceof FramingError && r.problem.reason === 'BadTransferEncoding', `${JSON.stringify(te)}: ${String(r)}`);
+    }
   });
 
   it('refuses a head longer than the limit instead of holding it', () => {
