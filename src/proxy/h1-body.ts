@@ -8,6 +8,7 @@
  * line here disagrees with some other hop about where the body ends.
  */
 import { BAD_VALUE, TOKEN, type FramingProblem } from './http1-guard.js';
+import { withoutOws } from './ows.js';
 
 const TCHARS = "[!#$%&'*+\\-.^_`|~0-9A-Za-z]+";
 const QUOTED = '"(?:[\\t !#-\\[\\]-~\\x80-\\xff]|\\\\[\\t -~\\x80-\\xff])*"';
@@ -20,7 +21,6 @@ const QUOTED = '"(?:[\\t !#-\\[\\]-~\\x80-\\xff]|\\\\[\\t -~\\x80-\\xff])*"';
  * passes.
  */
 const CHUNK_SIZE = new RegExp(`^([0-9A-Fa-f]{1,12})(?:;${TCHARS}(?:=(?:${TCHARS}|${QUOTED}))?)*$`);
-const OWS_AROUND = /^[\t ]+|[\t ]+$/g;
 /** Longest chunk-size line (with extensions) or trailer section we hold. */
 const MAX_LINE = 4096;
 
@@ -127,7 +127,7 @@ export class ChunkedReader implements BodyReader {
         const colon = f.indexOf(':');
         if (colon <= 0 || !TOKEN.test(f.slice(0, colon)) || BAD_VALUE.test(f.slice(colon + 1)))
           throw new FramingError({ reason: 'BadChunk', detail: `trailer field ${JSON.stringify(f.slice(0, 40))}` });
-        this.trailers.push(f.slice(0, colon), f.slice(colon + 1).replace(OWS_AROUND, ''));
+        this.trailers.push(f.slice(0, colon), withoutOws(f.slice(colon + 1)));
       }
       this.done = true;
     }

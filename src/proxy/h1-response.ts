@@ -32,6 +32,7 @@
 import { ChunkedReader, FramingError, LengthReader, type BodyReader } from './h1-body.js';
 import { dropsField, HOP_BY_HOP, namedInConnection } from './hop-by-hop.js';
 import { MAX_HEAD_BYTES, nameIn, nameTable, pushField, rawFields, TCHAR, VCHAR, type FramingProblem } from './http1-guard.js';
+import { withoutOws } from './ows.js';
 
 /**
  * An upstream head to forward, kept as bytes: its header lines, hop-by-hop
@@ -134,7 +135,7 @@ const bad = (detail: string, reason: FramingProblem['reason'] = 'BadHeader'): { 
 /** The last coding a Transfer-Encoding list names, lower-case. */
 function finalCoding(te: string): string {
   const k = te.lastIndexOf(',');
-  return (k < 0 ? te : te.slice(k + 1)).trim().toLowerCase();
+  return withoutOws(k < 0 ? te : te.slice(k + 1)).toLowerCase();
 }
 
 /**

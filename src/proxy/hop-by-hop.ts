@@ -4,6 +4,7 @@
  * (header objects, an upstream head as strings, an upstream head as bytes,
  * the client's request lines) asks here.
  */
+import { withoutOws } from './ows.js';
 
 /** Never forwarded (Host is the proxy's to write). */
 export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'http2-settings', 'host']);
@@ -23,7 +24,7 @@ export function namedInConnection(v: string | string[] | undefined): ReadonlySet
   if (s === 'close') return ONLY_CLOSE;
   let named: Set<string> | undefined;
   for (const t of s.split(',')) {
-    const name = t.trim();
+    const name = withoutOws(t);
     if (name) (named ??= new Set()).add(name);
   }
   return named;

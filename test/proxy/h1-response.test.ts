@@ -46,6 +46,9 @@ describe('ResponseReader against llhttp', () => {
     ['HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', true],
     ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n', true],
     ['\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx'],
+    // Only spaces and tabs are whitespace around a value: an NBSP (0xA0) makes "chunked" and "close" other words (found by the fuzz target).
+    ['HTTP/1.1 200 OK\r\nTransfer-Encoding: \xa0chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'],
+    ['HTTP/1.1 200 OK\r\nConnection: \xa0close\r\nContent-Length: 1\r\n\r\nx'],
   ];
 
   it('reads every framing as llhttp does, whole and cut at every byte', () => {
