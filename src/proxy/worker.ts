@@ -88,7 +88,8 @@ export async function runWorker(env: { host: string; host6?: string; port: numbe
 
   // The first config starts the proxy; later ones update it in place.
   process.on('message', (m: ToWorker) => {
-    if (m.type === 'drain') return drain(m.graceMs, m.deadlineMs);
+    // The primary cuts at the deadline and counts what it cut; our own deadline, a second later, only backs it up should it be gone.
+    if (m.type === 'drain') return drain(m.graceMs, m.deadlineMs + 1000);
     if (draining) return;
     resolver.setCallers(m.push);
     drainMs = m.push.drainMs ?? drainMs;
