@@ -9,6 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { inCgroup } from '../../src/host/cgroup.js';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
 import { claimBenchInstance } from '../lab-instances.js';
 
@@ -43,11 +44,29 @@ export interface BenchLab {
 /** Claims this run's lab for scenario TAG, after taking down what crashed runs of TAG left behind. */
 export function benchLab(tag: string): BenchLab {
   const instance = claimBenchInstance(tag, instanceDown);
-  return {
-    instance,
-    cli: instanceCli(instance),
-    exec: (workload) => [EBMESH_CLI, '--instance', instance, 'exec', workload, '--'],
-    down: () => instanceDown(instance),
+  const cli = instanceCli(instance);
+  return { instance, cli, exec: workloadEntry(cli), down: () => instanceDown(instance) };
+}
+
+/**
+ * What `ebmesh exec WORKLOAD --` does (join the workload's cgroup, then its
+ * network namespace), as a plain argv prefix: the workload's cgroup and
+ * namespace are asked for once, not by a Node.js CLI started for every run,
+ * whose start-up took about half a second and whose compiler threads still
+ * ran beside the load generator's first requests.
+ */
+function workloadEntry(cli: (...args: string[]) => string): (workload: string) => string[] {
+  const known = new Map<string, string[]>();
+  return (workload) => {
+    const hit = known.get(workload);
+    if (hit) return hit;
+    const [ns, name] = workload.includes('/') ? workload.split('/', 2) as [string, string] : ['bench', workload];
+    const { status } = JSON.parse(cli('get', 'workload', name, '-n', ns, '-o', 'json')) as { status?: { cgroup?: string; netns?: string } };
+    if (!status?.cgroup || !status.netns) throw new Error(`workload ${ns}/${name} is not running: no cgroup or network namespace in its status`);
+    const [sh, args] = inCgroup(status.cgroup, ['ip', 'netns', 'exec', status.netns]);
+    const prefix = [sh, ...args];
+    known.set(workload, prefix);
+    return prefix;
   };
 }
 
@@ -132,7 +151,14 @@ export async function applyShortcut(cli: (...args: string[]) => string, dir: str
   const f = join(dir, `shortcut-${on}.yaml`);
   writeFileSync(f, meshConfigYaml({ ...plan, shortcut: on }));
   cli('apply', '-f', f);
-  await new Promise((r) => setTimeout(r, 1000));
+  // Applied once the agent reconciled the store's revision with the new setting (it reaches the kernel in that reconcile).
+  const until = Date.now() + 30_000;
+  for (;;) {
+    const st = JSON.parse(cli('status', '-o', 'json')) as { revision: number; lastReconcile?: { revision: number }; mesh?: { sameNodeShortcut?: boolean } };
+    if (st.mesh?.sameNodeShortcut === on && (st.lastReconcile?.revision ?? -1) >= st.revision) return;
+    if (Date.now() > until) throw new Error(`the same-node shortcut was not ${on ? 'on' : 'off'} 30 s after the apply: ${JSON.stringify(st.mesh)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** What an nginx workload serves: the locations of its one server (8080); "ok" at every path unless given. */
