@@ -49,13 +49,14 @@ export const proxy: Scenario = {
       writeFileSync(join(dir, 'mesh.yaml'), resources);
       cli('up', '-f', join(dir, 'mesh.yaml'));
       const status = meshStatus(cli);
-      // Read again before each run: a handover (below) replaces the process.
-      const proxyPid = (): number => {
+      // Read again after each handover (below), which replaces the process; not before every run (a CLI start each).
+      const readProxyPid = (): number => {
         const pid = meshStatus(cli).proxy?.pid;
         if (!pid) throw new Error('the node proxy is not running although the Service has an HTTPRoute');
         return pid;
       };
-      proxyPid();
+      let proxyPidNow = readProxyPid();
+      const proxyPid = () => proxyPidNow;
       const server = workloadIp(cli, 'server');
       const vip = serviceVip(cli, 'target');
       const inMesh = lab.exec('client');
@@ -70,6 +71,7 @@ export const proxy: Scenario = {
       const shortcut = async (on: boolean) => {
         await applyShortcut(cli, dir, PLAN, on);
         cli('proxy', 'restart');
+        proxyPidNow = readProxyPid();
         await warmProxy();
       };
       const serverPid = status.workloads.find((w) => w.name === 'server')?.pid;
@@ -108,18 +110,21 @@ export const proxy: Scenario = {
           url: direct, extra: () => ({ proxy: sidecars!.pids }), before: () => sidecars!.rulesOn(), after: () => sidecars!.rulesOff(),
         },
       ];
+      // A configuration is set up once a repeat and measured at both loads (its setup — for "without the
+      // shortcut" two applies and two handovers — is the slow part); which configuration goes first, and
+      // which load, changes every repeat.
       for (let rep = 0; rep < ctx.repeats; rep++) {
-        for (const [loadName, r] of loads) {
-          const base = `no mesh, ${loadName}`;
-          for (const step of rotation(steps, rep)) {
-            ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: ${step.name}`);
-            await step.before?.();
-            try {
+        for (const step of rotation(steps, rep)) {
+          await step.before?.();
+          try {
+            for (const [loadName, r] of rotation(loads, rep)) {
+              ctx.progress(`${loadName}, repeat ${rep + 1}/${ctx.repeats}: ${step.name}`);
               const name = `${step.name}, ${loadName}`;
+              const base = `no mesh, ${loadName}`;
               add(name, step.description, await measure(step.url, r, step.extra()), name === base ? undefined : base);
-            } finally {
-              await step.after?.();
             }
+          } finally {
+            await step.after?.();
           }
         }
       }
@@ -135,7 +140,7 @@ export const proxy: Scenario = {
           `# mesh: ebmesh --instance ${lab.instance} up -f mesh.yaml (nginx server with 1 worker, a client workload, Service target with an HTTPRoute; same-node shortcut on, the default: the proxy's connections go socket to socket)`,
           '# "without the shortcut": ebmesh apply of the MeshConfig with sameNodeShortcut: false, then ebmesh proxy restart (new upstream connections); on again after the run',
           `# warm-up: each new proxy generation (after up, and after each restart) gets ${WARM_S} s of unmeasured saturation load through the VIP before it is measured (JIT); each run also has the load generator's own warm-up`,
-          '# order: each repeat runs every configuration once per load, starting one configuration further along than the repeat before (so the one after the handovers of "without the shortcut" changes too)',
+          '# order: each repeat sets up every configuration once and measures it at both loads; it starts one configuration further along than the repeat before (so the one after the handovers of "without the shortcut" changes too), and the first of the two loads alternates',
           `# load: loadgen in the client workload (ebmesh exec), ${connections} keep-alive connections, ${durationS} s per run; open loop at ${rate} req/s, and closed loop (saturation)`,
           SIDECAR_MODEL_SETUP,
           `# footprints: "proxy" = the node proxy process tree (primary + workers) or both HAProxy sidecars; "server" = nginx. (The daemon is not sampled: its process tree includes the proxy.)`,

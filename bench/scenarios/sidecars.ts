@@ -69,12 +69,14 @@ export const sidecars: Scenario = {
       cli('up', '-f', join(dir, 'bench.yaml'));
       const st = await waitAllReady(cli, 2);
       if (!st.proxy?.pid) throw new Error('the node proxy is not running although Service routed has an HTTPRoute');
-      // Read again when needed: a handover (the shortcut row's) replaces the process.
-      const proxyPid = (): number => {
+      // Read again after each handover (the shortcut row's), which replaces the process; not before every run (a CLI start each).
+      const readProxyPid = (): number => {
         const pid = meshStatus(cli).proxy?.pid;
         if (!pid) throw new Error('the node proxy is not running although Service routed has an HTTPRoute');
         return pid;
       };
+      let proxyPidNow = st.proxy.pid;
+      const proxyPid = () => proxyPidNow;
       const workloadPids = st.workloads.map((w) => w.pid).filter((x): x is number => !!x);
       const server = workloadIp(cli, 'server');
       const plain = serviceVip(cli, 'plain');
@@ -105,6 +107,7 @@ export const sidecars: Scenario = {
       // New upstream connections, made on the path the shortcut setting gives them now.
       const handover = async () => {
         cli('proxy', 'restart');
+        proxyPidNow = readProxyPid();
         await warmProxy();
       };
       const mesh = async (http: boolean) => {
