@@ -216,7 +216,7 @@ export class ProxySupervisor {
 
   /** A generation started beside a crashed one's orphaned workers: steered to once it listens (with mTLS, its endpoint too); they drain. */
   private async takeOver(g: Generation, slot: ProxySlot): Promise<boolean> {
-    if (!(await this.waitGenReady(g, SPAWN_WAIT_MS)) || this.stopped || this.cur !== g) {
+    if (!(await this.untilServing(g)) || this.stopped || this.cur !== g) {
       if (this.cur === g) {
         this.cur = undefined;
         writeMessage(g.sock, { type: 'shutdown' } satisfies ToProxy);
@@ -225,11 +225,22 @@ export class ProxySupervisor {
       }
       return false;
     }
-    if (this.push?.tunnel) await this.waitTunnel(g);
-    this.opts.steer(slotPort(this.opts.launch.port, slot));
-    this.slot = slot;
+    this.steerTo(slot);
     this.opts.onLog?.(`node proxy: pid ${g.hello.pid} on port ${this.port} took over; the orphaned workers drain`);
     return true;
+  }
+
+  /** A new generation serves once it listens and, with mTLS, its tunnel endpoint does too (peers are sent there from then on). */
+  private async untilServing(g: Generation): Promise<boolean> {
+    if (!(await this.waitGenReady(g, SPAWN_WAIT_MS))) return false;
+    if (this.push?.tunnel) await this.waitTunnel(g);
+    return true;
+  }
+
+  /** The switch: every connect() from here on goes to the generation in this slot. */
+  private steerTo(slot: ProxySlot): void {
+    this.opts.steer(slotPort(this.opts.launch.port, slot));
+    this.slot = slot;
   }
 
   /** Whatever answers in the slot that is not current was replaced (or started by an interrupted handover): it drains. */
@@ -426,19 +437,16 @@ export class ProxySupervisor {
     this.next = g;
     try {
       if (this.push) writeMessage(g.sock, { type: 'config', push: this.push } satisfies ToProxy);
-      if (!(await this.waitGenReady(g, SPAWN_WAIT_MS))) {
+      if (!(await this.untilServing(g))) {
         writeMessage(g.sock, { type: 'shutdown' } satisfies ToProxy);
         g.sock.destroy();
         throw new EbmeshError('EBMESH_PROXY_HANDOVER', `the new node proxy (pid ${g.hello.pid}) did not listen within ${SPAWN_WAIT_MS} ms; the old one keeps serving`, { hint: `see ${this.opts.files(to).log}` });
       }
-      if (this.push?.tunnel) await this.waitTunnel(g);
     } finally {
       this.next = undefined;
     }
     const readyMs = Date.now() - t0;
-    // The switch: every connect() from here on goes to the new generation.
-    this.opts.steer(slotPort(base, to));
-    this.slot = to;
+    this.steerTo(to);
     this.cur = g;
     this.handovers++;
     this.onReady(g);
