@@ -206,6 +206,8 @@ export class NodeAgent {
         const s = await this.l7.stats();
         return s ? renderProxyMetrics(s) : '';
       };
+      // Ready as `ebmesh status` exits 0: the agent answers and its last reconcile did not fail.
+      observer.readiness = () => !this.last?.error;
       privateDir(this.paths.runDir);
       const listen = metricsListen(this.paths);
       if (listen) observer.serveMetrics(listen).catch((e) => process.stderr.write(`metrics: ${describeError(e)}\n`));

@@ -112,14 +112,25 @@ export class Observer {
   /** More Prometheus text after the agent's own (the node proxy's counters). */
   extraMetrics: (() => Promise<string>) | undefined;
 
+  /** Whether the agent is ready (its last reconcile, if any, succeeded): what /readyz answers. */
+  readiness: (() => boolean) | undefined;
+
   /**
    * Serves /metrics on host:port (port 0: any free port) to a scraper that
    * sends the token; 401 to anyone else. A port in use falls back to a free one.
+   * /readyz needs no token: it says only "ok" (200) or "not ready" (503), for
+   * the kubelet's probe, which would otherwise start a CLI in the agent's
+   * container every few seconds (a runc exec and a Node.js start, which
+   * stalled the node's workloads for tens of milliseconds on a small node).
    */
   async serveMetrics(listen: MetricsListen): Promise<number> {
     const { host, port } = listen;
     const server = createServer((req, res) => {
-      if (!bearerMatches(req.headers.authorization, listen.token)) {
+      if (req.method === 'GET' && req.url === '/readyz') {
+        const ready = this.readiness?.() ?? true;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' });
+        res.end(ready ? 'ok\n' : 'not ready\n');
+      } else if (!bearerMatches(req.headers.authorization, listen.token)) {
         res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer realm="ebmesh metrics"' });
         res.end(`the node's metrics need its token: Authorization: Bearer <the contents of ${listen.tokenFile}>\n`);
       } else if (req.method === 'GET' && (req.url === '/metrics' || req.url?.startsWith('/metrics?'))) {

@@ -84,6 +84,11 @@ test('the node proxy runs, and offers the workloads no admin port on their gatew
   const text = await (await fetch(`http://${addr}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
   const requests = /^ebmesh_proxy_requests_total (\d+)/m.exec(text);
   assert.ok(requests && Number(requests[1]) >= 1, 'the node proxy\'s counters come with the agent\'s');
+  // The readiness probe's path needs no token and tells nothing but ready or not; /metrics without the token stays closed.
+  const ready = await fetch(`http://${addr}/readyz`);
+  assert.equal(ready.status, 200);
+  assert.equal(await ready.text(), 'ok\n');
+  assert.equal((await fetch(`http://${addr}/metrics`)).status, 401);
 });
 
 test('a Workload written into the store by hand, around apply, runs nothing: it is left out and reported', async () => {
