@@ -30,33 +30,17 @@ import { run } from './run.js';
 import { nodePodSubnet } from '../controlplane/apply.js';
 import type { MeshConfigResource } from '../resources/index.js';
 import { EbmeshError } from '../errors.js';
+import { readCluster, writeCluster, type ClusterState } from './cluster-state.js';
 import { pidAlive, stopPid as stopProcess } from '../host/pids.js';
 import { openPrivateLog, privateDir, writePrivateFile } from '../host/private-files.js';
 
-export { pidAlive };
+export { pidAlive, readCluster, writeCluster, type ClusterState };
 
-export interface ClusterState {
-  nodes: string[];
-  etcd: { pid: number; clientPort: number; peerPort: number; dataDir: string };
-  cpPid?: number;
-  agents: Record<string, number>;
-  svidTtl: number;
-  mesh?: { serviceCIDR: string; podCIDR: string };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export const fabricNetns = (instance: string) => `ebn-${instance}-fabric`;
 export const nodeAddress = (index: number) => `172.31.0.${index + 1}`;
-const clusterFile = (p: InstancePaths) => join(p.stateDir, 'cluster.json');
 export const agentsSocket = (p: InstancePaths) => join(p.runDir, 'agents.sock');
-
-export function readCluster(p: InstancePaths): ClusterState | undefined {
-  try { return JSON.parse(readFileSync(clusterFile(p), 'utf8')) as ClusterState; } catch { return undefined; }
-}
-
-export function writeCluster(p: InstancePaths, s: ClusterState): void {
-  writePrivateFile(clusterFile(p), JSON.stringify(s, null, 2));
-}
 
 function cli(args: string[], logFile: string, netns?: string): number {
   const log = openPrivateLog(logFile);

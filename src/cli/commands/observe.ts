@@ -8,7 +8,7 @@ import { FILTER_KEYS, flowLine, type Flow } from '../../observe/flow.js';
 import type { GoldenRow } from '../../observe/golden.js';
 import type { Command, CommandContext } from '../command.js';
 import { nodePaths, type InstancePaths } from '../../paths.js';
-import { readCluster } from '../../lab/cluster.js';
+import { readCluster } from '../../lab/cluster-state.js';
 
 /** Whose flows: the node daemon's, or on a multi-node lab the agent of --node. */
 function target(ctx: CommandContext, node: string | undefined): InstancePaths {
