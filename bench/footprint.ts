@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { procStat } from '../src/host/pids.js';
 
 export interface Footprint {
   /** CPU time over wall time while sampling, in percent of one core. */
@@ -34,17 +35,10 @@ const CLK_TCK = 100; // USER_HZ is 100 on every Linux architecture Node runs on
 interface ProcCpu { ppid: number; ticks: number }
 
 function readStat(pid: number): ProcCpu | null {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return null;
-  }
-  // comm may contain spaces and parentheses; fields resume after the last ')'.
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  // rest[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
-  const ppid = Number(rest[1]);
-  const ticks = Number(rest[11]) + Number(rest[12]);
+  const field = procStat(pid);
+  if (!field) return null;
+  const ppid = Number(field(4));
+  const ticks = Number(field(14)) + Number(field(15)); // utime + stime
   return Number.isFinite(ticks) ? { ppid, ticks } : null;
 }
 

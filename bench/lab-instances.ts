@@ -15,7 +15,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { EbmeshError } from '../src/errors.js';
 import { instancePaths, validInstance } from '../src/paths.js';
 import { cgroup2Root } from '../src/kernel/fs.js';
-import { pidAlive } from '../src/lab/cluster.js';
+import { pidAlive, procStat } from '../src/host/pids.js';
 
 export const BENCH_INSTANCE_PREFIX = 'ebbench-';
 
@@ -82,9 +82,7 @@ const USER_HZ = 100;
 function processStartMs(pid: number): number | undefined {
   try {
     const btime = /^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'));
-    // Field 22; the command name (field 2) may hold spaces, so count from the last ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const start = Number(procStat(pid)?.(22));
     if (!btime || !Number.isFinite(start)) return undefined;
     return Number(btime[1]) * 1000 + (start / USER_HZ) * 1000;
   } catch {

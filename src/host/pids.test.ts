@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
-import { pidAlive, stopPid } from './pids.js';
+import { pidAlive, procStat, stopPid } from './pids.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const statFields = (pid: number) => { const s = readFileSync(`/proc/${pid}/stat`, 'utf8'); return s.slice(s.lastIndexOf(')') + 2).split(' '); };
-const state = (pid: number) => statFields(pid)[0];
+const state = (pid: number) => procStat(pid)?.(3);
 /** The wait status a zombie left (field 52 of /proc/PID/stat): the signal that ended it in its low 7 bits. */
-const endedBySignal = (pid: number) => Number(statFields(pid)[52 - 3]) & 0x7f;
+const endedBySignal = (pid: number) => Number(procStat(pid)?.(52)) & 0x7f;
 
 /**
  * A process whose parent never reaps it: sh starts a sleep, then becomes a

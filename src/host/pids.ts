@@ -23,16 +23,26 @@ export function pidAlive(pid: number | undefined): boolean {
   return !exitedAwaitingReap(pid);
 }
 
-function exitedAwaitingReap(pid: number): boolean {
-  let stat: string;
+/**
+ * /proc/PID/stat, field by its number in proc(5) (3 state, 4 ppid, 14 utime,
+ * 22 starttime, …); undefined once the process is gone. The command name
+ * (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+ */
+export function procStat(pid: number): ((field: number) => string | undefined) | undefined {
+  let text: string;
   try {
-    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return true; // gone between the two looks
+    return undefined;
   }
-  // "pid (comm) S ...": comm may hold spaces and parentheses, the state follows the last ')'.
-  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return state === 'Z' || state === 'X';
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (field) => rest[field - 3];
+}
+
+function exitedAwaitingReap(pid: number): boolean {
+  const state = procStat(pid)?.(3);
+  // Gone between the two looks counts as exited too.
+  return state === undefined || state === 'Z' || state === 'X';
 }
 
 /** Resolves once the process is gone (or 5 s after SIGKILL, should the kernel be slow to reap it). */
