@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { PACKAGE_ROOT } from '../../src/paths.js';
 import { cgroup2Root, openPinnedMap } from '../../src/kernel/index.js';
 import { Lb4Backend, Lb4Frontend, Lb4FrontendKey, Lb4Slot, Lb4SlotKey, U32Key } from '../../src/abi/structs.js';
-import { inCgroup } from '../../src/host/cgroup.js';
+import { inWorkload } from '../../src/host/cgroup.js';
 import { findPodCgroup, type QosClass } from '../../src/k8s/pod-cgroup.js';
 import { KubeClient, type KubeObject } from '../../src/k8s/client.js';
 import { kubeconfigAccess } from '../../src/k8s/access.js';
@@ -115,7 +115,7 @@ function inPodPrefix(pod: string): string[] {
   const sub = execFileSync('ls', [cg], { encoding: 'utf8' }).split('\n').filter((d) => /^[0-9a-f]{64}$/.test(d));
   const pid = sub.flatMap((d) => pids(join(cg, d))).find((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sleep'));
   if (!pid) throw new Error(`no process of pod ${pod} found in ${cg}`);
-  const [file, args] = inCgroup(join(cg, 'bench'), ['nsenter', `--net=/proc/${pid}/ns/net`, '--']);
+  const [file, args] = inWorkload(join(cg, 'bench'), `/proc/${pid}/ns/net`, []);
   execFileSync('mkdir', ['-p', join(cg, 'bench')]);
   return [file, ...args];
 }

@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { inCgroup } from '../../src/host/cgroup.js';
+import { inWorkload } from '../../src/host/cgroup.js';
 import { PACKAGE_ROOT, instancePaths } from '../../src/paths.js';
 import { claimBenchInstance } from '../lab-instances.js';
 
@@ -63,7 +63,7 @@ function workloadEntry(cli: (...args: string[]) => string): (workload: string) =
     const [ns, name] = workload.includes('/') ? workload.split('/', 2) as [string, string] : ['bench', workload];
     const { status } = JSON.parse(cli('get', 'workload', name, '-n', ns, '-o', 'json')) as { status?: { cgroup?: string; netns?: string } };
     if (!status?.cgroup || !status.netns) throw new Error(`workload ${ns}/${name} is not running: no cgroup or network namespace in its status`);
-    const [sh, args] = inCgroup(status.cgroup, ['ip', 'netns', 'exec', status.netns]);
+    const [sh, args] = inWorkload(status.cgroup, status.netns, []);
     const prefix = [sh, ...args];
     known.set(workload, prefix);
     return prefix;

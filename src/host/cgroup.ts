@@ -16,6 +16,20 @@ export function inCgroup(path: string, argv: readonly string[], v1Roots: readonl
 }
 
 /**
+ * The argv that runs `argv` as part of a workload: in its cgroup first, then
+ * in its network namespace (a name under /var/run/netns, or a path such as
+ * an adopted pod's /proc/PID/ns/net; none: the host's), so the command is in
+ * the mesh from its first syscall. `ebmesh exec` and the benchmarks both run
+ * their commands this way.
+ */
+export function inWorkload(cgroup: string, netns: string | undefined, argv: readonly string[]): [string, string[]] {
+  const enter = netns
+    ? (netns.startsWith('/') ? ['nsenter', `--net=${netns}`, '--'] : ['ip', 'netns', 'exec', netns])
+    : [];
+  return inCgroup(cgroup, [...enter, ...argv]);
+}
+
+/**
  * The roots of the cgroup v1 hierarchies mounted here (a hybrid host). A
  * process moved to them leaves the v1 cgroups it was started in: a node
  * proxy started from the agent's container leaves the container's, so the

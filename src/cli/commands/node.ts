@@ -17,7 +17,7 @@ const teardownInstance = async (...a: Parameters<typeof import('../../agent/node
 import type { Command, CommandContext } from '../command.js';
 import { downCluster, nodesOption, renderClusterStatus, upCluster } from './cluster.js';
 import { pidAlive } from '../../host/pids.js';
-import { inCgroup } from '../../host/cgroup.js';
+import { inWorkload } from '../../host/cgroup.js';
 import { openPrivateLog, privateDir } from '../../host/private-files.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -205,11 +205,7 @@ export const exec: Command = {
       throw new EbmeshError('EBMESH_NOT_RUNNING', `workload ${ref} is not running (${st?.phase ?? 'Pending'})`);
     }
     if (!existsSync(cgroup)) throw new EbmeshError('EBMESH_NOT_RUNNING', `workload ${ref}: its cgroup ${cgroup} is gone`);
-    // Join the cgroup first, then the namespace, so the command is in the mesh from its first syscall.
-    const enter = netns
-      ? (netns.startsWith('/') ? ['nsenter', `--net=${netns}`, '--'] : ['ip', 'netns', 'exec', netns])
-      : [];
-    const r = spawnSync(...inCgroup(cgroup, [...enter, ...argv]), { stdio: 'inherit' });
+    const r = spawnSync(...inWorkload(cgroup, netns, argv), { stdio: 'inherit' });
     if (r.error) throw r.error;
     return r.status ?? (r.signal ? 128 + 1 : 1);
   },
