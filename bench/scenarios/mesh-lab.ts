@@ -74,6 +74,10 @@ function workloadEntry(cli: (...args: string[]) => string): (workload: string) =
 export interface MeshStatus {
   /** The node daemon (agent + control plane in a one-node lab); the workloads and the node proxy are its children. */
   pid: number;
+  /** The store's revision, and the last one the agent reconciled. */
+  revision: number;
+  lastReconcile?: { revision: number };
+  mesh?: { sameNodeShortcut?: boolean };
   proxy?: { pid?: number; stats?: { workers: number } };
   workloads: Array<{ name: string; namespace?: string; ip?: string; ready?: boolean; phase?: string; pid?: number }>;
   datapath: { counters: Record<string, number> };
@@ -81,6 +85,13 @@ export interface MeshStatus {
 
 export function meshStatus(cli: (...args: string[]) => string): MeshStatus {
   return JSON.parse(cli('status', '-o', 'json')) as MeshStatus;
+}
+
+/** The node proxy the agent steers to now (a handover replaces it: read again after one). */
+export function nodeProxyPid(cli: (...args: string[]) => string): number {
+  const pid = meshStatus(cli).proxy?.pid;
+  if (!pid) throw new Error('the node proxy is not running although a Service has an HTTPRoute');
+  return pid;
 }
 
 /** Polls status until every workload of the instance is ready (bounded); returns that status. */
@@ -154,7 +165,7 @@ export async function applyShortcut(cli: (...args: string[]) => string, dir: str
   // Applied once the agent reconciled the store's revision with the new setting (it reaches the kernel in that reconcile).
   const until = Date.now() + 30_000;
   for (;;) {
-    const st = JSON.parse(cli('status', '-o', 'json')) as { revision: number; lastReconcile?: { revision: number }; mesh?: { sameNodeShortcut?: boolean } };
+    const st = meshStatus(cli);
     if (st.mesh?.sameNodeShortcut === on && (st.lastReconcile?.revision ?? -1) >= st.revision) return;
     if (Date.now() > until) throw new Error(`the same-node shortcut was not ${on ? 'on' : 'off'} 30 s after the apply: ${JSON.stringify(st.mesh)}`);
     await new Promise((r) => setTimeout(r, 100));

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { instancePaths, netnsName } from '../../src/paths.js';
 import { runLoadgen, type LoadgenOptions } from '../loadgen.js';
 import { sampleFootprint, type FootprintSampler } from '../footprint.js';
-import { applyShortcut, benchLab, benchMesh, benchService, meshStatus, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
+import { applyShortcut, benchLab, benchMesh, benchService, meshStatus, nodeProxyPid, routeThroughProxy, serviceVip, workloadIp } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 import { ConfigRuns, rotation, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 import { pairedComparison } from '../analysis.js';
@@ -50,12 +50,7 @@ export const proxy: Scenario = {
       cli('up', '-f', join(dir, 'mesh.yaml'));
       const status = meshStatus(cli);
       // Read again after each handover (below), which replaces the process; not before every run (a CLI start each).
-      const readProxyPid = (): number => {
-        const pid = meshStatus(cli).proxy?.pid;
-        if (!pid) throw new Error('the node proxy is not running although the Service has an HTTPRoute');
-        return pid;
-      };
-      let proxyPidNow = readProxyPid();
+      let proxyPidNow = nodeProxyPid(cli);
       const proxyPid = () => proxyPidNow;
       const server = workloadIp(cli, 'server');
       const vip = serviceVip(cli, 'target');
@@ -71,7 +66,7 @@ export const proxy: Scenario = {
       const shortcut = async (on: boolean) => {
         await applyShortcut(cli, dir, PLAN, on);
         cli('proxy', 'restart');
-        proxyPidNow = readProxyPid();
+        proxyPidNow = nodeProxyPid(cli);
         await warmProxy();
       };
       const serverPid = status.workloads.find((w) => w.name === 'server')?.pid;

@@ -34,7 +34,7 @@ import { sampleFootprint, waitQuiet, type Footprint } from '../footprint.js';
 import { runLoadgen } from '../loadgen.js';
 import { ConfigRuns, rotation, runFromLoad, type Scenario, type ScenarioContext } from '../scenario.js';
 import {
-  HTTP_VISIBILITY_PROGRAMS, attachMesh, benchLab, benchMesh, benchService, applyShortcut, detachMesh, meshStatus, routeThroughProxy, serverPolicy, serviceVip, waitAllReady, workloadIp,
+  HTTP_VISIBILITY_PROGRAMS, attachMesh, benchLab, benchMesh, benchService, applyShortcut, detachMesh, nodeProxyPid, routeThroughProxy, serverPolicy, serviceVip, waitAllReady, workloadIp,
 } from './mesh-lab.js';
 import { SIDECAR_MODEL_SETUP, startSidecarModel, type SidecarModel } from './sidecar-model.js';
 import { pairedComparison } from '../analysis.js';
@@ -70,11 +70,6 @@ export const sidecars: Scenario = {
       const st = await waitAllReady(cli, 2);
       if (!st.proxy?.pid) throw new Error('the node proxy is not running although Service routed has an HTTPRoute');
       // Read again after each handover (the shortcut row's), which replaces the process; not before every run (a CLI start each).
-      const readProxyPid = (): number => {
-        const pid = meshStatus(cli).proxy?.pid;
-        if (!pid) throw new Error('the node proxy is not running although Service routed has an HTTPRoute');
-        return pid;
-      };
       let proxyPidNow = st.proxy.pid;
       const proxyPid = () => proxyPidNow;
       const workloadPids = st.workloads.map((w) => w.pid).filter((x): x is number => !!x);
@@ -107,7 +102,7 @@ export const sidecars: Scenario = {
       // New upstream connections, made on the path the shortcut setting gives them now.
       const handover = async () => {
         cli('proxy', 'restart');
-        proxyPidNow = readProxyPid();
+        proxyPidNow = nodeProxyPid(cli);
         await warmProxy();
       };
       const mesh = async (http: boolean) => {
